@@ -1,0 +1,39 @@
+//! The event-sourcing kernel of the mPOS Platform.
+//!
+//! * [`EventStore`]: one service's log in PostgreSQL (`postgres://`) or SQLite (`sqlite://`),
+//!   with optimistic concurrency per aggregate and a gap-safe global position.
+//! * [`EventRepository`]: the cqrs-es persistence port on that store (aggregates, snapshots,
+//!   upcasters come from cqrs-es).
+//! * [`chain`]: the SHA-256 hash chain and Ed25519-signed checkpoints; [`verify()`] names the
+//!   first altered, deleted, inserted or reordered event.
+//! * [`ProjectionRunner`]: read models with stored checkpoints, rebuilt by replay.
+//! * [`OutboxRelay`]: publishes every committed event to a bus at least once.
+
+pub mod chain;
+mod codec;
+mod error;
+mod event;
+mod outbox;
+mod projection;
+mod repository;
+mod schema;
+mod signer;
+mod store;
+mod verify;
+
+pub use chain::{Checkpoint, Tamper};
+pub use codec::{EventCodec, ProtoEvent};
+pub use error::StoreError;
+pub use event::{
+    CommandMetadata, NewEvent, PLATFORM_TENANT, StoredEvent, metadata_keys, now_micros,
+};
+pub use outbox::{OutboxRelay, RelayError};
+pub use projection::{Projection, ProjectionRunner, digest_documents};
+pub use repository::{EventRepository, to_serialized, upcast};
+pub use signer::ChainSigner;
+pub use store::{BackendKind, Document, EventStore, Snapshot};
+pub use verify::{VerifyReport, verify};
+
+/// The cqrs-es framework over an [`EventRepository`].
+pub type Cqrs<A> =
+    cqrs_es::CqrsFramework<A, cqrs_es::persist::PersistedEventStore<EventRepository, A>>;

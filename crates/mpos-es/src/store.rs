@@ -1,0 +1,782 @@
+//! The event store: one service's log in PostgreSQL or SQLite, chosen by URL.
+//!
+//! Gap safety: every append first updates the single `es_log_head` row, which holds the last
+//! position and hash of the log. The row lock (PostgreSQL) or the database write lock (SQLite)
+//! is held until commit, so positions are handed out in commit order and the committed
+//! positions always form a prefix `1..=N`: a reader asking for "after N" can never skip an
+//! event that commits later with a smaller position.
+
+use std::sync::{Arc, Mutex, Once};
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+use tokio::sync::Notify;
+use url::Url;
+
+use crate::chain::{Checkpoint, event_hash};
+use crate::error::StoreError;
+use crate::event::{NewEvent, StoredEvent, now_micros};
+use crate::schema;
+
+const EVENT_COLUMNS: &str = "global_position, event_id, tenant_id, aggregate_type, aggregate_id, sequence, \
+     event_type, event_version, payload, metadata, occurred_at_us, previous_hash, hash";
+/// Rows per INSERT statement (13 parameters each stays far below SQLite's variable limit).
+const INSERT_CHUNK: usize = 500;
+
+/// Which database holds the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    /// PostgreSQL: production.
+    Postgres,
+    /// SQLite: the embedded default.
+    Sqlite,
+}
+
+/// A snapshot of an aggregate's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Aggregate type.
+    pub aggregate_type: String,
+    /// Aggregate id.
+    pub aggregate_id: String,
+    /// Sequence of the last event folded into the snapshot.
+    pub last_sequence: u64,
+    /// Increases with every snapshot taken of the aggregate.
+    pub snapshot_version: u64,
+    /// The aggregate's state as JSON.
+    pub payload: String,
+}
+
+/// A read-model document (one row of a projection).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Document {
+    /// Id within the projection.
+    pub id: String,
+    /// The tenant the document belongs to: every query filters on it.
+    pub tenant_id: String,
+    /// Global position of the last event applied to it.
+    pub position: u64,
+    /// The document as JSON.
+    pub payload: String,
+}
+
+/// One service's event log.
+#[derive(Clone, Debug)]
+pub struct EventStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    kind: BackendKind,
+    /// Serves appends; a single connection on SQLite (one writer at a time).
+    writer: AnyPool,
+    /// Serves reads; on PostgreSQL the same pool as `writer`.
+    reader: AnyPool,
+    service: String,
+    appended: Notify,
+    /// The head this process saw last: lets an append skip the locking read when no other
+    /// writer intervened (checked in the same statement that moves the head).
+    head_cache: Mutex<Option<(u64, [u8; 32])>>,
+}
+
+fn install_drivers() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(sqlx::any::install_default_drivers);
+}
+
+fn to_i64(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value)
+        .map_err(|_| StoreError::Encoding(format!("{value} does not fit a signed 64-bit column")))
+}
+
+fn to_u64(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value)
+        .map_err(|_| StoreError::Corrupt(format!("negative position or sequence {value}")))
+}
+
+fn to_hash(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
+    <[u8; 32]>::try_from(bytes)
+        .map_err(|bytes| StoreError::Corrupt(format!("hash of {} bytes", bytes.len())))
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(database_error) => {
+            database_error.is_unique_violation()
+                || database_error
+                    .code()
+                    .is_some_and(|code| code == "23505" || code == "2067" || code == "1555")
+        }
+        _ => false,
+    }
+}
+
+impl EventStore {
+    /// Opens (and creates if needed) the log of `service` at `url`.
+    ///
+    /// Accepted URLs: `postgres://user@host:port/db[?schema=name]` (the schema is created
+    /// if missing and used as the search path) and `sqlite://path/to/file.db` (the file and
+    /// its directory are created if missing).
+    pub async fn connect(url: &str, service: &str) -> Result<Self, StoreError> {
+        install_drivers();
+        let parsed = Url::parse(url).map_err(|error| {
+            StoreError::InvalidUrl(format!("{error}: expected postgres://… or sqlite://…"))
+        })?;
+        match parsed.scheme() {
+            "postgres" | "postgresql" => Self::connect_postgres(parsed, service).await,
+            "sqlite" => Self::connect_sqlite(url, service).await,
+            other => Err(StoreError::InvalidUrl(format!(
+                "unsupported scheme {other:?}: expected postgres:// or sqlite://"
+            ))),
+        }
+    }
+
+    async fn connect_postgres(mut url: Url, service: &str) -> Result<Self, StoreError> {
+        let schema = url
+            .query_pairs()
+            .find(|(key, _)| key == "schema")
+            .map(|(_, value)| value.into_owned());
+        let other_pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(key, _)| key != "schema")
+            .map(|(key, value)| (key.into_owned(), value.into_owned()))
+            .collect();
+        url.set_query(None);
+        if !other_pairs.is_empty() {
+            url.query_pairs_mut().extend_pairs(other_pairs);
+        }
+        if let Some(schema) = &schema {
+            if schema.is_empty()
+                || !schema
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(StoreError::InvalidUrl(format!(
+                    "schema {schema:?}: expected letters, digits and underscores"
+                )));
+            }
+            let bootstrap = AnyPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect(url.as_str())
+                .await?;
+            bootstrap
+                .execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
+                .await?;
+            bootstrap.close().await;
+            url.query_pairs_mut()
+                .append_pair("options", &format!("-c search_path={schema}"));
+        }
+        let options: AnyConnectOptions = url.as_str().parse()?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        let store = Self::from_pools(BackendKind::Postgres, pool.clone(), pool, service);
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn connect_sqlite(url: &str, service: &str) -> Result<Self, StoreError> {
+        let path = url
+            .trim_start_matches("sqlite://")
+            .split('?')
+            .next()
+            .unwrap_or_default();
+        if path.is_empty() || path.starts_with(':') {
+            return Err(StoreError::InvalidUrl(
+                "sqlite needs a file path (sqlite://path/to/file.db): readers and the writer share it".into(),
+            ));
+        }
+        if let Some(parent) = std::path::Path::new(path).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|error| {
+                StoreError::Unavailable(format!("creating {}: {error}", parent.display()))
+            })?;
+        }
+        let url = if url.contains("mode=") {
+            url.to_owned()
+        } else if url.contains('?') {
+            format!("{url}&mode=rwc")
+        } else {
+            format!("{url}?mode=rwc")
+        };
+        let options: AnyConnectOptions = url.parse()?;
+        let pool = |connections: u32| {
+            AnyPoolOptions::new()
+                .max_connections(connections)
+                .acquire_timeout(Duration::from_secs(30))
+                .after_connect(|connection, _| {
+                    Box::pin(async move {
+                        connection
+                            .execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                            )
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .connect_with(options.clone())
+        };
+        let writer = pool(1).await?;
+        let reader = pool(4).await?;
+        let store = Self::from_pools(BackendKind::Sqlite, writer, reader, service);
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    fn from_pools(kind: BackendKind, writer: AnyPool, reader: AnyPool, service: &str) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                kind,
+                writer,
+                reader,
+                service: service.to_owned(),
+                appended: Notify::new(),
+                head_cache: Mutex::new(None),
+            }),
+        }
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.inner.writer.begin().await?;
+        let statements = match self.inner.kind {
+            BackendKind::Postgres => {
+                // Serialise concurrent first starts of several replicas.
+                tx.execute("SELECT pg_advisory_xact_lock(7302915004)")
+                    .await?;
+                schema::POSTGRES
+            }
+            BackendKind::Sqlite => schema::SQLITE,
+        };
+        for statement in statements {
+            tx.execute(*statement).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The backend holding the log.
+    pub fn kind(&self) -> BackendKind {
+        self.inner.kind
+    }
+
+    /// The service whose log this is.
+    pub fn service(&self) -> &str {
+        &self.inner.service
+    }
+
+    /// Resolves after the next append by this process (relays wait on it instead of polling).
+    pub fn appended(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner.appended.notified()
+    }
+
+    /// A round trip to the database, for readiness checks.
+    pub async fn check(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.inner.reader).await?;
+        Ok(())
+    }
+
+    /// Appends events atomically (all or none) and, optionally, replaces an aggregate snapshot
+    /// in the same transaction. Returns them with their positions and hashes.
+    ///
+    /// A sequence already taken for an aggregate is a [`StoreError::Conflict`].
+    pub async fn append(
+        &self,
+        events: Vec<NewEvent>,
+        snapshot: Option<Snapshot>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        if events.is_empty() && snapshot.is_none() {
+            return Ok(Vec::new());
+        }
+        let count = u64::try_from(events.len()).unwrap_or(u64::MAX);
+        let mut tx = self.inner.writer.begin().await?;
+
+        let cached = *self
+            .inner
+            .head_cache
+            .lock()
+            .map_err(|_| StoreError::Corrupt("head cache poisoned".into()))?;
+        let mut chained: Option<(Vec<StoredEvent>, [u8; 32])> = None;
+        if let Some((cached_position, cached_hash)) = cached {
+            let (stored, new_head) = chain_events(events.clone(), cached_position, cached_hash);
+            let moved = sqlx::query(
+                "UPDATE es_log_head SET position = position + $1, head_hash = $2 \
+                 WHERE id = 1 AND position = $3 AND head_hash = $4 RETURNING position",
+            )
+            .bind(to_i64(count)?)
+            .bind(new_head.to_vec())
+            .bind(to_i64(cached_position)?)
+            .bind(cached_hash.to_vec())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if moved.is_some() {
+                chained = Some((stored, new_head));
+            }
+        }
+        let (stored, new_head) = match chained {
+            Some(chained) => chained,
+            None => {
+                // Another writer moved the head (or this is our first append): lock and read it.
+                let row = sqlx::query(
+                    "UPDATE es_log_head SET position = position WHERE id = 1 RETURNING position, head_hash",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                let head_position = to_u64(row.try_get::<i64, _>(0)?)?;
+                let head_hash = to_hash(row.try_get::<Vec<u8>, _>(1)?)?;
+                let (stored, new_head) = chain_events(events, head_position, head_hash);
+                sqlx::query("UPDATE es_log_head SET position = $1, head_hash = $2 WHERE id = 1")
+                    .bind(to_i64(head_position + count)?)
+                    .bind(new_head.to_vec())
+                    .execute(&mut *tx)
+                    .await?;
+                (stored, new_head)
+            }
+        };
+
+        for chunk in stored.chunks(INSERT_CHUNK) {
+            let sql = insert_sql(chunk.len());
+            let mut query = sqlx::query(&sql);
+            for event in chunk {
+                query = query
+                    .bind(to_i64(event.global_position)?)
+                    .bind(event.event.event_id.clone())
+                    .bind(event.event.tenant_id.clone())
+                    .bind(event.event.aggregate_type.clone())
+                    .bind(event.event.aggregate_id.clone())
+                    .bind(to_i64(event.event.sequence)?)
+                    .bind(event.event.event_type.clone())
+                    .bind(event.event.event_version.clone())
+                    .bind(event.event.payload.clone())
+                    .bind(event.event.metadata.clone())
+                    .bind(event.event.occurred_at_us)
+                    .bind(event.previous_hash.to_vec())
+                    .bind(event.hash.to_vec());
+            }
+            if let Err(error) = query.execute(&mut *tx).await {
+                if is_unique_violation(&error) {
+                    let first = &chunk[0].event;
+                    return Err(StoreError::Conflict {
+                        aggregate_type: first.aggregate_type.clone(),
+                        aggregate_id: first.aggregate_id.clone(),
+                        sequence: first.sequence,
+                    });
+                }
+                return Err(error.into());
+            }
+        }
+
+        if let Some(snapshot) = snapshot {
+            sqlx::query(
+                "INSERT INTO es_snapshots (aggregate_type, aggregate_id, last_sequence, snapshot_version, payload) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET \
+                 last_sequence = excluded.last_sequence, snapshot_version = excluded.snapshot_version, \
+                 payload = excluded.payload",
+            )
+            .bind(snapshot.aggregate_type)
+            .bind(snapshot.aggregate_id)
+            .bind(to_i64(snapshot.last_sequence)?)
+            .bind(to_i64(snapshot.snapshot_version)?)
+            .bind(snapshot.payload)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+
+        let last_position = stored.last().map(|event| event.global_position);
+        if let (Some(position), Ok(mut cache)) = (last_position, self.inner.head_cache.lock()) {
+            *cache = Some((position, new_head));
+        }
+        if last_position.is_some() {
+            self.inner.appended.notify_waiters();
+        }
+        Ok(stored)
+    }
+
+    /// Events after `position`, in position order, at most `limit`.
+    pub async fn read_after(
+        &self,
+        position: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM es_events WHERE global_position > $1 ORDER BY global_position LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(to_i64(position)?)
+            .bind(i64::from(limit))
+            .fetch_all(&self.inner.reader)
+            .await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    /// Events of one aggregate with a sequence greater than `after_sequence`, in order.
+    pub async fn read_aggregate(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        after_sequence: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM es_events WHERE aggregate_type = $1 AND aggregate_id = $2 \
+             AND sequence > $3 ORDER BY sequence"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(to_i64(after_sequence)?)
+            .fetch_all(&self.inner.reader)
+            .await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    /// Every event of an aggregate type, in position order.
+    pub async fn read_aggregate_type(
+        &self,
+        aggregate_type: &str,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM es_events WHERE aggregate_type = $1 ORDER BY global_position"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(aggregate_type)
+            .fetch_all(&self.inner.reader)
+            .await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    /// The last position and hash of the log, as the head row records them.
+    pub async fn head(&self) -> Result<(u64, [u8; 32]), StoreError> {
+        let row = sqlx::query("SELECT position, head_hash FROM es_log_head WHERE id = 1")
+            .fetch_one(&self.inner.reader)
+            .await?;
+        Ok((
+            to_u64(row.try_get::<i64, _>(0)?)?,
+            to_hash(row.try_get::<Vec<u8>, _>(1)?)?,
+        ))
+    }
+
+    /// The position of the event whose stored hash is `hash`, if any.
+    pub async fn position_of_hash(&self, hash: &[u8; 32]) -> Result<Option<u64>, StoreError> {
+        let row = sqlx::query("SELECT global_position FROM es_events WHERE hash = $1 LIMIT 1")
+            .bind(hash.to_vec())
+            .fetch_optional(&self.inner.reader)
+            .await?;
+        row.map(|row| to_u64(row.try_get::<i64, _>(0)?)).transpose()
+    }
+
+    /// The latest snapshot of an aggregate.
+    pub async fn snapshot(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let row = sqlx::query(
+            "SELECT last_sequence, snapshot_version, payload FROM es_snapshots \
+             WHERE aggregate_type = $1 AND aggregate_id = $2",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_optional(&self.inner.reader)
+        .await?;
+        row.map(|row| {
+            Ok(Snapshot {
+                aggregate_type: aggregate_type.to_owned(),
+                aggregate_id: aggregate_id.to_owned(),
+                last_sequence: to_u64(row.try_get::<i64, _>(0)?)?,
+                snapshot_version: to_u64(row.try_get::<i64, _>(1)?)?,
+                payload: row.try_get::<String, _>(2)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The stored position of a consumer (outbox relay, projection); 0 if it never ran.
+    pub async fn consumer_position(&self, name: &str) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT position FROM es_consumer_positions WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.inner.reader)
+            .await?;
+        row.map_or(Ok(0), |row| to_u64(row.try_get::<i64, _>(0)?))
+    }
+
+    /// Records that a consumer has handled everything up to `position`.
+    pub async fn set_consumer_position(&self, name: &str, position: u64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO es_consumer_positions (name, position, updated_at_us) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at_us = excluded.updated_at_us",
+        )
+        .bind(name)
+        .bind(to_i64(position)?)
+        .bind(now_micros())
+        .execute(&self.inner.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Stores a signed checkpoint.
+    pub async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO es_chain_checkpoints (position, head_hash, signed_at_us, key_id, signature) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (position) DO NOTHING",
+        )
+        .bind(to_i64(checkpoint.position)?)
+        .bind(checkpoint.head_hash.to_vec())
+        .bind(checkpoint.signed_at_us)
+        .bind(checkpoint.key_id.clone())
+        .bind(checkpoint.signature.to_vec())
+        .execute(&self.inner.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Every stored checkpoint, in position order.
+    pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT position, head_hash, signed_at_us, key_id, signature FROM es_chain_checkpoints ORDER BY position",
+        )
+        .fetch_all(&self.inner.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let signature = row.try_get::<Vec<u8>, _>(4)?;
+                Ok(Checkpoint {
+                    service: self.inner.service.clone(),
+                    position: to_u64(row.try_get::<i64, _>(0)?)?,
+                    head_hash: to_hash(row.try_get::<Vec<u8>, _>(1)?)?,
+                    signed_at_us: row.try_get::<i64, _>(2)?,
+                    key_id: row.try_get::<String, _>(3)?,
+                    signature: <[u8; 64]>::try_from(signature).map_err(|_| {
+                        StoreError::Corrupt("checkpoint signature is not 64 bytes".into())
+                    })?,
+                })
+            })
+            .collect()
+    }
+
+    /// The documents of a projection with the given ids.
+    pub async fn documents(
+        &self,
+        projection: &str,
+        ids: &[String],
+    ) -> Result<Vec<Document>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(INSERT_CHUNK) {
+            let placeholders: Vec<String> = (0..chunk.len())
+                .map(|index| format!("${}", index + 2))
+                .collect();
+            let sql = format!(
+                "SELECT document_id, tenant_id, position, payload FROM es_documents \
+                 WHERE projection = $1 AND document_id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(projection);
+            for id in chunk {
+                query = query.bind(id.clone());
+            }
+            for row in query.fetch_all(&self.inner.reader).await? {
+                found.push(decode_document(&row)?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// One document, visible only to its own tenant.
+    pub async fn document(
+        &self,
+        projection: &str,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Option<Document>, StoreError> {
+        let row = sqlx::query(
+            "SELECT document_id, tenant_id, position, payload FROM es_documents \
+             WHERE projection = $1 AND tenant_id = $2 AND document_id = $3",
+        )
+        .bind(projection)
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(&self.inner.reader)
+        .await?;
+        row.as_ref().map(decode_document).transpose()
+    }
+
+    /// The documents of a projection, of one tenant or (`None`, platform operators only) all,
+    /// ordered by id.
+    pub async fn list_documents(
+        &self,
+        projection: &str,
+        tenant_id: Option<&str>,
+    ) -> Result<Vec<Document>, StoreError> {
+        let rows = match tenant_id {
+            Some(tenant_id) => {
+                sqlx::query(
+                    "SELECT document_id, tenant_id, position, payload FROM es_documents \
+                     WHERE projection = $1 AND tenant_id = $2 ORDER BY document_id",
+                )
+                .bind(projection)
+                .bind(tenant_id)
+                .fetch_all(&self.inner.reader)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT document_id, tenant_id, position, payload FROM es_documents \
+                     WHERE projection = $1 ORDER BY document_id",
+                )
+                .bind(projection)
+                .fetch_all(&self.inner.reader)
+                .await?
+            }
+        };
+        rows.iter().map(decode_document).collect()
+    }
+
+    /// Writes changed documents and the projection's checkpoint in one transaction, so a read
+    /// model is always exactly as of its checkpoint.
+    pub async fn commit_documents(
+        &self,
+        projection: &str,
+        documents: &[Document],
+        consumer: &str,
+        position: u64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.inner.writer.begin().await?;
+        for chunk in documents.chunks(INSERT_CHUNK) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|index| {
+                    let base = index * 4 + 2;
+                    format!(
+                        "($1, ${}, ${}, ${}, ${})",
+                        base,
+                        base + 1,
+                        base + 2,
+                        base + 3
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO es_documents (projection, document_id, tenant_id, position, payload) VALUES {} \
+                 ON CONFLICT (projection, document_id) DO UPDATE SET tenant_id = excluded.tenant_id, \
+                 position = excluded.position, payload = excluded.payload",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(projection);
+            for document in chunk {
+                query = query
+                    .bind(document.id.clone())
+                    .bind(document.tenant_id.clone())
+                    .bind(to_i64(document.position)?)
+                    .bind(document.payload.clone());
+            }
+            query.execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "INSERT INTO es_consumer_positions (name, position, updated_at_us) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at_us = excluded.updated_at_us",
+        )
+        .bind(consumer)
+        .bind(to_i64(position)?)
+        .bind(now_micros())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Drops a read model and its checkpoint (before a rebuild).
+    pub async fn drop_documents(&self, projection: &str, consumer: &str) -> Result<(), StoreError> {
+        let mut tx = self.inner.writer.begin().await?;
+        sqlx::query("DELETE FROM es_documents WHERE projection = $1")
+            .bind(projection)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM es_consumer_positions WHERE name = $1")
+            .bind(consumer)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Closes the pools.
+    pub async fn close(&self) {
+        self.inner.writer.close().await;
+        self.inner.reader.close().await;
+    }
+}
+
+/// Assigns positions and hashes to events following a head.
+fn chain_events(
+    events: Vec<NewEvent>,
+    head_position: u64,
+    head_hash: [u8; 32],
+) -> (Vec<StoredEvent>, [u8; 32]) {
+    let mut previous_hash = head_hash;
+    let mut stored = Vec::with_capacity(events.len());
+    for (offset, event) in (1_u64..).zip(events) {
+        let hash = event_hash(&event, &previous_hash);
+        stored.push(StoredEvent {
+            global_position: head_position + offset,
+            event,
+            previous_hash,
+            hash,
+        });
+        previous_hash = hash;
+    }
+    (stored, previous_hash)
+}
+
+fn insert_sql(rows: usize) -> String {
+    let mut sql = format!("INSERT INTO es_events ({EVENT_COLUMNS}) VALUES ");
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..13 {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(row * 13 + column + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+fn decode_event(row: &AnyRow) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
+        global_position: to_u64(row.try_get::<i64, _>(0)?)?,
+        event: NewEvent {
+            event_id: row.try_get(1)?,
+            tenant_id: row.try_get(2)?,
+            aggregate_type: row.try_get(3)?,
+            aggregate_id: row.try_get(4)?,
+            sequence: to_u64(row.try_get::<i64, _>(5)?)?,
+            event_type: row.try_get(6)?,
+            event_version: row.try_get(7)?,
+            payload: row.try_get(8)?,
+            metadata: row.try_get(9)?,
+            occurred_at_us: row.try_get(10)?,
+        },
+        previous_hash: to_hash(row.try_get::<Vec<u8>, _>(11)?)?,
+        hash: to_hash(row.try_get::<Vec<u8>, _>(12)?)?,
+    })
+}
+
+fn decode_document(row: &AnyRow) -> Result<Document, StoreError> {
+    Ok(Document {
+        id: row.try_get(0)?,
+        tenant_id: row.try_get(1)?,
+        position: to_u64(row.try_get::<i64, _>(2)?)?,
+        payload: row.try_get(3)?,
+    })
+}
