@@ -206,12 +206,23 @@ pub(crate) struct BreakContext<'a> {
     pub(crate) next: Option<&'a StoredEvent>,
     /// Position of the event whose stored hash equals the current event's previous hash.
     pub(crate) predecessor_position: Option<u64>,
+    /// Whether some aggregate's stream has a hole in its sequence numbers.
+    pub(crate) sequence_gap: bool,
 }
 
-/// Names a broken link (the current event's previous hash is not the previous event's hash).
+/// Names a broken link (the current event's previous hash is not the previous event's hash,
+/// or its position does not follow the previous one).
 pub(crate) fn classify_break(context: &BreakContext<'_>) -> Tamper {
     let current = context.current;
     let previous_hash = context.previous.map_or(GENESIS_HASH, |event| event.hash);
+    // The event the current one links to stands later in the log: moved.
+    if let Some(predecessor) = context.predecessor_position
+        && predecessor > current.global_position
+    {
+        return Tamper::Reordered {
+            position: current.global_position,
+        };
+    }
     // The current event is foreign if its successor links to the event before it.
     if let Some(next) = context.next
         && next.previous_hash == previous_hash
@@ -228,13 +239,6 @@ pub(crate) fn classify_break(context: &BreakContext<'_>) -> Tamper {
             position: previous.global_position,
         };
     }
-    if let Some(predecessor) = context.predecessor_position
-        && predecessor > current.global_position
-    {
-        return Tamper::Reordered {
-            position: current.global_position,
-        };
-    }
     let expected_position = context
         .previous
         .map_or(1, |event| event.global_position + 1);
@@ -248,19 +252,13 @@ pub(crate) fn classify_break(context: &BreakContext<'_>) -> Tamper {
             position: current.global_position,
         };
     }
-    // The predecessor's hash is unknown and positions are contiguous: either the event before
-    // was rewritten (its own hash recomputed) or events were removed and the rest renumbered.
+    // The predecessor's hash is unknown and positions are contiguous: either events were
+    // removed and the rest renumbered (an aggregate stream then has a hole), or the event
+    // before was rewritten with its own hash recomputed.
     match context.previous {
-        Some(previous)
-            if previous.previous_hash
-                == context
-                    .before_previous
-                    .map_or(GENESIS_HASH, |event| event.hash) =>
-        {
-            Tamper::Altered {
-                position: previous.global_position,
-            }
-        }
+        Some(previous) if !context.sequence_gap => Tamper::Altered {
+            position: previous.global_position,
+        },
         _ => Tamper::Deleted {
             position: current.global_position,
         },

@@ -472,6 +472,17 @@ impl EventStore {
         row.map(|row| to_u64(row.try_get::<i64, _>(0)?)).transpose()
     }
 
+    /// Whether some aggregate's stream has a hole (its events are not numbered 1..=count).
+    pub async fn has_sequence_gap(&self) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM (SELECT aggregate_type, aggregate_id FROM es_events \
+             GROUP BY aggregate_type, aggregate_id HAVING COUNT(*) <> MAX(sequence) OR MIN(sequence) <> 1) gaps",
+        )
+        .fetch_one(&self.inner.reader)
+        .await?;
+        Ok(row.try_get::<i64, _>(0)? > 0)
+    }
+
     /// The latest snapshot of an aggregate.
     pub async fn snapshot(
         &self,

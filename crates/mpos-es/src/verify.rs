@@ -82,12 +82,14 @@ pub async fn verify(
                         .next(),
                 };
                 let predecessor_position = store.position_of_hash(&current.previous_hash).await?;
+                let sequence_gap = store.has_sequence_gap().await?;
                 let context = BreakContext {
                     before_previous: before_previous.as_ref(),
                     previous: previous.as_ref(),
                     current,
                     next: next.as_ref(),
                     predecessor_position,
+                    sequence_gap,
                 };
                 report.tamper = Some(classify_break(&context));
                 return Ok(report);
