@@ -31,6 +31,54 @@ impl EventRepository {
     }
 }
 
+impl EventRepository {
+    /// The aggregate's state after `events`, from its last snapshot and the stored events
+    /// since; `None` (no snapshot this time) if an event cannot be read without upcasting.
+    async fn fold_snapshot<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        events: &[SerializedEvent],
+        snapshot_version: usize,
+    ) -> Option<Snapshot> {
+        let result: Result<Snapshot, StoreError> = async {
+            let (mut state, after) = match self.store.snapshot(A::TYPE, aggregate_id).await? {
+                Some(snapshot) => (
+                    serde_json::from_str::<A>(&snapshot.payload)?,
+                    snapshot.last_sequence,
+                ),
+                None => (A::default(), 0),
+            };
+            for stored in self
+                .store
+                .read_aggregate(A::TYPE, aggregate_id, after)
+                .await?
+            {
+                state.apply(serde_json::from_str::<A::Event>(&stored.event.payload)?);
+            }
+            let mut last_sequence = after;
+            for event in events {
+                state.apply(serde_json::from_value::<A::Event>(event.payload.clone())?);
+                last_sequence = u64::try_from(event.sequence).unwrap_or(u64::MAX);
+            }
+            Ok(Snapshot {
+                aggregate_type: A::TYPE.to_owned(),
+                aggregate_id: aggregate_id.to_owned(),
+                last_sequence,
+                snapshot_version: u64::try_from(snapshot_version).unwrap_or(u64::MAX),
+                payload: serde_json::to_string(&state)?,
+            })
+        }
+        .await;
+        match result {
+            Ok(snapshot) => Some(snapshot),
+            Err(error) => {
+                tracing::warn!(aggregate_type = A::TYPE, aggregate_id, %error, "snapshot skipped");
+                None
+            }
+        }
+    }
+}
+
 /// The event as cqrs-es sees it.
 pub fn to_serialized(stored: &StoredEvent) -> Result<SerializedEvent, StoreError> {
     Ok(SerializedEvent {
@@ -144,16 +192,13 @@ impl PersistedEventRepository for EventRepository {
             .iter()
             .map(to_new_event)
             .collect::<Result<Vec<_>, _>>()?;
+        // cqrs-es 0.5.0 hands over a state with the new events applied twice (EventSink::write
+        // applies them, then the snapshot update applies them again), so the snapshot is
+        // refolded here from the previous snapshot and the events (see docs/adr/0004).
         let snapshot = match snapshot_update {
-            Some((aggregate_id, aggregate, snapshot_version)) => {
-                let last_sequence = events.iter().map(|event| event.sequence).max().unwrap_or(0);
-                Some(Snapshot {
-                    aggregate_type: A::TYPE.to_owned(),
-                    aggregate_id,
-                    last_sequence: u64::try_from(last_sequence).unwrap_or(u64::MAX),
-                    snapshot_version: u64::try_from(snapshot_version).unwrap_or(u64::MAX),
-                    payload: serde_json::to_string(&aggregate)?,
-                })
+            Some((aggregate_id, _, snapshot_version)) => {
+                self.fold_snapshot::<A>(&aggregate_id, events, snapshot_version)
+                    .await
             }
             None => None,
         };
