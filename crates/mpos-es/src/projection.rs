@@ -33,12 +33,15 @@ pub trait Projection: Send + Sync + 'static {
 pub struct ProjectionRunner<P> {
     store: EventStore,
     projection: P,
+    /// One catch-up at a time in this process; other processes are fenced by the
+    /// compare-and-set on the checkpoint.
+    running: tokio::sync::Mutex<()>,
 }
 
 impl<P: Projection> ProjectionRunner<P> {
     /// A runner of `projection` over `store`.
     pub fn new(store: EventStore, projection: P) -> Self {
-        Self { store, projection }
+        Self { store, projection, running: tokio::sync::Mutex::new(()) }
     }
 
     /// The key of the projection's checkpoint.
@@ -53,6 +56,17 @@ impl<P: Projection> ProjectionRunner<P> {
 
     /// Applies every event after the checkpoint; returns how many events were read.
     pub async fn catch_up(&self) -> Result<u64, StoreError> {
+        let _running = self.running.lock().await;
+        let mut attempts = 0;
+        loop {
+            match self.catch_up_once().await {
+                Err(StoreError::Conflict { .. }) if attempts < 5 => attempts += 1,
+                result => return result,
+            }
+        }
+    }
+
+    async fn catch_up_once(&self) -> Result<u64, StoreError> {
         let consumer = self.consumer_name();
         let name = self.projection.name();
         let mut position = self.store.consumer_position(&consumer).await?;
@@ -99,7 +113,7 @@ impl<P: Projection> ProjectionRunner<P> {
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
             self.store
-                .commit_documents(name, &documents, &consumer, last_position)
+                .commit_documents(name, &documents, &consumer, position, last_position)
                 .await?;
             position = last_position;
         }

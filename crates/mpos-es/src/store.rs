@@ -649,27 +649,48 @@ impl EventStore {
         rows.iter().map(decode_document).collect()
     }
 
-    /// Writes changed documents and the projection's checkpoint in one transaction, so a read
-    /// model is always exactly as of its checkpoint.
+    /// Writes changed documents and moves the projection's checkpoint from `from_position` to
+    /// `to_position`, in one transaction, so a read model is always exactly as of its
+    /// checkpoint. If another runner moved the checkpoint first, nothing is written and the
+    /// result is [`StoreError::Conflict`]: the caller reloads and retries.
     pub async fn commit_documents(
         &self,
         projection: &str,
         documents: &[Document],
         consumer: &str,
-        position: u64,
+        from_position: u64,
+        to_position: u64,
     ) -> Result<(), StoreError> {
         let mut tx = self.inner.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO es_consumer_positions (name, position, updated_at_us) VALUES ($1, 0, $2) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(consumer)
+        .bind(now_micros())
+        .execute(&mut *tx)
+        .await?;
+        let moved = sqlx::query(
+            "UPDATE es_consumer_positions SET position = $1, updated_at_us = $2 WHERE name = $3 AND position = $4",
+        )
+        .bind(to_i64(to_position)?)
+        .bind(now_micros())
+        .bind(consumer)
+        .bind(to_i64(from_position)?)
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() != 1 {
+            return Err(StoreError::Conflict {
+                aggregate_type: "checkpoint".into(),
+                aggregate_id: consumer.to_owned(),
+                sequence: from_position,
+            });
+        }
         for chunk in documents.chunks(INSERT_CHUNK) {
             let rows: Vec<String> = (0..chunk.len())
                 .map(|index| {
                     let base = index * 4 + 2;
-                    format!(
-                        "($1, ${}, ${}, ${}, ${})",
-                        base,
-                        base + 1,
-                        base + 2,
-                        base + 3
-                    )
+                    format!("($1, ${}, ${}, ${}, ${})", base, base + 1, base + 2, base + 3)
                 })
                 .collect();
             let sql = format!(
@@ -688,15 +709,6 @@ impl EventStore {
             }
             query.execute(&mut *tx).await?;
         }
-        sqlx::query(
-            "INSERT INTO es_consumer_positions (name, position, updated_at_us) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at_us = excluded.updated_at_us",
-        )
-        .bind(consumer)
-        .bind(to_i64(position)?)
-        .bind(now_micros())
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
         Ok(())
     }

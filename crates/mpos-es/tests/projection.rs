@@ -134,3 +134,28 @@ async fn documents_are_visible_only_to_their_tenant() {
         );
     }
 }
+
+/// Two runners (like two replicas) catching up concurrently never apply an event twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_runners_apply_each_event_once() {
+    for (backend, test) in each_backend("svc").await {
+        for sequence in 1..=200_u64 {
+            test.store
+                .append(vec![new_event("shared", sequence, serde_json::json!({"n": 1}))], None)
+                .await
+                .expect("append");
+        }
+        let first = std::sync::Arc::new(ProjectionRunner::new(test.store.clone(), TotalsByAggregate));
+        let second = std::sync::Arc::new(ProjectionRunner::new(test.reopen().await, TotalsByAggregate));
+        let tasks: Vec<_> = [first.clone(), second, first.clone()]
+            .into_iter()
+            .map(|runner| tokio::spawn(async move { runner.catch_up().await.expect("catch up") }))
+            .collect();
+        for task in tasks {
+            task.await.expect("task");
+        }
+        let document = test.store.document("totals", "acme", "shared").await.expect("get").expect("exists");
+        let totals: Totals = serde_json::from_str(&document.payload).expect("doc");
+        assert_eq!((totals.events, totals.sum), (200, 200), "{backend}");
+    }
+}
