@@ -1,0 +1,282 @@
+//! The runtime every service of the platform shares.
+//!
+//! A service binary reads [`CommonConfig`] from `MPOS_*` variables, starts its admin listener
+//! at once (so `/readyz` answers `503` while dependencies are missing), then
+//! [`Infrastructure::connect`]s to its event store and bus — retrying until they answer — and
+//! runs its [`Pipelines`]: the outbox relays to the bus and to Kafka and the chain signer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use mpos_bus::Bus;
+use mpos_config::{ConfigError, Vars};
+use mpos_es::{ChainSigner, EventCodec, EventStore, OutboxRelay};
+use mpos_telemetry::Readiness;
+use secrecy::ExposeSecret;
+use tokio::sync::OnceCell;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Variable names read by [`CommonConfig::from_vars`].
+pub mod vars {
+    /// The service's event store: `postgres://…[?schema=x]` or `sqlite://path`.
+    pub const DATABASE_URL: &str = "MPOS_DATABASE_URL";
+    /// Domain events and request-reply: `nats://host:port` or `memory://name`.
+    pub const BUS_URL: &str = "MPOS_BUS_URL";
+    /// Events for integrators and audit: `kafka://host:port`; unset: no Kafka relay.
+    pub const KAFKA_URL: &str = "MPOS_KAFKA_URL";
+    /// The service's API listener.
+    pub const HTTP_ADDR: &str = "MPOS_HTTP_ADDR";
+    /// The admin listener (`/livez`, `/readyz`, `/metrics`).
+    pub const ADMIN_ADDR: &str = "MPOS_ADMIN_ADDR";
+    /// Ed25519 seed (64 hex characters) signing the event log's checkpoints.
+    pub const CHAIN_SIGNING_KEY: &str = "MPOS_CHAIN_SIGNING_KEY";
+    /// How often the head of the log is signed.
+    pub const CHECKPOINT_INTERVAL_MS: &str = "MPOS_CHECKPOINT_INTERVAL_MS";
+    /// How often relays and projections look for events written by other processes.
+    pub const POLL_INTERVAL_MS: &str = "MPOS_POLL_INTERVAL_MS";
+}
+
+/// Configuration every service reads.
+#[derive(Debug)]
+pub struct CommonConfig {
+    /// The service's name, e.g. `terminal-management`.
+    pub service: String,
+    /// Event store URL.
+    pub database_url: String,
+    /// Bus URL.
+    pub bus_url: String,
+    /// Kafka URL, if events also go to Kafka.
+    pub kafka_url: Option<String>,
+    /// API listener.
+    pub http_addr: SocketAddr,
+    /// Admin listener.
+    pub admin_addr: SocketAddr,
+    /// Checkpoint signing key.
+    pub signing_key: SigningKey,
+    /// How often the log head is signed.
+    pub checkpoint_interval: Duration,
+    /// How often relays and projections poll for other writers' events.
+    pub poll_interval: Duration,
+}
+
+impl CommonConfig {
+    /// Reads and validates the common variables; `default_http` and `default_admin` are the
+    /// service's default listen addresses.
+    pub fn from_vars(
+        vars: &Vars,
+        service: &str,
+        default_http: &str,
+        default_admin: &str,
+    ) -> Result<Self, ConfigError> {
+        let database_url = vars.url(
+            vars::DATABASE_URL,
+            None,
+            &["postgres", "postgresql", "sqlite"],
+        )?;
+        let bus_url = vars.url(vars::BUS_URL, None, &["nats", "memory"])?;
+        let kafka_url = if vars.is_set(vars::KAFKA_URL) {
+            Some(vars.url(vars::KAFKA_URL, None, &["kafka"])?.to_string())
+        } else {
+            None
+        };
+        let signing_key = match vars.hex_bytes::<32>(vars::CHAIN_SIGNING_KEY)? {
+            Some(seed) => SigningKey::from_bytes(seed.expose_secret()),
+            None => {
+                return Err(ConfigError::missing(
+                    vars::CHAIN_SIGNING_KEY,
+                    "64 hexadecimal characters (an Ed25519 seed for signing log checkpoints)",
+                ));
+            }
+        };
+        Ok(Self {
+            service: service.to_owned(),
+            database_url: database_url.to_string(),
+            bus_url: bus_url.to_string(),
+            kafka_url,
+            http_addr: vars.socket_addr(vars::HTTP_ADDR, default_http)?,
+            admin_addr: vars.socket_addr(vars::ADMIN_ADDR, default_admin)?,
+            signing_key,
+            checkpoint_interval: vars.duration_ms(vars::CHECKPOINT_INTERVAL_MS, 60_000)?,
+            poll_interval: vars.duration_ms(vars::POLL_INTERVAL_MS, 200)?,
+        })
+    }
+}
+
+/// A fresh random Ed25519 signing key (for the embedded default, persisted by the caller).
+pub fn generate_signing_key() -> SigningKey {
+    SigningKey::generate(&mut rand::rngs::OsRng)
+}
+
+/// The connections a service needs; filled in as they come up.
+#[derive(Clone, Debug, Default)]
+pub struct Infrastructure {
+    store: Arc<OnceCell<EventStore>>,
+    bus: Arc<OnceCell<Bus>>,
+    kafka: Arc<OnceCell<Bus>>,
+}
+
+async fn retry<T, E: std::fmt::Display, F, Fut>(
+    what: &str,
+    cancel: &CancellationToken,
+    mut attempt: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match attempt().await {
+            Ok(value) => return Some(value),
+            Err(error) => {
+                tracing::warn!(dependency = what, %error, retry_in_ms = backoff.as_millis(), "dependency not reachable");
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return None,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+impl Infrastructure {
+    /// Registers the readiness checks (`event_store`, `bus`, and `kafka` when configured):
+    /// each fails until its connection is up, and whenever a round trip fails.
+    pub fn register_checks(&self, readiness: &Readiness, with_kafka: bool) {
+        let store = self.store.clone();
+        readiness.add_check("event_store", move || {
+            let store = store.clone();
+            async move {
+                match store.get() {
+                    Some(store) => store.check().await.map_err(|error| error.to_string()),
+                    None => Err("not connected yet".to_owned()),
+                }
+            }
+        });
+        for (name, cell) in [("bus", self.bus.clone()), ("kafka", self.kafka.clone())] {
+            if name == "kafka" && !with_kafka {
+                continue;
+            }
+            readiness.add_check(name, move || {
+                let cell = cell.clone();
+                async move {
+                    match cell.get() {
+                        Some(bus) => bus
+                            .publisher
+                            .check()
+                            .await
+                            .map_err(|error| error.to_string()),
+                        None => Err("not connected yet".to_owned()),
+                    }
+                }
+            });
+        }
+    }
+
+    /// Connects to the store, the bus and (if configured) Kafka, retrying each until it
+    /// answers or `cancel` fires (then `None`).
+    pub async fn connect(
+        &self,
+        config: &CommonConfig,
+        cancel: &CancellationToken,
+    ) -> Option<(EventStore, Bus, Option<Bus>)> {
+        let store = retry("event_store", cancel, || {
+            EventStore::connect(&config.database_url, &config.service)
+        })
+        .await?;
+        let _ = self.store.set(store.clone());
+        let bus = retry("bus", cancel, || mpos_bus::connect(&config.bus_url)).await?;
+        let _ = self.bus.set(bus.clone());
+        let kafka = match &config.kafka_url {
+            Some(url) => {
+                let kafka = retry("kafka", cancel, || mpos_bus::connect(url)).await?;
+                let _ = self.kafka.set(kafka.clone());
+                Some(kafka)
+            }
+            None => None,
+        };
+        Some((store, bus, kafka))
+    }
+}
+
+/// The background work of a service's event log.
+#[derive(Debug)]
+pub struct Pipelines {
+    tasks: JoinSet<()>,
+}
+
+impl Pipelines {
+    /// Starts the outbox relays (bus, and Kafka if given) and the chain signer.
+    pub fn start(
+        store: &EventStore,
+        codec: Arc<EventCodec>,
+        bus: &Bus,
+        kafka: Option<&Bus>,
+        config: &CommonConfig,
+        cancel: &CancellationToken,
+    ) -> Self {
+        let mut tasks = JoinSet::new();
+        let bus_sink = if config.bus_url.starts_with("memory") {
+            "memory"
+        } else {
+            "nats"
+        };
+        let relay = OutboxRelay::new(
+            store.clone(),
+            bus.publisher.clone(),
+            codec.clone(),
+            bus_sink,
+        );
+        tasks.spawn(relay.run(config.poll_interval, cancel.clone().cancelled_owned()));
+        if let Some(kafka) = kafka {
+            let relay = OutboxRelay::new(store.clone(), kafka.publisher.clone(), codec, "kafka");
+            tasks.spawn(relay.run(config.poll_interval, cancel.clone().cancelled_owned()));
+        }
+        let signer = ChainSigner::new(store.clone(), config.signing_key.clone());
+        tasks.spawn(signer.run(config.checkpoint_interval, cancel.clone().cancelled_owned()));
+        Self { tasks }
+    }
+
+    /// Adds another task that ends when `cancel` fires.
+    pub fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+
+    /// Waits for every task to finish (after cancellation).
+    pub async fn join(mut self) {
+        while let Some(result) = self.tasks.join_next().await {
+            if let Err(error) = result {
+                tracing::error!(%error, "background task failed");
+            }
+        }
+    }
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for sigterm");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

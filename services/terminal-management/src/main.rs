@@ -1,0 +1,90 @@
+//! The terminal-management service as its own process (distributed deployment).
+
+use mpos_config::{Vars, exit_on_error};
+use mpos_service::{CommonConfig, Infrastructure, shutdown_signal};
+use mpos_telemetry::{Readiness, TelemetryConfig};
+use terminal_management::SERVICE;
+use tokio_util::sync::CancellationToken;
+
+/// The platform operator's bearer token for the admin API (at least 32 characters).
+const OPERATOR_TOKEN: &str = "MPOS_OPERATOR_TOKEN";
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let vars = Vars::from_env();
+    let config = exit_on_error(CommonConfig::from_vars(
+        &vars,
+        SERVICE,
+        "0.0.0.0:8080",
+        "0.0.0.0:9090",
+    ));
+    let operator_token = exit_on_error(vars.secret(OPERATOR_TOKEN, 32));
+    let telemetry_config = exit_on_error(TelemetryConfig::from_vars(&vars, SERVICE));
+    let telemetry = match mpos_telemetry::init(&telemetry_config) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("telemetry: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+
+    let cancel = CancellationToken::new();
+    tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutdown requested");
+            cancel.cancel();
+        }
+    });
+
+    let readiness = Readiness::new();
+    let infrastructure = Infrastructure::default();
+    infrastructure.register_checks(&readiness, config.kafka_url.is_some());
+    let admin_listener = match tokio::net::TcpListener::bind(config.admin_addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(address = %config.admin_addr, %error, "cannot bind admin listener");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let admin = tokio::spawn(mpos_telemetry::serve_admin(
+        admin_listener,
+        readiness,
+        telemetry.metrics(),
+        cancel.clone().cancelled_owned(),
+    ));
+
+    let Some((store, bus, kafka)) = infrastructure.connect(&config, &cancel).await else {
+        return std::process::ExitCode::SUCCESS;
+    };
+    let listener = match tokio::net::TcpListener::bind(config.http_addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(address = %config.http_addr, %error, "cannot bind api listener");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let running = match terminal_management::service::start(
+        &config,
+        store.clone(),
+        &bus,
+        kafka.as_ref(),
+        &operator_token,
+        listener,
+        &cancel,
+    )
+    .await
+    {
+        Ok(running) => running,
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    running.join().await;
+    let _ = admin.await;
+    store.close().await;
+    tracing::info!("stopped");
+    std::process::ExitCode::SUCCESS
+}

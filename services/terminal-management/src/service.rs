@@ -1,0 +1,87 @@
+//! Wiring: the service on a running store and bus.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use cqrs_es::CqrsFramework;
+use cqrs_es::persist::PersistedEventStore;
+use mpos_bus::Bus;
+use mpos_es::{EventRepository, EventStore, ProjectionRunner};
+use mpos_service::{CommonConfig, Pipelines};
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{AppState, router};
+use crate::read_model::TenantsProjection;
+
+/// Snapshot every this many events of a tenant.
+const SNAPSHOT_EVERY: usize = 50;
+
+/// A running terminal-management.
+#[derive(Debug)]
+pub struct Running {
+    /// Where the API listens.
+    pub http_addr: SocketAddr,
+    pipelines: Pipelines,
+}
+
+impl Running {
+    /// Waits until the API server and background tasks stopped (after cancellation).
+    pub async fn join(self) {
+        self.pipelines.join().await;
+    }
+}
+
+/// Starts the API and the background work on connected infrastructure; everything stops when
+/// `cancel` fires.
+pub async fn start(
+    config: &CommonConfig,
+    store: EventStore,
+    bus: &Bus,
+    kafka: Option<&Bus>,
+    operator_token: &SecretString,
+    listener: TcpListener,
+    cancel: &CancellationToken,
+) -> std::io::Result<Running> {
+    let repository = EventRepository::new(store.clone());
+    let aggregate_store = PersistedEventStore::new_snapshot_store(repository, SNAPSHOT_EVERY);
+    let cqrs = Arc::new(CqrsFramework::new(aggregate_store, vec![], ()));
+    let tenants = Arc::new(ProjectionRunner::new(store.clone(), TenantsProjection));
+
+    let mut pipelines =
+        Pipelines::start(&store, Arc::new(crate::codec()), bus, kafka, config, cancel);
+    {
+        let tenants = tenants.clone();
+        let cancel = cancel.clone();
+        let poll = config.poll_interval;
+        pipelines.spawn(async move {
+            loop {
+                if let Err(error) = tenants.catch_up().await {
+                    tracing::warn!(%error, "tenants projection catch-up failed");
+                }
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(poll) => {}
+                }
+            }
+        });
+    }
+
+    let http_addr = listener.local_addr()?;
+    let app = router(AppState::new(cqrs, store, tenants, operator_token));
+    let shutdown = cancel.clone().cancelled_owned();
+    pipelines.spawn(async move {
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(%error, "api server failed");
+        }
+    });
+    tracing::info!(address = %http_addr, "terminal-management api started");
+    Ok(Running {
+        http_addr,
+        pipelines,
+    })
+}
