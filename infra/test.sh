@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs and starts what it needs
+# (PostgreSQL, NATS JetStream, the tansu Kafka-API broker), checks formatting and lints,
+# and runs every test against the real infrastructure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== infrastructure"
+infra/up.sh
+
+export MPOS_TEST_POSTGRES_URL="${MPOS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+export MPOS_TEST_NATS_URL="${MPOS_TEST_NATS_URL:-nats://127.0.0.1:4222}"
+export MPOS_TEST_KAFKA_URL="${MPOS_TEST_KAFKA_URL:-kafka://127.0.0.1:9092}"
+
+echo "== format"
+cargo fmt --all -- --check
+
+echo "== lint"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== test"
+log="${TMPDIR:-/tmp}/mpos-test.log"
+set +e
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+
+# One closing line for the whole suite, summing every test binary's result line.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$status"
