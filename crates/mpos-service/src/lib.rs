@@ -177,13 +177,14 @@ impl Infrastructure {
         }
     }
 
-    /// Connects to the store, the bus and (if configured) Kafka, retrying each until it
-    /// answers or `cancel` fires (then `None`).
+    /// Connects to the store and the bus, retrying each until it answers or `cancel` fires
+    /// (then `None`). Kafka is connected in the background by [`Pipelines::start`]: it feeds
+    /// integrators and audit, and must not hold the service back.
     pub async fn connect(
         &self,
         config: &CommonConfig,
         cancel: &CancellationToken,
-    ) -> Option<(EventStore, Bus, Option<Bus>)> {
+    ) -> Option<(EventStore, Bus)> {
         let store = retry("event_store", cancel, || {
             EventStore::connect(&config.database_url, &config.service)
         })
@@ -191,15 +192,7 @@ impl Infrastructure {
         let _ = self.store.set(store.clone());
         let bus = retry("bus", cancel, || mpos_bus::connect(&config.bus_url)).await?;
         let _ = self.bus.set(bus.clone());
-        let kafka = match &config.kafka_url {
-            Some(url) => {
-                let kafka = retry("kafka", cancel, || mpos_bus::connect(url)).await?;
-                let _ = self.kafka.set(kafka.clone());
-                Some(kafka)
-            }
-            None => None,
-        };
-        Some((store, bus, kafka))
+        Some((store, bus))
     }
 }
 
@@ -210,12 +203,13 @@ pub struct Pipelines {
 }
 
 impl Pipelines {
-    /// Starts the outbox relays (bus, and Kafka if given) and the chain signer.
+    /// Starts the outbox relays and the chain signer. The Kafka relay (when `MPOS_KAFKA_URL` is
+    /// set) starts once Kafka answers; until then readiness reports it missing.
     pub fn start(
         store: &EventStore,
         codec: Arc<EventCodec>,
         bus: &Bus,
-        kafka: Option<&Bus>,
+        infrastructure: &Infrastructure,
         config: &CommonConfig,
         cancel: &CancellationToken,
     ) -> Self {
@@ -232,9 +226,21 @@ impl Pipelines {
             bus_sink,
         );
         tasks.spawn(relay.run(config.poll_interval, cancel.clone().cancelled_owned()));
-        if let Some(kafka) = kafka {
-            let relay = OutboxRelay::new(store.clone(), kafka.publisher.clone(), codec, "kafka");
-            tasks.spawn(relay.run(config.poll_interval, cancel.clone().cancelled_owned()));
+        if let Some(url) = config.kafka_url.clone() {
+            let (store, cell, cancel, poll) = (
+                store.clone(),
+                infrastructure.kafka.clone(),
+                cancel.clone(),
+                config.poll_interval,
+            );
+            tasks.spawn(async move {
+                let Some(kafka) = retry("kafka", &cancel, || mpos_bus::connect(&url)).await else {
+                    return;
+                };
+                let _ = cell.set(kafka.clone());
+                let relay = OutboxRelay::new(store, kafka.publisher.clone(), codec, "kafka");
+                relay.run(poll, cancel.cancelled_owned()).await;
+            });
         }
         let signer = ChainSigner::new(store.clone(), config.signing_key.clone());
         tasks.spawn(signer.run(config.checkpoint_interval, cancel.clone().cancelled_owned()));

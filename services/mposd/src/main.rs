@@ -176,14 +176,14 @@ async fn main() -> ExitCode {
         telemetry.metrics(),
         cancel.clone().cancelled_owned(),
     ));
-    let Some((store, bus, kafka)) = infrastructure.connect(&config, &cancel).await else {
+    let Some((store, bus)) = infrastructure.connect(&config, &cancel).await else {
         return ExitCode::SUCCESS;
     };
     let running = match terminal_management::service::start(
         &config,
         store.clone(),
         &bus,
-        kafka.as_ref(),
+        &infrastructure,
         &embedded.operator_token,
         api_listener,
         &cancel,

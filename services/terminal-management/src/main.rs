@@ -55,7 +55,7 @@ async fn main() -> std::process::ExitCode {
         cancel.clone().cancelled_owned(),
     ));
 
-    let Some((store, bus, kafka)) = infrastructure.connect(&config, &cancel).await else {
+    let Some((store, bus)) = infrastructure.connect(&config, &cancel).await else {
         return std::process::ExitCode::SUCCESS;
     };
     let listener = match tokio::net::TcpListener::bind(config.http_addr).await {
@@ -69,7 +69,7 @@ async fn main() -> std::process::ExitCode {
         &config,
         store.clone(),
         &bus,
-        kafka.as_ref(),
+        &infrastructure,
         &operator_token,
         listener,
         &cancel,

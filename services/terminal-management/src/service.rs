@@ -7,7 +7,7 @@ use cqrs_es::CqrsFramework;
 use cqrs_es::persist::PersistedEventStore;
 use mpos_bus::Bus;
 use mpos_es::{EventRepository, EventStore, ProjectionRunner};
-use mpos_service::{CommonConfig, Pipelines};
+use mpos_service::{CommonConfig, Infrastructure, Pipelines};
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -39,7 +39,7 @@ pub async fn start(
     config: &CommonConfig,
     store: EventStore,
     bus: &Bus,
-    kafka: Option<&Bus>,
+    infrastructure: &Infrastructure,
     operator_token: &SecretString,
     listener: TcpListener,
     cancel: &CancellationToken,
@@ -49,8 +49,14 @@ pub async fn start(
     let cqrs = Arc::new(CqrsFramework::new(aggregate_store, vec![], ()));
     let tenants = Arc::new(ProjectionRunner::new(store.clone(), TenantsProjection));
 
-    let mut pipelines =
-        Pipelines::start(&store, Arc::new(crate::codec()), bus, kafka, config, cancel);
+    let mut pipelines = Pipelines::start(
+        &store,
+        Arc::new(crate::codec()),
+        bus,
+        infrastructure,
+        config,
+        cancel,
+    );
     {
         let tenants = tenants.clone();
         let cancel = cancel.clone();

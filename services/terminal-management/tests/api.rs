@@ -437,3 +437,90 @@ async fn readiness_follows_the_database_and_recovers() {
     assert_eq!(created, 201, "and the service works again");
     service.stop().await;
 }
+
+async fn wait_for_ready_status(service: &TestService, wanted: u16) -> (u16, serde_json::Value) {
+    let mut last = (0, serde_json::Value::Null);
+    for _ in 0..100 {
+        let response = service
+            .client
+            .get(format!("{}/readyz", service.admin))
+            .send()
+            .await
+            .expect("readyz");
+        let status = response.status().as_u16();
+        last = (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        );
+        if status == wanted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
+}
+
+/// Readiness follows NATS: false while the bus is unreachable, true once it is back.
+#[tokio::test]
+async fn readiness_follows_nats_and_recovers() {
+    let base =
+        std::env::var("MPOS_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let target: std::net::SocketAddr = base
+        .trim_start_matches("nats://")
+        .parse()
+        .expect("nats address");
+    let proxy = common::Proxy::start(target).await;
+    let bus = format!("nats://{}?namespace={}", proxy.addr, common::unique("tm"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = format!("sqlite://{}", dir.path().join("tm.db").display());
+    let service = common::start(&database, &bus, None, mpos_telemetry::Readiness::new()).await;
+
+    assert_eq!(wait_for_ready_status(&service, 200).await.0, 200);
+    proxy.take_down();
+    let (status, body) = wait_for_ready_status(&service, 503).await;
+    assert_eq!(
+        status, 503,
+        "readiness goes false while NATS is away: {body}"
+    );
+    // Commands still commit to the log (the outbox publishes later).
+    let (created, _) = service
+        .post(
+            "/v1/tenants",
+            serde_json::json!({"tenantId": "acme", "name": "Acme"}),
+        )
+        .await;
+    assert_eq!(created, 201);
+    proxy.bring_up();
+    assert_eq!(
+        wait_for_ready_status(&service, 200).await.0,
+        200,
+        "readiness comes back with NATS"
+    );
+    service.stop().await;
+}
+
+/// Kafka unreachable: the service still serves, readiness names Kafka.
+#[tokio::test]
+async fn an_unreachable_kafka_is_reported_and_does_not_stop_the_service() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = format!("sqlite://{}", dir.path().join("tm.db").display());
+    let bus = format!("memory://{}", common::unique("tm"));
+    let service = common::start(
+        &database,
+        &bus,
+        Some("kafka://127.0.0.1:1"),
+        mpos_telemetry::Readiness::new(),
+    )
+    .await;
+    let (created, _) = service
+        .post(
+            "/v1/tenants",
+            serde_json::json!({"tenantId": "acme", "name": "Acme"}),
+        )
+        .await;
+    assert_eq!(created, 201);
+    let (status, body) = wait_for_ready_status(&service, 503).await;
+    assert_eq!(status, 503);
+    assert!(body.to_string().contains("kafka"), "{body}");
+    service.stop().await;
+}

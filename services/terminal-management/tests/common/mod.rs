@@ -146,7 +146,7 @@ pub async fn start(
         MetricsHandle::standalone(),
         cancel.clone().cancelled_owned(),
     ));
-    let (store, bus, kafka) = infrastructure
+    let (store, bus) = infrastructure
         .connect(&config, &cancel)
         .await
         .expect("connected");
@@ -156,7 +156,7 @@ pub async fn start(
         &config,
         store.clone(),
         &bus,
-        kafka.as_ref(),
+        &infrastructure,
         &token,
         listener,
         &cancel,
