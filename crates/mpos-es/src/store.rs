@@ -396,6 +396,11 @@ impl EventStore {
         }
         if last_position.is_some() {
             self.inner.appended.notify_waiters();
+            for event in &stored {
+                metrics::counter!("mpos_events_appended_total",
+                    "service" => self.inner.service.clone(), "aggregate_type" => event.event.aggregate_type.clone())
+                .increment(1);
+            }
         }
         Ok(stored)
     }
@@ -690,7 +695,13 @@ impl EventStore {
             let rows: Vec<String> = (0..chunk.len())
                 .map(|index| {
                     let base = index * 4 + 2;
-                    format!("($1, ${}, ${}, ${}, ${})", base, base + 1, base + 2, base + 3)
+                    format!(
+                        "($1, ${}, ${}, ${}, ${})",
+                        base,
+                        base + 1,
+                        base + 2,
+                        base + 3
+                    )
                 })
                 .collect();
             let sql = format!(
