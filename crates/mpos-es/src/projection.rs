@@ -41,7 +41,11 @@ pub struct ProjectionRunner<P> {
 impl<P: Projection> ProjectionRunner<P> {
     /// A runner of `projection` over `store`.
     pub fn new(store: EventStore, projection: P) -> Self {
-        Self { store, projection, running: tokio::sync::Mutex::new(()) }
+        Self {
+            store,
+            projection,
+            running: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// The key of the projection's checkpoint.

@@ -141,12 +141,19 @@ async fn concurrent_runners_apply_each_event_once() {
     for (backend, test) in each_backend("svc").await {
         for sequence in 1..=200_u64 {
             test.store
-                .append(vec![new_event("shared", sequence, serde_json::json!({"n": 1}))], None)
+                .append(
+                    vec![new_event("shared", sequence, serde_json::json!({"n": 1}))],
+                    None,
+                )
                 .await
                 .expect("append");
         }
-        let first = std::sync::Arc::new(ProjectionRunner::new(test.store.clone(), TotalsByAggregate));
-        let second = std::sync::Arc::new(ProjectionRunner::new(test.reopen().await, TotalsByAggregate));
+        let first =
+            std::sync::Arc::new(ProjectionRunner::new(test.store.clone(), TotalsByAggregate));
+        let second = std::sync::Arc::new(ProjectionRunner::new(
+            test.reopen().await,
+            TotalsByAggregate,
+        ));
         let tasks: Vec<_> = [first.clone(), second, first.clone()]
             .into_iter()
             .map(|runner| tokio::spawn(async move { runner.catch_up().await.expect("catch up") }))
@@ -154,7 +161,12 @@ async fn concurrent_runners_apply_each_event_once() {
         for task in tasks {
             task.await.expect("task");
         }
-        let document = test.store.document("totals", "acme", "shared").await.expect("get").expect("exists");
+        let document = test
+            .store
+            .document("totals", "acme", "shared")
+            .await
+            .expect("get")
+            .expect("exists");
         let totals: Totals = serde_json::from_str(&document.payload).expect("doc");
         assert_eq!((totals.events, totals.sum), (200, 200), "{backend}");
     }
