@@ -1,0 +1,578 @@
+//! The ports through which services talk, and their adapters.
+//!
+//! * [`EventPublisher`] / [`EventSubscriber`]: domain events in [`EventEnvelope`]s, one
+//!   append-only stream per service, durable consumers, de-duplication by event id.
+//! * [`RequestReply`]: the synchronous hot path between services.
+//!
+//! [`connect`] picks the adapter from a URL:
+//!
+//! | URL | adapter |
+//! |---|---|
+//! | `memory://` or `memory://<name>` | in-process broker, shared per name within a process |
+//! | `nats://host:port[?namespace=x]` | NATS JetStream + core NATS request-reply |
+//! | `kafka://host:port[,host2:port][?namespace=x]` | Kafka (no request-reply) |
+//!
+//! See `docs/bus.md` for subjects, stream names, topics and headers.
+
+mod kafka;
+mod memory;
+mod nats;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use futures::future::BoxFuture;
+use mpos_errors::{ErrorCode, ServiceError};
+
+pub use mpos_proto::common::EventEnvelope;
+
+/// Request and reply header carrying the [`ErrorCode::as_str`] of a handler error.
+pub const ERROR_CODE_HEADER: &str = "Mpos-Error-Code";
+/// Request and reply header carrying the message of a handler error.
+pub const ERROR_MESSAGE_HEADER: &str = "Mpos-Error-Message";
+/// The subject token used for events without a tenant (platform-level events).
+pub const PLATFORM_TENANT: &str = "_platform";
+
+/// What can go wrong talking to the bus.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The bus URL is malformed or uses an unknown scheme.
+    #[error("invalid bus url: {0}")]
+    InvalidUrl(String),
+    /// The broker cannot be reached or failed; retry later.
+    #[error("bus unavailable: {0}")]
+    Unavailable(String),
+    /// The broker or the responder did not answer in time.
+    #[error("bus timeout: {0}")]
+    Timeout(String),
+    /// The responder answered with an error.
+    #[error("request rejected: {0}")]
+    Rejected(ServiceError),
+    /// A message on the bus could not be decoded.
+    #[error("undecodable bus message: {0}")]
+    Decode(String),
+    /// The adapter does not support the operation.
+    #[error("unsupported by this bus: {0}")]
+    Unsupported(String),
+}
+
+impl BusError {
+    /// The shared error code of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::InvalidUrl(_) | Self::Decode(_) | Self::Unsupported(_) => ErrorCode::BadRequest,
+            Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::Timeout(_) => ErrorCode::Timeout,
+            Self::Rejected(error) => error.code,
+        }
+    }
+}
+
+impl From<BusError> for ServiceError {
+    fn from(error: BusError) -> Self {
+        match error {
+            BusError::Rejected(error) => error,
+            other => ServiceError::new(other.code(), other.to_string()),
+        }
+    }
+}
+
+/// Publishes domain events to the service's event stream.
+#[async_trait::async_trait]
+pub trait EventPublisher: Send + Sync + fmt::Debug {
+    /// Publishes in order; returns only when the broker durably accepted every event
+    /// (JetStream PubAck / Kafka delivery report). Re-publishing an event id is harmless.
+    async fn publish(&self, events: &[EventEnvelope]) -> Result<(), BusError>;
+    /// Cheap reachability check used by /readyz.
+    async fn check(&self) -> Result<(), BusError>;
+}
+
+/// What to subscribe to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubscribeOptions {
+    /// The service whose event stream to read, e.g. `terminal-management`.
+    pub service: String,
+    /// The durable consumer name; its position survives restarts.
+    pub durable_name: String,
+    /// Only events of this tenant (`""` or [`PLATFORM_TENANT`]: platform events).
+    pub tenant_id: Option<String>,
+    /// Only events of this aggregate type.
+    pub aggregate_type: Option<String>,
+}
+
+impl SubscribeOptions {
+    /// All events of a service for a durable consumer.
+    pub fn new(service: impl Into<String>, durable_name: impl Into<String>) -> Self {
+        Self {
+            service: service.into(),
+            durable_name: durable_name.into(),
+            tenant_id: None,
+            aggregate_type: None,
+        }
+    }
+
+    /// Whether an envelope passes the tenant and aggregate type filters.
+    pub fn matches(&self, envelope: &EventEnvelope) -> bool {
+        self.tenant_id
+            .as_deref()
+            .is_none_or(|tenant| tenant_token(tenant) == tenant_token(&envelope.tenant_id))
+            && self
+                .aggregate_type
+                .as_deref()
+                .is_none_or(|kind| subject_token(kind) == subject_token(&envelope.aggregate_type))
+    }
+}
+
+/// Subscribes to a service's event stream.
+#[async_trait::async_trait]
+pub trait EventSubscriber: Send + Sync + fmt::Debug {
+    /// Durable subscription from the start of the service's stream, resuming where the durable name left off.
+    async fn subscribe(&self, options: SubscribeOptions) -> Result<EventStream, BusError>;
+}
+
+/// The deliveries of a subscription, in stream order.
+///
+/// Dropping the stream ends the subscription; deliveries not acknowledged by then are
+/// delivered again to the next subscription of the same durable name.
+pub struct EventStream {
+    inner: Pin<Box<dyn Stream<Item = Result<Delivery, BusError>> + Send>>,
+}
+
+impl fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventStream").finish_non_exhaustive()
+    }
+}
+
+impl EventStream {
+    /// A stream from an adapter's stream of deliveries.
+    pub fn new(inner: impl Stream<Item = Result<Delivery, BusError>> + Send + 'static) -> Self {
+        Self {
+            inner: Box::pin(inner),
+        }
+    }
+
+    /// The next delivery; waits until one is available. `None` when the subscription ended.
+    ///
+    /// An `Err` item is a transient failure (broker unreachable, undecodable record); the
+    /// stream keeps going, so callers log it and call `next` again.
+    pub async fn next(&mut self) -> Option<Result<Delivery, BusError>> {
+        futures::StreamExt::next(&mut self.inner).await
+    }
+}
+
+impl Stream for EventStream {
+    type Item = Result<Delivery, BusError>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+/// Acknowledges one delivery to the adapter it came from.
+pub trait Acker: Send + fmt::Debug {
+    /// Acknowledges the delivery.
+    fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), BusError>>;
+}
+
+/// One event delivered to a subscriber; acknowledge it with [`Delivery::ack`] once handled.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The event.
+    pub envelope: EventEnvelope,
+    acker: Box<dyn Acker>,
+}
+
+impl Delivery {
+    /// A delivery with the adapter's acknowledgement handle.
+    pub fn new(envelope: EventEnvelope, acker: Box<dyn Acker>) -> Self {
+        Self { envelope, acker }
+    }
+
+    /// Acknowledges the event: the durable consumer will not see it again.
+    ///
+    /// On Kafka acknowledgement is cumulative (it commits the offset after this event).
+    pub async fn ack(self) -> Result<(), BusError> {
+        self.acker.ack().await
+    }
+}
+
+/// A request or reply: headers plus an opaque (usually protobuf) body.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Message {
+    /// Header names and values (one value per name).
+    pub headers: BTreeMap<String, String>,
+    /// The body.
+    pub payload: bytes::Bytes,
+}
+
+impl Message {
+    /// A message with a body and no headers.
+    pub fn new(payload: impl Into<bytes::Bytes>) -> Self {
+        Self {
+            headers: BTreeMap::new(),
+            payload: payload.into(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name.into(), value.into());
+        self
+    }
+}
+
+/// Answers requests on a subject.
+#[async_trait::async_trait]
+pub trait RequestHandler: Send + Sync {
+    /// Handles one request; an error is returned to the requester as [`BusError::Rejected`].
+    async fn handle(&self, request: Message) -> Result<Message, ServiceError>;
+}
+
+/// Synchronous request-reply between services.
+#[async_trait::async_trait]
+pub trait RequestReply: Send + Sync + fmt::Debug {
+    /// Sends a request and waits for its reply.
+    ///
+    /// A handler error comes back as [`BusError::Rejected`] (carried in the reply headers
+    /// `Mpos-Error-Code` and `Mpos-Error-Message`); no responder is
+    /// [`BusError::Unavailable`]; no reply within `timeout` is [`BusError::Timeout`].
+    async fn request(
+        &self,
+        subject: &str,
+        request: Message,
+        timeout: Duration,
+    ) -> Result<Message, BusError>;
+
+    /// Serves requests on `subject`; servers in the same `queue_group` share the load.
+    async fn serve(
+        &self,
+        subject: &str,
+        queue_group: &str,
+        handler: Arc<dyn RequestHandler>,
+    ) -> Result<ServeHandle, BusError>;
+}
+
+/// Serving requests; stops on drop or [`ServeHandle::stop`].
+pub struct ServeHandle {
+    stop: Option<Box<dyn FnOnce() + Send + Sync>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl fmt::Debug for ServeHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServeHandle")
+            .field("serving", &self.stop.is_some())
+            .finish()
+    }
+}
+
+impl ServeHandle {
+    /// A handle that runs `stop` once and then waits for `task` (if any) to end.
+    pub fn new(
+        stop: impl FnOnce() + Send + Sync + 'static,
+        task: Option<tokio::task::JoinHandle<()>>,
+    ) -> Self {
+        Self {
+            stop: Some(Box::new(stop)),
+            task,
+        }
+    }
+
+    /// Stops serving and waits until the server loop has ended.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop();
+        }
+        if let Some(task) = self.task.take() {
+            // A cancelled task is the normal way to end; nothing to report.
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for ServeHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop();
+        }
+    }
+}
+
+/// The bus ports of one connection.
+#[derive(Clone, Debug)]
+pub struct Bus {
+    /// Publishes events.
+    pub publisher: Arc<dyn EventPublisher>,
+    /// Subscribes to events.
+    pub subscriber: Arc<dyn EventSubscriber>,
+    /// Request-reply; `None` when the adapter has none (Kafka).
+    pub requests: Option<Arc<dyn RequestReply>>,
+}
+
+const ACCEPTED_URLS: &str = "accepted: memory://[name], nats://host:port[?namespace=x], \
+     kafka://host:port[,host:port][?namespace=x]";
+
+/// Connects to the bus named by `url` (see the crate documentation for the URL forms).
+pub async fn connect(url: &str) -> Result<Bus, BusError> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| BusError::InvalidUrl(format!("{url:?} has no scheme; {ACCEPTED_URLS}")))?;
+    let (authority, query) = match rest.split_once('?') {
+        Some((authority, query)) => (authority.trim_end_matches('/'), Some(query)),
+        None => (rest.trim_end_matches('/'), None),
+    };
+    let namespace = parse_namespace(url, query)?;
+    match scheme {
+        "memory" => Ok(memory::connect(authority, namespace.as_deref())),
+        "nats" => {
+            let hosts = parse_hosts(url, authority)?;
+            nats::connect(&hosts, namespace).await
+        }
+        "kafka" => {
+            let hosts = parse_hosts(url, authority)?;
+            kafka::connect(&hosts, namespace).await
+        }
+        other => Err(BusError::InvalidUrl(format!(
+            "unknown scheme {other:?} in {url:?}; {ACCEPTED_URLS}"
+        ))),
+    }
+}
+
+fn parse_namespace(url: &str, query: Option<&str>) -> Result<Option<String>, BusError> {
+    let mut namespace = None;
+    for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match name.as_ref() {
+            "namespace" => {
+                let valid = !value.is_empty()
+                    && value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                if !valid {
+                    return Err(BusError::InvalidUrl(format!(
+                        "namespace {value:?} in {url:?} must be non-empty ASCII letters, digits, '-' or '_'"
+                    )));
+                }
+                namespace = Some(value.into_owned());
+            }
+            other => {
+                return Err(BusError::InvalidUrl(format!(
+                    "unknown parameter {other:?} in {url:?}; only \"namespace\" is accepted"
+                )));
+            }
+        }
+    }
+    Ok(namespace)
+}
+
+fn parse_hosts(url: &str, authority: &str) -> Result<Vec<String>, BusError> {
+    let hosts: Vec<String> = authority.split(',').map(str::to_owned).collect();
+    for host in &hosts {
+        let valid = host
+            .rsplit_once(':')
+            .is_some_and(|(name, port)| !name.is_empty() && port.parse::<u16>().is_ok());
+        if !valid {
+            return Err(BusError::InvalidUrl(format!(
+                "{host:?} in {url:?} is not host:port; {ACCEPTED_URLS}"
+            )));
+        }
+    }
+    Ok(hosts)
+}
+
+/// Durable names become NATS consumer names and Kafka group ids: keep them portable.
+fn validate_durable_name(name: &str) -> Result<(), BusError> {
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(BusError::Rejected(ServiceError::bad_request(format!(
+            "durable name {name:?} must be non-empty ASCII letters, digits, '-' or '_'"
+        ))))
+    }
+}
+
+/// A subject token: empty becomes `_`, and `.`, `*`, `>` and whitespace become `_`.
+fn subject_token(value: &str) -> String {
+    if value.is_empty() {
+        return "_".to_owned();
+    }
+    value
+        .chars()
+        .map(|c| match c {
+            '.' | '*' | '>' => '_',
+            c if c.is_whitespace() => '_',
+            c => c,
+        })
+        .collect()
+}
+
+/// The subject token of a tenant: [`PLATFORM_TENANT`] for none.
+fn tenant_token(tenant_id: &str) -> String {
+    if tenant_id.is_empty() {
+        PLATFORM_TENANT.to_owned()
+    } else {
+        subject_token(tenant_id)
+    }
+}
+
+fn with_namespace(namespace: Option<&str>, name: String) -> String {
+    match namespace {
+        Some(namespace) => format!("{namespace}.{name}"),
+        None => name,
+    }
+}
+
+/// The subject prefix of a service's events: `[<ns>.]mpos.events.<service>`.
+fn event_subject_prefix(namespace: Option<&str>, service: &str) -> String {
+    with_namespace(namespace, format!("mpos.events.{}", subject_token(service)))
+}
+
+/// The NATS subject of an event: `[<ns>.]mpos.events.<service>.<tenant or "_platform">.<aggregate_type>`.
+///
+/// Characters that are special in NATS subjects (`.`, `*`, `>`, whitespace) become `_`.
+pub fn event_subject(namespace: Option<&str>, envelope: &EventEnvelope) -> String {
+    format!(
+        "{}.{}.{}",
+        event_subject_prefix(namespace, &envelope.service),
+        tenant_token(&envelope.tenant_id),
+        subject_token(&envelope.aggregate_type)
+    )
+}
+
+/// The JetStream stream of a service: `[<NS>_]MPOS_EVENTS_<SERVICE>` in upper case, `-` and `.` as `_`.
+pub fn stream_name(namespace: Option<&str>, service: &str) -> String {
+    let upper = |value: &str| -> String {
+        value
+            .chars()
+            .map(|c| match c {
+                '-' | '.' | '*' | '>' => '_',
+                c if c.is_whitespace() => '_',
+                c => c.to_ascii_uppercase(),
+            })
+            .collect()
+    };
+    match namespace {
+        Some(namespace) => format!("{}_MPOS_EVENTS_{}", upper(namespace), upper(service)),
+        None => format!("MPOS_EVENTS_{}", upper(service)),
+    }
+}
+
+/// The Kafka topic of a service's events: `[<ns>.]mpos.<service>.events.v1`.
+pub fn kafka_topic(namespace: Option<&str>, service: &str) -> String {
+    with_namespace(namespace, format!("mpos.{service}.events.v1"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(tenant: &str, kind: &str) -> EventEnvelope {
+        EventEnvelope {
+            service: "terminal-management".into(),
+            tenant_id: tenant.into(),
+            aggregate_type: kind.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn names_follow_the_documented_patterns() {
+        assert_eq!(
+            event_subject(None, &envelope("acme", "terminal")),
+            "mpos.events.terminal-management.acme.terminal"
+        );
+        assert_eq!(
+            event_subject(Some("t1"), &envelope("", "tenant")),
+            "t1.mpos.events.terminal-management._platform.tenant"
+        );
+        assert_eq!(
+            event_subject(None, &envelope("a.b*", "x y")),
+            "mpos.events.terminal-management.a_b_.x_y"
+        );
+        assert_eq!(
+            stream_name(None, "terminal-management"),
+            "MPOS_EVENTS_TERMINAL_MANAGEMENT"
+        );
+        assert_eq!(
+            stream_name(Some("ab-1"), "hsm-proxy"),
+            "AB_1_MPOS_EVENTS_HSM_PROXY"
+        );
+        assert_eq!(
+            kafka_topic(None, "terminal-management"),
+            "mpos.terminal-management.events.v1"
+        );
+        assert_eq!(kafka_topic(Some("ns"), "x"), "ns.mpos.x.events.v1");
+    }
+
+    #[test]
+    fn filters_compare_subject_tokens() {
+        let options = SubscribeOptions {
+            tenant_id: Some(PLATFORM_TENANT.into()),
+            ..SubscribeOptions::new("terminal-management", "d")
+        };
+        assert!(options.matches(&envelope("", "tenant")));
+        assert!(!options.matches(&envelope("acme", "tenant")));
+        let options = SubscribeOptions {
+            aggregate_type: Some("terminal".into()),
+            ..SubscribeOptions::new("terminal-management", "d")
+        };
+        assert!(options.matches(&envelope("acme", "terminal")));
+        assert!(!options.matches(&envelope("acme", "tenant")));
+    }
+
+    #[test]
+    fn error_codes() {
+        assert_eq!(
+            BusError::InvalidUrl(String::new()).code(),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            BusError::Decode(String::new()).code(),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            BusError::Unsupported(String::new()).code(),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            BusError::Unavailable(String::new()).code(),
+            ErrorCode::Unavailable
+        );
+        assert_eq!(BusError::Timeout(String::new()).code(), ErrorCode::Timeout);
+        assert_eq!(
+            BusError::Rejected(ServiceError::conflict("x")).code(),
+            ErrorCode::Conflict
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_urls_are_rejected_with_the_accepted_schemes() {
+        for url in [
+            "",
+            "localhost:4222",
+            "redis://x:1",
+            "nats://",
+            "nats://host",
+            "nats://host:port",
+            "kafka://a:1,b",
+            "nats://h:1?namespace=a.b",
+            "nats://h:1?foo=bar",
+        ] {
+            let error = connect(url).await.expect_err(url);
+            assert!(matches!(error, BusError::InvalidUrl(_)), "{url}: {error}");
+        }
+        let error = connect("redis://x:1").await.expect_err("redis");
+        assert!(error.to_string().contains("memory://"), "{error}");
+    }
+}
