@@ -262,6 +262,64 @@ impl Pipelines {
     }
 }
 
+/// The start of every service process: shutdown on SIGINT/SIGTERM, the admin listener with
+/// readiness checks for the store, the bus and Kafka, and the (not yet connected)
+/// infrastructure.
+#[derive(Debug)]
+pub struct Launch {
+    /// Fires on SIGINT or SIGTERM; everything the process runs stops on it.
+    pub cancel: CancellationToken,
+    /// The connections, filled in by [`Infrastructure::connect`].
+    pub infrastructure: Infrastructure,
+    /// Where the admin listener is bound.
+    pub admin_addr: SocketAddr,
+    admin: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Launch {
+    /// Starts listening for signals and serving `/livez`, `/readyz` and `/metrics`.
+    pub async fn start(
+        config: &CommonConfig,
+        metrics: mpos_telemetry::MetricsHandle,
+    ) -> std::io::Result<Self> {
+        let cancel = CancellationToken::new();
+        tokio::spawn({
+            let cancel = cancel.clone();
+            async move {
+                shutdown_signal().await;
+                tracing::info!("shutdown requested");
+                cancel.cancel();
+            }
+        });
+        let readiness = Readiness::new();
+        let infrastructure = Infrastructure::default();
+        infrastructure.register_checks(&readiness, config.kafka_url.is_some());
+        let listener = tokio::net::TcpListener::bind(config.admin_addr).await?;
+        let admin_addr = listener.local_addr()?;
+        let admin = tokio::spawn(mpos_telemetry::serve_admin(
+            listener,
+            readiness,
+            metrics,
+            cancel.clone().cancelled_owned(),
+        ));
+        Ok(Self {
+            cancel,
+            infrastructure,
+            admin_addr,
+            admin,
+        })
+    }
+
+    /// Waits for the admin listener to drain (after cancellation).
+    pub async fn finish(self) {
+        match self.admin.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "admin listener failed"),
+            Err(error) => tracing::error!(%error, "admin listener task failed"),
+        }
+    }
+}
+
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM.
 pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();

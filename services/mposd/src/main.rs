@@ -12,11 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use mpos_config::{Vars, exit_on_error};
-use mpos_service::{CommonConfig, Infrastructure, shutdown_signal};
-use mpos_telemetry::{Readiness, TelemetryConfig};
+use mpos_service::{CommonConfig, Launch};
+use mpos_telemetry::TelemetryConfig;
 use rand::RngCore;
 use secrecy::SecretString;
-use tokio_util::sync::CancellationToken;
 
 const DATA_DIR: &str = "MPOS_DATA_DIR";
 const OPERATOR_TOKEN: &str = "MPOS_OPERATOR_TOKEN";
@@ -143,39 +142,21 @@ async fn main() -> ExitCode {
             }
         };
 
-    let cancel = CancellationToken::new();
-    tokio::spawn({
-        let cancel = cancel.clone();
-        async move {
-            shutdown_signal().await;
-            tracing::info!("shutdown requested");
-            cancel.cancel();
-        }
-    });
-
-    let readiness = Readiness::new();
-    let infrastructure = Infrastructure::default();
-    infrastructure.register_checks(&readiness, config.kafka_url.is_some());
-    let (admin_listener, api_listener) = match tokio::try_join!(
-        tokio::net::TcpListener::bind(config.admin_addr),
-        tokio::net::TcpListener::bind(config.http_addr)
-    ) {
-        Ok(listeners) => listeners,
+    let api_listener = match tokio::net::TcpListener::bind(config.http_addr).await {
+        Ok(listener) => listener,
         Err(error) => {
-            eprintln!(
-                "cannot listen on {} / {}: {error}",
-                config.http_addr, config.admin_addr
-            );
+            eprintln!("cannot listen on {}: {error}", config.http_addr);
             return ExitCode::FAILURE;
         }
     };
-    let admin_addr = admin_listener.local_addr().ok();
-    let admin = tokio::spawn(mpos_telemetry::serve_admin(
-        admin_listener,
-        readiness,
-        telemetry.metrics(),
-        cancel.clone().cancelled_owned(),
-    ));
+    let launch = match Launch::start(&config, telemetry.metrics()).await {
+        Ok(launch) => launch,
+        Err(error) => {
+            eprintln!("cannot listen on {}: {error}", config.admin_addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    let (cancel, infrastructure) = (launch.cancel.clone(), launch.infrastructure.clone());
     let Some((store, bus)) = infrastructure.connect(&config, &cancel).await else {
         return ExitCode::SUCCESS;
     };
@@ -210,14 +191,15 @@ async fn main() -> ExitCode {
         "mposd: api   http://{}  (operator bearer token {token_hint})",
         running.http_addr
     );
-    if let Some(admin_addr) = admin_addr {
-        println!("mposd: admin http://{admin_addr}  (/livez /readyz /metrics)");
-    }
+    println!(
+        "mposd: admin http://{}  (/livez /readyz /metrics)",
+        launch.admin_addr
+    );
     println!("mposd: ready; press Ctrl-C to stop");
     let _ = std::io::stdout().flush();
 
     running.join().await;
-    let _ = admin.await;
+    launch.finish().await;
     store.close().await;
     println!("mposd: stopped");
     ExitCode::SUCCESS

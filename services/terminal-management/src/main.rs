@@ -1,10 +1,9 @@
 //! The terminal-management service as its own process (distributed deployment).
 
 use mpos_config::{Vars, exit_on_error};
-use mpos_service::{CommonConfig, Infrastructure, shutdown_signal};
-use mpos_telemetry::{Readiness, TelemetryConfig};
+use mpos_service::{CommonConfig, Launch};
+use mpos_telemetry::TelemetryConfig;
 use terminal_management::SERVICE;
-use tokio_util::sync::CancellationToken;
 
 /// The platform operator's bearer token for the admin API (at least 32 characters).
 const OPERATOR_TOKEN: &str = "MPOS_OPERATOR_TOKEN";
@@ -28,32 +27,14 @@ async fn main() -> std::process::ExitCode {
         }
     };
 
-    let cancel = CancellationToken::new();
-    tokio::spawn({
-        let cancel = cancel.clone();
-        async move {
-            shutdown_signal().await;
-            tracing::info!("shutdown requested");
-            cancel.cancel();
-        }
-    });
-
-    let readiness = Readiness::new();
-    let infrastructure = Infrastructure::default();
-    infrastructure.register_checks(&readiness, config.kafka_url.is_some());
-    let admin_listener = match tokio::net::TcpListener::bind(config.admin_addr).await {
-        Ok(listener) => listener,
+    let launch = match Launch::start(&config, telemetry.metrics()).await {
+        Ok(launch) => launch,
         Err(error) => {
-            tracing::error!(address = %config.admin_addr, %error, "cannot bind admin listener");
+            tracing::error!(address = %config.admin_addr, %error, "cannot start the admin listener");
             return std::process::ExitCode::FAILURE;
         }
     };
-    let admin = tokio::spawn(mpos_telemetry::serve_admin(
-        admin_listener,
-        readiness,
-        telemetry.metrics(),
-        cancel.clone().cancelled_owned(),
-    ));
+    let (cancel, infrastructure) = (launch.cancel.clone(), launch.infrastructure.clone());
 
     let Some((store, bus)) = infrastructure.connect(&config, &cancel).await else {
         return std::process::ExitCode::SUCCESS;
@@ -83,7 +64,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     running.join().await;
-    let _ = admin.await;
+    launch.finish().await;
     store.close().await;
     tracing::info!("stopped");
     std::process::ExitCode::SUCCESS
