@@ -1,0 +1,226 @@
+//! Replay rate: `ProjectionRunner::rebuild` over a seeded log, against reading the same rows.
+//!
+//! Floors, measured in the same run on the same database:
+//! * `read_after`: `EventStore::read_after` in pages of 5,000 (the page size the projection
+//!   runner uses), decoding every row into a `StoredEvent` — the rebuild's own read path;
+//! * raw `SELECT`: the same query through a raw sqlx `Any` pool, rows fetched but not decoded.
+
+use std::time::Instant;
+
+use mpos_es::{Projection, ProjectionRunner, StoreError, StoredEvent};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::Urls;
+use crate::backend::{self, Backend, Opened};
+use crate::data::{AGGREGATE_TYPE, BenchEvent, Generator};
+use crate::stats::{median, rate};
+
+/// The page size of `ProjectionRunner::catch_up` (crates/mpos-es/src/projection.rs).
+const PAGE: u32 = 5_000;
+/// Events per append while seeding.
+const SEED_BATCH: usize = 1_000;
+
+/// Sizes of the replay benchmark.
+#[derive(Clone, Debug)]
+pub struct ReplayConfig {
+    /// Events in the log.
+    pub events: usize,
+    /// Aggregates (= documents of the read model) they are spread over.
+    pub aggregates: usize,
+    /// Repetitions; the medians are over these.
+    pub repetitions: usize,
+}
+
+impl ReplayConfig {
+    /// 100,000 events over 1,000 aggregates, 5 repetitions.
+    pub fn full() -> Self {
+        Self {
+            events: 100_000,
+            aggregates: 1_000,
+            repetitions: 5,
+        }
+    }
+
+    /// 10,000 events over 100 aggregates, 3 repetitions.
+    pub fn quick() -> Self {
+        Self {
+            events: 10_000,
+            aggregates: 100,
+            repetitions: 3,
+        }
+    }
+}
+
+/// Rates of one backend (events/s), one value per repetition.
+#[derive(Clone, Debug)]
+pub struct ReplayResult {
+    /// The backend.
+    pub backend: Backend,
+    /// Events in the log.
+    pub events: usize,
+    /// Aggregates.
+    pub aggregates: usize,
+    /// `ProjectionRunner::rebuild`.
+    pub rebuild: Vec<f64>,
+    /// Floor: `EventStore::read_after` pages.
+    pub read_after: Vec<f64>,
+    /// Floor: raw `SELECT` pages, not decoded.
+    pub raw_select: Vec<f64>,
+}
+
+impl ReplayResult {
+    /// Median of the per-repetition rebuild/read_after ratios.
+    pub fn ratio(&self) -> f64 {
+        let ratios: Vec<f64> = self
+            .rebuild
+            .iter()
+            .zip(&self.read_after)
+            .map(|(rebuild, read)| rebuild / read)
+            .collect();
+        median(&ratios)
+    }
+}
+
+/// The latest name of every tenant: one document per aggregate.
+#[derive(Debug)]
+struct LatestNames;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct TenantView {
+    name: String,
+    renames: u64,
+    version: u64,
+}
+
+impl Projection for LatestNames {
+    type View = TenantView;
+    fn name(&self) -> &'static str {
+        "bench_tenants"
+    }
+    fn document_id(&self, event: &StoredEvent) -> Option<String> {
+        (event.event.aggregate_type == AGGREGATE_TYPE).then(|| event.event.aggregate_id.clone())
+    }
+    fn apply(&self, view: &mut TenantView, event: &StoredEvent) -> Result<(), StoreError> {
+        let BenchEvent::Renamed(renamed) = serde_json::from_str(&event.event.payload)?;
+        view.name = renamed.new_name;
+        view.renames += 1;
+        view.version = event.event.sequence;
+        Ok(())
+    }
+}
+
+/// Runs the replay benchmark on each backend.
+pub async fn run(
+    config: &ReplayConfig,
+    backends: &[Backend],
+    urls: &Urls,
+) -> anyhow::Result<Vec<ReplayResult>> {
+    let mut results = Vec::new();
+    for &backend in backends {
+        eprintln!(
+            "replay: {backend}: seeding {} events over {} aggregates …",
+            config.events, config.aggregates
+        );
+        let opened = backend::open(backend, &urls.postgres, "bench-replay").await?;
+        let outcome = run_backend(config, backend, &opened).await;
+        let closed = opened.close().await;
+        results.push(outcome?);
+        closed?;
+    }
+    Ok(results)
+}
+
+async fn run_backend(
+    config: &ReplayConfig,
+    backend: Backend,
+    opened: &Opened,
+) -> anyhow::Result<ReplayResult> {
+    let mut generator = Generator::new("tenant", config.aggregates);
+    let mut seeded = 0;
+    while seeded < config.events {
+        let count = SEED_BATCH.min(config.events - seeded);
+        let events = (0..count)
+            .flat_map(|_| generator.batch("acme", 1))
+            .collect();
+        opened.store.append(events, None).await?;
+        seeded += count;
+    }
+    eprintln!("replay: {backend}: rebuilding …");
+    let runner = ProjectionRunner::new(opened.store.clone(), LatestNames);
+    // Warm-up: one unmeasured pass of each (page cache, statement caches).
+    runner.rebuild().await?;
+    read_all(opened).await?;
+    raw_select_all(opened).await?;
+
+    let mut result = ReplayResult {
+        backend,
+        events: config.events,
+        aggregates: config.aggregates,
+        rebuild: Vec::new(),
+        read_after: Vec::new(),
+        raw_select: Vec::new(),
+    };
+    for _ in 0..config.repetitions {
+        let start = Instant::now();
+        let replayed = runner.rebuild().await?;
+        result
+            .rebuild
+            .push(rate(usize::try_from(replayed)?, start.elapsed()));
+        anyhow::ensure!(
+            usize::try_from(replayed)? == config.events,
+            "rebuild replayed {replayed} events, expected {}",
+            config.events
+        );
+
+        let start = Instant::now();
+        let read = read_all(opened).await?;
+        result.read_after.push(rate(read, start.elapsed()));
+
+        let start = Instant::now();
+        let read = raw_select_all(opened).await?;
+        result.raw_select.push(rate(read, start.elapsed()));
+    }
+    let documents = opened
+        .store
+        .list_documents("bench_tenants", Some("acme"))
+        .await?;
+    anyhow::ensure!(
+        documents.len() == config.aggregates.min(config.events),
+        "the rebuilt read model has {} documents, expected {}",
+        documents.len(),
+        config.aggregates
+    );
+    Ok(result)
+}
+
+async fn read_all(opened: &Opened) -> anyhow::Result<usize> {
+    let mut position = 0;
+    let mut read = 0;
+    loop {
+        let events = opened.store.read_after(position, PAGE).await?;
+        let Some(last) = events.last() else { break };
+        position = last.global_position;
+        read += events.len();
+    }
+    Ok(read)
+}
+
+async fn raw_select_all(opened: &Opened) -> anyhow::Result<usize> {
+    let sql = "SELECT global_position, event_id, tenant_id, aggregate_type, aggregate_id, sequence, \
+         event_type, event_version, payload, metadata, occurred_at_us, previous_hash, hash \
+         FROM es_events WHERE global_position > $1 ORDER BY global_position LIMIT $2";
+    let mut position = 0_i64;
+    let mut read = 0;
+    loop {
+        let rows = sqlx::query(sql)
+            .bind(position)
+            .bind(i64::from(PAGE))
+            .fetch_all(&opened.raw)
+            .await?;
+        let Some(last) = rows.last() else { break };
+        position = last.try_get::<i64, _>(0)?;
+        read += rows.len();
+    }
+    Ok(read)
+}

@@ -1,0 +1,298 @@
+//! The results as an aligned text table and as a markdown block.
+
+use std::fmt::Write as _;
+
+use crate::append::AppendResult;
+use crate::machine::MachineInfo;
+use crate::outbox::{OutboxResult, summarize};
+use crate::replay::ReplayResult;
+use crate::stats::{median, min_max};
+
+/// Append: store/floor ratio goal.
+pub const APPEND_RATIO_GOAL: f64 = 0.8;
+/// Replay: events/s goal.
+pub const REPLAY_RATE_GOAL: f64 = 200_000.0;
+/// Outbox: p99 lag goal, ms.
+pub const OUTBOX_P99_GOAL_MS: f64 = 50.0;
+
+/// One line of the table.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// append, replay, outbox.
+    pub benchmark: String,
+    /// Backend, sizes.
+    pub case: String,
+    /// The measured figure (median, range).
+    pub figure: String,
+    /// The floor measured in the same run.
+    pub floor: String,
+    /// figure / floor.
+    pub ratio: String,
+    /// The goal.
+    pub goal: String,
+    /// met, MISSED, or n/a.
+    pub verdict: String,
+}
+
+/// Everything one run printed.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// The machine, if collected.
+    pub machine: Option<MachineInfo>,
+    /// How the run was started.
+    pub command: String,
+    /// The table.
+    pub rows: Vec<Row>,
+    /// Remarks below the table (achieved rates, counts, failures).
+    pub notes: Vec<String>,
+}
+
+/// `12345.6` → `12,346`.
+pub fn thousands(value: f64) -> String {
+    if !value.is_finite() {
+        return "n/a".to_owned();
+    }
+    #[allow(clippy::cast_possible_truncation)]
+    let rounded = value.round() as i64;
+    let digits = rounded.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    if rounded < 0 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+fn rate_with_range(values: &[f64]) -> String {
+    let (low, high) = min_max(values);
+    format!(
+        "{} ev/s ({}–{})",
+        thousands(median(values)),
+        thousands(low),
+        thousands(high)
+    )
+}
+
+fn verdict(met: bool) -> String {
+    if met { "met" } else { "MISSED" }.to_owned()
+}
+
+impl Report {
+    /// Adds the append rows.
+    pub fn add_append(&mut self, results: &[AppendResult]) {
+        for result in results {
+            let ratio = result.ratio();
+            self.rows.push(Row {
+                benchmark: "append".into(),
+                case: format!(
+                    "{}, batch {} ({} ev × {} reps)",
+                    result.backend,
+                    result.batch,
+                    thousands(result.events as f64),
+                    result.store.len()
+                ),
+                figure: format!("store {}", rate_with_range(&result.store)),
+                floor: format!("raw INSERT {}", rate_with_range(&result.raw)),
+                ratio: format!("{ratio:.2}"),
+                goal: format!("ratio ≥ {APPEND_RATIO_GOAL:.1}"),
+                verdict: verdict(ratio >= APPEND_RATIO_GOAL),
+            });
+        }
+    }
+
+    /// Adds the replay rows.
+    pub fn add_replay(&mut self, results: &[ReplayResult]) {
+        for result in results {
+            let rebuild = median(&result.rebuild);
+            self.rows.push(Row {
+                benchmark: "replay".into(),
+                case: format!(
+                    "{}, {} ev / {} aggregates ({} reps)",
+                    result.backend,
+                    thousands(result.events as f64),
+                    thousands(result.aggregates as f64),
+                    result.rebuild.len()
+                ),
+                figure: format!("rebuild {}", rate_with_range(&result.rebuild)),
+                floor: format!(
+                    "read_after {}; raw SELECT {} ev/s",
+                    rate_with_range(&result.read_after),
+                    thousands(median(&result.raw_select))
+                ),
+                ratio: format!("{:.2}", result.ratio()),
+                goal: format!("≥ {} ev/s", thousands(REPLAY_RATE_GOAL)),
+                verdict: verdict(rebuild >= REPLAY_RATE_GOAL),
+            });
+        }
+    }
+
+    /// Adds the outbox rows.
+    pub fn add_outbox(&mut self, results: &[OutboxResult]) {
+        for result in results {
+            let floor = summarize(&result.floor);
+            for (backend, batch, runs) in &result.store {
+                let store = summarize(runs);
+                let complete = store.received == store.sent;
+                for (label, figure, floor_figure, goal) in [
+                    ("p50", store.p50_ms, floor.p50_ms, None),
+                    ("p99", store.p99_ms, floor.p99_ms, Some(OUTBOX_P99_GOAL_MS)),
+                ] {
+                    self.rows.push(Row {
+                        benchmark: "outbox".into(),
+                        case: format!(
+                            "{} ← {} store, {batch}/append, {label} ({} reps)",
+                            result.bus,
+                            backend,
+                            runs.len()
+                        ),
+                        figure: format!("{figure:.1} ms"),
+                        floor: format!("bare publish {floor_figure:.1} ms"),
+                        ratio: format!("{:.1}×", figure / floor_figure),
+                        goal: goal.map_or_else(|| "—".to_owned(), |goal| format!("< {goal:.0} ms")),
+                        verdict: goal.map_or_else(
+                            || "—".to_owned(),
+                            |goal| verdict(figure < goal && complete),
+                        ),
+                    });
+                }
+                self.notes.push(format!(
+                    "outbox {} ← {}, {batch}/append: writer achieved {} ev/s (median; paced at 2,000), {}/{} events received, max lag {:.1} ms, relay published in {} calls ({:.1} events per pass, each pass also commits the checkpoint); floor: {} ev/s, {}/{} received, max {:.1} ms",
+                    result.bus,
+                    backend,
+                    thousands(store.write_rate),
+                    store.received,
+                    store.sent,
+                    store.max_ms,
+                    store.publishes,
+                    store.sent as f64 / store.publishes.max(1) as f64,
+                    thousands(floor.write_rate),
+                    floor.received,
+                    floor.sent,
+                    floor.max_ms
+                ));
+            }
+        }
+    }
+
+    fn machine_lines(&self) -> Vec<String> {
+        let Some(machine) = &self.machine else {
+            return Vec::new();
+        };
+        vec![
+            format!("date: {}", machine.date),
+            format!(
+                "machine: {} CPUs ({}), {} RAM, Linux {}",
+                machine.cpus, machine.cpu_model, machine.memory, machine.kernel
+            ),
+            format!("PostgreSQL: {}", machine.postgres),
+            format!(
+                "SQLite: {} (store PRAGMAs: journal_mode=WAL, synchronous=FULL)",
+                machine.sqlite
+            ),
+            format!(
+                "disk: 4 KiB append + fdatasync = {:.0} µs median (≈ {} durable commits/s)",
+                machine.fdatasync_us,
+                thousands(1e6 / machine.fdatasync_us)
+            ),
+        ]
+    }
+
+    /// The aligned text table.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for line in self.machine_lines() {
+            let _ = writeln!(out, "{line}");
+        }
+        if !self.command.is_empty() {
+            let _ = writeln!(out, "command: {}", self.command);
+        }
+        let _ = writeln!(out);
+        let header = [
+            "benchmark",
+            "case",
+            "figure (median, min–max)",
+            "floor (same run)",
+            "ratio",
+            "goal",
+            "verdict",
+        ];
+        let cells: Vec<[&str; 7]> = self
+            .rows
+            .iter()
+            .map(|row| {
+                [
+                    row.benchmark.as_str(),
+                    row.case.as_str(),
+                    row.figure.as_str(),
+                    row.floor.as_str(),
+                    row.ratio.as_str(),
+                    row.goal.as_str(),
+                    row.verdict.as_str(),
+                ]
+            })
+            .collect();
+        let mut widths = header.map(|title| title.chars().count());
+        for row in &cells {
+            for (width, cell) in widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        let line = |out: &mut String, row: &[&str; 7]| {
+            let padded: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, &width)| format!("{cell}{}", " ".repeat(width - cell.chars().count())))
+                .collect();
+            let _ = writeln!(out, "{}", padded.join("  ").trim_end());
+        };
+        line(&mut out, &header);
+        let rule: Vec<String> = widths.iter().map(|&width| "-".repeat(width)).collect();
+        let _ = writeln!(out, "{}", rule.join("  "));
+        for row in &cells {
+            line(&mut out, row);
+        }
+        if !self.notes.is_empty() {
+            let _ = writeln!(out);
+            for note in &self.notes {
+                let _ = writeln!(out, "* {note}");
+            }
+        }
+        out
+    }
+
+    /// The markdown block.
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        for line in self.machine_lines() {
+            let _ = writeln!(out, "- {line}");
+        }
+        if !self.command.is_empty() {
+            let _ = writeln!(out, "- command: `{}`", self.command);
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "| Benchmark | Case | Figure (median, min–max) | Floor (same run) | Ratio | Goal | Verdict |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+        for row in &self.rows {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                row.benchmark, row.case, row.figure, row.floor, row.ratio, row.goal, row.verdict
+            );
+        }
+        if !self.notes.is_empty() {
+            let _ = writeln!(out);
+            for note in &self.notes {
+                let _ = writeln!(out, "- {note}");
+            }
+        }
+        out
+    }
+}
