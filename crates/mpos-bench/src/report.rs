@@ -161,7 +161,7 @@ impl Report {
                     });
                 }
                 self.notes.push(format!(
-                    "outbox {} ← {}, {batch}/append: writer achieved {} ev/s (median; paced at 2,000), {}/{} events received, max lag {:.1} ms, relay published in {} calls ({:.1} events per pass, each pass also commits the checkpoint); floor: {} ev/s, {}/{} received, max {:.1} ms",
+                    "outbox {} ← {}, {batch}/append: writer achieved {} ev/s (median; paced at 2,000), {}/{} events received, max lag {:.1} ms, relay published in {} calls ({:.1} events per pass; checkpoint stored at most every 250 ms); floor: {} ev/s, {}/{} received, max {:.1} ms",
                     result.bus,
                     backend,
                     thousands(store.write_rate),

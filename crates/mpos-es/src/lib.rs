@@ -27,7 +27,7 @@ pub use error::StoreError;
 pub use event::{
     CommandMetadata, NewEvent, PLATFORM_TENANT, StoredEvent, metadata_keys, now_micros,
 };
-pub use outbox::{OutboxRelay, RelayError};
+pub use outbox::{CHECKPOINT_EVERY, OutboxRelay, RelayError};
 pub use projection::{Projection, ProjectionRunner, digest_documents};
 pub use repository::{EventRepository, to_serialized, upcast};
 pub use signer::ChainSigner;

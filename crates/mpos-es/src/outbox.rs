@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mpos_bus::EventPublisher;
 
@@ -66,14 +66,30 @@ impl OutboxRelay {
         format!("outbox:{}", self.sink)
     }
 
-    /// Publishes everything after the checkpoint; returns how many events were published.
+    /// Publishes everything after the checkpoint and stores the new checkpoint; returns how
+    /// many events were published.
     pub async fn publish_pending(&self) -> Result<u64, RelayError> {
-        let consumer = self.consumer_name();
+        let mut cursor = self.load_cursor().await?;
+        let published = self.publish_from(&mut cursor).await?;
+        self.persist(&mut cursor).await?;
+        Ok(published)
+    }
+
+    async fn load_cursor(&self) -> Result<Cursor, StoreError> {
+        let position = self.store.consumer_position(&self.consumer_name()).await?;
+        Ok(Cursor {
+            position,
+            persisted: position,
+            persisted_at: Instant::now(),
+        })
+    }
+
+    /// Publishes everything after the cursor, moving it; the checkpoint is not stored.
+    async fn publish_from(&self, cursor: &mut Cursor) -> Result<u64, RelayError> {
         let service = self.store.service().to_owned();
-        let mut position = self.store.consumer_position(&consumer).await?;
         let mut published = 0_u64;
         loop {
-            let events = self.store.read_after(position, self.batch).await?;
+            let events = self.store.read_after(cursor.position, self.batch).await?;
             let Some(last) = events.last() else { break };
             let last_position = last.global_position;
             let envelopes = events
@@ -82,50 +98,89 @@ impl OutboxRelay {
                 .collect::<Result<Vec<_>, StoreError>>()?;
             self.publisher.publish(&envelopes).await?;
             let now = now_micros();
+            let lag = metrics::histogram!("mpos_outbox_lag_seconds", "service" => service.clone(), "sink" => self.sink.clone());
             for event in &events {
                 let lag_us = now.saturating_sub(event.event.occurred_at_us).max(0);
                 #[allow(clippy::cast_precision_loss)]
-                metrics::histogram!("mpos_outbox_lag_seconds", "service" => service.clone(), "sink" => self.sink.clone())
-                    .record(lag_us as f64 / 1e6);
+                lag.record(lag_us as f64 / 1e6);
             }
             let count = u64::try_from(events.len()).unwrap_or(0);
             metrics::counter!("mpos_outbox_published_total", "service" => service.clone(), "sink" => self.sink.clone())
                 .increment(count);
-            self.store
-                .set_consumer_position(&consumer, last_position)
-                .await?;
             published += count;
-            position = last_position;
+            cursor.position = last_position;
         }
         Ok(published)
     }
 
+    async fn persist(&self, cursor: &mut Cursor) -> Result<(), StoreError> {
+        if cursor.position != cursor.persisted {
+            self.store
+                .set_consumer_position(&self.consumer_name(), cursor.position)
+                .await?;
+            cursor.persisted = cursor.position;
+        }
+        cursor.persisted_at = Instant::now();
+        Ok(())
+    }
+
     /// Relays until `shutdown` resolves: wakes on appends of this process, polls every `poll`
-    /// for other writers, and retries with back-off while the broker or database is down.
+    /// for other writers, retries with back-off while the broker or database is down, and
+    /// stores its checkpoint at most every [`CHECKPOINT_EVERY`] (and at shutdown): a
+    /// checkpoint per pass would cost a commit per append. After a crash the events since
+    /// the last stored checkpoint are published again, and de-duplicated by event id.
     pub async fn run(self, poll: Duration, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut backoff = Duration::from_millis(100);
+        let mut cursor: Option<Cursor> = None;
         loop {
             let appended = self.store.appended();
             tokio::pin!(appended);
             appended.as_mut().enable();
-            let wait = match self.publish_pending().await {
-                Ok(_) => {
+            let pass = async {
+                let cursor = match &mut cursor {
+                    Some(cursor) => cursor,
+                    None => cursor.insert(self.load_cursor().await?),
+                };
+                self.publish_from(cursor).await?;
+                if cursor.persisted_at.elapsed() >= CHECKPOINT_EVERY {
+                    self.persist(cursor).await?;
+                }
+                Ok::<(), RelayError>(())
+            };
+            let (wait, healthy) = match pass.await {
+                Ok(()) => {
                     backoff = Duration::from_millis(100);
-                    poll
+                    (poll.min(CHECKPOINT_EVERY), true)
                 }
                 Err(error) => {
                     tracing::warn!(sink = %self.sink, %error, retry_in_ms = backoff.as_millis(), "outbox relay failed");
                     let wait = backoff;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
-                    wait
+                    (wait, false)
                 }
             };
             tokio::select! {
                 () = &mut shutdown => break,
-                () = appended, if wait == poll => {}
+                () = appended, if healthy => {}
                 () = tokio::time::sleep(wait) => {}
             }
         }
+        if let Some(cursor) = &mut cursor
+            && let Err(error) = self.persist(cursor).await
+        {
+            tracing::warn!(sink = %self.sink, %error, "storing the outbox checkpoint at shutdown failed");
+        }
     }
+}
+
+/// Longest time a relay's published position stays unstored.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Where a relay is: published up to `position`, stored up to `persisted`.
+#[derive(Debug)]
+struct Cursor {
+    position: u64,
+    persisted: u64,
+    persisted_at: Instant,
 }

@@ -1,7 +1,7 @@
 //! Read models built from the log, with checkpoints stored beside them; replay drops a read
 //! model and rebuilds it from position 0.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::time::Duration;
 
@@ -13,8 +13,22 @@ use crate::error::StoreError;
 use crate::event::StoredEvent;
 use crate::store::{Document, EventStore};
 
-/// Events read per transaction while catching up.
+/// Events read per page while catching up.
 const BATCH: u32 = 5_000;
+/// A catch-up commits when this many documents changed...
+const COMMIT_DOCUMENTS: usize = 10_000;
+/// ...or this many events were applied since its last commit.
+const COMMIT_EVENTS: u64 = 50_000;
+/// Documents kept in memory between commits of one catch-up, at most.
+const CACHED_DOCUMENTS: usize = 100_000;
+
+/// A document as a catch-up holds it.
+#[derive(Debug)]
+struct Loaded<V> {
+    tenant_id: String,
+    position: u64,
+    view: V,
+}
 
 /// A read model made of JSON documents, one per id, each owned by a tenant.
 pub trait Projection: Send + Sync + 'static {
@@ -73,55 +87,92 @@ impl<P: Projection> ProjectionRunner<P> {
     async fn catch_up_once(&self) -> Result<u64, StoreError> {
         let consumer = self.consumer_name();
         let name = self.projection.name();
-        let mut position = self.store.consumer_position(&consumer).await?;
+        let mut committed = self.store.consumer_position(&consumer).await?;
+        let mut position = committed;
         let mut read = 0_u64;
+        // Documents read or written during this catch-up, so that a long catch-up (a rebuild)
+        // does not read back what it wrote a page earlier.
+        let mut documents: HashMap<String, Loaded<P::View>> = HashMap::new();
+        let mut dirty: BTreeSet<String> = BTreeSet::new();
         loop {
             let events = self.store.read_after(position, BATCH).await?;
             let Some(last) = events.last() else { break };
             let last_position = last.global_position;
             read += u64::try_from(events.len()).unwrap_or(0);
 
-            let mut touched: BTreeMap<String, (String, u64, P::View)> = BTreeMap::new();
-            let ids: Vec<String> = {
-                let mut ids: Vec<String> = events
-                    .iter()
-                    .filter_map(|event| self.projection.document_id(event))
-                    .collect();
-                ids.sort_unstable();
-                ids.dedup();
-                ids
-            };
-            for document in self.store.documents(name, &ids).await? {
+            let mut missing: Vec<String> = events
+                .iter()
+                .filter_map(|event| self.projection.document_id(event))
+                .filter(|id| !documents.contains_key(id))
+                .collect();
+            missing.sort_unstable();
+            missing.dedup();
+            for document in self.store.documents(name, &missing).await? {
                 let view: P::View = serde_json::from_str(&document.payload)?;
-                touched.insert(document.id, (document.tenant_id, document.position, view));
+                documents.insert(
+                    document.id,
+                    Loaded {
+                        tenant_id: document.tenant_id,
+                        position: document.position,
+                        view,
+                    },
+                );
             }
             for event in &events {
                 let Some(id) = self.projection.document_id(event) else {
                     continue;
                 };
-                let entry = touched
-                    .entry(id)
-                    .or_insert_with(|| (event.event.tenant_id.clone(), 0, P::View::default()));
-                self.projection.apply(&mut entry.2, event)?;
-                entry.1 = event.global_position;
+                let loaded = documents.entry(id.clone()).or_insert_with(|| Loaded {
+                    tenant_id: event.event.tenant_id.clone(),
+                    position: 0,
+                    view: P::View::default(),
+                });
+                self.projection.apply(&mut loaded.view, event)?;
+                loaded.position = event.global_position;
+                dirty.insert(id);
             }
-            let documents = touched
-                .into_iter()
-                .map(|(id, (tenant_id, position, view))| {
-                    Ok(Document {
-                        id,
-                        tenant_id,
-                        position,
-                        payload: serde_json::to_string(&view)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            self.store
-                .commit_documents(name, &documents, &consumer, position, last_position)
-                .await?;
             position = last_position;
+            if dirty.len() >= COMMIT_DOCUMENTS || position - committed >= COMMIT_EVENTS {
+                self.commit(&documents, &mut dirty, &consumer, committed, position)
+                    .await?;
+                committed = position;
+                if documents.len() > CACHED_DOCUMENTS {
+                    documents.clear();
+                }
+            }
+        }
+        if position != committed {
+            self.commit(&documents, &mut dirty, &consumer, committed, position)
+                .await?;
         }
         Ok(read)
+    }
+
+    async fn commit(
+        &self,
+        documents: &HashMap<String, Loaded<P::View>>,
+        dirty: &mut BTreeSet<String>,
+        consumer: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<(), StoreError> {
+        let changed = dirty
+            .iter()
+            .filter_map(|id| documents.get(id).map(|loaded| (id, loaded)))
+            .map(|(id, loaded)| {
+                Ok(Document {
+                    id: id.clone(),
+                    tenant_id: loaded.tenant_id.clone(),
+                    position: loaded.position,
+                    payload: serde_json::to_string(&loaded.view)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.store
+            .commit_documents(self.projection.name(), &changed, consumer, from, to)
+            .await?;
+        dirty.clear();
+        Ok(())
     }
 
     /// Drops the read model and rebuilds it from the whole log.

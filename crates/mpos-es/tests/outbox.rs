@@ -251,3 +251,42 @@ async fn outbox_survives_a_killed_process() {
         .collect();
     assert_eq!(distinct, expected.iter().collect());
 }
+
+/// The background relay wakes on appends (its poll interval is far longer than the test) and
+/// stores its checkpoint at shutdown.
+#[tokio::test]
+async fn a_running_relay_wakes_on_appends_and_stores_its_checkpoint_at_shutdown() {
+    let test = common::sqlite(SERVICE).await;
+    let bus = mpos_bus::connect(&format!("memory://{}", common::unique_name("relay")))
+        .await
+        .expect("bus");
+    let relay = OutboxRelay::new(test.store.clone(), bus.publisher.clone(), codec(), "memory");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(relay.run(Duration::from_secs(60), async move {
+        let _ = stopped.await;
+    }));
+    let mut stream = bus
+        .subscriber
+        .subscribe(SubscribeOptions::new(SERVICE, "reader"))
+        .await
+        .expect("subscribe");
+    append_created(&test.store, 30).await;
+    for position in 1..=30_u64 {
+        let delivery = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("published without waiting for the poll")
+            .expect("open")
+            .expect("delivery");
+        assert_eq!(delivery.envelope.global_position, position);
+        delivery.ack().await.expect("ack");
+    }
+    stop.send(()).expect("stop");
+    task.await.expect("relay task");
+    assert_eq!(
+        test.store
+            .consumer_position("outbox:memory")
+            .await
+            .expect("position"),
+        30
+    );
+}
