@@ -1,0 +1,1 @@
+//! Card validation values: CVV/CVC, CVV2, iCVV.

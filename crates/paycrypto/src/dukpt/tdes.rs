@@ -1,0 +1,1 @@
+//! TDES DUKPT (ANSI X9.24-1:2009).

@@ -1,0 +1,1 @@
+//! EMV: ICC master key derivation (options A and B), session keys, ARQC and ARPC.

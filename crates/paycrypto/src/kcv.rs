@@ -1,0 +1,1 @@
+//! Key check values (KCV): TDES and AES, "encrypt zeros" and CMAC forms.
