@@ -24,23 +24,6 @@ const EVENT_COLUMNS: &str = "global_position, event_id, tenant_id, aggregate_typ
 /// Rows per INSERT statement (13 parameters each stays far below SQLite's variable limit).
 const INSERT_CHUNK: usize = 500;
 
-/// One event as the SQLite page query returns it (columns in `EVENT_COLUMNS` order, hashes in hex).
-type SqlitePageRow = (
-    i64,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    String,
-    String,
-);
-
 /// Which database holds the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendKind {
@@ -92,6 +75,8 @@ struct Inner {
     /// Serves reads; on PostgreSQL the same pool as `writer`.
     reader: AnyPool,
     service: String,
+    /// Native read-only connections for long reads on SQLite.
+    sqlite_reader: Option<Arc<SqliteReader>>,
     appended: Notify,
     /// The head this process saw last: lets an append skip the locking read when no other
     /// writer intervened (checked in the same statement that moves the head).
@@ -242,8 +227,11 @@ impl EventStore {
         };
         let writer = pool(1).await?;
         let reader = pool(4).await?;
-        let store = Self::from_pools(BackendKind::Sqlite, writer, reader, service);
+        let mut store = Self::from_pools(BackendKind::Sqlite, writer, reader, service);
         store.migrate().await?;
+        if let Some(inner) = Arc::get_mut(&mut store.inner) {
+            inner.sqlite_reader = Some(Arc::new(SqliteReader::new(path)));
+        }
         Ok(store)
     }
 
@@ -254,6 +242,7 @@ impl EventStore {
                 writer,
                 reader,
                 service: service.to_owned(),
+                sqlite_reader: None,
                 appended: Notify::new(),
                 head_cache: Mutex::new(None),
             }),
@@ -442,53 +431,23 @@ impl EventStore {
         rows.iter().map(decode_event).collect()
     }
 
-    /// SQLite hands rows one by one from its worker thread, which dominates long reads; the
-    /// page comes back as a single JSON array instead (see docs/benchmarks.md).
+    /// SQLite: read on a blocking thread through a native read-only connection. sqlx hands
+    /// SQLite rows one by one from its worker thread to the async task, which caps long reads
+    /// (replays, relays catching up, audits) far below what SQLite delivers (ADR 6).
     async fn read_after_sqlite(
         &self,
         position: u64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let row = sqlx::query(
-            "SELECT json_group_array(json_array(global_position, event_id, tenant_id, aggregate_type, \
-             aggregate_id, sequence, event_type, event_version, payload, metadata, occurred_at_us, \
-             hex(previous_hash), hex(hash)) ORDER BY global_position) \
-             FROM (SELECT * FROM es_events WHERE global_position > $1 ORDER BY global_position LIMIT $2)",
-        )
-        .bind(to_i64(position)?)
-        .bind(i64::from(limit))
-        .fetch_one(&self.inner.reader)
-        .await?;
-        let page: String = row.try_get(0)?;
-        let rows: Vec<SqlitePageRow> = serde_json::from_str(&page)
-            .map_err(|error| StoreError::Corrupt(format!("event page: {error}")))?;
-        rows.into_iter()
-            .map(|row| {
-                let hash = |text: &str| {
-                    let mut hash = [0_u8; 32];
-                    hex::decode_to_slice(text, &mut hash)
-                        .map_err(|_| StoreError::Corrupt("hash is not 32 bytes".into()))?;
-                    Ok::<_, StoreError>(hash)
-                };
-                Ok(StoredEvent {
-                    global_position: to_u64(row.0)?,
-                    previous_hash: hash(&row.11)?,
-                    hash: hash(&row.12)?,
-                    event: NewEvent {
-                        event_id: row.1,
-                        tenant_id: row.2,
-                        aggregate_type: row.3,
-                        aggregate_id: row.4,
-                        sequence: to_u64(row.5)?,
-                        event_type: row.6,
-                        event_version: row.7,
-                        payload: row.8,
-                        metadata: row.9,
-                        occurred_at_us: row.10,
-                    },
-                })
-            })
-            .collect()
+        let reader = self
+            .inner
+            .sqlite_reader
+            .clone()
+            .ok_or_else(|| StoreError::Corrupt("sqlite store without a reader".into()))?;
+        let after = to_i64(position)?;
+        tokio::task::spawn_blocking(move || reader.read_after(after, i64::from(limit)))
+            .await
+            .map_err(|error| StoreError::Unavailable(format!("sqlite reader task: {error}")))?
     }
 
     /// Events of one aggregate with a sequence greater than `after_sequence`, in order.
@@ -882,4 +841,111 @@ fn decode_document(row: &AnyRow) -> Result<Document, StoreError> {
         position: to_u64(row.try_get::<i64, _>(2)?)?,
         payload: row.try_get(3)?,
     })
+}
+
+/// Read-only native SQLite connections, used on blocking threads.
+#[derive(Debug)]
+struct SqliteReader {
+    path: std::path::PathBuf,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+}
+
+fn sqlite_error(error: rusqlite::Error) -> StoreError {
+    match error {
+        rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..) => {
+            StoreError::Corrupt(error.to_string())
+        }
+        _ => StoreError::Unavailable(error.to_string()),
+    }
+}
+
+impl SqliteReader {
+    fn new(path: &str) -> Self {
+        Self {
+            path: std::path::PathBuf::from(path),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn open(&self) -> Result<rusqlite::Connection, StoreError> {
+        let connection = rusqlite::Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sqlite_error)?;
+        connection
+            .busy_timeout(Duration::from_secs(10))
+            .map_err(sqlite_error)?;
+        Ok(connection)
+    }
+
+    fn read_after(&self, after: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        let pooled = self
+            .idle
+            .lock()
+            .map_err(|_| StoreError::Corrupt("sqlite reader poisoned".into()))?
+            .pop();
+        let connection = match pooled {
+            Some(connection) => connection,
+            None => self.open()?,
+        };
+        let events = Self::query(&connection, after, limit)?;
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < 4
+        {
+            idle.push(connection);
+        }
+        Ok(events)
+    }
+
+    fn query(
+        connection: &rusqlite::Connection,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut statement = connection
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM es_events WHERE global_position > ?1 ORDER BY global_position LIMIT ?2"
+            ))
+            .map_err(sqlite_error)?;
+        let mut rows = statement
+            .query(rusqlite::params![after, limit])
+            .map_err(sqlite_error)?;
+        let mut events = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(10_000));
+        while let Some(row) = rows.next().map_err(sqlite_error)? {
+            let hash = |index: usize| -> Result<[u8; 32], StoreError> {
+                let bytes = row
+                    .get_ref(index)
+                    .map_err(sqlite_error)?
+                    .as_blob()
+                    .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+                <[u8; 32]>::try_from(bytes)
+                    .map_err(|_| StoreError::Corrupt(format!("hash of {} bytes", bytes.len())))
+            };
+            let text = |index: usize| -> Result<String, StoreError> {
+                row.get::<_, String>(index).map_err(sqlite_error)
+            };
+            let integer = |index: usize| -> Result<i64, StoreError> {
+                row.get::<_, i64>(index).map_err(sqlite_error)
+            };
+            events.push(StoredEvent {
+                global_position: to_u64(integer(0)?)?,
+                event: NewEvent {
+                    event_id: text(1)?,
+                    tenant_id: text(2)?,
+                    aggregate_type: text(3)?,
+                    aggregate_id: text(4)?,
+                    sequence: to_u64(integer(5)?)?,
+                    event_type: text(6)?,
+                    event_version: text(7)?,
+                    payload: text(8)?,
+                    metadata: text(9)?,
+                    occurred_at_us: integer(10)?,
+                },
+                previous_hash: hash(11)?,
+                hash: hash(12)?,
+            });
+        }
+        Ok(events)
+    }
 }
