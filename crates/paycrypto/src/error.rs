@@ -46,9 +46,10 @@ impl CryptoError {
     /// these are caller errors: `bad_request`, except a failed verification).
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidLength { .. } | Self::InvalidHex(_) | Self::InvalidFormat { .. } | Self::OutOfRange { .. } => {
-                "bad_request"
-            }
+            Self::InvalidLength { .. }
+            | Self::InvalidHex(_)
+            | Self::InvalidFormat { .. }
+            | Self::OutOfRange { .. } => "bad_request",
             Self::VerificationFailed(_) => "verification_failed",
             Self::Unsupported(_) => "unsupported",
         }
@@ -56,6 +57,9 @@ impl CryptoError {
 
     /// Shorthand for [`CryptoError::InvalidFormat`].
     pub fn format(what: &'static str, reason: impl Into<String>) -> Self {
-        Self::InvalidFormat { what, reason: reason.into() }
+        Self::InvalidFormat {
+            what,
+            reason: reason.into(),
+        }
     }
 }

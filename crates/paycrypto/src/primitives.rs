@@ -24,7 +24,11 @@ impl Tdes {
         match key.len() {
             16 => Ok(Self::Two(TdesEde2::new(GenericArray::from_slice(key)))),
             24 => Ok(Self::Three(TdesEde3::new(GenericArray::from_slice(key)))),
-            actual => Err(CryptoError::InvalidLength { what: "TDES key", expected: "16 or 24 bytes", actual }),
+            actual => Err(CryptoError::InvalidLength {
+                what: "TDES key",
+                expected: "16 or 24 bytes",
+                actual,
+            }),
         }
     }
 
@@ -57,7 +61,11 @@ impl Aes {
             16 => Ok(Self::A128(Aes128::new(GenericArray::from_slice(key)))),
             24 => Ok(Self::A192(Aes192::new(GenericArray::from_slice(key)))),
             32 => Ok(Self::A256(Aes256::new(GenericArray::from_slice(key)))),
-            actual => Err(CryptoError::InvalidLength { what: "AES key", expected: "16, 24 or 32 bytes", actual }),
+            actual => Err(CryptoError::InvalidLength {
+                what: "AES key",
+                expected: "16, 24 or 32 bytes",
+                actual,
+            }),
         }
     }
 
@@ -81,9 +89,17 @@ impl Aes {
 }
 
 fn check_blocks(what: &'static str, data: &[u8], block: usize) -> Result<(), CryptoError> {
-    if data.is_empty() || data.len() % block != 0 {
-        let expected = if block == DES_BLOCK { "a non-empty multiple of 8 bytes" } else { "a non-empty multiple of 16 bytes" };
-        return Err(CryptoError::InvalidLength { what, expected, actual: data.len() });
+    if data.is_empty() || !data.len().is_multiple_of(block) {
+        let expected = if block == DES_BLOCK {
+            "a non-empty multiple of 8 bytes"
+        } else {
+            "a non-empty multiple of 16 bytes"
+        };
+        return Err(CryptoError::InvalidLength {
+            what,
+            expected,
+            actual: data.len(),
+        });
     }
     Ok(())
 }
@@ -116,7 +132,8 @@ pub fn tdes_encrypt_ecb(key: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError>
     check_blocks("TDES data", data, DES_BLOCK)?;
     let cipher = Tdes::new(key)?;
     let mut out = data.to_vec();
-    out.chunks_exact_mut(DES_BLOCK).for_each(|block| cipher.encrypt(block));
+    out.chunks_exact_mut(DES_BLOCK)
+        .for_each(|block| cipher.encrypt(block));
     Ok(out)
 }
 
@@ -125,7 +142,8 @@ pub fn tdes_decrypt_ecb(key: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError>
     check_blocks("TDES data", data, DES_BLOCK)?;
     let cipher = Tdes::new(key)?;
     let mut out = data.to_vec();
-    out.chunks_exact_mut(DES_BLOCK).for_each(|block| cipher.decrypt(block));
+    out.chunks_exact_mut(DES_BLOCK)
+        .for_each(|block| cipher.decrypt(block));
     Ok(out)
 }
 
@@ -164,7 +182,8 @@ pub fn aes_encrypt_ecb(key: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError> 
     check_blocks("AES data", data, AES_BLOCK)?;
     let cipher = Aes::new(key)?;
     let mut out = data.to_vec();
-    out.chunks_exact_mut(AES_BLOCK).for_each(|block| cipher.encrypt(block));
+    out.chunks_exact_mut(AES_BLOCK)
+        .for_each(|block| cipher.encrypt(block));
     Ok(out)
 }
 
@@ -173,7 +192,8 @@ pub fn aes_decrypt_ecb(key: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError> 
     check_blocks("AES data", data, AES_BLOCK)?;
     let cipher = Aes::new(key)?;
     let mut out = data.to_vec();
-    out.chunks_exact_mut(AES_BLOCK).for_each(|block| cipher.decrypt(block));
+    out.chunks_exact_mut(AES_BLOCK)
+        .for_each(|block| cipher.decrypt(block));
     Ok(out)
 }
 
@@ -231,8 +251,14 @@ mod tests {
         let key = h("0123456789ABCDEF 23456789ABCDEF01 456789ABCDEF0123");
         let plain = b"The qufck brown fox jump";
         let cipher = tdes_encrypt_ecb(&key, plain).expect("encrypt");
-        assert_eq!(cipher, h("A826FD8CE53B855F CCE21C8112256FE6 68D5C05DD9B6B900"));
-        assert_eq!(tdes_decrypt_ecb(&key, &cipher).expect("decrypt"), plain.to_vec());
+        assert_eq!(
+            cipher,
+            h("A826FD8CE53B855F CCE21C8112256FE6 68D5C05DD9B6B900")
+        );
+        assert_eq!(
+            tdes_decrypt_ecb(&key, &cipher).expect("decrypt"),
+            plain.to_vec()
+        );
     }
 
     /// A 2-key TDES key K1‖K2 behaves as the 3-key K1‖K2‖K1.
@@ -241,7 +267,10 @@ mod tests {
         let two = h("0123456789ABCDEF FEDCBA9876543210");
         let three = h("0123456789ABCDEF FEDCBA9876543210 0123456789ABCDEF");
         let data = h("0011223344556677 8899AABBCCDDEEFF");
-        assert_eq!(tdes_encrypt_ecb(&two, &data).expect("two"), tdes_encrypt_ecb(&three, &data).expect("three"));
+        assert_eq!(
+            tdes_encrypt_ecb(&two, &data).expect("two"),
+            tdes_encrypt_ecb(&three, &data).expect("three")
+        );
     }
 
     /// FIPS-197 Appendix C.1, C.2 and C.3.
@@ -249,9 +278,18 @@ mod tests {
     fn aes_fips197_appendix_c() {
         let plain = h("00112233445566778899aabbccddeeff");
         let cases = [
-            ("000102030405060708090a0b0c0d0e0f", "69c4e0d86a7b0430d8cdb78070b4c55a"),
-            ("000102030405060708090a0b0c0d0e0f1011121314151617", "dda97ca4864cdfe06eaf70a0ec0d7191"),
-            ("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", "8ea2b7ca516745bfeafc49904b496089"),
+            (
+                "000102030405060708090a0b0c0d0e0f",
+                "69c4e0d86a7b0430d8cdb78070b4c55a",
+            ),
+            (
+                "000102030405060708090a0b0c0d0e0f1011121314151617",
+                "dda97ca4864cdfe06eaf70a0ec0d7191",
+            ),
+            (
+                "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+                "8ea2b7ca516745bfeafc49904b496089",
+            ),
         ];
         for (key, expected) in cases {
             let cipher = aes_encrypt_ecb(&h(key), &plain).expect("encrypt");
@@ -264,10 +302,15 @@ mod tests {
     #[test]
     fn aes_cbc_sp800_38a() {
         let key = h("2b7e151628aed2a6abf7158809cf4f3c");
-        let iv: [u8; 16] = h("000102030405060708090a0b0c0d0e0f").try_into().expect("16");
+        let iv: [u8; 16] = h("000102030405060708090a0b0c0d0e0f")
+            .try_into()
+            .expect("16");
         let plain = h("6bc1bee22e409f96e93d7e117393172a ae2d8a571e03ac9c9eb76fac45af8e51");
         let cipher = aes_encrypt_cbc(&key, &iv, &plain).expect("encrypt");
-        assert_eq!(cipher, h("7649abac8119b246cee98e9b12e9197d 5086cb9b507219ee95db113a917678b2"));
+        assert_eq!(
+            cipher,
+            h("7649abac8119b246cee98e9b12e9197d 5086cb9b507219ee95db113a917678b2")
+        );
         assert_eq!(aes_decrypt_cbc(&key, &iv, &cipher).expect("decrypt"), plain);
     }
 
@@ -283,10 +326,25 @@ mod tests {
 
     #[test]
     fn bad_lengths_are_typed_errors() {
-        assert!(matches!(tdes_encrypt_ecb(&[0; 15], &[0; 8]), Err(CryptoError::InvalidLength { .. })));
-        assert!(matches!(tdes_encrypt_ecb(&[0; 16], &[0; 7]), Err(CryptoError::InvalidLength { .. })));
-        assert!(matches!(tdes_encrypt_ecb(&[0; 16], &[]), Err(CryptoError::InvalidLength { .. })));
-        assert!(matches!(aes_encrypt_ecb(&[0; 20], &[0; 16]), Err(CryptoError::InvalidLength { .. })));
-        assert!(matches!(aes_encrypt_cbc(&[0; 16], &[0; 16], &[0; 17]), Err(CryptoError::InvalidLength { .. })));
+        assert!(matches!(
+            tdes_encrypt_ecb(&[0; 15], &[0; 8]),
+            Err(CryptoError::InvalidLength { .. })
+        ));
+        assert!(matches!(
+            tdes_encrypt_ecb(&[0; 16], &[0; 7]),
+            Err(CryptoError::InvalidLength { .. })
+        ));
+        assert!(matches!(
+            tdes_encrypt_ecb(&[0; 16], &[]),
+            Err(CryptoError::InvalidLength { .. })
+        ));
+        assert!(matches!(
+            aes_encrypt_ecb(&[0; 20], &[0; 16]),
+            Err(CryptoError::InvalidLength { .. })
+        ));
+        assert!(matches!(
+            aes_encrypt_cbc(&[0; 16], &[0; 16], &[0; 17]),
+            Err(CryptoError::InvalidLength { .. })
+        ));
     }
 }

@@ -27,7 +27,9 @@ impl SecretBytes {
 
     /// Parses hex (either case); `what` names the value in errors.
     pub fn from_hex(what: &'static str, hex_text: &str) -> Result<Self, CryptoError> {
-        hex::decode(hex_text.trim()).map(Self).map_err(|_| CryptoError::InvalidHex(what))
+        hex::decode(hex_text.trim())
+            .map(Self)
+            .map_err(|_| CryptoError::InvalidHex(what))
     }
 
     /// The secret bytes. Keep the borrow short.
@@ -79,6 +81,9 @@ mod tests {
 
     #[test]
     fn bad_hex_is_a_typed_error() {
-        assert_eq!(SecretBytes::from_hex("key", "zz"), Err(CryptoError::InvalidHex("key")));
+        assert_eq!(
+            SecretBytes::from_hex("key", "zz"),
+            Err(CryptoError::InvalidHex("key"))
+        );
     }
 }
