@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs and starts what it needs
 # (PostgreSQL, NATS JetStream, the tansu Kafka-API broker), checks formatting and lints,
-# and runs every test against the real infrastructure.
+# runs every test against the real infrastructure, and fuzzes every parser briefly
+# (MPOS_FUZZ_SECONDS per target, default 15; infra/fuzz.sh for longer runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,15 @@ set +e
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+
+echo "== fuzz (every parser, ${MPOS_FUZZ_SECONDS:-15} s each)"
+set +e
+infra/fuzz.sh "${MPOS_FUZZ_SECONDS:-15}"
+fuzz_status=$?
+set -e
+if [ "$fuzz_status" -ne 0 ] && [ "$status" -eq 0 ]; then
+  status=$fuzz_status
+fi
 
 # One closing line for the whole suite, summing every test binary's result line.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
