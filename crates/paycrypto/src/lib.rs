@@ -19,6 +19,7 @@ pub mod pin;
 pub mod primitives;
 pub mod secret;
 pub mod tr31;
+pub mod tr34;
 
 pub use error::CryptoError;
 pub use secret::SecretBytes;

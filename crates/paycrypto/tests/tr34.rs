@@ -1,0 +1,1038 @@
+//! TR-34 (ASC X9 TR 34-2019): key token, bind, rebind and unbind round trips over a test PKI
+//! generated at test time, tampering and malformed-input classes, and property tests.
+//!
+//! RSA key generation is slow in debug builds, so the test PKI (2048-bit keys) is generated
+//! once per test binary.
+
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use der::asn1::{BitString, OctetString, UtcTime};
+use der::oid::AssociatedOid;
+use der::{Decode, Encode};
+use paycrypto::tr34::{
+    self, CertificateId, CertificateRole, ContentEncryption, Credential, ExpectedFreshness,
+    Freshness, KdhTrust, KeyTokenRequest, KeyTransport, SignatureScheme,
+};
+use paycrypto::{CryptoError, SecretBytes};
+use proptest::prelude::*;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey};
+use rsa::{Pkcs1v15Sign, RsaPrivateKey, RsaPublicKey};
+use sha2::{Digest, Sha256};
+use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+use x509_cert::certificate::{Certificate, TbsCertificate, Version};
+use x509_cert::ext::Extension;
+use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, KeyUsages};
+use x509_cert::name::Name;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::time::{Time, Validity};
+
+/// 2026-01-01T00:00:00Z, the "now" of every test.
+const NOW: u64 = 1_767_225_600;
+const YEAR: u64 = 365 * 24 * 3600;
+const NONCE: [u8; 16] = *b"\x16\x7e\xb0\xe7\x27\x81\xe4\x94\x01\x12\x23\x34\x45\x56\x67\x78";
+const HEADER: &str = "D0000K1AD00N0000";
+
+struct Party {
+    key: RsaPrivateKey,
+    cert: Vec<u8>,
+}
+
+impl Party {
+    fn credential(&self) -> Credential {
+        let der = self.key.to_pkcs8_der().expect("pkcs8");
+        Credential::from_der(&self.cert, &SecretBytes::from_slice(der.as_bytes()))
+            .expect("credential")
+    }
+}
+
+struct Pki {
+    ca: Party,
+    kdh: Party,
+    kdh2: Party,
+    krd: Party,
+    other_ca: Party,
+    /// A KDH certificate issued by `other_ca` (same subject as `kdh`).
+    rogue_kdh: Party,
+    /// A KDH certificate that expired in 2025.
+    expired_kdh: Party,
+}
+
+fn key(seed: u64) -> RsaPrivateKey {
+    let mut rng = StdRng::seed_from_u64(seed);
+    RsaPrivateKey::new(&mut rng, 2048).expect("rsa keygen")
+}
+
+struct CertSpec<'a> {
+    subject: &'a str,
+    issuer: &'a str,
+    serial: u8,
+    ca: bool,
+    usage: KeyUsage,
+    not_before: u64,
+    not_after: u64,
+}
+
+fn time(unix: u64) -> Time {
+    Time::UtcTime(UtcTime::from_unix_duration(std::time::Duration::from_secs(unix)).expect("utc"))
+}
+
+fn extension<T: Encode + AssociatedOid>(value: &T, critical: bool) -> Extension {
+    Extension {
+        extn_id: T::OID,
+        critical,
+        extn_value: OctetString::new(value.to_der().expect("der")).expect("octets"),
+    }
+}
+
+fn certificate(
+    spec: &CertSpec<'_>,
+    subject_key: &RsaPublicKey,
+    issuer_key: &RsaPrivateKey,
+) -> Vec<u8> {
+    let spki_der = subject_key.to_public_key_der().expect("spki");
+    let signature_algorithm = AlgorithmIdentifierOwned {
+        oid: der::oid::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11"),
+        parameters: Some(der::Any::null()),
+    };
+    let tbs = TbsCertificate {
+        version: Version::V3,
+        serial_number: SerialNumber::new(&[spec.serial]).expect("serial"),
+        signature: signature_algorithm.clone(),
+        issuer: Name::from_str(spec.issuer).expect("issuer"),
+        validity: Validity {
+            not_before: time(spec.not_before),
+            not_after: time(spec.not_after),
+        },
+        subject: Name::from_str(spec.subject).expect("subject"),
+        subject_public_key_info: SubjectPublicKeyInfoOwned::from_der(spki_der.as_bytes())
+            .expect("spki"),
+        issuer_unique_id: None,
+        subject_unique_id: None,
+        extensions: Some(vec![
+            extension(
+                &BasicConstraints {
+                    ca: spec.ca,
+                    path_len_constraint: None,
+                },
+                true,
+            ),
+            extension(&spec.usage, true),
+        ]),
+    };
+    let hashed = Sha256::digest(tbs.to_der().expect("tbs"));
+    let signature = issuer_key
+        .sign(Pkcs1v15Sign::new::<Sha256>(), &hashed)
+        .expect("sign");
+    Certificate {
+        tbs_certificate: tbs,
+        signature_algorithm,
+        signature: BitString::from_bytes(&signature).expect("bits"),
+    }
+    .to_der()
+    .expect("cert")
+}
+
+fn leaf(
+    subject: &str,
+    serial: u8,
+    usage: KeyUsages,
+    key: RsaPrivateKey,
+    issuer: &str,
+    issuer_key: &RsaPrivateKey,
+) -> Party {
+    let spec = CertSpec {
+        subject,
+        issuer,
+        serial,
+        ca: false,
+        usage: KeyUsage(usage.into()),
+        not_before: NOW - YEAR,
+        not_after: NOW + YEAR,
+    };
+    let cert = certificate(&spec, &key.to_public_key(), issuer_key);
+    Party { key, cert }
+}
+
+const CA_NAME: &str = "CN=TR34 Test CA,O=mPOS Test";
+const OTHER_CA_NAME: &str = "CN=TR34 Other CA,O=mPOS Test";
+
+fn pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(|| {
+        let ca_key = key(1);
+        let ca_spec = CertSpec {
+            subject: CA_NAME,
+            issuer: CA_NAME,
+            serial: 1,
+            ca: true,
+            usage: KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign),
+            not_before: NOW - 2 * YEAR,
+            not_after: NOW + 10 * YEAR,
+        };
+        let ca_cert = certificate(&ca_spec, &ca_key.to_public_key(), &ca_key);
+        let other_key = key(2);
+        let other_spec = CertSpec {
+            subject: OTHER_CA_NAME,
+            issuer: OTHER_CA_NAME,
+            ..ca_spec
+        };
+        let other_cert = certificate(&other_spec, &other_key.to_public_key(), &other_key);
+
+        let kdh_key = key(3);
+        let kdh = leaf(
+            "CN=TR34 Test KDH 1",
+            0x34,
+            KeyUsages::DigitalSignature,
+            kdh_key.clone(),
+            CA_NAME,
+            &ca_key,
+        );
+        let kdh2 = leaf(
+            "CN=TR34 Test KDH 2",
+            0x35,
+            KeyUsages::DigitalSignature,
+            key(4),
+            CA_NAME,
+            &ca_key,
+        );
+        let krd = leaf(
+            "CN=TR34 Test KRD 1",
+            0x36,
+            KeyUsages::KeyEncipherment,
+            key(5),
+            CA_NAME,
+            &ca_key,
+        );
+        // Same subject and key as the KDH, issued by another CA.
+        let rogue_kdh = leaf(
+            "CN=TR34 Test KDH 1",
+            0x34,
+            KeyUsages::DigitalSignature,
+            kdh_key.clone(),
+            OTHER_CA_NAME,
+            &other_key,
+        );
+        let expired_spec = CertSpec {
+            subject: "CN=TR34 Test KDH 1",
+            issuer: CA_NAME,
+            serial: 0x37,
+            ca: false,
+            usage: KeyUsage(KeyUsages::DigitalSignature.into()),
+            not_before: NOW - 3 * YEAR,
+            not_after: NOW - YEAR,
+        };
+        let expired_kdh = Party {
+            cert: certificate(&expired_spec, &kdh_key.to_public_key(), &ca_key),
+            key: kdh_key,
+        };
+        Pki {
+            ca: Party {
+                key: ca_key,
+                cert: ca_cert,
+            },
+            kdh,
+            kdh2,
+            krd,
+            other_ca: Party {
+                key: other_key,
+                cert: other_cert,
+            },
+            rogue_kdh,
+            expired_kdh,
+        }
+    })
+}
+
+fn rng() -> StdRng {
+    StdRng::seed_from_u64(34)
+}
+
+fn aes_key() -> SecretBytes {
+    SecretBytes::from_hex("key", "0123456789ABCDEFFEDCBA9876543210").expect("hex")
+}
+
+fn request(key: &SecretBytes) -> KeyTokenRequest<'_> {
+    KeyTokenRequest {
+        key,
+        header: HEADER,
+        freshness: Freshness::RandomNonce(NONCE.to_vec()),
+        key_transport: KeyTransport::RsaOaepSha256,
+        content_encryption: ContentEncryption::Aes128Cbc,
+        signature: SignatureScheme::Pkcs1v15Sha256,
+    }
+}
+
+fn key_token(request: &KeyTokenRequest<'_>) -> Vec<u8> {
+    let pki = pki();
+    tr34::build_key_token(&mut rng(), &pki.kdh.credential(), &pki.krd.cert, request).expect("build")
+}
+
+fn open(token: &[u8], kdh_cert: &[u8]) -> Result<tr34::ReceivedKey, CryptoError> {
+    let pki = pki();
+    let chain = [kdh_cert];
+    let trust = KdhTrust {
+        ca_certificate: &pki.ca.cert,
+        kdh_chain: &chain,
+        now_unix: NOW,
+    };
+    tr34::open_key_token(
+        token,
+        &trust,
+        &pki.krd.credential(),
+        ExpectedFreshness::RandomNonce(&NONCE),
+    )
+}
+
+fn trust<'a>(chain: &'a [&'a [u8]]) -> KdhTrust<'a> {
+    KdhTrust {
+        ca_certificate: &pki().ca.cert,
+        kdh_chain: chain,
+        now_unix: NOW,
+    }
+}
+
+/// Flips one bit of the first occurrence of `needle` in `haystack`.
+fn flip_in(haystack: &[u8], needle: &[u8]) -> Vec<u8> {
+    let at = haystack
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("needle present");
+    let mut out = haystack.to_vec();
+    out[at + needle.len() - 1] ^= 0x01;
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key token round trips
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn key_token_round_trip_oaep_aes_pkcs1_signature() {
+    let key = aes_key();
+    let token = key_token(&request(&key));
+    let received = open(&token, &pki().kdh.cert).expect("open");
+    assert_eq!(received.key, key);
+    assert_eq!(received.header, HEADER);
+    assert_eq!(
+        received.kdh,
+        CertificateId::of_certificate(&pki().kdh.cert).expect("id")
+    );
+    assert_eq!(received.freshness, Freshness::RandomNonce(NONCE.to_vec()));
+    assert_eq!(received.key_transport, KeyTransport::RsaOaepSha256);
+    assert_eq!(received.content_encryption, ContentEncryption::Aes128Cbc);
+    assert!(!format!("{received:?}").contains("0123456789"));
+}
+
+#[test]
+fn key_token_round_trips_every_algorithm_combination() {
+    let tdes = SecretBytes::from_hex("key", "0123456789ABCDEFFEDCBA987654321089ABCDEF01234567")
+        .expect("hex");
+    for transport in [KeyTransport::RsaOaepSha256, KeyTransport::RsaPkcs1v15] {
+        for cipher in [
+            ContentEncryption::Aes128Cbc,
+            ContentEncryption::Aes256Cbc,
+            ContentEncryption::TdesCbc,
+        ] {
+            for signature in [SignatureScheme::Pkcs1v15Sha256, SignatureScheme::PssSha256] {
+                let req = KeyTokenRequest {
+                    header: "B0000K1TD00N0000",
+                    key_transport: transport,
+                    content_encryption: cipher,
+                    signature,
+                    ..request(&tdes)
+                };
+                let received = open(&key_token(&req), &pki().kdh.cert)
+                    .unwrap_or_else(|e| panic!("{transport:?} {cipher:?} {signature:?}: {e}"));
+                assert_eq!(received.key, tdes);
+                assert_eq!(received.header, "B0000K1TD00N0000");
+                assert_eq!(received.key_transport, transport);
+                assert_eq!(received.content_encryption, cipher);
+            }
+        }
+    }
+}
+
+#[test]
+fn one_pass_key_token_with_signing_time() {
+    let pki = pki();
+    let key = aes_key();
+    let req = KeyTokenRequest {
+        freshness: Freshness::SigningTime(NOW - 30),
+        ..request(&key)
+    };
+    let token = key_token(&req);
+    let chain: [&[u8]; 1] = [&pki.kdh.cert];
+    let fresh = ExpectedFreshness::SigningTime {
+        now_unix: NOW,
+        max_skew_secs: 300,
+    };
+    let received =
+        tr34::open_key_token(&token, &trust(&chain), &pki.krd.credential(), fresh).expect("open");
+    assert_eq!(received.key, key);
+    assert_eq!(received.freshness, Freshness::SigningTime(NOW - 30));
+
+    let stale = ExpectedFreshness::SigningTime {
+        now_unix: NOW + 3600,
+        max_skew_secs: 300,
+    };
+    assert_eq!(
+        tr34::open_key_token(&token, &trust(&chain), &pki.krd.credential(), stale).map(|_| ()),
+        Err(CryptoError::VerificationFailed("TR-34 signing time"))
+    );
+    // A one-pass token is not accepted where a nonce is expected.
+    assert!(matches!(
+        open(&token, &pki.kdh.cert),
+        Err(CryptoError::InvalidFormat { .. })
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key token: tampering and wrong context
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn tampered_signature_is_verification_failed() {
+    let token = key_token(&request(&aes_key()));
+    // The signature is the last element of the token: flip its last byte.
+    let mut bad = token.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x01;
+    assert_eq!(
+        open(&bad, &pki().kdh.cert).map(|_| ()),
+        Err(CryptoError::VerificationFailed("TR-34 signature"))
+    );
+}
+
+#[test]
+fn tampered_signed_nonce_is_verification_failed_before_anything_else() {
+    let token = key_token(&request(&aes_key()));
+    let bad = flip_in(&token, &NONCE);
+    assert_eq!(
+        open(&bad, &pki().kdh.cert).map(|_| ()),
+        Err(CryptoError::VerificationFailed("TR-34 signature"))
+    );
+}
+
+#[test]
+fn tampered_header_attribute_is_verification_failed() {
+    let token = key_token(&request(&aes_key()));
+    let bad = flip_in(&token, HEADER.as_bytes());
+    assert_eq!(
+        open(&bad, &pki().kdh.cert).map(|_| ()),
+        Err(CryptoError::VerificationFailed("TR-34 signature"))
+    );
+}
+
+#[test]
+fn tampered_ciphertext_is_caught_by_the_message_digest() {
+    let token = key_token(&request(&aes_key()));
+    // The EnvelopedData (the signed content) sits before the signer info; corrupt a byte
+    // near the middle of the token, inside the encrypted content.
+    let mut bad = token.clone();
+    let at = token.len() / 3;
+    bad[at] ^= 0x80;
+    let result = open(&bad, &pki().kdh.cert).map(|_| ());
+    assert!(
+        matches!(
+            result,
+            Err(CryptoError::VerificationFailed(_)) | Err(CryptoError::InvalidFormat { .. })
+        ),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn wrong_nonce_is_verification_failed() {
+    let pki = pki();
+    let token = key_token(&request(&aes_key()));
+    let chain: [&[u8]; 1] = [&pki.kdh.cert];
+    let mut other = NONCE;
+    other[0] ^= 1;
+    assert_eq!(
+        tr34::open_key_token(
+            &token,
+            &trust(&chain),
+            &pki.krd.credential(),
+            ExpectedFreshness::RandomNonce(&other)
+        )
+        .map(|_| ()),
+        Err(CryptoError::VerificationFailed("TR-34 random nonce"))
+    );
+    assert_eq!(
+        tr34::open_key_token(
+            &token,
+            &trust(&chain),
+            &pki.krd.credential(),
+            ExpectedFreshness::RandomNonce(&NONCE[..8])
+        )
+        .map(|_| ()),
+        Err(CryptoError::VerificationFailed("TR-34 random nonce"))
+    );
+}
+
+#[test]
+fn kdh_certificate_from_another_ca_is_refused() {
+    let pki = pki();
+    let token = key_token(&request(&aes_key()));
+    // Same key and subject, but issued by a CA the KRD does not trust.
+    assert_eq!(
+        open(&token, &pki.rogue_kdh.cert).map(|_| ()),
+        Err(CryptoError::VerificationFailed(
+            "TR-34 certificate chain (issuer name)"
+        ))
+    );
+    // The KRD trusting the other CA instead: the KDH certificate is not issued by it.
+    let chain: [&[u8]; 1] = [&pki.kdh.cert];
+    let wrong_ca = KdhTrust {
+        ca_certificate: &pki.other_ca.cert,
+        kdh_chain: &chain,
+        now_unix: NOW,
+    };
+    assert_eq!(
+        tr34::open_key_token(
+            &token,
+            &wrong_ca,
+            &pki.krd.credential(),
+            ExpectedFreshness::RandomNonce(&NONCE)
+        )
+        .map(|_| ()),
+        Err(CryptoError::VerificationFailed(
+            "TR-34 certificate chain (issuer name)"
+        ))
+    );
+}
+
+#[test]
+fn forged_certificate_signature_is_refused() {
+    let pki = pki();
+    // A certificate naming the trusted CA as issuer but signed by the other CA's key.
+    let spec = CertSpec {
+        subject: "CN=TR34 Test KDH 1",
+        issuer: CA_NAME,
+        serial: 0x34,
+        ca: false,
+        usage: KeyUsage(KeyUsages::DigitalSignature.into()),
+        not_before: NOW - YEAR,
+        not_after: NOW + YEAR,
+    };
+    let forged = certificate(&spec, &pki.kdh.key.to_public_key(), &pki.other_ca.key);
+    assert_eq!(
+        tr34::verify_certificate_chain(&[&forged], &pki.ca.cert, NOW, CertificateRole::Kdh),
+        Err(CryptoError::VerificationFailed(
+            "TR-34 certificate chain (signature)"
+        ))
+    );
+}
+
+#[test]
+fn expired_kdh_certificate_and_caller_clock() {
+    let pki = pki();
+    assert_eq!(
+        tr34::verify_certificate_chain(
+            &[&pki.expired_kdh.cert],
+            &pki.ca.cert,
+            NOW,
+            CertificateRole::Kdh
+        ),
+        Err(CryptoError::VerificationFailed(
+            "TR-34 certificate validity period"
+        ))
+    );
+    assert_eq!(
+        tr34::verify_certificate_chain(
+            &[&pki.expired_kdh.cert],
+            &pki.ca.cert,
+            NOW - 2 * YEAR,
+            CertificateRole::Kdh
+        ),
+        Ok(())
+    );
+    // The valid KDH certificate, checked with a clock beyond its notAfter.
+    assert_eq!(
+        tr34::verify_certificate_chain(
+            &[&pki.kdh.cert],
+            &pki.ca.cert,
+            NOW + 2 * YEAR,
+            CertificateRole::Kdh
+        ),
+        Err(CryptoError::VerificationFailed(
+            "TR-34 certificate validity period"
+        ))
+    );
+}
+
+#[test]
+fn key_usage_is_checked_per_role() {
+    let pki = pki();
+    assert_eq!(
+        tr34::verify_certificate_chain(&[&pki.krd.cert], &pki.ca.cert, NOW, CertificateRole::Kdh),
+        Err(CryptoError::VerificationFailed(
+            "TR-34 certificate key usage"
+        ))
+    );
+    assert_eq!(
+        tr34::verify_certificate_chain(&[&pki.kdh.cert], &pki.ca.cert, NOW, CertificateRole::Krd),
+        Err(CryptoError::VerificationFailed(
+            "TR-34 certificate key usage"
+        ))
+    );
+    // A leaf used as an issuer is not a CA.
+    let spec = CertSpec {
+        subject: "CN=TR34 Test KDH 3",
+        issuer: "CN=TR34 Test KDH 1",
+        serial: 0x41,
+        ca: false,
+        usage: KeyUsage(KeyUsages::DigitalSignature.into()),
+        not_before: NOW - YEAR,
+        not_after: NOW + YEAR,
+    };
+    let below_leaf = certificate(&spec, &pki.kdh2.key.to_public_key(), &pki.kdh.key);
+    assert_eq!(
+        tr34::verify_certificate_chain(
+            &[&below_leaf, &pki.kdh.cert],
+            &pki.ca.cert,
+            NOW,
+            CertificateRole::Kdh
+        ),
+        Err(CryptoError::VerificationFailed(
+            "TR-34 certificate chain (issuer is not a CA)"
+        ))
+    );
+}
+
+#[test]
+fn token_signed_by_another_kdh_is_refused() {
+    let pki = pki();
+    let token = key_token(&request(&aes_key()));
+    // The KRD is bound to KDH 2; the token is signed by KDH 1.
+    assert_eq!(
+        open(&token, &pki.kdh2.cert).map(|_| ()),
+        Err(CryptoError::VerificationFailed(
+            "TR-34 signer (not the bound KDH)"
+        ))
+    );
+}
+
+#[test]
+fn token_for_another_krd_is_refused() {
+    let pki = pki();
+    // Encrypted to KDH 2's certificate (as if it were a KRD), opened by the KRD.
+    let key = aes_key();
+    let token = tr34::build_key_token(
+        &mut rng(),
+        &pki.kdh.credential(),
+        &pki.kdh2.cert,
+        &request(&key),
+    )
+    .expect("build");
+    assert_eq!(
+        open(&token, &pki.kdh.cert).map(|_| ()),
+        Err(CryptoError::VerificationFailed(
+            "TR-34 recipient (not this KRD)"
+        ))
+    );
+}
+
+#[test]
+fn truncated_and_malformed_tokens_are_typed_errors() {
+    let token = key_token(&request(&aes_key()));
+    for cut in [0, 1, 2, 10, token.len() / 2, token.len() - 1] {
+        let result = open(&token[..cut], &pki().kdh.cert).map(|_| ());
+        assert!(
+            matches!(result, Err(CryptoError::InvalidFormat { .. })),
+            "cut {cut}: {result:?}"
+        );
+    }
+    let mut trailing = token.clone();
+    trailing.push(0);
+    assert!(matches!(
+        open(&trailing, &pki().kdh.cert),
+        Err(CryptoError::InvalidFormat { .. })
+    ));
+}
+
+#[test]
+fn wrong_content_types_are_typed_errors() {
+    let pki = pki();
+    // A credential token is a SignedData without signers.
+    let credential = tr34::build_credential_token(&[&pki.kdh.cert]).expect("ct");
+    assert!(matches!(
+        open(&credential, &pki.kdh.cert),
+        Err(CryptoError::InvalidFormat { .. })
+    ));
+    // An unbind token carries id-data, not id-envelopedData.
+    let unbind = tr34::build_unbind_token(
+        &mut rng(),
+        &pki.kdh.credential(),
+        &pki.krd.cert,
+        &NONCE,
+        SignatureScheme::Pkcs1v15Sha256,
+    )
+    .expect("ubt");
+    let result = open(&unbind, &pki.kdh.cert).map(|_| ());
+    assert!(
+        matches!(&result, Err(CryptoError::InvalidFormat { reason, .. }) if reason.contains("expected")),
+        "{result:?}"
+    );
+    // A ContentInfo that is not SignedData at all (id-data).
+    let data = [
+        0x30, 0x0F, 0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x01, 0xA0, 0x02,
+        0x04, 0x00,
+    ];
+    assert!(matches!(
+        open(&data, &pki.kdh.cert),
+        Err(CryptoError::InvalidFormat { .. })
+    ));
+}
+
+#[test]
+fn unsupported_algorithm_oids_are_unsupported() {
+    let token = key_token(&request(&aes_key()));
+    // Replace the SHA-256 digest algorithm OID (2.16.840.1.101.3.4.2.1) by SHA-224 (...2.4)
+    // everywhere: the signer's digest algorithm is then unsupported.
+    let sha256 = [
+        0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
+    ];
+    let mut bad = token.clone();
+    let mut at = 0;
+    while let Some(pos) = bad[at..].windows(sha256.len()).position(|w| w == sha256) {
+        bad[at + pos + sha256.len() - 1] = 0x04;
+        at += pos + sha256.len();
+    }
+    let result = open(&bad, &pki().kdh.cert).map(|_| ());
+    assert!(
+        matches!(result, Err(CryptoError::Unsupported(_))),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn bad_requests_are_typed_errors() {
+    let pki = pki();
+    let key = aes_key();
+    let short_header = KeyTokenRequest {
+        header: "D0000K1AD00N",
+        ..request(&key)
+    };
+    assert!(matches!(
+        tr34::build_key_token(
+            &mut rng(),
+            &pki.kdh.credential(),
+            &pki.krd.cert,
+            &short_header
+        ),
+        Err(CryptoError::InvalidLength { .. })
+    ));
+    let short_nonce = KeyTokenRequest {
+        freshness: Freshness::RandomNonce(vec![1, 2, 3]),
+        ..request(&key)
+    };
+    assert!(matches!(
+        tr34::build_key_token(
+            &mut rng(),
+            &pki.kdh.credential(),
+            &pki.krd.cert,
+            &short_nonce
+        ),
+        Err(CryptoError::InvalidLength { .. })
+    ));
+    assert!(matches!(
+        tr34::build_key_token(
+            &mut rng(),
+            &pki.kdh.credential(),
+            b"not a certificate",
+            &request(&key)
+        ),
+        Err(CryptoError::InvalidFormat { .. })
+    ));
+    // A private key that does not match the certificate.
+    let der = pki.krd.key.to_pkcs8_der().expect("pkcs8");
+    assert!(matches!(
+        Credential::from_der(&pki.kdh.cert, &SecretBytes::from_slice(der.as_bytes())),
+        Err(CryptoError::InvalidFormat { .. })
+    ));
+    let credential = pki.kdh.credential();
+    assert!(!format!("{credential:?}").contains("BEGIN"));
+}
+
+#[test]
+fn short_rsa_keys_are_refused() {
+    let pki = pki();
+    let small = RsaPrivateKey::new(&mut rng(), 1024).expect("keygen");
+    let cert = leaf(
+        "CN=TR34 Small KRD",
+        0x40,
+        KeyUsages::KeyEncipherment,
+        small,
+        CA_NAME,
+        &pki.ca.key,
+    )
+    .cert;
+    assert!(matches!(
+        tr34::build_key_token(
+            &mut rng(),
+            &pki.kdh.credential(),
+            &cert,
+            &request(&aes_key())
+        ),
+        Err(CryptoError::Unsupported(_))
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bind, rebind, unbind
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn random_token_round_trip() {
+    let token = tr34::build_random_token(&NONCE).expect("rt");
+    assert_eq!(
+        tr34::parse_random_token(&token).expect("parse"),
+        NONCE.to_vec()
+    );
+    assert!(matches!(
+        tr34::build_random_token(&[1; 4]),
+        Err(CryptoError::InvalidLength { .. })
+    ));
+    assert!(matches!(
+        tr34::parse_random_token(&token[..token.len() - 1]),
+        Err(CryptoError::InvalidFormat { .. })
+    ));
+}
+
+#[test]
+fn bind_with_credential_tokens() {
+    let pki = pki();
+    // KRD → KDH: CT_KRD; the KDH checks the KRD before encrypting to it.
+    let ct_krd = tr34::build_credential_token(&[&pki.krd.cert]).expect("ct krd");
+    let krd_chain = tr34::open_credential_token(&ct_krd, &pki.ca.cert, NOW, CertificateRole::Krd)
+        .expect("open ct krd");
+    assert_eq!(krd_chain, vec![pki.krd.cert.clone()]);
+    // KDH → KRD: CT_KDH binds the KRD to the KDH.
+    let ct_kdh = tr34::build_credential_token(&[&pki.kdh.cert]).expect("ct kdh");
+    let kdh_chain = tr34::open_credential_token(&ct_kdh, &pki.ca.cert, NOW, CertificateRole::Kdh)
+        .expect("open ct kdh");
+    assert_eq!(kdh_chain, vec![pki.kdh.cert.clone()]);
+    // The bound chain is what the KRD trusts for key tokens.
+    let chain: Vec<&[u8]> = kdh_chain.iter().map(Vec::as_slice).collect();
+    let key = aes_key();
+    let token = key_token(&request(&key));
+    let received = tr34::open_key_token(
+        &token,
+        &trust(&chain),
+        &pki.krd.credential(),
+        ExpectedFreshness::RandomNonce(&NONCE),
+    )
+    .expect("open kt");
+    assert_eq!(received.key, key);
+    // Wrong role, wrong CA.
+    assert_eq!(
+        tr34::open_credential_token(&ct_krd, &pki.ca.cert, NOW, CertificateRole::Kdh),
+        Err(CryptoError::VerificationFailed(
+            "TR-34 certificate key usage"
+        ))
+    );
+    let rogue = tr34::build_credential_token(&[&pki.rogue_kdh.cert]).expect("ct rogue");
+    assert!(matches!(
+        tr34::open_credential_token(&rogue, &pki.ca.cert, NOW, CertificateRole::Kdh),
+        Err(CryptoError::VerificationFailed(_))
+    ));
+    // A chain including the CA certificate itself is accepted (the CA is dropped).
+    let with_ca = tr34::build_credential_token(&[&pki.kdh.cert, &pki.ca.cert]).expect("ct");
+    assert_eq!(
+        tr34::open_credential_token(&with_ca, &pki.ca.cert, NOW, CertificateRole::Kdh)
+            .expect("open"),
+        vec![pki.kdh.cert.clone()]
+    );
+}
+
+#[test]
+fn rebind_to_a_new_kdh() {
+    let pki = pki();
+    let token = tr34::build_rebind_token(
+        &mut rng(),
+        &pki.kdh.credential(),
+        &pki.krd.cert,
+        &[&pki.kdh2.cert],
+        &NONCE,
+        SignatureScheme::PssSha256,
+    )
+    .expect("rebind");
+    let bound: [&[u8]; 1] = [&pki.kdh.cert];
+    let new_chain =
+        tr34::open_rebind_token(&token, &trust(&bound), &pki.krd.cert, &NONCE).expect("open");
+    assert_eq!(new_chain, vec![pki.kdh2.cert.clone()]);
+
+    // After the rebind, KDH 2's key tokens verify and KDH 1's do not.
+    let new_bound: Vec<&[u8]> = new_chain.iter().map(Vec::as_slice).collect();
+    let key = aes_key();
+    let kt2 = tr34::build_key_token(
+        &mut rng(),
+        &pki.kdh2.credential(),
+        &pki.krd.cert,
+        &request(&key),
+    )
+    .expect("kt2");
+    let received = tr34::open_key_token(
+        &kt2,
+        &trust(&new_bound),
+        &pki.krd.credential(),
+        ExpectedFreshness::RandomNonce(&NONCE),
+    )
+    .expect("open kt2");
+    assert_eq!(received.key, key);
+    let kt1 = key_token(&request(&key));
+    assert_eq!(
+        tr34::open_key_token(
+            &kt1,
+            &trust(&new_bound),
+            &pki.krd.credential(),
+            ExpectedFreshness::RandomNonce(&NONCE)
+        )
+        .map(|_| ()),
+        Err(CryptoError::VerificationFailed(
+            "TR-34 signer (not the bound KDH)"
+        ))
+    );
+
+    // Signature first: a rebind token signed by a KDH the KRD is not bound to.
+    let by_kdh2: [&[u8]; 1] = [&pki.kdh2.cert];
+    assert_eq!(
+        tr34::open_rebind_token(&token, &trust(&by_kdh2), &pki.krd.cert, &NONCE),
+        Err(CryptoError::VerificationFailed(
+            "TR-34 signer (not the bound KDH)"
+        ))
+    );
+    let mut other_nonce = NONCE;
+    other_nonce[15] ^= 1;
+    assert_eq!(
+        tr34::open_rebind_token(&token, &trust(&bound), &pki.krd.cert, &other_nonce),
+        Err(CryptoError::VerificationFailed("TR-34 random nonce"))
+    );
+    // Addressed to another device.
+    assert_eq!(
+        tr34::open_rebind_token(&token, &trust(&bound), &pki.kdh2.cert, &NONCE),
+        Err(CryptoError::VerificationFailed(
+            "TR-34 KRD identifier (not this KRD)"
+        ))
+    );
+    let mut bad = token.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert_eq!(
+        tr34::open_rebind_token(&bad, &trust(&bound), &pki.krd.cert, &NONCE),
+        Err(CryptoError::VerificationFailed("TR-34 signature"))
+    );
+    // A new KDH certificate from an untrusted CA is refused even when the signature is good.
+    let rogue = tr34::build_rebind_token(
+        &mut rng(),
+        &pki.kdh.credential(),
+        &pki.krd.cert,
+        &[&pki.rogue_kdh.cert],
+        &NONCE,
+        SignatureScheme::Pkcs1v15Sha256,
+    )
+    .expect("rebind rogue");
+    assert!(matches!(
+        tr34::open_rebind_token(&rogue, &trust(&bound), &pki.krd.cert, &NONCE),
+        Err(CryptoError::VerificationFailed(_))
+    ));
+}
+
+#[test]
+fn unbind() {
+    let pki = pki();
+    let token = tr34::build_unbind_token(
+        &mut rng(),
+        &pki.kdh.credential(),
+        &pki.krd.cert,
+        &NONCE,
+        SignatureScheme::Pkcs1v15Sha256,
+    )
+    .expect("unbind");
+    let bound: [&[u8]; 1] = [&pki.kdh.cert];
+    assert_eq!(
+        tr34::open_unbind_token(&token, &trust(&bound), &pki.krd.cert, &NONCE),
+        Ok(())
+    );
+    let mut other_nonce = NONCE;
+    other_nonce[3] ^= 1;
+    assert_eq!(
+        tr34::open_unbind_token(&token, &trust(&bound), &pki.krd.cert, &other_nonce),
+        Err(CryptoError::VerificationFailed("TR-34 random nonce"))
+    );
+    assert_eq!(
+        tr34::open_unbind_token(&token, &trust(&bound), &pki.kdh2.cert, &NONCE),
+        Err(CryptoError::VerificationFailed(
+            "TR-34 KRD identifier (not this KRD)"
+        ))
+    );
+    let by_kdh2: [&[u8]; 1] = [&pki.kdh2.cert];
+    assert_eq!(
+        tr34::open_unbind_token(&token, &trust(&by_kdh2), &pki.krd.cert, &NONCE),
+        Err(CryptoError::VerificationFailed(
+            "TR-34 signer (not the bound KDH)"
+        ))
+    );
+    let bad = flip_in(&token, &NONCE);
+    assert_eq!(
+        tr34::open_unbind_token(&bad, &trust(&bound), &pki.krd.cert, &NONCE),
+        Err(CryptoError::VerificationFailed("TR-34 signature"))
+    );
+    // A rebind token is not an unbind token.
+    let rebind = tr34::build_rebind_token(
+        &mut rng(),
+        &pki.kdh.credential(),
+        &pki.krd.cert,
+        &[&pki.kdh2.cert],
+        &NONCE,
+        SignatureScheme::Pkcs1v15Sha256,
+    )
+    .expect("rebind");
+    assert!(matches!(
+        tr34::open_unbind_token(&rebind, &trust(&bound), &pki.krd.cert, &NONCE),
+        Err(CryptoError::InvalidFormat { .. })
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Properties
+// ---------------------------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let pki = pki();
+        let chain: [&[u8]; 1] = [&pki.kdh.cert];
+        let trust = trust(&chain);
+        let _ = tr34::open_key_token(&bytes, &trust, &pki.krd.credential(), ExpectedFreshness::RandomNonce(&NONCE));
+        let _ = tr34::open_rebind_token(&bytes, &trust, &pki.krd.cert, &NONCE);
+        let _ = tr34::open_unbind_token(&bytes, &trust, &pki.krd.cert, &NONCE);
+        let _ = tr34::open_credential_token(&bytes, &pki.ca.cert, NOW, CertificateRole::Kdh);
+        let _ = tr34::parse_random_token(&bytes);
+        let _ = tr34::verify_certificate_chain(&[&bytes], &pki.ca.cert, NOW, CertificateRole::Kdh);
+        let _ = Credential::from_der(&bytes, &SecretBytes::from_slice(&bytes));
+    }
+
+    #[test]
+    fn mutated_key_tokens_never_panic_and_never_yield_another_key(
+        index in any::<prop::sample::Index>(),
+        mask in 1_u8..=255,
+    ) {
+        static TOKEN: OnceLock<Vec<u8>> = OnceLock::new();
+        let token = TOKEN.get_or_init(|| key_token(&request(&aes_key())));
+        let mut bad = token.clone();
+        let at = index.index(bad.len());
+        bad[at] ^= mask;
+        if let Ok(received) = open(&bad, &pki().kdh.cert) {
+            // Only unsigned, unencrypted framing bytes (e.g. the embedded certificate) can
+            // change without failing; the key must be the original.
+            prop_assert_eq!(received.key, aes_key());
+        }
+    }
+}
