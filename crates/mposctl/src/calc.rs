@@ -1,0 +1,1390 @@
+//! `mposctl calc`: the operator's payment-crypto calculator.
+//!
+//! One subcommand per `paycrypto` operation. Every value is hex in and hex out (PINs, PANs,
+//! expiry dates and service codes are decimal digits); each call prints one JSON object.
+//! Keys given or derived are printed on purpose (this is a calculator for test and
+//! ceremony keys); error messages never contain key bytes.
+
+use clap::{Args, Subcommand, ValueEnum};
+use paycrypto::dukpt::{aes as dukpt_aes, tdes as dukpt_tdes};
+use paycrypto::kcv::{KcvMethod, KeyAlgorithm};
+use paycrypto::mac::{MacAlgorithm, Padding};
+use paycrypto::pin::{Pan, Pin, PinBlockContext, PinBlockFormat};
+use paycrypto::{CryptoError, SecretBytes, cvv, emv, kcv, pin, tr31};
+use rand::rngs::OsRng;
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use crate::error::CliError;
+
+type Result<T> = std::result::Result<T, CliError>;
+
+/// `mposctl calc`.
+#[derive(Debug, Args)]
+pub(crate) struct CalcArgs {
+    /// The operation.
+    #[command(subcommand)]
+    op: CalcCommand,
+}
+
+/// The calculator's operations.
+#[derive(Debug, Subcommand)]
+enum CalcCommand {
+    /// Key check value (KCV) of a DES, TDES or AES key.
+    Kcv(KcvArgs),
+    /// TDES DUKPT (ANSI X9.24-1:2009): IPEK, transaction key, working keys, next KSN.
+    #[command(subcommand)]
+    DukptTdes(DukptTdesCommand),
+    /// AES DUKPT (ANSI X9.24-3-2017): initial key, derivation key, working keys, next KSN.
+    #[command(subcommand)]
+    DukptAes(DukptAesCommand),
+    /// ISO 9564-1 PIN blocks, formats 0, 1, 3 and 4.
+    #[command(subcommand)]
+    PinBlock(PinBlockCommand),
+    /// MACs: ISO 9797-1 algorithms 1 and 3, AES-CMAC, TDES-CMAC, HMAC-SHA-256.
+    #[command(subcommand)]
+    Mac(MacCommand),
+    /// Card verification values: CVV/CVC, CVV2, iCVV.
+    #[command(subcommand)]
+    Cvv(CvvCommand),
+    /// EMV: ICC master key, session key, ARQC, ARPC.
+    #[command(subcommand)]
+    Emv(EmvCommand),
+    /// TR-31 / ANSI X9.143 key blocks.
+    #[command(subcommand)]
+    Tr31(Tr31Command),
+}
+
+/// Runs one calculator operation and returns its JSON result.
+pub(crate) fn run(args: CalcArgs) -> Result<Value> {
+    match args.op {
+        CalcCommand::Kcv(args) => kcv_cmd(&args),
+        CalcCommand::DukptTdes(cmd) => dukpt_tdes_cmd(cmd),
+        CalcCommand::DukptAes(cmd) => dukpt_aes_cmd(cmd),
+        CalcCommand::PinBlock(cmd) => pin_block_cmd(cmd),
+        CalcCommand::Mac(cmd) => mac_cmd(cmd),
+        CalcCommand::Cvv(cmd) => cvv_cmd(cmd),
+        CalcCommand::Emv(cmd) => emv_cmd(cmd),
+        CalcCommand::Tr31(cmd) => tr31_cmd(cmd),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing helpers
+// ---------------------------------------------------------------------------------------------
+
+/// A secret from hex; `what` (the option name) names it in errors.
+fn secret(what: &'static str, text: &str) -> Result<SecretBytes> {
+    Ok(SecretBytes::from_hex(what, text.trim())?)
+}
+
+/// Non-secret bytes from hex (an empty string is empty data).
+fn bytes(what: &'static str, text: &str) -> Result<Vec<u8>> {
+    Ok(hex::decode(text.trim()).map_err(|_| CryptoError::InvalidHex(what))?)
+}
+
+/// Exactly `N` bytes from hex.
+fn array<const N: usize>(
+    what: &'static str,
+    expected: &'static str,
+    text: &str,
+) -> Result<[u8; N]> {
+    let value = bytes(what, text)?;
+    value.as_slice().try_into().map_err(|_| {
+        CliError::from(CryptoError::InvalidLength {
+            what,
+            expected,
+            actual: value.len(),
+        })
+    })
+}
+
+fn pan(text: &str) -> Result<Pan> {
+    Ok(Pan::new(text.trim())?)
+}
+
+fn pin_digits(text: &str) -> Result<Pin> {
+    Ok(Pin::new(text.trim())?)
+}
+
+fn hex_upper(data: &[u8]) -> String {
+    hex::encode_upper(data)
+}
+
+/// The usual 3-byte KCV of a key: encrypt zeros for DES/TDES, CMAC for AES.
+fn kcv_of(key: &SecretBytes, algorithm: KeyAlgorithm) -> Result<String> {
+    Ok(kcv::kcv(key, algorithm, KcvMethod::default_for(algorithm))?.to_hex())
+}
+
+/// Either a key given directly or a key to derive it from; exactly one must be present.
+fn one_of<'a>(
+    first: Option<&'a str>,
+    second: Option<&'a str>,
+    names: &str,
+) -> Result<Either<&'a str>> {
+    match (first, second) {
+        (Some(value), None) => Ok(Either::First(value)),
+        (None, Some(value)) => Ok(Either::Second(value)),
+        _ => Err(CliError::bad_request(format!(
+            "give exactly one of {names}"
+        ))),
+    }
+}
+
+enum Either<T> {
+    First(T),
+    Second(T),
+}
+
+// ---------------------------------------------------------------------------------------------
+// kcv
+// ---------------------------------------------------------------------------------------------
+
+/// Key algorithm of `calc kcv`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum KeyAlg {
+    /// Single-length DES (8 bytes).
+    Des,
+    /// TDES (16 or 24 bytes).
+    Tdes,
+    /// AES (16, 24 or 32 bytes).
+    Aes,
+}
+
+impl From<KeyAlg> for KeyAlgorithm {
+    fn from(alg: KeyAlg) -> Self {
+        match alg {
+            KeyAlg::Des => Self::Des,
+            KeyAlg::Tdes => Self::Tdes,
+            KeyAlg::Aes => Self::Aes,
+        }
+    }
+}
+
+/// KCV method.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum KcvMethodArg {
+    /// Encrypt one zero block (X9.24-1 first method; TR-31 KCV algorithm 00).
+    EncryptZeros,
+    /// CMAC of one zero block (X9.24-1:2017; TR-31 KCV algorithm 01).
+    Cmac,
+}
+
+#[derive(Debug, Args)]
+struct KcvArgs {
+    /// The key (hex).
+    #[arg(long)]
+    key: String,
+    /// The key's algorithm.
+    #[arg(long, value_enum, default_value = "tdes")]
+    algorithm: KeyAlg,
+    /// KCV method; default: CMAC for AES, encrypt-zeros for DES and TDES.
+    #[arg(long, value_enum)]
+    method: Option<KcvMethodArg>,
+    /// Check value length in bytes (1 to the block size).
+    #[arg(long, default_value_t = 3)]
+    length: usize,
+}
+
+fn kcv_cmd(args: &KcvArgs) -> Result<Value> {
+    let key = secret("--key", &args.key)?;
+    let algorithm = KeyAlgorithm::from(args.algorithm);
+    let method = match args.method {
+        Some(KcvMethodArg::EncryptZeros) => KcvMethod::EncryptZeros,
+        Some(KcvMethodArg::Cmac) => KcvMethod::Cmac,
+        None => KcvMethod::default_for(algorithm),
+    };
+    let value = kcv::check_value(&key, algorithm, method, args.length)?;
+    Ok(json!({ "kcv": hex_upper(&value) }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// dukpt-tdes
+// ---------------------------------------------------------------------------------------------
+
+/// TDES DUKPT operations.
+#[derive(Debug, Subcommand)]
+enum DukptTdesCommand {
+    /// The initial PIN encryption key (IPEK) from the BDK and the KSN.
+    Ipek {
+        /// Base derivation key (16 bytes hex).
+        #[arg(long)]
+        bdk: String,
+        /// Key serial number (20 hex digits; the counter bits are ignored).
+        #[arg(long)]
+        ksn: String,
+    },
+    /// The transaction key (before any variant) of a KSN, from the IPEK or the BDK.
+    TransactionKey(TdesKeySource),
+    /// A working key (PIN, MAC or data variant) of a KSN, from the IPEK or the BDK.
+    WorkingKey {
+        /// IPEK or BDK, and the KSN.
+        #[command(flatten)]
+        source: TdesKeySource,
+        /// What the key is for.
+        #[arg(long, value_enum)]
+        usage: TdesUsage,
+        /// Data keys: apply the X9.24-1:2009 one-way function (the default).
+        #[arg(long, conflicts_with = "variant_only")]
+        one_way: bool,
+        /// Data keys: the bare variant, without the one-way function (X9.24-1:2004 practice).
+        #[arg(long)]
+        variant_only: bool,
+    },
+    /// The KSN of the device's next transaction.
+    NextKsn {
+        /// Key serial number (20 hex digits).
+        #[arg(long)]
+        ksn: String,
+    },
+}
+
+/// Where a TDES DUKPT transaction key comes from.
+#[derive(Debug, Args)]
+struct TdesKeySource {
+    /// Initial PIN encryption key (16 bytes hex).
+    #[arg(long, conflicts_with = "bdk", required_unless_present = "bdk")]
+    ipek: Option<String>,
+    /// Base derivation key (16 bytes hex), instead of --ipek.
+    #[arg(long)]
+    bdk: Option<String>,
+    /// Key serial number (20 hex digits).
+    #[arg(long)]
+    ksn: String,
+}
+
+/// TDES DUKPT key usage (variant).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TdesUsage {
+    /// PIN encryption.
+    Pin,
+    /// MAC, request (device to host).
+    MacRequest,
+    /// MAC, response (host to device).
+    MacResponse,
+    /// Data encryption, request.
+    DataRequest,
+    /// Data encryption, response.
+    DataResponse,
+}
+
+impl From<TdesUsage> for dukpt_tdes::KeyUsage {
+    fn from(usage: TdesUsage) -> Self {
+        match usage {
+            TdesUsage::Pin => Self::PinEncryption,
+            TdesUsage::MacRequest => Self::MacRequest,
+            TdesUsage::MacResponse => Self::MacResponse,
+            TdesUsage::DataRequest => Self::DataRequest,
+            TdesUsage::DataResponse => Self::DataResponse,
+        }
+    }
+}
+
+fn tdes_ksn(text: &str) -> Result<dukpt_tdes::Ksn> {
+    Ok(dukpt_tdes::Ksn::from_hex(text)?)
+}
+
+fn tdes_transaction_key(source: &TdesKeySource) -> Result<(dukpt_tdes::Ksn, SecretBytes)> {
+    let ksn = tdes_ksn(&source.ksn)?;
+    let key = match one_of(
+        source.ipek.as_deref(),
+        source.bdk.as_deref(),
+        "--ipek or --bdk",
+    )? {
+        Either::First(ipek) => dukpt_tdes::transaction_key(&secret("--ipek", ipek)?, &ksn)?,
+        Either::Second(bdk) => dukpt_tdes::transaction_key_from_bdk(&secret("--bdk", bdk)?, &ksn)?,
+    };
+    Ok((ksn, key))
+}
+
+fn dukpt_tdes_cmd(cmd: DukptTdesCommand) -> Result<Value> {
+    match cmd {
+        DukptTdesCommand::Ipek { bdk, ksn } => {
+            let ipek = dukpt_tdes::derive_ipek(&secret("--bdk", &bdk)?, &tdes_ksn(&ksn)?)?;
+            Ok(json!({
+                "ipek": ipek.to_hex_upper(),
+                "kcv": kcv_of(&ipek, KeyAlgorithm::Tdes)?,
+            }))
+        }
+        DukptTdesCommand::TransactionKey(source) => {
+            let (ksn, key) = tdes_transaction_key(&source)?;
+            Ok(json!({
+                "ksn": ksn.to_hex(),
+                "counter": ksn.counter(),
+                "transaction_key": key.to_hex_upper(),
+                "kcv": kcv_of(&key, KeyAlgorithm::Tdes)?,
+            }))
+        }
+        DukptTdesCommand::WorkingKey {
+            source,
+            usage,
+            one_way: _,
+            variant_only,
+        } => {
+            let (ksn, key) = tdes_transaction_key(&source)?;
+            let derivation = if variant_only {
+                dukpt_tdes::DataKeyDerivation::VariantOnly
+            } else {
+                dukpt_tdes::DataKeyDerivation::OneWay
+            };
+            let working = dukpt_tdes::working_key(&key, usage.into(), derivation)?;
+            Ok(json!({
+                "ksn": ksn.to_hex(),
+                "usage": usage.to_possible_value().map(|v| v.get_name().to_owned()),
+                "working_key": working.to_hex_upper(),
+                "kcv": kcv_of(&working, KeyAlgorithm::Tdes)?,
+            }))
+        }
+        DukptTdesCommand::NextKsn { ksn } => {
+            let next = tdes_ksn(&ksn)?.next()?;
+            Ok(json!({ "ksn": next.to_hex(), "counter": next.counter() }))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// dukpt-aes
+// ---------------------------------------------------------------------------------------------
+
+/// AES DUKPT operations.
+#[derive(Debug, Subcommand)]
+enum DukptAesCommand {
+    /// The initial key of a device from the BDK and the initial key ID (or a KSN).
+    InitialKey {
+        /// Base derivation key (AES-128/192/256, hex).
+        #[arg(long)]
+        bdk: String,
+        /// Initial key ID (16 hex digits).
+        #[arg(long, conflicts_with = "ksn", required_unless_present = "ksn")]
+        initial_key_id: Option<String>,
+        /// A KSN of the device (24 hex digits), instead of --initial-key-id.
+        #[arg(long)]
+        ksn: Option<String>,
+    },
+    /// The intermediate derivation key of a transaction, from the initial key or the BDK.
+    DerivationKey(AesKeySource),
+    /// A working key of a transaction, from the initial key or the BDK.
+    WorkingKey {
+        /// Initial key or BDK, and the KSN.
+        #[command(flatten)]
+        source: AesKeySource,
+        /// What the key is for.
+        #[arg(long, value_enum)]
+        usage: AesUsage,
+        /// Type of the derived key.
+        #[arg(long, value_enum, default_value = "aes128")]
+        key_type: AesKeyType,
+    },
+    /// The KSN of the device's next transaction.
+    NextKsn {
+        /// Key serial number (24 hex digits).
+        #[arg(long)]
+        ksn: String,
+    },
+}
+
+/// Where an AES DUKPT derivation key comes from.
+#[derive(Debug, Args)]
+struct AesKeySource {
+    /// The device's initial key (AES, hex).
+    #[arg(long, conflicts_with = "bdk", required_unless_present = "bdk")]
+    initial_key: Option<String>,
+    /// Base derivation key (AES, hex), instead of --initial-key.
+    #[arg(long)]
+    bdk: Option<String>,
+    /// Key serial number (24 hex digits).
+    #[arg(long)]
+    ksn: String,
+}
+
+/// AES DUKPT key usage.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AesUsage {
+    /// Key encryption key (0002).
+    KeyEncryption,
+    /// PIN encryption (1000).
+    Pin,
+    /// MAC generation (2000).
+    MacGenerate,
+    /// MAC verification (2001).
+    MacVerify,
+    /// MAC, both ways (2002).
+    MacBoth,
+    /// Data encryption, encrypt (3000).
+    DataEncrypt,
+    /// Data encryption, decrypt (3001).
+    DataDecrypt,
+    /// Data encryption, both ways (3002).
+    DataBoth,
+}
+
+impl From<AesUsage> for dukpt_aes::KeyUsage {
+    fn from(usage: AesUsage) -> Self {
+        match usage {
+            AesUsage::KeyEncryption => Self::KeyEncryptionKey,
+            AesUsage::Pin => Self::PinEncryption,
+            AesUsage::MacGenerate => Self::MacGeneration,
+            AesUsage::MacVerify => Self::MacVerification,
+            AesUsage::MacBoth => Self::MacBoth,
+            AesUsage::DataEncrypt => Self::DataEncrypt,
+            AesUsage::DataDecrypt => Self::DataDecrypt,
+            AesUsage::DataBoth => Self::DataBoth,
+        }
+    }
+}
+
+/// AES DUKPT derived key type.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AesKeyType {
+    /// Double-length TDES.
+    #[value(name = "2tdea")]
+    Tdes2,
+    /// Triple-length TDES.
+    #[value(name = "3tdea")]
+    Tdes3,
+    /// AES-128.
+    Aes128,
+    /// AES-192.
+    Aes192,
+    /// AES-256.
+    Aes256,
+}
+
+impl From<AesKeyType> for dukpt_aes::KeyType {
+    fn from(key_type: AesKeyType) -> Self {
+        match key_type {
+            AesKeyType::Tdes2 => Self::Tdes2,
+            AesKeyType::Tdes3 => Self::Tdes3,
+            AesKeyType::Aes128 => Self::Aes128,
+            AesKeyType::Aes192 => Self::Aes192,
+            AesKeyType::Aes256 => Self::Aes256,
+        }
+    }
+}
+
+fn aes_ksn(text: &str) -> Result<dukpt_aes::Ksn> {
+    Ok(dukpt_aes::Ksn::from_hex(text)?)
+}
+
+fn aes_initial_key(source: &AesKeySource, ksn: &dukpt_aes::Ksn) -> Result<SecretBytes> {
+    match one_of(
+        source.initial_key.as_deref(),
+        source.bdk.as_deref(),
+        "--initial-key or --bdk",
+    )? {
+        Either::First(ik) => secret("--initial-key", ik),
+        Either::Second(bdk) => Ok(dukpt_aes::derive_initial_key(
+            &secret("--bdk", bdk)?,
+            &ksn.initial_key_id(),
+        )?),
+    }
+}
+
+fn dukpt_aes_cmd(cmd: DukptAesCommand) -> Result<Value> {
+    match cmd {
+        DukptAesCommand::InitialKey {
+            bdk,
+            initial_key_id,
+            ksn,
+        } => {
+            let id = match one_of(
+                initial_key_id.as_deref(),
+                ksn.as_deref(),
+                "--initial-key-id or --ksn",
+            )? {
+                Either::First(id) => dukpt_aes::InitialKeyId::from_hex(id)?,
+                Either::Second(ksn) => aes_ksn(ksn)?.initial_key_id(),
+            };
+            let ik = dukpt_aes::derive_initial_key(&secret("--bdk", &bdk)?, &id)?;
+            Ok(json!({
+                "initial_key_id": id.to_hex(),
+                "initial_key": ik.to_hex_upper(),
+                "kcv": kcv_of(&ik, KeyAlgorithm::Aes)?,
+            }))
+        }
+        DukptAesCommand::DerivationKey(source) => {
+            let ksn = aes_ksn(&source.ksn)?;
+            let ik = aes_initial_key(&source, &ksn)?;
+            let key = dukpt_aes::derivation_key(&ik, &ksn)?;
+            Ok(json!({
+                "ksn": ksn.to_hex(),
+                "counter": ksn.counter(),
+                "derivation_key": key.to_hex_upper(),
+                "kcv": kcv_of(&key, KeyAlgorithm::Aes)?,
+            }))
+        }
+        DukptAesCommand::WorkingKey {
+            source,
+            usage,
+            key_type,
+        } => {
+            let ksn = aes_ksn(&source.ksn)?;
+            let ik = aes_initial_key(&source, &ksn)?;
+            let key = dukpt_aes::working_key(&ik, &ksn, usage.into(), key_type.into())?;
+            let algorithm = match key_type {
+                AesKeyType::Tdes2 | AesKeyType::Tdes3 => KeyAlgorithm::Tdes,
+                _ => KeyAlgorithm::Aes,
+            };
+            Ok(json!({
+                "ksn": ksn.to_hex(),
+                "usage": usage.to_possible_value().map(|v| v.get_name().to_owned()),
+                "key_type": key_type.to_possible_value().map(|v| v.get_name().to_owned()),
+                "working_key": key.to_hex_upper(),
+                "kcv": kcv_of(&key, algorithm)?,
+            }))
+        }
+        DukptAesCommand::NextKsn { ksn } => {
+            let next = aes_ksn(&ksn)?.next()?;
+            Ok(json!({ "ksn": next.to_hex(), "counter": next.counter() }))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// pin-block
+// ---------------------------------------------------------------------------------------------
+
+/// ISO 9564-1 PIN block format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PinFormat {
+    /// ISO format 0 (ANSI X9.8), TDES.
+    #[value(name = "0")]
+    Iso0,
+    /// ISO format 1, TDES, no PAN.
+    #[value(name = "1")]
+    Iso1,
+    /// ISO format 3, TDES.
+    #[value(name = "3")]
+    Iso3,
+    /// ISO format 4, AES.
+    #[value(name = "4")]
+    Iso4,
+}
+
+impl From<PinFormat> for PinBlockFormat {
+    fn from(format: PinFormat) -> Self {
+        match format {
+            PinFormat::Iso0 => Self::Iso0,
+            PinFormat::Iso1 => Self::Iso1,
+            PinFormat::Iso3 => Self::Iso3,
+            PinFormat::Iso4 => Self::Iso4,
+        }
+    }
+}
+
+/// PIN block operations.
+#[derive(Debug, Subcommand)]
+enum PinBlockCommand {
+    /// Encodes a clear PIN block (formats 0/1/3) or clear PIN field (format 4).
+    Encode {
+        /// Format and PAN.
+        #[command(flatten)]
+        target: PinTarget,
+        /// The PIN (4 to 12 digits).
+        #[arg(long)]
+        pin: String,
+    },
+    /// Decodes a clear PIN block / PIN field.
+    Decode {
+        /// Format and PAN.
+        #[command(flatten)]
+        target: PinTarget,
+        /// The clear PIN block (hex).
+        #[arg(long)]
+        pin_block: String,
+    },
+    /// Encodes and enciphers a PIN (TDES for formats 0/1/3, AES for format 4).
+    Encrypt {
+        /// Format and PAN.
+        #[command(flatten)]
+        target: PinTarget,
+        /// PIN encryption key (hex).
+        #[arg(long)]
+        key: String,
+        /// The PIN (4 to 12 digits).
+        #[arg(long)]
+        pin: String,
+    },
+    /// Deciphers and decodes a PIN block.
+    Decrypt {
+        /// Format and PAN.
+        #[command(flatten)]
+        target: PinTarget,
+        /// PIN encryption key (hex).
+        #[arg(long)]
+        key: String,
+        /// The enciphered PIN block (hex).
+        #[arg(long)]
+        pin_block: String,
+    },
+    /// Translates an enciphered PIN block to another key and/or format.
+    Translate(TranslateArgs),
+}
+
+/// The format of a PIN block, its PAN and, for a deterministic result, its fill.
+#[derive(Debug, Args)]
+struct PinTarget {
+    /// PIN block format.
+    #[arg(long, value_enum)]
+    format: PinFormat,
+    /// The PAN (12 to 19 digits; required for formats 0, 3 and 4).
+    #[arg(long)]
+    pan: Option<String>,
+    /// Fixed fill instead of OS randomness: formats 1 and 3, the 14 − PIN-length fill nibbles
+    /// (format 3: A–F); format 4, the 8 random bytes (16 hex digits). Not for format 0.
+    #[arg(long)]
+    fill: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct TranslateArgs {
+    /// Source format.
+    #[arg(long, value_enum)]
+    from_format: PinFormat,
+    /// Source PIN encryption key (hex).
+    #[arg(long)]
+    from_key: String,
+    /// Destination format.
+    #[arg(long, value_enum)]
+    to_format: PinFormat,
+    /// Destination PIN encryption key (hex).
+    #[arg(long)]
+    to_key: String,
+    /// The enciphered PIN block under the source key (hex).
+    #[arg(long)]
+    pin_block: String,
+    /// The PAN (required for formats 0, 3 and 4).
+    #[arg(long)]
+    pan: Option<String>,
+    /// Fixed fill of the destination block (see `pin-block encode --help`).
+    #[arg(long)]
+    fill: Option<String>,
+}
+
+fn optional_pan(format: PinBlockFormat, text: Option<&str>) -> Result<Option<Pan>> {
+    match text {
+        Some(text) => Ok(Some(pan(text)?)),
+        None if format.needs_pan() => Err(CliError::bad_request(format!(
+            "--pan is required for PIN block format {}",
+            format.control()
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// Encodes with a caller-given fill: builds the PIN field, then has paycrypto decode it to
+/// check every rule (control, length, digits, fill) before it is used.
+fn encode_with_fill(
+    format: PinBlockFormat,
+    pin: &Pin,
+    pan: Option<&Pan>,
+    fill: &str,
+) -> Result<SecretBytes> {
+    let fill = fill.trim().to_ascii_uppercase();
+    if !fill.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(CryptoError::InvalidHex("--fill").into());
+    }
+    let digits = pin.expose();
+    let mut nibbles = Zeroizing::new(String::with_capacity(48));
+    nibbles.push(char::from(b'0' + format.control()));
+    nibbles.push_str(&format!("{:X}", pin.len()));
+    nibbles.push_str(&digits);
+    let wanted = 14 - pin.len();
+    match format {
+        PinBlockFormat::Iso0 => {
+            return Err(CliError::bad_request(
+                "--fill is not used by PIN block format 0 (its fill is F)",
+            ));
+        }
+        PinBlockFormat::Iso1 | PinBlockFormat::Iso3 => {
+            if fill.len() != wanted {
+                return Err(CliError::bad_request(format!(
+                    "--fill: expected {wanted} hex digits for a {}-digit PIN, got {}",
+                    pin.len(),
+                    fill.len()
+                )));
+            }
+            nibbles.push_str(&fill);
+        }
+        PinBlockFormat::Iso4 => {
+            if fill.len() != 16 {
+                return Err(CliError::bad_request(format!(
+                    "--fill: expected 16 hex digits (8 bytes) for format 4, got {}",
+                    fill.len()
+                )));
+            }
+            nibbles.push_str(&"A".repeat(wanted));
+            nibbles.push_str(&fill);
+        }
+    }
+    let mut block = Zeroizing::new(
+        hex::decode(nibbles.as_bytes()).map_err(|_| CryptoError::InvalidHex("--fill"))?,
+    );
+    if format == PinBlockFormat::Iso3 {
+        let pan = pan.ok_or_else(|| CliError::bad_request("--pan is required for format 3"))?;
+        // Format 3 PAN field: 0000 then the 12 rightmost digits excluding the check digit.
+        let digits = pan.expose();
+        let end = digits.len() - 1;
+        let field = Zeroizing::new(format!("0000{}", &digits[end - 12..end]));
+        let field = Zeroizing::new(
+            hex::decode(field.as_bytes()).map_err(|_| CryptoError::InvalidHex("--pan"))?,
+        );
+        for (byte, pan_byte) in block.iter_mut().zip(field.iter()) {
+            *byte ^= pan_byte;
+        }
+    }
+    let block = SecretBytes::from_slice(&block);
+    pin::decode_pin_block(format, &block, pan).map_err(|err| {
+        CliError::bad_request(format!("--fill does not make a valid PIN block: {err}"))
+    })?;
+    Ok(block)
+}
+
+fn encode(
+    format: PinBlockFormat,
+    pin: &Pin,
+    pan: Option<&Pan>,
+    fill: Option<&str>,
+) -> Result<SecretBytes> {
+    match fill {
+        Some(fill) => encode_with_fill(format, pin, pan, fill),
+        None => Ok(pin::encode_pin_block(format, pin, pan, &mut OsRng)?),
+    }
+}
+
+fn pin_json(pin: &Pin) -> Value {
+    json!({ "pin": pin.expose().as_str() })
+}
+
+fn pin_block_cmd(cmd: PinBlockCommand) -> Result<Value> {
+    match cmd {
+        PinBlockCommand::Encode { target, pin } => {
+            let format = PinBlockFormat::from(target.format);
+            let pan = optional_pan(format, target.pan.as_deref())?;
+            let pin = pin_digits(&pin)?;
+            let block = encode(format, &pin, pan.as_ref(), target.fill.as_deref())?;
+            Ok(json!({ "pin_block": block.to_hex_upper() }))
+        }
+        PinBlockCommand::Decode { target, pin_block } => {
+            let format = PinBlockFormat::from(target.format);
+            let pan = optional_pan(format, target.pan.as_deref())?;
+            let block = secret("--pin-block", &pin_block)?;
+            Ok(pin_json(&pin::decode_pin_block(
+                format,
+                &block,
+                pan.as_ref(),
+            )?))
+        }
+        PinBlockCommand::Encrypt { target, key, pin } => {
+            let format = PinBlockFormat::from(target.format);
+            let pan = optional_pan(format, target.pan.as_deref())?;
+            let key = secret("--key", &key)?;
+            let pin = pin_digits(&pin)?;
+            let clear = encode(format, &pin, pan.as_ref(), target.fill.as_deref())?;
+            let block = pin::encipher_pin_block(format, &key, &clear, pan.as_ref())?;
+            Ok(json!({ "pin_block": hex_upper(&block) }))
+        }
+        PinBlockCommand::Decrypt {
+            target,
+            key,
+            pin_block,
+        } => {
+            let format = PinBlockFormat::from(target.format);
+            let pan = optional_pan(format, target.pan.as_deref())?;
+            let key = secret("--key", &key)?;
+            let block = bytes("--pin-block", &pin_block)?;
+            Ok(pin_json(&pin::decrypt_pin_block(
+                format,
+                &key,
+                &block,
+                pan.as_ref(),
+            )?))
+        }
+        PinBlockCommand::Translate(args) => translate(&args),
+    }
+}
+
+fn translate(args: &TranslateArgs) -> Result<Value> {
+    let from_format = PinBlockFormat::from(args.from_format);
+    let to_format = PinBlockFormat::from(args.to_format);
+    let needs_pan = from_format.needs_pan() || to_format.needs_pan();
+    let pan = optional_pan(
+        if needs_pan {
+            PinBlockFormat::Iso0
+        } else {
+            PinBlockFormat::Iso1
+        },
+        args.pan.as_deref(),
+    )?;
+    let from_key = secret("--from-key", &args.from_key)?;
+    let to_key = secret("--to-key", &args.to_key)?;
+    let block = bytes("--pin-block", &args.pin_block)?;
+    let out = match args.fill.as_deref() {
+        None => pin::translate_pin_block(
+            &PinBlockContext {
+                format: from_format,
+                key: &from_key,
+                pan: pan.as_ref(),
+            },
+            &block,
+            &PinBlockContext {
+                format: to_format,
+                key: &to_key,
+                pan: pan.as_ref(),
+            },
+            &mut OsRng,
+        )?,
+        Some(fill) => {
+            let pin = pin::decrypt_pin_block(from_format, &from_key, &block, pan.as_ref())?;
+            let clear = encode_with_fill(to_format, &pin, pan.as_ref(), fill)?;
+            pin::encipher_pin_block(to_format, &to_key, &clear, pan.as_ref())?
+        }
+    };
+    Ok(json!({ "pin_block": hex_upper(&out) }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// mac
+// ---------------------------------------------------------------------------------------------
+
+/// MAC algorithm.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum MacAlg {
+    /// ISO 9797-1 algorithm 1 (CBC-MAC; DES or TDES).
+    Alg1,
+    /// ISO 9797-1 algorithm 3 / ANSI X9.19 retail MAC.
+    #[value(alias = "retail")]
+    Alg3,
+    /// AES-CMAC (RFC 4493).
+    AesCmac,
+    /// TDES-CMAC (SP 800-38B).
+    TdesCmac,
+    /// HMAC-SHA-256.
+    HmacSha256,
+}
+
+/// ISO 9797-1 padding method.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PaddingArg {
+    /// Method 1: zeros.
+    #[value(name = "1")]
+    M1,
+    /// Method 2: 80 then zeros.
+    #[value(name = "2")]
+    M2,
+    /// Method 3: length block, then zeros.
+    #[value(name = "3")]
+    M3,
+}
+
+impl From<PaddingArg> for Padding {
+    fn from(padding: PaddingArg) -> Self {
+        match padding {
+            PaddingArg::M1 => Self::Method1,
+            PaddingArg::M2 => Self::Method2,
+            PaddingArg::M3 => Self::Method3,
+        }
+    }
+}
+
+/// MAC operations.
+#[derive(Debug, Subcommand)]
+enum MacCommand {
+    /// Computes a MAC.
+    Generate {
+        /// Algorithm, key and data.
+        #[command(flatten)]
+        input: MacInput,
+        /// MAC length in bytes (4 to the full length; default: full).
+        #[arg(long)]
+        length: Option<usize>,
+    },
+    /// Verifies a MAC (its length is the number of bytes compared).
+    Verify {
+        /// Algorithm, key and data.
+        #[command(flatten)]
+        input: MacInput,
+        /// The MAC to check (hex).
+        #[arg(long)]
+        mac: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct MacInput {
+    /// Algorithm.
+    #[arg(long, value_enum)]
+    algorithm: MacAlg,
+    /// ISO 9797-1 padding method (alg1 and alg3 only; default 1).
+    #[arg(long, value_enum)]
+    padding: Option<PaddingArg>,
+    /// MAC key (hex).
+    #[arg(long)]
+    key: String,
+    /// Message (hex; may be empty).
+    #[arg(long, conflicts_with = "text", required_unless_present = "text")]
+    data: Option<String>,
+    /// Message as text (UTF-8 bytes), instead of --data.
+    #[arg(long)]
+    text: Option<String>,
+}
+
+impl MacInput {
+    fn algorithm(&self) -> Result<MacAlgorithm> {
+        let padding = self.padding.map(Padding::from);
+        match (self.algorithm, padding) {
+            (MacAlg::Alg1, padding) => Ok(MacAlgorithm::Iso9797Alg1(
+                padding.unwrap_or(Padding::Method1),
+            )),
+            (MacAlg::Alg3, padding) => Ok(MacAlgorithm::Iso9797Alg3(
+                padding.unwrap_or(Padding::Method1),
+            )),
+            (_, Some(_)) => Err(CliError::bad_request(
+                "--padding applies to alg1 and alg3 only",
+            )),
+            (MacAlg::AesCmac, None) => Ok(MacAlgorithm::AesCmac),
+            (MacAlg::TdesCmac, None) => Ok(MacAlgorithm::TdesCmac),
+            (MacAlg::HmacSha256, None) => Ok(MacAlgorithm::HmacSha256),
+        }
+    }
+
+    fn data(&self) -> Result<Vec<u8>> {
+        match (&self.data, &self.text) {
+            (Some(data), _) => bytes("--data", data),
+            (None, Some(text)) => Ok(text.as_bytes().to_vec()),
+            (None, None) => Err(CliError::bad_request("give --data or --text")),
+        }
+    }
+}
+
+fn mac_cmd(cmd: MacCommand) -> Result<Value> {
+    match cmd {
+        MacCommand::Generate { input, length } => {
+            let algorithm = input.algorithm()?;
+            let key = secret("--key", &input.key)?;
+            let data = input.data()?;
+            let mac = algorithm.generate(&key, &data, length.unwrap_or(algorithm.full_len()))?;
+            Ok(json!({ "mac": hex_upper(&mac) }))
+        }
+        MacCommand::Verify { input, mac } => {
+            let algorithm = input.algorithm()?;
+            let key = secret("--key", &input.key)?;
+            let data = input.data()?;
+            algorithm.verify(&key, &data, &bytes("--mac", &mac)?)?;
+            Ok(json!({ "valid": true }))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// cvv
+// ---------------------------------------------------------------------------------------------
+
+/// Which card verification value.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CvvKind {
+    /// CVV/CVC of the magnetic stripe (needs --service-code).
+    Cvv,
+    /// CVV2 (service code 000).
+    Cvv2,
+    /// iCVV (service code 999).
+    Icvv,
+}
+
+#[derive(Debug, Args)]
+struct CvvInput {
+    /// Which value.
+    #[arg(long, value_enum, default_value = "cvv")]
+    kind: CvvKind,
+    /// CVK A ‖ CVK B (16 bytes hex).
+    #[arg(long)]
+    cvk: String,
+    /// The PAN (12 to 19 digits).
+    #[arg(long)]
+    pan: String,
+    /// Expiry date, 4 digits (normally YYMM).
+    #[arg(long)]
+    expiry: String,
+    /// Service code, 3 digits (kind cvv only).
+    #[arg(long)]
+    service_code: Option<String>,
+}
+
+impl CvvInput {
+    fn service_code(&self) -> Result<&str> {
+        match (self.kind, self.service_code.as_deref()) {
+            (CvvKind::Cvv, Some(code)) => Ok(code),
+            (CvvKind::Cvv, None) => Err(CliError::bad_request(
+                "--service-code is required for --kind cvv",
+            )),
+            (CvvKind::Cvv2, None) => Ok(cvv::CVV2_SERVICE_CODE),
+            (CvvKind::Icvv, None) => Ok(cvv::ICVV_SERVICE_CODE),
+            (_, Some(_)) => Err(CliError::bad_request(
+                "--service-code applies to --kind cvv only (cvv2 uses 000, icvv 999)",
+            )),
+        }
+    }
+}
+
+/// CVV operations.
+#[derive(Debug, Subcommand)]
+enum CvvCommand {
+    /// Computes a CVV, CVV2 or iCVV.
+    Generate(CvvInput),
+    /// Verifies a CVV, CVV2 or iCVV.
+    Verify {
+        /// Kind, keys and card data.
+        #[command(flatten)]
+        input: CvvInput,
+        /// The value to check (digits).
+        #[arg(long)]
+        cvv: String,
+    },
+}
+
+fn cvv_cmd(cmd: CvvCommand) -> Result<Value> {
+    match cmd {
+        CvvCommand::Generate(input) => {
+            let cvk = secret("--cvk", &input.cvk)?;
+            let pan = pan(&input.pan)?;
+            let value = cvv::generate_cvv(&cvk, &pan, input.expiry.trim(), input.service_code()?)?;
+            Ok(json!({ "cvv": value.as_str() }))
+        }
+        CvvCommand::Verify { input, cvv } => {
+            let cvk = secret("--cvk", &input.cvk)?;
+            let pan = pan(&input.pan)?;
+            cvv::verify_cvv(
+                &cvk,
+                &pan,
+                input.expiry.trim(),
+                input.service_code()?,
+                cvv.trim(),
+            )?;
+            Ok(json!({ "valid": true }))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// emv
+// ---------------------------------------------------------------------------------------------
+
+/// ICC master key derivation option.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum MkOption {
+    /// Option A (EMV Book 2 A1.4.1).
+    A,
+    /// Option B (A1.4.2; PANs over 16 digits, else as option A).
+    B,
+}
+
+/// Padding of an application cryptogram.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AcPadding {
+    /// Method 1, zeros (Visa CVN 10).
+    #[value(name = "1")]
+    M1,
+    /// Method 2, 80 then zeros (EMV).
+    #[value(name = "2")]
+    M2,
+}
+
+/// ARPC method.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ArpcMethod {
+    /// Method 1: TDES(key, ARQC ⊕ ARC).
+    #[value(name = "1")]
+    M1,
+    /// Method 2: MAC over ARQC ‖ CSU ‖ proprietary data.
+    #[value(name = "2")]
+    M2,
+}
+
+/// EMV operations.
+#[derive(Debug, Subcommand)]
+enum EmvCommand {
+    /// Derives the ICC master key from the issuer master key, PAN and PSN.
+    DeriveMk {
+        /// Issuer master key (16 bytes hex).
+        #[arg(long)]
+        imk: String,
+        /// The PAN.
+        #[arg(long)]
+        pan: String,
+        /// PAN sequence number (2 digits; default 00).
+        #[arg(long)]
+        psn: Option<String>,
+        /// Derivation option.
+        #[arg(long, value_enum, default_value = "a")]
+        option: MkOption,
+    },
+    /// Derives the AC session key (EMV common session key) from the ICC master key.
+    SessionKey {
+        /// ICC master key (16 bytes hex).
+        #[arg(long)]
+        mk: String,
+        /// Application transaction counter (2 bytes hex): R = ATC ‖ 000000000000.
+        #[arg(long, conflicts_with = "r", required_unless_present = "r")]
+        atc: Option<String>,
+        /// Unpredictable number (4 bytes hex), with --atc: Mastercard R = ATC ‖ 0000 ‖ UN.
+        #[arg(long, requires = "atc")]
+        un: Option<String>,
+        /// The diversification value R itself (8 bytes hex), instead of --atc.
+        #[arg(long)]
+        r: Option<String>,
+    },
+    /// Computes an application cryptogram (ARQC/TC/AAC) over the CDOL data.
+    Arqc {
+        /// Session key (or the ICC master key for Visa CVN 10), 16 bytes hex.
+        #[arg(long)]
+        key: String,
+        /// CDOL data (hex).
+        #[arg(long)]
+        data: String,
+        /// Padding method.
+        #[arg(long, value_enum, default_value = "2")]
+        padding: AcPadding,
+    },
+    /// Computes an ARPC.
+    Arpc {
+        /// Method.
+        #[arg(long, value_enum)]
+        method: ArpcMethod,
+        /// Key (ICC master key or session key, per scheme; 16 bytes hex).
+        #[arg(long)]
+        key: String,
+        /// The ARQC (8 bytes hex).
+        #[arg(long)]
+        arqc: String,
+        /// Method 1: authorisation response code (2 bytes hex).
+        #[arg(long)]
+        arc: Option<String>,
+        /// Method 2: card status update (4 bytes hex).
+        #[arg(long)]
+        csu: Option<String>,
+        /// Method 2: proprietary authentication data (0 to 8 bytes hex).
+        #[arg(long)]
+        proprietary: Option<String>,
+    },
+}
+
+fn required<'a>(value: Option<&'a str>, message: &str) -> Result<&'a str> {
+    value.ok_or_else(|| CliError::bad_request(message))
+}
+
+fn emv_cmd(cmd: EmvCommand) -> Result<Value> {
+    match cmd {
+        EmvCommand::DeriveMk {
+            imk,
+            pan: pan_text,
+            psn,
+            option,
+        } => {
+            let imk = secret("--imk", &imk)?;
+            let pan = pan(&pan_text)?;
+            let mk = match option {
+                MkOption::A => emv::derive_icc_mk_option_a(&imk, &pan, psn.as_deref())?,
+                MkOption::B => emv::derive_icc_mk_option_b(&imk, &pan, psn.as_deref())?,
+            };
+            Ok(json!({ "icc_mk": mk.to_hex_upper(), "kcv": kcv_of(&mk, KeyAlgorithm::Tdes)? }))
+        }
+        EmvCommand::SessionKey { mk, atc, un, r } => {
+            let mk = secret("--mk", &mk)?;
+            let r: [u8; 8] = match (atc, un, r) {
+                (_, _, Some(r)) => array("--r", "8 bytes (16 hex digits)", &r)?,
+                (Some(atc), un, None) => {
+                    let atc: [u8; 2] = array("--atc", "2 bytes (4 hex digits)", &atc)?;
+                    let un: [u8; 4] = match un {
+                        Some(un) => array("--un", "4 bytes (8 hex digits)", &un)?,
+                        None => [0; 4],
+                    };
+                    [atc[0], atc[1], 0, 0, un[0], un[1], un[2], un[3]]
+                }
+                (None, _, None) => return Err(CliError::bad_request("give --atc or --r")),
+            };
+            let sk = emv::derive_session_key_csk(&mk, &r)?;
+            Ok(json!({ "session_key": sk.to_hex_upper(), "kcv": kcv_of(&sk, KeyAlgorithm::Tdes)? }))
+        }
+        EmvCommand::Arqc { key, data, padding } => {
+            let key = secret("--key", &key)?;
+            let padding = match padding {
+                AcPadding::M1 => Padding::Method1,
+                AcPadding::M2 => Padding::Method2,
+            };
+            let arqc = emv::generate_ac(&key, &bytes("--data", &data)?, padding)?;
+            Ok(json!({ "arqc": hex_upper(&arqc) }))
+        }
+        EmvCommand::Arpc {
+            method,
+            key,
+            arqc,
+            arc,
+            csu,
+            proprietary,
+        } => {
+            let key = secret("--key", &key)?;
+            let arqc: [u8; 8] = array("--arqc", "8 bytes (16 hex digits)", &arqc)?;
+            let arpc = match method {
+                ArpcMethod::M1 => {
+                    if csu.is_some() || proprietary.is_some() {
+                        return Err(CliError::bad_request(
+                            "--csu and --proprietary apply to ARPC method 2 only",
+                        ));
+                    }
+                    let arc = required(arc.as_deref(), "--arc is required for ARPC method 1")?;
+                    let arc: [u8; 2] = array("--arc", "2 bytes (4 hex digits)", arc)?;
+                    emv::arpc_method1(&key, &arqc, &arc)?.to_vec()
+                }
+                ArpcMethod::M2 => {
+                    if arc.is_some() {
+                        return Err(CliError::bad_request("--arc applies to ARPC method 1 only"));
+                    }
+                    let csu = required(csu.as_deref(), "--csu is required for ARPC method 2")?;
+                    let csu: [u8; 4] = array("--csu", "4 bytes (8 hex digits)", csu)?;
+                    let proprietary = bytes("--proprietary", proprietary.as_deref().unwrap_or(""))?;
+                    emv::arpc_method2(&key, &arqc, &csu, &proprietary)?.to_vec()
+                }
+            };
+            Ok(json!({ "arpc": hex_upper(&arpc) }))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// tr31
+// ---------------------------------------------------------------------------------------------
+
+/// Key length masking of a wrapped key.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Masking {
+    /// Pad as if the key had the algorithm's largest length (TDES 24, AES 32 bytes).
+    Max,
+    /// No masking: pad only to the cipher block.
+    None,
+}
+
+/// TR-31 operations.
+#[derive(Debug, Subcommand)]
+enum Tr31Command {
+    /// Wraps a key in a key block under the key block protection key (KBPK).
+    Wrap {
+        /// Key block protection key (hex; TDES for A/B/C, AES for D).
+        #[arg(long)]
+        kbpk: String,
+        /// The key to wrap (hex).
+        #[arg(long)]
+        key: String,
+        /// Version ID (binding method): A, B, C or D.
+        #[arg(long, default_value = "D")]
+        version: String,
+        /// Key usage (2 characters, e.g. P0, B1, K0, M3).
+        #[arg(long)]
+        usage: String,
+        /// Algorithm of the wrapped key (1 character: T TDES, A AES, D DES, H HMAC).
+        #[arg(long)]
+        algorithm: String,
+        /// Mode of use (1 character, e.g. E, D, B, C, G, V, X, N).
+        #[arg(long)]
+        mode: String,
+        /// Key version number (2 characters).
+        #[arg(long, default_value = "00")]
+        key_version: String,
+        /// Exportability: E, N or S.
+        #[arg(long, default_value = "E")]
+        exportability: String,
+        /// Key length masking.
+        #[arg(long, value_enum, default_value = "max")]
+        masking: Masking,
+    },
+    /// Verifies and unwraps a key block.
+    Unwrap {
+        /// Key block protection key (hex).
+        #[arg(long)]
+        kbpk: String,
+        /// The key block.
+        #[arg(long)]
+        key_block: String,
+    },
+}
+
+fn single_char(what: &'static str, text: &str) -> Result<u8> {
+    match text.as_bytes() {
+        [byte] => Ok(*byte),
+        _ => Err(CliError::bad_request(format!(
+            "{what}: expected one character"
+        ))),
+    }
+}
+
+fn tr31_kcv(header: &tr31::KeyBlockHeader, key: &SecretBytes) -> Option<String> {
+    let algorithm = match header.algorithm {
+        tr31::Algorithm::Tdes => KeyAlgorithm::Tdes,
+        tr31::Algorithm::Aes => KeyAlgorithm::Aes,
+        tr31::Algorithm::Des => KeyAlgorithm::Des,
+        _ => return None,
+    };
+    kcv_of(key, algorithm).ok()
+}
+
+fn header_json(header: &tr31::KeyBlockHeader) -> Value {
+    let blocks: Vec<Value> = header
+        .optional_blocks
+        .iter()
+        .map(|block| json!({ "id": block.id(), "data": block.data() }))
+        .collect();
+    json!({
+        "version": header.version.code().to_string(),
+        "key_usage": header.key_usage.code(),
+        "algorithm": header.algorithm.code(),
+        "mode_of_use": header.mode_of_use.code(),
+        "key_version": header.key_version,
+        "exportability": header.exportability.code().to_string(),
+        "optional_blocks": blocks,
+    })
+}
+
+fn tr31_cmd(cmd: Tr31Command) -> Result<Value> {
+    match cmd {
+        Tr31Command::Wrap {
+            kbpk,
+            key,
+            version,
+            usage,
+            algorithm,
+            mode,
+            key_version,
+            exportability,
+            masking,
+        } => {
+            let kbpk = secret("--kbpk", &kbpk)?;
+            let key = secret("--key", &key)?;
+            let mut header = tr31::KeyBlockHeader::new(
+                tr31::Version::from_code(single_char("--version", &version)?)?,
+                tr31::KeyUsage::from_code(&usage)?,
+                tr31::Algorithm::from_code(&algorithm)?,
+                tr31::ModeOfUse::from_code(&mode)?,
+                tr31::Exportability::from_code(single_char("--exportability", &exportability)?)?,
+            );
+            header.key_version = key_version;
+            let masking = match masking {
+                Masking::Max => tr31::KeyLengthMasking::AlgorithmMax,
+                Masking::None => tr31::KeyLengthMasking::None,
+            };
+            let block = tr31::wrap(kbpk.expose(), &header, key.expose(), masking, &mut OsRng)?;
+            let mut out = json!({ "key_block": block });
+            if let Some(kcv) = tr31_kcv(&header, &key) {
+                out["kcv"] = Value::String(kcv);
+            }
+            Ok(out)
+        }
+        Tr31Command::Unwrap { kbpk, key_block } => {
+            let kbpk = secret("--kbpk", &kbpk)?;
+            let (header, key) = tr31::unwrap(kbpk.expose(), key_block.trim())?;
+            let mut out = json!({ "header": header_json(&header), "key": key.to_hex_upper() });
+            if let Some(kcv) = tr31_kcv(&header, &key) {
+                out["kcv"] = Value::String(kcv);
+            }
+            Ok(out)
+        }
+    }
+}

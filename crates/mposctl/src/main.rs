@@ -1,0 +1,88 @@
+//! `mposctl`: the mPOS platform's operator command line.
+//!
+//! Today it has one command, [`calc`]: the operator's payment-crypto calculator over the
+//! `paycrypto` crate (hex in, one JSON object out). Later commands (`replay`, `audit verify`,
+//! `events tail`, `inspect`) become siblings of `calc` in [`Command`].
+//!
+//! Output contract (every command):
+//!
+//! * success: exactly one JSON object on stdout, exit status 0;
+//! * a caller error (bad hex, wrong length, unknown value, missing argument): one JSON object
+//!   `{"code":"bad_request"|"unsupported","message":"…"}` on stdout, exit status 2;
+//! * a verification that does not match (MAC, CVV, KCV): `{"code":"verification_failed",…}`,
+//!   exit status 1.
+//!
+//! Error messages never contain key bytes, PINs or PANs.
+
+mod calc;
+mod error;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::CliError;
+
+/// The mPOS platform's operator command line.
+#[derive(Debug, Parser)]
+#[command(name = "mposctl", version, about)]
+struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The top-level commands. Later issues add `replay`, `audit verify`, `events tail` and
+/// `inspect` here.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Payment-crypto calculator: one subcommand per paycrypto operation, hex in, JSON out.
+    Calc(calc::CalcArgs),
+}
+
+fn run(cli: Cli) -> Result<serde_json::Value, CliError> {
+    match cli.command {
+        Command::Calc(args) => calc::run(args),
+    }
+}
+
+/// Writes one JSON object and a newline on stdout.
+fn emit(value: &serde_json::Value) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{value}").and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(1),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return error::report_clap(&err),
+    };
+    match run(cli) {
+        Ok(value) => emit(&value),
+        Err(err) => {
+            let status = emit(&err.to_json());
+            if status == ExitCode::SUCCESS {
+                ExitCode::from(err.exit_status())
+            } else {
+                status
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Clap's own consistency checks over every subcommand (unique names, valid groups).
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
