@@ -33,6 +33,11 @@ pub enum CryptoError {
         /// Why.
         reason: String,
     },
+    /// A DUKPT device has used its last transaction counter (TDES `0x1FF800`, AES
+    /// `0xFFFF0000`) and must cease operation; no further KSN or transaction key exists for it.
+    /// Carries what is exhausted (e.g. "TDES DUKPT device").
+    #[error("{0}: exhausted, its last transaction counter has been used")]
+    Exhausted(&'static str),
     /// A MAC, cryptogram, check value or signature did not verify.
     #[error("{0}: verification failed")]
     VerificationFailed(&'static str),
@@ -43,13 +48,16 @@ pub enum CryptoError {
 
 impl CryptoError {
     /// A stable lowercase code for JSON errors and the shared platform error set (all of
-    /// these are caller errors: `bad_request`, except a failed verification).
+    /// these are caller errors: `bad_request`, except a failed verification). An exhausted
+    /// DUKPT device is `bad_request` too: the caller asked for a transaction past the device's
+    /// end of life.
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidLength { .. }
             | Self::InvalidHex(_)
             | Self::InvalidFormat { .. }
-            | Self::OutOfRange { .. } => "bad_request",
+            | Self::OutOfRange { .. }
+            | Self::Exhausted(_) => "bad_request",
             Self::VerificationFailed(_) => "verification_failed",
             Self::Unsupported(_) => "unsupported",
         }

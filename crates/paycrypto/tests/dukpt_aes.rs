@@ -415,6 +415,247 @@ fn aes128_pin_keys_published_by_cyberchef_fork() {
     );
 }
 
+/// AES-128 BDK, KSN 123456789012345600000001: the AES-128 working key of every key usage of
+/// X9.24-3-2017 (the Annex B / supplement counter-1 values). Published in the test suite of the
+/// `paysec-dukpt` crate 0.2.0 on crates.io (tests/test_working_key.rs,
+/// `test_all_working_key_usages_aes_128_counter_1`); the MAC verification, MAC both-ways, data
+/// decryption and data both-ways keys also appear, labelled "Annex B", in the public .NET
+/// CryptoScript test suite (CryptoScriptUnitTest, `DukptAesWorkingKeyTests`), and the key
+/// encryption key in a public payment-cryptography knowledge base that reproduces the X9
+/// supplement ("reference_vectors_AES128_from_AES128_BDK"). The PIN, MAC generation and data
+/// encryption keys are the supplement values already checked above.
+#[test]
+fn aes128_every_usage_counter_1() {
+    let ik = secret(IK128);
+    let k = ksn(KSNS[0]);
+    let cases = [
+        (
+            KeyUsage::KeyEncryptionKey,
+            "36A724B7BEFA5A25F5E7B5782A4554A2",
+        ),
+        (KeyUsage::PinEncryption, AES128_PIN_KEYS[0]),
+        (KeyUsage::MacGeneration, AES128_MAC_KEYS[0]),
+        (
+            KeyUsage::MacVerification,
+            "DBB463945B286C07CD3AD82EE96FD9C9",
+        ),
+        (KeyUsage::MacBoth, "85675439D18D7F1158BD8E3EAA3D502B"),
+        (KeyUsage::DataEncrypt, AES128_DATA_KEYS[0]),
+        (KeyUsage::DataDecrypt, "16292C6EA8F64C5420A0584BFBC577BE"),
+        (KeyUsage::DataBoth, "A308E080DD15A1B741F1721BF67DE11C"),
+        (KeyUsage::KeyDerivation, "30E54D3C69B22501A7FC43969D81D5C0"),
+    ];
+    let mut device = Device::load_initial_key(&ik, &ikid()).expect("load");
+    let transaction = device.next_transaction().expect("transaction");
+    for (usage, expected) in cases {
+        assert_eq!(
+            working_key(&ik, &k, usage, KeyType::Aes128)
+                .expect("wk")
+                .to_hex_upper(),
+            expected,
+            "{usage:?}"
+        );
+        assert_eq!(
+            host_working_key(&secret(BDK128), &k, usage, KeyType::Aes128)
+                .expect("wk")
+                .to_hex_upper(),
+            expected,
+            "{usage:?} from the BDK"
+        );
+        assert_eq!(
+            transaction
+                .working_key(usage, KeyType::Aes128)
+                .expect("wk")
+                .to_hex_upper(),
+            expected,
+            "{usage:?} on the device"
+        );
+    }
+}
+
+/// AES-128 BDK, KSN 123456789012345600000001: 2TDEA and 3TDEA working keys (X9.24-3-2017
+/// supplement, "2TDEA / 3TDEA keys from AES-128 BDK"). The PIN encryption keys are published,
+/// labelled "Annex B", in the public .NET CryptoScript test suite (CryptoScriptUnitTest,
+/// `DukptAesWorkingKeyTests.AnnexBVectorsCoverTdeaWorkingKeyTypes`: TDEA-2
+/// 630C706D9546E47D4449313F61C4D4AB, TDEA-3 EA8B3F37…35766F6A); the same PIN keys and the MAC
+/// generation and data encryption keys are listed in a public payment-cryptography knowledge
+/// base that reproduces the X9 supplement ("reference_vectors_2TDEA_from_AES128_BDK",
+/// "reference_vectors_3TDEA_from_AES128_BDK"). The 2TDEA and 3TDEA derivation data use the
+/// same intermediate derivation key as the AES-128 keys (4F21B565…).
+#[test]
+fn tdea_working_keys_from_aes128_bdk_counter_1() {
+    let ik = secret(IK128);
+    let k = ksn(KSNS[0]);
+    let cases = [
+        (
+            KeyUsage::PinEncryption,
+            KeyType::Tdes2,
+            "630C706D9546E47D4449313F61C4D4AB",
+        ),
+        (
+            KeyUsage::MacGeneration,
+            KeyType::Tdes2,
+            "5D8FD787E8A796D07035FFCA9B5800BB",
+        ),
+        (
+            KeyUsage::DataEncrypt,
+            KeyType::Tdes2,
+            "BD44121C223F831446A01EE3A4CB58D2",
+        ),
+        (
+            KeyUsage::PinEncryption,
+            KeyType::Tdes3,
+            "EA8B3F37EB9B15831167EF2977FD8762D9B5913F35766F6A",
+        ),
+        (
+            KeyUsage::MacGeneration,
+            KeyType::Tdes3,
+            "2A1061A6EAC2C14FAC3758EA07B3648A624B24E942785BF1",
+        ),
+        (
+            KeyUsage::DataEncrypt,
+            KeyType::Tdes3,
+            "F716DFBC6B2D2D5825B694EEEE181A013F2F1C09380BBE0C",
+        ),
+    ];
+    for (usage, key_type, expected) in cases {
+        assert_eq!(
+            working_key(&ik, &k, usage, key_type)
+                .expect("wk")
+                .to_hex_upper(),
+            expected,
+            "{usage:?} {key_type:?}"
+        );
+        assert_eq!(
+            host_working_key(&secret(BDK128), &k, usage, key_type)
+                .expect("wk")
+                .to_hex_upper(),
+            expected,
+            "{usage:?} {key_type:?} from the BDK"
+        );
+    }
+}
+
+/// AES-192 BDK FEDCBA9876543210F1F1F1F1F1F1F1F1FEDCBA9876543210 (the AES-192 BDK of the X9
+/// reference Python source), initial key ID 1234567890123456.
+///
+/// Not in the X9 supplement PDF itself: these values were generated with the ASC X9 reference
+/// algorithm and published in the test suite of the `paysec-dukpt` crate 0.2.0 on crates.io
+/// (tests/test_initial_key.rs `test_derive_initial_key_aes_192`, tests/test_working_key.rs
+/// `AES_192_TO_AES_128_VECTORS` and `AES_192_TO_AES_192_VECTORS`). The initial key
+/// 5B6DEE2B…5131E584 also appears, independently, as `DUKPT_AES_PIN_KEY_192` beside the Annex B
+/// AES-128 and AES-256 initial keys in a public Android payment-terminal key-injection demo
+/// (`KeyConstants`). paysec also lists counter 0001FFFF, which this crate refuses (17 one-bits;
+/// never used by a device), so only counters 1 and 3 are checked.
+#[test]
+fn aes192_bdk_initial_and_working_keys() {
+    const BDK192: &str = "FEDCBA9876543210F1F1F1F1F1F1F1F1FEDCBA9876543210";
+    const IK192: &str = "5B6DEE2B5B7FABFFA32591F35BF8F23DD9329AE85131E584";
+    let bdk = secret(BDK192);
+    let ik = derive_initial_key(&bdk, &ikid()).expect("ik");
+    assert_eq!(ik.to_hex_upper(), IK192);
+    // (counter, usage, key type, expected)
+    let cases = [
+        (
+            1,
+            KeyUsage::PinEncryption,
+            KeyType::Aes128,
+            "3C318CDBF08322279557201E98DBB3F3",
+        ),
+        (
+            1,
+            KeyUsage::MacGeneration,
+            KeyType::Aes128,
+            "3E7009C74E8166BC9059D3D92D36B487",
+        ),
+        (
+            1,
+            KeyUsage::DataEncrypt,
+            KeyType::Aes128,
+            "04C5C3926A8B9B2B833F33D4C6E581EE",
+        ),
+        (
+            3,
+            KeyUsage::PinEncryption,
+            KeyType::Aes128,
+            "6DE9A0A37D6927280B7E223C4BE7580F",
+        ),
+        (
+            3,
+            KeyUsage::MacGeneration,
+            KeyType::Aes128,
+            "D2D13AF44E71EB6E8539FFDA3C37A5D6",
+        ),
+        (
+            3,
+            KeyUsage::DataEncrypt,
+            KeyType::Aes128,
+            "FDCB88BEA1EFE48EAEE83A48513FF515",
+        ),
+        (
+            1,
+            KeyUsage::PinEncryption,
+            KeyType::Aes192,
+            "C5043EDC7F2C001097974D40FF82A050B64A1AB27879F3DB",
+        ),
+        (
+            1,
+            KeyUsage::MacGeneration,
+            KeyType::Aes192,
+            "7FB32FB0F68F0E4A2594765F9EB1C472727EE305A5EE35E1",
+        ),
+        (
+            1,
+            KeyUsage::DataEncrypt,
+            KeyType::Aes192,
+            "C1D4541AE0E33949DD03F2A10B5E5486BBCAC1C520320E0C",
+        ),
+        (
+            3,
+            KeyUsage::PinEncryption,
+            KeyType::Aes192,
+            "64AE12F5E0FB2001B22520CED9C5CF1A8AA45AAA3F264882",
+        ),
+        (
+            3,
+            KeyUsage::MacGeneration,
+            KeyType::Aes192,
+            "29A29A9C943EAA03D2F5CAD146BA765094C2CF0343C53D1A",
+        ),
+        (
+            3,
+            KeyUsage::DataEncrypt,
+            KeyType::Aes192,
+            "A5DDCE36A4ECC8781C466C2270BA499EC4654AA166392EFC",
+        ),
+    ];
+    let mut device = Device::load_initial_key(&ik, &ikid()).expect("load");
+    assert_eq!(device.key_type(), KeyType::Aes192);
+    let transactions: Vec<_> = (0..3)
+        .map(|_| device.next_transaction().expect("transaction"))
+        .collect();
+    for (counter, usage, key_type, expected) in cases {
+        let k = ikid().ksn(counter);
+        assert_eq!(
+            host_working_key(&bdk, &k, usage, key_type)
+                .expect("wk")
+                .to_hex_upper(),
+            expected,
+            "{counter} {usage:?} {key_type:?}"
+        );
+        let transaction = &transactions[counter as usize - 1];
+        assert_eq!(transaction.ksn(), k);
+        assert_eq!(
+            transaction
+                .working_key(usage, key_type)
+                .expect("wk")
+                .to_hex_upper(),
+            expected,
+            "{counter} {usage:?} {key_type:?} on the device"
+        );
+    }
+}
+
 /// Device side: loaded with the published initial keys, the device produces the published
 /// KSNs and keys for its first eight transactions (AES-128 and AES-256 BDKs).
 #[test]
@@ -482,19 +723,23 @@ fn device_rollover_and_end_of_life() {
     }
     assert_eq!(ksn(KSNS_LAST[3]).counter(), LAST_COUNTER);
     assert!(device.is_exhausted());
-    assert!(matches!(
-        device.next_transaction(),
-        Err(CryptoError::OutOfRange { .. })
-    ));
-    assert!(matches!(
-        device.current_ksn(),
-        Err(CryptoError::OutOfRange { .. })
-    ));
-    assert!(matches!(
-        ksn(KSNS_LAST[3]).next(),
-        Err(CryptoError::OutOfRange { .. })
-    ));
+    let exhausted = CryptoError::Exhausted("AES DUKPT device");
+    assert_eq!(
+        device.next_transaction().map(|t| t.ksn()),
+        Err(exhausted.clone())
+    );
+    assert_eq!(device.current_ksn(), Err(exhausted.clone()));
+    assert_eq!(
+        device.next_transaction().map(|t| t.ksn()),
+        Err(exhausted.clone())
+    );
+    assert_eq!(ksn(KSNS_LAST[3]).next(), Err(exhausted.clone()));
     assert_eq!(next_counter(LAST_COUNTER), None);
+    assert_eq!(exhausted.code(), "bad_request");
+    assert_eq!(
+        exhausted.to_string(),
+        "AES DUKPT device: exhausted, its last transaction counter has been used"
+    );
     // The skip rule on the KSN alone, on the published sequences.
     assert_eq!(
         ksn(KSNS_ROLLOVER[0]).next().expect("next").to_hex(),

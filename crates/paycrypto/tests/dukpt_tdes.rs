@@ -630,19 +630,25 @@ fn device_end_of_life() {
         &transaction_key(&secret(IPEK), &last.ksn()).expect("host")
     );
     assert!(device.is_exhausted());
-    assert!(matches!(
-        device.next_transaction(),
-        Err(CryptoError::OutOfRange { .. })
-    ));
-    assert!(matches!(
-        device.current_ksn(),
-        Err(CryptoError::OutOfRange { .. })
-    ));
-    assert!(matches!(
-        last.ksn().next(),
-        Err(CryptoError::OutOfRange { .. })
-    ));
+    let exhausted = CryptoError::Exhausted("TDES DUKPT device");
+    assert_eq!(
+        device.next_transaction().map(|t| t.ksn()),
+        Err(exhausted.clone())
+    );
+    assert_eq!(device.current_ksn(), Err(exhausted.clone()));
+    // Still exhausted on a second attempt: the device never comes back to life.
+    assert_eq!(
+        device.next_transaction().map(|t| t.ksn()),
+        Err(exhausted.clone())
+    );
+    assert_eq!(last.ksn().next(), Err(exhausted.clone()));
     assert_eq!(next_counter(LAST_COUNTER), None);
+    // Exhaustion keeps the shared `bad_request` code and names no key material.
+    assert_eq!(exhausted.code(), "bad_request");
+    assert_eq!(
+        exhausted.to_string(),
+        "TDES DUKPT device: exhausted, its last transaction counter has been used"
+    );
 }
 
 /// A device runs for exactly sum(C(21, k), k = 1..=10) = 1,048,575 transactions (every 21-bit

@@ -324,7 +324,7 @@ impl Ksn {
     }
 
     /// The KSN of the device's next transaction (counters with more than 16 one-bits skipped).
-    /// Fails with [`CryptoError::OutOfRange`] when the device would be exhausted.
+    /// Fails with [`CryptoError::Exhausted`] after the last counter ([`LAST_COUNTER`]).
     pub fn next(&self) -> Result<Self, CryptoError> {
         next_counter(self.counter())
             .map(|counter| self.with_counter(counter))
@@ -367,11 +367,9 @@ pub fn next_counter(counter: u32) -> Option<u32> {
     }
 }
 
+/// The device (or KSN sequence) has used its last counter, `0xFFFF0000`.
 fn exhausted() -> CryptoError {
-    CryptoError::OutOfRange {
-        what: "AES DUKPT transaction counter",
-        reason: "device exhausted: no transaction counter left after 0xFFFF0000".into(),
-    }
+    CryptoError::Exhausted("AES DUKPT device")
 }
 
 /// The 16-byte derivation data of X9.24-3-2017 for key block 1: `01` ‖ key block counter
@@ -645,7 +643,8 @@ impl Device {
         })
     }
 
-    /// The KSN the next transaction will use. Fails when the device is exhausted.
+    /// The KSN the next transaction will use. Fails with [`CryptoError::Exhausted`] once the
+    /// device is exhausted.
     pub fn current_ksn(&self) -> Result<Ksn, CryptoError> {
         if self.exhausted {
             return Err(exhausted());
@@ -669,7 +668,7 @@ impl Device {
     }
 
     /// Starts the next transaction: returns its KSN and intermediate derivation key, then
-    /// updates the registers and advances the counter. Fails with [`CryptoError::OutOfRange`]
+    /// updates the registers and advances the counter. Fails with [`CryptoError::Exhausted`]
     /// once the device is exhausted.
     pub fn next_transaction(&mut self) -> Result<Transaction, CryptoError> {
         let ksn = self.current_ksn()?;

@@ -114,8 +114,8 @@ impl Ksn {
     }
 
     /// The KSN of the device's next transaction after this one (counters with more than ten
-    /// one-bits are skipped). Fails with [`CryptoError::OutOfRange`] when the device would be
-    /// exhausted.
+    /// one-bits are skipped). Fails with [`CryptoError::Exhausted`] after the last counter
+    /// ([`LAST_COUNTER`]).
     pub fn next(&self) -> Result<Self, CryptoError> {
         next_counter(self.counter())
             .map(|counter| self.with_counter_unchecked(counter))
@@ -194,11 +194,9 @@ pub fn next_counter(counter: u32) -> Option<u32> {
     (next <= COUNTER_MASK).then_some(next)
 }
 
+/// The device (or KSN sequence) has used its last counter, `0x1FF800`.
 fn exhausted() -> CryptoError {
-    CryptoError::OutOfRange {
-        what: "TDES DUKPT transaction counter",
-        reason: "device exhausted: no transaction counter left after 0x1FF800".into(),
-    }
+    CryptoError::Exhausted("TDES DUKPT device")
 }
 
 /// What a working key is for; each selects an X9.24-1:2009 variant mask.
@@ -485,7 +483,8 @@ impl Device {
         })
     }
 
-    /// The KSN the next transaction will use. Fails when the device is exhausted.
+    /// The KSN the next transaction will use. Fails with [`CryptoError::Exhausted`] once the
+    /// device is exhausted.
     pub fn current_ksn(&self) -> Result<Ksn, CryptoError> {
         if self.exhausted {
             return Err(exhausted());
@@ -505,7 +504,7 @@ impl Device {
 
     /// Starts the next transaction: returns its KSN and transaction key, then runs the "new
     /// key" process (future keys for the lower registers, erase the current register, advance
-    /// the counter). Fails with [`CryptoError::OutOfRange`] once the device is exhausted.
+    /// the counter). Fails with [`CryptoError::Exhausted`] once the device is exhausted.
     pub fn next_transaction(&mut self) -> Result<Transaction, CryptoError> {
         let ksn = self.current_ksn()?;
         let counter = self.counter;
