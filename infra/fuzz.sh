@@ -17,11 +17,18 @@
 #   dukpt_ksn     dukpt::tdes::Ksn, dukpt::aes::Ksn and dukpt::aes::InitialKeyId from hex/bytes
 #   pin_block     pin::decode_pin_block (ISO 0/1/3/4, with and without PAN),
 #                 pin::decipher_pin_block, Pin::new, Pan::new
+#   tr34_key_token  tr34::open_key_token (two-pass and one-pass) with the published TR-34-2019
+#                 Annex B PKI (tests/data/tr34); never panics, never returns a key
+#   tr34_tokens   tr34::parse_random_token (parse(build(n)) == n), open_credential_token,
+#                 open_rebind_token, open_unbind_token, open_ca_rebind_token,
+#                 open_ca_unbind_token, verify_certificate_chain, CertificateId::of_certificate
 # Seed inputs (published TR-31 / X9.143 sample blocks etc.) live in fuzz/seeds/<target>; the
 # growing corpus (fuzz/corpus) and crash artifacts (fuzz/artifacts) are git-ignored.
 #
 # TODO (parsers that do not exist in the crate yet; add a target when they land):
-#   - TR-34 key transport messages (tr34 module not written yet)
+#   - TR-34: a fuzz target that reaches the key block parser behind a valid signature (it
+#     needs a harness that signs fuzzed EnvelopedData with a test KDH key; the Annex B seeds
+#     stop at the undecryptable published encryptedKey)
 #   - EMV / kcv / cvv text inputs if they grow parsers beyond hex decoding
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -10,6 +10,8 @@
 //! | Key token (KT_KDH) | SignedData | KDH | EnvelopedData of the TR-34 key block |
 //! | Rebind token (RBT_KDH) | SignedData | current KDH | SignedData with the new KDH certificates and the KRD's IssuerAndSerialNumber |
 //! | Unbind token (UBT_KDH) | SignedData | current KDH | the KRD's IssuerAndSerialNumber |
+//! | CA rebind token (RBT_CA_UNBIND) | SignedData | a CA | SignedData with the new KDH certificates and the KRD's and current KDH's IssuerAndSerialNumber |
+//! | CA unbind token (UBT_CA_UNBIND) | SignedData | a CA | the KRD's and the KDH's IssuerAndSerialNumber |
 //!
 //! The key token's signed attributes are content type (`id-envelopedData`), the freshness
 //! value — the KRD's random nonce (`pkcs-9-at-randomNonce`, two-pass) or the signing time
@@ -33,6 +35,12 @@
 //! attributes, whose message digest must match the content) **before** it decrypts or
 //! interprets the content, then checks the freshness value. RSA keys shorter than 2048 bits
 //! are refused. Every malformed input is a typed [`CryptoError`], never a panic.
+//!
+//! Tolerated deviations of the published TR-34-2019 Annex B samples, none of which touches
+//! what is verified: certificates repeating an extension with identical bytes, RSAES-OAEP
+//! parameters without their context tags, an inner rebind SignedData without its SEQUENCE
+//! header, and signed attributes not in DER SET order (signatures always cover the bytes as
+//! received, for certificates too).
 
 use std::fmt;
 use std::time::Duration;
@@ -625,8 +633,7 @@ pub fn open_rebind_token(
 ) -> Result<Vec<Vec<u8>>, CryptoError> {
     let verified = verify_signed_token(token, trust, ID_SIGNED_DATA)?;
     check_freshness(&verified.attributes, ExpectedFreshness::RandomNonce(nonce))?;
-    let inner = SignedData::from_der(&verified.content)
-        .map_err(|e| CryptoError::format(WHAT, format!("inner SignedData: {e}")))?;
+    let inner = inner_signed_data(&verified.content)?;
     if inner.encap_content_info.econtent_type != ID_DATA {
         return Err(CryptoError::format(
             WHAT,
@@ -683,6 +690,230 @@ pub fn open_unbind_token(
 }
 
 // ---------------------------------------------------------------------------------------------
+// CA-signed rebind and unbind (RBT_CA_UNBIND, UBT_CA_UNBIND)
+// ---------------------------------------------------------------------------------------------
+
+/// What a KRD trusts when it verifies a token signed by a CA (a "higher level authority")
+/// rather than by its bound KDH: the root certificate, the signing CA's chain below it and its
+/// own clock.
+#[derive(Clone, Copy, Debug)]
+pub struct CaTrust<'a> {
+    /// The root certificate the KRD trusts for CA tokens, DER.
+    pub root_certificate: &'a [u8],
+    /// The signing CA's certificate first, then its intermediates below the root, DER; empty
+    /// when the root itself signs.
+    pub ca_chain: &'a [&'a [u8]],
+    /// The KRD's clock, seconds since the Unix epoch (certificate validity).
+    pub now_unix: u64,
+}
+
+/// CA side: the CA unbind token UBT_CA_UNBIND, which tells the KRD (named by its
+/// certificate) to forget the KDH (named by its certificate). The content is the KRD's
+/// `IssuerAndSerialNumber` followed by the KDH's (as in TR-34-2019 B.13); the signed attributes
+/// carry `freshness` (the KRD's nonce, or the signing time). Signed by `ca` (a CA certificate
+/// and its key).
+pub fn build_ca_unbind_token<R: RngCore + CryptoRng>(
+    rng: &mut R,
+    ca: &Credential,
+    krd_certificate: &[u8],
+    kdh_certificate: &[u8],
+    freshness: &Freshness,
+    signature: SignatureScheme,
+) -> Result<Vec<u8>, CryptoError> {
+    let content = ca_token_ids(krd_certificate, kdh_certificate)?;
+    sign_content(
+        rng,
+        ca,
+        signature,
+        ID_DATA,
+        &content,
+        vec![freshness_attribute(freshness)?],
+        std::slice::from_ref(&ca.certificate),
+    )
+}
+
+/// KRD side: verifies a CA unbind token. Order: the signing CA's chain to the root at
+/// `trust.now_unix` (every certificate of it a CA); the signer must be that CA; the signature
+/// over the signed attributes and the message digest; the freshness value; only then the
+/// content, which must name this KRD (`krd_certificate`) and the KDH it is bound to
+/// (`bound_kdh_certificate`). `Ok(())` means the KRD may unbind.
+///
+/// Tokens without signed attributes (such as the TR-34-2019 B.13 sample) carry no freshness
+/// value and are refused ([`CryptoError::InvalidFormat`]).
+pub fn open_ca_unbind_token(
+    token: &[u8],
+    trust: &CaTrust<'_>,
+    krd_certificate: &[u8],
+    bound_kdh_certificate: &[u8],
+    expected: ExpectedFreshness<'_>,
+) -> Result<(), CryptoError> {
+    let verified = verify_ca_signed_token(token, trust, ID_DATA)?;
+    check_freshness(&verified.attributes, expected)?;
+    check_ca_token_ids(&verified.content, krd_certificate, bound_kdh_certificate)
+}
+
+/// CA side: the CA rebind token RBT_CA_UNBIND, which tells the KRD (named by its certificate)
+/// to replace its bound KDH (`current_kdh_certificate`) by the one whose chain is
+/// `new_kdh_chain` (leaf first). As in TR-34-2019 B.10, the content is a SignedData without
+/// signers whose content is the KRD's and the current KDH's `IssuerAndSerialNumber` and whose
+/// certificates are the new KDH's; the signed attributes carry `freshness`.
+pub fn build_ca_rebind_token<R: RngCore + CryptoRng>(
+    rng: &mut R,
+    ca: &Credential,
+    krd_certificate: &[u8],
+    current_kdh_certificate: &[u8],
+    new_kdh_chain: &[&[u8]],
+    freshness: &Freshness,
+    signature: SignatureScheme,
+) -> Result<Vec<u8>, CryptoError> {
+    if new_kdh_chain.is_empty() {
+        return Err(CryptoError::format(
+            WHAT,
+            "the rebind token needs the new KDH certificate",
+        ));
+    }
+    let ids = ca_token_ids(krd_certificate, current_kdh_certificate)?;
+    let certificates = new_kdh_chain
+        .iter()
+        .map(|der| parse_certificate(der))
+        .collect::<Result<Vec<_>, _>>()?;
+    let inner = SignedData {
+        version: CmsVersion::V1,
+        digest_algorithms: SetOfVec::new(),
+        encap_content_info: EncapsulatedContentInfo {
+            econtent_type: ID_DATA,
+            econtent: Some(any_octets(&ids)?),
+        },
+        certificates: Some(certificate_set(&certificates)?),
+        crls: None,
+        signer_infos: SignerInfos(SetOfVec::new()),
+    };
+    sign_content(
+        rng,
+        ca,
+        signature,
+        ID_SIGNED_DATA,
+        &encode(&inner)?,
+        vec![freshness_attribute(freshness)?],
+        std::slice::from_ref(&ca.certificate),
+    )
+}
+
+/// KRD side: verifies a CA rebind token (signature first, as [`open_ca_unbind_token`]), checks
+/// that it names this KRD and its bound KDH, then verifies the new KDH chain against
+/// `kdh_ca_certificate` at `trust.now_unix` and returns it (leaf first, DER) to be bound.
+pub fn open_ca_rebind_token(
+    token: &[u8],
+    trust: &CaTrust<'_>,
+    krd_certificate: &[u8],
+    bound_kdh_certificate: &[u8],
+    kdh_ca_certificate: &[u8],
+    expected: ExpectedFreshness<'_>,
+) -> Result<Vec<Vec<u8>>, CryptoError> {
+    let verified = verify_ca_signed_token(token, trust, ID_SIGNED_DATA)?;
+    check_freshness(&verified.attributes, expected)?;
+    let inner = inner_signed_data(&verified.content)?;
+    if inner.encap_content_info.econtent_type != ID_DATA {
+        return Err(CryptoError::format(
+            WHAT,
+            "inner content type is not id-data",
+        ));
+    }
+    let ids = econtent_octets(&inner.encap_content_info)?;
+    check_ca_token_ids(&ids, krd_certificate, bound_kdh_certificate)?;
+    let kdh_ca = parse_certificate(kdh_ca_certificate)?;
+    let chain = order_chain(certificates_of(&inner)?, &kdh_ca)?;
+    let ders = chain.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
+    let refs: Vec<&[u8]> = ders.iter().map(Vec::as_slice).collect();
+    verify_certificate_chain(
+        &refs,
+        kdh_ca_certificate,
+        trust.now_unix,
+        CertificateRole::Kdh,
+    )?;
+    Ok(ders)
+}
+
+/// The SignedData inside a rebind token. The TR-34-2019 Annex B samples (B.10, B.11) carry
+/// only its contents octets (version, digest algorithms, ...) without the SEQUENCE tag and
+/// length; both forms are read (the bytes are the signed, digested content either way).
+fn inner_signed_data(content: &[u8]) -> Result<SignedData, CryptoError> {
+    let parsed = if content.first() == Some(&0x02) {
+        let mut wrapped = Vec::with_capacity(content.len() + 6);
+        wrapped.push(0x30);
+        der_length(content.len(), &mut wrapped);
+        wrapped.extend_from_slice(content);
+        SignedData::from_der(&wrapped)
+    } else {
+        SignedData::from_der(content)
+    };
+    parsed.map_err(|e| CryptoError::format(WHAT, format!("inner SignedData: {e}")))
+}
+
+fn verify_ca_signed_token(
+    token: &[u8],
+    trust: &CaTrust<'_>,
+    content_type: ObjectIdentifier,
+) -> Result<VerifiedToken, CryptoError> {
+    let signer_der = match trust.ca_chain.first() {
+        Some(first) => {
+            verify_chain(
+                trust.ca_chain,
+                trust.root_certificate,
+                trust.now_unix,
+                LeafRole::Ca,
+            )?;
+            *first
+        }
+        None => {
+            let root = parse_certificate(trust.root_certificate)?;
+            check_validity(&root, trust.now_unix)?;
+            check_issuer_constraints(&root)?;
+            trust.root_certificate
+        }
+    };
+    let signer = parse_certificate(signer_der)?;
+    verify_signed_by(
+        token,
+        &signer,
+        content_type,
+        "TR-34 signer (not the trusted CA)",
+    )
+}
+
+fn ca_token_ids(krd_certificate: &[u8], kdh_certificate: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let mut ids = encode(&issuer_and_serial(&parse_certificate(krd_certificate)?))?;
+    ids.extend(encode(&issuer_and_serial(&parse_certificate(
+        kdh_certificate,
+    )?))?);
+    Ok(ids)
+}
+
+fn check_ca_token_ids(
+    ids: &[u8],
+    krd_certificate: &[u8],
+    kdh_certificate: &[u8],
+) -> Result<(), CryptoError> {
+    let krd = expect_tlv(ids, 0x30)?;
+    let kdh = expect_tlv(krd.rest, 0x30)?;
+    if !kdh.rest.is_empty() {
+        return Err(CryptoError::format(
+            WHAT,
+            "trailing bytes after the KRD and KDH identifiers",
+        ));
+    }
+    check_krd_id(krd.whole, krd_certificate)?;
+    let named = IssuerAndSerialNumber::from_der(kdh.whole)
+        .map_err(|_| CryptoError::format(WHAT, "KDH identifier is not an IssuerAndSerialNumber"))?;
+    if named != issuer_and_serial(&parse_certificate(kdh_certificate)?) {
+        return Err(CryptoError::VerificationFailed(
+            "TR-34 KDH identifier (not the bound KDH)",
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
 // Certificates
 // ---------------------------------------------------------------------------------------------
 
@@ -700,6 +931,22 @@ pub fn verify_certificate_chain(
     ca_certificate: &[u8],
     now_unix: u64,
     role: CertificateRole,
+) -> Result<(), CryptoError> {
+    verify_chain(chain, ca_certificate, now_unix, LeafRole::Party(role))
+}
+
+#[derive(Clone, Copy)]
+enum LeafRole {
+    Party(CertificateRole),
+    /// The leaf is itself a CA that signs TR-34 tokens (RBT_CA_UNBIND, UBT_CA_UNBIND).
+    Ca,
+}
+
+fn verify_chain(
+    chain: &[&[u8]],
+    ca_certificate: &[u8],
+    now_unix: u64,
+    role: LeafRole,
 ) -> Result<(), CryptoError> {
     let ca = parse_certificate(ca_certificate)?;
     let certificates = chain
@@ -720,24 +967,26 @@ pub fn verify_certificate_chain(
         }
         check_validity(certificate, now_unix)?;
         let issuer_key = certificate_public_key(issuer)?;
-        let tbs = encode(&certificate.tbs_certificate)?;
+        // The signature covers the TBSCertificate exactly as received (not a re-encoding,
+        // which would differ for certificates that are not strict DER).
+        let tbs = raw_tbs_certificate(chain.get(index).copied().unwrap_or_default())?;
         let kind = signature_kind(&certificate.signature_algorithm)?;
         let signature = certificate
             .signature
             .as_bytes()
             .ok_or_else(|| CryptoError::format(WHAT_CERT, "signature has unused bits"))?;
-        verify_rsa(&issuer_key, kind, &tbs, signature)
+        verify_rsa(&issuer_key, kind, tbs, signature)
             .map_err(|_| CryptoError::VerificationFailed("TR-34 certificate chain (signature)"))?;
     }
     let leaf = certificates
         .first()
         .ok_or_else(|| CryptoError::format(WHAT_CERT, "empty certificate chain"))?;
     certificate_public_key(leaf)?;
-    if let Some((_, usage)) = leaf
-        .tbs_certificate
-        .get::<KeyUsage>()
-        .map_err(|_| CryptoError::format(WHAT_CERT, "malformed key usage"))?
-    {
+    let role = match role {
+        LeafRole::Party(role) => role,
+        LeafRole::Ca => return check_issuer_constraints(leaf),
+    };
+    if let Some(usage) = certificate_extension::<KeyUsage>(leaf, "malformed key usage")? {
         let ok = match role {
             CertificateRole::Kdh => usage.digital_signature(),
             CertificateRole::Krd => usage.key_encipherment(),
@@ -752,19 +1001,14 @@ pub fn verify_certificate_chain(
 }
 
 fn check_issuer_constraints(certificate: &Certificate) -> Result<(), CryptoError> {
-    let constraints = certificate
-        .tbs_certificate
-        .get::<BasicConstraints>()
-        .map_err(|_| CryptoError::format(WHAT_CERT, "malformed basic constraints"))?;
-    if !matches!(constraints, Some((_, BasicConstraints { ca: true, .. }))) {
+    let constraints =
+        certificate_extension::<BasicConstraints>(certificate, "malformed basic constraints")?;
+    if !matches!(constraints, Some(BasicConstraints { ca: true, .. })) {
         return Err(CryptoError::VerificationFailed(
             "TR-34 certificate chain (issuer is not a CA)",
         ));
     }
-    if let Some((_, usage)) = certificate
-        .tbs_certificate
-        .get::<KeyUsage>()
-        .map_err(|_| CryptoError::format(WHAT_CERT, "malformed key usage"))?
+    if let Some(usage) = certificate_extension::<KeyUsage>(certificate, "malformed key usage")?
         && !usage.key_cert_sign()
     {
         return Err(CryptoError::VerificationFailed(
@@ -772,6 +1016,43 @@ fn check_issuer_constraints(certificate: &Certificate) -> Result<(), CryptoError
         ));
     }
     Ok(())
+}
+
+/// The extension `T` of a certificate, if present. RFC 5280 forbids repeating an extension;
+/// some published samples (the TR-34-2019 Annex B KDH certificates) repeat basic constraints
+/// and key usage with identical bytes. Identical repeats are read as one; repeats that differ
+/// (in value or criticality) are refused as ambiguous.
+fn certificate_extension<'a, T>(
+    certificate: &'a Certificate,
+    malformed: &'static str,
+) -> Result<Option<T>, CryptoError>
+where
+    T: Decode<'a> + der::oid::AssociatedOid,
+{
+    let mut found = certificate
+        .tbs_certificate
+        .extensions
+        .iter()
+        .flatten()
+        .filter(|extension| extension.extn_id == T::OID);
+    let Some(first) = found.next() else {
+        return Ok(None);
+    };
+    if found.any(|other| other != first) {
+        return Err(CryptoError::format(
+            WHAT_CERT,
+            format!("{malformed} (differing repeated extensions)"),
+        ));
+    }
+    T::from_der(first.extn_value.as_bytes())
+        .map(Some)
+        .map_err(|_| CryptoError::format(WHAT_CERT, malformed))
+}
+
+/// The TBSCertificate of a DER certificate, as received.
+fn raw_tbs_certificate(certificate_der: &[u8]) -> Result<&[u8], CryptoError> {
+    let certificate = expect_tlv(certificate_der, 0x30)?;
+    Ok(expect_tlv(certificate.value, 0x30)?.whole)
 }
 
 fn check_validity(certificate: &Certificate, now_unix: u64) -> Result<(), CryptoError> {
@@ -962,9 +1243,6 @@ fn verify_signed_token(
     trust: &KdhTrust<'_>,
     content_type: ObjectIdentifier,
 ) -> Result<VerifiedToken, CryptoError> {
-    let signed = parse_signed_data(token)?;
-    let raw_attrs = raw_signed_attributes(token)?;
-
     verify_certificate_chain(
         trust.kdh_chain,
         trust.ca_certificate,
@@ -976,7 +1254,26 @@ fn verify_signed_token(
         .first()
         .ok_or_else(|| CryptoError::format(WHAT_CERT, "empty certificate chain"))?;
     let kdh = parse_certificate(kdh_der)?;
-    let kdh_key = certificate_public_key(&kdh)?;
+    verify_signed_by(
+        token,
+        &kdh,
+        content_type,
+        "TR-34 signer (not the bound KDH)",
+    )
+}
+
+/// Verifies a SignedData token signed by `signer` (whose certificate the caller has already
+/// verified): one signer, named by `signer`'s issuer and serial number, the signature over the
+/// raw signed attributes, the content type and the message digest.
+fn verify_signed_by(
+    token: &[u8],
+    kdh: &Certificate,
+    content_type: ObjectIdentifier,
+    not_the_signer: &'static str,
+) -> Result<VerifiedToken, CryptoError> {
+    let signed = parse_signed_data(token)?;
+    let raw_attrs = raw_signed_attributes(token)?;
+    let kdh_key = certificate_public_key(kdh)?;
 
     let mut signers = signed.signer_infos.0.iter();
     let signer = match (signers.next(), signers.next()) {
@@ -991,10 +1288,8 @@ fn verify_signed_token(
             ));
         }
     };
-    if *signer_id != issuer_and_serial(&kdh) {
-        return Err(CryptoError::VerificationFailed(
-            "TR-34 signer (not the bound KDH)",
-        ));
+    if *signer_id != issuer_and_serial(kdh) {
+        return Err(CryptoError::VerificationFailed(not_the_signer));
     }
     if signer.digest_alg.oid != ID_SHA256 {
         return Err(CryptoError::Unsupported(format!(
@@ -1530,17 +1825,45 @@ fn key_transport_of(algorithm: &AlgorithmIdentifierOwned) -> Result<KeyTransport
                 }
                 Some(params) => encode(params)?,
             };
-            let params = RsaOaepParams::from_der(&params)
-                .map_err(|_| CryptoError::format(WHAT, "malformed RSAES-OAEP parameters"))?;
-            let mgf_hash = params.mask_gen.parameters.map(|p| p.oid);
-            let empty_label = params.p_source.oid == ID_P_SPECIFIED
-                && params
-                    .p_source
-                    .parameters
-                    .is_none_or(|p| p.tag() == Tag::OctetString && p.value().is_empty());
-            if params.hash.oid != ID_SHA256
-                || params.mask_gen.oid != ID_MGF1
+            let malformed = |_| CryptoError::format(WHAT, "malformed RSAES-OAEP parameters");
+            let (hash, mgf, mgf_hash, p_source, empty_label) =
+                if let Ok(params) = RsaOaepParams::from_der(&params) {
+                    (
+                        params.hash.oid,
+                        params.mask_gen.oid,
+                        params.mask_gen.parameters.map(|p| p.oid),
+                        params.p_source.oid,
+                        params.p_source.parameters.is_none_or(is_empty_octets),
+                    )
+                } else {
+                    // The TR-34-2019 Annex B samples (B.2.2.3, B.8, B.9) encode the three
+                    // AlgorithmIdentifiers without their [0] [1] [2] tags. Same values, so
+                    // accepted; the checks below are the same for both forms.
+                    let params = UntaggedOaepParams::from_der(&params).map_err(malformed)?;
+                    let mgf_hash = params
+                        .mask_gen
+                        .parameters
+                        .as_ref()
+                        .map(|p| p.decode_as::<AlgorithmIdentifierOwned>())
+                        .transpose()
+                        .map_err(malformed)?
+                        .map(|p| p.oid);
+                    (
+                        params.hash.oid,
+                        params.mask_gen.oid,
+                        mgf_hash,
+                        params.p_source.oid,
+                        params
+                            .p_source
+                            .parameters
+                            .as_ref()
+                            .is_none_or(|p| p.tag() == Tag::OctetString && p.value().is_empty()),
+                    )
+                };
+            if hash != ID_SHA256
+                || mgf != ID_MGF1
                 || mgf_hash != Some(ID_SHA256)
+                || p_source != ID_P_SPECIFIED
                 || !empty_label
             {
                 return Err(CryptoError::Unsupported(
@@ -1553,6 +1876,18 @@ fn key_transport_of(algorithm: &AlgorithmIdentifierOwned) -> Result<KeyTransport
             "key transport algorithm {other}"
         ))),
     }
+}
+
+/// RSAES-OAEP-params without the context tags, as in the TR-34-2019 Annex B samples.
+#[derive(der::Sequence)]
+struct UntaggedOaepParams {
+    hash: AlgorithmIdentifierOwned,
+    mask_gen: AlgorithmIdentifierOwned,
+    p_source: AlgorithmIdentifierOwned,
+}
+
+fn is_empty_octets(value: der::AnyRef<'_>) -> bool {
+    value.tag() == Tag::OctetString && value.value().is_empty()
 }
 
 fn decrypt_cek(
