@@ -17,6 +17,8 @@ use zeroize::Zeroizing;
 
 use crate::error::CliError;
 
+mod tr34;
+
 type Result<T> = std::result::Result<T, CliError>;
 
 /// `mposctl calc`.
@@ -47,12 +49,15 @@ enum CalcCommand {
     /// Card verification values: CVV/CVC, CVV2, iCVV.
     #[command(subcommand)]
     Cvv(CvvCommand),
-    /// EMV: ICC master key, session key, ARQC, ARPC.
+    /// EMV: ICC master key, session key, ARQC and ARPC (generate and verify).
     #[command(subcommand)]
     Emv(EmvCommand),
     /// TR-31 / ANSI X9.143 key blocks.
     #[command(subcommand)]
     Tr31(Tr31Command),
+    /// TR-34 (ASC X9 TR 34-2019) key transport: key, random, credential, rebind and
+    /// unbind tokens.
+    Tr34(tr34::Tr34Args),
 }
 
 /// Runs one calculator operation and returns its JSON result.
@@ -66,6 +71,7 @@ pub(crate) fn run(args: CalcArgs) -> Result<Value> {
         CalcCommand::Cvv(cmd) => cvv_cmd(cmd),
         CalcCommand::Emv(cmd) => emv_cmd(cmd),
         CalcCommand::Tr31(cmd) => tr31_cmd(cmd),
+        CalcCommand::Tr34(cmd) => tr34::run(cmd),
     }
 }
 
@@ -1145,27 +1151,100 @@ enum EmvCommand {
         #[arg(long, value_enum, default_value = "2")]
         padding: AcPadding,
     },
-    /// Computes an ARPC.
-    Arpc {
-        /// Method.
-        #[arg(long, value_enum)]
-        method: ArpcMethod,
-        /// Key (ICC master key or session key, per scheme; 16 bytes hex).
+    /// Verifies an application cryptogram (ARQC/TC/AAC) over the CDOL data, under a session
+    /// key given directly (--key) or derived from the ICC master key (--mk with --atc).
+    VerifyArqc {
+        /// AC session key (or the ICC master key for Visa CVN 10), 16 bytes hex.
+        #[arg(long, conflicts_with = "mk", required_unless_present = "mk")]
+        key: Option<String>,
+        /// ICC master key (16 bytes hex), instead of --key: the session key is the EMV
+        /// common session key from --atc (and --un: Mastercard SKD).
+        #[arg(long, requires = "atc")]
+        mk: Option<String>,
+        /// With --mk: application transaction counter (2 bytes hex).
+        #[arg(long, requires = "mk")]
+        atc: Option<String>,
+        /// With --mk and --atc: unpredictable number (4 bytes hex), Mastercard R = ATC ‖ 0000 ‖ UN.
+        #[arg(long, requires = "atc")]
+        un: Option<String>,
+        /// CDOL data (hex).
         #[arg(long)]
-        key: String,
-        /// The ARQC (8 bytes hex).
+        data: String,
+        /// Padding method.
+        #[arg(long, value_enum, default_value = "2")]
+        padding: AcPadding,
+        /// The cryptogram to check (8 bytes hex).
         #[arg(long)]
         arqc: String,
-        /// Method 1: authorisation response code (2 bytes hex).
-        #[arg(long)]
-        arc: Option<String>,
-        /// Method 2: card status update (4 bytes hex).
-        #[arg(long)]
-        csu: Option<String>,
-        /// Method 2: proprietary authentication data (0 to 8 bytes hex).
-        #[arg(long)]
-        proprietary: Option<String>,
     },
+    /// Computes an ARPC.
+    Arpc(ArpcArgs),
+    /// Verifies an ARPC (recomputes it and compares in constant time).
+    VerifyArpc {
+        /// Method, key, ARQC and response data.
+        #[command(flatten)]
+        input: ArpcArgs,
+        /// The ARPC to check (8 bytes hex for method 1, 4 for method 2).
+        #[arg(long)]
+        arpc: String,
+    },
+}
+
+/// The inputs of an ARPC.
+#[derive(Debug, Args)]
+struct ArpcArgs {
+    /// Method.
+    #[arg(long, value_enum)]
+    method: ArpcMethod,
+    /// Key (ICC master key or session key, per scheme; 16 bytes hex).
+    #[arg(long)]
+    key: String,
+    /// The ARQC (8 bytes hex).
+    #[arg(long)]
+    arqc: String,
+    /// Method 1: authorisation response code (2 bytes hex).
+    #[arg(long)]
+    arc: Option<String>,
+    /// Method 2: card status update (4 bytes hex).
+    #[arg(long)]
+    csu: Option<String>,
+    /// Method 2: proprietary authentication data (0 to 8 bytes hex).
+    #[arg(long)]
+    proprietary: Option<String>,
+}
+
+/// Computes the ARPC of `args`.
+fn arpc_of(args: &ArpcArgs) -> Result<Vec<u8>> {
+    let key = secret("--key", &args.key)?;
+    let arqc: [u8; 8] = array("--arqc", "8 bytes (16 hex digits)", &args.arqc)?;
+    match args.method {
+        ArpcMethod::M1 => {
+            if args.csu.is_some() || args.proprietary.is_some() {
+                return Err(CliError::bad_request(
+                    "--csu and --proprietary apply to ARPC method 2 only",
+                ));
+            }
+            let arc = required(args.arc.as_deref(), "--arc is required for ARPC method 1")?;
+            let arc: [u8; 2] = array("--arc", "2 bytes (4 hex digits)", arc)?;
+            Ok(emv::arpc_method1(&key, &arqc, &arc)?.to_vec())
+        }
+        ArpcMethod::M2 => {
+            if args.arc.is_some() {
+                return Err(CliError::bad_request("--arc applies to ARPC method 1 only"));
+            }
+            let csu = required(args.csu.as_deref(), "--csu is required for ARPC method 2")?;
+            let csu: [u8; 4] = array("--csu", "4 bytes (8 hex digits)", csu)?;
+            let proprietary = bytes("--proprietary", args.proprietary.as_deref().unwrap_or(""))?;
+            Ok(emv::arpc_method2(&key, &arqc, &csu, &proprietary)?.to_vec())
+        }
+    }
+}
+
+fn ac_padding(padding: AcPadding) -> Padding {
+    match padding {
+        AcPadding::M1 => Padding::Method1,
+        AcPadding::M2 => Padding::Method2,
+    }
 }
 
 fn required<'a>(value: Option<&'a str>, message: &str) -> Result<&'a str> {
@@ -1207,45 +1286,68 @@ fn emv_cmd(cmd: EmvCommand) -> Result<Value> {
         }
         EmvCommand::Arqc { key, data, padding } => {
             let key = secret("--key", &key)?;
-            let padding = match padding {
-                AcPadding::M1 => Padding::Method1,
-                AcPadding::M2 => Padding::Method2,
-            };
-            let arqc = emv::generate_ac(&key, &bytes("--data", &data)?, padding)?;
+            let arqc = emv::generate_ac(&key, &bytes("--data", &data)?, ac_padding(padding))?;
             Ok(json!({ "arqc": hex_upper(&arqc) }))
         }
-        EmvCommand::Arpc {
-            method,
+        EmvCommand::VerifyArqc {
             key,
+            mk,
+            atc,
+            un,
+            data,
+            padding,
             arqc,
-            arc,
-            csu,
-            proprietary,
         } => {
-            let key = secret("--key", &key)?;
-            let arqc: [u8; 8] = array("--arqc", "8 bytes (16 hex digits)", &arqc)?;
-            let arpc = match method {
-                ArpcMethod::M1 => {
-                    if csu.is_some() || proprietary.is_some() {
-                        return Err(CliError::bad_request(
-                            "--csu and --proprietary apply to ARPC method 2 only",
-                        ));
-                    }
-                    let arc = required(arc.as_deref(), "--arc is required for ARPC method 1")?;
-                    let arc: [u8; 2] = array("--arc", "2 bytes (4 hex digits)", arc)?;
-                    emv::arpc_method1(&key, &arqc, &arc)?.to_vec()
+            let session_key = match (key, mk, atc) {
+                (Some(key), None, None) => secret("--key", &key)?,
+                (None, Some(mk), Some(atc)) => {
+                    let mk = secret("--mk", &mk)?;
+                    let atc: [u8; 2] = array("--atc", "2 bytes (4 hex digits)", &atc)?;
+                    let derivation = match un {
+                        Some(un) => emv::SessionKeyDerivation::MastercardSkd {
+                            atc,
+                            un: array("--un", "4 bytes (8 hex digits)", &un)?,
+                        },
+                        None => emv::SessionKeyDerivation::EmvCsk { atc },
+                    };
+                    emv::derive_ac_session_key(&mk, derivation)?
                 }
-                ArpcMethod::M2 => {
-                    if arc.is_some() {
-                        return Err(CliError::bad_request("--arc applies to ARPC method 1 only"));
-                    }
-                    let csu = required(csu.as_deref(), "--csu is required for ARPC method 2")?;
-                    let csu: [u8; 4] = array("--csu", "4 bytes (8 hex digits)", csu)?;
-                    let proprietary = bytes("--proprietary", proprietary.as_deref().unwrap_or(""))?;
-                    emv::arpc_method2(&key, &arqc, &csu, &proprietary)?.to_vec()
+                _ => {
+                    return Err(CliError::bad_request("give --key, or --mk with --atc"));
                 }
             };
-            Ok(json!({ "arpc": hex_upper(&arpc) }))
+            let arqc = bytes("--arqc", &arqc)?;
+            emv::verify_ac(
+                &session_key,
+                &bytes("--data", &data)?,
+                ac_padding(padding),
+                &arqc,
+            )?;
+            Ok(json!({ "valid": true }))
+        }
+        EmvCommand::Arpc(args) => Ok(json!({ "arpc": hex_upper(&arpc_of(&args)?) })),
+        EmvCommand::VerifyArpc { input, arpc } => {
+            let expected = arpc_of(&input)?;
+            let given = bytes("--arpc", &arpc)?;
+            if given.len() != expected.len() {
+                return Err(CryptoError::InvalidLength {
+                    what: "--arpc",
+                    expected: match input.method {
+                        ArpcMethod::M1 => "8 bytes for method 1",
+                        ArpcMethod::M2 => "4 bytes for method 2",
+                    },
+                    actual: given.len(),
+                }
+                .into());
+            }
+            if bool::from(subtle::ConstantTimeEq::ct_eq(
+                expected.as_slice(),
+                given.as_slice(),
+            )) {
+                Ok(json!({ "valid": true }))
+            } else {
+                Err(CryptoError::VerificationFailed("ARPC").into())
+            }
         }
     }
 }
@@ -1254,13 +1356,100 @@ fn emv_cmd(cmd: EmvCommand) -> Result<Value> {
 // tr31
 // ---------------------------------------------------------------------------------------------
 
-/// Key length masking of a wrapped key.
-#[derive(Debug, Clone, Copy, ValueEnum)]
+/// Key length masking of a wrapped key: `max`, `none` or a number of bytes.
+#[derive(Debug, Clone, Copy)]
 enum Masking {
     /// Pad as if the key had the algorithm's largest length (TDES 24, AES 32 bytes).
     Max,
     /// No masking: pad only to the cipher block.
     None,
+    /// Pad as if the key were at least this many bytes long.
+    AtLeast(usize),
+}
+
+impl From<Masking> for tr31::KeyLengthMasking {
+    fn from(masking: Masking) -> Self {
+        match masking {
+            Masking::Max => Self::AlgorithmMax,
+            Masking::None => Self::None,
+            Masking::AtLeast(bytes) => Self::AtLeast(bytes),
+        }
+    }
+}
+
+/// Parses `--masking` (the message names the rule, never the value).
+fn parse_masking(text: &str) -> std::result::Result<Masking, String> {
+    match text {
+        "max" => Ok(Masking::Max),
+        "none" => Ok(Masking::None),
+        _ => match text.parse::<usize>() {
+            Ok(bytes) if (1..=8191).contains(&bytes) => Ok(Masking::AtLeast(bytes)),
+            _ => Err("expected max, none or a key length in bytes (1 to 8191)".to_owned()),
+        },
+    }
+}
+
+/// How a `KC` / `KP` check value is computed.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CheckValueAlg {
+    /// `00`: encrypt a zero block (legacy); 3 bytes unless told otherwise.
+    Legacy,
+    /// `01`: CMAC of a zero block; 5 bytes unless told otherwise.
+    Cmac,
+}
+
+impl CheckValueAlg {
+    fn method(self) -> KcvMethod {
+        match self {
+            Self::Legacy => KcvMethod::EncryptZeros,
+            Self::Cmac => KcvMethod::Cmac,
+        }
+    }
+
+    fn block_algorithm(self) -> tr31::KcvAlgorithm {
+        match self {
+            Self::Legacy => tr31::KcvAlgorithm::Legacy,
+            Self::Cmac => tr31::KcvAlgorithm::Cmac,
+        }
+    }
+
+    fn default_len(self) -> usize {
+        match self {
+            Self::Legacy => 3,
+            Self::Cmac => 5,
+        }
+    }
+}
+
+/// The optional blocks of `tr31 wrap`, written in this order: KS, IK, KC, KP, TS, then every
+/// `--optional-block` in the order given (a `PB` padding block is added by the wrap).
+#[derive(Debug, Args)]
+struct OptionalBlockArgs {
+    /// KS block: key set identifier (hex, e.g. the TDES DUKPT KSN of an initial key).
+    #[arg(long)]
+    ks: Option<String>,
+    /// IK block: AES DUKPT initial key ID (8 bytes, 16 hex digits).
+    #[arg(long)]
+    ik: Option<String>,
+    /// KC block: the wrapped key's check value, computed by this method (legacy or cmac).
+    #[arg(long, value_enum)]
+    kc: Option<CheckValueAlg>,
+    /// Length of the KC check value in bytes (default 3 for legacy, 5 for cmac).
+    #[arg(long, requires = "kc")]
+    kc_length: Option<usize>,
+    /// KP block: the KBPK's check value, computed by this method (legacy or cmac).
+    #[arg(long, value_enum)]
+    kp: Option<CheckValueAlg>,
+    /// Length of the KP check value in bytes (default 3 for legacy, 5 for cmac).
+    #[arg(long, requires = "kp")]
+    kp_length: Option<usize>,
+    /// TS block: time stamp, ISO 8601 UTC (e.g. 20200818221218Z).
+    #[arg(long)]
+    ts: Option<String>,
+    /// Any other optional block as ID=DATA (printable ASCII; repeatable; checked as the
+    /// standard defines the known IDs).
+    #[arg(long = "optional-block", value_name = "ID=DATA")]
+    optional_blocks: Vec<String>,
 }
 
 /// TR-31 operations.
@@ -1292,9 +1481,13 @@ enum Tr31Command {
         /// Exportability: E, N or S.
         #[arg(long, default_value = "E")]
         exportability: String,
-        /// Key length masking.
-        #[arg(long, value_enum, default_value = "max")]
+        /// Key length masking: max (pad as the algorithm's longest key), none, or a length
+        /// in bytes to pad as if the key were at least that long.
+        #[arg(long, value_parser = parse_masking, default_value = "max")]
         masking: Masking,
+        /// Optional blocks.
+        #[command(flatten)]
+        blocks: Box<OptionalBlockArgs>,
     },
     /// Verifies and unwraps a key block.
     Unwrap {
@@ -1305,6 +1498,79 @@ enum Tr31Command {
         #[arg(long)]
         key_block: String,
     },
+}
+
+/// The key algorithm for a check value of a key whose TR-31 algorithm is `algorithm`.
+fn check_value_algorithm(what: &str, algorithm: &tr31::Algorithm) -> Result<KeyAlgorithm> {
+    match algorithm {
+        tr31::Algorithm::Tdes => Ok(KeyAlgorithm::Tdes),
+        tr31::Algorithm::Aes => Ok(KeyAlgorithm::Aes),
+        tr31::Algorithm::Des => Ok(KeyAlgorithm::Des),
+        other => Err(CliError::bad_request(format!(
+            "{what}: no check value for key algorithm {}",
+            other.code()
+        ))),
+    }
+}
+
+fn check_value_block(
+    key: &SecretBytes,
+    algorithm: KeyAlgorithm,
+    how: CheckValueAlg,
+    length: Option<usize>,
+) -> Result<tr31::KeyCheckValue> {
+    let value = kcv::check_value(
+        key,
+        algorithm,
+        how.method(),
+        length.unwrap_or(how.default_len()),
+    )?;
+    Ok(tr31::KeyCheckValue {
+        algorithm: how.block_algorithm(),
+        value,
+    })
+}
+
+/// Builds the optional blocks of a wrap from the options.
+fn optional_blocks(
+    args: &OptionalBlockArgs,
+    header: &tr31::KeyBlockHeader,
+    kbpk: &SecretBytes,
+    key: &SecretBytes,
+) -> Result<Vec<tr31::OptionalBlock>> {
+    let mut blocks = Vec::new();
+    if let Some(ks) = &args.ks {
+        blocks.push(tr31::OptionalBlock::key_set_identifier(&bytes(
+            "--ks", ks,
+        )?)?);
+    }
+    if let Some(ik) = &args.ik {
+        let ik: [u8; 8] = array("--ik", "8 bytes (16 hex digits)", ik)?;
+        blocks.push(tr31::OptionalBlock::initial_key_id(&ik)?);
+    }
+    if let Some(how) = args.kc {
+        let algorithm = check_value_algorithm("--kc", &header.algorithm)?;
+        let kcv = check_value_block(key, algorithm, how, args.kc_length)?;
+        blocks.push(tr31::OptionalBlock::key_check_value(&kcv)?);
+    }
+    if let Some(how) = args.kp {
+        let algorithm = match header.version {
+            tr31::Version::D => KeyAlgorithm::Aes,
+            _ => KeyAlgorithm::Tdes,
+        };
+        let kcv = check_value_block(kbpk, algorithm, how, args.kp_length)?;
+        blocks.push(tr31::OptionalBlock::kbpk_check_value(&kcv)?);
+    }
+    if let Some(ts) = &args.ts {
+        blocks.push(tr31::OptionalBlock::time_stamp(ts.trim())?);
+    }
+    for spec in &args.optional_blocks {
+        let (id, data) = spec.split_once('=').ok_or_else(|| {
+            CliError::bad_request("--optional-block: expected ID=DATA (e.g. HM=21)")
+        })?;
+        blocks.push(tr31::OptionalBlock::new(id, data)?);
+    }
+    Ok(blocks)
 }
 
 fn single_char(what: &'static str, text: &str) -> Result<u8> {
@@ -1355,6 +1621,7 @@ fn tr31_cmd(cmd: Tr31Command) -> Result<Value> {
             key_version,
             exportability,
             masking,
+            blocks,
         } => {
             let kbpk = secret("--kbpk", &kbpk)?;
             let key = secret("--key", &key)?;
@@ -1366,11 +1633,14 @@ fn tr31_cmd(cmd: Tr31Command) -> Result<Value> {
                 tr31::Exportability::from_code(single_char("--exportability", &exportability)?)?,
             );
             header.key_version = key_version;
-            let masking = match masking {
-                Masking::Max => tr31::KeyLengthMasking::AlgorithmMax,
-                Masking::None => tr31::KeyLengthMasking::None,
-            };
-            let block = tr31::wrap(kbpk.expose(), &header, key.expose(), masking, &mut OsRng)?;
+            header.optional_blocks = optional_blocks(&blocks, &header, &kbpk, &key)?;
+            let block = tr31::wrap(
+                kbpk.expose(),
+                &header,
+                key.expose(),
+                masking.into(),
+                &mut OsRng,
+            )?;
             let mut out = json!({ "key_block": block });
             if let Some(kcv) = tr31_kcv(&header, &key) {
                 out["kcv"] = Value::String(kcv);
@@ -1385,6 +1655,22 @@ fn tr31_cmd(cmd: Tr31Command) -> Result<Value> {
                 out["kcv"] = Value::String(kcv);
             }
             Ok(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masking_is_max_none_or_a_length() {
+        assert!(matches!(parse_masking("max"), Ok(Masking::Max)));
+        assert!(matches!(parse_masking("none"), Ok(Masking::None)));
+        assert!(matches!(parse_masking("32"), Ok(Masking::AtLeast(32))));
+        for bad in ["0", "8192", "-1", "3F419E1CB7079442"] {
+            let err = parse_masking(bad).expect_err(bad);
+            assert!(!err.contains(bad), "{err}");
         }
     }
 }

@@ -86,6 +86,12 @@ fn clap_message(err: &clap::Error) -> String {
             let mut message = format!("invalid value for {arg}");
             if let Some(valid) = context(err, ContextKind::ValidValue) {
                 message.push_str(&format!("; possible values: {valid}"));
+            } else if err.kind() == ErrorKind::ValueValidation {
+                // The reason comes from a value parser (ours, or std's number parsing): it
+                // states the rule and never contains the value.
+                if let Some(reason) = std::error::Error::source(err) {
+                    message.push_str(&format!(": {reason}"));
+                }
             }
             message
         }

@@ -871,6 +871,270 @@ fn emv_option_b_arpc2_and_atc_session_key_pyemv() {
     assert!(field(&sk, "kcv").starts_with("04F8"), "{sk}");
 }
 
+/// The CDOL1 data of the pyemv CVN tests (tests/test_cvn_hsm.py, as in
+/// `crates/paycrypto/tests/emv.rs`): 9F02 000000004000, 9F03 000000000000, 9F1A 0124,
+/// 95 8000048000, 5F2A 0124, 9A 191105, 9C 01, 9F37 52BF4585, 82 1800, 9F36 001C.
+const VISA_CDOL: &str = "0000000040000000000000000124800004800001241911050152BF45851800001C";
+
+/// The ICC master key of the pyemv CVN tests: IMK 0123456789ABCDEFFEDCBA9876543210, option A,
+/// PAN 1234567890123456, PSN 00 (KCV BAB0).
+fn cvn_icc_mk() -> String {
+    let mk = calc(&[
+        "emv",
+        "derive-mk",
+        "--imk",
+        TDES_BDK,
+        "--pan",
+        "1234567890123456",
+        "--psn",
+        "00",
+    ]);
+    assert!(field(&mk, "kcv").starts_with("BAB0"), "{mk}");
+    field(&mk, "icc_mk")
+}
+
+/// pyemv tests/test_cvn_hsm.py: `test_visa_cvn10` (no session key, padding 1, ARQC
+/// 29CCA15AE665FA2E over CDOL ‖ CVR 03A06010), `test_visa_cvn18` (CSK from ATC 001C, ARQC
+/// 7A788EA6B8A3E733 over CDOL ‖ IAD 06011203A0B800), `test_mastercard_cvn16` (SKD with ATC
+/// 001C and UN ABCDEF12, ARQC 24CCF3DEE3158C70); pyemv tests/test_kd_hsm.py
+/// `test_derive_common_sk` (ARQC 19C1FBC83EBDC0D5 under the session key itself).
+#[test]
+fn emv_verify_arqc_pyemv() {
+    let mk = cvn_icc_mk();
+    let cvn10_data = format!("{VISA_CDOL}03A06010");
+    assert_eq!(
+        calc(&[
+            "emv",
+            "verify-arqc",
+            "--key",
+            &mk,
+            "--data",
+            &cvn10_data,
+            "--padding",
+            "1",
+            "--arqc",
+            "29CCA15AE665FA2E",
+        ]),
+        json!({"valid": true})
+    );
+    let cvn18_data = format!("{VISA_CDOL}06011203A0B800");
+    assert_eq!(
+        calc(&[
+            "emv",
+            "verify-arqc",
+            "--mk",
+            &mk,
+            "--atc",
+            "001C",
+            "--data",
+            &cvn18_data,
+            "--arqc",
+            "7A788EA6B8A3E733",
+        ]),
+        json!({"valid": true})
+    );
+    // 9F02 000000009999, 9F03 0…, 9F1A 0124, 95 8000000000, 5F2A 0124, 9A 209906, 9C 00,
+    // 9F37 ABCDEF12, 82 1800, 9F36 001C, CVR A00003220000.
+    let mc_data = "00000000999900000000000001248000000000012420990600ABCDEF121800001CA00003220000";
+    assert_eq!(
+        calc(&[
+            "emv",
+            "verify-arqc",
+            "--mk",
+            &mk,
+            "--atc",
+            "001C",
+            "--un",
+            "ABCDEF12",
+            "--data",
+            mc_data,
+            "--arqc",
+            "24CCF3DEE3158C70",
+        ]),
+        json!({"valid": true})
+    );
+    // pyemv test_derive_common_sk: the session key given directly.
+    let sk = "C7AEDF49AEF2F146D692400E0B851A8F";
+    let data = "0123456789ABCDEF0123456789ABCDEF";
+    let ok = ["emv", "verify-arqc", "--key", sk, "--data", data, "--arqc"];
+    assert_eq!(
+        calc(&[&ok[..], &["19C1FBC83EBDC0D5"]].concat()),
+        json!({"valid": true})
+    );
+
+    // A wrong cryptogram (or the Mastercard one without its UN): exit 1.
+    let (status, code, message) = calc_err(&[&ok[..], &["19C1FBC83EBDC0D4"]].concat());
+    assert_eq!((status, code.as_str()), (1, "verification_failed"));
+    assert_eq!(message, "ARQC: verification failed");
+    let (status, code, _) = calc_err(&[
+        "emv",
+        "verify-arqc",
+        "--mk",
+        &mk,
+        "--atc",
+        "001C",
+        "--data",
+        mc_data,
+        "--arqc",
+        "24CCF3DEE3158C70",
+    ]);
+    assert_eq!((status, code.as_str()), (1, "verification_failed"));
+
+    // Bad input: exit 2, no key echoed.
+    assert_bad_request(
+        &[&ok[..], &["19C1FBC83EBDC0"]].concat(),
+        "application cryptogram",
+        &[sk],
+    );
+    assert_bad_request(
+        &[
+            "emv",
+            "verify-arqc",
+            "--mk",
+            &mk,
+            "--data",
+            data,
+            "--arqc",
+            "19C1FBC83EBDC0D5",
+        ],
+        "--atc",
+        &[&mk],
+    );
+    assert_bad_request(
+        &[
+            "emv",
+            "verify-arqc",
+            "--key",
+            sk,
+            "--mk",
+            &mk,
+            "--atc",
+            "001C",
+            "--data",
+            data,
+            "--arqc",
+            "19C1FBC83EBDC0D5",
+        ],
+        "cannot be used with",
+        &[sk, &mk],
+    );
+}
+
+/// pyemv ARPCs: method 1 under the ICC MK with ARC 0010 → 73F6BBF389A6586C
+/// (`test_mastercard_cvn16`); method 2 with CSU 00000000 → 9AF514C1 (`test_visa_cvn18`);
+/// method 2 with proprietary data 12345678 → E39F1876 (`test_derive_icc_mk_b_sha_pad`).
+#[test]
+fn emv_verify_arpc_pyemv() {
+    let mk = cvn_icc_mk();
+    let method1 = [
+        "emv",
+        "verify-arpc",
+        "--method",
+        "1",
+        "--key",
+        &mk,
+        "--arqc",
+        "24CCF3DEE3158C70",
+        "--arc",
+        "0010",
+        "--arpc",
+    ];
+    assert_eq!(
+        calc(&[&method1[..], &["73F6BBF389A6586C"]].concat()),
+        json!({"valid": true})
+    );
+    let (status, code, message) = calc_err(&[&method1[..], &["73F6BBF389A6586D"]].concat());
+    assert_eq!((status, code.as_str()), (1, "verification_failed"));
+    assert_eq!(message, "ARPC: verification failed");
+    assert_bad_request(
+        &[&method1[..], &["73F6BBF3"]].concat(),
+        "8 bytes for method 1",
+        &[&mk],
+    );
+
+    let sk = calc(&["emv", "session-key", "--mk", &mk, "--atc", "001C"]);
+    assert!(field(&sk, "kcv").starts_with("22C8"), "{sk}");
+    let sk = field(&sk, "session_key");
+    let method2 = [
+        "emv",
+        "verify-arpc",
+        "--method",
+        "2",
+        "--key",
+        &sk,
+        "--arqc",
+        "7A788EA6B8A3E733",
+        "--csu",
+        "00000000",
+        "--arpc",
+    ];
+    assert_eq!(
+        calc(&[&method2[..], &["9AF514C1"]].concat()),
+        json!({"valid": true})
+    );
+    let (status, code, _) = calc_err(&[&method2[..], &["9AF514C0"]].concat());
+    assert_eq!((status, code.as_str()), (1, "verification_failed"));
+
+    let mk_b = calc(&[
+        "emv",
+        "derive-mk",
+        "--imk",
+        TDES_BDK,
+        "--pan",
+        "000000000000000005",
+        "--psn",
+        "23",
+        "--option",
+        "b",
+    ]);
+    let sk_b = calc(&[
+        "emv",
+        "session-key",
+        "--mk",
+        &field(&mk_b, "icc_mk"),
+        "--atc",
+        "001C",
+    ]);
+    assert_eq!(
+        calc(&[
+            "emv",
+            "verify-arpc",
+            "--method",
+            "2",
+            "--key",
+            &field(&sk_b, "session_key"),
+            "--arqc",
+            "8CAD6F2489C640B1",
+            "--csu",
+            "00000000",
+            "--proprietary",
+            "12345678",
+            "--arpc",
+            "E39F1876",
+        ]),
+        json!({"valid": true})
+    );
+    assert_bad_request(
+        &[
+            &method2[..3],
+            &[
+                "2",
+                "--key",
+                &sk,
+                "--arqc",
+                "7A788EA6B8A3E733",
+                "--arc",
+                "0000",
+                "--arpc",
+                "9AF514C1",
+            ],
+        ]
+        .concat(),
+        "--arc applies to ARPC method 1 only",
+        &[&sk],
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // tr31
 // ---------------------------------------------------------------------------------------------
@@ -922,6 +1186,226 @@ fn tr31_unwrap_a74_and_wrap_round_trip() {
     tampered.push(if block.ends_with('0') { '1' } else { '0' });
     let (status, code, _) = calc_err(&["tr31", "unwrap", "--kbpk", kbpk, "--key-block", &tampered]);
     assert_eq!((status, code.as_str()), (1, "verification_failed"));
+}
+
+/// TR-31:2018 A.7.4 (openemv/tr31 test6) publishes the optional blocks KC0C0057C409 (legacy
+/// check value of the wrapped TDES key) and KP10012331550BC9 (5-byte CMAC check value of the
+/// AES-256 KBPK); `wrap --kc legacy --kp cmac` must produce exactly those, and the other
+/// blocks (KS, IK, TS, any ID=DATA) must come back from `unwrap` in order, before PB.
+#[test]
+fn tr31_wrap_optional_blocks_a74() {
+    let kbpk = "88E1AB2A2E3DD38C1FA039A536500CC8A87AB9D62DC92C01058FA79F44657DE6";
+    let key = "3F419E1CB7079442AA37474C2EFBF8B8";
+    let wrapped = calc(&[
+        "tr31",
+        "wrap",
+        "--kbpk",
+        kbpk,
+        "--key",
+        key,
+        "--usage",
+        "B0",
+        "--algorithm",
+        "T",
+        "--mode",
+        "X",
+        "--ks",
+        "00604B120F9292800000",
+        "--ik",
+        "1234567890123456",
+        "--kc",
+        "legacy",
+        "--kp",
+        "cmac",
+        "--ts",
+        "20200818221218Z",
+        "--optional-block",
+        "HM=21",
+    ]);
+    let block = field(&wrapped, "key_block");
+    assert!(block.contains("KC0C0057C409KP10012331550BC9"), "{block}");
+    let out = calc(&["tr31", "unwrap", "--kbpk", kbpk, "--key-block", &block]);
+    assert_eq!(field(&out, "key"), key);
+    let blocks = out["header"]["optional_blocks"].as_array().expect("blocks");
+    let pairs: Vec<(String, String)> = blocks
+        .iter()
+        .map(|b| (field(b, "id"), field(b, "data")))
+        .collect();
+    let expected = [
+        ("KS", "00604B120F9292800000"),
+        ("IK", "1234567890123456"),
+        ("KC", "0057C409"),
+        ("KP", "012331550BC9"),
+        ("TS", "20200818221218Z"),
+        ("HM", "21"),
+    ];
+    for (index, (id, data)) in expected.iter().enumerate() {
+        assert_eq!(
+            pairs[index],
+            ((*id).to_owned(), (*data).to_owned()),
+            "{out}"
+        );
+    }
+    assert_eq!(pairs.len(), expected.len() + 1, "{out}");
+    assert_eq!(pairs[expected.len()].0, "PB");
+
+    // Check value lengths can be chosen.
+    let wrapped = calc(&[
+        "tr31",
+        "wrap",
+        "--kbpk",
+        kbpk,
+        "--key",
+        key,
+        "--usage",
+        "P0",
+        "--algorithm",
+        "T",
+        "--mode",
+        "E",
+        "--kc",
+        "cmac",
+        "--kc-length",
+        "3",
+        "--kp",
+        "legacy",
+        "--kp-length",
+        "2",
+    ]);
+    let out = calc(&[
+        "tr31",
+        "unwrap",
+        "--kbpk",
+        kbpk,
+        "--key-block",
+        &field(&wrapped, "key_block"),
+    ]);
+    let blocks = &out["header"]["optional_blocks"];
+    assert_eq!(blocks[0]["id"], "KC");
+    assert_eq!(field(&blocks[0], "data").len(), 2 + 6);
+    assert!(field(&blocks[0], "data").starts_with("01"));
+    assert_eq!(blocks[1]["id"], "KP");
+    assert_eq!(field(&blocks[1], "data").len(), 2 + 4);
+    assert!(field(&blocks[1], "data").starts_with("00"));
+
+    // Bad blocks: exit 2, no key echoed.
+    let base = [
+        "tr31",
+        "wrap",
+        "--kbpk",
+        kbpk,
+        "--key",
+        key,
+        "--usage",
+        "P0",
+        "--algorithm",
+        "T",
+        "--mode",
+        "E",
+    ];
+    assert_bad_request(
+        &[&base[..], &["--ik", "0011"]].concat(),
+        "--ik",
+        &[key, kbpk],
+    );
+    assert_bad_request(
+        &[&base[..], &["--ks", "XYZ"]].concat(),
+        "--ks",
+        &[key, kbpk],
+    );
+    assert_bad_request(
+        &[&base[..], &["--ts", "yesterday"]].concat(),
+        "TS",
+        &[key, kbpk],
+    );
+    assert_bad_request(
+        &[&base[..], &["--optional-block", "HM"]].concat(),
+        "ID=DATA",
+        &[key, kbpk],
+    );
+    assert_bad_request(
+        &[&base[..], &["--kc-length", "3"]].concat(),
+        "--kc",
+        &[key, kbpk],
+    );
+    assert_bad_request(
+        &[
+            "tr31",
+            "wrap",
+            "--kbpk",
+            kbpk,
+            "--key",
+            key,
+            "--usage",
+            "M7",
+            "--algorithm",
+            "H",
+            "--mode",
+            "C",
+            "--kc",
+            "legacy",
+        ],
+        "no check value",
+        &[key, kbpk],
+    );
+}
+
+/// Key length masking: version B (TDES, 8-byte blocks) pads a 16-byte key as a 24-byte one
+/// by default (`max`), only to the block with `none`, and to at least N bytes with a number.
+#[test]
+fn tr31_wrap_key_length_masking() {
+    let kbpk = "89E88CF7931444F334BD7547FC3F380C";
+    let key = "F039121BEC83D26B169BDCD5B22AAF8F";
+    let length = |masking: &str| {
+        let wrapped = calc(&[
+            "tr31",
+            "wrap",
+            "--kbpk",
+            kbpk,
+            "--key",
+            key,
+            "--version",
+            "B",
+            "--usage",
+            "P0",
+            "--algorithm",
+            "T",
+            "--mode",
+            "E",
+            "--masking",
+            masking,
+        ]);
+        let block = field(&wrapped, "key_block");
+        let out = calc(&["tr31", "unwrap", "--kbpk", kbpk, "--key-block", &block]);
+        assert_eq!(field(&out, "key"), key, "{masking}");
+        let declared: usize = block[1..5].parse().expect("length field");
+        assert_eq!(declared, block.len());
+        declared
+    };
+    let none = length("none");
+    // Payload: 2-byte length ‖ key ‖ padding, in 8-byte blocks, hex.
+    assert_eq!(length("max"), none + 16);
+    assert_eq!(length("32"), none + 32);
+    assert_bad_request(
+        &[
+            "tr31",
+            "wrap",
+            "--kbpk",
+            kbpk,
+            "--key",
+            key,
+            "--usage",
+            "P0",
+            "--algorithm",
+            "T",
+            "--mode",
+            "E",
+            "--masking",
+            "0",
+        ],
+        "--masking",
+        &[key, kbpk],
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1203,6 +1687,7 @@ fn help_and_version_exit_zero() {
         "cvv",
         "emv",
         "tr31",
+        "tr34",
     ] {
         assert!(text.contains(name), "{name} in help:\n{text}");
     }
