@@ -534,17 +534,7 @@ pub fn build_credential_token(chain: &[&[u8]]) -> Result<Vec<u8>, CryptoError> {
         .iter()
         .map(|der| parse_certificate(der))
         .collect::<Result<Vec<_>, _>>()?;
-    let signed = SignedData {
-        version: CmsVersion::V1,
-        digest_algorithms: SetOfVec::new(),
-        encap_content_info: EncapsulatedContentInfo {
-            econtent_type: ID_DATA,
-            econtent: None,
-        },
-        certificates: Some(certificate_set(&certificates)?),
-        crls: None,
-        signer_infos: SignerInfos(SetOfVec::new()),
-    };
+    let signed = certificates_only(None, &certificates)?;
     content_info(ID_SIGNED_DATA, &signed)
 }
 
@@ -600,17 +590,10 @@ pub fn build_rebind_token<R: RngCore + CryptoRng>(
         .iter()
         .map(|der| parse_certificate(der))
         .collect::<Result<Vec<_>, _>>()?;
-    let inner = SignedData {
-        version: CmsVersion::V1,
-        digest_algorithms: SetOfVec::new(),
-        encap_content_info: EncapsulatedContentInfo {
-            econtent_type: ID_DATA,
-            econtent: Some(any_octets(&encode(&issuer_and_serial(&krd))?)?),
-        },
-        certificates: Some(certificate_set(&certificates)?),
-        crls: None,
-        signer_infos: SignerInfos(SetOfVec::new()),
-    };
+    let inner = certificates_only(
+        Some(any_octets(&encode(&issuer_and_serial(&krd))?)?),
+        &certificates,
+    )?;
     sign_content(
         rng,
         current_kdh,
@@ -777,17 +760,7 @@ pub fn build_ca_rebind_token<R: RngCore + CryptoRng>(
         .iter()
         .map(|der| parse_certificate(der))
         .collect::<Result<Vec<_>, _>>()?;
-    let inner = SignedData {
-        version: CmsVersion::V1,
-        digest_algorithms: SetOfVec::new(),
-        encap_content_info: EncapsulatedContentInfo {
-            econtent_type: ID_DATA,
-            econtent: Some(any_octets(&ids)?),
-        },
-        certificates: Some(certificate_set(&certificates)?),
-        crls: None,
-        signer_infos: SignerInfos(SetOfVec::new()),
-    };
+    let inner = certificates_only(Some(any_octets(&ids)?), &certificates)?;
     sign_content(
         rng,
         ca,
@@ -2066,6 +2039,25 @@ fn sha256_algorithm() -> AlgorithmIdentifierOwned {
         oid: ID_SHA256,
         parameters: None,
     }
+}
+
+/// A SignedData without signers carrying certificates and, optionally, `id-data` content
+/// (the credential token, and the inner structure of rebind tokens).
+fn certificates_only(
+    content: Option<Any>,
+    certificates: &[Certificate],
+) -> Result<SignedData, CryptoError> {
+    Ok(SignedData {
+        version: CmsVersion::V1,
+        digest_algorithms: SetOfVec::new(),
+        encap_content_info: EncapsulatedContentInfo {
+            econtent_type: ID_DATA,
+            econtent: content,
+        },
+        certificates: Some(certificate_set(certificates)?),
+        crls: None,
+        signer_infos: SignerInfos(SetOfVec::new()),
+    })
 }
 
 fn certificate_set(certificates: &[Certificate]) -> Result<CertificateSet, CryptoError> {
