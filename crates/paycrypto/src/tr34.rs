@@ -608,11 +608,39 @@ pub fn build_rebind_token<R: RngCore + CryptoRng>(
 /// KRD side: verifies a rebind token signed by the currently bound KDH (`trust`), checks
 /// the nonce and that it names this KRD (`krd_certificate`), then verifies the new KDH chain
 /// against the same CA and returns it (leaf first, DER) to be bound.
+///
+/// The token must carry the new KDH's whole chain below `trust.ca_certificate`; when it
+/// carries only the new KDH's certificate (as the TR-34-2019 B.11 sample does), use
+/// [`open_rebind_token_with_intermediates`].
 pub fn open_rebind_token(
     token: &[u8],
     trust: &KdhTrust<'_>,
     krd_certificate: &[u8],
     nonce: &[u8],
+) -> Result<Vec<Vec<u8>>, CryptoError> {
+    open_rebind_token_with_intermediates(token, trust, krd_certificate, nonce, &[])
+}
+
+/// KRD side: [`open_rebind_token`] for a rebind token that carries the new KDH's certificate
+/// without (all of) its issuing CA certificates, such as the TR-34-2019 B.11 sample (KDH 2's
+/// certificate only, issued by "CA KDH" below the root).
+///
+/// `new_kdh_intermediates` are CA certificates (DER, any order) the KRD already holds, for
+/// example those of the bound KDH's chain (`&trust.kdh_chain[1..]`). They only complete the
+/// path from the new KDH's certificate (which must come from the token) up to
+/// `trust.ca_certificate`, which stays the only trust anchor: each one used is verified like
+/// any certificate of the chain (issued by the next, a CA, valid at `trust.now_unix`), and
+/// those not needed are ignored. Verification order is that of [`open_rebind_token`]: the
+/// bound KDH's signature first, then the nonce, the KRD identifier and the new chain.
+///
+/// Returns the new KDH chain, leaf first, then the intermediates used (the token's and the
+/// supplied ones), without the CA: what the KRD binds as its next [`KdhTrust::kdh_chain`].
+pub fn open_rebind_token_with_intermediates(
+    token: &[u8],
+    trust: &KdhTrust<'_>,
+    krd_certificate: &[u8],
+    nonce: &[u8],
+    new_kdh_intermediates: &[&[u8]],
 ) -> Result<Vec<Vec<u8>>, CryptoError> {
     let verified = verify_signed_token(token, trust, ID_SIGNED_DATA)?;
     check_freshness(&verified.attributes, ExpectedFreshness::RandomNonce(nonce))?;
@@ -626,7 +654,8 @@ pub fn open_rebind_token(
     let krd_id = econtent_octets(&inner.encap_content_info)?;
     check_krd_id(&krd_id, krd_certificate)?;
     let ca = parse_certificate(trust.ca_certificate)?;
-    let chain = order_chain(certificates_of(&inner)?, &ca)?;
+    let mut chain = order_chain(certificates_of(&inner)?, &ca)?;
+    complete_chain(&mut chain, new_kdh_intermediates, &ca)?;
     let ders = chain.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
     let refs: Vec<&[u8]> = ders.iter().map(Vec::as_slice).collect();
     verify_certificate_chain(
@@ -636,6 +665,35 @@ pub fn open_rebind_token(
         CertificateRole::Kdh,
     )?;
     Ok(ders)
+}
+
+/// Appends to `chain` (leaf first) the certificates of `pool` (DER) that issued its last
+/// certificate, then that one's issuer, and so on until the issuer is `ca` or none of `pool`
+/// fits. Names only: the caller verifies the completed chain's signatures against `ca`.
+fn complete_chain(
+    chain: &mut Vec<Certificate>,
+    pool: &[&[u8]],
+    ca: &Certificate,
+) -> Result<(), CryptoError> {
+    let mut pool = pool
+        .iter()
+        .map(|der| parse_certificate(der))
+        .collect::<Result<Vec<_>, _>>()?;
+    pool.retain(|certificate| certificate != ca && !chain.contains(certificate));
+    while let Some(last) = chain.last() {
+        let issuer = &last.tbs_certificate.issuer;
+        if *issuer == ca.tbs_certificate.subject {
+            break;
+        }
+        let Some(position) = pool
+            .iter()
+            .position(|c| c.tbs_certificate.subject == *issuer)
+        else {
+            break;
+        };
+        chain.push(pool.swap_remove(position));
+    }
+    Ok(())
 }
 
 /// Current KDH side: the unbind token UBT_KDH, which tells the KRD (named by its certificate)

@@ -1327,6 +1327,286 @@ fn annex_b_keys_carry_the_published_clear_key() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// KDH-signed rebind and unbind: B.11 (RBT_KDH) and B.14 (UBT_KDH)
+// ---------------------------------------------------------------------------------------------
+
+/// The nonce signed in B.11 and B.14 (signed attribute `pkcs-9-at-randomNonce`, 8 bytes). It
+/// is not the B.12 nonce: Annex B publishes no random number token for these two samples, and
+/// the nonce is read from their signed attributes (the clover-tr34-host test
+/// `Tr34AscX9Test.ascSampleCheckKdhUnbindToken` verifies B.14 with the same value).
+const B11_B14_NONCE: &str = "7DEA1C00894E246A";
+
+/// The bound KDH of B.11 / B.14 (their signer, issuer "CA KDH", serial 0x3400000006): KDH 1
+/// with CA KDH, under the root, at 2020-02-10 — as for B.9.
+fn annex_b_kdh_1_chain() -> [Vec<u8>; 2] {
+    [annex_b::kdh_1(), annex_b::ca_kdh()]
+}
+
+/// The `eContent` OCTET STRING of a published token, read with the `cms` crate (independent of
+/// the verifier).
+fn annex_b_econtent(token: &[u8]) -> Vec<u8> {
+    let info = cms::content_info::ContentInfo::from_der(token).expect("ContentInfo");
+    let signed: cms::signed_data::SignedData = info.content.decode_as().expect("SignedData");
+    let econtent = signed.encap_content_info.econtent.expect("eContent");
+    econtent
+        .decode_as::<OctetString>()
+        .expect("OCTET STRING")
+        .as_bytes()
+        .to_vec()
+}
+
+/// B.11: the published KDH rebind token, signed by the bound KDH 1 over the nonce
+/// 7DEA1C00894E246A, rebinding KRD 1 to KDH 2.
+///
+/// Its inner SignedData (stored without its SEQUENCE header, a known defect of the sample)
+/// names KRD 1 and carries KDH 2's certificate only, not the "CA KDH" certificate that issued
+/// it; its outer SignedData carries no certificate, only a CRL of CA KDH (2010-11-02, revoking
+/// serials 0x3400000008, 0x340000000A and 0x340000000B; not evaluated here). So
+/// `open_rebind_token` stops at the new chain (KDH 2's issuer is not the root), after the
+/// signature, nonce and KRD checks have passed; with CA KDH supplied as an intermediate
+/// (the KRD already holds it in the bound KDH's chain) the token opens and yields KDH 2's
+/// published certificate.
+#[test]
+fn annex_b_kdh_rebind_token_known_answer() {
+    let token = annex_b::pem(include_str!("data/tr34/rbt_kdh.pem"));
+    let nonce = hex::decode(B11_B14_NONCE).expect("hex");
+    let certs = annex_b_kdh_1_chain();
+    let chain: Vec<&[u8]> = certs.iter().map(Vec::as_slice).collect();
+    let root = annex_b::root();
+    let trust = annex_b_trust(&chain, &root, annex_b::NOW);
+    let (krd, kdh_2, ca_kdh) = (annex_b::krd_1(), annex_b::kdh_2(), annex_b::ca_kdh());
+    let intermediates = &chain[1..];
+
+    // The signed content names KRD 1 (published bytes: the inner eContent).
+    let krd_id = CertificateId::of_certificate(&krd).expect("KRD 1 id");
+    assert!(
+        annex_b_econtent(&token)
+            .windows(krd_id.der.len())
+            .any(|w| w == krd_id.der.as_slice())
+    );
+
+    let new_chain =
+        tr34::open_rebind_token_with_intermediates(&token, &trust, &krd, &nonce, intermediates)
+            .expect("open the published B.11 token");
+    assert_eq!(new_chain, vec![kdh_2.clone(), ca_kdh.clone()]);
+    assert_eq!(
+        new_chain[0], kdh_2,
+        "KDH 2's certificate exactly as published"
+    );
+    assert_eq!(
+        CertificateId::of_certificate(&new_chain[0]).expect("id"),
+        CertificateId::of_certificate(&kdh_2).expect("id")
+    );
+    // The new chain binds: it is a valid KDH chain under the same root.
+    assert_eq!(
+        tr34::verify_certificate_chain(
+            &[&kdh_2, &ca_kdh],
+            &root,
+            annex_b::NOW,
+            CertificateRole::Kdh
+        ),
+        Ok(())
+    );
+
+    // Without CA KDH, verification gets past the signature, the nonce and the KRD identifier
+    // and stops at the new KDH's chain: KDH 2 is issued by CA KDH, not by the root.
+    let chain_error = Err(CryptoError::VerificationFailed(
+        "TR-34 certificate chain (issuer name)",
+    ));
+    assert_eq!(
+        tr34::open_rebind_token(&token, &trust, &krd, &nonce),
+        chain_error
+    );
+    // Supplied certificates that do not issue KDH 2 (the root itself, CA KRD) do not help.
+    let ca_krd = annex_b::ca_krd();
+    assert_eq!(
+        tr34::open_rebind_token_with_intermediates(&token, &trust, &krd, &nonce, &[&root, &ca_krd]),
+        chain_error
+    );
+    // After KDH 1 expired (2020-10-29) the bound KDH's chain is refused before the token is
+    // read (KDH 2 expires the same day).
+    let later = annex_b_trust(&chain, &root, 1_609_459_200);
+    assert_eq!(
+        tr34::open_rebind_token_with_intermediates(&token, &later, &krd, &nonce, intermediates),
+        Err(CryptoError::VerificationFailed(
+            "TR-34 certificate validity period"
+        ))
+    );
+
+    // Wrong nonce: the B.12 nonce (167EB0E72781E4940112233445566778) is not the signed one.
+    let b12_nonce = hex::decode(annex_b::NONCE).expect("hex");
+    assert_eq!(
+        tr34::open_rebind_token_with_intermediates(&token, &trust, &krd, &b12_nonce, intermediates),
+        Err(CryptoError::VerificationFailed("TR-34 random nonce"))
+    );
+    let mut other_nonce = nonce.clone();
+    other_nonce[7] ^= 1;
+    assert_eq!(
+        tr34::open_rebind_token_with_intermediates(
+            &token,
+            &trust,
+            &krd,
+            &other_nonce,
+            intermediates
+        ),
+        Err(CryptoError::VerificationFailed("TR-34 random nonce"))
+    );
+
+    // Tampered signature (its last byte ends the token), alone and with a wrong nonce:
+    // the signature is checked first.
+    let mut bad = token.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert_eq!(
+        tr34::open_rebind_token_with_intermediates(&bad, &trust, &krd, &nonce, intermediates),
+        Err(CryptoError::VerificationFailed("TR-34 signature"))
+    );
+    assert_eq!(
+        tr34::open_rebind_token_with_intermediates(&bad, &trust, &krd, &b12_nonce, intermediates),
+        Err(CryptoError::VerificationFailed("TR-34 signature"))
+    );
+    // The KDH 2 certificate is inside the digested content.
+    let kdh_2_flipped = flip_in(&token, &kdh_2[kdh_2.len() - 32..]);
+    assert_eq!(
+        tr34::open_rebind_token_with_intermediates(
+            &kdh_2_flipped,
+            &trust,
+            &krd,
+            &nonce,
+            intermediates
+        ),
+        Err(CryptoError::VerificationFailed("TR-34 message digest"))
+    );
+
+    // Another device, or another bound KDH: refused.
+    assert_eq!(
+        tr34::open_rebind_token_with_intermediates(&token, &trust, &kdh_2, &nonce, intermediates),
+        Err(CryptoError::VerificationFailed(
+            "TR-34 KRD identifier (not this KRD)"
+        ))
+    );
+    let kdh2_certs = [kdh_2.clone(), ca_kdh.clone()];
+    let kdh2_chain: Vec<&[u8]> = kdh2_certs.iter().map(Vec::as_slice).collect();
+    assert_eq!(
+        tr34::open_rebind_token_with_intermediates(
+            &token,
+            &annex_b_trust(&kdh2_chain, &root, annex_b::NOW),
+            &krd,
+            &nonce,
+            intermediates
+        ),
+        Err(CryptoError::VerificationFailed(
+            "TR-34 signer (not the bound KDH)"
+        ))
+    );
+    // A rebind token is not an unbind token.
+    assert!(matches!(
+        tr34::open_unbind_token(&token, &trust, &krd, &nonce),
+        Err(CryptoError::InvalidFormat { .. })
+    ));
+}
+
+/// B.14: the published KDH unbind token, signed by the bound KDH 1 over the nonce
+/// 7DEA1C00894E246A; its content is KRD 1's IssuerAndSerialNumber (issuer "CA KRD", serial
+/// 0x3400000007). Like B.11 it carries a CA KDH CRL and no certificate.
+#[test]
+fn annex_b_kdh_unbind_token_known_answer() {
+    let token = annex_b::pem(include_str!("data/tr34/ubt_kdh.pem"));
+    let nonce = hex::decode(B11_B14_NONCE).expect("hex");
+    let certs = annex_b_kdh_1_chain();
+    let chain: Vec<&[u8]> = certs.iter().map(Vec::as_slice).collect();
+    let root = annex_b::root();
+    let trust = annex_b_trust(&chain, &root, annex_b::NOW);
+    let krd = annex_b::krd_1();
+
+    // The published content: KRD 1's issuer and serial number, exactly.
+    let content = annex_b_econtent(&token);
+    let named =
+        cms::cert::IssuerAndSerialNumber::from_der(&content).expect("IssuerAndSerialNumber");
+    assert_eq!(
+        named.issuer.to_string(),
+        "CN=TR34 Sample CA KRD,O=TR34 Samples,C=US"
+    );
+    assert_eq!(
+        named.serial_number.as_bytes(),
+        [0x34, 0x00, 0x00, 0x00, 0x07]
+    );
+    let krd_id = CertificateId::of_certificate(&krd).expect("KRD 1 id");
+    assert_eq!(content, krd_id.der);
+    assert_eq!(krd_id.issuer, named.issuer.to_string());
+    assert_eq!(krd_id.serial, [0x34, 0x00, 0x00, 0x00, 0x07]);
+
+    assert_eq!(
+        tr34::open_unbind_token(&token, &trust, &krd, &nonce),
+        Ok(())
+    );
+
+    // Wrong nonce: the B.12 nonce, and the signed one with a bit flipped.
+    let b12_nonce = hex::decode(annex_b::NONCE).expect("hex");
+    assert_eq!(
+        tr34::open_unbind_token(&token, &trust, &krd, &b12_nonce),
+        Err(CryptoError::VerificationFailed("TR-34 random nonce"))
+    );
+    let mut other_nonce = nonce.clone();
+    other_nonce[0] ^= 1;
+    assert_eq!(
+        tr34::open_unbind_token(&token, &trust, &krd, &other_nonce),
+        Err(CryptoError::VerificationFailed("TR-34 random nonce"))
+    );
+
+    // Tampered signature, alone and with a wrong nonce: the signature is checked first.
+    let mut bad = token.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert_eq!(
+        tr34::open_unbind_token(&bad, &trust, &krd, &nonce),
+        Err(CryptoError::VerificationFailed("TR-34 signature"))
+    );
+    assert_eq!(
+        tr34::open_unbind_token(&bad, &trust, &krd, &b12_nonce),
+        Err(CryptoError::VerificationFailed("TR-34 signature"))
+    );
+    // The KRD identifier is the digested content; the nonce is a signed attribute.
+    let id_flipped = flip_in(&token, &krd_id.der);
+    assert_eq!(
+        tr34::open_unbind_token(&id_flipped, &trust, &krd, &nonce),
+        Err(CryptoError::VerificationFailed("TR-34 message digest"))
+    );
+    let nonce_flipped = flip_in(&token, &nonce);
+    assert_eq!(
+        tr34::open_unbind_token(&nonce_flipped, &trust, &krd, &nonce),
+        Err(CryptoError::VerificationFailed("TR-34 signature"))
+    );
+
+    // KDH 2 has KRD 1's serial number (0x3400000007) under another issuer (CA KDH): the
+    // issuer is compared too. And KDH 2 is not the bound KDH.
+    let (kdh_2, ca_kdh) = (annex_b::kdh_2(), annex_b::ca_kdh());
+    assert_eq!(
+        tr34::open_unbind_token(&token, &trust, &kdh_2, &nonce),
+        Err(CryptoError::VerificationFailed(
+            "TR-34 KRD identifier (not this KRD)"
+        ))
+    );
+    let kdh2_chain: [&[u8]; 2] = [&kdh_2, &ca_kdh];
+    assert_eq!(
+        tr34::open_unbind_token(
+            &token,
+            &annex_b_trust(&kdh2_chain, &root, annex_b::NOW),
+            &krd,
+            &nonce
+        ),
+        Err(CryptoError::VerificationFailed(
+            "TR-34 signer (not the bound KDH)"
+        ))
+    );
+    // An unbind token is not a rebind token.
+    assert!(matches!(
+        tr34::open_rebind_token_with_intermediates(&token, &trust, &krd, &nonce, &chain[1..]),
+        Err(CryptoError::InvalidFormat { .. })
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
 // CA-signed rebind and unbind (RBT_CA_UNBIND, UBT_CA_UNBIND)
 // ---------------------------------------------------------------------------------------------
 
