@@ -8,8 +8,9 @@
 //! test/dukpt_aes128_test.c and test/dukpt_aes256_test.c (page references there).
 
 use paycrypto::dukpt::aes::{
-    Device, InitialKeyId, KeyType, KeyUsage, Ksn, LAST_COUNTER, derivation_data, derivation_key,
-    derive_initial_key, host_working_key, is_valid_counter, next_counter, working_key,
+    Device, InitialKeyId, KeyType, KeyUsage, Ksn, LAST_COUNTER, UPDATE_KEY_COUNTER,
+    derivation_data, derivation_key, derive_initial_key, host_derivation_key_any_counter,
+    host_update_key, host_working_key, is_valid_counter, next_counter, update_key, working_key,
 };
 use paycrypto::primitives::aes_encrypt_ecb;
 use paycrypto::{CryptoError, SecretBytes};
@@ -194,6 +195,29 @@ const AES256_LAST_KEYS: [&str; 4] = [
     "630535C9C53E1EC6524016930B56F6728909C45403536B419AEBCB25B7351C07",
     "6D6DB7AAAE8B3EA90E57A39E4BBA71E173B21B446B30A78D64BFC6A8806C55EE",
 ];
+
+// X9.24-3-2017 supplement values for counter 0001FFFF (17 one-bits, never used by a device)
+// and for the DUKPT update key (counter FFFFFFFF), as transcribed in openemv/dukpt (Leon
+// Lynch), commit 1d01ddafa9dac103f4eee2ad1b20483596d83012, where the 0001FFFF rows are
+// present but commented out ("more than the allowed 16 set bits").
+const KSN_1FFFF: &str = "12345678901234560001FFFF";
+/// AES-128 BDK, intermediate derivation key for 0001FFFF (supplement page 5;
+/// test/dukpt_aes128_test.c, `txn_key_verify2`, second row).
+const AES128_DERIVATION_KEY_1FFFF: &str = "1FE368988089CDD76DA18A3458E113BA";
+/// AES-256 BDK, intermediate derivation key for 0001FFFF (supplement middle of page 10;
+/// test/dukpt_aes256_test.c, `txn_key_verify2`, second row).
+const AES256_DERIVATION_KEY_1FFFF: &str =
+    "7C1F24BC33C5B146E1D3015126F4AC2E0C48AC080DC9234137B82890E8E91FB8";
+/// AES-128 BDK, AES-128 update key (supplement bottom of page 7;
+/// test/dukpt_aes128_update_key_test.c, `update_key_aes128_verify`).
+const AES128_UPDATE_KEY_AES128: &str = "9A9770AEE1ACD1B13473D0463A1883B9";
+/// AES-256 BDK, AES-128 update key (supplement middle of page 12;
+/// test/dukpt_aes256_update_key_test.c, `update_key_aes128_verify`).
+const AES256_UPDATE_KEY_AES128: &str = "90E54E4A70160C7E085C09D2B241D343";
+/// AES-256 BDK, AES-256 update key (supplement bottom of page 18;
+/// test/dukpt_aes256_update_key_test.c, `update_key_aes256_verify`).
+const AES256_UPDATE_KEY_AES256: &str =
+    "AEFB210C136278A1279F7C8815F446DB8EBE2AA910B157AA4E6484D8DE9C4807";
 
 fn secret(text: &str) -> SecretBytes {
     SecretBytes::from_hex("test key", text).expect("hex")
@@ -383,6 +407,115 @@ fn aes256_rollover_and_last_counters() {
             "{text}"
         );
     }
+}
+
+/// X9.24-3-2017 supplement (pages 5 and 10): host-side derivation keys for counter 0001FFFF
+/// (17 one-bits), which the transaction API rejects.
+#[test]
+fn host_derivation_key_any_counter_1ffff() {
+    let k = ksn(KSN_1FFFF);
+    for (ik, expected) in [
+        (IK128, AES128_DERIVATION_KEY_1FFFF),
+        (IK256, AES256_DERIVATION_KEY_1FFFF),
+    ] {
+        let ik = secret(ik);
+        assert_eq!(
+            host_derivation_key_any_counter(&ik, &k)
+                .expect("dk")
+                .to_hex_upper(),
+            expected
+        );
+        // The device rule still applies to the transaction API.
+        assert!(matches!(
+            derivation_key(&ik, &k),
+            Err(CryptoError::OutOfRange { .. })
+        ));
+    }
+}
+
+/// The any-counter derivation agrees with the published derivation keys of valid counters
+/// (first eight, rollover and last four KSNs, AES-128 and AES-256 BDKs).
+#[test]
+fn host_derivation_key_any_counter_matches_published_valid_counters() {
+    let cases = [
+        (IK128, &KSNS[..], &AES128_DERIVATION_KEYS[..]),
+        (IK128, &KSNS_ROLLOVER[..], &AES128_ROLLOVER_KEYS[..]),
+        (IK128, &KSNS_LAST[..], &AES128_LAST_KEYS[..]),
+        (IK256, &KSNS[..], &AES256_DERIVATION_KEYS[..]),
+        (IK256, &KSNS_ROLLOVER[..], &AES256_ROLLOVER_KEYS[..]),
+        (IK256, &KSNS_LAST[..], &AES256_LAST_KEYS[..]),
+    ];
+    for (ik, ksns, keys) in cases {
+        let ik = secret(ik);
+        for (text, expected) in ksns.iter().zip(keys) {
+            assert_eq!(
+                host_derivation_key_any_counter(&ik, &ksn(text))
+                    .expect("dk")
+                    .to_hex_upper(),
+                *expected,
+                "{text}"
+            );
+        }
+    }
+    // Counter 0: the initial key itself.
+    assert_eq!(
+        host_derivation_key_any_counter(&secret(IK128), &ikid().ksn(0))
+            .expect("dk")
+            .to_hex_upper(),
+        IK128
+    );
+}
+
+/// X9.24-3-2017 supplement (pages 7, 12 and 18): DUKPT update keys (counter FFFFFFFF), from the
+/// initial key and from the BDK.
+#[test]
+fn update_keys_x9_24_3_supplement() {
+    assert_eq!(UPDATE_KEY_COUNTER, 0xFFFF_FFFF);
+    let cases = [
+        (IK128, BDK128, KeyType::Aes128, AES128_UPDATE_KEY_AES128),
+        (IK256, BDK256, KeyType::Aes128, AES256_UPDATE_KEY_AES128),
+        (IK256, BDK256, KeyType::Aes256, AES256_UPDATE_KEY_AES256),
+    ];
+    for (ik, bdk, key_type, expected) in cases {
+        assert_eq!(
+            update_key(&secret(ik), &ikid(), key_type)
+                .expect("update key")
+                .to_hex_upper(),
+            expected,
+            "{key_type:?}"
+        );
+        assert_eq!(
+            host_update_key(&secret(bdk), &ikid(), key_type)
+                .expect("update key")
+                .to_hex_upper(),
+            expected,
+            "{key_type:?}"
+        );
+    }
+}
+
+/// Update keys are AES and no stronger than the initial key.
+#[test]
+fn update_key_rejects_tdes_and_stronger_types() {
+    for (ik, key_type) in [
+        (IK128, KeyType::Tdes2),
+        (IK128, KeyType::Tdes3),
+        (IK128, KeyType::Aes192),
+        (IK128, KeyType::Aes256),
+        (IK256, KeyType::Tdes2),
+    ] {
+        assert!(
+            matches!(
+                update_key(&secret(ik), &ikid(), key_type),
+                Err(CryptoError::OutOfRange { .. })
+            ),
+            "{key_type:?}"
+        );
+    }
+    assert!(matches!(
+        update_key(&secret("00"), &ikid(), KeyType::Aes128),
+        Err(CryptoError::InvalidLength { .. })
+    ));
 }
 
 /// AES-128 BDK PIN encryption keys at counters 00020000 and 00845FED, as published in the test

@@ -7,7 +7,9 @@
 //!   key usage indicator, algorithm indicator, length in bits, then either the initial key ID
 //!   (initial key derivation) or the derivation ID and the transaction counter.
 //! * Host side: [`derive_initial_key`], [`derivation_key`] (the intermediate derivation key of
-//!   a transaction), [`working_key`] for every [`KeyUsage`] and derived [`KeyType`].
+//!   a transaction), [`working_key`] for every [`KeyUsage`] and derived [`KeyType`];
+//!   [`host_derivation_key_any_counter`] (any 32-bit counter) and the DUKPT update key
+//!   ([`update_key`], [`host_update_key`]).
 //! * Device side: [`Device`] with its 32 intermediate derivation key registers.
 //!
 //! BDKs (and so initial and intermediate keys) are AES-128, AES-192 or AES-256; working keys
@@ -485,6 +487,74 @@ pub fn derivation_key(initial_key: &SecretBytes, ksn: &Ksn) -> Result<SecretByte
     let key =
         derivation_key_for_counter(initial_key, key_type, &ksn.initial_key_id(), ksn.counter())?;
     Ok(SecretBytes::from_slice(&key))
+}
+
+/// The transaction counter of the DUKPT update key (all 32 bits set).
+pub const UPDATE_KEY_COUNTER: u32 = 0xFFFF_FFFF;
+
+/// **Host side only.** The intermediate derivation key for any 32-bit transaction counter,
+/// including counters with more than 16 one-bits (which a device never uses) and
+/// [`UPDATE_KEY_COUNTER`]; counter 0 gives the initial key itself.
+///
+/// This is the standard's host algorithm (X9.24-3-2017, 6.1 and 6.3.1): starting from the
+/// initial key, one "key derivation" (`8000`) step per one-bit of the counter, from the most
+/// significant bit down. The 16-one-bit limit is a device rule and is not applied here; a KSN
+/// received from a device must still be checked with [`Ksn::check_transaction`] (as
+/// [`derivation_key`] does) before it is used for a transaction.
+pub fn host_derivation_key_any_counter(
+    initial_key: &SecretBytes,
+    ksn: &Ksn,
+) -> Result<SecretBytes, CryptoError> {
+    let (initial_key, key_type) = aes_key("AES DUKPT initial key", initial_key)?;
+    let key =
+        derivation_key_for_counter(initial_key, key_type, &ksn.initial_key_id(), ksn.counter())?;
+    Ok(SecretBytes::from_slice(&key))
+}
+
+/// **Host side only** (the receiving or key-generating SCD). The DUKPT update key of a device
+/// (X9.24-3-2017, 6.5.2 and 6.5.3): the intermediate derivation key for transaction counter
+/// [`UPDATE_KEY_COUNTER`] (`FFFFFFFF`), from which a key of `key_type` is derived with the
+/// "key encryption key" usage (`0002`) over the derivation ID and counter `FFFFFFFF`.
+///
+/// `key_type` must be AES and no stronger than the initial key (working keys are as strong as
+/// or weaker than the key they come from); otherwise [`CryptoError::OutOfRange`].
+pub fn update_key(
+    initial_key: &SecretBytes,
+    initial_key_id: &InitialKeyId,
+    key_type: KeyType,
+) -> Result<SecretBytes, CryptoError> {
+    let (ik, ik_type) = aes_key("AES DUKPT initial key", initial_key)?;
+    if matches!(key_type, KeyType::Tdes2 | KeyType::Tdes3) || key_type.key_len() > ik.len() {
+        return Err(CryptoError::OutOfRange {
+            what: "AES DUKPT update key type",
+            reason: format!(
+                "{key_type:?} is not an AES key type no stronger than the {ik_type:?} initial key"
+            ),
+        });
+    }
+    let derivation_key =
+        derivation_key_for_counter(ik, ik_type, initial_key_id, UPDATE_KEY_COUNTER)?;
+    let key = derive(
+        &derivation_key,
+        KeyUsage::KeyEncryptionKey,
+        key_type,
+        initial_key_id,
+        UPDATE_KEY_COUNTER,
+    )?;
+    Ok(SecretBytes::from_slice(&key))
+}
+
+/// **Host side only.** [`derive_initial_key`] then [`update_key`].
+pub fn host_update_key(
+    bdk: &SecretBytes,
+    initial_key_id: &InitialKeyId,
+    key_type: KeyType,
+) -> Result<SecretBytes, CryptoError> {
+    update_key(
+        &derive_initial_key(bdk, initial_key_id)?,
+        initial_key_id,
+        key_type,
+    )
 }
 
 /// The working key of `key_type` for `usage` from a transaction's intermediate derivation key.
