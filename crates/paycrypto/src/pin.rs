@@ -209,6 +209,24 @@ impl PinBlockFormat {
         if self == Self::Iso4 { 16 } else { 8 }
     }
 
+    /// Fails with [`CryptoError::InvalidLength`] naming `what` unless `actual` is this
+    /// format's block length.
+    fn check_len(self, what: &'static str, actual: usize) -> Result<(), CryptoError> {
+        if actual == self.block_len() {
+            return Ok(());
+        }
+        let expected = if self == Self::Iso4 {
+            "16 bytes"
+        } else {
+            "8 bytes"
+        };
+        Err(CryptoError::InvalidLength {
+            what,
+            expected,
+            actual,
+        })
+    }
+
     /// Whether the format binds the PIN to the PAN (all but format 1).
     pub fn needs_pan(self) -> bool {
         self != Self::Iso1
@@ -311,18 +329,7 @@ pub fn decode_pin_block(
     block: &SecretBytes,
     pan: Option<&Pan>,
 ) -> Result<Pin, CryptoError> {
-    if block.len() != format.block_len() {
-        let expected = if format == PinBlockFormat::Iso4 {
-            "16 bytes"
-        } else {
-            "8 bytes"
-        };
-        return Err(CryptoError::InvalidLength {
-            what: "clear PIN block",
-            expected,
-            actual: block.len(),
-        });
-    }
+    format.check_len("clear PIN block", block.len())?;
     let mut field = Zeroizing::new(block.expose().to_vec());
     if matches!(format, PinBlockFormat::Iso0 | PinBlockFormat::Iso3) {
         let pan = require_pan(format, pan)?
@@ -393,18 +400,7 @@ pub fn encipher_pin_block(
     clear: &SecretBytes,
     pan: Option<&Pan>,
 ) -> Result<Vec<u8>, CryptoError> {
-    if clear.len() != format.block_len() {
-        let expected = if format == PinBlockFormat::Iso4 {
-            "16 bytes"
-        } else {
-            "8 bytes"
-        };
-        return Err(CryptoError::InvalidLength {
-            what: "clear PIN block",
-            expected,
-            actual: clear.len(),
-        });
-    }
+    format.check_len("clear PIN block", clear.len())?;
     if format != PinBlockFormat::Iso4 {
         return tdes_or_aes_encrypt(format, key, clear.expose());
     }
@@ -422,18 +418,7 @@ pub fn decipher_pin_block(
     enciphered: &[u8],
     pan: Option<&Pan>,
 ) -> Result<SecretBytes, CryptoError> {
-    if enciphered.len() != format.block_len() {
-        let expected = if format == PinBlockFormat::Iso4 {
-            "16 bytes"
-        } else {
-            "8 bytes"
-        };
-        return Err(CryptoError::InvalidLength {
-            what: "enciphered PIN block",
-            expected,
-            actual: enciphered.len(),
-        });
-    }
+    format.check_len("enciphered PIN block", enciphered.len())?;
     let clear = Zeroizing::new(tdes_or_aes_decrypt(format, key, enciphered)?);
     if format != PinBlockFormat::Iso4 {
         return Ok(SecretBytes::from_slice(&clear));
