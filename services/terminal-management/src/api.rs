@@ -1,22 +1,17 @@
 //! The admin HTTP API of terminal-management (platform operators).
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cqrs_es::AggregateError;
 use mpos_errors::ServiceError;
 use mpos_es::{CommandMetadata, Cqrs, EventStore, ProjectionRunner};
+use mpos_http::{ApiJson, OperatorAuth};
 use mpos_proto::terminal_management as pb;
-use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use secrecy::SecretString;
 
 use crate::read_model::TenantsProjection;
 use crate::tenant::{Tenant, TenantCommand, TenantError, TenantId};
@@ -27,8 +22,8 @@ pub struct AppState {
     cqrs: Arc<Cqrs<Tenant>>,
     store: EventStore,
     tenants: Arc<ProjectionRunner<TenantsProjection>>,
-    /// SHA-256 of the operator token: the token itself is not kept.
-    operator_token_hash: [u8; 32],
+    /// The operator token's digest: the token itself is not kept.
+    operator: OperatorAuth,
 }
 
 impl std::fmt::Debug for AppState {
@@ -47,34 +42,11 @@ impl AppState {
         tenants: Arc<ProjectionRunner<TenantsProjection>>,
         operator_token: &SecretString,
     ) -> Self {
-        let operator_token_hash = Sha256::digest(operator_token.expose_secret().as_bytes()).into();
         Self {
             cqrs,
             store,
             tenants,
-            operator_token_hash,
-        }
-    }
-}
-
-/// A JSON body whose rejection is a `bad_request` in the shared error format.
-#[derive(Debug)]
-pub struct ApiJson<T>(pub T);
-
-impl<T, S> FromRequest<S> for ApiJson<T>
-where
-    Json<T>: FromRequest<S, Rejection = JsonRejection>,
-    S: Send + Sync,
-{
-    type Rejection = ServiceError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(ServiceError::bad_request(format!(
-                "invalid JSON body: {}",
-                rejection.body_text()
-            ))),
+            operator: OperatorAuth::new(operator_token),
         }
     }
 }
@@ -91,56 +63,15 @@ pub fn router(state: AppState) -> Router {
             post(reactivate_tenant),
         )
         .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            require_operator,
+            state.operator.clone(),
+            mpos_http::require_operator,
         ))
         .fallback(|| async { ServiceError::not_found("no such route") })
-        .layer(axum::middleware::from_fn(observe))
+        .layer(axum::middleware::from_fn_with_state(
+            crate::SERVICE,
+            mpos_http::observe,
+        ))
         .with_state(state)
-}
-
-/// Rejects requests without the operator's bearer token (compared in constant time).
-async fn require_operator(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    let Some(presented) = presented else {
-        return ServiceError::unauthenticated("missing bearer token").into_response();
-    };
-    let presented_hash: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-    if !bool::from(presented_hash.ct_eq(&state.operator_token_hash)) {
-        return ServiceError::unauthenticated("invalid bearer token").into_response();
-    }
-    next.run(request).await
-}
-
-/// A span per request, continuing the caller's trace, and the shared HTTP metrics.
-async fn observe(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().to_string();
-    let span = tracing::info_span!("http request", %method, %route);
-    if let Some(traceparent) = request
-        .headers()
-        .get("traceparent")
-        .and_then(|value| value.to_str().ok())
-    {
-        mpos_telemetry::set_parent_from_traceparent(&span, traceparent);
-    }
-    let started = Instant::now();
-    let response = tracing::Instrument::instrument(next.run(request), span).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!(mpos_telemetry::metric_names::HTTP_REQUESTS_TOTAL,
-        "service" => crate::SERVICE, "route" => route.clone(), "status" => status)
-    .increment(1);
-    metrics::histogram!(mpos_telemetry::metric_names::HTTP_REQUEST_DURATION_SECONDS,
-        "service" => crate::SERVICE, "route" => route)
-    .record(started.elapsed().as_secs_f64());
-    response
 }
 
 fn metadata(tenant_id: &TenantId) -> CommandMetadata {
