@@ -21,6 +21,12 @@ pub mod mpos {
             include!(concat!(env!("OUT_DIR"), "/mpos.common.v1.serde.rs"));
         }
     }
+    pub mod hsm {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/mpos.hsm.v1.rs"));
+            include!(concat!(env!("OUT_DIR"), "/mpos.hsm.v1.serde.rs"));
+        }
+    }
     pub mod terminal_management {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/mpos.terminal_management.v1.rs"));
@@ -33,6 +39,7 @@ pub mod mpos {
 }
 
 pub use mpos::common::v1 as common;
+pub use mpos::hsm::v1 as hsm;
 pub use mpos::terminal_management::v1 as terminal_management;
 
 /// A UTC instant as a protobuf timestamp.

@@ -1,0 +1,250 @@
+//! A pool of backends: health-checked, least-outstanding-requests balancing with a
+//! preference for the local site, and failover of idempotent operations to another backend.
+//!
+//! Every data-plane operation is idempotent (it changes no key state), so a failed or slow
+//! attempt is retried on the next best backend; the failed one leaves rotation until its
+//! health check passes again. Health changes are reported to a listener (the service turns
+//! them into `BackendHealthChanged` events).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::Backend;
+use crate::error::HsmError;
+
+/// One backend of the pool and its live state.
+#[derive(Debug)]
+pub struct Member {
+    /// The backend.
+    pub backend: Arc<dyn Backend>,
+    healthy: AtomicBool,
+    outstanding: AtomicUsize,
+}
+
+impl Member {
+    /// Whether the backend is in rotation.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+}
+
+/// A change of a backend's health.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthChange {
+    /// The backend.
+    pub backend_id: String,
+    /// Its site.
+    pub site: String,
+    /// In rotation now?
+    pub healthy: bool,
+    /// Why.
+    pub reason: String,
+}
+
+/// The pool's tuning.
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    /// The site this process runs at; its backends are preferred.
+    pub local_site: String,
+    /// An attempt slower than this fails over to another backend.
+    pub attempt_timeout: Duration,
+    /// How often every backend is checked.
+    pub check_interval: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            local_site: "local".into(),
+            attempt_timeout: Duration::from_millis(500),
+            check_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The backends the service uses.
+#[derive(Debug)]
+pub struct Pool {
+    members: Vec<Arc<Member>>,
+    config: PoolConfig,
+    changes: tokio::sync::mpsc::UnboundedSender<HealthChange>,
+}
+
+/// Decrements a member's outstanding count when an attempt ends.
+struct Outstanding<'a>(&'a Member);
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Pool {
+    /// A pool of `backends` (all assumed healthy until checked); health changes go to the
+    /// returned receiver.
+    pub fn new(
+        backends: Vec<Arc<dyn Backend>>,
+        config: PoolConfig,
+    ) -> (Self, tokio::sync::mpsc::UnboundedReceiver<HealthChange>) {
+        let (changes, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let members = backends
+            .into_iter()
+            .map(|backend| {
+                Arc::new(Member {
+                    backend,
+                    healthy: AtomicBool::new(true),
+                    outstanding: AtomicUsize::new(0),
+                })
+            })
+            .collect();
+        (
+            Self {
+                members,
+                config,
+                changes,
+            },
+            receiver,
+        )
+    }
+
+    /// Every member.
+    pub fn members(&self) -> &[Arc<Member>] {
+        &self.members
+    }
+
+    /// The member with this backend id.
+    pub fn member(&self, backend_id: &str) -> Option<&Arc<Member>> {
+        self.members
+            .iter()
+            .find(|member| member.backend.id() == backend_id)
+    }
+
+    fn set_health(&self, member: &Member, healthy: bool, reason: &str) {
+        if member.healthy.swap(healthy, Ordering::AcqRel) != healthy {
+            let backend = &member.backend;
+            if healthy {
+                tracing::info!(
+                    backend = backend.id(),
+                    site = backend.site(),
+                    "hsm backend back in rotation"
+                );
+            } else {
+                tracing::warn!(
+                    backend = backend.id(),
+                    site = backend.site(),
+                    reason,
+                    "hsm backend out of rotation"
+                );
+            }
+            metrics::gauge!("mpos_hsm_backend_healthy", "backend" => backend.id().to_owned(), "site" => backend.site().to_owned())
+                .set(if healthy { 1.0 } else { 0.0 });
+            let _ = self.changes.send(HealthChange {
+                backend_id: backend.id().to_owned(),
+                site: backend.site().to_owned(),
+                healthy,
+                reason: reason.to_owned(),
+            });
+        }
+    }
+
+    /// Members that may serve `eligible` (e.g. those holding a key), best first: healthy
+    /// before sick, local site before remote, fewest outstanding requests first.
+    fn ranked(&self, eligible: &(dyn Fn(&Member) -> bool + Sync)) -> Vec<Arc<Member>> {
+        let mut ranked: Vec<Arc<Member>> = self
+            .members
+            .iter()
+            .filter(|member| eligible(member))
+            .cloned()
+            .collect();
+        ranked.sort_by_key(|member| {
+            (
+                !member.is_healthy(),
+                member.backend.site() != self.config.local_site,
+                member.outstanding.load(Ordering::Acquire),
+            )
+        });
+        ranked
+    }
+
+    /// Runs an idempotent operation on the best backend that `eligible` allows, failing
+    /// over to the next on an unavailable or slow backend (which leaves rotation). Caller
+    /// errors (bad input) are returned at once: another backend would answer the same.
+    pub async fn run<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        eligible: &(dyn Fn(&Member) -> bool + Sync),
+        attempt: F,
+    ) -> Result<T, HsmError>
+    where
+        F: Fn(Arc<Member>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, HsmError>>,
+    {
+        let candidates = self.ranked(eligible);
+        if candidates.is_empty() {
+            return Err(HsmError::Unavailable("no backend holds the key".into()));
+        }
+        let mut last_error = HsmError::Unavailable("no healthy backend".into());
+        for member in candidates {
+            let backend_id = member.backend.id().to_owned();
+            member.outstanding.fetch_add(1, Ordering::AcqRel);
+            let guard = Outstanding(&member);
+            let started = Instant::now();
+            let result =
+                tokio::time::timeout(self.config.attempt_timeout, attempt(member.clone())).await;
+            drop(guard);
+            let elapsed = started.elapsed().as_secs_f64();
+            let outcome = match result {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(error)) => Err(error),
+                Err(_) => Err(HsmError::Unavailable(format!(
+                    "backend {backend_id} did not answer within {:?}",
+                    self.config.attempt_timeout
+                ))),
+            };
+            let status = match &outcome {
+                Ok(_) => "ok",
+                Err(HsmError::Unavailable(_) | HsmError::Internal(_)) => "backend_error",
+                Err(_) => "rejected",
+            };
+            metrics::counter!("mpos_hsm_operations_total", "operation" => operation, "backend" => backend_id.clone(), "status" => status).increment(1);
+            metrics::histogram!("mpos_hsm_operation_duration_seconds", "operation" => operation, "backend" => backend_id.clone()).record(elapsed);
+            match outcome {
+                Ok(value) => return Ok(value),
+                Err(error @ (HsmError::Unavailable(_) | HsmError::Internal(_))) => {
+                    tracing::warn!(backend = %backend_id, operation, %error, "hsm attempt failed; trying another backend");
+                    self.set_health(&member, false, &error.to_string());
+                    last_error = error;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last_error)
+    }
+
+    /// Checks every backend once and updates rotation.
+    pub async fn check_all(&self) {
+        for member in &self.members {
+            let result =
+                tokio::time::timeout(self.config.attempt_timeout, member.backend.check()).await;
+            match result {
+                Ok(Ok(())) => self.set_health(member, true, "health check passed"),
+                Ok(Err(error)) => self.set_health(member, false, &error.to_string()),
+                Err(_) => self.set_health(member, false, "health check timed out"),
+            }
+        }
+    }
+
+    /// Checks every backend every `check_interval` until `cancel` fires.
+    pub async fn run_health_checks(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            self.check_all().await;
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(self.config.check_interval) => {}
+            }
+        }
+    }
+}
