@@ -10,6 +10,7 @@ use paycrypto::dukpt::{aes as dukpt_aes, tdes as dukpt_tdes};
 use paycrypto::kcv::{KcvMethod, KeyAlgorithm};
 use paycrypto::mac::{MacAlgorithm, Padding};
 use paycrypto::pin::{Pan, Pin, PinBlockContext, PinBlockFormat};
+use paycrypto::pinver::{self, DecimalizationTable, Ibm3624, PinOffset, Pvki, Pvv, ValidationData};
 use paycrypto::{CryptoError, SecretBytes, cvv, emv, kcv, pin, tr31};
 use rand::rngs::OsRng;
 use serde_json::{Value, json};
@@ -49,6 +50,12 @@ enum CalcCommand {
     /// Card verification values: CVV/CVC, CVV2, iCVV.
     #[command(subcommand)]
     Cvv(CvvCommand),
+    /// Visa PIN Verification Value (PVV).
+    #[command(subcommand)]
+    Pvv(PvvCommand),
+    /// IBM 3624 PIN offset and natural PIN.
+    #[command(subcommand)]
+    Ibm3624Offset(Ibm3624Command),
     /// EMV: ICC master key, session key, ARQC and ARPC (generate and verify).
     #[command(subcommand)]
     Emv(EmvCommand),
@@ -69,6 +76,8 @@ pub(crate) fn run(args: CalcArgs) -> Result<Value> {
         CalcCommand::PinBlock(cmd) => pin_block_cmd(cmd),
         CalcCommand::Mac(cmd) => mac_cmd(cmd),
         CalcCommand::Cvv(cmd) => cvv_cmd(cmd),
+        CalcCommand::Pvv(cmd) => pvv_cmd(cmd),
+        CalcCommand::Ibm3624Offset(cmd) => ibm3624_cmd(cmd),
         CalcCommand::Emv(cmd) => emv_cmd(cmd),
         CalcCommand::Tr31(cmd) => tr31_cmd(cmd),
         CalcCommand::Tr34(cmd) => tr34::run(cmd),
@@ -1067,6 +1076,229 @@ fn cvv_cmd(cmd: CvvCommand) -> Result<Value> {
                 cvv.trim(),
             )?;
             Ok(json!({ "valid": true }))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// pvv
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Args)]
+struct PvvInput {
+    /// PVK A ‖ PVK B (16 bytes hex; 24 accepted).
+    #[arg(long)]
+    pvk: String,
+    /// The PAN (12 to 19 digits).
+    #[arg(long)]
+    pan: String,
+    /// PIN verification key indicator, one digit 0–9 (Visa defines 1–6).
+    #[arg(long)]
+    pvki: String,
+    /// The PIN (4 to 12 digits; the 4 leftmost take part).
+    #[arg(long)]
+    pin: String,
+}
+
+/// PVV operations.
+#[derive(Debug, Subcommand)]
+enum PvvCommand {
+    /// Computes the PVV of a PIN.
+    Generate(PvvInput),
+    /// Verifies a PIN against a reference PVV.
+    Verify {
+        /// Key, card and PIN.
+        #[command(flatten)]
+        input: PvvInput,
+        /// The reference PVV (4 digits).
+        #[arg(long)]
+        pvv: String,
+    },
+}
+
+impl PvvInput {
+    fn generate(&self) -> Result<Pvv> {
+        let pvk = secret("--pvk", &self.pvk)?;
+        let pan = pan(&self.pan)?;
+        let pvki = Pvki::parse(self.pvki.trim())?;
+        let pin = pin_digits(&self.pin)?;
+        Ok(pinver::generate_pvv(&pvk, &pan, pvki, &pin)?)
+    }
+}
+
+fn pvv_cmd(cmd: PvvCommand) -> Result<Value> {
+    match cmd {
+        PvvCommand::Generate(input) => {
+            let pvv = input.generate()?;
+            Ok(json!({ "pvv": pvv.expose().as_str() }))
+        }
+        PvvCommand::Verify { input, pvv } => {
+            let reference = Pvv::parse(pvv.trim())?;
+            let pvk = secret("--pvk", &input.pvk)?;
+            let pan = pan(&input.pan)?;
+            let pvki = Pvki::parse(input.pvki.trim())?;
+            let pin = pin_digits(&input.pin)?;
+            pinver::verify_pvv(&pvk, &pan, pvki, &pin, &reference)?;
+            Ok(json!({ "valid": true }))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ibm3624-offset
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Args)]
+struct Ibm3624Input {
+    /// PIN verification key (TDES, 16 or 24 bytes hex; a single-DES key K is K‖K).
+    #[arg(long)]
+    pvk: String,
+    /// Decimalization table, 16 decimal digits.
+    #[arg(long, default_value = "0123456789012345")]
+    decimalization_table: String,
+    /// Take the validation data from this PAN (see --validation-start/--validation-length).
+    #[arg(
+        long,
+        conflicts_with = "validation_data",
+        required_unless_present = "validation_data"
+    )]
+    pan: Option<String>,
+    /// First PAN digit of the validation data, 0-based from the left (default 0).
+    #[arg(long, requires = "pan")]
+    validation_start: Option<usize>,
+    /// Number of PAN digits in the validation data, 4 to 16 (default: the rest of the PAN,
+    /// at most 16).
+    #[arg(long, requires = "pan")]
+    validation_length: Option<usize>,
+    /// The validation data itself, 4 to 16 hex digits.
+    #[arg(long)]
+    validation_data: Option<String>,
+    /// Pad digit that right-fills the validation data to 16 digits (hex digit).
+    #[arg(long, default_value = "F")]
+    pad: String,
+}
+
+impl Ibm3624Input {
+    fn pad(&self) -> Result<char> {
+        let mut chars = self.pad.trim().chars();
+        match (chars.next(), chars.next()) {
+            (Some(pad), None) => Ok(pad),
+            _ => Err(CliError::bad_request("--pad: expected one hex digit")),
+        }
+    }
+
+    fn validation(&self) -> Result<ValidationData> {
+        let pad = self.pad()?;
+        match one_of(
+            self.pan.as_deref(),
+            self.validation_data.as_deref(),
+            "--pan or --validation-data",
+        )? {
+            Either::First(pan_text) => {
+                let pan = pan(pan_text)?;
+                let start = self.validation_start.unwrap_or(0);
+                let len = self
+                    .validation_length
+                    .unwrap_or_else(|| pan.len().saturating_sub(start).min(16));
+                Ok(ValidationData::from_pan(&pan, start, len, pad)?)
+            }
+            Either::Second(_)
+                if self.validation_start.is_some() || self.validation_length.is_some() =>
+            {
+                Err(CliError::bad_request(
+                    "--validation-start and --validation-length apply to --pan only",
+                ))
+            }
+            Either::Second(data) => Ok(ValidationData::parse(data.trim(), pad)?),
+        }
+    }
+
+    /// Runs `f` with the parsed key, table and validation data.
+    fn with<T>(&self, f: impl FnOnce(&Ibm3624<'_>) -> Result<T>) -> Result<T> {
+        let pvk = secret("--pvk", &self.pvk)?;
+        let table = DecimalizationTable::parse(self.decimalization_table.trim())?;
+        let validation = self.validation()?;
+        f(&Ibm3624 {
+            pvk: &pvk,
+            table: &table,
+            validation: &validation,
+        })
+    }
+}
+
+/// IBM 3624 operations.
+#[derive(Debug, Subcommand)]
+enum Ibm3624Command {
+    /// Computes the PIN offset of a customer-selected PIN.
+    Generate {
+        /// Key, table and validation data.
+        #[command(flatten)]
+        input: Ibm3624Input,
+        /// The customer PIN (4 to 12 digits).
+        #[arg(long)]
+        pin: String,
+        /// PIN check length: offset digits, 4 to the PIN length (default: the PIN length).
+        #[arg(long)]
+        check_length: Option<usize>,
+    },
+    /// Verifies a PIN against a reference offset.
+    Verify {
+        /// Key, table and validation data.
+        #[command(flatten)]
+        input: Ibm3624Input,
+        /// The PIN to check (4 to 12 digits).
+        #[arg(long)]
+        pin: String,
+        /// The reference offset (4 to 12 digits, at most the PIN length).
+        #[arg(long)]
+        offset: String,
+    },
+    /// Computes the natural PIN, or with --offset the customer PIN it assigns.
+    Pin {
+        /// Key, table and validation data.
+        #[command(flatten)]
+        input: Ibm3624Input,
+        /// PIN length, 4 to 12.
+        #[arg(long)]
+        pin_length: usize,
+        /// Offset to add to the rightmost digits of the natural PIN.
+        #[arg(long)]
+        offset: Option<String>,
+    },
+}
+
+fn ibm3624_cmd(cmd: Ibm3624Command) -> Result<Value> {
+    match cmd {
+        Ibm3624Command::Generate {
+            input,
+            pin,
+            check_length,
+        } => {
+            let pin = pin_digits(&pin)?;
+            let check_length = check_length.unwrap_or(pin.len());
+            let offset = input.with(|ibm| Ok(ibm.generate_offset(&pin, check_length)?))?;
+            Ok(json!({ "offset": offset.expose().as_str() }))
+        }
+        Ibm3624Command::Verify { input, pin, offset } => {
+            let pin = pin_digits(&pin)?;
+            let offset = PinOffset::parse(offset.trim())?;
+            input.with(|ibm| Ok(ibm.verify_offset(&pin, &offset)?))?;
+            Ok(json!({ "valid": true }))
+        }
+        Ibm3624Command::Pin {
+            input,
+            pin_length,
+            offset,
+        } => {
+            let offset = offset
+                .as_deref()
+                .map(|text| PinOffset::parse(text.trim()))
+                .transpose()?;
+            let pin = input.with(|ibm| match &offset {
+                Some(offset) => Ok(ibm.pin_from_offset(offset, pin_length)?),
+                None => Ok(ibm.natural_pin(pin_length)?),
+            })?;
+            Ok(json!({ "pin": pin.expose().as_str() }))
         }
     }
 }

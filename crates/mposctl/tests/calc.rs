@@ -744,6 +744,308 @@ fn cvv2_and_icvv_are_service_code_variants() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// pvv and ibm3624-offset
+// ---------------------------------------------------------------------------------------------
+
+const PSEC_PVK: &str = "0123456789ABCDEFFEDCBA9876543210";
+
+/// psec README.rst (knovichikhin/psec): PVK 0123456789ABCDEFFEDCBA9876543210, PVKI 1, PIN
+/// 1234, PAN 4321000000001234 → PVV 6629. jPOS JCESecurityModuleTest.testCalculatePVVImpl1:
+/// PVK "4 times 12345678", PAN 1234567890123, PIN 1234, PVKI 0 → 1226.
+#[test]
+fn pvv_generate_and_verify_published() {
+    let pvv = |args: &[&str]| {
+        let mut full = vec!["calc", "pvv"];
+        full.extend_from_slice(args);
+        mposctl(&full)
+    };
+    let out = calc(&[
+        "pvv",
+        "generate",
+        "--pvk",
+        PSEC_PVK,
+        "--pan",
+        "4321000000001234",
+        "--pvki",
+        "1",
+        "--pin",
+        "1234",
+    ]);
+    assert_eq!(out, json!({"pvv": "6629"}));
+    let out = calc(&[
+        "pvv",
+        "generate",
+        "--pvk",
+        "12345678123456781234567812345678",
+        "--pan",
+        "1234567890123",
+        "--pvki",
+        "0",
+        "--pin",
+        "1234",
+    ]);
+    assert_eq!(out, json!({"pvv": "1226"}));
+    let verify = |pin: &str| {
+        pvv(&[
+            "verify",
+            "--pvk",
+            PSEC_PVK,
+            "--pan",
+            "4321000000001234",
+            "--pvki",
+            "1",
+            "--pin",
+            pin,
+            "--pvv",
+            "6629",
+        ])
+    };
+    assert_eq!(verify("1234"), (0, json!({"valid": true})));
+    let (status, value) = verify("1235");
+    assert_eq!(status, 1);
+    assert_eq!(value["code"], "verification_failed");
+}
+
+/// gae.ucm.es IBM 3624 examples (as reproduced at topic.alibabacloud.com and mamicode.com,
+/// cited in crates/paycrypto/tests/pinver.rs): Example 2, card 1234567890123445, single-DES
+/// key 0123456789ABCDEF (given as K‖K), natural PIN 9046, offset 2298, customer PIN 1234;
+/// Example 1, account 1234567890123456, key 1313131313131313, natural PIN 643085, offset
+/// 456789 → customer PIN 099764. psec tests/test_pin.py: table 1234567890123456, PAN
+/// 1122334455667788, validation data from digit 2, 14 digits, pad 1 → PIN 5550 at offset
+/// 0000.
+#[test]
+fn ibm3624_offset_generate_verify_and_pin_published() {
+    let key2 = "0123456789ABCDEF0123456789ABCDEF";
+    let out = calc(&[
+        "ibm3624-offset",
+        "generate",
+        "--pvk",
+        key2,
+        "--pan",
+        "1234567890123445",
+        "--pin",
+        "1234",
+    ]);
+    assert_eq!(out, json!({"offset": "2298"}));
+    let verify = |pin: &str| {
+        mposctl(&[
+            "calc",
+            "ibm3624-offset",
+            "verify",
+            "--pvk",
+            key2,
+            "--decimalization-table",
+            "0123456789012345",
+            "--pan",
+            "1234567890123445",
+            "--pin",
+            pin,
+            "--offset",
+            "2298",
+        ])
+    };
+    assert_eq!(verify("1234"), (0, json!({"valid": true})));
+    let (status, value) = verify("1334");
+    assert_eq!(status, 1);
+    assert_eq!(value["code"], "verification_failed");
+
+    let key1 = "13131313131313131313131313131313";
+    let natural = calc(&[
+        "ibm3624-offset",
+        "pin",
+        "--pvk",
+        key1,
+        "--pan",
+        "1234567890123456",
+        "--pin-length",
+        "6",
+    ]);
+    assert_eq!(natural, json!({"pin": "643085"}));
+    let customer = calc(&[
+        "ibm3624-offset",
+        "pin",
+        "--pvk",
+        key1,
+        "--pan",
+        "1234567890123456",
+        "--pin-length",
+        "6",
+        "--offset",
+        "456789",
+    ]);
+    assert_eq!(customer, json!({"pin": "099764"}));
+
+    let out = calc(&[
+        "ibm3624-offset",
+        "generate",
+        "--pvk",
+        PSEC_PVK,
+        "--decimalization-table",
+        "1234567890123456",
+        "--pan",
+        "1122334455667788",
+        "--validation-start",
+        "2",
+        "--validation-length",
+        "14",
+        "--pad",
+        "1",
+        "--pin",
+        "5550",
+    ]);
+    assert_eq!(out, json!({"offset": "0000"}));
+    // The same case's 14-digit prefix given directly with pad F (psec: natural PIN 5518).
+    let out = calc(&[
+        "ibm3624-offset",
+        "pin",
+        "--pvk",
+        PSEC_PVK,
+        "--decimalization-table",
+        "1234567890123456",
+        "--validation-data",
+        "11223344556677",
+        "--pin-length",
+        "4",
+    ]);
+    assert_eq!(out, json!({"pin": "5518"}));
+}
+
+#[test]
+fn pvv_and_ibm3624_bad_input() {
+    let pin = "987654";
+    let card = "4321000000001234";
+    assert_bad_request(
+        &[
+            "pvv", "generate", "--pvk", PSEC_PVK, "--pan", card, "--pvki", "A", "--pin", pin,
+        ],
+        "PVKI",
+        &[pin, card, PSEC_PVK],
+    );
+    assert_bad_request(
+        &[
+            "pvv", "verify", "--pvk", PSEC_PVK, "--pan", card, "--pvki", "1", "--pin", pin,
+            "--pvv", "98765",
+        ],
+        "PVV",
+        &[pin, card, PSEC_PVK, "98765"],
+    );
+    assert_bad_request(
+        &[
+            "pvv",
+            "generate",
+            "--pvk",
+            "0123456789ABCDEF",
+            "--pan",
+            card,
+            "--pvki",
+            "1",
+            "--pin",
+            pin,
+        ],
+        "PIN verification key",
+        &[pin, card, "0123456789ABCDEF"],
+    );
+    assert_bad_request(
+        &[
+            "ibm3624-offset",
+            "generate",
+            "--pvk",
+            PSEC_PVK,
+            "--decimalization-table",
+            "012345678901234X",
+            "--pan",
+            card,
+            "--pin",
+            pin,
+        ],
+        "decimalization table",
+        &[pin, card, PSEC_PVK],
+    );
+    assert_bad_request(
+        &[
+            "ibm3624-offset",
+            "generate",
+            "--pvk",
+            PSEC_PVK,
+            "--pan",
+            card,
+            "--validation-start",
+            "8",
+            "--validation-length",
+            "16",
+            "--pin",
+            pin,
+        ],
+        "validation data",
+        &[pin, card, PSEC_PVK],
+    );
+    assert_bad_request(
+        &[
+            "ibm3624-offset",
+            "generate",
+            "--pvk",
+            PSEC_PVK,
+            "--validation-data",
+            "4321000000001234",
+            "--validation-start",
+            "2",
+            "--pin",
+            pin,
+        ],
+        "--pan only",
+        &[pin, card, PSEC_PVK],
+    );
+    assert_bad_request(
+        &[
+            "ibm3624-offset",
+            "generate",
+            "--pvk",
+            PSEC_PVK,
+            "--pan",
+            card,
+            "--pad",
+            "G",
+            "--pin",
+            pin,
+        ],
+        "pad",
+        &[pin, card, PSEC_PVK],
+    );
+    assert_bad_request(
+        &[
+            "ibm3624-offset",
+            "generate",
+            "--pvk",
+            PSEC_PVK,
+            "--pan",
+            card,
+            "--check-length",
+            "7",
+            "--pin",
+            pin,
+        ],
+        "PIN offset",
+        &[pin, card, PSEC_PVK],
+    );
+    assert_bad_request(
+        &[
+            "ibm3624-offset",
+            "verify",
+            "--pvk",
+            PSEC_PVK,
+            "--pan",
+            card,
+            "--pin",
+            "1234",
+            "--offset",
+            "987654",
+        ],
+        "PIN offset",
+        &[pin, card, PSEC_PVK],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // emv
 // ---------------------------------------------------------------------------------------------
 
@@ -1685,6 +1987,8 @@ fn help_and_version_exit_zero() {
         "pin-block",
         "mac",
         "cvv",
+        "pvv",
+        "ibm3624-offset",
         "emv",
         "tr31",
         "tr34",

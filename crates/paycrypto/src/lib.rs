@@ -16,6 +16,7 @@ pub mod error;
 pub mod kcv;
 pub mod mac;
 pub mod pin;
+pub mod pinver;
 pub mod primitives;
 pub mod secret;
 pub mod tr31;

@@ -46,7 +46,7 @@ impl Pin {
     }
 
     /// Builds a PIN from digit values 0–9 (takes ownership; zeroized on drop).
-    fn from_digit_values(digits: Vec<u8>) -> Result<Self, CryptoError> {
+    pub(crate) fn from_digit_values(digits: Vec<u8>) -> Result<Self, CryptoError> {
         let pin = Self(digits);
         if !(4..=12).contains(&pin.0.len()) {
             return Err(CryptoError::OutOfRange {
@@ -68,6 +68,11 @@ impl Pin {
     /// Always false: a PIN has at least 4 digits.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The digit values 0–9, for the PIN verification methods in this crate.
+    pub(crate) fn digit_values(&self) -> &[u8] {
+        &self.0
     }
 
     /// The PIN as ASCII digits, zeroized when dropped. Keep it short-lived.
