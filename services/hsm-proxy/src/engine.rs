@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::backend::{
     Arpc, Arqc, CardValidation, Cipher, CipherMode, Dukpt, KeyRef, Mac, MasterKeyDerivation,
-    Operation, Outcome, PinKey, StoredKey, Tr31Export, Working,
+    Operation, Outcome, PinData, PinKey, PinMethod, StoredKey, Tr31Export, Working,
 };
 use crate::error::HsmError;
 use crate::key::{Key, KeyCommand, parse_alias};
@@ -1470,6 +1470,240 @@ impl Hsm {
             .await?;
         let (verified, arpc) = verified_of(outcome)?;
         Ok(pb::VerifyAuthRequestCryptogramResponse { verified, arpc })
+    }
+}
+
+/// The PIN-related fields of Generate/VerifyPinData.
+#[derive(Clone, Copy)]
+struct PinDataFields<'r> {
+    verification_key: &'r str,
+    verification: Option<&'r pb::PinVerification>,
+    encryption: Option<&'r pb::PinBlockKey>,
+    pin_block: &'r str,
+    pan: &'r str,
+}
+
+/// Generate/VerifyPinData as resolved and checked.
+#[derive(Clone)]
+struct PinParts {
+    pvk: Arc<Entry>,
+    method: PinMethod,
+    resolved: Resolved,
+    format: PinBlockFormat,
+    block: Vec<u8>,
+    pan: Pan,
+}
+
+/// The verification method of a PIN data request.
+fn pin_method(
+    verification: Option<&pb::PinVerification>,
+    pan: &Pan,
+) -> Result<PinMethod, HsmError> {
+    use paycrypto::pinver::{DecimalizationTable, Pvki, ValidationData};
+    let verification = verification.ok_or_else(|| HsmError::invalid("verification", "missing"))?;
+    match pb::PinVerificationMethod::try_from(verification.method) {
+        Ok(pb::PinVerificationMethod::VisaPvv) => {
+            let pvki = u8::try_from(verification.pvki)
+                .ok()
+                .and_then(|value| Pvki::new(value).ok())
+                .ok_or_else(|| HsmError::invalid("verification.pvki", "must be 0 to 9"))?;
+            Ok(PinMethod::VisaPvv(pvki))
+        }
+        Ok(pb::PinVerificationMethod::Ibm3624Offset) => {
+            let table = if verification.decimalization_table.trim().is_empty() {
+                DecimalizationTable::default()
+            } else {
+                DecimalizationTable::parse(verification.decimalization_table.trim()).map_err(
+                    |_| {
+                        HsmError::invalid(
+                            "verification.decimalizationTable",
+                            "must be 16 decimal digits",
+                        )
+                    },
+                )?
+            };
+            let validation = if verification.validation_data.trim().is_empty() {
+                // The 12 rightmost PAN digits before the check digit.
+                let digits = pan.len();
+                ValidationData::from_pan(pan, digits.saturating_sub(13), 12, 'F')
+            } else {
+                ValidationData::parse(verification.validation_data.trim(), 'F')
+            }
+            .map_err(|_| {
+                HsmError::invalid("verification.validationData", "must be 4 to 16 hex digits")
+            })?;
+            let check_len = usize::try_from(verification.pin_check_length).unwrap_or(usize::MAX);
+            if check_len != 0 && !(4..=12).contains(&check_len) {
+                return Err(HsmError::invalid(
+                    "verification.pinCheckLength",
+                    "must be 4 to 12",
+                ));
+            }
+            Ok(PinMethod::Ibm3624 {
+                table,
+                validation,
+                check_len,
+            })
+        }
+        _ => Err(HsmError::invalid(
+            "verification.method",
+            "must be VISA_PVV or IBM3624_OFFSET",
+        )),
+    }
+}
+
+impl Hsm {
+    fn resolve_pin_data(
+        &self,
+        tenant_id: &str,
+        fields: PinDataFields<'_>,
+        capability: Capability,
+    ) -> Result<PinParts, HsmError> {
+        let pvk = self.resolve_usable(tenant_id, "verificationKey", fields.verification_key)?;
+        let pan = pan(fields.pan)?;
+        let method = pin_method(fields.verification, &pan)?;
+        let usage = if matches!(method, PinMethod::VisaPvv(_)) {
+            "V2"
+        } else {
+            "V1"
+        };
+        pvk.spec.permits(&[usage], capability)?;
+        let (resolved, format) = self.resolve_pin_key(
+            tenant_id,
+            "encryption",
+            fields.encryption,
+            Capability::Decrypt,
+        )?;
+        let block = hex_field("pinBlock", fields.pin_block)?;
+        if block.len() != format.block_len() {
+            return Err(HsmError::invalid(
+                "pinBlock",
+                format!(
+                    "must be {} hex digits for {format:?}",
+                    format.block_len() * 2
+                ),
+            ));
+        }
+        Ok(PinParts {
+            pvk,
+            method,
+            resolved,
+            format,
+            block,
+            pan,
+        })
+    }
+
+    /// GeneratePinData: the PVV or IBM 3624 offset of a customer-selected PIN.
+    pub async fn generate_pin_data(
+        &self,
+        request: pb::GeneratePinDataRequest,
+    ) -> Result<pb::GeneratePinDataResponse, HsmError> {
+        let tenant_id = check_tenant(&request.tenant_id)?;
+        let fields = PinDataFields {
+            verification_key: &request.verification_key,
+            verification: request.verification.as_ref(),
+            encryption: request.encryption.as_ref(),
+            pin_block: &request.pin_block,
+            pan: &request.pan,
+        };
+        let parts = self.resolve_pin_data(tenant_id, fields, Capability::Generate)?;
+        let eligible = holds(vec![parts.pvk.clone(), parts.resolved.entry.clone()]);
+        let outcome = self
+            .pool
+            .run("GeneratePinData", &eligible, |member: Arc<Member>| {
+                let PinParts {
+                    pvk,
+                    method,
+                    resolved,
+                    format,
+                    block,
+                    pan,
+                } = parts.clone();
+                async move {
+                    member
+                        .backend
+                        .run(Operation::GeneratePinData(PinData {
+                            verification_key: key_ref(&pvk, &member)?,
+                            method,
+                            encryption: PinKey {
+                                key: resolved.working(&member)?,
+                                format,
+                            },
+                            block,
+                            pan,
+                        }))
+                        .await
+                }
+            })
+            .await?;
+        match outcome {
+            Outcome::Digits(verification_value) => {
+                Ok(pb::GeneratePinDataResponse { verification_value })
+            }
+            other => Err(HsmError::Internal(format!(
+                "unexpected backend outcome {other:?}"
+            ))),
+        }
+    }
+
+    /// VerifyPinData: an enciphered PIN against the PVV or offset on file.
+    pub async fn verify_pin_data(
+        &self,
+        request: pb::VerifyPinDataRequest,
+    ) -> Result<pb::VerifyPinDataResponse, HsmError> {
+        let tenant_id = check_tenant(&request.tenant_id)?;
+        let fields = PinDataFields {
+            verification_key: &request.verification_key,
+            verification: request.verification.as_ref(),
+            encryption: request.encryption.as_ref(),
+            pin_block: &request.pin_block,
+            pan: &request.pan,
+        };
+        let parts = self.resolve_pin_data(tenant_id, fields, Capability::Verify)?;
+        let value = request.verification_value.trim().to_owned();
+        if !(4..=12).contains(&value.len()) || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(HsmError::invalid(
+                "verificationValue",
+                "must be 4 to 12 digits",
+            ));
+        }
+        let eligible = holds(vec![parts.pvk.clone(), parts.resolved.entry.clone()]);
+        let outcome = self
+            .pool
+            .run("VerifyPinData", &eligible, |member: Arc<Member>| {
+                let PinParts {
+                    pvk,
+                    method,
+                    resolved,
+                    format,
+                    block,
+                    pan,
+                } = parts.clone();
+                let value = value.clone();
+                async move {
+                    member
+                        .backend
+                        .run(Operation::VerifyPinData {
+                            data: PinData {
+                                verification_key: key_ref(&pvk, &member)?,
+                                method,
+                                encryption: PinKey {
+                                    key: resolved.working(&member)?,
+                                    format,
+                                },
+                                block,
+                                pan,
+                            },
+                            value,
+                        })
+                        .await
+                }
+            })
+            .await?;
+        Ok(pb::VerifyPinDataResponse {
+            verified: verified_of(outcome)?.0,
+        })
     }
 }
 

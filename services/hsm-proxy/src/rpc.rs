@@ -33,6 +33,8 @@ pub const OPERATIONS: &[&str] = &[
     "DecryptData",
     "ReEncryptData",
     "TranslatePinData",
+    "GeneratePinData",
+    "VerifyPinData",
     "GenerateCardValidationData",
     "VerifyCardValidationData",
     "VerifyAuthRequestCryptogram",
@@ -86,6 +88,8 @@ impl RequestHandler for Handler {
             "DecryptData" => reply(&hsm.decrypt_data(decode(body)?).await?),
             "ReEncryptData" => reply(&hsm.re_encrypt_data(decode(body)?).await?),
             "TranslatePinData" => reply(&hsm.translate_pin_data(decode(body)?).await?),
+            "GeneratePinData" => reply(&hsm.generate_pin_data(decode(body)?).await?),
+            "VerifyPinData" => reply(&hsm.verify_pin_data(decode(body)?).await?),
             "GenerateCardValidationData" => {
                 reply(&hsm.generate_card_validation_data(decode(body)?).await?)
             }

@@ -3,7 +3,7 @@
 //!
 //! | URL | backend |
 //! |---|---|
-//! | `soft://<dir>[?id=x&site=y]` | software HSM over `paycrypto`, keys in `<dir>` as TR-31 blocks under a local master key (LMK); not for production |
+//! | `soft://<dir>[?id=x&site=y&cache=off]` | software HSM over `paycrypto`, keys in `<dir>` as TR-31 blocks under a local master key (LMK); not for production |
 
 pub mod soft;
 
@@ -171,6 +171,37 @@ pub struct Arqc<'a> {
     pub arpc: Arpc,
 }
 
+/// How a PIN is verified.
+#[derive(Clone, Debug)]
+pub enum PinMethod {
+    /// Visa PVV with its key index.
+    VisaPvv(paycrypto::pinver::Pvki),
+    /// IBM 3624 offset.
+    Ibm3624 {
+        /// Decimalisation table.
+        table: paycrypto::pinver::DecimalizationTable,
+        /// Validation data.
+        validation: paycrypto::pinver::ValidationData,
+        /// PIN check length (0: the PIN's length).
+        check_len: usize,
+    },
+}
+
+/// A PIN verification request: the PIN arrives enciphered under a PIN key.
+#[derive(Clone, Debug)]
+pub struct PinData<'a> {
+    /// The PIN verification key (V1/V2).
+    pub verification_key: KeyRef<'a>,
+    /// The method.
+    pub method: PinMethod,
+    /// The key and format of the PIN block.
+    pub encryption: PinKey<'a>,
+    /// The enciphered PIN block.
+    pub block: Vec<u8>,
+    /// The PAN.
+    pub pan: Pan,
+}
+
 /// A data-plane operation, with keys resolved and permissions checked by the caller.
 #[derive(Debug)]
 pub enum Operation<'a> {
@@ -256,6 +287,15 @@ pub enum Operation<'a> {
     },
     /// Verify an ARQC and optionally compute the ARPC.
     VerifyArqc(Arqc<'a>),
+    /// Compute the PVV or IBM 3624 offset of an enciphered PIN.
+    GeneratePinData(PinData<'a>),
+    /// Verify an enciphered PIN against a PVV or offset.
+    VerifyPinData {
+        /// The PIN and how.
+        data: PinData<'a>,
+        /// The PVV or offset on file.
+        value: String,
+    },
 }
 
 /// What an operation produced.
@@ -352,6 +392,17 @@ pub async fn connect(
             format!("{url:?}: accepted soft://<dir>[?id=x&site=y]"),
         )),
     }
+}
+
+/// The value of a query parameter of a backend URL.
+pub fn url_query(url: &str, name: &str) -> Option<String> {
+    let (_, query) = url.split_once('?')?;
+    query
+        .split('&')
+        .find_map(|pair| match pair.split_once('=') {
+            Some((key, value)) if key == name => Some(value.to_owned()),
+            _ => None,
+        })
 }
 
 /// Reads `id` and `site` from a backend URL's query (`?id=a&site=b`); defaults: the scheme

@@ -19,13 +19,14 @@ use paycrypto::primitives::{
     tdes_decrypt_ecb, tdes_encrypt_cbc, tdes_encrypt_ecb,
 };
 use paycrypto::tr31::{self, KeyBlockHeader, KeyLengthMasking, Version};
-use paycrypto::{CryptoError, SecretBytes, cvv, emv};
+use paycrypto::{CryptoError, SecretBytes, cvv, emv, pinver};
 use rand::RngCore;
 use zeroize::Zeroizing;
 
 use super::{
     Arpc, Backend, CardValidation, Cipher, CipherMode, Dukpt, KeyRef, Mac, MasterKeyDerivation,
-    Operation, Outcome, StoredKey, Tr31Export, Working, kcv_of, url_id_and_site,
+    Operation, Outcome, PinData, PinMethod, StoredKey, Tr31Export, Working, kcv_of,
+    url_id_and_site,
 };
 use crate::error::HsmError;
 use crate::spec::{KeyAlgorithm, KeySpec};
@@ -44,7 +45,9 @@ pub struct SoftBackend {
     site: String,
     dir: PathBuf,
     lmk: SecretBytes,
-    cache: RwLock<HashMap<String, Arc<SecretBytes>>>,
+    /// Unwrapped keys by handle; `None` with `cache=off` (every operation reads the key
+    /// file: slower, but the backend is gone the moment its directory is).
+    cache: Option<RwLock<HashMap<String, Arc<SecretBytes>>>>,
 }
 
 impl std::fmt::Debug for SoftBackend {
@@ -82,12 +85,17 @@ impl SoftBackend {
             dir = %dir.display(),
             "soft:// is a software hsm for development and tests; it is not for production"
         );
+        let cache = match super::url_query(url, "cache").as_deref() {
+            None | Some("on") => Some(RwLock::new(HashMap::new())),
+            Some("off") => None,
+            Some(_) => return Err(HsmError::invalid("backend url", "cache must be on or off")),
+        };
         Ok(Self {
             id,
             site,
             dir,
             lmk,
-            cache: RwLock::new(HashMap::new()),
+            cache,
         })
     }
 
@@ -128,7 +136,7 @@ impl SoftBackend {
     }
 
     fn cache_put(&self, handle: &str, key: SecretBytes) {
-        if let Ok(mut cache) = self.cache.write() {
+        if let Some(Ok(mut cache)) = self.cache.as_ref().map(RwLock::write) {
             cache.insert(handle.to_owned(), Arc::new(key));
         }
     }
@@ -137,8 +145,8 @@ impl SoftBackend {
     async fn load(&self, key: KeyRef<'_>) -> Result<Arc<SecretBytes>, HsmError> {
         if let Some(found) = self
             .cache
-            .read()
-            .ok()
+            .as_ref()
+            .and_then(|cache| cache.read().ok())
             .and_then(|cache| cache.get(key.handle).cloned())
         {
             return Ok(found);
@@ -262,6 +270,23 @@ impl SoftBackend {
         let working = self.working(key, Purpose::Mac).await?;
         let algorithm = mac_algorithm(key, algorithm);
         Ok(algorithm.generate(&working, data, length)?)
+    }
+
+    /// The PIN verification key and the clear PIN of a PIN data request (the PIN exists only
+    /// inside this call, zeroized on drop).
+    async fn pin_and_pvk(
+        &self,
+        data: &PinData<'_>,
+    ) -> Result<(Arc<SecretBytes>, paycrypto::pin::Pin), HsmError> {
+        let pvk = self.load(data.verification_key).await?;
+        let pin_key = self.working(&data.encryption.key, Purpose::Pin).await?;
+        let pin = paycrypto::pin::decrypt_pin_block(
+            data.encryption.format,
+            &pin_key,
+            &data.block,
+            Some(&data.pan),
+        )?;
+        Ok((pvk, pin))
     }
 
     async fn arqc(&self, request: &super::Arqc<'_>) -> Result<Outcome, HsmError> {
@@ -497,7 +522,7 @@ impl Backend for SoftBackend {
     }
 
     async fn delete(&self, handle: &str) -> Result<(), HsmError> {
-        if let Ok(mut cache) = self.cache.write() {
+        if let Some(Ok(mut cache)) = self.cache.as_ref().map(RwLock::write) {
             cache.remove(handle);
         }
         match tokio::fs::remove_file(self.path_of(handle)?).await {
@@ -626,6 +651,53 @@ impl Backend for SoftBackend {
                 })
             }
             Operation::VerifyArqc(request) => self.arqc(&request).await,
+            Operation::GeneratePinData(data) => {
+                let (pvk, pin) = self.pin_and_pvk(&data).await?;
+                let value = match &data.method {
+                    PinMethod::VisaPvv(pvki) => pinver::generate_pvv(&pvk, &data.pan, *pvki, &pin)?
+                        .expose()
+                        .to_string(),
+                    PinMethod::Ibm3624 {
+                        table,
+                        validation,
+                        check_len,
+                    } => {
+                        let check_len = if *check_len == 0 {
+                            pin.len()
+                        } else {
+                            *check_len
+                        };
+                        pinver::generate_ibm3624_offset(&pvk, table, validation, &pin, check_len)?
+                            .expose()
+                            .to_string()
+                    }
+                };
+                Ok(Outcome::Digits(value))
+            }
+            Operation::VerifyPinData { data, value } => {
+                let (pvk, pin) = self.pin_and_pvk(&data).await?;
+                let result = match &data.method {
+                    PinMethod::VisaPvv(pvki) => {
+                        let pvv = pinver::Pvv::parse(&value)?;
+                        pinver::verify_pvv(&pvk, &data.pan, *pvki, &pin, &pvv)
+                    }
+                    PinMethod::Ibm3624 {
+                        table, validation, ..
+                    } => {
+                        let offset = pinver::PinOffset::parse(&value)?;
+                        pinver::verify_ibm3624_offset(&pvk, table, validation, &pin, &offset)
+                    }
+                };
+                let verified = match result {
+                    Ok(()) => true,
+                    Err(CryptoError::VerificationFailed(_)) => false,
+                    Err(error) => return Err(error.into()),
+                };
+                Ok(Outcome::Verified {
+                    verified,
+                    arpc: Vec::new(),
+                })
+            }
         }
     }
 }
