@@ -1,0 +1,103 @@
+//! # hsm-pkcs11: a payment-HSM backend on any PKCS#11 token
+//!
+//! The hsm-proxy's `pkcs11:` backend. Every key lives inside the token (SoftHSM2 in tests, a
+//! general-purpose HSM in production) and is used through the token's own mechanisms via the
+//! [`cryptoki`] crate.
+//!
+//! * Configuration: [`Pkcs11Config::from_url`] parses
+//!   `pkcs11:///usr/lib/softhsm/libsofthsm2.so?token=mpos[&sessions=N]`; the user PIN is a
+//!   separate [`secrecy::SecretString`] and is never printed.
+//! * [`Token::open`] loads and initialises the module once per process (`C_Initialize` is
+//!   process-global; "already initialised" is accepted), finds the slot by token label, logs in
+//!   and keeps a pool of up to `sessions` read-write sessions.
+//! * **Threading:** the API is `async`; every PKCS#11 call runs on
+//!   [`tokio::task::spawn_blocking`], so callers just `.await` inside a Tokio runtime.
+//! * Keys are addressed by caller-chosen string ids (`CKA_ID`), created by
+//!   [`Token::generate_key`], [`Token::import_clear_key`], [`Token::unwrap_key`] or
+//!   [`Token::derive_key`], always as token objects with `CKA_SENSITIVE = true`,
+//!   `CKA_PRIVATE = true`, `CKA_MODIFIABLE = false` and exactly the usage attributes of the
+//!   [`KeyUses`] passed (least privilege).
+//! * **Export policy:** `CKA_EXTRACTABLE` is false unless the key is created with
+//!   [`KeyUses::EXPORT`]; such a key can leave the token only wrapped under a KEK
+//!   ([`Token::wrap_key`]), never in clear, because it stays sensitive.
+//! * Results are bytes, or [`paycrypto::SecretBytes`] when they are clear secrets (decryption).
+//!
+//! ## What SoftHSM2 (2.6) and cryptoki (0.12) can do
+//!
+//! Proved by the tests in `tests/` against SoftHSM2 2.6.1 (Debian package `softhsm2`):
+//!
+//! | operation | mechanism | status |
+//! | --- | --- | --- |
+//! | TDES/AES encrypt, decrypt, ECB and CBC | `CKM_DES3_ECB/CBC`, `CKM_AES_ECB/CBC` | works |
+//! | AES-CMAC generate/verify | `CKM_AES_CMAC` | works |
+//! | HMAC-SHA-256 generate/verify | `CKM_SHA256_HMAC` (keys of 32 to 512 bytes only) | works |
+//! | ISO 9797-1 MAC algorithm 1 (TDES) | `CKM_DES3_CBC` encryption, last block | works (key needs ENCRYPT) |
+//! | TDES-CMAC | `CKM_DES3_CMAC` | SoftHSM2 has it; cryptoki 0.12 cannot name it → [`Error::Unsupported`] |
+//! | AES key wrap / unwrap | `CKM_AES_KEY_WRAP`, `CKM_AES_KEY_WRAP_PAD` | works |
+//! | TDES KEK wrap | `CKM_DES3_CBC` | wrap only; unwrap and `CKM_DES3_ECB` wrap refused by SoftHSM2 |
+//! | derive by AES encryption | `CKM_AES_CBC_ENCRYPT_DATA` (zero IV, one block = ECB) | works |
+//! | derive by ECB encryption | `CKM_AES_ECB_ENCRYPT_DATA`, `CKM_DES3_ECB_ENCRYPT_DATA` | SoftHSM2 has them; cryptoki 0.12 cannot name them → [`Error::Unsupported`] |
+//! | derive by XOR | `CKM_XOR_BASE_AND_DATA` | SoftHSM2 lacks it → [`Error::Unsupported`] |
+//!
+//! cryptoki 0.12's `MechanismType` has a private value, no constant for `CKM_DES3_CMAC`,
+//! `CKM_AES_ECB_ENCRYPT_DATA` or `CKM_DES3_ECB_ENCRYPT_DATA`, refuses codes below
+//! `CKM_VENDOR_DEFINED` in `new_vendor_defined`, and its `get_mechanism_list` drops codes it
+//! cannot name. Reaching them needs an upstream cryptoki change (or raw FFI, which this crate's
+//! `#![forbid(unsafe_code)]` excludes). `pkcs11-tool -M` (OpenSC) shows SoftHSM2 lists them.
+//!
+//! ## What a general-purpose PKCS#11 token cannot do inside its boundary
+//!
+//! PKCS#11 has no payment mechanisms. For these operations the platform either keeps a clear
+//! value in host memory for a moment (marked below) or uses a payment HSM / `paycrypto`:
+//!
+//! * **ISO 9564 PIN block translation** (format 0 ↔ 4, or key A → key B): needs decrypt →
+//!   re-format with the PAN → encrypt. A PKCS#11 token can only decrypt into host memory, so the
+//!   clear PIN block is **momentarily in host memory** (held in `SecretBytes`, zeroized, never
+//!   logged). PCI PIN forbids this outside a secure cryptographic device: production PIN
+//!   translation must use a payment HSM backend, never this one.
+//! * **ISO 9797-1 MAC algorithm 3 (ANSI X9.19 retail MAC)**: single-DES CBC under K1 and a final
+//!   DES-decrypt/encrypt with K2 need the key halves as separate single-DES keys; PKCS#11
+//!   cannot split a `CKK_DES2` key inside the token (`CKM_EXTRACT_KEY_FROM_KEY` is absent from
+//!   SoftHSM2). The platform imports the two halves as separate keys only where a key
+//!   ceremony allows it, or uses `paycrypto::mac` / a payment HSM.
+//! * **DUKPT** (ANSI X9.24-3): TDES DUKPT needs the key XOR constants (`C0C0…`) and register
+//!   shifting; `CKM_XOR_BASE_AND_DATA` is absent from SoftHSM2 (tested), and the
+//!   `*_ECB_ENCRYPT_DATA` chain is not reachable through cryptoki 0.12. AES DUKPT (X9.24-3-2017)
+//!   derives with AES-ECB of derivation data: one step is `CKM_AES_CBC_ENCRYPT_DATA` with a zero
+//!   IV and one block (works, tested), but each derived key must then be used for the next step,
+//!   so a full derivation creates a chain of session keys; the BDK → IK step and the per-counter
+//!   keys are feasible, the TDES variant is not. The platform runs DUKPT in `paycrypto` on a
+//!   payment HSM or host-side with the BDK in a payment HSM.
+//! * **EMV session keys** (EMV Book 2 A1.3, option A/B master keys): need ECB encryption of PAN
+//!   blocks and XOR with `FF..`; the first half is `*_ECB_ENCRYPT_DATA`, the XOR step has no
+//!   SoftHSM2 mechanism. ARQC/ARPC then need ISO 9797-1 MAC 3 (see above).
+//! * **CVV/CVV2/iCVV**: decimalisation (digit extraction from the TDES output) and the
+//!   two-step single-DES/TDES chain need the clear cipher output in host memory; the CVK halves
+//!   must be usable as single-DES keys. Possible only as "encrypt in token, decimalise in host"
+//!   with the intermediate block in host memory, which reveals a TDES ciphertext of known data
+//!   under the CVK. The platform computes CVVs in a payment HSM or `paycrypto`.
+//! * **TR-31 / TR-34 key blocks**: no PKCS#11 mechanism; the key block is built in `paycrypto`
+//!   from a clear key, i.e. a key created here with [`KeyUses::EXPORT`] cannot be turned into a
+//!   TR-31 block inside the token. Exchange with partners uses AES key wrap instead, or a
+//!   payment HSM.
+//! * **TDES KCV for KEKs**: a KEK may neither encrypt nor sign; its KCV comes from the token's
+//!   `CKA_CHECK_VALUE` (see [`Token::kcv`]).
+//!
+//! See also `docs/pkcs11.md`.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod key;
+pub mod module;
+pub mod token;
+
+pub use config::{ConfigError, Pkcs11Config};
+pub use error::Error;
+pub use key::{KeyFamily, KeyInfo, KeyKind, KeyUses};
+pub use module::init_token;
+pub use token::{CipherMode, Derivation, KeyCheck, MacAlgorithm, Token, WrapMechanism};
+
+/// Re-exported so callers need no direct `paycrypto` dependency for the common types.
+pub use paycrypto::{SecretBytes, kcv::Kcv, kcv::KcvMethod, mac::Padding};
