@@ -34,7 +34,9 @@
 //! | ISO 9797-1 MAC algorithm 1 (TDES) | `CKM_DES3_CBC` encryption, last block | works (key needs ENCRYPT) |
 //! | TDES-CMAC | `CKM_DES3_CMAC` | SoftHSM2 has it; cryptoki 0.12 cannot name it → [`Error::Unsupported`] |
 //! | AES key wrap / unwrap | `CKM_AES_KEY_WRAP`, `CKM_AES_KEY_WRAP_PAD` | works |
-//! | TDES KEK wrap | `CKM_DES3_CBC` | wrap only; unwrap and `CKM_DES3_ECB` wrap refused by SoftHSM2 |
+//! | TDES KEK wrap / unwrap | `CKM_DES3_CBC`, `CKM_DES3_ECB` | refused by SoftHSM2 2.6 (`CKR_MECHANISM_INVALID`, although `CKM_DES3_CBC` carries `CKF_WRAP`) → [`Error::Unsupported`] |
+//! | KWP of a key whose length is not a multiple of 8 | `CKM_AES_KEY_WRAP_PAD` | SoftHSM2 unwraps RFC 5649 correctly but zero-pads before wrapping, so its output is not RFC 5649 (TDES/AES keys are unaffected) |
+//! | KEK check value | `CKA_CHECK_VALUE` | works (a KEK may neither encrypt nor sign) |
 //! | derive by AES encryption | `CKM_AES_CBC_ENCRYPT_DATA` (zero IV, one block = ECB) | works |
 //! | derive by ECB encryption | `CKM_AES_ECB_ENCRYPT_DATA`, `CKM_DES3_ECB_ENCRYPT_DATA` | SoftHSM2 has them; cryptoki 0.12 cannot name them → [`Error::Unsupported`] |
 //! | derive by XOR | `CKM_XOR_BASE_AND_DATA` | SoftHSM2 lacks it → [`Error::Unsupported`] |

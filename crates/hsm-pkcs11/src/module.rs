@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::RvError;
@@ -18,6 +18,9 @@ use secrecy::SecretString;
 use crate::Error;
 use crate::config::MAX_TOKEN_LABEL;
 use crate::error::rv_of;
+
+/// A token in this process: module path and slot id.
+type TokenKey = (PathBuf, u64);
 
 fn registry() -> &'static Mutex<HashMap<PathBuf, Pkcs11>> {
     static MODULES: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
@@ -44,6 +47,56 @@ pub(crate) fn module(path: &Path) -> Result<Pkcs11, Error> {
     }
     modules.insert(path.to_owned(), ctx.clone());
     Ok(ctx)
+}
+
+/// PINs of the logins this process made, per module and slot. PKCS#11 login state is shared by
+/// all sessions of an application on a slot, so a second `C_Login` answers
+/// `CKR_USER_ALREADY_LOGGED_IN` without checking the PIN; the PIN is compared with the one that
+/// did log in instead, so a wrong PIN never opens a token.
+fn logins() -> &'static Mutex<HashMap<TokenKey, SecretString>> {
+    static LOGINS: OnceLock<Mutex<HashMap<TokenKey, SecretString>>> = OnceLock::new();
+    LOGINS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Records the PIN of a successful `C_Login`.
+pub(crate) fn remember_login(module: &Path, slot: Slot, pin: &SecretString) {
+    logins()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert((module.to_owned(), slot.id()), pin.clone());
+}
+
+/// Whether `pin` matches the PIN this process logged in with (true when the login was made
+/// by someone else in the process: nothing to compare with).
+pub(crate) fn same_login(module: &Path, slot: Slot, pin: &SecretString) -> bool {
+    use secrecy::ExposeSecret;
+    use subtle::ConstantTimeEq;
+    let logins = logins().lock().unwrap_or_else(PoisonError::into_inner);
+    match logins.get(&(module.to_owned(), slot.id())) {
+        None => true,
+        Some(known) => bool::from(
+            known
+                .expose_secret()
+                .as_bytes()
+                .ct_eq(pin.expose_secret().as_bytes()),
+        ),
+    }
+}
+
+/// The lock that orders key creation and destruction against every other call on one token
+/// (module and slot), shared by all [`crate::Token`]s of the process on that token.
+///
+/// SoftHSM2's file object store is not safe for a token-object write running while other
+/// sessions of the same process read objects: under load, `C_GenerateKey` then fails with
+/// `CKR_GENERAL_ERROR` or `CKR_TEMPLATE_INCONSISTENT` (its file locks are per process, not per
+/// thread). Writes (rare) take the lock exclusively; everything else shares it.
+pub(crate) fn token_lock(module: &Path, slot: Slot) -> Arc<RwLock<()>> {
+    static LOCKS: OnceLock<Mutex<HashMap<TokenKey, Arc<RwLock<()>>>>> = OnceLock::new();
+    let mut locks = LOCKS
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    Arc::clone(locks.entry((module.to_owned(), slot.id())).or_default())
 }
 
 /// The slot holding the initialised token labelled `label` (blank padding ignored).

@@ -1,7 +1,7 @@
 //! The token: a logged-in session pool and the key and data operations.
 
 use std::fmt;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 
 use cryptoki::context::Pkcs11;
 use cryptoki::error::RvError;
@@ -71,10 +71,11 @@ pub enum WrapMechanism {
     /// AES key wrap with padding (`CKM_AES_KEY_WRAP_PAD`, RFC 5649 / SP 800-38F KWP).
     AesKeyWrapPad,
     /// TDES-CBC encryption of the key value under a TDES KEK (`CKM_DES3_CBC`) with this 8-byte
-    /// IV. SoftHSM2 offers it for wrapping only; unwrapping is refused.
+    /// IV. SoftHSM2 2.6 flags the mechanism with `CKF_WRAP` but refuses it in `C_WrapKey` and
+    /// `C_UnwrapKey` ([`Error::Unsupported`]); other tokens may accept it.
     Des3Cbc([u8; 8]),
     /// TDES-ECB encryption of the key value (`CKM_DES3_ECB`, the legacy payment form).
-    /// SoftHSM2 refuses it for wrapping and unwrapping.
+    /// SoftHSM2 refuses it for wrapping and unwrapping ([`Error::Unsupported`]).
     Des3Ecb,
 }
 
@@ -132,12 +133,17 @@ impl fmt::Debug for Token {
 
 struct Inner {
     ctx: Pkcs11,
+    module: std::path::PathBuf,
     slot: Slot,
     label: String,
     user_pin: SecretString,
     max_sessions: usize,
     pool: Mutex<Pool>,
     freed: Condvar,
+    /// Key creation and destruction take it exclusively, everything else shared (see
+    /// [`module::token_lock`]); it also closes the gap between the "id not yet used" check
+    /// and the creation.
+    lifecycle: Arc<RwLock<()>>,
 }
 
 struct Pool {
@@ -162,8 +168,17 @@ impl Inner {
     fn open_session(&self) -> Result<Session, Error> {
         let session = self.ctx.open_rw_session(self.slot)?;
         match session.login(UserType::User, Some(&self.user_pin)) {
-            Ok(()) => tracing::debug!(token = %self.label, "logged in"),
-            Err(e) if rv_of(&e) == Some(RvError::UserAlreadyLoggedIn) => {}
+            Ok(()) => {
+                module::remember_login(&self.module, self.slot, &self.user_pin);
+                tracing::debug!(token = %self.label, "logged in");
+            }
+            Err(e) if rv_of(&e) == Some(RvError::UserAlreadyLoggedIn) => {
+                if !module::same_login(&self.module, self.slot, &self.user_pin) {
+                    return Err(Error::Login(
+                        "token already logged in by this process with a different PIN".into(),
+                    ));
+                }
+            }
             Err(e) => return Err(Error::Login(e.to_string())),
         }
         Ok(session)
@@ -202,7 +217,25 @@ impl Inner {
         self.freed.notify_one();
     }
 
+    /// Runs `f` on a pooled session while no key is being created or destroyed.
     fn with_session<R>(&self, f: impl FnOnce(&Session) -> Result<R, Error>) -> Result<R, Error> {
+        let _shared = self
+            .lifecycle
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.on_session(f)
+    }
+
+    /// Runs a key creation or destruction alone on the token.
+    fn with_lifecycle<R>(&self, f: impl FnOnce(&Session) -> Result<R, Error>) -> Result<R, Error> {
+        let _exclusive = self
+            .lifecycle
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.on_session(f)
+    }
+
+    fn on_session<R>(&self, f: impl FnOnce(&Session) -> Result<R, Error>) -> Result<R, Error> {
         let session = self.acquire()?;
         let result = f(&session);
         let keep = !matches!(&result, Err(e) if session_is_broken(e));
@@ -478,7 +511,7 @@ impl Inner {
             KeyKind::Hmac { .. } => Mechanism::GenericSecretKeyGen,
         };
         let template = key_template(id, label, kind, uses, Origin::Generate);
-        self.with_session(|s| {
+        self.with_lifecycle(|s| {
             ensure_absent(s, id)?;
             let key = s.generate_key(&mechanism, &template)?;
             tracing::info!(key_id = id, %kind, ?uses, "key generated in token");
@@ -503,7 +536,7 @@ impl Inner {
         }
         let mut template = key_template(id, label, kind, uses, Origin::Create);
         template.push(Attribute::Value(value.expose().to_vec()));
-        let result = self.with_session(|s| {
+        let result = self.with_lifecycle(|s| {
             ensure_absent(s, id)?;
             let key = s.create_object(&template)?;
             tracing::info!(key_id = id, %kind, ?uses, "clear key imported into token");
@@ -527,7 +560,7 @@ impl Inner {
         check_new_key(id, label, kind)?;
         check_wrapped_len(mechanism, wrapped.len(), kind)?;
         let template = key_template(id, label, kind, uses, Origin::Unwrap);
-        self.with_session(|s| {
+        self.with_lifecycle(|s| {
             ensure_absent(s, id)?;
             let (kek, kek_kind) = self.kind_of(s, kek_id)?;
             let mech = wrap_mechanism(kek_id, &kek_kind, mechanism)?;
@@ -591,7 +624,7 @@ impl Inner {
     }
 
     fn destroy(&self, id: &str) -> Result<(), Error> {
-        self.with_session(|s| {
+        self.with_lifecycle(|s| {
             let key = find_key(s, id)?;
             s.destroy_object(key)?;
             tracing::info!(key_id = id, "key destroyed");
@@ -787,7 +820,7 @@ impl Inner {
                 Mechanism::XorBaseAndData(KeyDerivationStringData::new(data))
             }
         };
-        self.with_session(|s| {
+        self.with_lifecycle(|s| {
             ensure_absent(s, id)?;
             let (base, base_kind) = self.kind_of(s, base_id)?;
             if matches!(derivation, Derivation::AesCbcEncryptData { .. })
@@ -887,6 +920,7 @@ impl Token {
         let slot = module::find_slot(&ctx, &config.token_label)?;
         let inner = Inner {
             ctx,
+            module: config.module.clone(),
             slot,
             label: config.token_label,
             user_pin: config.user_pin,
@@ -896,6 +930,7 @@ impl Token {
                 open: 0,
             }),
             freed: Condvar::new(),
+            lifecycle: module::token_lock(&config.module, slot),
         };
         // Log in now so that a wrong PIN fails here, not on the first operation.
         let first = inner.acquire()?;
