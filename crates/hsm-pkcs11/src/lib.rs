@@ -40,6 +40,7 @@
 //! | derive by AES encryption | `CKM_AES_CBC_ENCRYPT_DATA` (zero IV, one block = ECB) | works |
 //! | derive by ECB encryption | `CKM_AES_ECB_ENCRYPT_DATA`, `CKM_DES3_ECB_ENCRYPT_DATA` | SoftHSM2 has them; cryptoki 0.12 cannot name them → [`Error::Unsupported`] |
 //! | derive by XOR | `CKM_XOR_BASE_AND_DATA` | SoftHSM2 lacks it → [`Error::Unsupported`] |
+//! | AES-128 DUKPT host derivation | chain of `CKM_AES_CBC_ENCRYPT_DATA` | works (X9.24-3 supplement vectors) |
 //!
 //! cryptoki 0.12's `MechanismType` has a private value, no constant for `CKM_DES3_CMAC`,
 //! `CKM_AES_ECB_ENCRYPT_DATA` or `CKM_DES3_ECB_ENCRYPT_DATA`, refuses codes below
@@ -62,14 +63,17 @@
 //!   cannot split a `CKK_DES2` key inside the token (`CKM_EXTRACT_KEY_FROM_KEY` is absent from
 //!   SoftHSM2). The platform imports the two halves as separate keys only where a key
 //!   ceremony allows it, or uses `paycrypto::mac` / a payment HSM.
-//! * **DUKPT** (ANSI X9.24-3): TDES DUKPT needs the key XOR constants (`C0C0…`) and register
-//!   shifting; `CKM_XOR_BASE_AND_DATA` is absent from SoftHSM2 (tested), and the
-//!   `*_ECB_ENCRYPT_DATA` chain is not reachable through cryptoki 0.12. AES DUKPT (X9.24-3-2017)
-//!   derives with AES-ECB of derivation data: one step is `CKM_AES_CBC_ENCRYPT_DATA` with a zero
-//!   IV and one block (works, tested), but each derived key must then be used for the next step,
-//!   so a full derivation creates a chain of session keys; the BDK → IK step and the per-counter
-//!   keys are feasible, the TDES variant is not. The platform runs DUKPT in `paycrypto` on a
-//!   payment HSM or host-side with the BDK in a payment HSM.
+//! * **DUKPT** (ANSI X9.24): TDES DUKPT (X9.24-1) needs the key XOR constants (`C0C0…`) and
+//!   register shifting; `CKM_XOR_BASE_AND_DATA` is absent from SoftHSM2 (tested) and the TDES
+//!   `*_ECB_ENCRYPT_DATA` mechanisms are not reachable through cryptoki 0.12, so TDES DUKPT
+//!   cannot run inside this token. **AES-128 DUKPT (X9.24-3-2017) can**: every step is one AES
+//!   block encryption of derivation data, i.e. `CKM_AES_CBC_ENCRYPT_DATA` with a zero IV, and
+//!   `tests/dukpt_in_token.rs` derives the initial key, the intermediate keys and the PIN keys
+//!   of the published X9.24-3 supplement vectors inside SoftHSM2 and reproduces their format 4
+//!   PIN blocks. Limits: each step creates a token object (this backend makes token objects
+//!   only; the caller destroys the intermediates), and AES-192/256 DUKPT keys are two blocks
+//!   concatenated, which needs `CKM_CONCATENATE_BASE_AND_KEY` (absent from SoftHSM2). The
+//!   platform otherwise runs DUKPT in `paycrypto` with the BDK in a payment HSM.
 //! * **EMV session keys** (EMV Book 2 A1.3, option A/B master keys): need ECB encryption of PAN
 //!   blocks and XOR with `FF..`; the first half is `*_ECB_ENCRYPT_DATA`, the XOR step has no
 //!   SoftHSM2 mechanism. ARQC/ARPC then need ISO 9797-1 MAC 3 (see above).
@@ -82,8 +86,23 @@
 //!   from a clear key, i.e. a key created here with [`KeyUses::EXPORT`] cannot be turned into a
 //!   TR-31 block inside the token. Exchange with partners uses AES key wrap instead, or a
 //!   payment HSM.
-//! * **TDES KCV for KEKs**: a KEK may neither encrypt nor sign; its KCV comes from the token's
-//!   `CKA_CHECK_VALUE` (see [`Token::kcv`]).
+//! * **KCVs of keys that may neither encrypt nor sign** (KEKs, derivation keys): only the
+//!   token's `CKA_CHECK_VALUE` can give one. SoftHSM2 2.6 gets it right for generated and
+//!   imported keys, leaves it empty for unwrapped keys and computes a wrong one for derived keys
+//!   (tested; this backend suppresses it there), so [`Token::kcv`] answers
+//!   [`Error::KeyUseNotPermitted`] for such keys rather than a wrong value.
+//! * **Concurrency**: SoftHSM2's file store fails token-object writes that run while other
+//!   sessions of the process read (`CKR_GENERAL_ERROR`), so key creation and destruction take a
+//!   per-token exclusive lock; all other calls share it and run in parallel up to the pool size.
+//! * **`CKA_MODIFIABLE`**: SoftHSM2 refuses `CKA_MODIFIABLE = false` in unwrap and derive
+//!   templates, so those keys stay modifiable; their usage attributes could be changed by a
+//!   holder of the user PIN, but not their sensitivity or non-extractability (one-way in
+//!   PKCS#11). Generated and imported keys are unmodifiable.
+//! * **`CKA_VALUE_LEN`** is 0 on unwrapped keys in SoftHSM2, so [`KeyInfo::kind`] can be `None`
+//!   for them; [`Token::unwrap_key`] checks the wrapped length against the announced kind.
+//! * **Same-process login**: PKCS#11 login state is per application and slot, so a second
+//!   `C_Login` answers `CKR_USER_ALREADY_LOGGED_IN` without checking the PIN; this backend
+//!   compares the PIN with the one that logged in, so a wrong PIN never opens a token.
 //!
 //! See also `docs/pkcs11.md`.
 

@@ -352,6 +352,7 @@ enum Origin {
 ///   derived keys keep the default (modifiable); their sensitivity and non-extractability are
 ///   still one-way in PKCS#11 (`CKA_SENSITIVE` cannot go back to false, `CKA_EXTRACTABLE` not
 ///   back to true).
+/// * `CKA_CHECK_VALUE` is left empty on derived keys (SoftHSM2 computes a wrong one there).
 /// * `CKA_VALUE_LEN` is required for AES and generic secret keys when the token makes the value
 ///   (generate, derive, unwrap), must be absent from `C_CreateObject` and for DES keys.
 fn key_template(
@@ -380,6 +381,11 @@ fn key_template(
     ];
     if matches!(origin, Origin::Generate | Origin::Create) {
         template.push(Attribute::Modifiable(false));
+    }
+    if origin == Origin::Derive {
+        // SoftHSM2 2.6 stores a wrong CKA_CHECK_VALUE on derived keys (tested); an empty one
+        // tells the token not to compute it, so `kcv` never reports a wrong value.
+        template.push(Attribute::CheckValue(Vec::new()));
     }
     if !matches!(origin, Origin::Create | Origin::Unwrap) && kind.family() != KeyFamily::Tdes {
         template.push(Attribute::ValueLen(cryptoki::types::Ulong::from(
@@ -663,11 +669,14 @@ impl Inner {
                     _ => None,
                 });
                 match value {
-                    Some(v) if family != KeyFamily::Hmac => (v, KcvMethod::EncryptZeros),
+                    Some(v) if family != KeyFamily::Hmac && v.len() >= 3 => {
+                        (v, KcvMethod::EncryptZeros)
+                    }
                     _ => {
                         return Err(Error::KeyUseNotPermitted {
                             id: id.to_owned(),
-                            operation: "compute a KCV (needs ENCRYPT, or SIGN for AES-CMAC)",
+                            operation: "compute a KCV (it needs ENCRYPT, or SIGN for AES-CMAC, \
+                                        and the token holds no check value for it)",
                         });
                     }
                 }
@@ -1041,7 +1050,10 @@ impl Token {
     /// * otherwise a TDES or AES key with ENCRYPT: ECB encryption of one zero block
     ///   ([`KcvMethod::EncryptZeros`]);
     /// * otherwise the token's `CKA_CHECK_VALUE` attribute, which PKCS#11 defines as the
-    ///   encrypt-zeros KCV (so KEKs, which may neither encrypt nor sign, still have one).
+    ///   encrypt-zeros KCV (so generated or imported KEKs, which may neither encrypt nor sign,
+    ///   still have one). SoftHSM2 holds none for unwrapped keys and this backend suppresses its
+    ///   wrong value on derived keys: such keys without ENCRYPT or SIGN get
+    ///   [`Error::KeyUseNotPermitted`], never a wrong KCV.
     ///
     /// The first 3 bytes are returned with the method used.
     pub async fn kcv(&self, id: &str) -> Result<KeyCheck, Error> {

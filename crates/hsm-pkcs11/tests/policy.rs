@@ -427,3 +427,102 @@ async fn open_errors_and_health_check() {
         .unwrap();
     assert!(t.find("shared").await.is_ok());
 }
+
+/// Where KCVs come from when a key may neither encrypt nor sign: the token's CKA_CHECK_VALUE,
+/// which SoftHSM2 2.6 gets right for generated and imported keys (the imported case against
+/// published values is in tests/known_answers.rs), leaves empty for unwrapped keys and gets
+/// wrong for derived keys (so this backend suppresses it there). No KCV is then a typed error,
+/// never a wrong value.
+#[tokio::test]
+async fn kcv_sources_and_their_limits() {
+    let t = fresh_token("kcvsrc").await;
+    t.generate_key("wrapper", "", KeyKind::Aes256, KeyUses::KEK)
+        .await
+        .unwrap();
+    // Generated KEK (no ENCRYPT/SIGN): KCV from CKA_CHECK_VALUE …
+    t.generate_key("gk", "", KeyKind::Aes128, KeyUses::KEK | KeyUses::EXPORT)
+        .await
+        .unwrap();
+    let from_attribute = t.kcv("gk").await.unwrap();
+    // … equals the encrypt-zeros KCV of the same key value moved into an ENCRYPT key.
+    let wrapped = t
+        .wrap_key("wrapper", WrapMechanism::AesKeyWrap, "gk")
+        .await
+        .unwrap();
+    t.unwrap_key(
+        "wrapper",
+        WrapMechanism::AesKeyWrap,
+        &wrapped,
+        "gk-enc",
+        "",
+        KeyKind::Aes128,
+        KeyUses::ENCRYPT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(t.kcv("gk-enc").await.unwrap(), from_attribute);
+
+    // Unwrapped KEK-only key: the token holds no check value.
+    t.unwrap_key(
+        "wrapper",
+        WrapMechanism::AesKeyWrap,
+        &wrapped,
+        "gk-kek",
+        "",
+        KeyKind::Aes128,
+        KeyUses::KEK,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        t.kcv("gk-kek").await,
+        Err(Error::KeyUseNotPermitted { .. })
+    ));
+
+    // Derived DERIVE-only key: suppressed (SoftHSM2's value would be wrong).
+    import(
+        &t,
+        "base",
+        KeyKind::Aes128,
+        KeyUses::DERIVE,
+        "000102030405060708090a0b0c0d0e0f",
+    )
+    .await;
+    let d = Derivation::AesCbcEncryptData {
+        iv: [0; 16],
+        data: vec![0; 16],
+    };
+    t.derive_key(
+        "base",
+        d.clone(),
+        "child",
+        "",
+        KeyKind::Aes128,
+        KeyUses::DERIVE,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        t.kcv("child").await,
+        Err(Error::KeyUseNotPermitted { .. })
+    ));
+    // With ENCRYPT, the derived key's KCV is computed and matches paycrypto on the value
+    // AES-ECB(base, 0^16).
+    t.derive_key(
+        "base",
+        d,
+        "child-enc",
+        "",
+        KeyKind::Aes128,
+        KeyUses::ENCRYPT,
+    )
+    .await
+    .unwrap();
+    let value =
+        paycrypto::primitives::aes_encrypt_ecb(&h("000102030405060708090a0b0c0d0e0f"), &[0; 16])
+            .unwrap();
+    assert_eq!(
+        t.kcv("child-enc").await.unwrap().kcv,
+        paycrypto::kcv::aes_kcv_encrypt_zeros(&hsm_pkcs11::SecretBytes::new(value)).unwrap()
+    );
+}
