@@ -15,8 +15,8 @@
 //! * Keys are addressed by caller-chosen string ids (`CKA_ID`), created by
 //!   [`Token::generate_key`], [`Token::import_clear_key`], [`Token::unwrap_key`] or
 //!   [`Token::derive_key`], always as token objects with `CKA_SENSITIVE = true`,
-//!   `CKA_PRIVATE = true`, `CKA_MODIFIABLE = false` and exactly the usage attributes of the
-//!   [`KeyUses`] passed (least privilege).
+//!   `CKA_PRIVATE = true` and exactly the usage attributes of the [`KeyUses`] passed (least
+//!   privilege); generated and imported keys also get `CKA_MODIFIABLE = false`.
 //! * **Export policy:** `CKA_EXTRACTABLE` is false unless the key is created with
 //!   [`KeyUses::EXPORT`]; such a key can leave the token only wrapped under a KEK
 //!   ([`Token::wrap_key`]), never in clear, because it stays sensitive.
@@ -36,7 +36,7 @@
 //! | AES key wrap / unwrap | `CKM_AES_KEY_WRAP`, `CKM_AES_KEY_WRAP_PAD` | works |
 //! | TDES KEK wrap / unwrap | `CKM_DES3_CBC`, `CKM_DES3_ECB` | refused by SoftHSM2 2.6 (`CKR_MECHANISM_INVALID`, although `CKM_DES3_CBC` carries `CKF_WRAP`) → [`Error::Unsupported`] |
 //! | KWP of a key whose length is not a multiple of 8 | `CKM_AES_KEY_WRAP_PAD` | SoftHSM2 unwraps RFC 5649 correctly but zero-pads before wrapping, so its output is not RFC 5649 (TDES/AES keys are unaffected) |
-//! | KEK check value | `CKA_CHECK_VALUE` | works (a KEK may neither encrypt nor sign) |
+//! | check value of a key that may neither encrypt nor sign | `CKA_CHECK_VALUE` | right for generated and imported keys; empty for unwrapped keys; wrong for derived keys (suppressed) → [`Error::KeyUseNotPermitted`] |
 //! | derive by AES encryption | `CKM_AES_CBC_ENCRYPT_DATA` (zero IV, one block = ECB) | works |
 //! | derive by ECB encryption | `CKM_AES_ECB_ENCRYPT_DATA`, `CKM_DES3_ECB_ENCRYPT_DATA` | SoftHSM2 has them; cryptoki 0.12 cannot name them → [`Error::Unsupported`] |
 //! | derive by XOR | `CKM_XOR_BASE_AND_DATA` | SoftHSM2 lacks it → [`Error::Unsupported`] |
@@ -47,6 +47,7 @@
 //! `CKM_VENDOR_DEFINED` in `new_vendor_defined`, and its `get_mechanism_list` drops codes it
 //! cannot name. Reaching them needs an upstream cryptoki change (or raw FFI, which this crate's
 //! `#![forbid(unsafe_code)]` excludes). `pkcs11-tool -M` (OpenSC) shows SoftHSM2 lists them.
+//! The list also loses `CKM_DES3_CBC` and `CKM_DES2_KEY_GEN`, which cryptoki can still use.
 //!
 //! ## What a general-purpose PKCS#11 token cannot do inside its boundary
 //!
