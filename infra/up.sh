@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Brings up the local infrastructure the distributed mode and the tests use:
-# PostgreSQL, NATS with JetStream, and the Kafka-API broker. Idempotent.
+# PostgreSQL, NATS with JetStream, the Kafka-API broker, and SoftHSM2 (the PKCS#11 token the
+# hsm-pkcs11 tests use; nothing to start). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")"
 ./postgres.sh
 ./nats.sh
 ./kafka.sh
+# Also deletes the tokens earlier hsm-pkcs11 test runs left (labels mt…): SoftHSM2 slows
+# down with every token in its directory. Do not run while hsm-pkcs11 tests run.
+./softhsm.sh --clean-test-tokens >/dev/null
