@@ -37,22 +37,6 @@ pub struct Engine {
     firmware: String,
 }
 
-/// Where a key is used in a command, for the error code of a bad key.
-#[derive(Clone, Copy)]
-enum Role {
-    Source,
-    Destination,
-}
-
-impl Role {
-    fn parity_error(self) -> ErrorCode {
-        match self {
-            Self::Source => ErrorCode::SOURCE_KEY_PARITY,
-            Self::Destination => ErrorCode::DESTINATION_KEY_PARITY,
-        }
-    }
-}
-
 /// A key unwrapped from under the LMK.
 struct LmkKey {
     header: KeyBlockHeader,
@@ -183,14 +167,9 @@ impl Engine {
     // Keys
     // -----------------------------------------------------------------------------------------
 
-    /// Unwraps an `S` key under the LMK and checks its usage, mode of use, and (TDES) parity.
-    fn lmk_key(
-        &self,
-        field: &KeyField,
-        usages: &[&str],
-        modes: &str,
-        role: Role,
-    ) -> Outcome<LmkKey> {
+    /// Unwraps an `S` key under the LMK and checks its usage and mode of use. (The key block
+    /// MAC protects the key, so DES parity is not checked on use.)
+    fn lmk_key(&self, field: &KeyField, usages: &[&str], modes: &str) -> Outcome<LmkKey> {
         let KeyField::KeyBlock(text) = field else {
             return Err(ErrorCode::INVALID_KEY_SCHEME);
         };
@@ -203,9 +182,6 @@ impl Engine {
         }
         if !modes.is_empty() && !modes.contains(header.mode_of_use.code()) {
             return Err(ErrorCode::INVALID_MODE_OF_USE);
-        }
-        if header.algorithm == Algorithm::Tdes && !odd_parity(key.expose()) {
-            return Err(role.parity_error());
         }
         Ok(LmkKey { header, key })
     }
@@ -238,7 +214,7 @@ impl Engine {
         header: &KeyBlockHeader,
         key: &SecretBytes,
     ) -> Outcome<KeyField> {
-        let kek = self.lmk_key(&target.kek, &["K0", "K1"], "", Role::Destination)?;
+        let kek = self.lmk_key(&target.kek, &["K0", "K1"], "")?;
         match target.scheme {
             'R' => {
                 let mut header = header.clone();
@@ -277,7 +253,7 @@ impl Engine {
     }
 
     fn import_key(&self, a6: &ImportKey) -> Outcome<Response> {
-        let zmk = self.lmk_key(&a6.zmk, &["K0", "K1"], "", Role::Source)?;
+        let zmk = self.lmk_key(&a6.zmk, &["K0", "K1"], "")?;
         let (header, key) = match &a6.key {
             KeyField::Tr31(text) => {
                 let (block_header, key) =
@@ -303,13 +279,14 @@ impl Engine {
                 }
                 let key = tdes_decrypt_ecb(zmk.key.expose(), &encrypted)
                     .map_err(|_| ErrorCode::INCOMPATIBLE_KEY_LENGTH)?;
+                // Without a key block MAC, DES parity is the only check of the result.
+                if !odd_parity(&key) {
+                    return Err(ErrorCode::SOURCE_KEY_PARITY);
+                }
                 (header, SecretBytes::new(key))
             }
             _ => return Err(ErrorCode::INVALID_KEY_SCHEME),
         };
-        if header.algorithm == Algorithm::Tdes && !odd_parity(key.expose()) {
-            return Err(ErrorCode::SOURCE_KEY_PARITY);
-        }
         let key_under_lmk = self
             .wrap_under_lmk(&header, &key)
             .map_err(|_| ErrorCode::INVALID_INPUT)?;
@@ -320,7 +297,7 @@ impl Engine {
     }
 
     fn export_key(&self, a8: &ExportKey) -> Outcome<Response> {
-        let key = self.lmk_key(&a8.key, &[], "", Role::Source)?;
+        let key = self.lmk_key(&a8.key, &[], "")?;
         if key.header.exportability == Exportability::NonExportable {
             return Err(ErrorCode(*b"29"));
         }
@@ -341,8 +318,8 @@ impl Engine {
         }
         let source_format = pin_format(&t.source_format)?;
         let destination_format = pin_format(&t.destination_format)?;
-        let source = self.lmk_key(&t.source_key, &["P0"], "BDEN", Role::Source)?;
-        let destination = self.lmk_key(&t.destination_key, &["P0"], "BEN", Role::Destination)?;
+        let source = self.lmk_key(&t.source_key, &["P0"], "BDEN")?;
+        let destination = self.lmk_key(&t.destination_key, &["P0"], "BEN")?;
         let pan = account_pan(&t.account.0)?;
         let block = hex::decode(&t.pin_block.0).map_err(|_| ErrorCode::INVALID_INPUT)?;
         let pin = decrypt_pin_block(source_format, &source.key, &block, Some(&pan))
@@ -375,11 +352,11 @@ impl Engine {
         if destination_format == PinBlockFormat::Iso4 {
             return Err(ErrorCode::INVALID_PIN_FORMAT);
         }
-        let bdk = self.lmk_key(&t.bdk, &["B0"], "", Role::Source)?;
+        let bdk = self.lmk_key(&t.bdk, &["B0"], "")?;
         if bdk.key.len() != 16 {
             return Err(ErrorCode::INCOMPATIBLE_KEY_LENGTH);
         }
-        let zpk = self.lmk_key(&t.zpk, &["P0"], "BEN", Role::Destination)?;
+        let zpk = self.lmk_key(&t.zpk, &["P0"], "BEN")?;
         // A KSN shorter than 20 characters is left-padded with F, as PIN pads send it.
         let ksn_text = format!("{:F>20}", t.ksn);
         let ksn = Ksn::from_hex(&ksn_text).map_err(|_| ErrorCode::INVALID_INPUT)?;
@@ -414,7 +391,7 @@ impl Engine {
     // -----------------------------------------------------------------------------------------
 
     fn verify_arqc(&self, kq: &ArqcRequest) -> Outcome<Response> {
-        let imk = self.lmk_key(&kq.mk_ac, &["E0"], "", Role::Source)?;
+        let imk = self.lmk_key(&kq.mk_ac, &["E0"], "")?;
         if imk.key.len() != 16 {
             return Err(ErrorCode::INCOMPATIBLE_KEY_LENGTH);
         }
@@ -462,7 +439,7 @@ impl Engine {
             return Err(ErrorCode::INVALID_INPUT);
         }
         let modes = if verify { "CV" } else { "CG" };
-        let key = self.lmk_key(&m.key, &["M0", "M1", "M3"], modes, Role::Source)?;
+        let key = self.lmk_key(&m.key, &["M0", "M1", "M3"], modes)?;
         if key.header.algorithm != Algorithm::Tdes {
             return Err(ErrorCode::INVALID_ALGORITHM);
         }
@@ -511,7 +488,7 @@ impl Engine {
 
     fn data(&self, d: &DataRequest, encrypt: bool) -> Outcome<Response> {
         let modes = if encrypt { "BEN" } else { "BDN" };
-        let key = self.lmk_key(&d.key, &["D0"], modes, Role::Source)?;
+        let key = self.lmk_key(&d.key, &["D0"], modes)?;
         let aes = match key.header.algorithm {
             Algorithm::Aes => true,
             Algorithm::Tdes => false,

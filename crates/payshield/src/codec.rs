@@ -1534,7 +1534,12 @@ fn decode_response_body(code: [u8; 2], body: &[u8]) -> Result<Response, CodecErr
             // M1 / M3: length 4H then the data, binary (length bytes) or hex (2 × length).
             let len = r.hex_number(4, "message length")?;
             let hex_encoded = len > 0 && r.remaining() == 2 * len;
-            let data = decode_message(if hex_encoded { '1' } else { '0' }, &mut r)?;
+            let data = if hex_encoded {
+                hex::decode(r.take(2 * len, "message")?)
+                    .map_err(|_| invalid("message", "not hexadecimal"))?
+            } else {
+                r.take(len, "message")?.to_vec()
+            };
             Response::Data {
                 hex_encoded,
                 data: Sensitive(data),
