@@ -1466,7 +1466,9 @@ fn decode_response_body(code: [u8; 2], body: &[u8]) -> Result<Response, CodecErr
         },
         b"NP" => {
             let io_buffer_size = r.char("I/O buffer size")?;
+            check_char("I/O buffer size", io_buffer_size, "0123456789")?;
             let ethernet_type = r.char("Ethernet type")?;
+            check_char("Ethernet type", ethernet_type, "0123456789")?;
             let tcp_sockets = r.digits(2, "number of TCP sockets")?;
             let firmware = r.text(9, "firmware number")?;
             let extra = r.text(r.remaining(), "status")?;
