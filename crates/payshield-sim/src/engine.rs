@@ -334,7 +334,7 @@ impl Engine {
             Some(&pan),
             &mut StdRng::from_entropy(),
         )
-        .map_err(|_| ErrorCode::DESTINATION_KEY_PARITY)?;
+        .map_err(|_| ErrorCode::INCOMPATIBLE_KEY_LENGTH)?;
         Ok(Response::TranslatePin {
             pin_length: pin.len() as u8,
             pin_block: Sensitive(hex::encode_upper(out)),
@@ -378,7 +378,7 @@ impl Engine {
             Some(&pan),
             &mut StdRng::from_entropy(),
         )
-        .map_err(|_| ErrorCode::DESTINATION_KEY_PARITY)?;
+        .map_err(|_| ErrorCode::INCOMPATIBLE_KEY_LENGTH)?;
         Ok(Response::TranslatePin {
             pin_length: pin.len() as u8,
             pin_block: Sensitive(hex::encode_upper(out)),

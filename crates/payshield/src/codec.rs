@@ -3,8 +3,7 @@
 //!
 //! A command message is `header` (fixed length, echoed back) ‖ 2-character command code ‖
 //! fields; a response is `header` ‖ response code (command code with its second character
-//! incremented) ‖ 2-character error code ‖ fields (only when the error code is `00`, or for
-//! the codes listed by [`ErrorCode::carries_body`]).
+//! incremented) ‖ 2-character error code ‖ fields (only when the error code is `00`).
 //!
 //! The field layouts follow the public payShield host command descriptions for a key-block
 //! LMK; the exact subset and every deviation is listed in the crate documentation and in
