@@ -149,19 +149,31 @@ impl PayShieldClient {
                 return Err(error);
             }
         };
+        let checked = codec::decode_response(self.header_len, &reply)
+            .map_err(|e| ClientError::Protocol(e.to_string()))
+            .and_then(|response| {
+                if response.header != header {
+                    Err(ClientError::Protocol(
+                        "response header does not echo the command's".into(),
+                    ))
+                } else if response.response_code != codec::response_code_for(request.command_code())
+                {
+                    Err(ClientError::Protocol(
+                        "response code does not match the command".into(),
+                    ))
+                } else {
+                    Ok(response)
+                }
+            });
+        let response = match checked {
+            Ok(response) => response,
+            Err(error) => {
+                // An answer that is not ours: the stream may be out of step, start afresh.
+                *slot = None;
+                return Err(error);
+            }
+        };
         drop(slot);
-        let response = codec::decode_response(self.header_len, &reply)
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        if response.header != header {
-            return Err(ClientError::Protocol(
-                "response header does not echo the command's".into(),
-            ));
-        }
-        if response.response_code != codec::response_code_for(request.command_code()) {
-            return Err(ClientError::Protocol(
-                "response code does not match the command".into(),
-            ));
-        }
         if !response.error.is_ok() {
             return Err(ClientError::ErrorCode(response.error));
         }
