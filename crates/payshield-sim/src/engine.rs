@@ -404,21 +404,26 @@ impl Engine {
         let pan = Pan::new(&y[..14]).map_err(|_| ErrorCode::INVALID_INPUT)?;
         let mk = derive_icc_mk_option_a(&imk.key, &pan, Some(&y[14..]))
             .map_err(|_| ErrorCode::INVALID_INPUT)?;
-        let (derivation, padding) = match kq.scheme {
-            '0' => (SessionKeyDerivation::None, Padding::Method1),
-            _ => (
-                SessionKeyDerivation::MastercardSkd {
-                    atc: kq.atc,
-                    un: kq.unpredictable_number,
-                },
-                Padding::Method2,
-            ),
+        // Scheme 0 (Visa VSDC): the ICC master key itself; scheme 1 (M/Chip): the session key
+        // from ATC and UN. The data is zero-padded (ISO 9797-1 method 1); scheme padding such
+        // as a trailing 80 is the host's job, as the public KQ description says.
+        let derivation = match kq.scheme {
+            '0' => SessionKeyDerivation::None,
+            _ => SessionKeyDerivation::MastercardSkd {
+                atc: kq.atc,
+                un: kq.unpredictable_number,
+            },
         };
         if kq.mode != '2' {
             let session_key =
                 derive_ac_session_key(&mk, derivation).map_err(|_| ErrorCode::INVALID_INPUT)?;
-            verify_ac(&session_key, &kq.transaction_data, padding, &kq.arqc)
-                .map_err(|_| ErrorCode::VERIFICATION_FAILED)?;
+            verify_ac(
+                &session_key,
+                &kq.transaction_data,
+                Padding::Method1,
+                &kq.arqc,
+            )
+            .map_err(|_| ErrorCode::VERIFICATION_FAILED)?;
         }
         let arpc = match kq.arc {
             Some(arc) if kq.mode != '0' => {

@@ -589,7 +589,9 @@ async fn kq_verifies_published_arqcs_and_generates_arpcs() {
         atc: [0x00, 0x1C],
         unpredictable_number: h("ABCDEF12").try_into().unwrap(),
         transaction_data: h(
-            "000000009999 000000000000 0124 8000000000 0124 209906 00 ABCDEF12 1800 001C A00003220000",
+            // The host appends the M/Chip padding byte 80 (ISO 9797-1 method 2); the HSM
+            // zero-pads the rest.
+            "000000009999 000000000000 0124 8000000000 0124 209906 00 ABCDEF12 1800 001C A00003220000 80",
         ),
         arqc: h("24CCF3DEE3158C70").try_into().unwrap(),
         arc: Some([0x00, 0x10]),
@@ -611,6 +613,16 @@ async fn kq_verifies_published_arqcs_and_generates_arpcs() {
     assert_eq!(
         client.send(&Request::VerifyArqc(only)).await.unwrap(),
         Response::VerifyArqc { arpc: None }
+    );
+    // Mode 2: ARPC only, no transaction data.
+    let mut arpc_only = mastercard.clone();
+    arpc_only.mode = '2';
+    arpc_only.transaction_data = Vec::new();
+    assert_eq!(
+        client.send(&Request::VerifyArqc(arpc_only)).await.unwrap(),
+        Response::VerifyArqc {
+            arpc: Some(h("73F6BBF389A6586C").try_into().unwrap())
+        }
     );
     // A wrong ARQC fails verification (01).
     let mut wrong = visa;

@@ -547,7 +547,9 @@ pub struct ArqcRequest {
     pub atc: [u8; 2],
     /// Unpredictable number, 4 bytes.
     pub unpredictable_number: [u8; 4],
-    /// Transaction data the ARQC covers (binary, at most 255 bytes).
+    /// Transaction data the ARQC covers: 1 to 255 bytes for modes 0 and 1 (the HSM adds zero
+    /// padding to a multiple of 8; scheme padding such as `80` is the host's job), empty for
+    /// mode 2, where the field, its length and the `;` delimiter are absent.
     pub transaction_data: Vec<u8>,
     /// The ARQC, 8 bytes.
     pub arqc: [u8; 8],
@@ -764,11 +766,19 @@ pub fn encode(header: &[u8], request: &Request) -> Result<Vec<u8>, CodecError> {
             out.extend_from_slice(&kq.pan_psn.0);
             out.extend_from_slice(&kq.atc);
             out.extend_from_slice(&kq.unpredictable_number);
-            let len = u8::try_from(kq.transaction_data.len())
-                .map_err(|_| invalid("transaction data", "longer than 255 bytes"))?;
-            out.extend_from_slice(format!("{len:02X}").as_bytes());
-            out.extend_from_slice(&kq.transaction_data);
-            out.push(b';');
+            if kq.mode == '2' {
+                if !kq.transaction_data.is_empty() {
+                    return Err(invalid("transaction data", "not sent in mode 2"));
+                }
+            } else {
+                let len = u8::try_from(kq.transaction_data.len())
+                    .ok()
+                    .filter(|len| *len > 0)
+                    .ok_or(invalid("transaction data", "not 1 to 255 bytes"))?;
+                out.extend_from_slice(format!("{len:02X}").as_bytes());
+                out.extend_from_slice(&kq.transaction_data);
+                out.push(b';');
+            }
             out.extend_from_slice(&kq.arqc);
             match (kq.mode, &kq.arc) {
                 ('0', None) => {}
@@ -1082,11 +1092,19 @@ pub fn decode_request_body(code: [u8; 2], body: &[u8]) -> Result<Request, CodecE
             let pan_psn = Sensitive(array(r.take(8, "PAN/PSN")?));
             let atc = array(r.take(2, "ATC")?);
             let unpredictable_number = array(r.take(4, "unpredictable number")?);
-            let len = r.hex_number(2, "transaction data length")?;
-            let transaction_data = r.take(len, "transaction data")?.to_vec();
-            if r.take(1, "delimiter")? != b";" {
-                return Err(invalid("delimiter", "expected ;"));
-            }
+            let transaction_data = if mode == '2' {
+                Vec::new()
+            } else {
+                let len = r.hex_number(2, "transaction data length")?;
+                if len == 0 {
+                    return Err(invalid("transaction data length", "zero"));
+                }
+                let data = r.take(len, "transaction data")?.to_vec();
+                if r.take(1, "delimiter")? != b";" {
+                    return Err(invalid("delimiter", "expected ;"));
+                }
+                data
+            };
             let arqc = array(r.take(8, "ARQC")?);
             let arc = if mode == '0' {
                 None

@@ -165,7 +165,7 @@ fn arqc() -> impl Strategy<Value = ArqcRequest> {
         any::<[u8; 8]>(),
         any::<[u8; 2]>(),
         any::<[u8; 4]>(),
-        vec(any::<u8>(), 0..256),
+        vec(any::<u8>(), 1..256),
         any::<[u8; 8]>(),
         any::<[u8; 2]>(),
     )
@@ -177,7 +177,7 @@ fn arqc() -> impl Strategy<Value = ArqcRequest> {
                 pan_psn: Sensitive(pan_psn),
                 atc,
                 unpredictable_number: un,
-                transaction_data: data,
+                transaction_data: if mode == '2' { Vec::new() } else { data },
                 arqc,
                 arc: (mode != '0').then_some(arc),
             },
