@@ -983,3 +983,41 @@ async fn a_different_header_length_is_honoured() {
 fn error_codes_print_as_text() {
     assert_eq!(ErrorCode::COMMAND_DISABLED.to_string(), "68");
 }
+
+#[tokio::test]
+async fn a_pool_serves_concurrent_requests() {
+    let sim = Simulator::bind("127.0.0.1:0", SimConfig::new(lmk()))
+        .await
+        .unwrap();
+    let client = std::sync::Arc::new(
+        PayShieldClient::with_pool(sim.local_addr().to_string(), 4, Duration::from_secs(5), 3)
+            .await
+            .unwrap(),
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..24 {
+        let client = std::sync::Arc::clone(&client);
+        tasks.spawn(async move { client.health().await });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.unwrap().unwrap();
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_truncated_frame_then_hangup_does_not_disturb_the_simulator() {
+    let (sim, client) = start().await;
+    let mut stream = TcpStream::connect(sim.local_addr()).await.unwrap();
+    // The length says 40 bytes; only 6 arrive before the peer hangs up.
+    stream.write_all(&[0, 40]).await.unwrap();
+    stream.write_all(b"0001NC").await.unwrap();
+    drop(stream);
+    client.health().await.unwrap();
+    let mut stream = TcpStream::connect(sim.local_addr()).await.unwrap();
+    assert_eq!(
+        raw_exchange(&mut stream, b"0009NC").await[..8],
+        *b"0009ND00"
+    );
+    sim.shutdown().await;
+}
