@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Fuzzes paycrypto's parsers: runs every cargo-fuzz target in crates/paycrypto/fuzz for a
-# number of seconds each and fails on the first crash (panic, abort, timeout, OOM).
+# Fuzzes the parsers of every crate that has a cargo-fuzz directory (crates/*/fuzz: today
+# paycrypto and payshield): runs each target for a number of seconds and fails if any crashed
+# (panic, abort, timeout, OOM).
 #
-#   infra/fuzz.sh [SECONDS] [TARGET...]     # default: 30 seconds, every target
+#   infra/fuzz.sh [SECONDS] [TARGET...]     # default: 30 seconds, every target of every crate
+#
+# Named targets run in whichever crate defines them; a name no crate defines is an error.
 #
 # Toolchain: stable Rust. libFuzzer's coverage instrumentation (-Cpasses=sancov-module,
 # -Cllvm-args=...) works on stable; only the sanitizers (-Zsanitizer) need nightly, so the
@@ -10,7 +13,7 @@
 # what a sanitizer would add is small; debug assertions and overflow checks are on (`-a`).
 # No RUSTC_BOOTSTRAP is needed.
 #
-# Targets (crates/paycrypto/fuzz/fuzz_targets):
+# paycrypto targets (crates/paycrypto/fuzz/fuzz_targets):
 #   tr31_header   KeyBlockHeader::parse, and parse(format(h)) == h for whatever parses
 #   tr31_unwrap   tr31::unwrap with 16/24/32-byte KBPKs (never panics, never returns a key
 #                 without a valid MAC)
@@ -22,8 +25,14 @@
 #   tr34_tokens   tr34::parse_random_token (parse(build(n)) == n), open_credential_token,
 #                 open_rebind_token, open_unbind_token, open_ca_rebind_token,
 #                 open_ca_unbind_token, verify_certificate_chain, CertificateId::of_certificate
-# Seed inputs (published TR-31 / X9.143 sample blocks etc.) live in fuzz/seeds/<target>; the
-# growing corpus (fuzz/corpus) and crash artifacts (fuzz/artifacts) are git-ignored.
+# payshield targets (crates/payshield/fuzz/fuzz_targets):
+#   payshield_request     codec::decode_request; whatever decodes re-encodes to the same command
+#   payshield_response    codec::decode_response; whatever decodes re-encodes to the same response
+#   payshield_framer      framing::Framer over arbitrary streams and chunkings
+#   payshield_sim_engine  payshield_sim::Engine::handle (the simulator's command processor)
+# Seed inputs (published TR-31 / X9.143 sample blocks, sample host commands etc.) live in
+# <crate>/fuzz/seeds/<target>; the growing corpus (fuzz/corpus) and crash artifacts
+# (fuzz/artifacts) are git-ignored.
 #
 # TODO (parsers that do not exist in the crate yet; add a target when they land):
 #   - TR-34: a fuzz target that reaches the key block parser behind a valid signature (it
@@ -35,46 +44,71 @@ cd "$(dirname "$0")/.."
 
 seconds="${1:-30}"
 shift || true
-fuzz_dir=crates/paycrypto/fuzz
+requested=("$@")
+mapfile -t fuzz_dirs < <(find crates -mindepth 2 -maxdepth 2 -type d -name fuzz | sort)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "== installing cargo-fuzz"
     cargo install cargo-fuzz --locked
 fi
 
-cd "$fuzz_dir"
-if [ "$#" -gt 0 ]; then
-    targets=("$@")
-else
-    mapfile -t targets < <(cargo fuzz list)
-fi
-
-echo "== building ${targets[*]} (sanitizer none, debug assertions)"
-cargo fuzz build -s none -a
-
+root="$(pwd)"
 failed=()
 summary=()
-for target in "${targets[@]}"; do
-    corpus="corpus/$target"
-    mkdir -p "$corpus" "artifacts/$target"
-    if [ -d "seeds/$target" ]; then
-        cp -n seeds/"$target"/* "$corpus"/ 2>/dev/null || true
-    fi
-    log="$(mktemp "${TMPDIR:-/tmp}/fuzz-$target.XXXXXX.log")"
-    echo "== fuzzing $target for ${seconds}s (log: $log)"
-    set +e
-    cargo fuzz run -s none -a "$target" "$corpus" -- \
-        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1
-    status=$?
-    set -e
-    runs="$(awk '/^stat::number_of_executed_units:/ { print $2 }' "$log" | tail -1)"
-    if [ "$status" -ne 0 ]; then
-        tail -40 "$log"
-        echo "!! $target: crash (exit $status); artifacts in $fuzz_dir/artifacts/$target"
-        failed+=("$target")
-        summary+=("$target: CRASH after ${runs:-?} executions")
+found=()
+for fuzz_dir in "${fuzz_dirs[@]}"; do
+    cd "$root/$fuzz_dir"
+    mapfile -t available < <(cargo fuzz list)
+    if [ "${#requested[@]}" -gt 0 ]; then
+        targets=()
+        for target in "${requested[@]}"; do
+            for candidate in "${available[@]}"; do
+                if [ "$candidate" = "$target" ]; then
+                    targets+=("$target")
+                    found+=("$target")
+                fi
+            done
+        done
     else
-        summary+=("$target: ok, ${runs:-?} executions in ${seconds}s")
+        targets=("${available[@]}")
+    fi
+    if [ "${#targets[@]}" -eq 0 ]; then
+        continue
+    fi
+
+    echo "== $fuzz_dir: building ${targets[*]} (sanitizer none, debug assertions)"
+    cargo fuzz build -s none -a
+
+    for target in "${targets[@]}"; do
+        corpus="corpus/$target"
+        mkdir -p "$corpus" "artifacts/$target"
+        if [ -d "seeds/$target" ]; then
+            cp -n seeds/"$target"/* "$corpus"/ 2>/dev/null || true
+        fi
+        log="$(mktemp "${TMPDIR:-/tmp}/fuzz-$target.XXXXXX.log")"
+        echo "== fuzzing $target for ${seconds}s (log: $log)"
+        set +e
+        cargo fuzz run -s none -a "$target" "$corpus" -- \
+            -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1
+        status=$?
+        set -e
+        runs="$(awk '/^stat::number_of_executed_units:/ { print $2 }' "$log" | tail -1)"
+        if [ "$status" -ne 0 ]; then
+            tail -40 "$log"
+            echo "!! $target: crash (exit $status); artifacts in $fuzz_dir/artifacts/$target"
+            failed+=("$target")
+            summary+=("$target: CRASH after ${runs:-?} executions")
+        else
+            summary+=("$target: ok, ${runs:-?} executions in ${seconds}s")
+        fi
+    done
+done
+cd "$root"
+
+for target in "${requested[@]}"; do
+    if [[ ! " ${found[*]} " == *" $target "* ]]; then
+        echo "!! no fuzz target named $target in ${fuzz_dirs[*]}"
+        exit 1
     fi
 done
 
