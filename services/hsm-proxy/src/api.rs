@@ -48,6 +48,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{tenant_id}/keys/import", post(import_key))
         .route("/v1/tenants/{tenant_id}/keys/{key}", get(get_key))
         .route(
+            "/v1/tenants/{tenant_id}/keys/{key}/public-key",
+            get(get_public_key),
+        )
+        .route(
             "/v1/tenants/{tenant_id}/keys/{key}/export",
             post(export_key),
         )
@@ -129,6 +133,14 @@ async fn get_key(
     Ok(Json(
         state.hsm.get_key(&pb::GetKeyRequest { tenant_id, key })?,
     ))
+}
+
+async fn get_public_key(
+    State(state): State<AppState>,
+    Path((tenant_id, key)): Path<(String, String)>,
+) -> Reply<pb::GetPublicKeyResponse> {
+    let request = pb::GetPublicKeyRequest { tenant_id, key };
+    Ok(Json(state.hsm.get_public_key(&request).await?))
 }
 
 async fn export_key(

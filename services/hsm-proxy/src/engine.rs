@@ -25,6 +25,10 @@ use crate::pool::{Member, Pool};
 use crate::registry::{Entry, Registry};
 use crate::spec::{Capability, KeyAlgorithm, KeySpec};
 
+/// How long a backend may take to generate or store a key (RSA-4096 generation takes
+/// seconds) before the attempt fails over.
+const KEY_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A key a backend just stored, to enter the registry.
 struct NewKey {
     spec: KeySpec,
@@ -417,11 +421,16 @@ impl Hsm {
         Fut: std::future::Future<Output = Result<StoredKey, HsmError>>,
     {
         self.pool
-            .run(operation, &|_: &Member| true, |member: Arc<Member>| {
-                let id = member.backend.id().to_owned();
-                let future = attempt(member);
-                async move { future.await.map(|stored| (id, stored)) }
-            })
+            .run_within(
+                operation,
+                KEY_STORE_TIMEOUT,
+                &|_: &Member| true,
+                |member: Arc<Member>| {
+                    let id = member.backend.id().to_owned();
+                    let future = attempt(member);
+                    async move { future.await.map(|stored| (id, stored)) }
+                },
+            )
             .await
     }
 
@@ -653,6 +662,35 @@ impl Hsm {
     pub fn get_key(&self, request: &pb::GetKeyRequest) -> Result<pb::Key, HsmError> {
         let tenant_id = check_tenant(&request.tenant_id)?;
         Ok(self.registry.resolve(tenant_id, &request.key)?.to_proto())
+    }
+
+    /// GetPublicKey: the DER SubjectPublicKeyInfo of an RSA or EC key pair.
+    pub async fn get_public_key(
+        &self,
+        request: &pb::GetPublicKeyRequest,
+    ) -> Result<pb::GetPublicKeyResponse, HsmError> {
+        let tenant_id = check_tenant(&request.tenant_id)?;
+        let entry = self.registry.resolve(tenant_id, &request.key)?;
+        if !entry.spec.algorithm.is_asymmetric() {
+            return Err(HsmError::WrongKeyUsage(
+                "only RSA and EC key pairs have a public key".into(),
+            ));
+        }
+        let public_key = self
+            .pool
+            .run(
+                "GetPublicKey",
+                &holds(vec![entry.clone()]),
+                |member: Arc<Member>| {
+                    let entry = entry.clone();
+                    async move { member.backend.public_key(key_ref(&entry, &member)?).await }
+                },
+            )
+            .await?;
+        Ok(pb::GetPublicKeyResponse {
+            public_key,
+            algorithm: entry.spec.algorithm.to_proto().into(),
+        })
     }
 
     /// ListKeys.

@@ -182,6 +182,22 @@ impl Pool {
         F: Fn(Arc<Member>) -> Fut,
         Fut: std::future::Future<Output = Result<T, HsmError>>,
     {
+        self.run_within(operation, self.config.attempt_timeout, eligible, attempt)
+            .await
+    }
+
+    /// [`Pool::run`] with another attempt timeout (key generation: RSA takes seconds).
+    pub async fn run_within<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        attempt_timeout: Duration,
+        eligible: &(dyn Fn(&Member) -> bool + Sync),
+        attempt: F,
+    ) -> Result<T, HsmError>
+    where
+        F: Fn(Arc<Member>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, HsmError>>,
+    {
         let candidates = self.ranked(eligible);
         if candidates.is_empty() {
             return Err(HsmError::Unavailable("no backend holds the key".into()));
@@ -192,16 +208,14 @@ impl Pool {
             member.outstanding.fetch_add(1, Ordering::AcqRel);
             let guard = Outstanding(&member);
             let started = Instant::now();
-            let result =
-                tokio::time::timeout(self.config.attempt_timeout, attempt(member.clone())).await;
+            let result = tokio::time::timeout(attempt_timeout, attempt(member.clone())).await;
             drop(guard);
             let elapsed = started.elapsed().as_secs_f64();
             let outcome = match result {
                 Ok(Ok(value)) => Ok(value),
                 Ok(Err(error)) => Err(error),
                 Err(_) => Err(HsmError::Unavailable(format!(
-                    "backend {backend_id} did not answer within {:?}",
-                    self.config.attempt_timeout
+                    "backend {backend_id} did not answer within {attempt_timeout:?}"
                 ))),
             };
             let status = match &outcome {

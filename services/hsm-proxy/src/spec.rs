@@ -21,10 +21,20 @@ pub enum KeyAlgorithm {
     Aes256,
     /// A 32-byte HMAC-SHA-256 secret.
     HmacSha256,
+    /// RSA with a 2048-bit modulus.
+    Rsa2048,
+    /// RSA with a 3072-bit modulus.
+    Rsa3072,
+    /// RSA with a 4096-bit modulus.
+    Rsa4096,
+    /// ECDSA / ECDH on NIST P-256.
+    EccP256,
+    /// ECDSA / ECDH on NIST P-384.
+    EccP384,
 }
 
 impl KeyAlgorithm {
-    /// From the protobuf enum value; asymmetric algorithms are refused for now.
+    /// From the protobuf enum value.
     pub fn from_proto(value: i32) -> Result<Self, HsmError> {
         match pb::KeyAlgorithm::try_from(value) {
             Ok(pb::KeyAlgorithm::Tdes2key) => Ok(Self::Tdes2),
@@ -33,15 +43,11 @@ impl KeyAlgorithm {
             Ok(pb::KeyAlgorithm::Aes192) => Ok(Self::Aes192),
             Ok(pb::KeyAlgorithm::Aes256) => Ok(Self::Aes256),
             Ok(pb::KeyAlgorithm::HmacSha256) => Ok(Self::HmacSha256),
-            Ok(
-                pb::KeyAlgorithm::Rsa2048
-                | pb::KeyAlgorithm::Rsa3072
-                | pb::KeyAlgorithm::Rsa4096
-                | pb::KeyAlgorithm::EccNistP256
-                | pb::KeyAlgorithm::EccNistP384,
-            ) => Err(HsmError::Unsupported(
-                "asymmetric keys (RSA, EC) are not supported by the hsm-proxy yet".into(),
-            )),
+            Ok(pb::KeyAlgorithm::Rsa2048) => Ok(Self::Rsa2048),
+            Ok(pb::KeyAlgorithm::Rsa3072) => Ok(Self::Rsa3072),
+            Ok(pb::KeyAlgorithm::Rsa4096) => Ok(Self::Rsa4096),
+            Ok(pb::KeyAlgorithm::EccNistP256) => Ok(Self::EccP256),
+            Ok(pb::KeyAlgorithm::EccNistP384) => Ok(Self::EccP384),
             Ok(pb::KeyAlgorithm::Unspecified) | Err(_) => Err(HsmError::invalid(
                 "attributes.algorithm",
                 "missing or unknown",
@@ -58,16 +64,36 @@ impl KeyAlgorithm {
             Self::Aes192 => pb::KeyAlgorithm::Aes192,
             Self::Aes256 => pb::KeyAlgorithm::Aes256,
             Self::HmacSha256 => pb::KeyAlgorithm::HmacSha256,
+            Self::Rsa2048 => pb::KeyAlgorithm::Rsa2048,
+            Self::Rsa3072 => pb::KeyAlgorithm::Rsa3072,
+            Self::Rsa4096 => pb::KeyAlgorithm::Rsa4096,
+            Self::EccP256 => pb::KeyAlgorithm::EccNistP256,
+            Self::EccP384 => pb::KeyAlgorithm::EccNistP384,
         }
     }
 
-    /// Key length in bytes.
+    /// Key length in bytes of a symmetric key; asymmetric keys are stored as PKCS#8 DER of
+    /// varying length (0 here).
     pub fn key_len(self) -> usize {
         match self {
             Self::Tdes2 | Self::Aes128 => 16,
             Self::Tdes3 | Self::Aes192 => 24,
             Self::Aes256 | Self::HmacSha256 => 32,
+            Self::Rsa2048 | Self::Rsa3072 | Self::Rsa4096 | Self::EccP256 | Self::EccP384 => 0,
         }
+    }
+
+    /// Whether this is an RSA or EC key pair.
+    pub fn is_asymmetric(self) -> bool {
+        matches!(
+            self,
+            Self::Rsa2048 | Self::Rsa3072 | Self::Rsa4096 | Self::EccP256 | Self::EccP384
+        )
+    }
+
+    /// Whether this is an RSA key pair.
+    pub fn is_rsa(self) -> bool {
+        matches!(self, Self::Rsa2048 | Self::Rsa3072 | Self::Rsa4096)
     }
 
     /// The TR-31 algorithm code.
@@ -76,6 +102,8 @@ impl KeyAlgorithm {
             Self::Tdes2 | Self::Tdes3 => Algorithm::Tdes,
             Self::Aes128 | Self::Aes192 | Self::Aes256 => Algorithm::Aes,
             Self::HmacSha256 => Algorithm::Hmac,
+            Self::Rsa2048 | Self::Rsa3072 | Self::Rsa4096 => Algorithm::Rsa,
+            Self::EccP256 | Self::EccP384 => Algorithm::Ec,
         }
     }
 
@@ -163,8 +191,8 @@ pub struct KeySpec {
 
 /// The usages the platform's operations understand.
 const SUPPORTED_USAGES: &[&str] = &[
-    "B0", "B1", "C0", "D0", "E0", "E1", "E2", "E3", "E4", "E5", "E6", "K0", "K1", "M0", "M1", "M3",
-    "M6", "M7", "P0", "V1", "V2",
+    "B0", "B1", "C0", "D0", "D1", "E0", "E1", "E2", "E3", "E4", "E5", "E6", "K0", "K1", "K2", "K3",
+    "M0", "M1", "M3", "M6", "M7", "P0", "S0", "S1", "S2", "V1", "V2",
 ];
 
 impl KeySpec {
@@ -215,7 +243,9 @@ impl KeySpec {
             "M7" => algorithm == KeyAlgorithm::HmacSha256,
             "M0" | "M1" | "M3" | "C0" | "V1" | "V2" | "E0" | "E1" | "E2" | "E3" | "E4" | "E5"
             | "E6" => algorithm.is_tdes(),
-            _ => algorithm != KeyAlgorithm::HmacSha256,
+            "S0" | "S1" | "S2" | "K3" => algorithm.is_asymmetric(),
+            "D1" | "K2" => algorithm.is_rsa(),
+            _ => algorithm != KeyAlgorithm::HmacSha256 && !algorithm.is_asymmetric(),
         };
         if !algorithm_fits {
             return Err(HsmError::invalid(
@@ -225,7 +255,8 @@ impl KeySpec {
         }
         let modes: &[&str] = match code.as_str() {
             "B0" | "B1" | "E0" | "E1" | "E2" | "E3" | "E4" | "E5" | "E6" => &["X", "N"],
-            "K0" | "K1" | "D0" | "P0" => &["B", "E", "D", "N"],
+            "K0" | "K1" | "D0" | "P0" | "D1" | "K2" | "K3" => &["B", "E", "D", "N"],
+            "S0" | "S1" | "S2" => &["S", "V", "N"],
             _ => &["C", "G", "V", "N"],
         };
         if !modes.contains(&mode.code()) {
@@ -274,7 +305,8 @@ impl KeySpec {
 fn default_mode(usage: &KeyUsage) -> ModeOfUse {
     match usage.code() {
         "B0" | "B1" | "E0" | "E1" | "E2" | "E3" | "E4" | "E5" | "E6" => ModeOfUse::Derive,
-        "K0" | "K1" | "D0" | "P0" => ModeOfUse::Both,
+        "K0" | "K1" | "D0" | "P0" | "D1" | "K2" | "K3" => ModeOfUse::Both,
+        "S0" | "S1" | "S2" => ModeOfUse::Sign,
         _ => ModeOfUse::GenerateVerify,
     }
 }
@@ -341,10 +373,19 @@ mod tests {
             let error = KeySpec::from_proto(Some(&attrs)).expect_err("refused");
             assert!(error.to_string().contains(field), "{error} names {field}");
         }
-        assert!(matches!(
-            KeySpec::from_proto(Some(&attributes(pb::KeyAlgorithm::Rsa2048, "S0", ""))),
-            Err(HsmError::Unsupported(_))
-        ));
+        let signing = KeySpec::from_proto(Some(&attributes(pb::KeyAlgorithm::Rsa2048, "S0", "")))
+            .expect("rsa signing key");
+        assert_eq!(signing.mode, ModeOfUse::Sign);
+        for (algorithm, usage) in [
+            (pb::KeyAlgorithm::EccNistP256, "D1"),
+            (pb::KeyAlgorithm::Rsa2048, "P0"),
+            (pb::KeyAlgorithm::Aes128, "S0"),
+        ] {
+            assert!(
+                KeySpec::from_proto(Some(&attributes(algorithm, usage, ""))).is_err(),
+                "{algorithm:?} {usage}"
+            );
+        }
     }
 
     #[test]

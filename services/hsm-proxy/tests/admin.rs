@@ -281,6 +281,93 @@ async fn lifecycle(service: TestService) {
     service.stop().await;
 }
 
+/// RSA and EC key pairs: generated in the backend, the public half given out as a DER
+/// SubjectPublicKeyInfo that parses as the asked-for key, the check value the platform's
+/// convention (first 3 bytes of SHA-256 over that DER), the private half never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_pairs() {
+    use sha2::Digest;
+    let service = common::embedded().await;
+    for (algorithm, usage) in [
+        ("KEY_ALGORITHM_RSA_2048", "S0"),
+        ("KEY_ALGORITHM_RSA_2048", "K2"),
+        ("KEY_ALGORITHM_ECC_NIST_P256", "S0"),
+        ("KEY_ALGORITHM_ECC_NIST_P384", "K3"),
+    ] {
+        let (status, key) = service
+            .post(
+                "/v1/tenants/acme/keys",
+                json!({"attributes": {"algorithm": algorithm, "keyUsage": usage}}),
+            )
+            .await;
+        assert_eq!(status, 201, "{key}");
+        let key_id = key["keyId"].as_str().unwrap();
+        let response: pb::GetPublicKeyResponse = service
+            .call(
+                "GetPublicKey",
+                &pb::GetPublicKeyRequest {
+                    tenant_id: "acme".into(),
+                    key: key_id.into(),
+                },
+            )
+            .await
+            .unwrap();
+        let der = &response.public_key;
+        match algorithm {
+            "KEY_ALGORITHM_RSA_2048" => {
+                use rsa::traits::PublicKeyParts;
+                let public =
+                    <rsa::RsaPublicKey as rsa::pkcs8::DecodePublicKey>::from_public_key_der(der)
+                        .unwrap();
+                assert_eq!(public.n().bits(), 2048);
+            }
+            "KEY_ALGORITHM_ECC_NIST_P256" => {
+                <p256::PublicKey as p256::pkcs8::DecodePublicKey>::from_public_key_der(der)
+                    .unwrap();
+            }
+            _ => {
+                <p384::PublicKey as p384::pkcs8::DecodePublicKey>::from_public_key_der(der)
+                    .unwrap();
+            }
+        }
+        let expected_kcv = hex::encode_upper(&sha2::Sha256::digest(der)[..3]);
+        assert_eq!(key["kcv"], expected_kcv.as_str());
+        let (status, over_http) = service
+            .get(&format!("/v1/tenants/acme/keys/{key_id}/public-key"))
+            .await;
+        assert_eq!(status, 200, "{over_http}");
+        // Another tenant gets nothing.
+        assert_eq!(
+            service
+                .get(&format!("/v1/tenants/other/keys/{key_id}/public-key"))
+                .await
+                .0,
+            404
+        );
+    }
+    // A symmetric key has no public half; a key pair cannot be a PIN key.
+    let zpk = import_known(
+        &service,
+        "acme",
+        attributes(pb::KeyAlgorithm::Tdes2key, "P0", "B", ""),
+        "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBB",
+        "",
+    )
+    .await;
+    let (status, _) = service
+        .get(&format!("/v1/tenants/acme/keys/{}/public-key", zpk.key_id))
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = service
+        .post(
+            "/v1/tenants/acme/keys",
+            json!({"attributes": {"algorithm": "KEY_ALGORITHM_RSA_2048", "keyUsage": "P0"}}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    service.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_lifecycle_on_the_embedded_default() {
     lifecycle(common::embedded().await).await;

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `soft://<dir>[?id=x&site=y&cache=off]` | software HSM over `paycrypto`, keys in `<dir>` as TR-31 blocks under a local master key (LMK); not for production |
 
+pub mod asymmetric;
 pub mod soft;
 
 use std::fmt;
@@ -359,6 +360,8 @@ pub trait Backend: Send + Sync + fmt::Debug {
     ) -> Result<(String, String), HsmError>;
     /// The KCV of a stored key, computed inside the backend.
     async fn kcv(&self, key: KeyRef<'_>) -> Result<String, HsmError>;
+    /// The DER SubjectPublicKeyInfo of a stored RSA or EC key pair.
+    async fn public_key(&self, key: KeyRef<'_>) -> Result<Vec<u8>, HsmError>;
     /// Removes a key.
     async fn delete(&self, handle: &str) -> Result<(), HsmError>;
     /// The key in the form a backend of the same key domain (same master key) can import:
@@ -423,7 +426,8 @@ pub fn url_id_and_site(url: &str, scheme: &str) -> (String, String, String) {
 }
 
 /// The KCV of a clear key as the registry shows it: TDES encrypt-zeros, AES CMAC, HMAC
-/// the first 3 bytes of HMAC-SHA-256 over 16 zero bytes (ADR 9).
+/// the first 3 bytes of HMAC-SHA-256 over 16 zero bytes, key pairs the first 3 bytes of
+/// SHA-256 over the public key (ADR 9).
 pub fn kcv_of(algorithm: KeyAlgorithm, key: &SecretBytes) -> Result<String, HsmError> {
     use paycrypto::kcv;
     let value = match algorithm {
@@ -434,6 +438,13 @@ pub fn kcv_of(algorithm: KeyAlgorithm, key: &SecretBytes) -> Result<String, HsmE
         KeyAlgorithm::HmacSha256 => {
             let mac = paycrypto::mac::MacAlgorithm::HmacSha256.generate(key, &[0_u8; 16], 32)?;
             hex::encode_upper(&mac[..3])
+        }
+        KeyAlgorithm::Rsa2048
+        | KeyAlgorithm::Rsa3072
+        | KeyAlgorithm::Rsa4096
+        | KeyAlgorithm::EccP256
+        | KeyAlgorithm::EccP384 => {
+            asymmetric::check_value(&asymmetric::public_key(algorithm, key)?)
         }
     };
     Ok(value)

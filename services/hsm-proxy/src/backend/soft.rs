@@ -173,7 +173,9 @@ impl SoftBackend {
                 self.id
             ))
         })?;
-        if header.key_usage != key.spec.usage || clear.len() != key.spec.algorithm.key_len() {
+        let length_fits =
+            key.spec.algorithm.is_asymmetric() || clear.len() == key.spec.algorithm.key_len();
+        if header.key_usage != key.spec.usage || !length_fits {
             return Err(HsmError::Internal(format!(
                 "backend {}: a stored key does not match its registry entry",
                 self.id
@@ -405,6 +407,16 @@ impl Backend for SoftBackend {
     }
 
     async fn generate(&self, spec: &KeySpec) -> Result<StoredKey, HsmError> {
+        if spec.algorithm.is_asymmetric() {
+            let algorithm = spec.algorithm;
+            let private =
+                tokio::task::spawn_blocking(move || super::asymmetric::generate(algorithm))
+                    .await
+                    .map_err(|error| {
+                        HsmError::Internal(format!("key generation task: {error}"))
+                    })??;
+            return self.store(spec, &private).await;
+        }
         let mut material = Zeroizing::new(vec![0_u8; spec.algorithm.key_len()]);
         rand::rngs::OsRng.fill_bytes(&mut material);
         if spec.algorithm.is_tdes() {
@@ -521,6 +533,11 @@ impl Backend for SoftBackend {
         kcv_of(key.spec.algorithm, &clear)
     }
 
+    async fn public_key(&self, key: KeyRef<'_>) -> Result<Vec<u8>, HsmError> {
+        let private = self.load(key).await?;
+        super::asymmetric::public_key(key.spec.algorithm, &private)
+    }
+
     async fn delete(&self, handle: &str) -> Result<(), HsmError> {
         if let Some(Ok(mut cache)) = self.cache.as_ref().map(RwLock::write) {
             cache.remove(handle);
@@ -550,7 +567,8 @@ impl Backend for SoftBackend {
                 self.id
             ))
         })?;
-        if header.key_usage != spec.usage || key.len() != spec.algorithm.key_len() {
+        let length_fits = spec.algorithm.is_asymmetric() || key.len() == spec.algorithm.key_len();
+        if header.key_usage != spec.usage || !length_fits {
             return Err(HsmError::Internal("replica does not match its key".into()));
         }
         self.store(spec, &key).await
