@@ -358,8 +358,12 @@ mod tests {
                 "attributes.modeOfUse",
             ),
             (
-                attributes(pb::KeyAlgorithm::Tdes2key, "S0", ""),
+                attributes(pb::KeyAlgorithm::Tdes2key, "X9", ""),
                 "attributes.keyUsage",
+            ),
+            (
+                attributes(pb::KeyAlgorithm::Tdes2key, "S0", ""),
+                "attributes.algorithm",
             ),
             (
                 attributes(pb::KeyAlgorithm::Tdes2key, "p0", ""),
