@@ -88,8 +88,42 @@ async fn fresh_token(tag: &str) -> String {
     label
 }
 
+/// How many key objects SoftHSM2's file store holds for the token labelled `label` (one
+/// `*.object` file per object besides `token.object`), or `None` when the store is not found.
+fn token_objects(label: &str) -> Option<usize> {
+    let config = std::fs::read_to_string(
+        std::env::var("SOFTHSM2_CONF").unwrap_or_else(|_| "/etc/softhsm/softhsm2.conf".into()),
+    )
+    .ok()?;
+    let dir = config.lines().find_map(|line| {
+        let (name, value) = line.split_once('=')?;
+        (name.trim() == "directories.tokendir").then(|| value.trim().to_owned())
+    })?;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let Ok(token) = std::fs::read(entry.path().join("token.object")) else {
+            continue;
+        };
+        if token
+            .windows(label.len())
+            .any(|window| window == label.as_bytes())
+        {
+            let objects = std::fs::read_dir(entry.path())
+                .ok()?
+                .flatten()
+                .filter(|file| {
+                    let name = file.file_name();
+                    let name = name.to_string_lossy();
+                    name.ends_with(".object") && name != "token.object"
+                })
+                .count();
+            return Some(objects);
+        }
+    }
+    None
+}
+
 /// SQLite, the in-process bus and ONE pkcs11 backend on a fresh token.
-async fn pkcs11_service(tag: &str) -> TestService {
+async fn pkcs11_service(tag: &str) -> (TestService, String) {
     let label = fresh_token(tag).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let database = format!("sqlite://{}", dir.path().join("hsm.db").display());
@@ -110,7 +144,7 @@ async fn pkcs11_service(tag: &str) -> TestService {
     assert_eq!(members.len(), 1);
     assert_eq!(members[0].backend.kind(), "pkcs11");
     assert_eq!(members[0].backend.id(), "p11");
-    service
+    (service, label)
 }
 
 fn dukpt(ksn: &str, direction: pb::DukptDirection) -> Option<pb::Dukpt> {
@@ -895,7 +929,7 @@ async fn generated_keys(service: &TestService) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pkcs11_operations_with_published_vectors() {
-    let service = pkcs11_service("ops").await;
+    let (service, label) = pkcs11_service("ops").await;
     aes_data(&service).await;
     macs(&service).await;
     pin_data(&service).await;
@@ -903,6 +937,16 @@ async fn pkcs11_operations_with_published_vectors() {
     aes_dukpt(&service).await;
     generated_keys(&service).await;
     unsupported(&service).await;
+    // The DUKPT chains' derived keys were destroyed: the token holds the registry's keys only.
+    let keys = service
+        .hsm
+        .list_keys(&pb::ListKeysRequest {
+            tenant_id: TENANT.into(),
+        })
+        .unwrap()
+        .keys
+        .len();
+    assert_eq!(token_objects(&label), Some(keys));
     service.stop().await;
 }
 
@@ -1240,7 +1284,7 @@ fn soft_and_pkcs11_give_the_same_answers() {
         .build()
         .unwrap();
     let (soft, pkcs11) =
-        runtime.block_on(async { (common::embedded().await, pkcs11_service("same").await) });
+        runtime.block_on(async { (common::embedded().await, pkcs11_service("same").await.0) });
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: 6,
         failure_persistence: None,
