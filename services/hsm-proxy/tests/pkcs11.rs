@@ -330,7 +330,8 @@ async fn verify_mac(
 /// paycrypto's tests/mac.rs.
 async fn macs(service: &TestService) {
     use pb::KeyAlgorithm::{Aes128, Tdes2key};
-    import_known(
+    // The KCVs are the token's (its CMAC, its TDES encryption), equal to paycrypto's.
+    let cmac_key = import_known(
         service,
         TENANT,
         attributes(Aes128, "M6", "C", ""),
@@ -338,7 +339,13 @@ async fn macs(service: &TestService) {
         "cmac",
     )
     .await;
-    import_known(
+    assert_eq!(
+        cmac_key.kcv,
+        paycrypto::kcv::aes_kcv_cmac(&SecretBytes::new(h("2B7E151628AED2A6ABF7158809CF4F3C")))
+            .unwrap()
+            .to_hex()
+    );
+    let alg1_key = import_known(
         service,
         TENANT,
         attributes(Tdes2key, "M1", "C", ""),
@@ -346,6 +353,12 @@ async fn macs(service: &TestService) {
         "alg1",
     )
     .await;
+    assert_eq!(
+        alg1_key.kcv,
+        paycrypto::kcv::tdes_kcv(&SecretBytes::new(h(ZPK)))
+            .unwrap()
+            .to_hex()
+    );
     let message = h("6BC1BEE22E409F96E93D7E117393172A");
     let expected = "070A16B46B4D4144F79BDD9DD04A287C";
     let cmac = pb::MacAlgorithm::Cmac;
