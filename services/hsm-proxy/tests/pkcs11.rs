@@ -1476,3 +1476,104 @@ fn soft_and_pkcs11_give_the_same_answers() {
     });
     result.unwrap();
 }
+
+/// The keys the backend makes stay in the token: sensitive, non-extractable, never readable,
+/// with exactly the uses their TR-31 usage and mode need (none for usages the token cannot
+/// serve). Checked on the token itself through hsm-pkcs11.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pkcs11_keys_are_non_extractable_with_least_privilege() {
+    use hsm_pkcs11::KeyUses;
+    use pb::KeyAlgorithm::{Aes128, Tdes2key};
+    let (service, label) = pkcs11_service("keys").await;
+    let cases = [
+        (Aes128, "D0", "E", KeyUses::ENCRYPT),
+        (Aes128, "M6", "C", KeyUses::SIGN | KeyUses::VERIFY),
+        (Tdes2key, "M1", "C", KeyUses::ENCRYPT),
+        (Tdes2key, "P0", "D", KeyUses::DECRYPT),
+        (Tdes2key, "V2", "C", KeyUses::ENCRYPT),
+        (Aes128, "B0", "X", KeyUses::DERIVE),
+        (Tdes2key, "C0", "C", KeyUses::NONE),
+        (Tdes2key, "E0", "X", KeyUses::NONE),
+    ];
+    let config = hsm_pkcs11::Pkcs11Config::from_url(
+        &format!("pkcs11://{}?token={label}", module_path()),
+        SecretString::from(USER_PIN),
+    )
+    .unwrap();
+    let token = hsm_pkcs11::Token::open(config).await.expect("open token");
+    for (n, (algorithm, usage, mode, uses)) in cases.into_iter().enumerate() {
+        let alias = format!("key-{n}");
+        let _: pb::Key = service
+            .call(
+                "CreateKey",
+                &pb::CreateKeyRequest {
+                    tenant_id: TENANT.into(),
+                    attributes: Some(attributes(algorithm, usage, mode, "E")),
+                    alias: alias.clone(),
+                },
+            )
+            .await
+            .expect("create");
+        let entry = service
+            .hsm
+            .registry()
+            .resolve(TENANT, &format!("alias/{alias}"))
+            .unwrap();
+        let handle = entry.handle_on("p11").expect("held by the pkcs11 backend");
+        let info = token.find(handle).await.expect("in the token");
+        assert!(info.sensitive, "{usage}{mode}");
+        assert!(
+            !info.extractable,
+            "{usage}{mode}: exportable in TR-31 terms, never extractable"
+        );
+        assert!(info.local, "{usage}{mode}: generated inside the token");
+        assert_eq!(info.uses, uses, "{usage}{mode}");
+        assert!(
+            !token.value_readable(handle).await.unwrap(),
+            "{usage}{mode}"
+        );
+    }
+    let findings = service.hsm.consistency().await;
+    assert!(findings.is_empty(), "{findings:?}");
+    service.stop().await;
+}
+
+/// Opening a pkcs11:// backend: the PIN must be configured and right, the token must exist;
+/// each failure is typed and names no secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pkcs11_backend_opening_errors() {
+    use hsm_proxy::backend::{BackendSecrets, connect};
+    use hsm_proxy::error::HsmError;
+    let label = fresh_token("open").await;
+    let url = format!("pkcs11://{}?token={label}&id=a&site=b", module_path());
+    let with_pin = |pin: &str| BackendSecrets {
+        soft_lmk: None,
+        pkcs11_pin: Some(SecretString::from(pin.to_owned())),
+    };
+    let backend = connect(&url, &with_pin(USER_PIN)).await.expect("open");
+    assert_eq!(
+        (backend.kind(), backend.id(), backend.site()),
+        ("pkcs11", "a", "b")
+    );
+    backend.check().await.expect("healthy");
+    assert!(matches!(
+        connect(&url, &BackendSecrets::default()).await,
+        Err(HsmError::Invalid { .. })
+    ));
+    match connect(&url, &with_pin("wrong-pin-999")).await {
+        Err(HsmError::Unavailable(message)) => assert!(!message.contains("wrong-pin-999")),
+        other => panic!("wrong PIN: {other:?}"),
+    }
+    assert!(matches!(
+        connect(
+            &format!("pkcs11://{}?token=mt-no-such-token", module_path()),
+            &with_pin(USER_PIN)
+        )
+        .await,
+        Err(HsmError::Unavailable(_))
+    ));
+    assert!(matches!(
+        connect(&format!("{url}&colour=blue"), &with_pin(USER_PIN)).await,
+        Err(HsmError::Invalid { .. })
+    ));
+}
