@@ -335,7 +335,7 @@ impl Pkcs11Backend {
                 HsmError::WrongKeyUsage(format!("backend {}: {error}", self.id))
             }
             TokenError::Unsupported(reason) => {
-                HsmError::Unsupported(format!("pkcs11 backend {}: {reason}", self.id))
+                unsupported(&format!("do this ({reason}) for backend {}", self.id))
             }
             TokenError::NotExportable(_) => unsupported("export a key"),
             TokenError::VerificationFailed => {
