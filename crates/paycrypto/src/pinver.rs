@@ -357,6 +357,12 @@ impl ValidationData {
         Self::padded(&nibbles, pad)
     }
 
+    /// The 16 padded hex digit values (0 to 15), for an HSM backend that enciphers them itself
+    /// (e.g. a PKCS#11 token). Usually PAN digits: never log them.
+    pub fn digits(&self) -> &[u8; 16] {
+        &self.0
+    }
+
     /// Validation data taken from the PAN: `len` digits (4 to 16) starting at digit `start`
     /// (0-based, from the left), right-padded to 16 digits with `pad`.
     pub fn from_pan(pan: &Pan, start: usize, len: usize, pad: char) -> Result<Self, CryptoError> {

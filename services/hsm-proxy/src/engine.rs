@@ -346,6 +346,8 @@ impl Hsm {
         if others.is_empty() {
             return Ok(backend_keys);
         }
+        // A backend that cannot export replicas (pkcs11://) keeps its keys to itself; the
+        // consistency check reports the backends that lack them.
         let replica = match origin
             .backend
             .export_replica(KeyRef {

@@ -33,6 +33,8 @@ pub mod vars {
     pub const BACKENDS: &str = "MPOS_HSM_BACKENDS";
     /// The soft:// backends' local master key: 64 hex digits (AES-256).
     pub const SOFT_LMK: &str = "MPOS_HSM_SOFT_LMK";
+    /// The user PIN of the pkcs11:// backends' tokens.
+    pub const PKCS11_PIN: &str = "MPOS_HSM_PKCS11_PIN";
     /// The site this instance runs at (its backends are preferred).
     pub const SITE: &str = "MPOS_HSM_SITE";
     /// An attempt slower than this (ms) fails over to another backend.
@@ -48,6 +50,8 @@ pub struct HsmConfig {
     pub backends: Vec<String>,
     /// The soft backends' LMK.
     pub soft_lmk: Option<SecretBytes>,
+    /// The pkcs11 backends' user PIN.
+    pub pkcs11_pin: Option<SecretString>,
     /// Pool tuning.
     pub pool: PoolConfig,
 }
@@ -68,9 +72,11 @@ impl HsmConfig {
         let soft_lmk = vars
             .hex_bytes::<32>(vars::SOFT_LMK)?
             .map(|lmk| SecretBytes::from_slice(lmk.expose_secret()));
+        let pkcs11_pin = vars.optional_secret(vars::PKCS11_PIN, 4)?;
         Ok(Self {
             backends,
             soft_lmk,
+            pkcs11_pin,
             pool: PoolConfig {
                 local_site: vars.string(
                     vars::SITE,
@@ -137,9 +143,13 @@ pub async fn start(
             "name at least one backend",
         )));
     }
+    let secrets = backend::BackendSecrets {
+        soft_lmk: hsm_config.soft_lmk.clone(),
+        pkcs11_pin: hsm_config.pkcs11_pin.clone(),
+    };
     let mut backends = Vec::new();
     for url in &hsm_config.backends {
-        backends.push(backend::connect(url, hsm_config.soft_lmk.as_ref()).await?);
+        backends.push(backend::connect(url, &secrets).await?);
     }
     let (pool, mut health_changes) = Pool::new(backends, hsm_config.pool.clone());
     let pool = Arc::new(pool);

@@ -4,8 +4,10 @@
 //! | URL | backend |
 //! |---|---|
 //! | `soft://<dir>[?id=x&site=y&cache=off]` | software HSM over `paycrypto`, keys in `<dir>` as TR-31 blocks under a local master key (LMK); not for production |
+//! | `pkcs11://<module path>?token=<label>[&sessions=n&id=x&site=y]` | a PKCS#11 token (`hsm-pkcs11`): keys generated or imported inside the token, non-extractable; what the token cannot do inside its boundary is `Unsupported` (see `docs/hsm-proxy.md`) |
 
 pub mod asymmetric;
+pub mod pkcs11;
 pub mod soft;
 
 use std::fmt;
@@ -14,6 +16,7 @@ use std::sync::Arc;
 use paycrypto::SecretBytes;
 use paycrypto::pin::{Pan, PinBlockFormat};
 use paycrypto::tr31::KeyBlockHeader;
+use secrecy::SecretString;
 
 use crate::error::HsmError;
 use crate::spec::{KeyAlgorithm, KeySpec};
@@ -373,16 +376,32 @@ pub trait Backend: Send + Sync + fmt::Debug {
     async fn run(&self, operation: Operation<'_>) -> Result<Outcome, HsmError>;
 }
 
-/// Connects to the backend a URL names. `soft_lmk` is the software backend's local master
-/// key (32 bytes).
-pub async fn connect(
-    url: &str,
-    soft_lmk: Option<&SecretBytes>,
-) -> Result<Arc<dyn Backend>, HsmError> {
+/// The secrets backends are opened with (from configuration). `Debug` shows no secret.
+#[derive(Clone, Debug, Default)]
+pub struct BackendSecrets {
+    /// The software backend's local master key (32 bytes).
+    pub soft_lmk: Option<SecretBytes>,
+    /// The user PIN of `pkcs11://` tokens.
+    pub pkcs11_pin: Option<SecretString>,
+}
+
+/// Connects to the backend a URL names, with the secrets it needs.
+pub async fn connect(url: &str, secrets: &BackendSecrets) -> Result<Arc<dyn Backend>, HsmError> {
     let scheme = url.split_once("://").map(|(scheme, _)| scheme);
     match scheme {
+        Some("pkcs11") => {
+            let pin = secrets.pkcs11_pin.as_ref().ok_or_else(|| {
+                HsmError::invalid(
+                    "MPOS_HSM_PKCS11_PIN",
+                    "pkcs11:// backends need the token's user PIN",
+                )
+            })?;
+            Ok(Arc::new(
+                pkcs11::Pkcs11Backend::open(url, pin.clone()).await?,
+            ))
+        }
         Some("soft") => {
-            let lmk = soft_lmk.ok_or_else(|| {
+            let lmk = secrets.soft_lmk.as_ref().ok_or_else(|| {
                 HsmError::invalid(
                     "MPOS_HSM_SOFT_LMK",
                     "soft:// backends need a local master key",
@@ -392,7 +411,10 @@ pub async fn connect(
         }
         _ => Err(HsmError::invalid(
             "backend url",
-            format!("{url:?}: accepted soft://<dir>[?id=x&site=y]"),
+            format!(
+                "{url:?}: accepted soft://<dir>[?id=x&site=y] and \
+                 pkcs11://<module>?token=<label>[&id=x&site=y]"
+            ),
         )),
     }
 }

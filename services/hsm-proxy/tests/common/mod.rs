@@ -133,6 +133,26 @@ pub async fn start(
     bus_url: &str,
     backends: Vec<String>,
 ) -> TestService {
+    start_with(
+        dir,
+        database_url,
+        bus_url,
+        backends,
+        None,
+        Duration::from_millis(500),
+    )
+    .await
+}
+
+/// Like [`start`], with the pkcs11 backends' user PIN and the pool's attempt timeout.
+pub async fn start_with(
+    dir: tempfile::TempDir,
+    database_url: &str,
+    bus_url: &str,
+    backends: Vec<String>,
+    pkcs11_pin: Option<&str>,
+    attempt_timeout: Duration,
+) -> TestService {
     let vars = Vars::from_pairs(vec![
         ("MPOS_DATABASE_URL", database_url.to_owned()),
         ("MPOS_BUS_URL", bus_url.to_owned()),
@@ -144,9 +164,10 @@ pub async fn start(
     let hsm_config = HsmConfig {
         backends,
         soft_lmk: Some(SecretBytes::from_hex("lmk", LMK).expect("lmk")),
+        pkcs11_pin: pkcs11_pin.map(|pin| SecretString::from(pin.to_owned())),
         pool: hsm_proxy::pool::PoolConfig {
             local_site: "local".into(),
-            attempt_timeout: Duration::from_millis(500),
+            attempt_timeout,
             check_interval: Duration::from_millis(100),
         },
     };
