@@ -9,6 +9,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut files = Vec::new();
     collect_protos(&proto_root, &mut files)?;
     files.sort();
+    // The directory too: a new .proto file must rerun this script (a file list alone only
+    // notices changes to the files it had).
+    println!("cargo:rerun-if-changed={}", proto_root.display());
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());
     }
