@@ -4,7 +4,9 @@
 //! | URL | backend |
 //! |---|---|
 //! | `soft://<dir>[?id=x&site=y&cache=off]` | software HSM over `paycrypto`, keys in `<dir>` as TR-31 blocks under a local master key (LMK); not for production |
+//! | `payshield://host:port[?id=x&site=y&header=4&connections=4&timeout_ms=400]` | a payShield-compatible HSM over host commands; keys are `S` key blocks under its LMK |
 
+pub mod payshield;
 pub mod soft;
 
 use std::fmt;
@@ -387,6 +389,7 @@ pub async fn connect(
             })?;
             Ok(Arc::new(soft::SoftBackend::open(url, lmk.clone()).await?))
         }
+        Some("payshield") => Ok(Arc::new(payshield::PayShieldBackend::open(url)?)),
         _ => Err(HsmError::invalid(
             "backend url",
             format!("{url:?}: accepted soft://<dir>[?id=x&site=y]"),
