@@ -34,6 +34,10 @@ const ZPK_B: &str = "1C1C1C1C1C1C1C1C2A2A2A2A2A2A2A2A";
 const CLEAR_PIN_BLOCK: &str = "041274EDCBA9876F";
 const PAN: &str = "4012345678909";
 
+/// The tests of this file run one at a time: the failover test measures a rate, and the
+/// machine's cores are shared.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn lmk() -> SecretBytes {
     SecretBytes::from_hex("lmk", common::LMK).unwrap()
 }
@@ -78,11 +82,7 @@ impl Custodian {
             )
             .await
             .expect("create kek");
-        let entry = service
-            .hsm
-            .registry()
-            .resolve(TENANT, "alias/kek")
-            .unwrap();
+        let entry = service.hsm.registry().resolve(TENANT, "alias/kek").unwrap();
         let handle = entry.handle_on(backend_id).expect("kek on the backend");
         let block = handle.strip_prefix('S').expect("an S key block");
         let (header, kek) = tr31::unwrap(lmk().expose(), block).unwrap();
@@ -504,10 +504,17 @@ async fn unsupported_and_bad_input(service: &TestService) {
         .unwrap_err();
     cases.push(("re-encryption", error, "M4"));
     let error = service
-        .call::<_, pb::TranslatePinDataResponse>("TranslatePinData", &cc_request("0123456789ABCDEF"))
+        .call::<_, pb::TranslatePinDataResponse>(
+            "TranslatePinData",
+            &cc_request("0123456789ABCDEF"),
+        )
         .await
         .unwrap_err();
-    cases.push(("a PIN block that does not decipher to a valid block", error, "20"));
+    cases.push((
+        "a PIN block that does not decipher to a valid block",
+        error,
+        "20",
+    ));
     let error = service
         .call::<_, pb::EncryptDataResponse>(
             "EncryptData",
@@ -535,6 +542,7 @@ async fn unsupported_and_bad_input(service: &TestService) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_supported_operation_over_one_simulator() {
+    let _serial = SERIAL.lock().await;
     let sim = simulator("127.0.0.1:0").await;
     let service = common::embedded_with(vec![url(&sim, "ps-a")]).await;
     let custodian = Custodian::new(&service, "ps-a").await;
@@ -595,7 +603,11 @@ async fn pool_of_three() -> (Vec<RunningSimulator>, Arc<TestService>) {
     pin_keys(&custodian, &service).await;
     for alias in ["alias/kek", "alias/zpk", "alias/zpk-b"] {
         let entry = service.hsm.registry().resolve(TENANT, alias).unwrap();
-        assert_eq!(entry.backend_keys.len(), 3, "{alias} replicated to every hsm");
+        assert_eq!(
+            entry.backend_keys.len(),
+            3,
+            "{alias} replicated to every hsm"
+        );
     }
     (sims, Arc::new(service))
 }
@@ -657,12 +669,13 @@ async fn stop_service(service: Arc<TestService>) {
 /// are in the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failover_when_a_simulator_is_killed_and_restarted() {
+    let _serial = SERIAL.lock().await;
     let (mut sims, service) = pool_of_three().await;
     let victim = "ps-1";
     let addr = sims[1].local_addr().to_string();
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let workers = load(&service, 24, &stop);
+    let workers = load(&service, 32, &stop);
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     let killed = sims.remove(1);
@@ -692,7 +705,10 @@ async fn failover_when_a_simulator_is_killed_and_restarted() {
     );
     assert_eq!(failed, 0, "client operations failed");
     assert!(seen_down, "the killed backend did not leave rotation");
-    assert!(seen_up_again, "the restarted backend did not rejoin rotation");
+    assert!(
+        seen_up_again,
+        "the restarted backend did not rejoin rotation"
+    );
     assert!(rate >= 1_000.0, "only {rate:.0} operations/s");
     let member = service.hsm.pool().member(victim).unwrap();
     assert!(member.is_healthy());
@@ -718,6 +734,7 @@ async fn failover_when_a_simulator_is_killed_and_restarted() {
 /// others) and the slow backend leaves rotation; without the delay it comes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_simulator_leaves_rotation_and_operations_succeed() {
+    let _serial = SERIAL.lock().await;
     let (sims, service) = pool_of_three().await;
     let slow = "ps-2";
     sims[2].set_delay(Duration::from_millis(800));
@@ -746,7 +763,11 @@ async fn a_slow_simulator_leaves_rotation_and_operations_succeed() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(back.load(Ordering::Relaxed), 1, "the backend did not come back");
+    assert_eq!(
+        back.load(Ordering::Relaxed),
+        1,
+        "the backend did not come back"
+    );
     stop_service(service).await;
     for sim in sims {
         sim.shutdown().await;

@@ -52,8 +52,8 @@ use payshield::codec::{
 use tokio::sync::OnceCell;
 
 use super::{
-    Arpc, Backend, Cipher, CipherMode, Dukpt, KeyRef, Mac, MasterKeyDerivation, Operation,
-    Outcome, StoredKey, Tr31Export, Working, url_id_and_site, url_query,
+    Arpc, Backend, Cipher, CipherMode, Dukpt, KeyRef, Mac, MasterKeyDerivation, Operation, Outcome,
+    StoredKey, Tr31Export, Working, url_id_and_site, url_query,
 };
 use crate::error::HsmError;
 use crate::spec::{KeyAlgorithm, KeySpec};
@@ -126,7 +126,10 @@ fn key_field(handle: &str) -> Result<KeyField, HsmError> {
 }
 
 /// The attributes of a key block for A0 and A6.
-fn attributes(spec: &KeySpec, exportability: Exportability) -> Result<KeyBlockAttributes, HsmError> {
+fn attributes(
+    spec: &KeySpec,
+    exportability: Exportability,
+) -> Result<KeyBlockAttributes, HsmError> {
     let algorithm = match spec.algorithm {
         KeyAlgorithm::Tdes2 => "T2",
         KeyAlgorithm::Tdes3 => "T3",
@@ -315,7 +318,11 @@ impl PayShieldBackend {
     async fn check_value(&self, handle: &str, spec: &KeySpec) -> Result<String, HsmError> {
         let request = Request::KeyCheckValue(KeyCheckValueRequest {
             key_type_code: "FF".to_owned(),
-            key_length_flag: if spec.algorithm.key_len() == 16 { '1' } else { '2' },
+            key_length_flag: if spec.algorithm.key_len() == 16 {
+                '1'
+            } else {
+                '2'
+            },
             key: key_field(handle)?,
         });
         match self.send(&request, KeyOrigin::Handles).await? {
@@ -328,7 +335,11 @@ impl PayShieldBackend {
 
     fn unexpected(&self, response: &Response) -> HsmError {
         let kind = format!("{response:?}");
-        let kind = kind.split([' ', '{', '(']).next().unwrap_or_default().to_owned();
+        let kind = kind
+            .split([' ', '{', '('])
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         HsmError::Unavailable(format!("backend {}: unexpected answer {kind}", self.id))
     }
 
@@ -384,16 +395,17 @@ impl PayShieldBackend {
             }
             Some(Dukpt::Aes { .. }) => {
                 return Err(HsmError::Unsupported(
-                    "AES DUKPT PIN translation: no AES DUKPT host command in crates/payshield".into(),
+                    "AES DUKPT PIN translation: no AES DUKPT host command in crates/payshield"
+                        .into(),
                 ));
             }
         };
         match self.send(&request, KeyOrigin::Handles).await? {
-            Response::TranslatePin { pin_block, .. } => Ok(Outcome::Bytes(
-                hex::decode(&pin_block.0).map_err(|_| {
+            Response::TranslatePin { pin_block, .. } => {
+                Ok(Outcome::Bytes(hex::decode(&pin_block.0).map_err(|_| {
                     HsmError::Unavailable(format!("backend {}: PIN block not hex", self.id))
-                })?,
-            )),
+                })?))
+            }
             other => Err(self.unexpected(&other)),
         }
     }
@@ -407,7 +419,8 @@ impl PayShieldBackend {
     ) -> Result<Request, HsmError> {
         if key.dukpt.is_some() {
             return Err(HsmError::Unsupported(
-                "DUKPT MAC keys: M6/M8 in crates/payshield take a stored MAC key, no BDK and KSN".into(),
+                "DUKPT MAC keys: M6/M8 in crates/payshield take a stored MAC key, no BDK and KSN"
+                    .into(),
             ));
         }
         let (code, padding) = match algorithm {
@@ -484,7 +497,8 @@ impl PayShieldBackend {
         let pan = request.pan.expose();
         if request.derivation == MasterKeyDerivation::OptionB && pan.len() > 16 {
             return Err(HsmError::Unsupported(
-                "EMV option B (PANs over 16 digits): KQ in crates/payshield derives with option A".into(),
+                "EMV option B (PANs over 16 digits): KQ in crates/payshield derives with option A"
+                    .into(),
             ));
         }
         let (scheme, atc, un) = match request.session {
@@ -577,7 +591,13 @@ fn tr31_key_len(header: &KeyBlockHeader, block: &str, layout_header: usize) -> O
         .iter()
         .copied()
         .find(|len| padded(*len) == field)
-        .or_else(|| lengths.iter().copied().rev().find(|len| padded(*len) <= field))
+        .or_else(|| {
+            lengths
+                .iter()
+                .copied()
+                .rev()
+                .find(|len| padded(*len) <= field)
+        })
 }
 
 #[async_trait::async_trait]
@@ -704,8 +724,12 @@ impl Backend for PayShieldBackend {
         // A8 in crates/payshield has no field for the exported block's attributes: the block
         // carries the key's own exportability. Refuse rather than hand out a block that
         // allows more than was asked.
-        let (header, _) = KeyBlockHeader::parse(&block)
-            .map_err(|_| HsmError::Unavailable(format!("backend {}: A8 answered a malformed key block", self.id)))?;
+        let (header, _) = KeyBlockHeader::parse(&block).map_err(|_| {
+            HsmError::Unavailable(format!(
+                "backend {}: A8 answered a malformed key block",
+                self.id
+            ))
+        })?;
         if header.exportability != export.exportability {
             return Err(HsmError::Unsupported(format!(
                 "an exported block with exportability {}: A8 in crates/payshield keeps the key's own ({}); ask for exportability {}",
@@ -847,9 +871,10 @@ mod tests {
 
     #[test]
     fn urls() {
-        let backend =
-            PayShieldBackend::open("payshield://127.0.0.1:1500?id=hsm-a&site=fra&connections=8&timeout_ms=250")
-                .unwrap();
+        let backend = PayShieldBackend::open(
+            "payshield://127.0.0.1:1500?id=hsm-a&site=fra&connections=8&timeout_ms=250",
+        )
+        .unwrap();
         assert_eq!(backend.id, "hsm-a");
         assert_eq!(backend.site, "fra");
         assert_eq!(backend.addr, "127.0.0.1:1500");
