@@ -342,13 +342,20 @@ impl Hsm {
         if others.is_empty() {
             return Ok(backend_keys);
         }
-        let replica = origin
+        let replica = match origin
             .backend
             .export_replica(KeyRef {
                 handle: &first.handle,
                 spec,
             })
-            .await?;
+            .await
+        {
+            Ok(replica) => replica,
+            Err(error) => {
+                tracing::warn!(backend = origin_backend, %error, "key not replicated; the consistency check will report it");
+                return Ok(backend_keys);
+            }
+        };
         for member in others {
             match member.backend.import_replica(spec, &replica).await {
                 Ok(stored) if stored.kcv == first.kcv => backend_keys.push(pb::BackendKey {

@@ -64,6 +64,17 @@ struct Handler {
 #[async_trait::async_trait]
 impl RequestHandler for Handler {
     async fn handle(&self, request: Message) -> Result<Message, ServiceError> {
+        // A span per request, continuing the caller's trace (W3C traceparent header).
+        let span = tracing::info_span!("hsm request", operation = self.operation);
+        if let Some(traceparent) = request.headers.get("traceparent") {
+            mpos_telemetry::set_parent_from_traceparent(&span, traceparent);
+        }
+        tracing::Instrument::instrument(self.dispatch(request), span).await
+    }
+}
+
+impl Handler {
+    async fn dispatch(&self, request: Message) -> Result<Message, ServiceError> {
         let actor = request
             .headers
             .get(ACTOR_HEADER)

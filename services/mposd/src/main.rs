@@ -3,9 +3,11 @@
 //! with nothing else installed.
 //!
 //! Variables (all optional): `MPOS_DATA_DIR` (default `./data`), `MPOS_HTTP_ADDR` (default
-//! `127.0.0.1:8080`), `MPOS_ADMIN_ADDR` (default `127.0.0.1:9090`), `MPOS_OPERATOR_TOKEN`,
-//! `MPOS_CHAIN_SIGNING_KEY` (generated into the data directory when absent), `MPOS_LOG`,
-//! `MPOS_LOG_FORMAT`, `MPOS_OTLP_ENDPOINT`.
+//! `127.0.0.1:8080`), `MPOS_HSM_HTTP_ADDR` (the hsm-proxy's admin API, default
+//! `127.0.0.1:8085`), `MPOS_ADMIN_ADDR` (default `127.0.0.1:9090`), `MPOS_OPERATOR_TOKEN`,
+//! `MPOS_CHAIN_SIGNING_KEY` and `MPOS_HSM_SOFT_LMK` (generated into the data directory when
+//! absent), `MPOS_HSM_BACKENDS` (default: one soft:// backend in the data directory),
+//! `MPOS_LOG`, `MPOS_LOG_FORMAT`, `MPOS_OTLP_ENDPOINT`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,8 @@ const DATA_DIR: &str = "MPOS_DATA_DIR";
 const OPERATOR_TOKEN: &str = "MPOS_OPERATOR_TOKEN";
 const OPERATOR_TOKEN_FILE: &str = "operator-token";
 const SIGNING_KEY_FILE: &str = "chain-signing.key";
+const SOFT_LMK_FILE: &str = "hsm-soft-lmk.key";
+const HSM_HTTP_ADDR: &str = "MPOS_HSM_HTTP_ADDR";
 
 /// Reads a secret file of the data directory, or creates it (mode 0600) with `generate()`.
 fn load_or_create(path: &Path, generate: impl FnOnce() -> String) -> std::io::Result<String> {
@@ -53,6 +57,8 @@ fn random_hex(bytes: usize) -> String {
 struct Embedded {
     data_dir: PathBuf,
     vars: Vars,
+    /// The same settings for the hsm-proxy: its own log, its own listener.
+    hsm_vars: Vars,
     operator_token: SecretString,
 }
 
@@ -84,12 +90,20 @@ fn embedded_settings(environment: &Vars) -> Result<Embedded, String> {
             .map_err(|error| format!("signing key file: {error}"))?,
         )
     };
-    let database = format!(
-        "sqlite://{}",
-        data_dir
-            .join(format!("{}.db", terminal_management::SERVICE))
-            .display()
-    );
+    let database = |service: &str| {
+        format!(
+            "sqlite://{}",
+            data_dir.join(format!("{service}.db")).display()
+        )
+    };
+    let soft_lmk = if environment.is_set(hsm_proxy::service::vars::SOFT_LMK) {
+        None
+    } else {
+        Some(
+            load_or_create(&data_dir.join(SOFT_LMK_FILE), || random_hex(32))
+                .map_err(|error| format!("soft hsm lmk file: {error}"))?,
+        )
+    };
     let mut pairs: Vec<(String, String)> = environment
         .names()
         .filter_map(|name| {
@@ -104,14 +118,41 @@ fn embedded_settings(environment: &Vars) -> Result<Embedded, String> {
             pairs.push((name.to_owned(), value));
         }
     };
-    default(mpos_service::vars::DATABASE_URL, database);
     default(mpos_service::vars::BUS_URL, "memory://mposd".to_owned());
     if let Some(key) = signing_key {
         default(mpos_service::vars::CHAIN_SIGNING_KEY, key);
     }
+    if let Some(lmk) = soft_lmk {
+        default(hsm_proxy::service::vars::SOFT_LMK, lmk);
+    }
+    default(
+        hsm_proxy::service::vars::BACKENDS,
+        format!("soft://{}", data_dir.join("hsm-keys").display()),
+    );
+    let mut hsm_pairs = pairs.clone();
+    if !environment.is_set(mpos_service::vars::DATABASE_URL) {
+        pairs.push((
+            mpos_service::vars::DATABASE_URL.to_owned(),
+            database(terminal_management::SERVICE),
+        ));
+    }
+    hsm_pairs.retain(|(name, _)| {
+        name != mpos_service::vars::DATABASE_URL && name != mpos_service::vars::HTTP_ADDR
+    });
+    hsm_pairs.push((
+        mpos_service::vars::DATABASE_URL.to_owned(),
+        database(hsm_proxy::SERVICE),
+    ));
+    hsm_pairs.push((
+        mpos_service::vars::HTTP_ADDR.to_owned(),
+        environment
+            .string(HSM_HTTP_ADDR, Some("127.0.0.1:8085"), "host:port")
+            .map_err(|error| error.to_string())?,
+    ));
     Ok(Embedded {
         data_dir,
         vars: Vars::from_pairs(pairs),
+        hsm_vars: Vars::from_pairs(hsm_pairs),
         operator_token,
     })
 }
@@ -142,12 +183,25 @@ async fn main() -> ExitCode {
             }
         };
 
-    let api_listener = match tokio::net::TcpListener::bind(config.http_addr).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("cannot listen on {}: {error}", config.http_addr);
-            return ExitCode::FAILURE;
+    let hsm_common = exit_on_error(CommonConfig::from_vars(
+        &embedded.hsm_vars,
+        hsm_proxy::SERVICE,
+        "127.0.0.1:8085",
+        "127.0.0.1:9090",
+    ));
+    let hsm_config = exit_on_error(hsm_proxy::service::HsmConfig::from_vars(&embedded.hsm_vars));
+    let mut listeners = Vec::new();
+    for address in [config.http_addr, hsm_common.http_addr] {
+        match tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => listeners.push(listener),
+            Err(error) => {
+                eprintln!("cannot listen on {address}: {error}");
+                return ExitCode::FAILURE;
+            }
         }
+    }
+    let (Some(hsm_listener), Some(api_listener)) = (listeners.pop(), listeners.pop()) else {
+        return ExitCode::FAILURE;
     };
     let launch = match Launch::start(&config, telemetry.metrics()).await {
         Ok(launch) => launch,
@@ -178,6 +232,32 @@ async fn main() -> ExitCode {
         }
     };
 
+    // The hsm-proxy: its own SQLite log, the same in-process bus, a soft:// backend.
+    let hsm_infrastructure = mpos_service::Infrastructure::default();
+    let Some((hsm_store, hsm_bus)) = hsm_infrastructure.connect(&hsm_common, &cancel).await else {
+        return ExitCode::SUCCESS;
+    };
+    let hsm = match hsm_proxy::service::start(
+        &hsm_common,
+        &hsm_config,
+        hsm_store.clone(),
+        &hsm_bus,
+        &hsm_infrastructure,
+        &embedded.operator_token,
+        hsm_listener,
+        &cancel,
+    )
+    .await
+    {
+        Ok(running) => running,
+        Err(error) => {
+            eprintln!("cannot start hsm-proxy: {error}");
+            cancel.cancel();
+            running.join().await;
+            return ExitCode::FAILURE;
+        }
+    };
+
     let token_hint = if environment.is_set(OPERATOR_TOKEN) {
         format!("from {OPERATOR_TOKEN}")
     } else {
@@ -192,6 +272,10 @@ async fn main() -> ExitCode {
         running.http_addr
     );
     println!(
+        "mposd: hsm   http://{}  (hsm-proxy admin api; backend soft://, a software hsm: not for production)",
+        hsm.http_addr
+    );
+    println!(
         "mposd: admin http://{}  (/livez /readyz /metrics)",
         launch.admin_addr
     );
@@ -199,8 +283,10 @@ async fn main() -> ExitCode {
     let _ = std::io::stdout().flush();
 
     running.join().await;
+    hsm.join().await;
     launch.finish().await;
     store.close().await;
+    hsm_store.close().await;
     println!("mposd: stopped");
     ExitCode::SUCCESS
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 struct Mposd {
     child: Child,
     api: String,
+    hsm: String,
     admin: String,
     lines: std::sync::mpsc::Receiver<String>,
 }
@@ -17,6 +18,7 @@ fn start(data_dir: &std::path::Path) -> Mposd {
         .env("MPOS_DATA_DIR", data_dir)
         .env("MPOS_HTTP_ADDR", "127.0.0.1:0")
         .env("MPOS_ADMIN_ADDR", "127.0.0.1:0")
+        .env("MPOS_HSM_HTTP_ADDR", "127.0.0.1:0")
         .env("MPOS_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -31,13 +33,16 @@ fn start(data_dir: &std::path::Path) -> Mposd {
             }
         }
     });
-    let (mut api, mut admin) = (None, None);
+    let (mut api, mut hsm, mut admin) = (None, None, None);
     loop {
         let line = lines
             .recv_timeout(Duration::from_secs(60))
             .expect("mposd prints where it listens");
         if let Some(rest) = line.strip_prefix("mposd: api   ") {
             api = rest.split_whitespace().next().map(str::to_owned);
+        }
+        if let Some(rest) = line.strip_prefix("mposd: hsm   ") {
+            hsm = rest.split_whitespace().next().map(str::to_owned);
         }
         if let Some(rest) = line.strip_prefix("mposd: admin ") {
             admin = rest.split_whitespace().next().map(str::to_owned);
@@ -49,6 +54,7 @@ fn start(data_dir: &std::path::Path) -> Mposd {
     Mposd {
         child,
         api: api.expect("api"),
+        hsm: hsm.expect("hsm"),
         admin: admin.expect("admin"),
         lines,
     }
@@ -62,7 +68,9 @@ fn interrupt(mposd: &mut Mposd) {
     assert!(status.success());
     let exit = mposd.child.wait().expect("wait");
     assert!(exit.success(), "clean shutdown on Ctrl-C, got {exit:?}");
-    let rest: Vec<String> = mposd.lines.try_iter().collect();
+    // The reader thread ends at end of file: everything printed is in the channel then.
+    let rest: Vec<String> =
+        std::iter::from_fn(|| mposd.lines.recv_timeout(Duration::from_secs(10)).ok()).collect();
     assert!(rest.iter().any(|line| line == "mposd: stopped"), "{rest:?}");
 }
 
@@ -91,6 +99,16 @@ async fn mposd_starts_on_a_fresh_data_dir_serves_and_stops_cleanly() {
         .await
         .expect("create");
     assert_eq!(response.status().as_u16(), 201);
+    // The hsm-proxy runs beside it, on a soft:// backend in the data directory.
+    let response = client
+        .post(format!("{}/v1/tenants/acme/keys", mposd.hsm))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"attributes": {"algorithm": "KEY_ALGORITHM_TDES_2KEY", "keyUsage": "P0"}, "alias": "zpk"}))
+        .send()
+        .await
+        .expect("create key");
+    assert_eq!(response.status().as_u16(), 201);
+    let key: serde_json::Value = response.json().await.expect("json");
     let metrics = client
         .get(format!("{}/metrics", mposd.admin))
         .send()
@@ -111,7 +129,28 @@ async fn mposd_starts_on_a_fresh_data_dir_serves_and_stops_cleanly() {
     assert_eq!(response.status().as_u16(), 200);
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(body["name"], "Acme Pay");
+    let response = client
+        .get(format!("{}/v1/tenants/acme/keys/alias%2Fzpk", again.hsm))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get key");
+    assert_eq!(response.status().as_u16(), 200);
+    let again_key: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(again_key["kcv"], key["kcv"]);
+    let consistency: serde_json::Value = client
+        .get(format!("{}/v1/backends/consistency", again.hsm))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("consistency")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(consistency["consistent"], true, "{consistency}");
     interrupt(&mut again);
+    assert!(dir.path().join("hsm-proxy.db").exists());
+    assert!(dir.path().join("hsm-soft-lmk.key").exists());
     assert!(dir.path().join("terminal-management.db").exists());
     assert!(dir.path().join("chain-signing.key").exists());
 }

@@ -26,6 +26,8 @@ pub struct TestService {
     pub store: EventStore,
     pub http: reqwest::Client,
     pub client: HsmClient,
+    /// The caller's raw request-reply port (for malformed bodies).
+    pub requests: std::sync::Arc<dyn mpos_bus::RequestReply>,
     pub hsm: std::sync::Arc<hsm_proxy::engine::Hsm>,
     pub dir: tempfile::TempDir,
     cancel: CancellationToken,
@@ -183,16 +185,14 @@ pub async fn start(
     .expect("start");
     // A separate connection for the caller, as another service would have.
     let caller_bus = mpos_bus::connect(bus_url).await.expect("caller bus");
-    let client = HsmClient::new(
-        caller_bus.requests.expect("request-reply"),
-        "service:test",
-        Duration::from_secs(5),
-    );
+    let requests = caller_bus.requests.expect("request-reply");
+    let client = HsmClient::new(requests.clone(), "service:test", Duration::from_secs(5));
     TestService {
         base: format!("http://{}", running.http_addr),
         store,
         http: reqwest::Client::new(),
         client,
+        requests,
         hsm: running.hsm.clone(),
         dir,
         cancel,
