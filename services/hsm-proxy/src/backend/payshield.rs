@@ -902,6 +902,63 @@ mod tests {
         assert_eq!(account(None, false).0, "000000000000");
     }
 
+    /// The key length read from a TR-31 block's key field: exact for versions B and D except
+    /// D's 16/24 ambiguity (registered as 16); a length-masked block reads as the longest.
+    #[test]
+    fn key_length_from_tr31_blocks() {
+        use paycrypto::tr31::{Algorithm, KeyLengthMasking, KeyUsage, ModeOfUse, Version};
+        let kbpk_b = [0x11_u8; 16];
+        let kbpk_d = [0x22_u8; 32];
+        let cases = [
+            (Version::B, Algorithm::Tdes, 16, KeyLengthMasking::None, 16),
+            (Version::B, Algorithm::Tdes, 24, KeyLengthMasking::None, 24),
+            (Version::B, Algorithm::Aes, 16, KeyLengthMasking::None, 16),
+            (Version::B, Algorithm::Aes, 24, KeyLengthMasking::None, 24),
+            (Version::B, Algorithm::Aes, 32, KeyLengthMasking::None, 32),
+            (Version::D, Algorithm::Tdes, 16, KeyLengthMasking::None, 16),
+            (Version::D, Algorithm::Tdes, 24, KeyLengthMasking::None, 16),
+            (Version::D, Algorithm::Aes, 16, KeyLengthMasking::None, 16),
+            (Version::D, Algorithm::Aes, 32, KeyLengthMasking::None, 32),
+            (
+                Version::D,
+                Algorithm::Aes,
+                16,
+                KeyLengthMasking::AlgorithmMax,
+                32,
+            ),
+            (
+                Version::B,
+                Algorithm::Tdes,
+                16,
+                KeyLengthMasking::AlgorithmMax,
+                24,
+            ),
+        ];
+        for (version, algorithm, len, masking, expected) in cases {
+            let header = KeyBlockHeader::new(
+                version,
+                KeyUsage::from_code("D0").unwrap(),
+                algorithm.clone(),
+                ModeOfUse::from_code("B").unwrap(),
+                Exportability::Exportable,
+            );
+            let kbpk: &[u8] = if version == Version::D {
+                &kbpk_d
+            } else {
+                &kbpk_b
+            };
+            let key = vec![0x5A_u8; len];
+            let block = paycrypto::tr31::wrap(kbpk, &header, &key, masking, &mut rand::rngs::OsRng)
+                .unwrap();
+            let (parsed, layout) = KeyBlockHeader::parse(&block).unwrap();
+            assert_eq!(
+                tr31_key_len(&parsed, &block, layout.header_length),
+                Some(expected),
+                "{version:?} {algorithm} {len} {masking:?}"
+            );
+        }
+    }
+
     #[test]
     fn handles_round_trip() {
         assert!(key_field("X0000").is_err());
