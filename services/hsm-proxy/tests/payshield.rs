@@ -695,7 +695,7 @@ async fn failover((mut sims, service): (Vec<RunningSimulator>, Arc<TestService>)
     let addr = sims[1].local_addr().to_string();
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let workers = load(&service, 32, &stop);
+    let workers = load(&service, 64, &stop);
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     let killed = sims.remove(1);
