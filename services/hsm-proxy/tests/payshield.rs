@@ -793,3 +793,26 @@ async fn a_slow_simulator_leaves_rotation_and_operations_succeed() {
         sim.shutdown().await;
     }
 }
+
+/// An HSM that is down when the service starts: the backend connects lazily, its health
+/// check is `unavailable` (so the pool keeps it out of rotation), and it passes once the HSM
+/// listens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hsm_down_at_start_is_unavailable_until_it_listens() {
+    use hsm_proxy::backend::Backend;
+    use hsm_proxy::error::HsmError;
+    let _serial = SERIAL.lock().await;
+    let sim = simulator("127.0.0.1:0").await;
+    let addr = sim.local_addr().to_string();
+    let url = url(&sim, "ps-late");
+    sim.shutdown().await;
+    let backend = hsm_proxy::backend::connect(&url, None).await.expect("lazy");
+    assert_eq!(backend.kind(), "payshield");
+    assert!(matches!(
+        backend.check().await,
+        Err(HsmError::Unavailable(_))
+    ));
+    let sim = simulator(&addr).await;
+    backend.check().await.expect("healthy once listening");
+    sim.shutdown().await;
+}
