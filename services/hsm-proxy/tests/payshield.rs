@@ -799,7 +799,6 @@ async fn a_slow_simulator_leaves_rotation_and_operations_succeed() {
 /// listens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_hsm_down_at_start_is_unavailable_until_it_listens() {
-    use hsm_proxy::backend::Backend;
     use hsm_proxy::error::HsmError;
     let _serial = SERIAL.lock().await;
     let sim = simulator("127.0.0.1:0").await;
