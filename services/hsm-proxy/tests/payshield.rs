@@ -587,14 +587,9 @@ async fn health_events(service: &TestService, id: &str) -> Vec<bool> {
         .collect()
 }
 
-/// Three simulators with one LMK behind one hsm-proxy: keys created once (on all three).
+/// Three simulators with one LMK behind one hsm-proxy (SQLite, the in-process bus): keys
+/// created once (on all three).
 async fn pool_of_three() -> (Vec<RunningSimulator>, Arc<TestService>) {
-    pool_of_three_on(false).await
-}
-
-/// As [`pool_of_three`], on PostgreSQL and NATS (`MPOS_TEST_POSTGRES_URL`,
-/// `MPOS_TEST_NATS_URL`) with `distributed`, else on SQLite and the in-process bus.
-async fn pool_of_three_on(distributed: bool) -> (Vec<RunningSimulator>, Arc<TestService>) {
     let mut sims = Vec::new();
     for _ in 0..3 {
         sims.push(simulator("127.0.0.1:0").await);
@@ -604,11 +599,7 @@ async fn pool_of_three_on(distributed: bool) -> (Vec<RunningSimulator>, Arc<Test
         .enumerate()
         .map(|(i, sim)| url(sim, &format!("ps-{i}")))
         .collect();
-    let service = if distributed {
-        common::distributed_with(urls).await
-    } else {
-        common::embedded_with(urls).await
-    };
+    let service = common::embedded_with(urls).await;
     let custodian = Custodian::new(&service, "ps-0").await;
     pin_keys(&custodian, &service).await;
     for alias in ["alias/kek", "alias/zpk", "alias/zpk-b"] {
@@ -681,13 +672,6 @@ async fn stop_service(service: Arc<TestService>) {
 async fn failover_when_a_simulator_is_killed_and_restarted() {
     let _serial = SERIAL.lock().await;
     failover(pool_of_three().await).await;
-}
-
-/// The acceptance test with the callers on NATS and the log in PostgreSQL.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn failover_on_postgres_and_nats() {
-    let _serial = SERIAL.lock().await;
-    failover(pool_of_three_on(true).await).await;
 }
 
 async fn failover((mut sims, service): (Vec<RunningSimulator>, Arc<TestService>)) {

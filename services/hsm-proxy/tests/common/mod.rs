@@ -133,12 +133,6 @@ pub async fn embedded_with(backends: Vec<String>) -> TestService {
     .await
 }
 
-/// PostgreSQL, NATS and the given backend URLs.
-pub async fn distributed_with(backends: Vec<String>) -> TestService {
-    let dir = tempfile::tempdir().expect("tempdir");
-    start(dir, &postgres_url(), &nats_url(), backends).await
-}
-
 /// PostgreSQL, NATS and one soft backend.
 pub async fn distributed() -> TestService {
     let dir = tempfile::tempdir().expect("tempdir");
