@@ -160,6 +160,16 @@ impl Engine {
             Request::VerifyMac(m) => self.mac(m, true),
             Request::EncryptData(d) => self.data(d, true),
             Request::DecryptData(d) => self.data(d, false),
+            Request::KeyCheckValue(bu) => {
+                if bu.key_type_code != "FF" {
+                    // Only key-block keys (their type is in the block).
+                    return Err(ErrorCode::INVALID_INPUT);
+                }
+                let key = self.lmk_key(&bu.key, &[], "")?;
+                Ok(Response::KeyCheckValue {
+                    check_value: check_value(&key.header, &key.key)?,
+                })
+            }
         }
     }
 

@@ -118,6 +118,50 @@ const ZPK_B: &str = "1C1C1C1C1C1C1C1C2A2A2A2A2A2A2A2A";
 // NC, NO, health
 // ---------------------------------------------------------------------------------------------
 
+/// BU: the check value of a key under the LMK. ANSI X9 TR-31:2018 Annex A.7.4: the `KC` block
+/// of the example carries the KCV 57C409 of TDES key 3F419E1CB7079442AA37474C2EFBF8B8 (as in
+/// crates/paycrypto/tests/kcv.rs). A tampered block is `A4`, a key type code other than `FF`
+/// is `15`.
+#[tokio::test]
+async fn bu_returns_the_check_value_of_an_lmk_key() {
+    let (sim, client) = start().await;
+    let key = lmk_key(
+        "K0",
+        Algorithm::Tdes,
+        "B",
+        "3F419E1CB7079442AA37474C2EFBF8B8",
+    );
+    let request = |key_type_code: &str, key: KeyField| {
+        Request::KeyCheckValue(payshield::codec::KeyCheckValueRequest {
+            key_type_code: key_type_code.to_owned(),
+            key_length_flag: '1',
+            key,
+        })
+    };
+    assert_eq!(
+        client.send(&request("FF", key.clone())).await.unwrap(),
+        Response::KeyCheckValue {
+            check_value: "57C409".to_owned()
+        }
+    );
+    assert_eq!(
+        error_code(client.send(&request("00", key.clone())).await),
+        "15"
+    );
+    let KeyField::KeyBlock(text) = key else {
+        panic!("not a key block");
+    };
+    let mut tampered = text.into_bytes();
+    let last = tampered.len() - 1;
+    tampered[last] = if tampered[last] == b'0' { b'1' } else { b'0' };
+    let tampered = KeyField::KeyBlock(String::from_utf8(tampered).unwrap());
+    assert_eq!(
+        error_code(client.send(&request("FF", tampered)).await),
+        "A4"
+    );
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn health_sends_no_and_nc() {
     let (sim, client) = start().await;

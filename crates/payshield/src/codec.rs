@@ -599,6 +599,17 @@ pub struct DataRequest {
     pub message: Sensitive<Vec<u8>>,
 }
 
+/// BU: the check value of a key under the LMK.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyCheckValueRequest {
+    /// Key type code, 2H (`FF`: the key block says what the key is).
+    pub key_type_code: String,
+    /// Key length flag, 1N: `0` single, `1` double, `2` triple length.
+    pub key_length_flag: char,
+    /// The key under the LMK.
+    pub key: KeyField,
+}
+
 /// A host command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
@@ -633,6 +644,8 @@ pub enum Request {
     EncryptData(DataRequest),
     /// M2: decrypt data.
     DecryptData(DataRequest),
+    /// BU: generate a key check value.
+    KeyCheckValue(KeyCheckValueRequest),
 }
 
 impl Request {
@@ -653,6 +666,7 @@ impl Request {
             Self::VerifyMac(_) => b"M8",
             Self::EncryptData(_) => b"M0",
             Self::DecryptData(_) => b"M2",
+            Self::KeyCheckValue(_) => b"BU",
         }
     }
 }
@@ -839,6 +853,13 @@ pub fn encode(header: &[u8], request: &Request) -> Result<Vec<u8>, CodecError> {
                 _ => return Err(invalid("IV", "required for CBC (mode 01) only")),
             }
             encode_message(d.input_format, &d.message.0, &mut out)?;
+        }
+        Request::KeyCheckValue(bu) => {
+            check_hex("key type code", &bu.key_type_code, 2)?;
+            check_char("key length flag", bu.key_length_flag, "012")?;
+            out.extend_from_slice(bu.key_type_code.as_bytes());
+            out.push(bu.key_length_flag as u8);
+            bu.key.encode(&mut out)?;
         }
     }
     Ok(out)
@@ -1194,6 +1215,16 @@ pub fn decode_request_body(code: [u8; 2], body: &[u8]) -> Result<Request, CodecE
                 Request::DecryptData(d)
             }
         }
+        b"BU" => {
+            let key_type_code = r.hex(2, "key type code")?;
+            let key_length_flag = r.char("key length flag")?;
+            check_char("key length flag", key_length_flag, "012")?;
+            Request::KeyCheckValue(KeyCheckValueRequest {
+                key_type_code,
+                key_length_flag,
+                key: r.key("key")?,
+            })
+        }
         _ => return Err(CodecError::UnknownCommand(code_text(code))),
     };
     r.end()?;
@@ -1290,6 +1321,11 @@ pub enum Response {
     },
     /// M9: the MAC verified.
     VerifyMac,
+    /// BV: the key check value, 6H (16H accepted).
+    KeyCheckValue {
+        /// The check value, hex.
+        check_value: String,
+    },
     /// M1 / M3: the output data.
     Data {
         /// Whether the data was hex-encoded on the wire (output format `1`).
@@ -1410,6 +1446,13 @@ pub fn encode_response(message: &ResponseMessage) -> Result<Vec<u8>, CodecError>
             out.extend_from_slice(mac.as_bytes());
         }
         Response::VerifyMac => {}
+        Response::KeyCheckValue { check_value } => {
+            if check_value.len() != 6 && check_value.len() != 16 {
+                return Err(invalid("check value", "not 6H or 16H"));
+            }
+            check_hex("check value", check_value, check_value.len())?;
+            out.extend_from_slice(check_value.as_bytes());
+        }
         Response::Data { hex_encoded, data } => {
             encode_message(if *hex_encoded { '1' } else { '0' }, &data.0, &mut out)?;
         }
@@ -1437,6 +1480,7 @@ fn body_matches(code: [u8; 2], body: &Response) -> bool {
             | (b"M7", Response::GenerateMac { .. })
             | (b"M9", Response::VerifyMac)
             | (b"M1" | b"M3", Response::Data { .. })
+            | (b"BV", Response::KeyCheckValue { .. })
     )
 }
 
@@ -1456,7 +1500,7 @@ pub fn decode_response(header_len: usize, message: &[u8]) -> Result<ResponseMess
     let error = ErrorCode([error[0], error[1]]);
     let known = [
         b"ND", b"NP", b"A1", b"A7", b"A9", b"CB", b"CD", b"CJ", b"G1", b"KR", b"M7", b"M9", b"M1",
-        b"M3",
+        b"M3", b"BV",
     ];
     if !known.contains(&&code) {
         return Err(CodecError::UnknownResponse(code_text(code)));
@@ -1549,6 +1593,15 @@ fn decode_response_body(code: [u8; 2], body: &[u8]) -> Result<Response, CodecErr
             }
         }
         b"M9" => Response::VerifyMac,
+        b"BV" => {
+            let len = r.remaining();
+            if len != 6 && len != 16 {
+                return Err(invalid("check value", "not 6H or 16H"));
+            }
+            Response::KeyCheckValue {
+                check_value: r.hex(len, "check value")?,
+            }
+        }
         _ => {
             // M1 / M3: length 4H then the data, binary (length bytes) or hex (2 × length).
             let len = r.hex_number(4, "message length")?;

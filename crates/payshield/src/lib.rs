@@ -20,6 +20,7 @@
 //! | KQ → KR | ARQC verification / ARPC generation | modes `0`,`1`,`2`; schemes `0` (Visa), `1` (Mastercard) |
 //! | M6 → M7, M8 → M9 | generate / verify a MAC | modes `0`–`3`, input formats `0`,`1`,`2`, MAC 8H/16H |
 //! | M0 → M1, M2 → M3 | encrypt / decrypt data | modes `00` (ECB), `01` (CBC), binary or hex input and output |
+//! | BU → BV | key check value of a key under the LMK | key type code `FF` (key block), KCV 6H (16H accepted) |
 //!
 //! Keys are `S` + key block (under the LMK; self-describing length), `R` + TR-31 block,
 //! `U`/`X` + 32H, `T`/`Y` + 48H, or a bare 16H key. Message trailers are not supported.

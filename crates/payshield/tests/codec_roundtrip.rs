@@ -282,6 +282,18 @@ fn request() -> impl Strategy<Value = Request> {
         mac(true).prop_map(Request::VerifyMac),
         data().prop_map(Request::EncryptData),
         data().prop_map(Request::DecryptData),
+        (
+            hex_string(2),
+            prop::sample::select(vec!['0', '1', '2']),
+            key_field()
+        )
+            .prop_map(|(key_type_code, key_length_flag, key)| {
+                Request::KeyCheckValue(payshield::codec::KeyCheckValueRequest {
+                    key_type_code,
+                    key_length_flag,
+                    key,
+                })
+            }),
     ]
 }
 
@@ -317,6 +329,8 @@ fn response() -> impl Strategy<Value = ([u8; 2], Response)> {
                     check_value
                 }
             )),
+        prop_oneof![hex_string(6), hex_string(16)]
+            .prop_map(|check_value| (*b"BV", Response::KeyCheckValue { check_value })),
         (key_field(), hex_string(6)).prop_map(|(key_under_lmk, check_value)| (
             *b"A7",
             Response::ImportKey {

@@ -5,8 +5,10 @@
 //! |---|---|
 //! | `soft://<dir>[?id=x&site=y&cache=off]` | software HSM over `paycrypto`, keys in `<dir>` as TR-31 blocks under a local master key (LMK); not for production |
 //! | `pkcs11://<module path>?token=<label>[&sessions=n&id=x&site=y]` | a PKCS#11 token (`hsm-pkcs11`): keys generated or imported inside the token, non-extractable; what the token cannot do inside its boundary is `Unsupported` (see `docs/hsm-proxy.md`) |
+//! | `payshield://host:port[?id=x&site=y&header=4&connections=4&timeout_ms=400]` | a payShield-compatible HSM over host commands; keys are `S` key blocks under its LMK |
 
 pub mod asymmetric;
+pub mod payshield;
 pub mod pkcs11;
 pub mod soft;
 
@@ -409,11 +411,13 @@ pub async fn connect(url: &str, secrets: &BackendSecrets) -> Result<Arc<dyn Back
             })?;
             Ok(Arc::new(soft::SoftBackend::open(url, lmk.clone()).await?))
         }
+        Some("payshield") => Ok(Arc::new(payshield::PayShieldBackend::open(url)?)),
         _ => Err(HsmError::invalid(
             "backend url",
             format!(
-                "{url:?}: accepted soft://<dir>[?id=x&site=y] and \
-                 pkcs11://<module>?token=<label>[&id=x&site=y]"
+                "{url:?}: accepted soft://<dir>[?id=x&site=y], \
+                 pkcs11://<module>?token=<label>[&id=x&site=y] and \
+                 payshield://host:port[?id=x&site=y]"
             ),
         )),
     }

@@ -120,6 +120,19 @@ pub async fn embedded() -> TestService {
     .await
 }
 
+/// SQLite, the in-process bus and the given backend URLs (e.g. `payshield://…`).
+pub async fn embedded_with(backends: Vec<String>) -> TestService {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = format!("sqlite://{}", dir.path().join("hsm.db").display());
+    start(
+        dir,
+        &database,
+        &format!("memory://{}", unique("hsm")),
+        backends,
+    )
+    .await
+}
+
 /// PostgreSQL, NATS and one soft backend.
 pub async fn distributed() -> TestService {
     let dir = tempfile::tempdir().expect("tempdir");
