@@ -6,6 +6,7 @@
 //! health check passes again. Health changes are reported to a listener (the service turns
 //! them into `BackendHealthChanged` events).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -22,6 +23,48 @@ pub struct Member {
     pub backend: Arc<dyn Backend>,
     healthy: AtomicBool,
     outstanding: AtomicUsize,
+    metrics: MemberMetrics,
+}
+
+/// A backend's metric handles, registered once per operation and status instead of being
+/// looked up (with their label strings) on every request.
+#[derive(Debug, Default)]
+struct MemberMetrics {
+    counters: std::sync::RwLock<HashMap<(&'static str, &'static str), metrics::Counter>>,
+    histograms: std::sync::RwLock<HashMap<&'static str, metrics::Histogram>>,
+}
+
+impl MemberMetrics {
+    fn record(&self, backend: &str, operation: &'static str, status: &'static str, seconds: f64) {
+        let counter = self
+            .counters
+            .read()
+            .ok()
+            .and_then(|counters| counters.get(&(operation, status)).cloned());
+        let counter = counter.unwrap_or_else(|| {
+            let counter = metrics::counter!("mpos_hsm_operations_total",
+                "operation" => operation, "backend" => backend.to_owned(), "status" => status);
+            if let Ok(mut counters) = self.counters.write() {
+                counters.insert((operation, status), counter.clone());
+            }
+            counter
+        });
+        counter.increment(1);
+        let histogram = self
+            .histograms
+            .read()
+            .ok()
+            .and_then(|histograms| histograms.get(operation).cloned());
+        let histogram = histogram.unwrap_or_else(|| {
+            let histogram = metrics::histogram!("mpos_hsm_operation_duration_seconds",
+                "operation" => operation, "backend" => backend.to_owned());
+            if let Ok(mut histograms) = self.histograms.write() {
+                histograms.insert(operation, histogram.clone());
+            }
+            histogram
+        });
+        histogram.record(seconds);
+    }
 }
 
 impl Member {
@@ -97,6 +140,7 @@ impl Pool {
                     backend,
                     healthy: AtomicBool::new(true),
                     outstanding: AtomicUsize::new(0),
+                    metrics: MemberMetrics::default(),
                 })
             })
             .collect();
@@ -159,6 +203,9 @@ impl Pool {
             .filter(|member| eligible(member))
             .cloned()
             .collect();
+        if ranked.len() < 2 {
+            return ranked;
+        }
         ranked.sort_by_key(|member| {
             (
                 !member.is_healthy(),
@@ -204,7 +251,6 @@ impl Pool {
         }
         let mut last_error = HsmError::Unavailable("no healthy backend".into());
         for member in candidates {
-            let backend_id = member.backend.id().to_owned();
             member.outstanding.fetch_add(1, Ordering::AcqRel);
             let guard = Outstanding(&member);
             let started = Instant::now();
@@ -215,7 +261,8 @@ impl Pool {
                 Ok(Ok(value)) => Ok(value),
                 Ok(Err(error)) => Err(error),
                 Err(_) => Err(HsmError::Unavailable(format!(
-                    "backend {backend_id} did not answer within {attempt_timeout:?}"
+                    "backend {} did not answer within {attempt_timeout:?}",
+                    member.backend.id()
                 ))),
             };
             let status = match &outcome {
@@ -223,12 +270,13 @@ impl Pool {
                 Err(HsmError::Unavailable(_) | HsmError::Internal(_)) => "backend_error",
                 Err(_) => "rejected",
             };
-            metrics::counter!("mpos_hsm_operations_total", "operation" => operation, "backend" => backend_id.clone(), "status" => status).increment(1);
-            metrics::histogram!("mpos_hsm_operation_duration_seconds", "operation" => operation, "backend" => backend_id.clone()).record(elapsed);
+            member
+                .metrics
+                .record(member.backend.id(), operation, status, elapsed);
             match outcome {
                 Ok(value) => return Ok(value),
                 Err(error @ (HsmError::Unavailable(_) | HsmError::Internal(_))) => {
-                    tracing::warn!(backend = %backend_id, operation, %error, "hsm attempt failed; trying another backend");
+                    tracing::warn!(backend = member.backend.id(), operation, %error, "hsm attempt failed; trying another backend");
                     self.set_health(&member, false, &error.to_string());
                     last_error = error;
                 }

@@ -76,27 +76,31 @@ impl RequestHandler for Handler {
 
 impl Handler {
     async fn dispatch(&self, request: Message) -> Result<Message, ServiceError> {
-        let actor = request
-            .headers
-            .get(ACTOR_HEADER)
-            .filter(|actor| !actor.is_empty() && actor.len() <= 200)
-            .map_or_else(|| "service:unknown".to_owned(), Clone::clone);
-        let caller = Caller::new(actor);
+        // Only control-plane operations record their caller (an event's actor, correlation
+        // and trace); the data plane does not pay for it.
+        let caller = || {
+            let actor = request
+                .headers
+                .get(ACTOR_HEADER)
+                .filter(|actor| !actor.is_empty() && actor.len() <= 200)
+                .map_or_else(|| "service:unknown".to_owned(), Clone::clone);
+            Caller::new(actor)
+        };
         let hsm = &self.hsm;
         let body = &request.payload;
         let message = match self.operation {
-            "CreateKey" => reply(&hsm.create_key(decode(body)?, &caller).await?),
-            "ImportKey" => reply(&hsm.import_key(decode(body)?, &caller).await?),
-            "ExportKey" => reply(&hsm.export_key(decode(body)?, &caller).await?),
+            "CreateKey" => reply(&hsm.create_key(decode(body)?, &caller()).await?),
+            "ImportKey" => reply(&hsm.import_key(decode(body)?, &caller()).await?),
+            "ExportKey" => reply(&hsm.export_key(decode(body)?, &caller()).await?),
             "GetKey" => reply(&hsm.get_key(&decode(body)?)?),
             "GetPublicKey" => reply(&hsm.get_public_key(&decode(body)?).await?),
             "ListKeys" => reply(&hsm.list_keys(&decode(body)?)?),
-            "SetAlias" => reply(&hsm.set_alias(decode(body)?, &caller).await?),
-            "RemoveAlias" => reply(&hsm.remove_alias(decode(body)?, &caller).await?),
-            "StartKeyUsage" => reply(&hsm.start_key_usage(decode(body)?, &caller).await?),
-            "StopKeyUsage" => reply(&hsm.stop_key_usage(decode(body)?, &caller).await?),
-            "DeleteKey" => reply(&hsm.delete_key(decode(body)?, &caller).await?),
-            "RestoreKey" => reply(&hsm.restore_key(decode(body)?, &caller).await?),
+            "SetAlias" => reply(&hsm.set_alias(decode(body)?, &caller()).await?),
+            "RemoveAlias" => reply(&hsm.remove_alias(decode(body)?, &caller()).await?),
+            "StartKeyUsage" => reply(&hsm.start_key_usage(decode(body)?, &caller()).await?),
+            "StopKeyUsage" => reply(&hsm.stop_key_usage(decode(body)?, &caller()).await?),
+            "DeleteKey" => reply(&hsm.delete_key(decode(body)?, &caller()).await?),
+            "RestoreKey" => reply(&hsm.restore_key(decode(body)?, &caller()).await?),
             "EncryptData" => reply(&hsm.encrypt_data(decode(body)?).await?),
             "DecryptData" => reply(&hsm.decrypt_data(decode(body)?).await?),
             "ReEncryptData" => reply(&hsm.re_encrypt_data(decode(body)?).await?),

@@ -39,6 +39,9 @@ enum Purpose {
     Data,
 }
 
+/// Clear keys in memory by some key; `None` when caching is off.
+type KeyCache<K> = Option<RwLock<HashMap<K, Arc<SecretBytes>>>>;
+
 /// The software HSM.
 pub struct SoftBackend {
     id: String,
@@ -47,8 +50,14 @@ pub struct SoftBackend {
     lmk: SecretBytes,
     /// Unwrapped keys by handle; `None` with `cache=off` (every operation reads the key
     /// file: slower, but the backend is gone the moment its directory is).
-    cache: Option<RwLock<HashMap<String, Arc<SecretBytes>>>>,
+    cache: KeyCache<String>,
+    /// DUKPT initial keys by (BDK handle, initial KSN / initial key id); bounded.
+    initial_keys: KeyCache<(String, Vec<u8>)>,
 }
+
+/// At most this many DUKPT initial keys are cached (one per PIN pad); past it the cache
+/// starts over.
+const MAX_CACHED_INITIAL_KEYS: usize = 100_000;
 
 impl std::fmt::Debug for SoftBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -90,12 +99,14 @@ impl SoftBackend {
             Some("off") => None,
             Some(_) => return Err(HsmError::invalid("backend url", "cache must be on or off")),
         };
+        let initial_keys = cache.as_ref().map(|_| RwLock::new(HashMap::new()));
         Ok(Self {
             id,
             site,
             dir,
             lmk,
             cache,
+            initial_keys,
         })
     }
 
@@ -133,6 +144,34 @@ impl SoftBackend {
         let kcv = kcv_of(spec.algorithm, key)?;
         self.cache_put(&handle, key.clone());
         Ok(StoredKey { handle, kcv })
+    }
+
+    /// A device's DUKPT initial key (IPEK / IK) of the BDK `handle`, from the cache or
+    /// derived (two block-cipher operations with key schedules saved per transaction). With
+    /// `cache=off` nothing is kept.
+    fn initial_key(
+        &self,
+        handle: &str,
+        device: &[u8],
+        derive: impl FnOnce() -> Result<SecretBytes, CryptoError>,
+    ) -> Result<Arc<SecretBytes>, HsmError> {
+        let key = (handle.to_owned(), device.to_vec());
+        if let Some(found) = self
+            .initial_keys
+            .as_ref()
+            .and_then(|cache| cache.read().ok())
+            .and_then(|cache| cache.get(&key).cloned())
+        {
+            return Ok(found);
+        }
+        let derived = Arc::new(derive()?);
+        if let Some(Ok(mut cache)) = self.initial_keys.as_ref().map(RwLock::write) {
+            if cache.len() >= MAX_CACHED_INITIAL_KEYS {
+                cache.clear();
+            }
+            cache.insert(key, derived.clone());
+        }
+        Ok(derived)
     }
 
     fn cache_put(&self, handle: &str, key: SecretBytes) {
@@ -214,7 +253,12 @@ impl SoftBackend {
                 } else {
                     tdes_dukpt::DataKeyDerivation::OneWay
                 };
-                tdes_dukpt::host_working_key(&base, ksn, usage, derivation)?
+                let initial = ksn.initial();
+                let ipek = self.initial_key(working.key.handle, initial.as_bytes(), || {
+                    tdes_dukpt::derive_ipek(&base, &initial)
+                })?;
+                let transaction_key = tdes_dukpt::transaction_key(&ipek, ksn)?;
+                tdes_dukpt::working_key(&transaction_key, usage, derivation)?
             }
             Dukpt::Aes {
                 ksn,
@@ -228,7 +272,12 @@ impl SoftBackend {
                     (Purpose::Data, false) => aes_dukpt::KeyUsage::DataEncrypt,
                     (Purpose::Data, true) => aes_dukpt::KeyUsage::DataDecrypt,
                 };
-                aes_dukpt::host_working_key(&base, ksn, usage, *working_key)?
+                ksn.check_transaction()?;
+                let id = ksn.initial_key_id();
+                let initial_key = self.initial_key(working.key.handle, id.as_bytes(), || {
+                    aes_dukpt::derive_initial_key(&base, &id)
+                })?;
+                aes_dukpt::working_key(&initial_key, ksn, usage, *working_key)?
             }
         })
     }
@@ -541,6 +590,9 @@ impl Backend for SoftBackend {
     async fn delete(&self, handle: &str) -> Result<(), HsmError> {
         if let Some(Ok(mut cache)) = self.cache.as_ref().map(RwLock::write) {
             cache.remove(handle);
+        }
+        if let Some(Ok(mut cache)) = self.initial_keys.as_ref().map(RwLock::write) {
+            cache.retain(|(bdk, _), _| bdk != handle);
         }
         match tokio::fs::remove_file(self.path_of(handle)?).await {
             Ok(()) => Ok(()),
