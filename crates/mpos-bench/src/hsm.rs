@@ -810,7 +810,7 @@ fn check_reply(
             "translated PIN block is not the PIN block of the expected PIN under the ZPK".into(),
         );
     }
-    if index % DECODE_EVERY != 0 {
+    if !index.is_multiple_of(DECODE_EVERY) {
         return Ok(false);
     }
     let decoded = (|| {
