@@ -22,6 +22,13 @@
 //! the same concurrency, duration, request payload (the encoded `TranslatePinDataRequest`)
 //! and client adapter.
 //!
+//! Breakdown (full runs): the parts of the hot path timed one by one with a single caller
+//! (protobuf, registry, pool, DUKPT, PIN translation, the whole `Hsm::translate_pin_data`),
+//! the engine under `concurrency` in-process callers, the round trips with one request in
+//! flight, and three short back-to-back runs on the same connections: the echo, a minimal
+//! translator (`MinimalTranslator`: only decode, DUKPT, translate, encode) and the
+//! hsm-proxy. CPU time of this process and of a local `nats-server` is read from /proc.
+//!
 //! Request-reply subjects are not namespaced by `mpos-bus` (only JetStream streams are), so
 //! both sides here go through [`Namespaced`], which prefixes every request-reply subject
 //! with the run's unique namespace: another hsm-proxy on the same NATS server (a test, a
@@ -183,6 +190,10 @@ pub struct Breakdown {
     pub echo_rtt_us: f64,
     /// hsm-proxy `TranslatePinData` over NATS, one request in flight, µs (median).
     pub hsm_rtt_us: f64,
+    /// Same-conditions runs (`concurrency` in flight, 3 s each, back to back): the NATS echo,
+    /// a minimal translator (decode, DUKPT, translate, encode in the responder: the crypto
+    /// without the hsm-proxy's engine) and the hsm-proxy.
+    pub side_by_side: [(&'static str, LoadRun); 3],
 }
 
 /// Everything the hsm benchmark measured.
@@ -278,6 +289,64 @@ impl RequestHandler for Echo {
 
 /// The subject of the echo responder (under the run's namespace).
 const ECHO_SUBJECT: &str = "mpos.bench.v1.Echo";
+/// The subject of the minimal translator (under the run's namespace).
+const MINIMAL_SUBJECT: &str = "mpos.bench.v1.MinimalTranslate";
+
+/// The least a NATS PIN translator must do: decode the request, derive the DUKPT PIN key from
+/// the BDK, translate ISO 0 → ISO 0 to the ZPK, encode the reply. No registry, pool, key
+/// store or checks of key usage: a lower bound for the hsm-proxy on the same transport.
+struct MinimalTranslator {
+    bdk: SecretBytes,
+    zpk: SecretBytes,
+    zpk_kcv: String,
+    pan: Pan,
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for MinimalTranslator {
+    async fn handle(&self, request: Message) -> Result<Message, ServiceError> {
+        let bad = |error: &dyn std::fmt::Display| ServiceError::bad_request(error.to_string());
+        let request = pb::TranslatePinDataRequest::decode(request.payload.as_ref())
+            .map_err(|error| bad(&error))?;
+        let ksn = request
+            .incoming
+            .as_ref()
+            .and_then(|incoming| incoming.dukpt.as_ref())
+            .map(|dukpt| dukpt.ksn.as_str())
+            .unwrap_or_default();
+        let ksn = Ksn::from_hex(ksn).map_err(|error| bad(&error))?;
+        let key = dukpt::host_working_key(
+            &self.bdk,
+            &ksn,
+            KeyUsage::PinEncryption,
+            DataKeyDerivation::OneWay,
+        )
+        .map_err(|error| bad(&error))?;
+        let block = hex::decode(&request.pin_block).map_err(|error| bad(&error))?;
+        let translated = paycrypto::pin::translate_pin_block(
+            &PinBlockContext {
+                format: PinBlockFormat::Iso0,
+                key: &key,
+                pan: Some(&self.pan),
+            },
+            &block,
+            &PinBlockContext {
+                format: PinBlockFormat::Iso0,
+                key: &self.zpk,
+                pan: Some(&self.pan),
+            },
+            &mut rand::rngs::OsRng,
+        )
+        .map_err(|error| bad(&error))?;
+        Ok(Message::new(
+            pb::TranslatePinDataResponse {
+                pin_block: hex::encode_upper(translated),
+                kcv: self.zpk_kcv.clone(),
+            }
+            .encode_to_vec(),
+        ))
+    }
+}
 
 /// The request mix and what every reply must be.
 struct Workload {
@@ -295,6 +364,7 @@ struct Fixture {
     client: hsm_proxy::rpc::HsmClient,
     client_requests: Arc<dyn RequestReply>,
     echo: Option<ServeHandle>,
+    echo_requests: Arc<dyn RequestReply>,
     bdk_id: String,
     zpk_id: String,
     dir: Option<tempfile::TempDir>,
@@ -459,7 +529,8 @@ impl Fixture {
             REQUEST_TIMEOUT,
         );
         let echo_bus = connect("echo responder").await?;
-        let echo = namespaced(&echo_bus)?
+        let echo_requests = namespaced(&echo_bus)?;
+        let echo = echo_requests
             .serve(ECHO_SUBJECT, "mpos-bench-echo", Arc::new(Echo))
             .await
             .context("serving the echo")?;
@@ -471,6 +542,7 @@ impl Fixture {
             client,
             client_requests,
             echo: Some(echo),
+            echo_requests,
             bdk_id: String::new(),
             zpk_id: String::new(),
             dir: Some(dir),
@@ -1049,6 +1121,31 @@ async fn breakdown(
             .or(hsm_rtt.first_failure)
             .unwrap_or_default()
     );
+
+    let minimal = fixture
+        .echo_requests
+        .serve(
+            MINIMAL_SUBJECT,
+            "mpos-bench-minimal",
+            Arc::new(MinimalTranslator {
+                bdk: bdk.clone(),
+                zpk: zpk.clone(),
+                zpk_kcv: workload.zpk_kcv.clone(),
+                pan: pan.clone(),
+            }),
+        )
+        .await?;
+    let echo_side = echo_run(&short, fixture, workload).await;
+    let minimal_side = minimal_run(&short, fixture, workload).await;
+    let hsm_side = hsm_run(&short, fixture, workload).await;
+    minimal.stop().await;
+    for run in [&echo_side, &minimal_side, &hsm_side] {
+        ensure!(
+            run.failures == 0,
+            "side-by-side run failed: {}",
+            run.first_failure.clone().unwrap_or_default()
+        );
+    }
     Ok(Breakdown {
         protobuf_us,
         registry_us,
@@ -1059,7 +1156,36 @@ async fn breakdown(
         engine_rate: engine_run.rate,
         echo_rtt_us: echo_rtt.p50_us,
         hsm_rtt_us: hsm_rtt.p50_us,
+        side_by_side: [
+            ("NATS echo", echo_side),
+            ("minimal translator", minimal_side),
+            ("hsm-proxy", hsm_side),
+        ],
     })
+}
+
+async fn minimal_run(
+    config: &HsmBenchConfig,
+    fixture: &Fixture,
+    workload: &Arc<Workload>,
+) -> LoadRun {
+    let (requests, workload) = (fixture.client_requests.clone(), workload.clone());
+    closed_loop(config, move |index| {
+        let (requests, workload) = (requests.clone(), workload.clone());
+        async move {
+            let request = &workload.requests[index % workload.requests.len()];
+            let message = Message::new(request.encode_to_vec())
+                .with_header(hsm_proxy::rpc::ACTOR_HEADER, "service:mpos-bench");
+            let reply = requests
+                .request(MINIMAL_SUBJECT, message, REQUEST_TIMEOUT)
+                .await
+                .map_err(|error| format!("minimal translator: {error}"))?;
+            let reply = pb::TranslatePinDataResponse::decode(reply.payload.as_ref())
+                .map_err(|error| format!("minimal translator reply: {error}"))?;
+            check_reply(&workload, index, &reply)
+        }
+    })
+    .await
 }
 
 #[cfg(test)]

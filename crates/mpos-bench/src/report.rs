@@ -309,6 +309,25 @@ impl Report {
                 parts.echo_rtt_us,
                 parts.hsm_rtt_us,
             ));
+            let side: Vec<String> = parts
+                .side_by_side
+                .iter()
+                .map(|(name, run)| {
+                    format!(
+                        "{name} {} req/s, p50 / p99 {:.2} / {:.2} ms, CPU per request {:.0} µs here + {:.0} µs nats-server",
+                        thousands(run.rate),
+                        run.p50_us / 1_000.0,
+                        run.p99_us / 1_000.0,
+                        run.cpu_us_per_request,
+                        run.nats_cpu_us_per_request
+                    )
+                })
+                .collect();
+            self.notes.push(format!(
+                "hsm side by side ({} in flight, 3 s each, back to back; the minimal translator decodes, derives the DUKPT PIN key, translates and encodes in the responder, without the hsm-proxy's engine): {}",
+                config.concurrency,
+                side.join("; ")
+            ));
         }
     }
 
