@@ -3,13 +3,15 @@
 //!
 //! * [`append`]: `EventStore::append` throughput against a raw batched `INSERT` of the same rows;
 //! * [`replay`]: `ProjectionRunner::rebuild` rate against reading the same rows;
-//! * [`outbox`]: commit → relay → broker → subscriber lag against a bare publish → receive.
+//! * [`outbox`]: commit → relay → broker → subscriber lag against a bare publish → receive;
+//! * [`hsm`]: hsm-proxy `TranslatePinData` over NATS request-reply against a bare NATS echo.
 //!
-//! Run it with `cargo run --release -p mpos-bench -- [append|replay|outbox|all] [--quick]`.
+//! Run it with `cargo run --release -p mpos-bench -- [append|replay|outbox|hsm|all] [--quick]`.
 
 pub mod append;
 mod backend;
 mod data;
+pub mod hsm;
 pub mod machine;
 pub mod outbox;
 pub mod replay;

@@ -1,8 +1,9 @@
-//! `mpos-bench [append|replay|outbox|all] [--quick] [--markdown]`: kernel benchmarks, each
-//! figure next to a floor measured in the same run.
+//! `mpos-bench [append|replay|outbox|hsm|all] [--quick] [--markdown]`: kernel and hsm-proxy
+//! benchmarks, each figure next to a floor measured in the same run.
 
 use clap::{Parser, ValueEnum};
 use mpos_bench::append::{self, AppendConfig};
+use mpos_bench::hsm::{self, HsmBenchConfig};
 use mpos_bench::outbox::{self, BusKind, OutboxConfig};
 use mpos_bench::replay::{self, ReplayConfig};
 use mpos_bench::report::Report;
@@ -13,6 +14,7 @@ enum What {
     Append,
     Replay,
     Outbox,
+    Hsm,
     All,
 }
 
@@ -30,6 +32,15 @@ struct Cli {
     /// Print only the markdown block.
     #[arg(long)]
     markdown: bool,
+    /// hsm: requests in flight (default 64).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    hsm_concurrency: Option<u32>,
+    /// hsm: measured seconds per run (default 10; 2 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3_600))]
+    hsm_seconds: Option<u32>,
+    /// hsm: repetitions (default 3; 1 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    hsm_repetitions: Option<u32>,
 }
 
 #[tokio::main]
@@ -94,6 +105,42 @@ async fn main() -> std::process::ExitCode {
                     failed = true;
                     report.notes.push(format!("outbox {bus} FAILED: {error:#}"));
                 }
+            }
+        }
+    }
+    if matches!(cli.what, What::Hsm | What::All) {
+        let mut config = if cli.quick {
+            HsmBenchConfig::quick()
+        } else {
+            HsmBenchConfig::full()
+        };
+        if let Some(concurrency) = cli.hsm_concurrency {
+            config.concurrency = concurrency as usize;
+        }
+        if let Some(seconds) = cli.hsm_seconds {
+            config.duration = std::time::Duration::from_secs(seconds.into());
+        }
+        if let Some(repetitions) = cli.hsm_repetitions {
+            config.repetitions = repetitions as usize;
+        }
+        report.notes.push(format!(
+            "hsm: hsm-proxy in process (SQLite store in a temp dir, soft:// backend, NATS at {}), BDK and ZPK imported as components through ImportKey; closed loop of {} workers on a separate NATS connection for {} s after {:.1} s of warm-up, {} repetitions alternating with the floor; floor = a NATS request-reply echo of the same request payload, responder in this process on a third connection (same mpos-bus adapter), same concurrency and duration",
+            urls.nats,
+            config.concurrency,
+            config.duration.as_secs_f64(),
+            config.warmup.as_secs_f64(),
+            config.repetitions
+        ));
+        match hsm::run(&config, &urls).await {
+            Ok(result) => {
+                if result.failures() > 0 {
+                    failed = true;
+                }
+                report.add_hsm(&result);
+            }
+            Err(error) => {
+                failed = true;
+                report.notes.push(format!("hsm FAILED: {error:#}"));
             }
         }
     }

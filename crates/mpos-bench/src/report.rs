@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::append::AppendResult;
+use crate::hsm::{HsmResult, LoadRun};
 use crate::machine::MachineInfo;
 use crate::outbox::{OutboxResult, summarize};
 use crate::replay::ReplayResult;
@@ -14,6 +15,12 @@ pub const APPEND_RATIO_GOAL: f64 = 0.8;
 pub const REPLAY_RATE_GOAL: f64 = 200_000.0;
 /// Outbox: p99 lag goal, ms.
 pub const OUTBOX_P99_GOAL_MS: f64 = 50.0;
+/// hsm: `TranslatePinData` per second goal.
+pub const HSM_RATE_GOAL: f64 = 20_000.0;
+/// hsm: p99 latency goal, ms.
+pub const HSM_P99_GOAL_MS: f64 = 2.0;
+/// hsm: hsm / echo throughput ratio goal.
+pub const HSM_RATIO_GOAL: f64 = 0.7;
 
 /// One line of the table.
 #[derive(Clone, Debug)]
@@ -72,6 +79,16 @@ fn rate_with_range(values: &[f64]) -> String {
     let (low, high) = min_max(values);
     format!(
         "{} ev/s ({}–{})",
+        thousands(median(values)),
+        thousands(low),
+        thousands(high)
+    )
+}
+
+fn range(values: &[f64], unit: &str) -> String {
+    let (low, high) = min_max(values);
+    format!(
+        "{} {unit} ({}–{})",
         thousands(median(values)),
         thousands(low),
         thousands(high)
@@ -176,6 +193,141 @@ impl Report {
                     floor.max_ms
                 ));
             }
+        }
+    }
+
+    /// Adds the hsm rows.
+    pub fn add_hsm(&mut self, result: &HsmResult) {
+        let config = &result.config;
+        let rates = |runs: &[LoadRun]| runs.iter().map(|run| run.rate).collect::<Vec<_>>();
+        let ms = |runs: &[LoadRun], pick: fn(&LoadRun) -> f64| {
+            median(
+                &runs
+                    .iter()
+                    .map(|run| pick(run) / 1_000.0)
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let (hsm_rates, echo_rates) = (rates(&result.hsm), rates(&result.echo));
+        let hsm_rate = median(&hsm_rates);
+        let ratio = result.ratio();
+        let failures = result.failures();
+        let clean = failures == 0;
+        let case = format!(
+            "TranslatePinData TDES DUKPT → ZPK, ISO 0 → 0, {} in flight, {} s ({} reps)",
+            config.concurrency,
+            config.duration.as_secs_f64(),
+            result.hsm.len()
+        );
+        let with_failures = |verdict: String| {
+            if clean {
+                verdict
+            } else {
+                format!("{verdict} ({failures} failures)")
+            }
+        };
+        self.rows.push(Row {
+            benchmark: "hsm".into(),
+            case: format!("{case}, throughput"),
+            figure: range(&hsm_rates, "tr/s"),
+            floor: format!("NATS echo {}", range(&echo_rates, "req/s")),
+            ratio: format!("{ratio:.2}"),
+            goal: format!(
+                "≥ {} tr/s, ratio ≥ {HSM_RATIO_GOAL:.1}",
+                thousands(HSM_RATE_GOAL)
+            ),
+            verdict: with_failures(match (hsm_rate >= HSM_RATE_GOAL, ratio >= HSM_RATIO_GOAL) {
+                (true, true) => "met".to_owned(),
+                (false, true) => "MISSED (rate), met (ratio)".to_owned(),
+                (true, false) => "met (rate), MISSED (ratio)".to_owned(),
+                (false, false) => "MISSED (rate and ratio)".to_owned(),
+            }),
+        });
+        let (p50, p99, p999) = (
+            ms(&result.hsm, |run| run.p50_us),
+            ms(&result.hsm, |run| run.p99_us),
+            ms(&result.hsm, |run| run.p999_us),
+        );
+        let (echo_p50, echo_p99, echo_p999) = (
+            ms(&result.echo, |run| run.p50_us),
+            ms(&result.echo, |run| run.p99_us),
+            ms(&result.echo, |run| run.p999_us),
+        );
+        self.rows.push(Row {
+            benchmark: "hsm".into(),
+            case: format!("{case}, latency p50 / p99 / p99.9"),
+            figure: format!("{p50:.2} / {p99:.2} / {p999:.2} ms"),
+            floor: format!("NATS echo {echo_p50:.2} / {echo_p99:.2} / {echo_p999:.2} ms"),
+            ratio: format!("{:.1}× (p99)", p99 / echo_p99),
+            goal: format!("p99 < {HSM_P99_GOAL_MS:.0} ms"),
+            verdict: with_failures(verdict(p99 < HSM_P99_GOAL_MS)),
+        });
+        let completed = |runs: &[LoadRun]| runs.iter().map(|run| run.completed).sum::<usize>();
+        let cpu = |runs: &[LoadRun], pick: fn(&LoadRun) -> f64| {
+            median(&runs.iter().map(pick).collect::<Vec<_>>())
+        };
+        self.notes.push(format!(
+            "hsm: {} translations checked over {} runs ({} also deciphered to the PIN), {} echo replies checked; failures: hsm {}, echo {}{}; {} distinct KSNs ({} devices × {}), request payload {} bytes, warm-up {:.1} s per run; max latency hsm {:.1} ms, echo {:.1} ms",
+            thousands(completed(&result.hsm) as f64),
+            result.hsm.len(),
+            thousands(result.hsm.iter().map(|run| run.decoded).sum::<usize>() as f64),
+            thousands(completed(&result.echo) as f64),
+            result.hsm.iter().map(|run| run.failures).sum::<usize>(),
+            result.echo.iter().map(|run| run.failures).sum::<usize>(),
+            result
+                .hsm
+                .iter()
+                .chain(&result.echo)
+                .find_map(|run| run.first_failure.as_deref())
+                .map_or_else(String::new, |first| format!(" (first: {first})")),
+            result.ksns,
+            config.devices,
+            config.transactions,
+            result.payload_len,
+            config.warmup.as_secs_f64(),
+            result.hsm.iter().map(|run| run.max_us).fold(0.0, f64::max) / 1_000.0,
+            result.echo.iter().map(|run| run.max_us).fold(0.0, f64::max) / 1_000.0,
+        ));
+        self.notes.push(format!(
+            "hsm: CPU per request (median over runs): this process (client + hsm-proxy) {:.0} µs, nats-server {:.0} µs; echo: this process (client + responder) {:.0} µs, nats-server {:.0} µs",
+            cpu(&result.hsm, |run| run.cpu_us_per_request),
+            cpu(&result.hsm, |run| run.nats_cpu_us_per_request),
+            cpu(&result.echo, |run| run.cpu_us_per_request),
+            cpu(&result.echo, |run| run.nats_cpu_us_per_request),
+        ));
+        if let Some(parts) = &result.breakdown {
+            self.notes.push(format!(
+                "hsm breakdown (one caller, µs per request): protobuf encode+decode of request and response {:.2}; registry resolve of both keys {:.2}; pool bookkeeping (Pool::run around a no-op) {:.2}; DUKPT PIN key from the BDK {:.2}; PIN block translation {:.2}; Hsm::translate_pin_data in process {:.2} (with {} in-process callers: {} tr/s); round trip with one request in flight: NATS echo {:.0} µs, TranslatePinData {:.0} µs",
+                parts.protobuf_us,
+                parts.registry_us,
+                parts.pool_us,
+                parts.dukpt_us,
+                parts.translate_us,
+                parts.engine_us,
+                config.concurrency,
+                thousands(parts.engine_rate),
+                parts.echo_rtt_us,
+                parts.hsm_rtt_us,
+            ));
+            let side: Vec<String> = parts
+                .side_by_side
+                .iter()
+                .map(|(name, run)| {
+                    format!(
+                        "{name} {} req/s, p50 / p99 {:.2} / {:.2} ms, CPU per request {:.0} µs here + {:.0} µs nats-server",
+                        thousands(run.rate),
+                        run.p50_us / 1_000.0,
+                        run.p99_us / 1_000.0,
+                        run.cpu_us_per_request,
+                        run.nats_cpu_us_per_request
+                    )
+                })
+                .collect();
+            self.notes.push(format!(
+                "hsm side by side ({} in flight, 3 s each, back to back; the minimal translator decodes, derives the DUKPT PIN key, translates and encodes in the responder, without the hsm-proxy's engine): {}",
+                config.concurrency,
+                side.join("; ")
+            ));
         }
     }
 

@@ -1,7 +1,10 @@
-//! The harness works: a quick append run on SQLite yields positive, finite throughputs.
-//! (No timing assertions: this is a smoke test, not a performance test.)
+//! The harness works: a quick append run on SQLite yields positive, finite throughputs; a
+//! one-second hsm run (needs NATS at `MPOS_BENCH_NATS_URL`, default nats://127.0.0.1:4222)
+//! translates PIN blocks without a single failure. (No timing assertions: this is a smoke
+//! test, not a performance test.)
 
 use mpos_bench::append::{self, AppendConfig};
+use mpos_bench::hsm::{self, HsmBenchConfig};
 use mpos_bench::{Backend, Urls};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -20,4 +23,23 @@ async fn the_quick_append_benchmark_on_sqlite_yields_positive_finite_numbers() {
         let ratio = result.ratio();
         assert!(ratio.is_finite() && ratio > 0.0, "{result:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_one_second_hsm_run_translates_every_pin_block_without_failures() {
+    let config = HsmBenchConfig::smoke();
+    let result = hsm::run(&config, &Urls::from_env())
+        .await
+        .expect("hsm benchmark (is NATS running at MPOS_BENCH_NATS_URL?)");
+    assert_eq!(result.hsm.len(), 1);
+    assert_eq!(result.echo.len(), 1);
+    assert_eq!(result.failures(), 0, "{result:?}");
+    assert_eq!(result.ksns, config.devices * config.transactions);
+    for run in result.hsm.iter().chain(&result.echo) {
+        assert!(run.completed > 0, "{run:?}");
+        assert!(run.rate.is_finite() && run.rate > 0.0, "{run:?}");
+        assert!(run.p50_us > 0.0 && run.p50_us <= run.p99_us, "{run:?}");
+    }
+    let ratio = result.ratio();
+    assert!(ratio.is_finite() && ratio > 0.0, "{result:?}");
 }
