@@ -489,6 +489,7 @@ impl Fixture {
         };
         let soft_dir = dir.path().join("soft");
         let hsm_config = hsm_proxy::service::HsmConfig {
+            pkcs11_pin: None,
             backends: vec![format!(
                 "soft://{}?id=soft-a&site=local",
                 soft_dir.display()
