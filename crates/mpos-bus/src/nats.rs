@@ -20,7 +20,7 @@ use crate::{
     Acker, Bus, BusError, Delivery, ERROR_CODE_HEADER, ERROR_MESSAGE_HEADER, EventEnvelope,
     EventPublisher, EventStream, EventSubscriber, Message, RequestHandler, RequestReply,
     ServeHandle, SubscribeOptions, event_subject, event_subject_prefix, stream_name, subject_token,
-    tenant_token, validate_durable_name,
+    tenant_token, validate_durable_name, with_namespace,
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -424,7 +424,10 @@ impl RequestReply for NatsBus {
         let reply = self
             .inner
             .client
-            .send_request(subject.to_owned(), nats_request)
+            .send_request(
+                with_namespace(self.namespace(), subject.to_owned()),
+                nats_request,
+            )
             .await
             .map_err(|error| match error.kind() {
                 RequestErrorKind::NoResponders => {
@@ -462,8 +465,13 @@ impl RequestReply for NatsBus {
         handler: Arc<dyn RequestHandler>,
     ) -> Result<ServeHandle, BusError> {
         let client = self.inner.client.clone();
+        // Request subjects live in the bus URL's namespace too, so that two deployments
+        // (or two test runs) on one NATS server never answer each other's requests.
         let mut subscriber = client
-            .queue_subscribe(subject.to_owned(), queue_group.to_owned())
+            .queue_subscribe(
+                with_namespace(self.namespace(), subject.to_owned()),
+                queue_group.to_owned(),
+            )
             .await
             .map_err(|error| {
                 BusError::Rejected(ServiceError::bad_request(format!(

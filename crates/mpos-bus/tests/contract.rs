@@ -460,6 +460,47 @@ mod nats {
         super::request_reply(&nats_url(&namespace), &namespace).await;
     }
 
+    /// Two deployments on one NATS server, each in its namespace, serve the same subject in
+    /// the same queue group: each one's requests reach only its own servers.
+    #[tokio::test]
+    async fn request_subjects_live_in_the_namespace() {
+        struct Named(String);
+        #[async_trait::async_trait]
+        impl RequestHandler for Named {
+            async fn handle(&self, _: Message) -> Result<Message, ServiceError> {
+                Ok(Message::new(self.0.clone()))
+            }
+        }
+        let names = [namespace(), namespace()];
+        let mut buses = Vec::new();
+        let mut handles = Vec::new();
+        for name in &names {
+            let bus = bus(&nats_url(name)).await;
+            let requests = bus.requests.clone().expect("request-reply");
+            handles.push(
+                requests
+                    .serve("mpos.test.v1.who", "test", Arc::new(Named(name.clone())))
+                    .await
+                    .expect("serve"),
+            );
+            buses.push(requests);
+        }
+        for _ in 0..10 {
+            for (requests, name) in buses.iter().zip(&names) {
+                let reply = requests
+                    .request(
+                        "mpos.test.v1.who",
+                        Message::new("?"),
+                        Duration::from_secs(2),
+                    )
+                    .await
+                    .expect("reply");
+                assert_eq!(reply.payload, name.as_bytes());
+            }
+        }
+        drop(handles);
+    }
+
     #[tokio::test]
     async fn a_deleted_stream_is_recreated_on_publish() {
         let namespace = namespace();
