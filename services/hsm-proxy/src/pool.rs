@@ -136,6 +136,8 @@ impl Pool {
         let members = backends
             .into_iter()
             .map(|backend| {
+                metrics::gauge!("mpos_hsm_backend_healthy", "backend" => backend.id().to_owned(), "site" => backend.site().to_owned())
+                    .set(1.0);
                 Arc::new(Member {
                     backend,
                     healthy: AtomicBool::new(true),
@@ -308,5 +310,134 @@ impl Pool {
                 () = tokio::time::sleep(self.config.check_interval) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use paycrypto::SecretBytes;
+
+    use super::*;
+    use crate::backend::soft::SoftBackend;
+
+    async fn soft(dir: &std::path::Path, id: &str, site: &str) -> Arc<dyn Backend> {
+        let url = format!("soft://{}?id={id}&site={site}", dir.join(id).display());
+        Arc::new(
+            SoftBackend::open(&url, SecretBytes::new(vec![7; 32]))
+                .await
+                .expect("soft backend"),
+        )
+    }
+
+    fn config(local_site: &str) -> PoolConfig {
+        PoolConfig {
+            local_site: local_site.into(),
+            ..PoolConfig::default()
+        }
+    }
+
+    async fn who(pool: &Pool) -> String {
+        pool.run(
+            "Who",
+            &|_: &Member| true,
+            |member: Arc<Member>| async move { Ok(member.backend.id().to_owned()) },
+        )
+        .await
+        .expect("answered")
+    }
+
+    #[tokio::test]
+    async fn the_local_site_is_preferred_while_it_is_healthy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backends = vec![
+            soft(dir.path(), "fra-1", "fra").await,
+            soft(dir.path(), "ams-1", "ams").await,
+        ];
+        let (pool, mut changes) = Pool::new(backends, config("ams"));
+        for _ in 0..5 {
+            assert_eq!(who(&pool).await, "ams-1");
+        }
+        // The local backend's storage disappears: the health check takes it out, the
+        // remote site serves, and the change is reported.
+        std::fs::rename(dir.path().join("ams-1"), dir.path().join("gone")).expect("rename");
+        pool.check_all().await;
+        assert_eq!(who(&pool).await, "fra-1");
+        let change = changes.try_recv().expect("a health change");
+        assert_eq!(
+            (change.backend_id.as_str(), change.healthy),
+            ("ams-1", false)
+        );
+        std::fs::rename(dir.path().join("gone"), dir.path().join("ams-1")).expect("rename back");
+        pool.check_all().await;
+        assert_eq!(who(&pool).await, "ams-1");
+        assert!(changes.try_recv().expect("back").healthy);
+    }
+
+    #[tokio::test]
+    async fn the_backend_with_fewer_outstanding_requests_is_chosen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backends = vec![
+            soft(dir.path(), "a", "local").await,
+            soft(dir.path(), "b", "local").await,
+        ];
+        let (pool, _changes) = Pool::new(backends, config("local"));
+        let pool = Arc::new(pool);
+        // Hold one request in flight on whichever backend is chosen first.
+        let (release, held) = tokio::sync::oneshot::channel::<()>();
+        let (started, first) = tokio::sync::oneshot::channel::<String>();
+        let busy = {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let started = std::sync::Mutex::new(Some(started));
+                let held = std::sync::Mutex::new(Some(held));
+                pool.run_within(
+                    "Hold",
+                    Duration::from_secs(5),
+                    &|_: &Member| true,
+                    |member: Arc<Member>| {
+                        let started = started.lock().ok().and_then(|mut slot| slot.take());
+                        let held = held.lock().ok().and_then(|mut slot| slot.take());
+                        async move {
+                            if let Some(started) = started {
+                                let _ = started.send(member.backend.id().to_owned());
+                            }
+                            if let Some(held) = held {
+                                let _ = held.await;
+                            }
+                            Ok(())
+                        }
+                    },
+                )
+                .await
+            })
+        };
+        let busy_backend = first.await.expect("first attempt started");
+        let other = who(&pool).await;
+        assert_ne!(
+            other, busy_backend,
+            "the idle backend serves while the other is busy"
+        );
+        let _ = release.send(());
+        busy.await.expect("joined").expect("held request answered");
+    }
+
+    #[tokio::test]
+    async fn a_caller_error_is_not_retried_and_keeps_the_backend_in_rotation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backends = vec![
+            soft(dir.path(), "a", "local").await,
+            soft(dir.path(), "b", "local").await,
+        ];
+        let (pool, _changes) = Pool::new(backends, config("local"));
+        let attempts = AtomicUsize::new(0);
+        let result: Result<(), HsmError> = pool
+            .run("Bad", &|_: &Member| true, |_member: Arc<Member>| {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                async { Err(HsmError::invalid("pinBlock", "not hexadecimal")) }
+            })
+            .await;
+        assert!(matches!(result, Err(HsmError::Invalid { .. })));
+        assert_eq!(attempts.load(Ordering::SeqCst), 1);
+        assert!(pool.members().iter().all(|member| member.is_healthy()));
     }
 }

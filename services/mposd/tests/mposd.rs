@@ -116,6 +116,24 @@ async fn mposd_starts_on_a_fresh_data_dir_serves_and_stops_cleanly() {
         .expect("metrics");
     let text = metrics.text().await.expect("text");
     assert!(text.contains("mpos_http_requests_total"), "{text}");
+    // The hsm-proxy's per-operation, per-backend metrics and the pool's health gauge.
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("mpos_hsm_operations_total")
+                && line.contains("operation=\"CreateKey\"")
+                && line.contains("backend=\"soft\"")
+                && line.contains("status=\"ok\"")),
+        "{text}"
+    );
+    assert!(
+        text.contains("mpos_hsm_operation_duration_seconds"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("mpos_hsm_backend_healthy") && line.ends_with(" 1")),
+        "{text}"
+    );
     interrupt(&mut mposd);
 
     // The data survives a restart; the same token and signing key are reused.
