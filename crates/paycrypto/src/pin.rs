@@ -277,8 +277,9 @@ fn pan_field_8(pan: &Pan) -> Zeroizing<[u8; 8]> {
     field
 }
 
-/// The ISO-4 PAN field: `M` (PAN length − 12), the PAN digits, zero padding to 32 nibbles.
-fn pan_field_16(pan: &Pan) -> Zeroizing<[u8; 16]> {
+/// The ISO 9564 format 4 PAN field: `M` (PAN length − 12), the PAN digits, zero padding to 32
+/// nibbles (for a backend that enciphers format 4 PIN blocks with its own AES key).
+pub fn pan_field_16(pan: &Pan) -> Zeroizing<[u8; 16]> {
     let mut field = Zeroizing::new([0_u8; 16]);
     let digits = pan.expose().as_bytes();
     // Pan guarantees 12..=19 digits, so M is 0..=7.

@@ -75,17 +75,6 @@ fn unpack_nibbles(bytes: &[u8]) -> Zeroizing<[u8; 16]> {
     out
 }
 
-/// TDES-ECB of one 16-nibble block under the PVK, as 16 nibbles.
-fn encipher_nibbles(
-    pvk: &SecretBytes,
-    nibbles: &[u8; 16],
-) -> Result<Zeroizing<[u8; 16]>, CryptoError> {
-    check_pvk(pvk)?;
-    let block = pack_nibbles(nibbles);
-    let enciphered = Zeroizing::new(tdes_encrypt_ecb(pvk.expose(), block.as_ref())?);
-    Ok(unpack_nibbles(&enciphered))
-}
-
 fn hex_nibble(byte: u8) -> Option<u8> {
     char::from(byte)
         .to_digit(16)
@@ -252,9 +241,32 @@ pub fn generate_pvv(
     pvki: Pvki,
     pin: &Pin,
 ) -> Result<Pvv, CryptoError> {
-    let tsp = visa_tsp(pan, pvki, pin);
-    let enciphered = encipher_nibbles(pvk, &tsp)?;
-    Ok(Pvv(visa_decimalize::<4>(&enciphered)))
+    check_pvk(pvk)?;
+    let enciphered = Zeroizing::new(tdes_encrypt_ecb(
+        pvk.expose(),
+        pvv_block(pan, pvki, pin).as_ref(),
+    )?);
+    pvv_from_enciphered(&enciphered)
+}
+
+/// The transformed security parameter of the Visa PVV as the 8-byte block the PVK enciphers
+/// (TDES-ECB): for a PVK that stays inside an HSM, which enciphers this block; the PVV then
+/// comes from [`pvv_from_enciphered`].
+pub fn pvv_block(pan: &Pan, pvki: Pvki, pin: &Pin) -> Zeroizing<[u8; 8]> {
+    pack_nibbles(&visa_tsp(pan, pvki, pin))
+}
+
+/// The PVV from the [`pvv_block`] enciphered under the PVK (8 bytes): the Visa two-pass
+/// decimalization.
+pub fn pvv_from_enciphered(enciphered: &[u8]) -> Result<Pvv, CryptoError> {
+    if enciphered.len() != 8 {
+        return Err(CryptoError::InvalidLength {
+            what: "enciphered TSP",
+            expected: "8 bytes",
+            actual: enciphered.len(),
+        });
+    }
+    Ok(Pvv(visa_decimalize::<4>(&unpack_nibbles(enciphered))))
 }
 
 /// Verifies `pin` against a reference PVV in constant time; a mismatch is
@@ -357,10 +369,11 @@ impl ValidationData {
         Self::padded(&nibbles, pad)
     }
 
-    /// The 16 padded hex digit values (0 to 15), for an HSM backend that enciphers them itself
-    /// (e.g. a PKCS#11 token). Usually PAN digits: never log them.
-    pub fn digits(&self) -> &[u8; 16] {
-        &self.0
+    /// The 8-byte block the PVK enciphers (the 16 padded digits packed), for an HSM that
+    /// enciphers it itself (e.g. a PKCS#11 token); see [`IntermediatePin::from_enciphered`].
+    /// Usually PAN digits: never log it.
+    pub fn block(&self) -> Zeroizing<[u8; 8]> {
+        pack_nibbles(&self.0)
     }
 
     /// Validation data taken from the PAN: `len` digits (4 to 16) starting at digit `start`
@@ -452,28 +465,85 @@ pub struct Ibm3624<'a> {
 
 impl Ibm3624<'_> {
     /// The 16-digit decimalized intermediate PIN.
-    fn intermediate(&self) -> Result<Zeroizing<[u8; 16]>, CryptoError> {
-        let mut digits = encipher_nibbles(self.pvk, &self.validation.0)?;
-        for digit in digits.iter_mut() {
-            *digit = self.table.decimalize(*digit);
-        }
-        Ok(digits)
+    fn intermediate(&self) -> Result<IntermediatePin, CryptoError> {
+        check_pvk(self.pvk)?;
+        let enciphered = Zeroizing::new(tdes_encrypt_ecb(
+            self.pvk.expose(),
+            self.validation.block().as_ref(),
+        )?);
+        IntermediatePin::from_enciphered(&enciphered, self.table)
     }
 
     /// The natural PIN of `pin_len` digits (4 to 12).
     pub fn natural_pin(&self, pin_len: usize) -> Result<Pin, CryptoError> {
-        check_pin_len(pin_len)?;
-        let intermediate = self.intermediate()?;
-        Pin::from_digit_values(intermediate[..pin_len].to_vec())
+        self.intermediate()?.natural_pin(pin_len)
     }
 
     /// The customer PIN of `pin_len` digits that `offset` assigns: the natural PIN with the
     /// offset added (modulo 10, no carry) to its rightmost `offset.len()` digits.
     pub fn pin_from_offset(&self, offset: &PinOffset, pin_len: usize) -> Result<Pin, CryptoError> {
+        self.intermediate()?.pin_from_offset(offset, pin_len)
+    }
+
+    /// The offset for a customer-selected `pin` with a PIN check length of `check_len`
+    /// digits (4 to the PIN's length): the rightmost `check_len` digits of the PIN minus
+    /// those of the natural PIN, modulo 10 without borrow.
+    pub fn generate_offset(&self, pin: &Pin, check_len: usize) -> Result<PinOffset, CryptoError> {
+        self.intermediate()?.generate_offset(pin, check_len)
+    }
+
+    /// Verifies `pin` against a reference offset: the rightmost `offset.len()` digits of the
+    /// natural PIN (of the PIN's length) plus the offset must equal those of `pin`. The
+    /// comparison is constant-time; a mismatch is [`CryptoError::VerificationFailed`].
+    pub fn verify_offset(&self, pin: &Pin, offset: &PinOffset) -> Result<(), CryptoError> {
+        self.intermediate()?.verify_offset(pin, offset)
+    }
+}
+
+/// The IBM 3624 intermediate PIN: the validation data enciphered under the PVK, decimalized
+/// (16 digits). [`Ibm3624`] computes it with a clear PVK; a caller whose PVK stays inside an
+/// HSM has the HSM encipher [`ValidationData::block`] and builds it with
+/// [`IntermediatePin::from_enciphered`]. Zeroized on drop; `Debug` prints no digit.
+#[derive(Clone)]
+pub struct IntermediatePin(Zeroizing<[u8; 16]>);
+
+impl fmt::Debug for IntermediatePin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IntermediatePin(***)")
+    }
+}
+
+impl IntermediatePin {
+    /// From the validation data block enciphered under the PVK (8 bytes).
+    pub fn from_enciphered(
+        enciphered: &[u8],
+        table: &DecimalizationTable,
+    ) -> Result<Self, CryptoError> {
+        if enciphered.len() != 8 {
+            return Err(CryptoError::InvalidLength {
+                what: "enciphered validation data",
+                expected: "8 bytes",
+                actual: enciphered.len(),
+            });
+        }
+        let mut digits = unpack_nibbles(enciphered);
+        for digit in digits.iter_mut() {
+            *digit = table.decimalize(*digit);
+        }
+        Ok(Self(digits))
+    }
+
+    /// The natural PIN of `pin_len` digits (4 to 12).
+    pub fn natural_pin(&self, pin_len: usize) -> Result<Pin, CryptoError> {
+        check_pin_len(pin_len)?;
+        Pin::from_digit_values(self.0[..pin_len].to_vec())
+    }
+
+    /// See [`Ibm3624::pin_from_offset`].
+    pub fn pin_from_offset(&self, offset: &PinOffset, pin_len: usize) -> Result<Pin, CryptoError> {
         check_pin_len(pin_len)?;
         check_offset_fits(offset.len(), pin_len)?;
-        let intermediate = self.intermediate()?;
-        let mut digits = intermediate[..pin_len].to_vec();
+        let mut digits = self.0[..pin_len].to_vec();
         let start = pin_len - offset.len();
         for (digit, add) in digits[start..].iter_mut().zip(&offset.0) {
             *digit = (*digit + add) % 10;
@@ -481,28 +551,23 @@ impl Ibm3624<'_> {
         Pin::from_digit_values(digits)
     }
 
-    /// The offset for a customer-selected `pin` with a PIN check length of `check_len`
-    /// digits (4 to the PIN's length): the rightmost `check_len` digits of the PIN minus
-    /// those of the natural PIN, modulo 10 without borrow.
+    /// See [`Ibm3624::generate_offset`].
     pub fn generate_offset(&self, pin: &Pin, check_len: usize) -> Result<PinOffset, CryptoError> {
         check_pin_len(check_len).map_err(|_| CryptoError::OutOfRange {
             what: "PIN check length",
             reason: format!("{check_len}, expected {MIN_PIN_LEN} to the PIN length"),
         })?;
         check_offset_fits(check_len, pin.len())?;
-        let intermediate = self.intermediate()?;
         let start = pin.len() - check_len;
         let offset = pin.digit_values()[start..]
             .iter()
-            .zip(&intermediate[start..pin.len()])
+            .zip(&self.0[start..pin.len()])
             .map(|(customer, natural)| (customer + 10 - natural) % 10)
             .collect();
         Ok(PinOffset(offset))
     }
 
-    /// Verifies `pin` against a reference offset: the rightmost `offset.len()` digits of the
-    /// natural PIN (of the PIN's length) plus the offset must equal those of `pin`. The
-    /// comparison is constant-time; a mismatch is [`CryptoError::VerificationFailed`].
+    /// See [`Ibm3624::verify_offset`].
     pub fn verify_offset(&self, pin: &Pin, offset: &PinOffset) -> Result<(), CryptoError> {
         let expected = self.pin_from_offset(offset, pin.len())?;
         let start = pin.len() - offset.len();

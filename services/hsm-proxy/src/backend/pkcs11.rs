@@ -46,11 +46,13 @@ use hsm_pkcs11::{
     Pkcs11Config, Token,
 };
 use paycrypto::dukpt::aes as aes_dukpt;
+use paycrypto::pin::pan_field_16;
 use paycrypto::pin::{Pan, Pin, PinBlockFormat, decode_pin_block, encode_pin_block};
+use paycrypto::pinver;
+use paycrypto::primitives::xor_in_place;
 use paycrypto::tr31::KeyBlockHeader;
 use paycrypto::{CryptoError, SecretBytes};
 use secrecy::SecretString;
-use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::{
@@ -166,76 +168,6 @@ fn working_is_aes(working: &Working<'_>) -> bool {
             aes_dukpt::KeyType::Tdes2 | aes_dukpt::KeyType::Tdes3
         ),
     }
-}
-
-/// Packs 16 nibbles into 8 bytes.
-fn pack(nibbles: &[u8; 16]) -> Zeroizing<[u8; 8]> {
-    let mut out = Zeroizing::new([0_u8; 8]);
-    for (byte, pair) in out.iter_mut().zip(nibbles.chunks_exact(2)) {
-        *byte = (pair[0] << 4) | (pair[1] & 0x0F);
-    }
-    out
-}
-
-/// Splits bytes into nibbles (16 of them for 8 bytes).
-fn unpack(bytes: &[u8]) -> Zeroizing<[u8; 16]> {
-    let mut out = Zeroizing::new([0_u8; 16]);
-    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = byte >> 4;
-        pair[1] = byte & 0x0F;
-    }
-    out
-}
-
-/// The PAN field of ISO 9564 format 4: `M` (PAN length − 12), the PAN digits, zero padding.
-fn pan_field_16(pan: &Pan) -> Zeroizing<[u8; 16]> {
-    let digits = pan.expose().as_bytes();
-    let mut nibbles = Zeroizing::new([0_u8; 32]);
-    nibbles[0] = u8::try_from(digits.len().saturating_sub(12)).unwrap_or(0) & 0x0F;
-    for (slot, digit) in nibbles[1..].iter_mut().zip(digits) {
-        *slot = digit.wrapping_sub(b'0') & 0x0F;
-    }
-    let mut out = Zeroizing::new([0_u8; 16]);
-    for (byte, pair) in out.iter_mut().zip(nibbles.chunks_exact(2)) {
-        *byte = (pair[0] << 4) | pair[1];
-    }
-    out
-}
-
-fn xor_into(target: &mut [u8], other: &[u8]) {
-    for (t, o) in target.iter_mut().zip(other) {
-        *t ^= o;
-    }
-}
-
-/// The digit values of a PIN (zeroized on drop).
-fn pin_digits(pin: &Pin) -> Zeroizing<Vec<u8>> {
-    Zeroizing::new(
-        pin.expose()
-            .bytes()
-            .map(|digit| digit.wrapping_sub(b'0'))
-            .collect(),
-    )
-}
-
-/// The Visa two-pass decimalisation of 16 nibbles to 4 digits.
-fn visa_decimalize(nibbles: &[u8; 16]) -> Zeroizing<Vec<u8>> {
-    let decimal = nibbles.iter().copied().filter(|nibble| *nibble <= 9);
-    let letters = nibbles
-        .iter()
-        .copied()
-        .filter(|nibble| *nibble > 9)
-        .map(|nibble| nibble - 10);
-    Zeroizing::new(decimal.chain(letters).take(4).collect())
-}
-
-fn digits_text(digits: &[u8]) -> Zeroizing<String> {
-    Zeroizing::new(
-        digits
-            .iter()
-            .map(|digit| char::from(b'0' + digit))
-            .collect(),
-    )
 }
 
 fn check_mac_len(algorithm: MacAlgorithm, len: usize) -> Result<(), HsmError> {
@@ -624,7 +556,7 @@ impl Pkcs11Backend {
         if format == PinBlockFormat::Iso4 {
             let pan = pan.ok_or_else(|| CryptoError::format("PIN block", "PAN missing"))?;
             let mut intermediate = Zeroizing::new(clear.expose().to_vec());
-            xor_into(&mut intermediate, pan_field_16(pan).as_ref());
+            xor_in_place(&mut intermediate, pan_field_16(pan).as_ref());
             clear = self.decrypt(key, TokenMode::Ecb, &intermediate).await?;
         }
         Ok(decode_pin_block(format, &clear, pan)?)
@@ -646,7 +578,7 @@ impl Pkcs11Backend {
         }
         let pan = pan.ok_or_else(|| CryptoError::format("PIN block", "PAN missing"))?;
         let mut intermediate = self.encrypt(key, TokenMode::Ecb, clear.expose()).await?;
-        xor_into(&mut intermediate, pan_field_16(pan).as_ref());
+        xor_in_place(&mut intermediate, pan_field_16(pan).as_ref());
         self.encrypt(key, TokenMode::Ecb, &intermediate).await
     }
 
@@ -669,68 +601,56 @@ impl Pkcs11Backend {
         result
     }
 
-    /// TDES-ECB of 16 nibbles under the PVK, inside the token.
-    async fn encipher_nibbles(
+    /// TDES-ECB of one 8-byte block under the PVK, inside the token.
+    async fn encipher_block(
         &self,
         pvk: KeyRef<'_>,
-        nibbles: &[u8; 16],
-    ) -> Result<Zeroizing<[u8; 16]>, HsmError> {
+        block: &[u8; 8],
+    ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
         if !pvk.spec.algorithm.is_tdes() {
             return Err(HsmError::invalid(
                 "verificationKey",
                 "a PIN verification key is TDES",
             ));
         }
-        let block = pack(nibbles);
-        let enciphered = Zeroizing::new(self.encrypt(pvk.handle, TokenMode::Ecb, &*block).await?);
-        Ok(unpack(&enciphered))
+        Ok(Zeroizing::new(
+            self.encrypt(pvk.handle, TokenMode::Ecb, block).await?,
+        ))
     }
 
-    /// The Visa PVV digits of `pin` (TSP enciphered by the token, decimalised here).
+    /// The Visa PVV of `pin`: the token enciphers the TSP, paycrypto decimalizes.
     async fn pvv(
         &self,
         data: &PinData<'_>,
-        pvki: paycrypto::pinver::Pvki,
+        pvki: pinver::Pvki,
         pin: &Pin,
-    ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
-        let digits = data.pan.expose().as_bytes();
-        // A Pan has 12 to 19 digits: the 11 rightmost without the check digit always exist.
-        let body = digits.get(..digits.len().saturating_sub(1)).unwrap_or(&[]);
-        let eleven = body.get(body.len().saturating_sub(11)..).unwrap_or(&[]);
-        let pin = pin_digits(pin);
-        let mut tsp = Zeroizing::new([0_u8; 16]);
-        for (slot, digit) in tsp[..11].iter_mut().zip(eleven) {
-            *slot = digit.wrapping_sub(b'0') & 0x0F;
-        }
-        tsp[11] = pvki.value() & 0x0F;
-        for (slot, digit) in tsp[12..].iter_mut().zip(pin.iter()) {
-            *slot = *digit;
-        }
-        let enciphered = self.encipher_nibbles(data.verification_key, &tsp).await?;
-        Ok(visa_decimalize(&enciphered))
+    ) -> Result<pinver::Pvv, HsmError> {
+        let block = pinver::pvv_block(&data.pan, pvki, pin);
+        let enciphered = self.encipher_block(data.verification_key, &block).await?;
+        Ok(pinver::pvv_from_enciphered(&enciphered)?)
     }
 
-    /// The IBM 3624 natural PIN digits (16): validation data enciphered by the token,
-    /// decimalised here.
+    /// The IBM 3624 intermediate PIN: the token enciphers the validation data, paycrypto
+    /// decimalizes.
     async fn ibm3624_intermediate(
         &self,
         data: &PinData<'_>,
-        table: &paycrypto::pinver::DecimalizationTable,
-        validation: &paycrypto::pinver::ValidationData,
-    ) -> Result<Zeroizing<[u8; 16]>, HsmError> {
-        let mut digits = self
-            .encipher_nibbles(data.verification_key, validation.digits())
+        table: &pinver::DecimalizationTable,
+        validation: &pinver::ValidationData,
+    ) -> Result<pinver::IntermediatePin, HsmError> {
+        let enciphered = self
+            .encipher_block(data.verification_key, &validation.block())
             .await?;
-        for digit in digits.iter_mut() {
-            *digit = table.decimalize(*digit);
-        }
-        Ok(digits)
+        Ok(pinver::IntermediatePin::from_enciphered(
+            &enciphered,
+            table,
+        )?)
     }
 
     async fn generate_pin_data(&self, data: &PinData<'_>) -> Result<Outcome, HsmError> {
         let pin = self.pin_of(data).await?;
         let value = match &data.method {
-            PinMethod::VisaPvv(pvki) => digits_text(&self.pvv(data, *pvki, &pin).await?),
+            PinMethod::VisaPvv(pvki) => self.pvv(data, *pvki, &pin).await?.expose(),
             PinMethod::Ibm3624 {
                 table,
                 validation,
@@ -741,66 +661,36 @@ impl Pkcs11Backend {
                 } else {
                     *check_len
                 };
-                if !(4..=12).contains(&check_len) || check_len > pin.len() {
-                    return Err(HsmError::Crypto(CryptoError::OutOfRange {
-                        what: "PIN check length",
-                        reason: format!("{check_len}, expected 4 to the PIN length"),
-                    }));
-                }
-                let natural = self.ibm3624_intermediate(data, table, validation).await?;
-                let digits = pin_digits(&pin);
-                let start = pin.len() - check_len;
-                let offset: Zeroizing<Vec<u8>> = Zeroizing::new(
-                    digits[start..]
-                        .iter()
-                        .zip(&natural[start..pin.len()])
-                        .map(|(customer, natural)| (customer + 10 - natural) % 10)
-                        .collect(),
-                );
-                digits_text(&offset)
+                self.ibm3624_intermediate(data, table, validation)
+                    .await?
+                    .generate_offset(&pin, check_len)?
+                    .expose()
             }
         };
         Ok(Outcome::Digits(value.to_string()))
     }
 
     async fn verify_pin_data(&self, data: &PinData<'_>, value: &str) -> Result<bool, HsmError> {
-        match &data.method {
+        let pin = self.pin_of(data).await?;
+        let result = match &data.method {
             PinMethod::VisaPvv(pvki) => {
-                let reference = paycrypto::pinver::Pvv::parse(value)?;
-                let pin = self.pin_of(data).await?;
-                let computed = digits_text(&self.pvv(data, *pvki, &pin).await?);
-                Ok(bool::from(
-                    computed.as_bytes().ct_eq(reference.expose().as_bytes()),
-                ))
+                let reference = pinver::Pvv::parse(value)?;
+                // Pvv compares in constant time.
+                return Ok(self.pvv(data, *pvki, &pin).await? == reference);
             }
             PinMethod::Ibm3624 {
                 table, validation, ..
             } => {
-                let offset = paycrypto::pinver::PinOffset::parse(value)?;
-                let pin = self.pin_of(data).await?;
-                if offset.len() > pin.len() {
-                    return Err(HsmError::Crypto(CryptoError::OutOfRange {
-                        what: "PIN offset",
-                        reason: format!(
-                            "{} digits, longer than the {}-digit PIN",
-                            offset.len(),
-                            pin.len()
-                        ),
-                    }));
-                }
-                let natural = self.ibm3624_intermediate(data, table, validation).await?;
-                let digits = pin_digits(&pin);
-                let offset_text = offset.expose();
-                let start = pin.len() - offset.len();
-                let expected: Zeroizing<Vec<u8>> = Zeroizing::new(
-                    natural[start..pin.len()]
-                        .iter()
-                        .zip(offset_text.bytes())
-                        .map(|(natural, add)| (natural + add.wrapping_sub(b'0')) % 10)
-                        .collect(),
-                );
-                Ok(bool::from(expected.as_slice().ct_eq(&digits[start..])))
+                let offset = pinver::PinOffset::parse(value)?;
+                self.ibm3624_intermediate(data, table, validation)
+                    .await?
+                    .verify_offset(&pin, &offset)
             }
+        };
+        match result {
+            Ok(()) => Ok(true),
+            Err(CryptoError::VerificationFailed(_)) => Ok(false),
+            Err(error) => Err(error.into()),
         }
     }
 
