@@ -320,6 +320,88 @@ impl Launch {
     }
 }
 
+/// What a service's start function is given by [`run_process`].
+#[derive(Debug)]
+pub struct Started {
+    /// The service's event store, connected.
+    pub store: EventStore,
+    /// The bus, connected.
+    pub bus: Bus,
+    /// The connections (Kafka joins later), for the pipelines and readiness.
+    pub infrastructure: Infrastructure,
+    /// The API listener, bound to `MPOS_HTTP_ADDR`.
+    pub listener: tokio::net::TcpListener,
+    /// Fires on SIGINT or SIGTERM.
+    pub cancel: CancellationToken,
+}
+
+/// A running service: resolves when everything it started has stopped.
+pub type Running = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// The life of a service process, the same for every service binary: telemetry from `vars`,
+/// the admin listener, the store and bus (retried until they answer or a signal comes), the
+/// API listener, then `start`; on SIGINT/SIGTERM it waits for the service to stop and closes
+/// the store. Returns the process's exit status.
+pub async fn run_process<F, Fut, E>(
+    vars: &Vars,
+    config: &CommonConfig,
+    start: F,
+) -> std::process::ExitCode
+where
+    F: FnOnce(Started) -> Fut,
+    Fut: std::future::Future<Output = Result<Running, E>>,
+    E: std::fmt::Display,
+{
+    let telemetry_config = mpos_config::exit_on_error(mpos_telemetry::TelemetryConfig::from_vars(
+        vars,
+        &config.service,
+    ));
+    let telemetry = match mpos_telemetry::init(&telemetry_config) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("telemetry: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let launch = match Launch::start(config, telemetry.metrics()).await {
+        Ok(launch) => launch,
+        Err(error) => {
+            tracing::error!(address = %config.admin_addr, %error, "cannot start the admin listener");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let (cancel, infrastructure) = (launch.cancel.clone(), launch.infrastructure.clone());
+    let Some((store, bus)) = infrastructure.connect(config, &cancel).await else {
+        return std::process::ExitCode::SUCCESS;
+    };
+    let listener = match tokio::net::TcpListener::bind(config.http_addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(address = %config.http_addr, %error, "cannot bind api listener");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let started = Started {
+        store: store.clone(),
+        bus,
+        infrastructure,
+        listener,
+        cancel,
+    };
+    let running = match start(started).await {
+        Ok(running) => running,
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    running.await;
+    launch.finish().await;
+    store.close().await;
+    tracing::info!("stopped");
+    std::process::ExitCode::SUCCESS
+}
+
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM.
 pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
