@@ -3,7 +3,8 @@
 //! * [`engine::Hsm`]: the operations (keys and data plane), transport-free.
 //! * [`key`]: the key registry's aggregate (metadata only); [`registry`]: its in-memory
 //!   read model.
-//! * [`backend`]: the backends by URL (`soft://`); [`pool`]: health checks, balancing and
+//! * [`backend`]: the backends by URL (`soft://`, `pkcs11://`, `payshield://`); [`pool`]:
+//!   health checks, balancing and
 //!   failover.
 //! * [`rpc`]: NATS request-reply (`mpos.hsm-proxy.v1.<Operation>`); [`api`]: the admin HTTP API.
 

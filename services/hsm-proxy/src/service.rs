@@ -29,7 +29,8 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Variable names of the hsm-proxy.
 pub mod vars {
-    /// The backends, comma-separated URLs (`soft://<dir>?id=a&site=b`).
+    /// The backends, comma-separated URLs (`soft://<dir>`, `pkcs11://<module>?token=<label>`,
+    /// `payshield://host:port`, each with `?id=a&site=b`).
     pub const BACKENDS: &str = "MPOS_HSM_BACKENDS";
     /// The soft:// backends' local master key: 64 hex digits (AES-256).
     pub const SOFT_LMK: &str = "MPOS_HSM_SOFT_LMK";
