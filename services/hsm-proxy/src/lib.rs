@@ -4,8 +4,7 @@
 //! * [`key`]: the key registry's aggregate (metadata only); [`registry`]: its in-memory
 //!   read model.
 //! * [`backend`]: the backends by URL (`soft://`, `pkcs11://`, `payshield://`); [`pool`]:
-//!   health checks, balancing and
-//!   failover.
+//!   health checks, balancing and failover.
 //! * [`rpc`]: NATS request-reply (`mpos.hsm-proxy.v1.<Operation>`); [`api`]: the admin HTTP API.
 
 pub mod api;
