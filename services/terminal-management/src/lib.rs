@@ -1,15 +1,23 @@
-//! terminal-management: tenants (payment service providers), and — in later increments —
-//! merchants, stores, manufacturer CAs, terminals and their parameter sets.
+//! terminal-management: tenants (payment service providers) and their API keys, their
+//! estates (merchants, stores, terminal groups) and terminals with their lifecycle.
 
+pub mod access;
 pub mod api;
+pub mod devices;
+pub mod estate;
+pub mod model;
 pub mod read_model;
 pub mod service;
 pub mod tenant;
+pub mod terminal;
 
 /// The service's name: its log, its stream and its topic are named after it.
 pub const SERVICE: &str = "terminal-management";
 
 /// How this service's events are encoded for the bus.
 pub fn codec() -> mpos_es::EventCodec {
-    mpos_es::EventCodec::new().register::<tenant::TenantEvent>(tenant::AGGREGATE_TYPE)
+    mpos_es::EventCodec::new()
+        .register::<tenant::TenantEvent>(tenant::AGGREGATE_TYPE)
+        .register::<estate::NodeEvent>(estate::AGGREGATE_TYPE)
+        .register::<terminal::TerminalEvent>(terminal::AGGREGATE_TYPE)
 }

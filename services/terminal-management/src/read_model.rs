@@ -30,6 +30,8 @@ impl Projection for TenantsProjection {
             TenantEvent::Renamed(renamed) => view.name = renamed.new_name,
             TenantEvent::Suspended(_) => view.status = pb::TenantStatus::Suspended.into(),
             TenantEvent::Reactivated(_) => view.status = pb::TenantStatus::Active.into(),
+            // API keys are listed from the estate model, not on the tenant document.
+            TenantEvent::ApiKeyIssued(_) | TenantEvent::ApiKeyRevoked(_) => {}
         }
         view.version = event.event.sequence;
         Ok(())

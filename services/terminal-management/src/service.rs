@@ -6,17 +6,31 @@ use std::sync::Arc;
 use cqrs_es::CqrsFramework;
 use cqrs_es::persist::PersistedEventStore;
 use mpos_bus::Bus;
-use mpos_es::{EventRepository, EventStore, ProjectionRunner};
+use mpos_es::{Cqrs, EventRepository, EventStore, ProjectionRunner};
 use mpos_service::{CommonConfig, Infrastructure, Pipelines};
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{AppState, router};
+use crate::api::{AppState, Commands, router};
+use crate::devices::Devices;
+use crate::model::Model;
 use crate::read_model::TenantsProjection;
 
 /// Snapshot every this many events of a tenant.
 const SNAPSHOT_EVERY: usize = 50;
+
+fn framework<A>(store: &EventStore) -> Arc<Cqrs<A>>
+where
+    A: cqrs_es::Aggregate<Services = ()>,
+{
+    let repository = EventRepository::new(store.clone());
+    Arc::new(CqrsFramework::new(
+        PersistedEventStore::new_snapshot_store(repository, SNAPSHOT_EVERY),
+        vec![],
+        (),
+    ))
+}
 
 /// A running terminal-management.
 #[derive(Debug)]
@@ -44,10 +58,14 @@ pub async fn start(
     listener: TcpListener,
     cancel: &CancellationToken,
 ) -> std::io::Result<Running> {
-    let repository = EventRepository::new(store.clone());
-    let aggregate_store = PersistedEventStore::new_snapshot_store(repository, SNAPSHOT_EVERY);
-    let cqrs = Arc::new(CqrsFramework::new(aggregate_store, vec![], ()));
+    let commands = Commands {
+        tenants: framework(&store),
+        nodes: framework(&store),
+        terminals: framework(&store),
+    };
     let tenants = Arc::new(ProjectionRunner::new(store.clone(), TenantsProjection));
+    let model = Arc::new(Model::new(store.clone()));
+    model.catch_up().await.map_err(std::io::Error::other)?;
 
     let mut pipelines = Pipelines::start(
         &store,
@@ -59,12 +77,17 @@ pub async fn start(
     );
     {
         let tenants = tenants.clone();
+        let model = model.clone();
         let cancel = cancel.clone();
         let poll = config.poll_interval;
         pipelines.spawn(async move {
             loop {
                 if let Err(error) = tenants.catch_up().await {
                     tracing::warn!(%error, "tenants projection catch-up failed");
+                }
+                // Other instances' writes.
+                if let Err(error) = model.catch_up().await {
+                    tracing::warn!(%error, "estate model catch-up failed");
                 }
                 tokio::select! {
                     () = cancel.cancelled() => break,
@@ -75,7 +98,14 @@ pub async fn start(
     }
 
     let http_addr = listener.local_addr()?;
-    let app = router(AppState::new(cqrs, store, tenants, operator_token));
+    let app = router(AppState::new(
+        commands,
+        store,
+        tenants,
+        model,
+        Arc::new(Devices),
+        operator_token,
+    ));
     let shutdown = cancel.clone().cancelled_owned();
     pipelines.spawn(async move {
         if let Err(error) = axum::serve(listener, app)

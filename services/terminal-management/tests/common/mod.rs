@@ -70,6 +70,68 @@ impl TestService {
         )
     }
 
+    /// A request with a given bearer token (a tenant API key).
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("send");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    pub async fn post_as(
+        &self,
+        token: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        self.call_as(token, reqwest::Method::POST, path, Some(body))
+            .await
+    }
+
+    pub async fn get_as(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
+        self.call_as(token, reqwest::Method::GET, path, None).await
+    }
+
+    /// Creates a tenant and returns a fresh API key of it with `role`
+    /// (`API_KEY_ROLE_ADMIN`, …).
+    pub async fn tenant_with_key(&self, tenant_id: &str, role: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/v1/tenants",
+                serde_json::json!({"tenantId": tenant_id, "name": tenant_id}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        self.key(tenant_id, role).await
+    }
+
+    /// A fresh API key of an existing tenant, issued by the operator.
+    pub async fn key(&self, tenant_id: &str, role: &str) -> String {
+        let (status, body) = self
+            .post(
+                &format!("/v1/tenants/{tenant_id}/api-keys"),
+                serde_json::json!({"role": role, "label": "tests"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["secret"].as_str().expect("secret").to_owned()
+    }
+
     pub async fn event_count(&self) -> usize {
         self.store.read_after(0, 10_000).await.expect("read").len()
     }

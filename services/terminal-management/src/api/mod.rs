@@ -1,0 +1,243 @@
+//! The admin HTTP API of terminal-management: the platform operator (operator token) and
+//! tenants (tenant-scoped API keys with roles). Every change is an event whose actor is the
+//! caller; a tenant's key sees only its own tenant, and another tenant's data answers exactly
+//! like missing data.
+
+mod estate;
+mod keys;
+mod tenants;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use cqrs_es::{Aggregate, AggregateError};
+use mpos_errors::ServiceError;
+use mpos_es::{CommandMetadata, Cqrs, EventStore, ProjectionRunner};
+use mpos_http::OperatorAuth;
+use secrecy::SecretString;
+
+use crate::access::{Need, Principal};
+use crate::devices::Devices;
+use crate::estate::EstateNode;
+use crate::model::{Model, TenantEntry};
+use crate::read_model::TenantsProjection;
+use crate::tenant::{Tenant, TenantError};
+use crate::terminal::Terminal;
+
+/// The command side: one cqrs-es framework per aggregate type.
+#[derive(Clone)]
+pub struct Commands {
+    /// Tenants and their API keys.
+    pub tenants: Arc<Cqrs<Tenant>>,
+    /// Merchants, stores, terminal groups.
+    pub nodes: Arc<Cqrs<EstateNode>>,
+    /// Terminals.
+    pub terminals: Arc<Cqrs<Terminal>>,
+}
+
+impl std::fmt::Debug for Commands {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Commands").finish_non_exhaustive()
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    commands: Commands,
+    store: EventStore,
+    tenants: Arc<ProjectionRunner<TenantsProjection>>,
+    model: Arc<Model>,
+    devices: Arc<Devices>,
+    /// The operator token's digest: the token itself is not kept.
+    operator: OperatorAuth,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("service", &self.store.service())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// The handlers' state.
+    pub fn new(
+        commands: Commands,
+        store: EventStore,
+        tenants: Arc<ProjectionRunner<TenantsProjection>>,
+        model: Arc<Model>,
+        devices: Arc<Devices>,
+        operator_token: &SecretString,
+    ) -> Self {
+        Self {
+            commands,
+            store,
+            tenants,
+            model,
+            devices,
+            operator: OperatorAuth::new(operator_token),
+        }
+    }
+
+    /// Authorizes `principal` for `need` on `tenant_id` and returns the tenant; a change
+    /// also needs the tenant to be active.
+    fn tenant_for(
+        &self,
+        principal: &Principal,
+        tenant_id: &str,
+        need: Need,
+    ) -> Result<TenantEntry, ServiceError> {
+        principal.authorize(Some(tenant_id), need)?;
+        let tenant = self
+            .model
+            .tenant(tenant_id)
+            .ok_or_else(|| ServiceError::from(TenantError::NotFound))?;
+        if need != Need::Read && tenant.suspended {
+            return Err(ServiceError::conflict(
+                "the tenant is suspended: its estate cannot change",
+            ));
+        }
+        Ok(tenant)
+    }
+
+    /// Runs a command and brings the estate model up to it (read-your-writes).
+    async fn execute<A>(
+        &self,
+        cqrs: &Cqrs<A>,
+        principal: &Principal,
+        tenant_id: &str,
+        aggregate_id: &str,
+        command: A::Command,
+    ) -> Result<(), ServiceError>
+    where
+        A: Aggregate,
+        A::Error: Into<ServiceError>,
+    {
+        let metadata = CommandMetadata {
+            tenant_id: tenant_id.to_owned(),
+            correlation_id: uuid::Uuid::now_v7().to_string(),
+            causation_id: String::new(),
+            traceparent: mpos_telemetry::current_traceparent().unwrap_or_default(),
+            actor: principal.actor(),
+        };
+        cqrs.execute_with_metadata(aggregate_id, command, metadata.into_map())
+            .await
+            .map_err(command_error)?;
+        self.model.catch_up().await?;
+        Ok(())
+    }
+}
+
+fn command_error<E: Into<ServiceError> + std::error::Error>(
+    error: AggregateError<E>,
+) -> ServiceError {
+    match error {
+        AggregateError::UserError(error) => error.into(),
+        AggregateError::AggregateConflict => {
+            ServiceError::conflict("changed concurrently by another request; retry")
+        }
+        AggregateError::DatabaseConnectionError(error) => {
+            ServiceError::unavailable(format!("event store unavailable: {error}"))
+        }
+        AggregateError::DeserializationError(error) | AggregateError::UnexpectedError(error) => {
+            tracing::error!(%error, "command failed");
+            ServiceError::internal("unexpected error")
+        }
+    }
+}
+
+/// Middleware: resolves the bearer token to a [`Principal`] (the operator token, or a live
+/// tenant API key) and hands it to the handlers as a request extension.
+async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    let Some(presented) = presented else {
+        return ServiceError::unauthenticated("missing bearer token").into_response();
+    };
+    let principal = if state.operator.accepts(presented) {
+        Principal::Operator
+    } else if let Some(principal) = state.model.authenticate(presented) {
+        principal
+    } else {
+        return ServiceError::unauthenticated("invalid bearer token").into_response();
+    };
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}
+
+/// The API routes, behind authentication.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/v1/tenants",
+            post(tenants::create_tenant).get(tenants::list_tenants),
+        )
+        .route("/v1/tenants/{tenant_id}", get(tenants::get_tenant))
+        .route(
+            "/v1/tenants/{tenant_id}/rename",
+            post(tenants::rename_tenant),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/suspend",
+            post(tenants::suspend_tenant),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/reactivate",
+            post(tenants::reactivate_tenant),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/api-keys",
+            post(keys::issue).get(keys::list),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/api-keys/{key_id}/revoke",
+            post(keys::revoke),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/nodes",
+            post(estate::create_node).get(estate::list_nodes),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/nodes/{node_id}",
+            get(estate::get_node),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/nodes/{node_id}/rename",
+            post(estate::rename_node),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/nodes/{node_id}/close",
+            post(estate::close_node),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/terminals",
+            post(estate::bind_terminal).get(estate::list_terminals),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/terminals/{terminal_id}",
+            get(estate::get_terminal),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/terminals/{terminal_id}/{action}",
+            post(estate::terminal_action),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
+        .fallback(|| async { ServiceError::not_found("no such route") })
+        .layer(axum::middleware::from_fn_with_state(
+            crate::SERVICE,
+            mpos_http::observe,
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,629 @@
+//! The estate as the API and the devices read it: tenants, API keys, nodes and terminals in
+//! memory, rebuilt from the log at start and kept current by catching up after each command
+//! and on a timer (other instances' writes). An estate of a few hundred thousand terminals
+//! fits easily; it is always rebuilt from the log, never stored.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+
+use mpos_es::{EventStore, StoreError, StoredEvent};
+use mpos_proto::terminal_management as pb;
+
+use crate::access::{PresentedKey, Principal, Role};
+use crate::estate::{self, EstateId, NodeEvent, NodeKind, ParentNode};
+use crate::tenant::{self, TenantEvent};
+use crate::terminal::{self, TerminalEvent, TerminalKind, TerminalState};
+
+/// Events read per page while catching up.
+const PAGE: u32 = 5_000;
+
+/// A tenant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantEntry {
+    /// Its id.
+    pub tenant_id: String,
+    /// Its name.
+    pub name: String,
+    /// Whether it is suspended.
+    pub suspended: bool,
+}
+
+/// An API key (its digest, never its secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeyEntry {
+    /// The tenant.
+    pub tenant_id: String,
+    /// The key id.
+    pub key_id: String,
+    /// What it may do.
+    pub role: Role,
+    /// Its label.
+    pub label: String,
+    /// Hex SHA-256 of its secret.
+    pub secret_sha256: String,
+    /// Whether it was revoked.
+    pub revoked: bool,
+    /// When it was issued (µs).
+    pub created_at_us: i64,
+}
+
+impl ApiKeyEntry {
+    /// The API view (without secret).
+    pub fn to_proto(&self) -> pb::ApiKey {
+        pb::ApiKey {
+            tenant_id: self.tenant_id.clone(),
+            key_id: self.key_id.clone(),
+            role: self.role.to_proto().into(),
+            label: self.label.clone(),
+            revoked: self.revoked,
+            created_at: Some(mpos_proto::timestamp_from_micros(self.created_at_us)),
+            secret: String::new(),
+        }
+    }
+}
+
+/// A merchant, store or terminal group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeEntry {
+    /// The tenant.
+    pub tenant_id: String,
+    /// The node id.
+    pub node_id: String,
+    /// Its level.
+    pub kind: NodeKind,
+    /// Its parent (empty for a merchant).
+    pub parent_id: String,
+    /// Its name.
+    pub name: String,
+    /// Whether it is closed.
+    pub closed: bool,
+    /// Created (µs).
+    pub created_at_us: i64,
+    /// Last change (µs).
+    pub updated_at_us: i64,
+    /// Sequence of its last event.
+    pub version: u64,
+}
+
+impl NodeEntry {
+    /// The API view.
+    pub fn to_proto(&self) -> pb::EstateNode {
+        pb::EstateNode {
+            tenant_id: self.tenant_id.clone(),
+            node_id: self.node_id.clone(),
+            kind: self.kind.to_proto().into(),
+            parent_id: self.parent_id.clone(),
+            name: self.name.clone(),
+            status: if self.closed {
+                pb::NodeStatus::Closed
+            } else {
+                pb::NodeStatus::Open
+            }
+            .into(),
+            created_at: Some(mpos_proto::timestamp_from_micros(self.created_at_us)),
+            updated_at: Some(mpos_proto::timestamp_from_micros(self.updated_at_us)),
+            version: self.version,
+        }
+    }
+}
+
+/// A terminal.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TerminalEntry {
+    /// The tenant.
+    pub tenant_id: String,
+    /// The terminal id.
+    pub terminal_id: String,
+    /// PED or SoftPOS.
+    pub kind: TerminalKind,
+    /// Its store or terminal group.
+    pub parent_id: String,
+    /// Its lifecycle state.
+    pub state: TerminalState,
+    /// A PED's device certificate.
+    pub device: Option<pb::DeviceBinding>,
+    /// Its label.
+    pub label: String,
+    /// The terminal it replaced.
+    pub replaces_terminal_id: String,
+    /// The terminal that replaced it.
+    pub replaced_by_terminal_id: String,
+    /// How it was activated.
+    pub activation_method: pb::ActivationMethod,
+    /// Bound (µs).
+    pub created_at_us: i64,
+    /// Last change (µs).
+    pub updated_at_us: i64,
+    /// Sequence of its last event.
+    pub version: u64,
+}
+
+impl TerminalEntry {
+    /// The API view.
+    pub fn to_proto(&self) -> pb::Terminal {
+        pb::Terminal {
+            tenant_id: self.tenant_id.clone(),
+            terminal_id: self.terminal_id.clone(),
+            kind: self.kind.to_proto().into(),
+            parent_id: self.parent_id.clone(),
+            state: self.state.to_proto().into(),
+            device: self.device.clone(),
+            label: self.label.clone(),
+            replaces_terminal_id: self.replaces_terminal_id.clone(),
+            replaced_by_terminal_id: self.replaced_by_terminal_id.clone(),
+            activation_method: self.activation_method.into(),
+            created_at: Some(mpos_proto::timestamp_from_micros(self.created_at_us)),
+            updated_at: Some(mpos_proto::timestamp_from_micros(self.updated_at_us)),
+            version: self.version,
+        }
+    }
+}
+
+type Key = (String, String);
+
+fn key(tenant_id: &str, id: &str) -> Key {
+    (tenant_id.to_owned(), id.to_owned())
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    position: u64,
+    tenants: BTreeMap<String, TenantEntry>,
+    api_keys: HashMap<String, ApiKeyEntry>,
+    nodes: HashMap<Key, NodeEntry>,
+    terminals: HashMap<Key, Arc<TerminalEntry>>,
+    /// (tenant, parent node or "" for merchants) → child node ids.
+    children: HashMap<Key, BTreeSet<String>>,
+    /// (tenant, parent node) → terminal ids.
+    terminals_of: HashMap<Key, BTreeSet<String>>,
+    /// Certificate SHA-256 → (tenant, terminal) of every live PED.
+    certificates: HashMap<String, Key>,
+}
+
+/// The in-memory estate.
+#[derive(Debug)]
+pub struct Model {
+    store: EventStore,
+    inner: RwLock<Inner>,
+    catching_up: tokio::sync::Mutex<()>,
+}
+
+impl Model {
+    /// An empty model over the service's log; call [`Model::catch_up`] to fill it.
+    pub fn new(store: EventStore) -> Self {
+        Self {
+            store,
+            inner: RwLock::new(Inner::default()),
+            catching_up: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The global position of the last event applied.
+    pub fn position(&self) -> u64 {
+        self.read().position
+    }
+
+    /// Applies every event appended since the last catch-up.
+    pub async fn catch_up(&self) -> Result<u64, StoreError> {
+        let _running = self.catching_up.lock().await;
+        let mut position = self.read().position;
+        loop {
+            let events = self.store.read_after(position, PAGE).await?;
+            let Some(last) = events.last() else {
+                return Ok(position);
+            };
+            let last_position = last.global_position;
+            let mut inner = self
+                .inner
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for stored in &events {
+                apply(&mut inner, stored)?;
+            }
+            inner.position = last_position;
+            position = last_position;
+        }
+    }
+
+    /// A tenant.
+    pub fn tenant(&self, tenant_id: &str) -> Option<TenantEntry> {
+        self.read().tenants.get(tenant_id).cloned()
+    }
+
+    /// Who presents `token`, if it is a live API key of an existing tenant.
+    pub fn authenticate(&self, token: &str) -> Option<Principal> {
+        let presented = PresentedKey::parse(token)?;
+        let inner = self.read();
+        let entry = inner.api_keys.get(&presented.key_id)?;
+        if entry.revoked
+            || !inner.tenants.contains_key(&entry.tenant_id)
+            || !presented.matches(&entry.secret_sha256)
+        {
+            return None;
+        }
+        Some(Principal::ApiKey {
+            tenant_id: entry.tenant_id.clone(),
+            key_id: entry.key_id.clone(),
+            role: entry.role,
+        })
+    }
+
+    /// A tenant's API keys, oldest first.
+    pub fn api_keys(&self, tenant_id: &str) -> Vec<ApiKeyEntry> {
+        let mut keys: Vec<ApiKeyEntry> = self
+            .read()
+            .api_keys
+            .values()
+            .filter(|entry| entry.tenant_id == tenant_id)
+            .cloned()
+            .collect();
+        keys.sort_by(|a, b| (a.created_at_us, &a.key_id).cmp(&(b.created_at_us, &b.key_id)));
+        keys
+    }
+
+    /// An API key of a tenant.
+    pub fn api_key(&self, tenant_id: &str, key_id: &str) -> Option<ApiKeyEntry> {
+        self.read()
+            .api_keys
+            .get(key_id)
+            .filter(|entry| entry.tenant_id == tenant_id)
+            .cloned()
+    }
+
+    /// A node of a tenant.
+    pub fn node(&self, tenant_id: &str, node_id: &str) -> Option<NodeEntry> {
+        self.read().nodes.get(&key(tenant_id, node_id)).cloned()
+    }
+
+    /// A node as the parent of a new node or terminal.
+    pub fn parent(&self, tenant_id: &str, node_id: &EstateId) -> Option<ParentNode> {
+        self.node(tenant_id, node_id.as_str())
+            .map(|node| ParentNode {
+                id: node_id.clone(),
+                kind: node.kind,
+                closed: node.closed,
+            })
+    }
+
+    /// A tenant's nodes, optionally only one kind or only the children of one parent
+    /// (`Some("")`: the merchants), ordered by id.
+    pub fn nodes(
+        &self,
+        tenant_id: &str,
+        kind: Option<NodeKind>,
+        parent_id: Option<&str>,
+    ) -> Vec<NodeEntry> {
+        let inner = self.read();
+        let mut nodes: Vec<NodeEntry> = match parent_id {
+            Some(parent) => inner
+                .children
+                .get(&key(tenant_id, parent))
+                .into_iter()
+                .flatten()
+                .filter_map(|id| inner.nodes.get(&key(tenant_id, id)).cloned())
+                .collect(),
+            None => inner
+                .nodes
+                .values()
+                .filter(|node| node.tenant_id == tenant_id)
+                .cloned()
+                .collect(),
+        };
+        nodes.retain(|node| kind.is_none_or(|kind| node.kind == kind));
+        nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        nodes
+    }
+
+    /// Open child nodes and live terminals directly below a node.
+    pub fn occupancy(&self, tenant_id: &str, node_id: &str) -> (usize, usize) {
+        let inner = self.read();
+        let node_key = key(tenant_id, node_id);
+        let open_children = inner
+            .children
+            .get(&node_key)
+            .into_iter()
+            .flatten()
+            .filter(|id| {
+                inner
+                    .nodes
+                    .get(&key(tenant_id, id))
+                    .is_some_and(|node| !node.closed)
+            })
+            .count();
+        let live_terminals = inner
+            .terminals_of
+            .get(&node_key)
+            .into_iter()
+            .flatten()
+            .filter(|id| {
+                inner
+                    .terminals
+                    .get(&key(tenant_id, id))
+                    .is_some_and(|terminal| terminal.state.is_live())
+            })
+            .count();
+        (open_children, live_terminals)
+    }
+
+    /// A terminal of a tenant.
+    pub fn terminal(&self, tenant_id: &str, terminal_id: &str) -> Option<Arc<TerminalEntry>> {
+        self.read()
+            .terminals
+            .get(&key(tenant_id, terminal_id))
+            .cloned()
+    }
+
+    /// A tenant's terminals, optionally only those directly below one node, ordered by id.
+    pub fn terminals(&self, tenant_id: &str, parent_id: Option<&str>) -> Vec<Arc<TerminalEntry>> {
+        let inner = self.read();
+        let mut terminals: Vec<Arc<TerminalEntry>> = match parent_id {
+            Some(parent) => inner
+                .terminals_of
+                .get(&key(tenant_id, parent))
+                .into_iter()
+                .flatten()
+                .filter_map(|id| inner.terminals.get(&key(tenant_id, id)).cloned())
+                .collect(),
+            None => inner
+                .terminals
+                .values()
+                .filter(|terminal| terminal.tenant_id == tenant_id)
+                .cloned()
+                .collect(),
+        };
+        terminals.sort_by(|a, b| a.terminal_id.cmp(&b.terminal_id));
+        terminals
+    }
+
+    /// The live PED bound to a device certificate, whatever its tenant.
+    pub fn terminal_by_certificate(&self, certificate_sha256: &str) -> Option<Arc<TerminalEntry>> {
+        let inner = self.read();
+        let terminal_key = inner.certificates.get(certificate_sha256)?;
+        inner.terminals.get(terminal_key).cloned()
+    }
+
+    /// The nodes above a terminal, root (merchant) first.
+    pub fn ancestors(&self, tenant_id: &str, terminal_id: &str) -> Vec<NodeEntry> {
+        let inner = self.read();
+        let mut chain = Vec::new();
+        let Some(terminal) = inner.terminals.get(&key(tenant_id, terminal_id)) else {
+            return chain;
+        };
+        let mut next = terminal.parent_id.clone();
+        // The hierarchy is at most three levels deep; the bound guards against a corrupt log.
+        while !next.is_empty() && chain.len() < 8 {
+            let Some(node) = inner.nodes.get(&key(tenant_id, &next)) else {
+                break;
+            };
+            next = node.parent_id.clone();
+            chain.push(node.clone());
+        }
+        chain.reverse();
+        chain
+    }
+}
+
+fn apply(inner: &mut Inner, stored: &StoredEvent) -> Result<(), StoreError> {
+    let at = stored.event.occurred_at_us;
+    let sequence = stored.event.sequence;
+    match stored.event.aggregate_type.as_str() {
+        tenant::AGGREGATE_TYPE => {
+            apply_tenant(inner, serde_json::from_str(&stored.event.payload)?, at);
+        }
+        estate::AGGREGATE_TYPE => {
+            apply_node(
+                inner,
+                serde_json::from_str(&stored.event.payload)?,
+                at,
+                sequence,
+            );
+        }
+        terminal::AGGREGATE_TYPE => {
+            apply_terminal(
+                inner,
+                serde_json::from_str(&stored.event.payload)?,
+                at,
+                sequence,
+            );
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn apply_tenant(inner: &mut Inner, event: TenantEvent, at: i64) {
+    match event {
+        TenantEvent::Created(created) => {
+            inner.tenants.insert(
+                created.tenant_id.clone(),
+                TenantEntry {
+                    tenant_id: created.tenant_id,
+                    name: created.name,
+                    suspended: false,
+                },
+            );
+        }
+        TenantEvent::Renamed(renamed) => {
+            if let Some(tenant) = inner.tenants.get_mut(&renamed.tenant_id) {
+                tenant.name = renamed.new_name;
+            }
+        }
+        TenantEvent::Suspended(suspended) => {
+            if let Some(tenant) = inner.tenants.get_mut(&suspended.tenant_id) {
+                tenant.suspended = true;
+            }
+        }
+        TenantEvent::Reactivated(reactivated) => {
+            if let Some(tenant) = inner.tenants.get_mut(&reactivated.tenant_id) {
+                tenant.suspended = false;
+            }
+        }
+        TenantEvent::ApiKeyIssued(issued) => {
+            let Ok(role) = Role::from_proto(issued.role) else {
+                tracing::error!(key_id = %issued.key_id, "api key issued with an unknown role; skipped");
+                return;
+            };
+            inner.api_keys.insert(
+                issued.key_id.clone(),
+                ApiKeyEntry {
+                    tenant_id: issued.tenant_id,
+                    key_id: issued.key_id,
+                    role,
+                    label: issued.label,
+                    secret_sha256: issued.secret_sha256,
+                    revoked: false,
+                    created_at_us: at,
+                },
+            );
+        }
+        TenantEvent::ApiKeyRevoked(revoked) => {
+            if let Some(entry) = inner.api_keys.get_mut(&revoked.key_id) {
+                entry.revoked = true;
+            }
+        }
+    }
+}
+
+fn apply_node(inner: &mut Inner, event: NodeEvent, at: i64, sequence: u64) {
+    let (tenant_id, node_id) = match &event {
+        NodeEvent::Created(e) => (&e.tenant_id, &e.node_id),
+        NodeEvent::Renamed(e) => (&e.tenant_id, &e.node_id),
+        NodeEvent::Closed(e) => (&e.tenant_id, &e.node_id),
+    };
+    let node_key = key(tenant_id, node_id);
+    if let NodeEvent::Created(created) = event {
+        let Ok(kind) = NodeKind::from_proto(created.kind) else {
+            tracing::error!(node_id = %created.node_id, "estate node with an unknown kind; skipped");
+            return;
+        };
+        inner
+            .children
+            .entry(key(&created.tenant_id, &created.parent_id))
+            .or_default()
+            .insert(created.node_id.clone());
+        inner.nodes.insert(
+            node_key,
+            NodeEntry {
+                tenant_id: created.tenant_id,
+                node_id: created.node_id,
+                kind,
+                parent_id: created.parent_id,
+                name: created.name,
+                closed: false,
+                created_at_us: at,
+                updated_at_us: at,
+                version: sequence,
+            },
+        );
+        return;
+    }
+    let Some(node) = inner.nodes.get_mut(&node_key) else {
+        return;
+    };
+    match event {
+        NodeEvent::Created(_) => {}
+        NodeEvent::Renamed(renamed) => node.name = renamed.new_name,
+        NodeEvent::Closed(_) => node.closed = true,
+    }
+    node.updated_at_us = at;
+    node.version = sequence;
+}
+
+fn apply_terminal(inner: &mut Inner, event: TerminalEvent, at: i64, sequence: u64) {
+    let (tenant_id, terminal_id) = match &event {
+        TerminalEvent::Bound(e) => (&e.tenant_id, &e.terminal_id),
+        TerminalEvent::Activated(e) => (&e.tenant_id, &e.terminal_id),
+        TerminalEvent::Suspended(e) => (&e.tenant_id, &e.terminal_id),
+        TerminalEvent::Resumed(e) => (&e.tenant_id, &e.terminal_id),
+        TerminalEvent::Blacklisted(e) => (&e.tenant_id, &e.terminal_id),
+        TerminalEvent::SwappedOut(e) => (&e.tenant_id, &e.terminal_id),
+        TerminalEvent::Decommissioned(e) => (&e.tenant_id, &e.terminal_id),
+        TerminalEvent::Moved(e) => (&e.tenant_id, &e.terminal_id),
+    };
+    let terminal_key = key(tenant_id, terminal_id);
+    if let TerminalEvent::Bound(bound) = event {
+        let Ok(kind) = TerminalKind::from_proto(bound.kind) else {
+            tracing::error!(terminal_id = %bound.terminal_id, "terminal with an unknown kind; skipped");
+            return;
+        };
+        inner
+            .terminals_of
+            .entry(key(&bound.tenant_id, &bound.parent_id))
+            .or_default()
+            .insert(bound.terminal_id.clone());
+        if let Some(device) = &bound.device {
+            inner
+                .certificates
+                .insert(device.certificate_sha256.clone(), terminal_key.clone());
+        }
+        inner.terminals.insert(
+            terminal_key,
+            Arc::new(TerminalEntry {
+                tenant_id: bound.tenant_id,
+                terminal_id: bound.terminal_id,
+                kind,
+                parent_id: bound.parent_id,
+                state: TerminalState::Bound,
+                device: bound.device,
+                label: bound.label,
+                replaces_terminal_id: bound.replaces_terminal_id,
+                replaced_by_terminal_id: String::new(),
+                activation_method: pb::ActivationMethod::Unspecified,
+                created_at_us: at,
+                updated_at_us: at,
+                version: sequence,
+            }),
+        );
+        return;
+    }
+    let Some(current) = inner.terminals.get(&terminal_key) else {
+        return;
+    };
+    let mut entry = (**current).clone();
+    match event {
+        TerminalEvent::Bound(_) => {}
+        TerminalEvent::Activated(activated) => {
+            entry.state = TerminalState::Active;
+            entry.activation_method = pb::ActivationMethod::try_from(activated.method)
+                .unwrap_or(pb::ActivationMethod::Unspecified);
+        }
+        TerminalEvent::Resumed(_) => entry.state = TerminalState::Active,
+        TerminalEvent::Suspended(_) => entry.state = TerminalState::Suspended,
+        TerminalEvent::Blacklisted(_) => entry.state = TerminalState::Blacklisted,
+        TerminalEvent::SwappedOut(swapped) => {
+            entry.state = TerminalState::SwappedOut;
+            entry.replaced_by_terminal_id = swapped.replacement_terminal_id;
+        }
+        TerminalEvent::Decommissioned(_) => entry.state = TerminalState::Decommissioned,
+        TerminalEvent::Moved(moved) => {
+            if let Some(siblings) = inner
+                .terminals_of
+                .get_mut(&key(&entry.tenant_id, &moved.old_parent_id))
+            {
+                siblings.remove(&entry.terminal_id);
+            }
+            inner
+                .terminals_of
+                .entry(key(&entry.tenant_id, &moved.new_parent_id))
+                .or_default()
+                .insert(entry.terminal_id.clone());
+            entry.parent_id = moved.new_parent_id;
+        }
+    }
+    if !entry.state.is_live()
+        && let Some(device) = &entry.device
+        && inner.certificates.get(&device.certificate_sha256) == Some(&terminal_key)
+    {
+        // A retired, blacklisted or replaced device no longer identifies a terminal.
+        inner.certificates.remove(&device.certificate_sha256);
+    }
+    entry.updated_at_us = at;
+    entry.version = sequence;
+    inner.terminals.insert(terminal_key, Arc::new(entry));
+}
