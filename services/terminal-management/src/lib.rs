@@ -5,6 +5,7 @@ pub mod access;
 pub mod api;
 pub mod devices;
 pub mod estate;
+pub mod manufacturer;
 pub mod model;
 pub mod read_model;
 pub mod service;
@@ -20,4 +21,5 @@ pub fn codec() -> mpos_es::EventCodec {
         .register::<tenant::TenantEvent>(tenant::AGGREGATE_TYPE)
         .register::<estate::NodeEvent>(estate::AGGREGATE_TYPE)
         .register::<terminal::TerminalEvent>(terminal::AGGREGATE_TYPE)
+        .register::<manufacturer::CaEvent>(manufacturer::AGGREGATE_TYPE)
 }
