@@ -159,3 +159,66 @@ impl fmt::Debug for CardToken {
         write!(f, "CardToken({self})")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_sha256_matches_rfc4231_test_case_2() {
+        // RFC 4231 §4.3, Test Case 2: key "Jefe", data "what do ya want for nothing?".
+        assert_eq!(
+            hex::encode(hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn a_card_token_is_the_hmac_of_the_pan_digits_under_the_key() {
+        let key_bytes = [0x0b_u8; 32];
+        let key = TokenKey::new(&key_bytes).expect("key");
+        let pan = Pan::parse("4111111111111111").expect("pan");
+        let token = CardToken::from_pan(&key, &pan);
+        assert_eq!(token.0, hmac_sha256(&key_bytes, b"4111111111111111"));
+        assert_eq!(CardToken::parse(&token.to_string()), Ok(token));
+        assert!(token.matches(&key, &pan));
+        let other_key = TokenKey::new(&[0x0c; 32]).expect("key");
+        assert_ne!(CardToken::from_pan(&other_key, &pan), token);
+        assert!(!token.matches(&other_key, &pan));
+    }
+
+    #[test]
+    fn pans_are_12_to_19_digits_with_a_valid_luhn_digit() {
+        for valid in [
+            "4111111111111111",
+            "378282246310005",
+            "5555555555554444",
+            "6011000990139424",
+        ] {
+            assert!(Pan::parse(valid).is_ok(), "{valid}");
+        }
+        for (invalid, contains) in [
+            ("4111111111111112", "Luhn"),
+            ("41111111111", "12 to 19"),
+            ("41111111111111111111", "12 to 19"),
+            ("4111 1111 1111 1111", "digits only"),
+            ("411111111111111a", "digits only"),
+        ] {
+            let error = Pan::parse(invalid).expect_err(invalid);
+            assert!(error.reason().contains(contains), "{error}");
+            assert!(
+                !error.to_string().contains("4111"),
+                "the PAN is echoed: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_print_no_digits_or_key_bytes() {
+        let pan = Pan::parse("4111111111111111").expect("pan");
+        assert_eq!(format!("{pan:?}"), "***");
+        let key = TokenKey::new(&[0x41; 32]).expect("key");
+        assert_eq!(format!("{key:?}"), "***");
+        assert!(TokenKey::new(&[0; 31]).is_err());
+    }
+}

@@ -613,3 +613,54 @@ impl CvmList {
         bytes
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_currency_table_is_sorted_unique_and_holds_the_required_currencies() {
+        // from_alpha binary-searches the table.
+        assert!(
+            CURRENCIES
+                .windows(2)
+                .all(|pair| pair[0].alpha < pair[1].alpha)
+        );
+        let mut numerics: Vec<u16> = CURRENCIES.iter().map(|info| info.numeric).collect();
+        numerics.sort_unstable();
+        numerics.dedup();
+        assert_eq!(numerics.len(), CURRENCIES.len());
+        for code in [
+            "EUR", "USD", "GBP", "CHF", "SEK", "NOK", "DKK", "PLN", "CZK", "HUF", "JPY", "BRL",
+            "AUD", "CAD",
+        ] {
+            let currency = Currency::from_alpha(code).expect(code);
+            assert_eq!(Currency::from_numeric(currency.numeric()), Ok(currency));
+        }
+        let euro = Currency::from_alpha("EUR").expect("EUR");
+        assert_eq!((euro.numeric(), euro.exponent()), (978, 2));
+        let yen = Currency::from_alpha("JPY").expect("JPY");
+        assert_eq!((yen.numeric(), yen.exponent()), (392, 0));
+        assert!(Currency::from_numeric(999).is_err());
+    }
+
+    #[test]
+    fn a_bin_range_matches_pans_by_prefix() {
+        let range = BinRange::parse("40000000", "40000099").expect("range");
+        let inside = crate::card::Pan::parse("4000000000000002").expect("pan");
+        let outside = crate::card::Pan::parse("4111111111111111").expect("pan");
+        assert!(range.contains(&inside));
+        assert!(!range.contains(&outside));
+        assert_eq!(range.to_string(), "40000000-40000099");
+        let leading_zero = BinRange::parse("012345", "012399").expect("range");
+        assert_eq!(leading_zero.low(), "012345");
+    }
+
+    #[test]
+    fn a_cv_rule_encodes_to_the_two_emv_bytes() {
+        let rule = CvRule::new(u32::from(cvm_method::SIGNATURE), true, 0x03).expect("rule");
+        assert_eq!(rule.to_bytes(), [0x5E, 0x03]);
+        let rule = CvRule::new(u32::from(cvm_method::FAIL), false, 0x00).expect("rule");
+        assert_eq!(rule.to_bytes(), [0x00, 0x00]);
+    }
+}
