@@ -122,6 +122,21 @@ impl CardToken {
         Self(hmac_sha256(&key.0, pan.0.as_bytes()))
     }
 
+    /// The token with these bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The token from exactly 32 bytes.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, InvalidValue> {
+        <[u8; 32]>::try_from(bytes).map(Self).map_err(|_| {
+            InvalidValue::new(format!(
+                "must be 32 bytes (HMAC-SHA-256), got {} bytes",
+                bytes.len()
+            ))
+        })
+    }
+
     /// Parses 64 hexadecimal characters, either case.
     pub fn parse(text: &str) -> Result<Self, InvalidValue> {
         if text.len() != 64 {

@@ -35,7 +35,7 @@ pub use params::{
     OfflineLimits, RandomSelection, RiskParameters, TerminalActionCodes, validate,
 };
 pub use resolve::{Effective, Level, LevelKind, REQUIRED_FIELDS, Source, resolve};
-pub use sign::{ALGORITHM, parameter_set, sign, verify};
+pub use sign::{ALGORITHM, parameter_set, payload_digest, sign, verify};
 pub use values::{
     ActionCode, Amount, BinRange, CountryCode, Currency, CvRule, CvmList, Mcc, Percent, cvm_method,
 };

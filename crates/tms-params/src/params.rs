@@ -471,7 +471,7 @@ pub fn validate(parameters: &pb::RiskParameters) -> Result<RiskParameters, Param
         .iter()
         .enumerate()
         .map(|(index, token)| {
-            CardToken::parse(token)
+            CardToken::from_slice(token)
                 .map_err(|error| error.in_field(&format!("blocked_card_tokens[{index}]")))
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -581,13 +581,25 @@ impl RiskParameters {
             blocked_card_tokens: self
                 .blocked_card_tokens
                 .iter()
-                .map(ToString::to_string)
+                .map(|token| token.bytes().to_vec())
                 .collect(),
             merchant_category_code: self.merchant_category_code.map(|mcc| mcc.to_string()),
             transaction_currency: self
                 .transaction_currency
                 .map(|currency| currency.alpha().to_owned()),
             terminal_country_code: self.terminal_country_code.map(|code| code.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_indices_follow_the_list_of_all_fields() {
+        for (position, field) in Field::ALL.into_iter().enumerate() {
+            assert_eq!(field.index(), position, "{field}");
         }
     }
 }

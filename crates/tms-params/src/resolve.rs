@@ -427,19 +427,29 @@ impl Effective {
         }
     }
 
-    /// The protobuf form, in canonical order (see [`Effective::sources`]).
+    /// The protobuf form with the source of every value, in canonical order (see
+    /// [`Effective::sources`]): what the platform's API shows.
     pub fn to_proto(&self) -> pb::EffectiveParameters {
+        let mut proto = self.to_device_proto();
+        proto.sources = self
+            .sources()
+            .map(|(path, source)| pb::ParameterSource {
+                field: path.to_string(),
+                level: source.level.to_proto().into(),
+                node_id: source.node_id.to_owned(),
+            })
+            .collect();
+        proto
+    }
+
+    /// The protobuf form without sources: what a terminal downloads (see
+    /// [`crate::parameter_set`]). A device needs no provenance, and every payload byte is
+    /// hashed twice per Ed25519 signature and sent over the air.
+    pub fn to_device_proto(&self) -> pb::EffectiveParameters {
         let currency = self.values.transaction_currency;
         pb::EffectiveParameters {
             values: Some(self.values.to_proto()),
-            sources: self
-                .sources()
-                .map(|(path, source)| pb::ParameterSource {
-                    field: path.to_string(),
-                    level: source.level.to_proto().into(),
-                    node_id: source.node_id.to_owned(),
-                })
-                .collect(),
+            sources: Vec::new(),
             transaction_currency_numeric: currency.map_or(0, |c| u32::from(c.numeric())),
             transaction_currency_exponent: currency.map(|c| u32::from(c.exponent())),
         }

@@ -15,7 +15,8 @@ use crate::resolve::Effective;
 /// The value of `SignedParameterSet.algorithm`.
 pub const ALGORITHM: &str = "Ed25519";
 
-/// The payload a terminal downloads: `effective` as version `version` of `terminal_id`.
+/// The payload a terminal downloads: `effective` as version `version` of `terminal_id`, in
+/// its device form (values without sources, see [`Effective::to_device_proto`]).
 pub fn parameter_set(
     tenant_id: &str,
     terminal_id: &str,
@@ -28,7 +29,7 @@ pub fn parameter_set(
         terminal_id: terminal_id.to_owned(),
         version,
         issued_at: Some(mpos_proto::timestamp_from_micros(issued_at_micros)),
-        parameters: Some(effective.to_proto()),
+        parameters: Some(effective.to_device_proto()),
     }
 }
 
@@ -46,6 +47,13 @@ pub fn sign(set: &pb::ParameterSet, key: &SigningKey, key_id: &str) -> pb::Signe
         terminal_id: set.terminal_id.clone(),
         version: set.version,
     }
+}
+
+/// SHA-256 of the signed payload: what a terminal reports in
+/// `ParameterSetAcknowledgement.payload_sha256`, and what the platform compares it with.
+pub fn payload_digest(signed: &pb::SignedParameterSet) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(&signed.payload).into()
 }
 
 /// The Ed25519 signature of `payload`.
@@ -118,6 +126,19 @@ mod tests {
             "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00",
         ),
     ];
+
+    #[test]
+    fn the_payload_digest_is_sha256_of_the_payload() {
+        // FIPS 180-2 Appendix B.1: SHA-256("abc").
+        let signed = pb::SignedParameterSet {
+            payload: b"abc".to_vec(),
+            ..Default::default()
+        };
+        assert_eq!(
+            hex::encode(payload_digest(&signed)),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 
     #[test]
     fn signing_matches_rfc8032_section_7_1_tests_1_and_2() {

@@ -45,7 +45,7 @@ prop_compose! {
         max_count in prop::option::of(any::<u32>()),
         allowed in prop::option::of(prop::collection::vec((any_text(), any_text()), 0..3)),
         blocked in prop::collection::vec((any_text(), any_text()), 0..3),
-        tokens in prop::collection::vec(any_text(), 0..3),
+        tokens in prop::collection::vec(prop::collection::vec(any::<u8>(), 30..34), 0..3),
         codes in prop::collection::vec(prop::option::of(any_text()), 3),
     ) -> pb::RiskParameters {
         let ranges = |list: Vec<(String, String)>| {
@@ -148,10 +148,7 @@ fn compatible_level() -> impl Strategy<Value = RiskParameters> {
                         ranges: list.into_iter().map(range).collect(),
                     }),
                     blocked_bin_ranges: blocked.into_iter().map(range).collect(),
-                    blocked_card_tokens: tokens
-                        .into_iter()
-                        .map(|seed| hex::encode([seed; 32]))
-                        .collect(),
+                    blocked_card_tokens: tokens.into_iter().map(|seed| vec![seed; 32]).collect(),
                     merchant_category_code: mcc.map(Into::into),
                     transaction_currency: Some("EUR".into()),
                     ..Default::default()

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{full, range, token, typed};
+use common::{full, numbered_token, range, token, typed};
 use mpos_proto::terminal_management as pb;
 use tms_params::{
     BinRange, CardToken, Currency, Effective, Field, FieldPath, Level, LevelKind,
@@ -155,7 +155,7 @@ fn blocked_lists_accumulate_and_keep_the_root_most_source() {
         .iter()
         .map(ToString::to_string)
         .collect();
-    assert_eq!(tokens, [token(1), token(2), token(3)]);
+    assert_eq!(tokens, [1, 2, 3].map(|seed| hex::encode(token(seed))));
 
     let blocked = |low: &str, high: &str| {
         FieldPath::BlockedBinRange(BinRange::parse(low, high).expect("range"))
@@ -170,7 +170,7 @@ fn blocked_lists_accumulate_and_keep_the_root_most_source() {
         at(LevelKind::Merchant, "m-1")
     );
     let token_path =
-        |seed: u8| FieldPath::BlockedCardToken(CardToken::parse(&token(seed)).expect("token"));
+        |seed: u8| FieldPath::BlockedCardToken(CardToken::from_slice(&token(seed)).expect("token"));
     assert_eq!(
         source(&effective, token_path(1)),
         at(LevelKind::Tenant, "t-1")
@@ -383,13 +383,11 @@ fn offline_limits_are_checked_across_levels() {
 fn the_accumulated_token_list_is_bounded() {
     let half = MAX_BLOCKED_CARD_TOKENS / 2 + 1;
     let tenant = typed(&pb::RiskParameters {
-        blocked_card_tokens: (0..half).map(|index| format!("{index:064x}")).collect(),
+        blocked_card_tokens: (0..half).map(numbered_token).collect(),
         ..Default::default()
     });
     let merchant = typed(&pb::RiskParameters {
-        blocked_card_tokens: (half..2 * half)
-            .map(|index| format!("{index:064x}"))
-            .collect(),
+        blocked_card_tokens: (half..2 * half).map(numbered_token).collect(),
         ..Default::default()
     });
     let error = resolve(&[
@@ -454,7 +452,7 @@ fn the_protobuf_form_names_every_source() {
         );
     }
     assert!(sources.contains(&(
-        format!("blocked_card_tokens[{}]", token(1)),
+        format!("blocked_card_tokens[{}]", hex::encode(token(1))),
         pb::ParameterLevel::Tenant,
         "t-1".to_owned()
     )));
@@ -504,7 +502,7 @@ fn card_checks_apply_the_block_and_allow_lists() {
     let outside_allow_list = Pan::parse("378282246310005").expect("pan");
     let tenant = typed(&full());
     let terminal = typed(&pb::RiskParameters {
-        blocked_card_tokens: vec![CardToken::from_pan(&key, &allowed).to_string()],
+        blocked_card_tokens: vec![CardToken::from_pan(&key, &allowed).bytes().to_vec()],
         ..Default::default()
     });
     let effective = resolve(&[level(LevelKind::Tenant, "t-1", &tenant)]).expect("resolves");

@@ -29,6 +29,12 @@ fn a_signed_set_verifies_and_decodes_to_the_set() {
     assert_eq!(signed.key_id, "params-2026-12");
     assert_eq!(signed.signature.len(), 64);
     assert_eq!((signed.terminal_id.as_str(), signed.version), ("term-1", 7));
+    let parameters = set.parameters.as_ref().expect("parameters");
+    assert!(
+        parameters.sources.is_empty(),
+        "the device payload carries no provenance"
+    );
+    assert_eq!(parameters.transaction_currency_numeric, 978);
     assert_eq!(verify(&signed, &key.verifying_key()), Ok(set));
 }
 

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{full, range, token};
+use common::{full, numbered_token, range, token};
 use mpos_proto::terminal_management as pb;
 use tms_params::{
     Amount, MAX_BIN_RANGES, MAX_BLOCKED_CARD_TOKENS, MAX_FLOOR_LIMITS, ParameterError, validate,
@@ -376,23 +376,25 @@ fn an_empty_allow_list_is_kept_apart_from_an_unset_one() {
 }
 
 #[test]
-fn blocked_card_tokens_are_64_hex_characters_and_bounded() {
+fn blocked_card_tokens_are_32_bytes_and_bounded() {
     let mut set = full();
-    set.blocked_card_tokens.push("ab".repeat(31));
-    assert_refused(&set, "blocked_card_tokens[1]", "got 62 characters");
+    set.blocked_card_tokens.push(vec![0xAB; 31]);
+    assert_refused(
+        &set,
+        "blocked_card_tokens[1]",
+        "must be 32 bytes (HMAC-SHA-256), got 31 bytes",
+    );
 
     let mut set = full();
-    set.blocked_card_tokens.push("zz".repeat(32));
-    assert_refused(&set, "blocked_card_tokens[1]", "hexadecimal");
+    set.blocked_card_tokens.push(Vec::new());
+    assert_refused(&set, "blocked_card_tokens[1]", "got 0 bytes");
 
     let mut set = full();
-    set.blocked_card_tokens = (0..=MAX_BLOCKED_CARD_TOKENS)
-        .map(|index| format!("{index:064x}"))
-        .collect();
+    set.blocked_card_tokens = (0..=MAX_BLOCKED_CARD_TOKENS).map(numbered_token).collect();
     assert_refused(&set, "blocked_card_tokens", "at most 10000");
 
     let mut set = full();
-    set.blocked_card_tokens = vec![token(2), token(1).to_uppercase(), token(1)];
+    set.blocked_card_tokens = vec![token(2), token(1), token(1)];
     let typed = validate(&set).expect("valid");
     let shown: Vec<String> = typed
         .blocked_card_tokens
@@ -401,8 +403,8 @@ fn blocked_card_tokens_are_64_hex_characters_and_bounded() {
         .collect();
     assert_eq!(
         shown,
-        [token(1), token(2)],
-        "sorted, lowercase, deduplicated"
+        [hex::encode(token(1)), hex::encode(token(2))],
+        "sorted, deduplicated, shown in lowercase hex"
     );
 }
 

@@ -71,8 +71,15 @@ pub fn range(low: &str, high: &str) -> pb::BinRange {
 }
 
 /// A well-formed token, distinct per seed.
-pub fn token(seed: u8) -> String {
-    hex::encode([seed; 32])
+pub fn token(seed: u8) -> Vec<u8> {
+    vec![seed; 32]
+}
+
+/// A well-formed token, distinct per index.
+pub fn numbered_token(index: usize) -> Vec<u8> {
+    let mut token = vec![0; 32];
+    token[..8].copy_from_slice(&(index as u64).to_be_bytes());
+    token
 }
 
 pub fn typed(parameters: &pb::RiskParameters) -> RiskParameters {
