@@ -6,11 +6,11 @@
 //! - [`validate`] turns the protobuf partial set of one level into a [`RiskParameters`];
 //!   every error names the field path (`contactless_floor_limit: must not exceed
 //!   contactless_transaction_limit (500 > 400)`).
-//! - [`resolve`] combines the levels of a terminal's path, root first, into an
+//! - [`resolve()`] combines the levels of a terminal's path, root first, into an
 //!   [`Effective`] set: the deepest value wins, floor limits per currency, the allow-list is
 //!   replaced, blocked BIN ranges and card tokens accumulate (a level never unblocks what a
 //!   level above blocked). The combined set is checked again; errors name the level.
-//! - [`sign`] / [`verify`] put an Ed25519 signature over the encoded [`ParameterSet`]
+//! - [`sign()`] / [`verify`] put an Ed25519 signature over the encoded [`ParameterSet`]
 //!   (`mpos.terminal_management.v1.ParameterSet`).
 //! - A card is never stored: [`CardToken::from_pan`] is HMAC-SHA-256 of the PAN under the
 //!   tenant's [`TokenKey`]. [`Pan`] and [`TokenKey`] print `***` and are zeroized on drop.
@@ -20,6 +20,7 @@
 //! [`ParameterSet`]: mpos_proto::terminal_management::ParameterSet
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod card;
 pub mod error;

@@ -56,9 +56,9 @@ pub struct OfflineLimits {
 
 /// Risk parameters: the partial set stored at one level (every value may be unset), or, inside
 /// an [`crate::Effective`], the resolved set. Every value is valid by its type; the rules
-/// between fields are checked by [`validate`] and by [`crate::resolve`].
+/// between fields are checked by [`validate`] and by [`crate::resolve()`].
 ///
-/// [`validate`] produces the lists sorted and without duplicates; [`crate::resolve`] does not
+/// [`validate`] produces the lists sorted and without duplicates; [`crate::resolve()`] does not
 /// rely on it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RiskParameters {
@@ -356,7 +356,7 @@ fn bin_ranges(field: &str, ranges: &[pb::BinRange]) -> Result<Vec<BinRange>, Par
 
 /// Validates the partial set of one level. Errors name the field path and what is wrong, e.g.
 /// `contactless_floor_limit: must not exceed contactless_transaction_limit (500 > 400)`. Rules
-/// between fields apply when both values are set at this level; [`crate::resolve`] applies them
+/// between fields apply when both values are set at this level; [`crate::resolve()`] applies them
 /// again to the combined set. Never panics.
 pub fn validate(parameters: &pb::RiskParameters) -> Result<RiskParameters, ParameterError> {
     let mut typed = RiskParameters::default();

@@ -443,7 +443,7 @@ impl Effective {
     }
 
     /// The protobuf form without sources: what a terminal downloads (see
-    /// [`crate::parameter_set`]). A device needs no provenance, and every payload byte is
+    /// [`crate::parameter_set()`]). A device needs no provenance, and every payload byte is
     /// hashed twice per Ed25519 signature and sent over the air.
     pub fn to_device_proto(&self) -> pb::EffectiveParameters {
         let currency = self.values.transaction_currency;
