@@ -24,6 +24,7 @@ const OPERATOR_TOKEN: &str = "MPOS_OPERATOR_TOKEN";
 const OPERATOR_TOKEN_FILE: &str = "operator-token";
 const SIGNING_KEY_FILE: &str = "chain-signing.key";
 const SOFT_LMK_FILE: &str = "hsm-soft-lmk.key";
+const PARAMETER_KEY_FILE: &str = "parameter-signing.key";
 const HSM_HTTP_ADDR: &str = "MPOS_HSM_HTTP_ADDR";
 
 /// Reads a secret file of the data directory, or creates it (mode 0600) with `generate()`.
@@ -104,6 +105,17 @@ fn embedded_settings(environment: &Vars) -> Result<Embedded, String> {
                 .map_err(|error| format!("soft hsm lmk file: {error}"))?,
         )
     };
+    let parameter_key =
+        if environment.is_set(terminal_management::service::vars::PARAMETER_SIGNING_KEY) {
+            None
+        } else {
+            Some(
+                load_or_create(&data_dir.join(PARAMETER_KEY_FILE), || {
+                    hex::encode(mpos_service::generate_signing_key().to_bytes())
+                })
+                .map_err(|error| format!("parameter signing key file: {error}"))?,
+            )
+        };
     let mut pairs: Vec<(String, String)> = environment
         .names()
         .filter_map(|name| {
@@ -124,6 +136,12 @@ fn embedded_settings(environment: &Vars) -> Result<Embedded, String> {
     }
     if let Some(lmk) = soft_lmk {
         default(hsm_proxy::service::vars::SOFT_LMK, lmk);
+    }
+    if let Some(key) = parameter_key {
+        default(
+            terminal_management::service::vars::PARAMETER_SIGNING_KEY,
+            key,
+        );
     }
     default(
         hsm_proxy::service::vars::BACKENDS,
@@ -189,6 +207,10 @@ async fn main() -> ExitCode {
         "127.0.0.1:8085",
         "127.0.0.1:9090",
     ));
+    let tm_options = exit_on_error(terminal_management::service::TmOptions::from_vars(
+        vars,
+        embedded.operator_token.clone(),
+    ));
     let hsm_config = exit_on_error(hsm_proxy::service::HsmConfig::from_vars(&embedded.hsm_vars));
     let mut listeners = Vec::new();
     for address in [config.http_addr, hsm_common.http_addr] {
@@ -219,7 +241,7 @@ async fn main() -> ExitCode {
         store.clone(),
         &bus,
         &infrastructure,
-        &embedded.operator_token,
+        &tm_options,
         api_listener,
         &cancel,
     )

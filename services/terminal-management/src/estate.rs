@@ -119,6 +119,15 @@ pub fn parse_reason(value: &str) -> Result<String, EstateError> {
     }
 }
 
+/// Hex SHA-256 of a partial parameter set's encoding: what an aggregate keeps to see whether
+/// a new set changes anything.
+pub fn parameters_digest(parameters: &pb::RiskParameters) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(prost::Message::encode_to_vec(
+        parameters,
+    )))
+}
+
 /// Why an estate command was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EstateError {
@@ -181,7 +190,9 @@ pub struct ParentNode {
 }
 
 /// What can be asked of an estate node.
-#[derive(Clone, Debug, PartialEq, Eq)]
+// A command lives for one request: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum NodeCommand {
     /// Create a node.
     Create {
@@ -200,6 +211,12 @@ pub enum NodeCommand {
     Rename {
         /// The new name.
         name: String,
+    },
+    /// Replace the parameters set at this node (validated, canonical, and checked in
+    /// combination with every level above and below by the caller).
+    SetParameters {
+        /// The new partial set of this level.
+        parameters: pb::RiskParameters,
     },
     /// Close the node; the caller states what still lives below it.
     Close {
@@ -221,6 +238,8 @@ mpos_es::proto_events! {
         Renamed(pb::EstateNodeRenamed) = "mpos.terminal_management.v1.EstateNodeRenamed",
         /// Closed.
         Closed(pb::EstateNodeClosed) = "mpos.terminal_management.v1.EstateNodeClosed",
+        /// Parameters replaced.
+        ParametersSet(pb::ParametersSet) = "mpos.terminal_management.v1.ParametersSet",
     }
 }
 
@@ -229,8 +248,13 @@ mpos_es::proto_events! {
 pub struct EstateNode {
     tenant_id: String,
     node_id: Option<String>,
+    #[serde(default)]
+    kind: Option<NodeKind>,
     name: String,
     closed: bool,
+    /// Digest of the parameters set here ("" when none).
+    #[serde(default)]
+    parameters_sha256: String,
 }
 
 impl EstateNode {
@@ -303,6 +327,24 @@ impl EstateNode {
                     new_name,
                 })])
             }
+            NodeCommand::SetParameters { parameters } => {
+                let digest = parameters_digest(&parameters);
+                if digest == self.parameters_sha256 {
+                    return Ok(Vec::new());
+                }
+                let level = match self.kind {
+                    Some(NodeKind::Merchant) => pb::ParameterLevel::Merchant,
+                    Some(NodeKind::Store) => pb::ParameterLevel::Store,
+                    Some(NodeKind::TerminalGroup) => pb::ParameterLevel::TerminalGroup,
+                    None => pb::ParameterLevel::Unspecified,
+                };
+                Ok(vec![NodeEvent::ParametersSet(pb::ParametersSet {
+                    tenant_id,
+                    level: level.into(),
+                    node_id,
+                    parameters: Some(parameters),
+                })])
+            }
             NodeCommand::Close {
                 reason,
                 open_children,
@@ -348,10 +390,14 @@ impl Aggregate for EstateNode {
             NodeEvent::Created(created) => {
                 self.tenant_id = created.tenant_id;
                 self.node_id = Some(created.node_id);
+                self.kind = NodeKind::from_proto(created.kind).ok();
                 self.name = created.name;
             }
             NodeEvent::Renamed(renamed) => self.name = renamed.new_name,
             NodeEvent::Closed(_) => self.closed = true,
+            NodeEvent::ParametersSet(set) => {
+                self.parameters_sha256 = parameters_digest(&set.parameters.unwrap_or_default());
+            }
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod devices;
 pub mod estate;
 pub mod manufacturer;
 pub mod model;
+pub mod parameters;
 pub mod read_model;
 pub mod service;
 pub mod tenant;

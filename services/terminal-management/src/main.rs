@@ -4,9 +4,6 @@ use mpos_config::{Vars, exit_on_error};
 use mpos_service::{CommonConfig, Running, Started};
 use terminal_management::SERVICE;
 
-/// The platform operator's bearer token for the admin API (at least 32 characters).
-const OPERATOR_TOKEN: &str = "MPOS_OPERATOR_TOKEN";
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let vars = Vars::from_env();
@@ -16,15 +13,20 @@ async fn main() -> std::process::ExitCode {
         "0.0.0.0:8080",
         "0.0.0.0:9090",
     ));
-    let operator_token = exit_on_error(vars.secret(OPERATOR_TOKEN, 32));
-    let (config, operator_token) = (&config, &operator_token);
+    let operator_token =
+        exit_on_error(vars.secret(terminal_management::service::vars::OPERATOR_TOKEN, 32));
+    let options = exit_on_error(terminal_management::service::TmOptions::from_vars(
+        &vars,
+        operator_token,
+    ));
+    let (config, options) = (&config, &options);
     mpos_service::run_process(&vars, config, |started: Started| async move {
         let running = terminal_management::service::start(
             config,
             started.store,
             &started.bus,
             &started.infrastructure,
-            operator_token,
+            options,
             started.listener,
             &started.cancel,
         )

@@ -13,9 +13,49 @@ use crate::access::{PresentedKey, Principal, Role};
 use crate::estate::{self, EstateId, NodeEvent, NodeKind, ParentNode};
 use crate::tenant::{self, TenantEvent};
 use crate::terminal::{self, TerminalEvent, TerminalKind, TerminalState};
+use tms_params::{LevelKind, RiskParameters};
 
 /// Events read per page while catching up.
 const PAGE: u32 = 5_000;
+
+/// Where and when in the log something changed: parameter versions are log positions, so a
+/// replay gives the same versions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Change {
+    /// The global position of the event.
+    pub position: u64,
+    /// When it occurred (µs).
+    pub at_us: i64,
+}
+
+/// The parameters set at one level, and when.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LevelParameters {
+    /// The partial set (absent: nothing set here).
+    pub parameters: Option<Arc<RiskParameters>>,
+    /// The event that set it.
+    pub changed: Change,
+}
+
+/// One level on the path from the tenant down to a node or terminal.
+#[derive(Clone, Debug)]
+pub struct PathLevel {
+    /// Which level.
+    pub kind: LevelKind,
+    /// The tenant, node or terminal id.
+    pub node_id: String,
+    /// What it sets.
+    pub parameters: Option<Arc<RiskParameters>>,
+}
+
+/// A terminal's path through the estate, and the version of its effective parameters.
+#[derive(Clone, Debug)]
+pub struct TerminalPath {
+    /// The levels, tenant first, the terminal last.
+    pub levels: Vec<PathLevel>,
+    /// The latest change on the path (parameters at any level, or the terminal placed).
+    pub version: Change,
+}
 
 /// A tenant.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +66,8 @@ pub struct TenantEntry {
     pub name: String,
     /// Whether it is suspended.
     pub suspended: bool,
+    /// Its tenant-level parameters.
+    pub parameters: LevelParameters,
 }
 
 /// An API key (its digest, never its secret).
@@ -83,6 +125,8 @@ pub struct NodeEntry {
     pub updated_at_us: i64,
     /// Sequence of its last event.
     pub version: u64,
+    /// Its parameters.
+    pub parameters: LevelParameters,
 }
 
 impl NodeEntry {
@@ -136,6 +180,14 @@ pub struct TerminalEntry {
     pub updated_at_us: i64,
     /// Sequence of its last event.
     pub version: u64,
+    /// Its own parameters.
+    pub parameters: LevelParameters,
+    /// When it was bound or last moved (its path changed).
+    pub placed: Change,
+    /// The parameter version the device last reported installed (0: none).
+    pub installed_version: u64,
+    /// When the device installed it, by its clock (µs; 0: never).
+    pub installed_at_us: i64,
 }
 
 impl TerminalEntry {
@@ -407,20 +459,152 @@ impl Model {
         chain.reverse();
         chain
     }
+
+    /// The levels from the tenant down to a node (inclusive).
+    fn node_levels(inner: &Inner, tenant: &TenantEntry, node_id: &str) -> Vec<PathLevel> {
+        let mut nodes = Vec::new();
+        let mut next = node_id.to_owned();
+        // The hierarchy is three levels deep; the bound guards against a corrupt log.
+        while !next.is_empty() && nodes.len() < 8 {
+            let Some(node) = inner.nodes.get(&key(&tenant.tenant_id, &next)) else {
+                break;
+            };
+            next = node.parent_id.clone();
+            nodes.push(node);
+        }
+        let mut levels = vec![PathLevel {
+            kind: LevelKind::Tenant,
+            node_id: tenant.tenant_id.clone(),
+            parameters: tenant.parameters.parameters.clone(),
+        }];
+        levels.extend(nodes.iter().rev().map(|node| PathLevel {
+            kind: level_kind(node.kind),
+            node_id: node.node_id.clone(),
+            parameters: node.parameters.parameters.clone(),
+        }));
+        levels
+    }
+
+    /// The path from the tenant to a terminal and the version of its effective parameters.
+    pub fn terminal_path(&self, tenant_id: &str, terminal_id: &str) -> Option<TerminalPath> {
+        let inner = self.read();
+        let tenant = inner.tenants.get(tenant_id)?;
+        let terminal = inner.terminals.get(&key(tenant_id, terminal_id))?;
+        let mut levels = Self::node_levels(&inner, tenant, &terminal.parent_id);
+        levels.push(PathLevel {
+            kind: LevelKind::Terminal,
+            node_id: terminal.terminal_id.clone(),
+            parameters: terminal.parameters.parameters.clone(),
+        });
+        let mut version = tenant
+            .parameters
+            .changed
+            .max(terminal.parameters.changed)
+            .max(terminal.placed);
+        let mut next = terminal.parent_id.as_str();
+        while !next.is_empty() {
+            let Some(node) = inner.nodes.get(&key(tenant_id, next)) else {
+                break;
+            };
+            version = version.max(node.parameters.changed);
+            next = &node.parent_id;
+        }
+        Some(TerminalPath { levels, version })
+    }
+
+    /// The paths whose effective parameters a change at `node_id` (`None`: the tenant level,
+    /// `Some(terminal)` with `terminal` true: one terminal) could alter: the node itself,
+    /// every node below it, and every live terminal below it that sets parameters of its own
+    /// (the others resolve like their parent node).
+    pub fn affected_paths(
+        &self,
+        tenant_id: &str,
+        node_id: Option<&str>,
+        terminal: bool,
+    ) -> Vec<Vec<PathLevel>> {
+        if terminal {
+            return node_id
+                .and_then(|id| self.terminal_path(tenant_id, id))
+                .map(|path| vec![path.levels])
+                .unwrap_or_default();
+        }
+        let inner = self.read();
+        let Some(tenant) = inner.tenants.get(tenant_id) else {
+            return Vec::new();
+        };
+        let mut paths = Vec::new();
+        let mut queue: Vec<String> = match node_id {
+            Some(id) => vec![id.to_owned()],
+            None => {
+                paths.push(Self::node_levels(&inner, tenant, ""));
+                inner
+                    .children
+                    .get(&key(tenant_id, ""))
+                    .into_iter()
+                    .flatten()
+                    .cloned()
+                    .collect()
+            }
+        };
+        while let Some(id) = queue.pop() {
+            let node_key = key(tenant_id, &id);
+            paths.push(Self::node_levels(&inner, tenant, &id));
+            for terminal_id in inner.terminals_of.get(&node_key).into_iter().flatten() {
+                if let Some(terminal) = inner.terminals.get(&key(tenant_id, terminal_id))
+                    && terminal.state.is_live()
+                    && terminal.parameters.parameters.is_some()
+                {
+                    let mut levels = Self::node_levels(&inner, tenant, &id);
+                    levels.push(PathLevel {
+                        kind: LevelKind::Terminal,
+                        node_id: terminal.terminal_id.clone(),
+                        parameters: terminal.parameters.parameters.clone(),
+                    });
+                    paths.push(levels);
+                }
+            }
+            queue.extend(inner.children.get(&node_key).into_iter().flatten().cloned());
+        }
+        paths
+    }
+}
+
+/// The typed parameters of a stored event (validated when written; a set the current rules
+/// refuse is logged and treated as unset rather than stopping the model).
+fn level_parameters(set: &pb::ParametersSet, changed: Change) -> LevelParameters {
+    let proto = set.parameters.clone().unwrap_or_default();
+    let parameters = if proto == pb::RiskParameters::default() {
+        None
+    } else {
+        match tms_params::validate(&proto) {
+            Ok(parameters) => Some(Arc::new(parameters)),
+            Err(error) => {
+                tracing::error!(node_id = %set.node_id, %error, "stored parameters no longer validate; ignored");
+                None
+            }
+        }
+    };
+    LevelParameters {
+        parameters,
+        changed,
+    }
 }
 
 fn apply(inner: &mut Inner, stored: &StoredEvent) -> Result<(), StoreError> {
-    let at = stored.event.occurred_at_us;
+    let change = Change {
+        position: stored.global_position,
+        at_us: stored.event.occurred_at_us,
+    };
     let sequence = stored.event.sequence;
     match stored.event.aggregate_type.as_str() {
         tenant::AGGREGATE_TYPE => {
-            apply_tenant(inner, serde_json::from_str(&stored.event.payload)?, at);
+            apply_tenant(inner, serde_json::from_str(&stored.event.payload)?, change);
         }
         estate::AGGREGATE_TYPE => {
             apply_node(
                 inner,
                 serde_json::from_str(&stored.event.payload)?,
-                at,
+                change,
                 sequence,
             );
         }
@@ -428,7 +612,7 @@ fn apply(inner: &mut Inner, stored: &StoredEvent) -> Result<(), StoreError> {
             apply_terminal(
                 inner,
                 serde_json::from_str(&stored.event.payload)?,
-                at,
+                change,
                 sequence,
             );
         }
@@ -437,7 +621,8 @@ fn apply(inner: &mut Inner, stored: &StoredEvent) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn apply_tenant(inner: &mut Inner, event: TenantEvent, at: i64) {
+fn apply_tenant(inner: &mut Inner, event: TenantEvent, change: Change) {
+    let at = change.at_us;
     match event {
         TenantEvent::Created(created) => {
             inner.tenants.insert(
@@ -446,6 +631,7 @@ fn apply_tenant(inner: &mut Inner, event: TenantEvent, at: i64) {
                     tenant_id: created.tenant_id,
                     name: created.name,
                     suspended: false,
+                    parameters: LevelParameters::default(),
                 },
             );
         }
@@ -462,6 +648,11 @@ fn apply_tenant(inner: &mut Inner, event: TenantEvent, at: i64) {
         TenantEvent::Reactivated(reactivated) => {
             if let Some(tenant) = inner.tenants.get_mut(&reactivated.tenant_id) {
                 tenant.suspended = false;
+            }
+        }
+        TenantEvent::ParametersSet(set) => {
+            if let Some(tenant) = inner.tenants.get_mut(&set.tenant_id) {
+                tenant.parameters = level_parameters(&set, change);
             }
         }
         TenantEvent::ApiKeyIssued(issued) => {
@@ -490,11 +681,13 @@ fn apply_tenant(inner: &mut Inner, event: TenantEvent, at: i64) {
     }
 }
 
-fn apply_node(inner: &mut Inner, event: NodeEvent, at: i64, sequence: u64) {
+fn apply_node(inner: &mut Inner, event: NodeEvent, change: Change, sequence: u64) {
+    let at = change.at_us;
     let (tenant_id, node_id) = match &event {
         NodeEvent::Created(e) => (&e.tenant_id, &e.node_id),
         NodeEvent::Renamed(e) => (&e.tenant_id, &e.node_id),
         NodeEvent::Closed(e) => (&e.tenant_id, &e.node_id),
+        NodeEvent::ParametersSet(e) => (&e.tenant_id, &e.node_id),
     };
     let node_key = key(tenant_id, node_id);
     if let NodeEvent::Created(created) = event {
@@ -519,6 +712,7 @@ fn apply_node(inner: &mut Inner, event: NodeEvent, at: i64, sequence: u64) {
                 created_at_us: at,
                 updated_at_us: at,
                 version: sequence,
+                parameters: LevelParameters::default(),
             },
         );
         return;
@@ -530,12 +724,14 @@ fn apply_node(inner: &mut Inner, event: NodeEvent, at: i64, sequence: u64) {
         NodeEvent::Created(_) => {}
         NodeEvent::Renamed(renamed) => node.name = renamed.new_name,
         NodeEvent::Closed(_) => node.closed = true,
+        NodeEvent::ParametersSet(set) => node.parameters = level_parameters(&set, change),
     }
     node.updated_at_us = at;
     node.version = sequence;
 }
 
-fn apply_terminal(inner: &mut Inner, event: TerminalEvent, at: i64, sequence: u64) {
+fn apply_terminal(inner: &mut Inner, event: TerminalEvent, change: Change, sequence: u64) {
+    let at = change.at_us;
     let (tenant_id, terminal_id) = match &event {
         TerminalEvent::Bound(e) => (&e.tenant_id, &e.terminal_id),
         TerminalEvent::Activated(e) => (&e.tenant_id, &e.terminal_id),
@@ -545,6 +741,8 @@ fn apply_terminal(inner: &mut Inner, event: TerminalEvent, at: i64, sequence: u6
         TerminalEvent::SwappedOut(e) => (&e.tenant_id, &e.terminal_id),
         TerminalEvent::Decommissioned(e) => (&e.tenant_id, &e.terminal_id),
         TerminalEvent::Moved(e) => (&e.tenant_id, &e.terminal_id),
+        TerminalEvent::ParametersSet(e) => (&e.tenant_id, &e.node_id),
+        TerminalEvent::ParametersInstalled(e) => (&e.tenant_id, &e.terminal_id),
     };
     let terminal_key = key(tenant_id, terminal_id);
     if let TerminalEvent::Bound(bound) = event {
@@ -578,6 +776,10 @@ fn apply_terminal(inner: &mut Inner, event: TerminalEvent, at: i64, sequence: u6
                 created_at_us: at,
                 updated_at_us: at,
                 version: sequence,
+                parameters: LevelParameters::default(),
+                placed: change,
+                installed_version: 0,
+                installed_at_us: 0,
             }),
         );
         return;
@@ -614,6 +816,15 @@ fn apply_terminal(inner: &mut Inner, event: TerminalEvent, at: i64, sequence: u6
                 .or_default()
                 .insert(entry.terminal_id.clone());
             entry.parent_id = moved.new_parent_id;
+            entry.placed = change;
+        }
+        TerminalEvent::ParametersSet(set) => entry.parameters = level_parameters(&set, change),
+        TerminalEvent::ParametersInstalled(installed) => {
+            entry.installed_version = installed.version;
+            entry.installed_at_us = installed
+                .installed_at
+                .as_ref()
+                .map_or(0, mpos_proto::timestamp_to_micros);
         }
     }
     if !entry.state.is_live()
@@ -626,4 +837,13 @@ fn apply_terminal(inner: &mut Inner, event: TerminalEvent, at: i64, sequence: u6
     entry.updated_at_us = at;
     entry.version = sequence;
     inner.terminals.insert(terminal_key, Arc::new(entry));
+}
+
+/// The parameter level of a node kind.
+pub fn level_kind(kind: NodeKind) -> LevelKind {
+    match kind {
+        NodeKind::Merchant => LevelKind::Merchant,
+        NodeKind::Store => LevelKind::Store,
+        NodeKind::TerminalGroup => LevelKind::TerminalGroup,
+    }
 }

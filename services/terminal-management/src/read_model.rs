@@ -31,7 +31,9 @@ impl Projection for TenantsProjection {
             TenantEvent::Suspended(_) => view.status = pb::TenantStatus::Suspended.into(),
             TenantEvent::Reactivated(_) => view.status = pb::TenantStatus::Active.into(),
             // API keys are listed from the estate model, not on the tenant document.
-            TenantEvent::ApiKeyIssued(_) | TenantEvent::ApiKeyRevoked(_) => {}
+            TenantEvent::ApiKeyIssued(_)
+            | TenantEvent::ApiKeyRevoked(_)
+            | TenantEvent::ParametersSet(_) => {}
         }
         view.version = event.event.sequence;
         Ok(())

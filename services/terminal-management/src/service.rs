@@ -15,7 +15,50 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{AppState, Commands, router};
 use crate::devices::Devices;
 use crate::model::Model;
+use crate::parameters::{ParameterSets, ParameterSigner};
 use crate::read_model::TenantsProjection;
+
+/// The service's own settings.
+pub mod vars {
+    /// The platform operator's bearer token for the admin API (at least 32 characters).
+    pub const OPERATOR_TOKEN: &str = "MPOS_OPERATOR_TOKEN";
+    /// Ed25519 seed (64 hex characters) signing terminals' parameter sets.
+    pub const PARAMETER_SIGNING_KEY: &str = "MPOS_PARAMETER_SIGNING_KEY";
+}
+
+/// What terminal-management needs beyond the common configuration.
+pub struct TmOptions {
+    /// The platform operator's token.
+    pub operator_token: SecretString,
+    /// The key signing parameter sets.
+    pub parameter_signing_key: ed25519_dalek::SigningKey,
+}
+
+impl std::fmt::Debug for TmOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TmOptions").finish_non_exhaustive()
+    }
+}
+
+impl TmOptions {
+    /// Reads the options; the operator token is handed in (mposd generates it).
+    pub fn from_vars(
+        vars: &mpos_config::Vars,
+        operator_token: SecretString,
+    ) -> Result<Self, mpos_config::ConfigError> {
+        use secrecy::ExposeSecret;
+        let Some(seed) = vars.hex_bytes::<32>(vars::PARAMETER_SIGNING_KEY)? else {
+            return Err(mpos_config::ConfigError::missing(
+                vars::PARAMETER_SIGNING_KEY,
+                "64 hexadecimal characters (an Ed25519 seed for signing parameter sets)",
+            ));
+        };
+        Ok(Self {
+            operator_token,
+            parameter_signing_key: ed25519_dalek::SigningKey::from_bytes(seed.expose_secret()),
+        })
+    }
+}
 
 /// Snapshot every this many events of a tenant.
 const SNAPSHOT_EVERY: usize = 50;
@@ -54,7 +97,7 @@ pub async fn start(
     store: EventStore,
     bus: &Bus,
     infrastructure: &Infrastructure,
-    operator_token: &SecretString,
+    options: &TmOptions,
     listener: TcpListener,
     cancel: &CancellationToken,
 ) -> std::io::Result<Running> {
@@ -104,7 +147,10 @@ pub async fn start(
         tenants,
         model,
         Arc::new(Devices),
-        operator_token,
+        Arc::new(ParameterSets::new(ParameterSigner::new(
+            options.parameter_signing_key.clone(),
+        ))),
+        &options.operator_token,
     ));
     let shutdown = cancel.clone().cancelled_owned();
     pipelines.spawn(async move {

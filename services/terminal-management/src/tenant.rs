@@ -106,7 +106,9 @@ impl From<TenantError> for ServiceError {
 }
 
 /// What can be asked of a tenant.
-#[derive(Clone, Debug, PartialEq, Eq)]
+// A command lives for one request: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum TenantCommand {
     /// Onboard a tenant.
     Create {
@@ -138,6 +140,12 @@ pub enum TenantCommand {
         /// Hex SHA-256 of the key's secret.
         secret_sha256: String,
     },
+    /// Replace the tenant-level parameters (validated, canonical, and checked in combination
+    /// with every level below by the caller).
+    SetParameters {
+        /// The new partial set of the tenant level.
+        parameters: pb::RiskParameters,
+    },
     /// Stop an API key from authenticating.
     RevokeApiKey {
         /// The key's id.
@@ -162,6 +170,8 @@ mpos_es::proto_events! {
         ApiKeyIssued(pb::ApiKeyIssued) = "mpos.terminal_management.v1.ApiKeyIssued",
         /// An API key was revoked.
         ApiKeyRevoked(pb::ApiKeyRevoked) = "mpos.terminal_management.v1.ApiKeyRevoked",
+        /// The tenant-level parameters were replaced.
+        ParametersSet(pb::ParametersSet) = "mpos.terminal_management.v1.ParametersSet",
     }
 }
 
@@ -174,6 +184,9 @@ pub struct Tenant {
     /// Ids of the active API keys.
     #[serde(default)]
     api_keys: std::collections::BTreeSet<String>,
+    /// Digest of the tenant-level parameters ("" when none).
+    #[serde(default)]
+    parameters_sha256: String,
 }
 
 impl Tenant {
@@ -259,6 +272,20 @@ impl Tenant {
                     secret_sha256,
                 })])
             }
+            TenantCommand::SetParameters { parameters } => {
+                if self.suspended {
+                    return Err(TenantError::AlreadySuspended);
+                }
+                if crate::estate::parameters_digest(&parameters) == self.parameters_sha256 {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![TenantEvent::ParametersSet(pb::ParametersSet {
+                    node_id: tenant_id.clone(),
+                    tenant_id,
+                    level: pb::ParameterLevel::Tenant.into(),
+                    parameters: Some(parameters),
+                })])
+            }
             TenantCommand::RevokeApiKey { key_id, reason } => {
                 let reason = reason.trim().to_owned();
                 if reason.is_empty() || reason.chars().count() > 500 {
@@ -310,6 +337,10 @@ impl Aggregate for Tenant {
             }
             TenantEvent::ApiKeyRevoked(revoked) => {
                 self.api_keys.remove(&revoked.key_id);
+            }
+            TenantEvent::ParametersSet(set) => {
+                self.parameters_sha256 =
+                    crate::estate::parameters_digest(&set.parameters.unwrap_or_default());
             }
         }
     }

@@ -202,6 +202,26 @@ pub enum TerminalCommand {
         /// Why.
         reason: String,
     },
+    /// Replace the parameters set at this terminal (validated, canonical, and checked in
+    /// combination with every level above by the caller).
+    SetParameters {
+        /// The new partial set of the terminal level.
+        parameters: pb::RiskParameters,
+    },
+    /// The device reports the parameter set it installed; the caller states what is in
+    /// force.
+    AcknowledgeParameters {
+        /// The version the device installed.
+        version: u64,
+        /// SHA-256 of the payload it installed.
+        payload_sha256: [u8; 32],
+        /// When, by the device's clock.
+        installed_at: Option<pbjson_types::Timestamp>,
+        /// The version in force now.
+        current_version: u64,
+        /// SHA-256 of the payload of the version in force.
+        current_sha256: [u8; 32],
+    },
     /// Move to another store or terminal group.
     Move {
         /// The new parent, as the read model found it.
@@ -228,6 +248,10 @@ mpos_es::proto_events! {
         Decommissioned(pb::TerminalDecommissioned) = "mpos.terminal_management.v1.TerminalDecommissioned",
         /// Moved.
         Moved(pb::TerminalMoved) = "mpos.terminal_management.v1.TerminalMoved",
+        /// Parameters replaced at the terminal level.
+        ParametersSet(pb::ParametersSet) = "mpos.terminal_management.v1.ParametersSet",
+        /// The device installed a parameter set.
+        ParametersInstalled(pb::ParametersInstalled) = "mpos.terminal_management.v1.ParametersInstalled",
     }
 }
 
@@ -240,6 +264,12 @@ pub struct Terminal {
     parent_id: String,
     certificate_sha256: String,
     state: TerminalState,
+    /// Digest of the parameters set here ("" when none).
+    #[serde(default)]
+    parameters_sha256: String,
+    /// The last version the device reported installed.
+    #[serde(default)]
+    installed_version: u64,
 }
 
 fn check_parent(parent: &ParentNode) -> Result<(), TerminalError> {
@@ -428,6 +458,57 @@ impl Terminal {
                     reason: reason(&text)?,
                 })
             }
+            TerminalCommand::SetParameters { parameters } => {
+                if !state.is_live() {
+                    return Err(self.illegal("given parameters"));
+                }
+                if crate::estate::parameters_digest(&parameters) == self.parameters_sha256 {
+                    return Ok(Vec::new());
+                }
+                TerminalEvent::ParametersSet(pb::ParametersSet {
+                    tenant_id,
+                    level: pb::ParameterLevel::Terminal.into(),
+                    node_id: terminal_id,
+                    parameters: Some(parameters),
+                })
+            }
+            TerminalCommand::AcknowledgeParameters {
+                version,
+                payload_sha256,
+                installed_at,
+                current_version,
+                current_sha256,
+            } => {
+                if state != TerminalState::Active {
+                    return Err(self.illegal("installing parameters"));
+                }
+                if version == 0 || version > current_version {
+                    return Err(TerminalError::Invalid(format!(
+                        "version: {version} was never issued to this terminal (in force: {current_version})"
+                    )));
+                }
+                if version == current_version && payload_sha256 != current_sha256 {
+                    return Err(TerminalError::Invalid(
+                        "payload_sha256: not the parameter set issued for this version".into(),
+                    ));
+                }
+                if version < self.installed_version {
+                    return Err(TerminalError::Invalid(format!(
+                        "version: {version} is older than the installed {}",
+                        self.installed_version
+                    )));
+                }
+                if version == self.installed_version {
+                    return Ok(Vec::new());
+                }
+                TerminalEvent::ParametersInstalled(pb::ParametersInstalled {
+                    tenant_id,
+                    terminal_id,
+                    version,
+                    payload_sha256: payload_sha256.to_vec(),
+                    installed_at,
+                })
+            }
             TerminalCommand::Move { parent } => {
                 if !state.is_live() {
                     return Err(self.illegal("moved"));
@@ -488,6 +569,13 @@ impl Aggregate for Terminal {
             TerminalEvent::SwappedOut(_) => self.state = TerminalState::SwappedOut,
             TerminalEvent::Decommissioned(_) => self.state = TerminalState::Decommissioned,
             TerminalEvent::Moved(moved) => self.parent_id = moved.new_parent_id,
+            TerminalEvent::ParametersSet(set) => {
+                self.parameters_sha256 =
+                    crate::estate::parameters_digest(&set.parameters.unwrap_or_default());
+            }
+            TerminalEvent::ParametersInstalled(installed) => {
+                self.installed_version = installed.version;
+            }
         }
     }
 }

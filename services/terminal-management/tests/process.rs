@@ -39,6 +39,7 @@ async fn the_service_binary_runs_on_real_infrastructure_and_stops_cleanly() {
         .env("MPOS_KAFKA_URL", &kafka)
         .env("MPOS_CHAIN_SIGNING_KEY", SEED_HEX)
         .env("MPOS_OPERATOR_TOKEN", TOKEN)
+        .env("MPOS_PARAMETER_SIGNING_KEY", "07".repeat(32))
         .env("MPOS_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
         .env("MPOS_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
         .env("MPOS_CHECKPOINT_INTERVAL_MS", "3600000")

@@ -5,6 +5,7 @@
 
 mod estate;
 mod keys;
+mod parameters;
 mod tenants;
 
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use cqrs_es::{Aggregate, AggregateError};
 use mpos_errors::ServiceError;
 use mpos_es::{CommandMetadata, Cqrs, EventStore, ProjectionRunner};
@@ -24,6 +25,7 @@ use crate::access::{Need, Principal};
 use crate::devices::Devices;
 use crate::estate::EstateNode;
 use crate::model::{Model, TenantEntry};
+use crate::parameters::ParameterSets;
 use crate::read_model::TenantsProjection;
 use crate::tenant::{Tenant, TenantError};
 use crate::terminal::Terminal;
@@ -53,6 +55,7 @@ pub struct AppState {
     tenants: Arc<ProjectionRunner<TenantsProjection>>,
     model: Arc<Model>,
     devices: Arc<Devices>,
+    sets: Arc<ParameterSets>,
     /// The operator token's digest: the token itself is not kept.
     operator: OperatorAuth,
 }
@@ -73,6 +76,7 @@ impl AppState {
         tenants: Arc<ProjectionRunner<TenantsProjection>>,
         model: Arc<Model>,
         devices: Arc<Devices>,
+        sets: Arc<ParameterSets>,
         operator_token: &SecretString,
     ) -> Self {
         Self {
@@ -81,6 +85,7 @@ impl AppState {
             tenants,
             model,
             devices,
+            sets,
             operator: OperatorAuth::new(operator_token),
         }
     }
@@ -230,6 +235,27 @@ pub fn router(state: AppState) -> Router {
             "/v1/tenants/{tenant_id}/terminals/{terminal_id}/{action}",
             post(estate::terminal_action),
         )
+        .route(
+            "/v1/tenants/{tenant_id}/parameters",
+            put(parameters::put_tenant_parameters).get(parameters::get_tenant_parameters),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/nodes/{node_id}/parameters",
+            put(parameters::put_node_parameters).get(parameters::get_node_parameters),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/terminals/{terminal_id}/parameters",
+            put(parameters::put_terminal_parameters).get(parameters::get_terminal_parameters),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/terminals/{terminal_id}/effective-parameters",
+            get(parameters::effective),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/parameter-status",
+            get(parameters::status),
+        )
+        .route("/v1/parameter-signing-key", get(parameters::signing_key))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate,

@@ -17,6 +17,9 @@ use tokio_util::sync::CancellationToken;
 pub const TOKEN: &str = "operator-token-for-tests-0123456789abcdef";
 pub const SIGNING_KEY: &str = "2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a";
 
+/// The parameter-signing seed of test services.
+pub const PARAMETER_SEED: [u8; 32] = [7; 32];
+
 pub struct TestService {
     pub base: String,
     pub admin: String,
@@ -213,13 +216,16 @@ pub async fn start(
         .await
         .expect("connected");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let token = SecretString::from(TOKEN.to_owned());
+    let options = terminal_management::service::TmOptions {
+        operator_token: SecretString::from(TOKEN.to_owned()),
+        parameter_signing_key: ed25519_dalek::SigningKey::from_bytes(&PARAMETER_SEED),
+    };
     let running = terminal_management::service::start(
         &config,
         store.clone(),
         &bus,
         &infrastructure,
-        &token,
+        &options,
         listener,
         &cancel,
     )
