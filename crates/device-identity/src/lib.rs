@@ -54,8 +54,8 @@ mod trust;
 mod x509;
 
 pub use bulk::{
-    BulkError, BulkField, BulkRow, MAX_BULK_INPUT_BYTES, MAX_BULK_ROWS, RowError, RowProblem,
-    parse_bulk_csv, parse_bulk_json,
+    BulkError, BulkField, BulkRow, MAX_BULK_INPUT_BYTES, MAX_BULK_ROWS, MAX_REPORTED_ROW_ERRORS,
+    RowError, RowProblem, parse_bulk_csv, parse_bulk_json,
 };
 pub use ca::{Crl, ManufacturerCa};
 pub use device::DeviceCertificate;
