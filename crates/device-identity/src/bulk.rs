@@ -9,7 +9,7 @@
 //! * **JSON**: an array of objects `{"serial": "...", "certificate": "..."}` with no other
 //!   fields; `certificate` takes the same two forms (in JSON, PEM line breaks are `\n` anyway).
 //!
-//! `serial` is the certificate's serial number in hex, as [`SerialNumber::parse`] reads it,
+//! A leading UTF-8 byte order mark is ignored. `serial` is the certificate's serial number in hex, as [`SerialNumber::parse`] reads it,
 //! and must equal the serial in the certificate. Rows are numbered from 1 in the order of the
 //! data: the CSV header is not a row, the first device is row 1. A file is accepted whole or
 //! refused whole, with every invalid row (up to [`MAX_REPORTED_ROW_ERRORS`]) named with its
@@ -171,7 +171,7 @@ pub enum RowProblem {
 
 /// Reads a CSV bulk file (see the [module docs](self)).
 pub fn parse_bulk_csv(input: &str) -> Result<Vec<BulkRow>, BulkError> {
-    check_input_size(input)?;
+    let input = checked_input(input)?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -216,7 +216,7 @@ pub fn parse_bulk_csv(input: &str) -> Result<Vec<BulkRow>, BulkError> {
 
 /// Reads a JSON bulk file (see the [module docs](self)).
 pub fn parse_bulk_json(input: &str) -> Result<Vec<BulkRow>, BulkError> {
-    check_input_size(input)?;
+    let input = checked_input(input)?;
     let document: serde_json::Value =
         serde_json::from_str(input).map_err(|error| BulkError::Json {
             reason: error.to_string(),
@@ -276,14 +276,15 @@ fn json_string<'a>(
     }
 }
 
-fn check_input_size(input: &str) -> Result<(), BulkError> {
+/// Checks the size and drops a leading byte order mark (spreadsheets write one).
+fn checked_input(input: &str) -> Result<&str, BulkError> {
     if input.len() > MAX_BULK_INPUT_BYTES {
         return Err(BulkError::TooLarge {
             size: input.len(),
             max: MAX_BULK_INPUT_BYTES,
         });
     }
-    Ok(())
+    Ok(input.strip_prefix('\u{feff}').unwrap_or(input))
 }
 
 /// At most 80 characters of `text`, for echoing input in errors.

@@ -40,15 +40,20 @@ pub struct ServeOptions {
     /// How long open connections have to finish their requests after shutdown is asked,
     /// before they are cut.
     pub shutdown_grace: Duration,
+    /// The most connections open at once (handshaking or serving); beyond it new connections
+    /// are closed at once.
+    pub max_connections: usize,
 }
 
 impl Default for ServeOptions {
-    /// 10 s for the handshake, 30 s for headers, 30 s of grace at shutdown.
+    /// 10 s for the handshake, 30 s for headers, 30 s of grace at shutdown, 10,000
+    /// connections.
     fn default() -> Self {
         Self {
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            max_connections: 10_000,
         }
     }
 }
@@ -108,6 +113,10 @@ pub async fn serve_with(
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
+                Ok((stream, remote)) if connections.len() >= options.max_connections => {
+                    tracing::warn!(%remote, open = connections.len(), "too many connections, closing a new one");
+                    drop(stream);
+                }
                 Ok((stream, remote)) => {
                     connections.spawn(connection(Connection {
                         stream,

@@ -12,7 +12,7 @@ use rustls::{
 };
 
 use crate::x509::from_unix_time;
-use crate::{IdentityError, TrustStore};
+use crate::{Fingerprint, IdentityError, TrustStore};
 
 static PROVIDER: LazyLock<Arc<CryptoProvider>> =
     LazyLock::new(|| Arc::new(rustls::crypto::ring::default_provider()));
@@ -127,7 +127,11 @@ impl ClientCertVerifier for DeviceCertVerifier {
                 Ok(ClientCertVerified::assertion())
             }
             Err(error) => {
-                tracing::info!(%error, "device certificate refused");
+                tracing::info!(
+                    fingerprint = %Fingerprint::of_der(end_entity.as_ref()),
+                    %error,
+                    "device certificate refused"
+                );
                 Err(to_rustls(error))
             }
         }

@@ -55,11 +55,11 @@ fn csv_accepts_base64_der_and_both_pem_forms() {
 }
 
 #[test]
-fn csv_tolerates_crlf_blank_lines_and_spaces() {
+fn csv_tolerates_a_byte_order_mark_crlf_blank_lines_and_spaces() {
     let ca = TestCa::new("Acme Terminals CA");
     let device = ca.device(&[0x10]);
     let csv = format!(
-        "serial , certificate\r\n\r\n 10 , {} \r\n\r\n",
+        "\u{feff}serial , certificate\r\n\r\n 10 , {} \r\n\r\n",
         base64_der(&device)
     );
     let rows = parse_bulk_csv(&csv).expect("valid file");

@@ -475,3 +475,35 @@ async fn a_plain_tls_listener_serves_without_a_client_certificate() {
     let _ = stop.send(());
     task.await.expect("task").expect("serve");
 }
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_closed() {
+    let ca = TestCa::new("Acme Terminals CA");
+    let device = ca.device(&[0x33]);
+    let options = ServeOptions {
+        max_connections: 1,
+        ..ServeOptions::default()
+    };
+    let server = Server::start_with(trust_for(&[&ca]), options).await;
+    let idle = TcpStream::connect(server.addr).await.expect("connect");
+    // Let the server accept the idle connection first.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(matches!(
+        server.whoami(Some(&device)).await,
+        Err(Refusal::Closed | Refusal::Other(_))
+    ));
+    drop(idle);
+    let mut served = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Ok(body) = server.whoami(Some(&device)).await {
+            served = Some(body);
+            break;
+        }
+    }
+    assert_eq!(
+        served.expect("served once the idle client left")["serial"],
+        "33"
+    );
+    server.stop().await;
+}
