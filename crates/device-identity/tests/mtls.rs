@@ -507,3 +507,24 @@ async fn connections_beyond_the_limit_are_closed() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_certificate_not_for_client_authentication_is_refused() {
+    let ca = TestCa::new("Acme Terminals CA");
+    let server_only = ca.device_with(&[0x44], |params| {
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    });
+    let not_yet_valid = ca.device_with(&[0x45], |params| {
+        params.not_before = date_time_ymd(2044, 1, 1);
+    });
+    let server = Server::start(trust_for(&[&ca])).await;
+    assert_eq!(
+        server.whoami(Some(&server_only)).await,
+        Err(Refusal::Alert(AlertDescription::UnsupportedCertificate))
+    );
+    assert_eq!(
+        server.whoami(Some(&not_yet_valid)).await,
+        Err(Refusal::Alert(AlertDescription::CertificateExpired))
+    );
+    server.stop().await;
+}
