@@ -5,6 +5,7 @@ use std::sync::{Arc, LazyLock};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::NoServerSessionStorage;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, ServerConfig,
@@ -54,7 +55,8 @@ pub fn server_config(
 /// registered while the server runs apply to the next handshake, without a restart.
 ///
 /// Devices whose certificate is missing, unknown, expired, revoked or not for client
-/// authentication fail the handshake with the matching TLS alert. Serve it with
+/// authentication fail the handshake with the matching TLS alert. Session resumption is off,
+/// so every connection is a full handshake and its certificate is verified afresh. Serve it with
 /// [`crate::serve`], passing the same store, to give handlers the [`crate::PeerCertificate`].
 pub fn mtls_server_config(
     server_chain: Vec<CertificateDer<'static>>,
@@ -68,6 +70,11 @@ pub fn mtls_server_config(
         .with_single_cert(server_chain, server_key)
         .map_err(config_error)?;
     config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+    // A resumed session skips the client certificate verifier; without resumption every
+    // connection's certificate is verified against the store as it is now. (The builder's
+    // ticketer already produces no TLS 1.2 tickets.)
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(config)
 }
 

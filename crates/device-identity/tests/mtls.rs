@@ -528,3 +528,46 @@ async fn a_certificate_not_for_client_authentication_is_refused() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn every_connection_is_a_full_handshake_so_revocation_applies_to_returning_devices() {
+    let ca = TestCa::new("Acme Terminals CA");
+    let device = ca.device(&[0x55]);
+    let trust = trust_for(&[&ca]);
+    let server = Server::start(trust.clone()).await;
+    // One client configuration (and so one session cache) for every connection, as a device
+    // keeps.
+    let config = Arc::new(server.client_config(Some(&device), &[]));
+    let connect = || async {
+        let tcp = TcpStream::connect(server.addr).await.expect("connect");
+        TlsConnector::from(Arc::clone(&config))
+            .connect(ServerName::try_from("localhost").expect("name"), tcp)
+            .await
+    };
+    for _ in 0..2 {
+        let mut tls = connect().await.expect("handshake");
+        assert_eq!(
+            tls.get_ref().1.handshake_kind(),
+            Some(rustls::HandshakeKind::Full),
+            "no session resumption"
+        );
+        tls.write_all(b"GET /whoami HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut response = String::new();
+        tls.read_to_string(&mut response).await.expect("read");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
+    trust.set_crl(ca.checked_crl(&[&[0x55]])).expect("crl");
+    let mut tls = connect().await.expect("client side of the handshake");
+    tls.write_all(b"GET /whoami HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("write");
+    let mut response = Vec::new();
+    let refused = tls.read_to_end(&mut response).await.expect_err("refused");
+    assert_eq!(
+        Refusal::from_io(refused),
+        Refusal::Alert(AlertDescription::CertificateRevoked)
+    );
+    server.stop().await;
+}
