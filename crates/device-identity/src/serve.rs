@@ -114,7 +114,8 @@ pub async fn serve_with(
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) if connections.len() >= options.max_connections => {
-                    tracing::warn!(%remote, open = connections.len(), "too many connections, closing a new one");
+                    // Debug, not warn: under a connection flood a line per refusal would flood the logs.
+                    tracing::debug!(%remote, open = connections.len(), "too many connections, closing a new one");
                     drop(stream);
                 }
                 Ok((stream, remote)) => {
