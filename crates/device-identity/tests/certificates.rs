@@ -572,3 +572,31 @@ fn trust_store_updates_are_seen_by_every_clone() {
         "the last CRL of a CA wins"
     );
 }
+
+/// Certificates and a CRL made by another producer, OpenSSL 3 (see tests/data/README.md).
+#[test]
+fn reads_and_verifies_openssl_made_certificates_and_crl() {
+    let now = inside_validity();
+    let ca = ManufacturerCa::from_der(include_bytes!("data/openssl-ca.der"), now).expect("CA");
+    assert_eq!(ca.common_name(), Some("Seed Manufacturer CA"));
+    let device =
+        DeviceCertificate::from_der(include_bytes!("data/openssl-device.der")).expect("device");
+    assert_eq!(device.serial().to_string(), "1234");
+    assert_eq!(device.common_name(), Some("PINPAD-1234"));
+    let crl = Crl::from_der(include_bytes!("data/openssl-crl.der"), &ca).expect("CRL");
+    assert_eq!(crl.revoked_count(), 1);
+    assert!(crl.is_revoked(&SerialNumber::parse("5678").expect("serial")));
+    let trust = TrustStore::with(vec![ca.clone()], vec![crl]).expect("store");
+    let verified = trust.verify(&chain(device.der()), now).expect("verified");
+    assert_eq!(verified.ca_fingerprint, ca.fingerprint());
+    assert_eq!(verified.serial, *device.serial());
+    // An rcgen CA's CRL is not OpenSSL's CA's.
+    let rcgen_ca = TestCa::new("Seed Manufacturer CA");
+    assert!(
+        Crl::from_der(
+            include_bytes!("data/openssl-crl.der"),
+            &rcgen_ca.manufacturer_ca()
+        )
+        .is_err()
+    );
+}
