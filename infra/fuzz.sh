@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes the parsers of every crate that has a cargo-fuzz directory (crates/*/fuzz: today
-# paycrypto and payshield): runs each target for a number of seconds and fails if any crashed
+# paycrypto, payshield and device-identity): runs each target for a number of seconds and fails if any crashed
 # (panic, abort, timeout, OOM).
 #
 #   infra/fuzz.sh [SECONDS] [TARGET...]     # default: 30 seconds, every target of every crate
@@ -30,6 +30,12 @@
 #   payshield_response    codec::decode_response; whatever decodes re-encodes to the same response
 #   payshield_framer      framing::Framer over arbitrary streams and chunkings
 #   payshield_sim_engine  payshield_sim::Engine::handle (the simulator's command processor)
+# device-identity targets (crates/device-identity/fuzz/fuzz_targets):
+#   device_identity_der   ManufacturerCa/DeviceCertificate/Crl::from_der and TrustStore::verify
+#                         (store: the OpenSSL-made CA and CRL of tests/data); device DER and PEM
+#                         round trips
+#   device_identity_text  the PEM readers, SerialNumber/Fingerprint::parse (round trips),
+#                         parse_bulk_csv, parse_bulk_json
 # Seed inputs (published TR-31 / X9.143 sample blocks, sample host commands etc.) live in
 # <crate>/fuzz/seeds/<target>; the growing corpus (fuzz/corpus) and crash artifacts
 # (fuzz/artifacts) are git-ignored.
