@@ -5,9 +5,11 @@
 //! Variables (all optional): `MPOS_DATA_DIR` (default `./data`), `MPOS_HTTP_ADDR` (default
 //! `127.0.0.1:8080`), `MPOS_HSM_HTTP_ADDR` (the hsm-proxy's admin API, default
 //! `127.0.0.1:8085`), `MPOS_ADMIN_ADDR` (default `127.0.0.1:9090`), `MPOS_OPERATOR_TOKEN`,
-//! `MPOS_CHAIN_SIGNING_KEY` and `MPOS_HSM_SOFT_LMK` (generated into the data directory when
-//! absent), `MPOS_HSM_BACKENDS` (default: one soft:// backend in the data directory),
-//! `MPOS_LOG`, `MPOS_LOG_FORMAT`, `MPOS_OTLP_ENDPOINT`.
+//! `MPOS_CHAIN_SIGNING_KEY`, `MPOS_PARAMETER_SIGNING_KEY` and `MPOS_HSM_SOFT_LMK` (generated
+//! into the data directory when absent), `MPOS_DEVICE_ADDR` (the device API, mTLS, default
+//! `127.0.0.1:8443`), `MPOS_DEVICE_TLS_CERT` / `MPOS_DEVICE_TLS_KEY` (default: a self-signed
+//! certificate, not for production), `MPOS_HSM_BACKENDS` (default: one soft:// backend in the
+//! data directory), `MPOS_LOG`, `MPOS_LOG_FORMAT`, `MPOS_OTLP_ENDPOINT`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -137,6 +139,10 @@ fn embedded_settings(environment: &Vars) -> Result<Embedded, String> {
     if let Some(lmk) = soft_lmk {
         default(hsm_proxy::service::vars::SOFT_LMK, lmk);
     }
+    default(
+        terminal_management::service::vars::DEVICE_ADDR,
+        "127.0.0.1:8443".to_owned(),
+    );
     if let Some(key) = parameter_key {
         default(
             terminal_management::service::vars::PARAMETER_SIGNING_KEY,
@@ -292,6 +298,10 @@ async fn main() -> ExitCode {
     println!(
         "mposd: api   http://{}  (operator bearer token {token_hint})",
         running.http_addr
+    );
+    println!(
+        "mposd: devices https://{}  (device api, mtls with manufacturer-issued certificates; self-signed server certificate unless MPOS_DEVICE_TLS_CERT is set)",
+        running.device_addr
     );
     println!(
         "mposd: hsm   http://{}  (hsm-proxy admin api; backend soft://, a software hsm: not for production)",

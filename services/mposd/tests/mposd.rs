@@ -19,6 +19,7 @@ fn start(data_dir: &std::path::Path) -> Mposd {
         .env("MPOS_HTTP_ADDR", "127.0.0.1:0")
         .env("MPOS_ADMIN_ADDR", "127.0.0.1:0")
         .env("MPOS_HSM_HTTP_ADDR", "127.0.0.1:0")
+        .env("MPOS_DEVICE_ADDR", "127.0.0.1:0")
         .env("MPOS_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

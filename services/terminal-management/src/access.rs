@@ -86,6 +86,13 @@ pub enum Principal {
         /// Its role.
         role: Role,
     },
+    /// A terminal, identified by its device certificate on the device API (mTLS).
+    Device {
+        /// Its tenant.
+        tenant_id: String,
+        /// The terminal.
+        terminal_id: String,
+    },
 }
 
 impl Principal {
@@ -94,6 +101,7 @@ impl Principal {
         match self {
             Self::Operator => "operator:platform".to_owned(),
             Self::ApiKey { key_id, .. } => format!("api-key:{key_id}"),
+            Self::Device { terminal_id, .. } => format!("device:{terminal_id}"),
         }
     }
 
@@ -102,6 +110,9 @@ impl Principal {
     pub fn authorize(&self, tenant_id: Option<&str>, need: Need) -> Result<(), ServiceError> {
         match self {
             Self::Operator => Ok(()),
+            Self::Device { .. } => Err(ServiceError::forbidden(
+                "devices use the device API, not the admin API",
+            )),
             Self::ApiKey {
                 tenant_id: own,
                 role,

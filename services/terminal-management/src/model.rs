@@ -11,8 +11,10 @@ use mpos_proto::terminal_management as pb;
 
 use crate::access::{PresentedKey, Principal, Role};
 use crate::estate::{self, EstateId, NodeEvent, NodeKind, ParentNode};
+use crate::manufacturer::{self, CaEvent};
 use crate::tenant::{self, TenantEvent};
 use crate::terminal::{self, TerminalEvent, TerminalKind, TerminalState};
+use device_identity::{Crl, ManufacturerCa, TrustStore};
 use tms_params::{LevelKind, RiskParameters};
 
 /// Events read per page while catching up.
@@ -211,6 +213,57 @@ impl TerminalEntry {
     }
 }
 
+/// A manufacturer CA.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaEntry {
+    /// SHA-256 of its certificate.
+    pub ca_id: String,
+    /// Display name.
+    pub name: String,
+    /// Subject.
+    pub subject: String,
+    /// The certificate.
+    pub certificate_der: Vec<u8>,
+    /// Validity start (µs).
+    pub not_before_us: i64,
+    /// Validity end (µs).
+    pub not_after_us: i64,
+    /// When it was (last) registered (µs): its validity is judged as of then on replay.
+    pub registered_at_us: i64,
+    /// Whether it was removed.
+    pub removed: bool,
+    /// The CRL in force.
+    pub crl_der: Option<Vec<u8>>,
+    /// Its thisUpdate (µs).
+    pub crl_this_update_us: i64,
+    /// Its nextUpdate (µs, 0: none).
+    pub crl_next_update_us: i64,
+    /// Certificates it revokes.
+    pub crl_revoked_count: u32,
+    /// Sequence of its last event.
+    pub version: u64,
+}
+
+impl CaEntry {
+    /// The API view.
+    pub fn to_proto(&self) -> pb::ManufacturerCa {
+        let timestamp =
+            |micros: i64| (micros != 0).then(|| mpos_proto::timestamp_from_micros(micros));
+        pb::ManufacturerCa {
+            ca_id: self.ca_id.clone(),
+            name: self.name.clone(),
+            subject: self.subject.clone(),
+            not_before: timestamp(self.not_before_us),
+            not_after: timestamp(self.not_after_us),
+            removed: self.removed,
+            crl_this_update: timestamp(self.crl_this_update_us),
+            crl_next_update: timestamp(self.crl_next_update_us),
+            crl_revoked_count: self.crl_revoked_count,
+            version: self.version,
+        }
+    }
+}
+
 type Key = (String, String);
 
 fn key(tenant_id: &str, id: &str) -> Key {
@@ -230,6 +283,10 @@ struct Inner {
     terminals_of: HashMap<Key, BTreeSet<String>>,
     /// Certificate SHA-256 → (tenant, terminal) of every live PED.
     certificates: HashMap<String, Key>,
+    /// Manufacturer CAs by id.
+    cas: BTreeMap<String, CaEntry>,
+    /// Whether a CA event was applied since the trust store was last rebuilt.
+    cas_changed: bool,
 }
 
 /// The in-memory estate.
@@ -238,6 +295,8 @@ pub struct Model {
     store: EventStore,
     inner: RwLock<Inner>,
     catching_up: tokio::sync::Mutex<()>,
+    /// The registered manufacturer CAs and their CRLs, as the mTLS listener verifies them.
+    trust: TrustStore,
 }
 
 impl Model {
@@ -247,6 +306,56 @@ impl Model {
             store,
             inner: RwLock::new(Inner::default()),
             catching_up: tokio::sync::Mutex::new(()),
+            trust: TrustStore::new(),
+        }
+    }
+
+    /// The trust store the device listener verifies against (kept equal to the registered
+    /// CAs and CRLs).
+    pub fn trust(&self) -> &TrustStore {
+        &self.trust
+    }
+
+    /// Every manufacturer CA ever registered, by id.
+    pub fn cas(&self) -> Vec<CaEntry> {
+        self.read().cas.values().cloned().collect()
+    }
+
+    /// A manufacturer CA.
+    pub fn ca(&self, ca_id: &str) -> Option<CaEntry> {
+        self.read().cas.get(ca_id).cloned()
+    }
+
+    /// Rebuilds the trust store from the registered CAs (after CA events).
+    fn rebuild_trust(&self, inner: &mut Inner) {
+        if !std::mem::take(&mut inner.cas_changed) {
+            return;
+        }
+        let mut cas = Vec::new();
+        let mut crls = Vec::new();
+        for entry in inner.cas.values().filter(|entry| !entry.removed) {
+            let registered_at =
+                chrono::DateTime::from_timestamp_micros(entry.registered_at_us).unwrap_or_default();
+            let ca = match ManufacturerCa::from_der(&entry.certificate_der, registered_at) {
+                Ok(ca) => ca,
+                Err(error) => {
+                    tracing::error!(ca_id = %entry.ca_id, %error, "registered CA no longer parses; not trusted");
+                    continue;
+                }
+            };
+            if let Some(der) = &entry.crl_der {
+                match Crl::from_der(der, &ca) {
+                    Ok(crl) => crls.push(crl),
+                    Err(error) => {
+                        tracing::error!(ca_id = %entry.ca_id, %error, "registered CRL no longer parses; CA not trusted");
+                        continue;
+                    }
+                }
+            }
+            cas.push(ca);
+        }
+        if let Err(error) = self.trust.replace(cas, crls) {
+            tracing::error!(%error, "trust store rebuild failed");
         }
     }
 
@@ -278,6 +387,7 @@ impl Model {
             for stored in &events {
                 apply(&mut inner, stored)?;
             }
+            self.rebuild_trust(&mut inner);
             inner.position = last_position;
             position = last_position;
         }
@@ -616,6 +726,14 @@ fn apply(inner: &mut Inner, stored: &StoredEvent) -> Result<(), StoreError> {
                 sequence,
             );
         }
+        manufacturer::AGGREGATE_TYPE => {
+            apply_ca(
+                inner,
+                serde_json::from_str(&stored.event.payload)?,
+                change,
+                sequence,
+            );
+        }
         _ => {}
     }
     Ok(())
@@ -845,5 +963,50 @@ pub fn level_kind(kind: NodeKind) -> LevelKind {
         NodeKind::Merchant => LevelKind::Merchant,
         NodeKind::Store => LevelKind::Store,
         NodeKind::TerminalGroup => LevelKind::TerminalGroup,
+    }
+}
+
+fn micros(timestamp: Option<&pbjson_types::Timestamp>) -> i64 {
+    timestamp.map_or(0, mpos_proto::timestamp_to_micros)
+}
+
+fn apply_ca(inner: &mut Inner, event: CaEvent, change: Change, sequence: u64) {
+    inner.cas_changed = true;
+    match event {
+        CaEvent::Registered(registered) => {
+            inner.cas.insert(
+                registered.ca_id.clone(),
+                CaEntry {
+                    not_before_us: micros(registered.not_before.as_ref()),
+                    not_after_us: micros(registered.not_after.as_ref()),
+                    ca_id: registered.ca_id,
+                    name: registered.name,
+                    subject: registered.subject,
+                    certificate_der: registered.certificate_der,
+                    registered_at_us: change.at_us,
+                    removed: false,
+                    crl_der: None,
+                    crl_this_update_us: 0,
+                    crl_next_update_us: 0,
+                    crl_revoked_count: 0,
+                    version: sequence,
+                },
+            );
+        }
+        CaEvent::CrlUpdated(updated) => {
+            if let Some(entry) = inner.cas.get_mut(&updated.ca_id) {
+                entry.crl_this_update_us = micros(updated.this_update.as_ref());
+                entry.crl_next_update_us = micros(updated.next_update.as_ref());
+                entry.crl_revoked_count = updated.revoked_count;
+                entry.crl_der = Some(updated.crl_der);
+                entry.version = sequence;
+            }
+        }
+        CaEvent::Removed(removed) => {
+            if let Some(entry) = inner.cas.get_mut(&removed.ca_id) {
+                entry.removed = true;
+                entry.version = sequence;
+            }
+        }
     }
 }

@@ -12,11 +12,12 @@ use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{AppState, Commands, router};
-use crate::devices::Devices;
+use crate::api::{AppState, Commands, device_router, router};
 use crate::model::Model;
 use crate::parameters::{ParameterSets, ParameterSigner};
 use crate::read_model::TenantsProjection;
+use device_identity::rustls::pki_types::pem::PemObject;
+use device_identity::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// The service's own settings.
 pub mod vars {
@@ -24,6 +25,54 @@ pub mod vars {
     pub const OPERATOR_TOKEN: &str = "MPOS_OPERATOR_TOKEN";
     /// Ed25519 seed (64 hex characters) signing terminals' parameter sets.
     pub const PARAMETER_SIGNING_KEY: &str = "MPOS_PARAMETER_SIGNING_KEY";
+    /// Where the device API (mTLS) listens.
+    pub const DEVICE_ADDR: &str = "MPOS_DEVICE_ADDR";
+    /// The device API's server certificate chain (PEM file).
+    pub const DEVICE_TLS_CERT: &str = "MPOS_DEVICE_TLS_CERT";
+    /// The device API's server private key (PEM file).
+    pub const DEVICE_TLS_KEY: &str = "MPOS_DEVICE_TLS_KEY";
+}
+
+/// The device API's server certificate and key.
+pub struct DeviceTls {
+    /// The chain, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The private key.
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl std::fmt::Debug for DeviceTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceTls")
+            .field("chain", &self.chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeviceTls {
+    /// Reads PEM files.
+    pub fn from_files(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Result<Self, mpos_config::ConfigError> {
+        let chain = CertificateDer::pem_file_iter(cert)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|error| {
+                mpos_config::ConfigError::invalid(
+                    vars::DEVICE_TLS_CERT,
+                    "a PEM file of certificates",
+                    &error.to_string(),
+                )
+            })?;
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|error| {
+            mpos_config::ConfigError::invalid(
+                vars::DEVICE_TLS_KEY,
+                "a PEM file with a private key",
+                &error.to_string(),
+            )
+        })?;
+        Ok(Self { chain, key })
+    }
 }
 
 /// What terminal-management needs beyond the common configuration.
@@ -32,6 +81,10 @@ pub struct TmOptions {
     pub operator_token: SecretString,
     /// The key signing parameter sets.
     pub parameter_signing_key: ed25519_dalek::SigningKey,
+    /// Where the device API listens.
+    pub device_addr: std::net::SocketAddr,
+    /// Its server certificate (`None`: a self-signed one, for development only).
+    pub device_tls: Option<DeviceTls>,
 }
 
 impl std::fmt::Debug for TmOptions {
@@ -53,9 +106,31 @@ impl TmOptions {
                 "64 hexadecimal characters (an Ed25519 seed for signing parameter sets)",
             ));
         };
+        let path = |name: &str| -> Result<Option<String>, mpos_config::ConfigError> {
+            if vars.is_set(name) {
+                vars.string(name, None, "a file path").map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let device_tls = match (path(vars::DEVICE_TLS_CERT)?, path(vars::DEVICE_TLS_KEY)?) {
+            (Some(cert), Some(key)) => Some(DeviceTls::from_files(
+                std::path::Path::new(&cert),
+                std::path::Path::new(&key),
+            )?),
+            (None, None) => None,
+            _ => {
+                return Err(mpos_config::ConfigError::missing(
+                    vars::DEVICE_TLS_KEY,
+                    "both MPOS_DEVICE_TLS_CERT and MPOS_DEVICE_TLS_KEY, or neither",
+                ));
+            }
+        };
         Ok(Self {
             operator_token,
             parameter_signing_key: ed25519_dalek::SigningKey::from_bytes(seed.expose_secret()),
+            device_addr: vars.socket_addr(vars::DEVICE_ADDR, "0.0.0.0:8443")?,
+            device_tls,
         })
     }
 }
@@ -80,6 +155,8 @@ where
 pub struct Running {
     /// Where the API listens.
     pub http_addr: SocketAddr,
+    /// Where the device API (mTLS) listens.
+    pub device_addr: SocketAddr,
     pipelines: Pipelines,
 }
 
@@ -105,6 +182,7 @@ pub async fn start(
         tenants: framework(&store),
         nodes: framework(&store),
         terminals: framework(&store),
+        cas: framework(&store),
     };
     let tenants = Arc::new(ProjectionRunner::new(store.clone(), TenantsProjection));
     let model = Arc::new(Model::new(store.clone()));
@@ -140,18 +218,49 @@ pub async fn start(
         });
     }
 
+    let device_listener = TcpListener::bind(options.device_addr).await?;
+    let device_addr = device_listener.local_addr()?;
+    let (chain, key) = match &options.device_tls {
+        Some(tls) => (tls.chain.clone(), tls.key.clone_key()),
+        None => {
+            tracing::warn!(
+                "device api uses a self-signed certificate: not for production (set MPOS_DEVICE_TLS_CERT and MPOS_DEVICE_TLS_KEY)"
+            );
+            device_identity::self_signed(&["localhost", "127.0.0.1"])
+                .map_err(std::io::Error::other)?
+        }
+    };
+    let model_trust = model.trust().clone();
+    let tls = Arc::new(
+        device_identity::mtls_server_config(chain, key, model.trust().clone())
+            .map_err(std::io::Error::other)?,
+    );
+
     let http_addr = listener.local_addr()?;
-    let app = router(AppState::new(
+    let state = AppState::new(
         commands,
         store,
         tenants,
         model,
-        Arc::new(Devices),
         Arc::new(ParameterSets::new(ParameterSigner::new(
             options.parameter_signing_key.clone(),
         ))),
         &options.operator_token,
-    ));
+    );
+    let devices = device_router(state.clone());
+    let app = router(state);
+    {
+        let trust = model_trust;
+        let shutdown = cancel.clone().cancelled_owned();
+        pipelines.spawn(async move {
+            if let Err(error) =
+                device_identity::serve(device_listener, tls, Some(trust), devices, shutdown).await
+            {
+                tracing::error!(%error, "device api server failed");
+            }
+        });
+    }
+    tracing::info!(address = %device_addr, "terminal-management device api (mtls) started");
     let shutdown = cancel.clone().cancelled_owned();
     pipelines.spawn(async move {
         if let Err(error) = axum::serve(listener, app)
@@ -164,6 +273,7 @@ pub async fn start(
     tracing::info!(address = %http_addr, "terminal-management api started");
     Ok(Running {
         http_addr,
+        device_addr,
         pipelines,
     })
 }

@@ -202,7 +202,11 @@ fn bind_command(
     let device = if request.certificate_pem.trim().is_empty() {
         None
     } else {
-        Some(state.devices.binding_from_pem(&request.certificate_pem)?)
+        Some(crate::devices::binding_from_pem(
+            state.model.trust(),
+            &request.certificate_pem,
+            chrono::Utc::now(),
+        )?)
     };
     if let Some(device) = &device
         && let Some(holder) = state
@@ -423,4 +427,88 @@ async fn swap(
         tenant_id,
         replacement_id.as_str(),
     )?))
+}
+
+/// `POST /v1/tenants/{tenant}/terminal-imports?parent=<store or group>`: binds many PEDs
+/// from a CSV (`text/csv`) or JSON (`application/json`) file of serials and device
+/// certificates. The file is accepted whole or refused whole: every row is checked (its
+/// certificate against the registered CAs, its terminal id and device not yet bound) before
+/// anything is written. Each terminal's id is its certificate serial.
+pub(super) async fn import_terminals(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(tenant_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> Result<(StatusCode, Json<pb::ListTerminalsResponse>), ServiceError> {
+    state.tenant_for(&principal, &tenant_id, Need::Change)?;
+    let parent_id = query.get("parent").map_or("", String::as_str);
+    let parent = parent(&state, &tenant_id, parent_id)?.ok_or_else(|| {
+        ServiceError::bad_request("parent: the store or terminal group to bind into is missing")
+    })?;
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let rows = crate::devices::parse_bulk(content_type, &body)?;
+    let now = chrono::Utc::now();
+    let mut commands = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let field = format!("row {}: certificate", row.row);
+        let device =
+            crate::devices::verify_certificate(state.model.trust(), &row.certificate, &field, now)?;
+        let terminal_id = EstateId::parse("terminal_id", &row.serial.to_string())?;
+        if state
+            .model
+            .terminal(&tenant_id, terminal_id.as_str())
+            .is_some()
+        {
+            return Err(ServiceError::already_exists(format!(
+                "row {}: terminal {terminal_id} already exists",
+                row.row
+            )));
+        }
+        if state
+            .model
+            .terminal_by_certificate(&device.certificate_sha256)
+            .is_some()
+        {
+            return Err(ServiceError::already_exists(format!(
+                "row {}: this device is already bound to a live terminal",
+                row.row
+            )));
+        }
+        commands.push((
+            terminal_id.clone(),
+            TerminalCommand::Bind {
+                tenant_id: tenant_id.clone(),
+                terminal_id,
+                kind: TerminalKind::Ped,
+                parent: parent.clone(),
+                device: Some(device),
+                replaces: None,
+                label: String::new(),
+            },
+        ));
+    }
+    let cqrs = state.commands.terminals.clone();
+    let mut terminals = Vec::with_capacity(commands.len());
+    for (terminal_id, command) in commands {
+        state
+            .execute(
+                &cqrs,
+                &principal,
+                &tenant_id,
+                &aggregate_id(&tenant_id, &terminal_id),
+                command,
+            )
+            .await?;
+        terminals.push(terminal_view(&state, &tenant_id, terminal_id.as_str())?);
+    }
+    tracing::info!(%tenant_id, count = terminals.len(), "terminals imported");
+    Ok((
+        StatusCode::CREATED,
+        Json(pb::ListTerminalsResponse { terminals }),
+    ))
 }

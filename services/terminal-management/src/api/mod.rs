@@ -3,6 +3,8 @@
 //! caller; a tenant's key sees only its own tenant, and another tenant's data answers exactly
 //! like missing data.
 
+mod cas;
+mod device;
 mod estate;
 mod keys;
 mod parameters;
@@ -21,9 +23,11 @@ use mpos_es::{CommandMetadata, Cqrs, EventStore, ProjectionRunner};
 use mpos_http::OperatorAuth;
 use secrecy::SecretString;
 
+pub use device::{PROTOBUF, device_router};
+
 use crate::access::{Need, Principal};
-use crate::devices::Devices;
 use crate::estate::EstateNode;
+use crate::manufacturer::ManufacturerCa;
 use crate::model::{Model, TenantEntry};
 use crate::parameters::ParameterSets;
 use crate::read_model::TenantsProjection;
@@ -39,6 +43,8 @@ pub struct Commands {
     pub nodes: Arc<Cqrs<EstateNode>>,
     /// Terminals.
     pub terminals: Arc<Cqrs<Terminal>>,
+    /// Manufacturer CAs.
+    pub cas: Arc<Cqrs<ManufacturerCa>>,
 }
 
 impl std::fmt::Debug for Commands {
@@ -54,7 +60,6 @@ pub struct AppState {
     store: EventStore,
     tenants: Arc<ProjectionRunner<TenantsProjection>>,
     model: Arc<Model>,
-    devices: Arc<Devices>,
     sets: Arc<ParameterSets>,
     /// The operator token's digest: the token itself is not kept.
     operator: OperatorAuth,
@@ -75,7 +80,6 @@ impl AppState {
         store: EventStore,
         tenants: Arc<ProjectionRunner<TenantsProjection>>,
         model: Arc<Model>,
-        devices: Arc<Devices>,
         sets: Arc<ParameterSets>,
         operator_token: &SecretString,
     ) -> Self {
@@ -84,7 +88,6 @@ impl AppState {
             store,
             tenants,
             model,
-            devices,
             sets,
             operator: OperatorAuth::new(operator_token),
         }
@@ -256,6 +259,16 @@ pub fn router(state: AppState) -> Router {
             get(parameters::status),
         )
         .route("/v1/parameter-signing-key", get(parameters::signing_key))
+        .route(
+            "/v1/tenants/{tenant_id}/terminal-imports",
+            post(estate::import_terminals).layer(axum::extract::DefaultBodyLimit::max(
+                device_identity::MAX_BULK_INPUT_BYTES,
+            )),
+        )
+        .route("/v1/manufacturer-cas", post(cas::register).get(cas::list))
+        .route("/v1/manufacturer-cas/{ca_id}", get(cas::get))
+        .route("/v1/manufacturer-cas/{ca_id}/crl", post(cas::update_crl))
+        .route("/v1/manufacturer-cas/{ca_id}/remove", post(cas::remove))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate,

@@ -2,6 +2,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod pki;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +24,8 @@ pub const PARAMETER_SEED: [u8; 32] = [7; 32];
 
 pub struct TestService {
     pub base: String,
+    /// The device API (mTLS), as `https://localhost:<port>`.
+    pub device_base: String,
     pub admin: String,
     pub store: EventStore,
     pub client: reqwest::Client,
@@ -219,6 +223,8 @@ pub async fn start(
     let options = terminal_management::service::TmOptions {
         operator_token: SecretString::from(TOKEN.to_owned()),
         parameter_signing_key: ed25519_dalek::SigningKey::from_bytes(&PARAMETER_SEED),
+        device_addr: "127.0.0.1:0".parse().expect("addr"),
+        device_tls: Some(pki::server_tls()),
     };
     let running = terminal_management::service::start(
         &config,
@@ -233,6 +239,7 @@ pub async fn start(
     .expect("start");
     TestService {
         base: format!("http://{}", running.http_addr),
+        device_base: format!("https://localhost:{}", running.device_addr.port()),
         admin,
         store,
         client: reqwest::Client::new(),
