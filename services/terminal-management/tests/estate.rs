@@ -490,7 +490,11 @@ async fn a_tenant_never_sees_or_changes_another_tenants_estate() {
         .await;
     assert_eq!(status, 200);
     // Proto3 JSON leaves an empty list out.
-    assert_eq!(body["terminals"].as_array().map_or(0, Vec::len), 0, "{body}");
+    assert_eq!(
+        body["terminals"].as_array().map_or(0, Vec::len),
+        0,
+        "{body}"
+    );
     service.stop().await;
 }
 
