@@ -448,6 +448,13 @@ fn validate_route(route: &Route) -> Result<(), OpenApiError> {
             "success_status 204 (no content) with a response body".into(),
         ));
     }
+    for (body, name) in [("request", route.request), ("response", route.response)] {
+        if name.is_some_and(|name| name.is_empty() || name.starts_with('.')) {
+            return Err(invalid(format!(
+                "{body}: write the full message name without a leading dot"
+            )));
+        }
+    }
     if route.request.is_some() && !route.method.allows_body() {
         return Err(invalid(format!(
             "request: a {} request has no body",
