@@ -88,8 +88,11 @@ pub fn check(doc: &Value, schema: &Value, value: &Value, at: &str) {
             match schema.get("format").and_then(Value::as_str) {
                 Some("int64") => assert!(text.parse::<i64>().is_ok(), "{at}: {text}"),
                 Some("uint64") => assert!(text.parse::<u64>().is_ok(), "{at}: {text}"),
+                // RFC 3339 `date-time`; pbjson-types writes a `+00:00` offset, not `Z`.
                 Some("date-time") => assert!(
-                    text.len() >= 20 && text.as_bytes()[10] == b'T' && text.ends_with('Z'),
+                    text.len() >= 20
+                        && text.as_bytes()[10] == b'T'
+                        && (text.ends_with('Z') || text.ends_with("+00:00")),
                     "{at}: not RFC 3339: {text}"
                 ),
                 _ => {}
