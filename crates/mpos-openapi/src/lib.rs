@@ -24,7 +24,7 @@
 //! }];
 //! ```
 //!
-//! builds its axum router from that table (`ApiRouter`, feature `axum`: a route without a
+//! builds its axum router from that table (`ApiRouter`, default feature `axum`: a route without a
 //! handler or a handler without a route fails the build), and [`openapi`] turns the same
 //! table and `mpos_proto::FILE_DESCRIPTOR_SET` into the document. A service test keeps the
 //! committed `docs/openapi/<service>.json` true with [`check_published`].
@@ -48,6 +48,8 @@
 //!   express mutual TLS or the minimum role of a key: the operation's description says it,
 //!   and the `x-mpos-auth` extension states it for tools.
 //! * Objects have sorted keys, so the rendered document diffs well.
+
+#![deny(missing_docs)]
 
 mod document;
 mod publish;

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::handler::Handler;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -34,7 +35,7 @@ pub fn serve_document<S>(doc: &Value) -> MethodRouter<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    let body = render(doc);
+    let body = Bytes::from(render(doc));
     get(move || {
         let body = body.clone();
         async move { ([(header::CONTENT_TYPE, "application/json")], body).into_response() }
