@@ -220,3 +220,33 @@ fn a_published_copy_is_checked_and_rewritten_on_request() {
     let error = check_or_update(&doc, &path, false).expect_err("short");
     assert!(error.contains("line 2"), "{error}");
 }
+
+#[test]
+fn what_the_schemas_describe_pbjson_accepts() {
+    let doc = document();
+    let request = json!({"role": "API_KEY_ROLE_OPERATOR", "label": "ops"});
+    check(
+        &doc,
+        &schema_ref("mpos.terminal_management.v1.IssueApiKeyRequest"),
+        &request,
+        "request",
+    );
+    let parsed: tm::IssueApiKeyRequest = serde_json::from_value(request).expect("pbjson parses");
+    assert_eq!(parsed.role(), tm::ApiKeyRole::Operator);
+    assert_eq!(parsed.label, "ops");
+
+    let tenant = json!({
+        "tenantId": "acme",
+        "status": "TENANT_STATUS_ACTIVE",
+        "version": "18446744073709551615",
+    });
+    check(
+        &doc,
+        &schema_ref("mpos.terminal_management.v1.Tenant"),
+        &tenant,
+        "tenant",
+    );
+    let parsed: tm::Tenant = serde_json::from_value(tenant).expect("pbjson parses");
+    assert_eq!(parsed.version, u64::MAX);
+    assert_eq!(parsed.status(), tm::TenantStatus::Active);
+}
