@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod replay;
 pub mod report;
 pub mod stats;
+pub mod tms;
 
 pub use backend::Backend;
 

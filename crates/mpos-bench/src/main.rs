@@ -1,5 +1,5 @@
-//! `mpos-bench [append|replay|outbox|hsm|all] [--quick] [--markdown]`: kernel and hsm-proxy
-//! benchmarks, each figure next to a floor measured in the same run.
+//! `mpos-bench [append|replay|outbox|hsm|tms|all] [--quick] [--markdown]`: kernel, hsm-proxy and
+//! terminal-management benchmarks, each figure next to a floor measured in the same run.
 
 use clap::{Parser, ValueEnum};
 use mpos_bench::append::{self, AppendConfig};
@@ -7,7 +7,7 @@ use mpos_bench::hsm::{self, HsmBenchConfig};
 use mpos_bench::outbox::{self, BusKind, OutboxConfig};
 use mpos_bench::replay::{self, ReplayConfig};
 use mpos_bench::report::Report;
-use mpos_bench::{Backend, Urls, machine};
+use mpos_bench::{Backend, Urls, machine, tms};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum What {
@@ -15,6 +15,7 @@ enum What {
     Replay,
     Outbox,
     Hsm,
+    Tms,
     All,
 }
 
@@ -141,6 +142,28 @@ async fn main() -> std::process::ExitCode {
             Err(error) => {
                 failed = true;
                 report.notes.push(format!("hsm FAILED: {error:#}"));
+            }
+        }
+    }
+
+    if matches!(cli.what, What::Tms | What::All) {
+        let config = if cli.quick {
+            tms::TmsBenchConfig::quick()
+        } else {
+            tms::TmsBenchConfig::full()
+        };
+        report.notes.push(format!(
+            "tms: terminal-management in process (SQLite in a temp dir, in-process bus, device API on mTLS over loopback); 10 merchants × 10 stores × 10 groups; {} terminals of which {} PEDs bound with their certificates and activated over mTLS, the rest appended to the log; tenant set with 20 blocked BIN ranges and 200 blocked card tokens; recompute = ParameterSets::issue_all on every core after a tenant-level change; downloads: {} in flight for {} s, each PED on its own keep-alive connection",
+            config.terminals,
+            config.devices,
+            config.concurrency,
+            config.duration.as_secs()
+        ));
+        match tms::run(&config).await {
+            Ok(result) => tms::add_to(&mut report, &result),
+            Err(error) => {
+                failed = true;
+                report.notes.push(format!("tms FAILED: {error:#}"));
             }
         }
     }
