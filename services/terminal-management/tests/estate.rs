@@ -333,49 +333,55 @@ async fn the_estate_and_terminal_lifecycle_on_the_embedded_default() {
 }
 
 #[tokio::test]
-async fn the_estate_and_terminal_lifecycle_on_postgres_and_nats() {
+async fn the_estate_and_terminal_lifecycle_on_postgres_nats_and_kafka() {
     let nats = common::nats_url();
+    let kafka = common::kafka_url();
     let service = common::start(
         &common::postgres_url(),
         &nats,
-        None,
+        Some(&kafka),
         mpos_telemetry::Readiness::new(),
     )
     .await;
     lifecycle(&service).await;
-    // The estate's events reach NATS JetStream through the outbox, typed per aggregate.
-    let bus = mpos_bus::connect(&nats).await.expect("bus");
-    let mut stream = bus
-        .subscriber
-        .subscribe(SubscribeOptions::new(
-            terminal_management::SERVICE,
-            "estate-test",
-        ))
-        .await
-        .expect("subscribe");
-    let expected = service.event_count().await;
-    let mut bound = None;
-    for _ in 0..expected {
-        let delivery = tokio::time::timeout(Duration::from_secs(20), stream.next())
+    // The estate's events reach NATS JetStream and Kafka through the outbox, typed per
+    // aggregate, in log order.
+    let stored = service.store.read_after(0, 10_000).await.expect("read");
+    for url in [&nats, &kafka] {
+        let bus = mpos_bus::connect(url).await.expect("bus");
+        let mut stream = bus
+            .subscriber
+            .subscribe(SubscribeOptions::new(
+                terminal_management::SERVICE,
+                "estate-test",
+            ))
             .await
-            .expect("in time")
-            .expect("open")
-            .expect("ok");
-        if delivery.envelope.event_type == "mpos.terminal_management.v1.TerminalBound"
-            && bound.is_none()
-        {
-            bound = Some(delivery.envelope.clone());
+            .expect("subscribe");
+        let mut bound = None;
+        for event in &stored {
+            let delivery = tokio::time::timeout(Duration::from_secs(30), stream.next())
+                .await
+                .expect("in time")
+                .expect("open")
+                .expect("ok");
+            assert_eq!(delivery.envelope.event_id, event.event.event_id, "{url}");
+            if delivery.envelope.event_type == "mpos.terminal_management.v1.TerminalBound"
+                && bound.is_none()
+            {
+                bound = Some(delivery.envelope.clone());
+            }
+            delivery.ack().await.expect("ack");
         }
-        delivery.ack().await.expect("ack");
+        let bound = bound.expect("a TerminalBound event on the bus");
+        assert_eq!(
+            (bound.tenant_id.as_str(), bound.aggregate_type.as_str()),
+            ("acme", "terminal"),
+            "{url}"
+        );
+        let event: pb::TerminalBound =
+            prost::Message::decode(bound.payload.as_slice()).expect("protobuf");
+        assert_eq!(event.terminal_id, "t-1", "{url}");
     }
-    let bound = bound.expect("a TerminalBound event on the bus");
-    assert_eq!(
-        (bound.tenant_id.as_str(), bound.aggregate_type.as_str()),
-        ("acme", "terminal")
-    );
-    let event: pb::TerminalBound =
-        prost::Message::decode(bound.payload.as_slice()).expect("protobuf");
-    assert_eq!(event.terminal_id, "t-1");
     service.stop().await;
 }
 
