@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes the parsers of every crate that has a cargo-fuzz directory (crates/*/fuzz: today
-# paycrypto, payshield and device-identity): runs each target for a number of seconds and fails if any crashed
+# paycrypto, payshield, device-identity and tms-params): runs each target for a number of seconds and fails if any crashed
 # (panic, abort, timeout, OOM).
 #
 #   infra/fuzz.sh [SECONDS] [TARGET...]     # default: 30 seconds, every target of every crate
@@ -36,6 +36,11 @@
 #                         round trips
 #   device_identity_text  the PEM readers, SerialNumber/Fingerprint::parse (round trips),
 #                         parse_bulk_csv, parse_bulk_json
+# tms-params targets (crates/tms-params/fuzz/fuzz_targets):
+#   tms_params_validate   validate on arbitrary protobuf and JSON RiskParameters; whatever
+#                         validates is canonical (validate(to_proto(v)) == v)
+#   tms_params_resolve    resolve over up to five fuzzed levels; deterministic, every value
+#                         has a source
 # Seed inputs (published TR-31 / X9.143 sample blocks, sample host commands etc.) live in
 # <crate>/fuzz/seeds/<target>; the growing corpus (fuzz/corpus) and crash artifacts
 # (fuzz/artifacts) are git-ignored.
