@@ -309,6 +309,22 @@ async fn a_change_that_breaks_a_combined_set_is_refused_naming_field_and_level()
             "{path} {body}: {response}"
         );
     }
+    // A negative limit does not even parse as the unsigned amount it must be; the message
+    // names the field.
+    let (status, response) = put(
+        &service,
+        &key,
+        "/v1/tenants/acme/parameters",
+        json!({"contactlessFloorLimit": "-5"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{response}");
+    assert!(
+        response["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("contactlessFloorLimit")),
+        "{response}"
+    );
     assert_eq!(
         service.event_count().await,
         before,
