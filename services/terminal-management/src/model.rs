@@ -57,6 +57,13 @@ pub struct TerminalPath {
     pub levels: Vec<PathLevel>,
     /// The latest change on the path (parameters at any level, or the terminal placed).
     pub version: Change,
+    /// The latest parameter change above the terminal (tenant and nodes only): terminals of
+    /// one parent without parameters of their own share their effective set while this holds.
+    pub chain_version: Change,
+    /// The terminal's parent node.
+    pub parent_id: String,
+    /// Whether the terminal sets parameters of its own.
+    pub own_parameters: bool,
 }
 
 /// A tenant.
@@ -606,20 +613,24 @@ impl Model {
             node_id: terminal.terminal_id.clone(),
             parameters: terminal.parameters.parameters.clone(),
         });
-        let mut version = tenant
-            .parameters
-            .changed
-            .max(terminal.parameters.changed)
-            .max(terminal.placed);
+        let mut chain_version = tenant.parameters.changed;
         let mut next = terminal.parent_id.as_str();
         while !next.is_empty() {
             let Some(node) = inner.nodes.get(&key(tenant_id, next)) else {
                 break;
             };
-            version = version.max(node.parameters.changed);
+            chain_version = chain_version.max(node.parameters.changed);
             next = &node.parent_id;
         }
-        Some(TerminalPath { levels, version })
+        Some(TerminalPath {
+            levels,
+            version: chain_version
+                .max(terminal.parameters.changed)
+                .max(terminal.placed),
+            chain_version,
+            parent_id: terminal.parent_id.clone(),
+            own_parameters: terminal.parameters.parameters.is_some(),
+        })
     }
 
     /// The paths whose effective parameters a change at `node_id` (`None`: the tenant level,

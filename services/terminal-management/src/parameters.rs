@@ -121,6 +121,17 @@ pub struct Issued {
     pub payload_sha256: [u8; 32],
 }
 
+/// Resolved device forms by (parent node, version of the levels above); `None`: incomplete or
+/// inconsistent.
+type SharedSets = HashMap<(String, u64), Option<Arc<pb::EffectiveParameters>>>;
+
+/// The resolved, complete device form of a path's parameters.
+fn device_set(path: &TerminalPath) -> Result<pb::EffectiveParameters, ParameterError> {
+    let effective = resolve_levels(&path.levels)?;
+    effective.check_complete()?;
+    Ok(effective.to_device_proto())
+}
+
 /// Why a terminal has no set to download.
 fn incomplete(error: &ParameterError) -> ServiceError {
     ServiceError::conflict(format!(
@@ -164,21 +175,31 @@ impl ParameterSets {
         terminal_id: &str,
         path: &TerminalPath,
     ) -> Result<Issued, ParameterError> {
-        let effective = resolve_levels(&path.levels)?;
-        effective.check_complete()?;
-        let set = tms_params::parameter_set(
-            tenant_id,
-            terminal_id,
-            path.version.position,
-            path.version.at_us,
-            &effective,
-        );
+        Ok(self.sign_device_set(tenant_id, terminal_id, path, &device_set(path)?))
+    }
+
+    /// Signs the set of `terminal_id` whose resolved device form is `parameters`.
+    fn sign_device_set(
+        &self,
+        tenant_id: &str,
+        terminal_id: &str,
+        path: &TerminalPath,
+        parameters: &pb::EffectiveParameters,
+    ) -> Issued {
+        // The shape of `tms_params::parameter_set`, from an already resolved device form.
+        let set = pb::ParameterSet {
+            tenant_id: tenant_id.to_owned(),
+            terminal_id: terminal_id.to_owned(),
+            version: path.version.position,
+            issued_at: Some(mpos_proto::timestamp_from_micros(path.version.at_us)),
+            parameters: Some(parameters.clone()),
+        };
         let signed = tms_params::sign(&set, &self.signer.key, &self.signer.key_id);
         let payload_sha256 = tms_params::payload_digest(&signed);
-        Ok(Issued {
+        Issued {
             signed,
             payload_sha256,
-        })
+        }
     }
 
     fn insert(&self, tenant_id: &str, terminal_id: &str, issued: Arc<Issued>) {
@@ -227,6 +248,9 @@ impl ParameterSets {
                 .map(|ids| {
                     scope.spawn(move || {
                         let (mut signed, mut refused) = (0, 0);
+                        // Terminals of one parent without parameters of their own resolve
+                        // alike: resolve once per (parent, version of the levels above).
+                        let mut shared: SharedSets = HashMap::new();
                         for id in ids {
                             let Some(path) = model.terminal_path(tenant_id, id) else {
                                 continue;
@@ -234,12 +258,22 @@ impl ParameterSets {
                             if self.cached(tenant_id, id, path.version.position).is_some() {
                                 continue;
                             }
-                            match self.sign(tenant_id, id, &path) {
-                                Ok(issued) => {
+                            let parameters = if path.own_parameters {
+                                device_set(&path).ok().map(Arc::new)
+                            } else {
+                                shared
+                                    .entry((path.parent_id.clone(), path.chain_version.position))
+                                    .or_insert_with(|| device_set(&path).ok().map(Arc::new))
+                                    .clone()
+                            };
+                            match parameters {
+                                Some(parameters) => {
+                                    let issued =
+                                        self.sign_device_set(tenant_id, id, &path, &parameters);
                                     self.insert(tenant_id, id, Arc::new(issued));
                                     signed += 1;
                                 }
-                                Err(_) => refused += 1,
+                                None => refused += 1,
                             }
                         }
                         (signed, refused)

@@ -466,6 +466,21 @@ async fn effective_sets_and_signatures_rebuilt_from_the_log_are_identical() {
             issued.signed.payload.clone(),
             issued.signed.signature.clone(),
         ));
+        // The whole-tenant run (which resolves once per parent) signs what a single issue
+        // signs.
+        let all = terminal_management::parameters::ParameterSets::new(
+            terminal_management::parameters::ParameterSigner::new(
+                ed25519_dalek::SigningKey::from_bytes(&common::PARAMETER_SEED),
+            ),
+        );
+        assert_eq!(all.issue_all(&model, "acme", 2), (2, 0));
+        for terminal in ["t-1", "t-2"] {
+            assert_eq!(
+                all.issue(&model, "acme", terminal).expect("cached").signed,
+                sets.issue(&model, "acme", terminal).expect("fresh").signed,
+                "{terminal}"
+            );
+        }
     }
     assert_eq!(signed[0], signed[1], "same log, same signed bytes");
     service.stop().await;
