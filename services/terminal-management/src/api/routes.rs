@@ -385,10 +385,9 @@ pub const ADMIN_ROUTES: &[Route] = &[
              terminal id; 403 for a read-only key; 404 when the tenant or the terminal does \
              not exist; 409 when the terminal's state does not allow it (only a suspended \
              terminal resumes), or the tenant is suspended. A tenant key of another tenant \
-             gets 404 `tenant not found`, exactly like a missing tenant. The caller and the \
-             terminal are checked before the body is read. 503 when the event store is \
-             unavailable; 409 when another request changed the same aggregate concurrently \
-             (retry).",
+             gets 404 `tenant not found`, exactly like a missing tenant. 503 when the event \
+             store is unavailable; 409 when another request changed the same aggregate \
+             concurrently (retry).",
         tag: "Terminals",
         request: None,
         response: Some("mpos.terminal_management.v1.Terminal"),
