@@ -2,6 +2,12 @@
 //! tenants (tenant-scoped API keys with roles). Every change is an event whose actor is the
 //! caller; a tenant's key sees only its own tenant, and another tenant's data answers exactly
 //! like missing data.
+//!
+//! Both routers (admin here, device in `device`) are built from the route tables of
+//! [`routes`], which also generate the OpenAPI document: served at `GET /openapi.json`
+//! and published as `docs/openapi/terminal-management.json` (a test keeps it current; run
+//! `MPOS_UPDATE_OPENAPI=1 cargo test -p terminal-management --test openapi` after an API
+//! change).
 
 mod cas;
 mod device;

@@ -120,8 +120,8 @@ pub const ADMIN_ROUTES: &[Route] = &[
         path: "/v1/tenants/{tenant_id}/suspend",
         operation_id: "suspendTenant",
         summary: "Suspend a tenant",
-        description: "Suspends the tenant with a reason: its estate, terminals, parameters and API \
-             keys can no longer change, and its devices are refused on the device API until \
+        description: "Suspends the tenant with a reason: its estate, terminals and parameters can \
+             no longer change, no API key can be issued, and its devices are refused on the device API until \
              it is reactivated.\n\nErrors: 400 without a reason; 403 for a tenant key; 404 \
              when the tenant does not exist; 409 when it is suspended already. 503 when the \
              event store is unavailable; 409 when another request changed the same aggregate \
@@ -160,7 +160,7 @@ pub const ADMIN_ROUTES: &[Route] = &[
              `_READ_ONLY`) and a label. The response is the only place the key's secret token \
              (`mpk_...`) ever appears: store it then.\n\nErrors: 400 for an unspecified role \
              or an invalid label; 403 for a key without the admin role; 404 when the tenant \
-             does not exist; 409 when the tenant is suspended or has the most keys it may \
+             does not exist; 409 when the tenant is suspended or has the most live keys it may \
              have. A tenant key of another tenant gets 404 `tenant not found`, exactly like a \
              missing tenant. 503 when the event store is unavailable; 409 when another \
              request changed the same aggregate concurrently (retry).",
@@ -195,7 +195,7 @@ pub const ADMIN_ROUTES: &[Route] = &[
         summary: "Revoke an API key",
         description: "Revokes the key with a reason; it stops authenticating at once.\n\nErrors: 400 \
              without a reason; 403 for a key without the admin role; 404 when the tenant or \
-             the key does not exist; 409 when the key is revoked already. A tenant key of \
+             the key does not exist, or the key is revoked already. A tenant key of \
              another tenant gets 404 `tenant not found`, exactly like a missing tenant. 503 \
              when the event store is unavailable; 409 when another request changed the same \
              aggregate concurrently (retry).",
@@ -779,7 +779,7 @@ pub const ADMIN_ROUTES: &[Route] = &[
         summary: "Remove a manufacturer CA",
         description: "Removes the CA with a reason: its devices can no longer be bound or \
              authenticate.\n\nErrors: 400 without a reason; 403 for a tenant key; 404 when \
-             the CA does not exist; 409 when it was removed already. 503 when the event store \
+             the CA does not exist or was removed already. 503 when the event store \
              is unavailable; 409 when another request changed the same aggregate concurrently \
              (retry).",
         tag: "Manufacturer CAs",
