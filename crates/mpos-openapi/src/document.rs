@@ -6,7 +6,7 @@ use mpos_errors::ErrorCode;
 use prost_reflect::DescriptorPool;
 use serde_json::{Map, Value, json};
 
-use crate::route::{ApiInfo, Auth, Method, Route};
+use crate::route::{ApiInfo, Auth, Method, RawBody, Route, RouteMedia};
 use crate::schema::{SchemaSet, reference};
 
 /// The OpenAPI version of the documents.
@@ -71,6 +71,12 @@ pub enum OpenApiError {
         /// The second route's path.
         path: &'static str,
     },
+    /// A [`RouteMedia`] names an operation the route table does not have.
+    #[error("media of operation id {operation_id:?}: no route has it")]
+    UnknownMediaOperation {
+        /// The operation id given.
+        operation_id: &'static str,
+    },
 }
 
 /// Checks a route table on its own: each route valid, operation ids unique, no two routes
@@ -118,7 +124,20 @@ pub fn validate_routes(routes: &[Route]) -> Result<(), OpenApiError> {
 ///
 /// Objects have sorted keys, so the serialised document is stable and can be committed.
 pub fn openapi(info: ApiInfo, routes: &[Route], descriptors: &[u8]) -> Result<Value, OpenApiError> {
+    openapi_with_media(info, routes, &[], descriptors)
+}
+
+/// [`openapi`] with the bodies that are not protobuf JSON: `media` completes routes of the
+/// table (by operation id) with raw request bodies (e.g. a `text/csv` upload) and further
+/// media types of the success response (e.g. `application/x-protobuf` by `Accept`).
+pub fn openapi_with_media(
+    info: ApiInfo,
+    routes: &[Route],
+    media: &[RouteMedia],
+    descriptors: &[u8],
+) -> Result<Value, OpenApiError> {
     validate_routes(routes)?;
+    let media_of = validate_media(routes, media)?;
     let pool = DescriptorPool::decode(descriptors)?;
     let mut schemas = SchemaSet::new(&pool);
     let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
@@ -127,11 +146,12 @@ pub fn openapi(info: ApiInfo, routes: &[Route], descriptors: &[u8]) -> Result<Va
     let mut tags = BTreeSet::new();
 
     for route in routes {
-        let statuses = error_statuses_of(route);
+        let media = media_of.get(route.operation_id).copied();
+        let statuses = error_statuses_of(route, media);
         error_statuses.extend(statuses.iter().copied());
         schemes_used.extend(security_schemes(route.auth));
         tags.insert(route.tag);
-        let operation = operation(route, &mut schemas, &statuses)?;
+        let operation = operation(route, media, &mut schemas, &statuses)?;
         paths
             .entry(route.openapi_path())
             .or_default()
@@ -177,6 +197,7 @@ pub fn openapi(info: ApiInfo, routes: &[Route], descriptors: &[u8]) -> Result<Va
 
 fn operation(
     route: &Route,
+    media: Option<&RouteMedia>,
     schemas: &mut SchemaSet<'_>,
     error_statuses: &BTreeSet<u16>,
 ) -> Result<Value, OpenApiError> {
@@ -228,6 +249,26 @@ fn operation(
             }),
         );
     }
+    let raw_request = media.map_or(&[][..], |media| media.raw_request);
+    if !raw_request.is_empty() {
+        let content: Map<String, Value> = raw_request
+            .iter()
+            .map(|body| {
+                (
+                    body.content_type.to_owned(),
+                    json!({ "schema": raw_schema(body.content_type) }),
+                )
+            })
+            .collect();
+        operation.insert(
+            "requestBody".into(),
+            json!({
+                "required": true,
+                "description": media_description(raw_request),
+                "content": content,
+            }),
+        );
+    }
 
     let mut responses = Map::new();
     let mut success = Map::new();
@@ -237,10 +278,26 @@ fn operation(
     );
     if let Some(name) = route.response {
         let schema = body_schema(route, "response", name, schemas)?;
-        success.insert(
-            "content".into(),
-            json!({ "application/json": { "schema": schema } }),
-        );
+        let mut content = Map::new();
+        content.insert("application/json".into(), json!({ "schema": schema }));
+        let alternatives = media.map_or(&[][..], |media| media.response_alternatives);
+        for body in alternatives {
+            content.insert(
+                body.content_type.to_owned(),
+                json!({ "schema": raw_schema(body.content_type) }),
+            );
+        }
+        if !alternatives.is_empty() {
+            success.insert(
+                "description".into(),
+                json!(format!(
+                    "{} By `Accept`: `application/json` (the default), or\n\n{}",
+                    success_description(route.success_status),
+                    media_description(alternatives)
+                )),
+            );
+        }
+        success.insert("content".into(), Value::Object(content));
     }
     responses.insert(route.success_status.to_string(), Value::Object(success));
     for status in error_statuses {
@@ -278,9 +335,10 @@ fn body_schema(
 }
 
 /// The error statuses of a route: the declared ones and the implied ones.
-fn error_statuses_of(route: &Route) -> BTreeSet<u16> {
+fn error_statuses_of(route: &Route, media: Option<&RouteMedia>) -> BTreeSet<u16> {
     let mut statuses: BTreeSet<u16> = route.errors.iter().copied().collect();
-    if route.request.is_some() || !route.query.is_empty() {
+    let raw_request = media.is_some_and(|media| !media.raw_request.is_empty());
+    if route.request.is_some() || raw_request || !route.query.is_empty() {
         statuses.insert(ErrorCode::BadRequest.http_status());
     }
     if route.auth.is_authenticated() {
@@ -395,6 +453,110 @@ fn success_description(status: u16) -> &'static str {
         204 => "Done; no body.",
         _ => "Success.",
     }
+}
+
+/// The schema of a raw body by its media type: text, any JSON, or bytes.
+fn raw_schema(content_type: &str) -> Value {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if essence.starts_with("text/") {
+        json!({ "type": "string" })
+    } else if essence.ends_with("/json") || essence.ends_with("+json") {
+        json!({})
+    } else {
+        json!({ "type": "string", "format": "binary" })
+    }
+}
+
+/// A Markdown list of raw bodies: `- \`type\`: description`.
+fn media_description(bodies: &[RawBody]) -> String {
+    bodies
+        .iter()
+        .map(|body| {
+            if body.description.is_empty() {
+                format!("- `{}`", body.content_type)
+            } else {
+                format!("- `{}`: {}", body.content_type, body.description)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Checks the media table against the routes; answers it by operation id.
+fn validate_media<'a>(
+    routes: &[Route],
+    media: &'a [RouteMedia],
+) -> Result<HashMap<&'static str, &'a RouteMedia>, OpenApiError> {
+    let mut by_operation = HashMap::new();
+    for entry in media {
+        let route = routes
+            .iter()
+            .find(|route| route.operation_id == entry.operation_id)
+            .ok_or(OpenApiError::UnknownMediaOperation {
+                operation_id: entry.operation_id,
+            })?;
+        let invalid = |reason: String| OpenApiError::InvalidRoute {
+            operation_id: route.operation_id,
+            method: route.method.as_str(),
+            path: route.path,
+            reason,
+        };
+        if by_operation.insert(route.operation_id, entry).is_some() {
+            return Err(invalid("media: declared twice".into()));
+        }
+        if !entry.raw_request.is_empty() {
+            if route.request.is_some() {
+                return Err(invalid(
+                    "media: a raw request body and a protobuf request body".into(),
+                ));
+            }
+            if !route.method.allows_body() {
+                return Err(invalid(format!(
+                    "media: a {} request has no body",
+                    route.method.as_str()
+                )));
+            }
+        }
+        if !entry.response_alternatives.is_empty() && route.response.is_none() {
+            return Err(invalid(
+                "media: response alternatives without a response message".into(),
+            ));
+        }
+        for (list, bodies) in [
+            ("raw_request", entry.raw_request),
+            ("response_alternatives", entry.response_alternatives),
+        ] {
+            let mut seen = BTreeSet::new();
+            for body in bodies {
+                let content_type = body.content_type;
+                let valid = content_type.contains('/')
+                    && !content_type.contains(char::is_whitespace)
+                    && !content_type.contains(';');
+                if !valid {
+                    return Err(invalid(format!(
+                        "media: {list}: {content_type:?} is not a media type"
+                    )));
+                }
+                let lowered = content_type.to_ascii_lowercase();
+                if list == "response_alternatives" && lowered == "application/json" {
+                    return Err(invalid(
+                        "media: response_alternatives: application/json is the message's".into(),
+                    ));
+                }
+                if !seen.insert(lowered) {
+                    return Err(invalid(format!(
+                        "media: {list}: {content_type} is listed twice"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(by_operation)
 }
 
 /// The path with parameter names dropped: two routes of one shape match the same requests.

@@ -48,6 +48,9 @@
 //!   express mutual TLS or the minimum role of a key: the operation's description says it,
 //!   and the `x-mpos-auth` extension states it for tools.
 //! * Objects have sorted keys, so the rendered document diffs well.
+//! * Bodies that are not protobuf JSON (a `text/csv` upload, a binary protobuf answer chosen
+//!   by `Accept`) are declared in a [`RouteMedia`] table beside the routes and documented by
+//!   [`openapi_with_media`].
 
 #![deny(missing_docs)]
 
@@ -60,9 +63,9 @@ mod serve;
 
 pub use document::{
     AUTH_EXTENSION, ERROR_SCHEMA, OPENAPI_VERSION, OPERATOR_SCHEME, OpenApiError,
-    TENANT_KEY_SCHEME, openapi, validate_routes,
+    TENANT_KEY_SCHEME, openapi, openapi_with_media, validate_routes,
 };
 pub use publish::{UPDATE_ENV, check_or_update, check_published, render};
-pub use route::{ApiInfo, Auth, Method, QueryParam, Route};
+pub use route::{ApiInfo, Auth, Method, QueryParam, RawBody, Route, RouteMedia};
 #[cfg(feature = "axum")]
 pub use serve::{ApiRouter, OPENAPI_PATH, RouterError, serve_document};

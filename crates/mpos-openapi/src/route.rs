@@ -140,3 +140,30 @@ pub struct ApiInfo {
     /// What the API is for, in Markdown; may be empty.
     pub description: &'static str,
 }
+
+/// A body that is not the protobuf JSON of a message: raw text, a file, or a message's
+/// binary encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RawBody {
+    /// Its media type, e.g. `text/csv` or `application/x-protobuf`.
+    pub content_type: &'static str,
+    /// What it holds, in Markdown; may be empty.
+    pub description: &'static str,
+}
+
+/// The media types of a route beyond the protobuf JSON bodies its [`Route`] names, kept in a
+/// table beside the route table (so that `Route` literals stay as they are) and given to
+/// [`openapi_with_media`](crate::openapi_with_media).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RouteMedia {
+    /// The operation id of the route this completes.
+    pub operation_id: &'static str,
+    /// The request bodies the route takes instead of a protobuf JSON message (its
+    /// `request` must be `None`), e.g. a `text/csv` file. Their schema is a string for
+    /// `text/*`, any JSON for `*json`, and binary otherwise.
+    pub raw_request: &'static [RawBody],
+    /// Media types the success response may also have, besides the JSON of the route's
+    /// `response` message, chosen by the `Accept` header. `application/x-protobuf` is the
+    /// message's binary protobuf encoding.
+    pub response_alternatives: &'static [RawBody],
+}

@@ -247,8 +247,8 @@ pub async fn start(
         ))),
         &options.operator_token,
     );
-    let devices = device_router(state.clone());
-    let app = router(state);
+    let devices = device_router(state.clone()).map_err(std::io::Error::other)?;
+    let app = router(state).map_err(std::io::Error::other)?;
     {
         let trust = model_trust;
         let shutdown = cancel.clone().cancelled_owned();

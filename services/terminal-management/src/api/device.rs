@@ -8,11 +8,11 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use device_identity::PeerCertificate;
 use mpos_errors::ServiceError;
 use mpos_http::ApiJson;
+use mpos_openapi::{ApiRouter, RouterError};
 use mpos_proto::terminal_management as pb;
 
 use super::AppState;
@@ -192,24 +192,24 @@ async fn acknowledge(
     }))
 }
 
-/// The device API's routes (served by `device_identity::serve` with the trust store, which
-/// puts the verified [`PeerCertificate`] on every request).
-pub fn device_router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/devices/activate", post(activate))
-        .route("/v1/devices/{terminal_id}/parameters", get(parameters))
-        .route(
-            "/v1/devices/{terminal_id}/parameters/ack",
-            post(acknowledge),
-        )
-        .route(
-            "/v1/parameter-signing-key",
-            get(super::parameters::signing_key),
-        )
+/// The device API: every route of [`super::routes::DEVICE_ROUTES`] (served by
+/// `device_identity::serve` with the trust store, which puts the verified
+/// [`PeerCertificate`] on every request). Fails only when the route table and the handlers
+/// disagree.
+pub fn device_router(state: AppState) -> Result<Router, RouterError> {
+    Ok(ApiRouter::new(super::routes::DEVICE_ROUTES)?
+        .handle("activateDevice", activate)?
+        .handle("getDeviceParameters", parameters)?
+        .handle("acknowledgeParameters", acknowledge)?
+        .handle(
+            "getDeviceParameterSigningKey",
+            super::parameters::signing_key,
+        )?
+        .finish()?
         .fallback(|| async { ServiceError::not_found("no such route") })
         .layer(axum::middleware::from_fn_with_state(
             crate::SERVICE,
             mpos_http::observe,
         ))
-        .with_state(state)
+        .with_state(state))
 }

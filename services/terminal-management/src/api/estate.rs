@@ -286,90 +286,156 @@ pub(super) async fn get_terminal(
     Ok(Json(terminal_view(&state, &tenant_id, &terminal_id)?))
 }
 
-/// `POST /v1/tenants/{tenant}/terminals/{id}/{action}`: suspend, resume, blacklist,
-/// decommission, move, swap, activate (the last one for the platform's own services only:
-/// PEDs activate themselves over mTLS, SoftPOS devices on an attestation verdict).
-pub(super) async fn terminal_action(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    Path((tenant_id, raw_id, action)): Path<(String, String, String)>,
-    ApiJson(body): ApiJson<serde_json::Value>,
-) -> Result<Json<pb::Terminal>, ServiceError> {
-    let need = if action == "activate" {
-        Need::Platform
-    } else {
-        Need::Change
-    };
-    principal.authorize(Some(&tenant_id), need)?;
-    state.tenant_for(&principal, &tenant_id, Need::Change)?;
-    let terminal_id = EstateId::parse("terminal_id", &raw_id)?;
+/// The terminal a lifecycle action names, once the caller may take it: `need` for the
+/// caller, a change of an active tenant, a well-formed and existing terminal id.
+fn action_target(
+    state: &AppState,
+    principal: &Principal,
+    tenant_id: &str,
+    raw_id: &str,
+    need: Need,
+) -> Result<EstateId, ServiceError> {
+    principal.authorize(Some(tenant_id), need)?;
+    state.tenant_for(principal, tenant_id, Need::Change)?;
+    let terminal_id = EstateId::parse("terminal_id", raw_id)?;
     if state
         .model
-        .terminal(&tenant_id, terminal_id.as_str())
+        .terminal(tenant_id, terminal_id.as_str())
         .is_none()
     {
         return Err(TerminalError::NotFound.into());
     }
-    let parse = |body: serde_json::Value| -> Result<pb::ReasonRequest, ServiceError> {
-        serde_json::from_value(body)
-            .map_err(|error| ServiceError::bad_request(format!("invalid JSON body: {error}")))
-    };
-    let command = match action.as_str() {
-        "suspend" => TerminalCommand::Suspend {
-            reason: parse(body)?.reason,
-        },
-        "resume" => TerminalCommand::Resume,
-        "blacklist" => TerminalCommand::Blacklist {
-            reason: parse(body)?.reason,
-        },
-        "decommission" => TerminalCommand::Decommission {
-            reason: parse(body)?.reason,
-        },
-        "move" => {
-            let request: pb::MoveTerminalRequest =
-                serde_json::from_value(body).map_err(|error| {
-                    ServiceError::bad_request(format!("invalid JSON body: {error}"))
-                })?;
-            let parent = parent(&state, &tenant_id, &request.parent_id)?
-                .ok_or_else(|| ServiceError::bad_request("parent_id: missing"))?;
-            TerminalCommand::Move { parent }
-        }
-        "activate" => {
-            let request: pb::ActivateTerminalRequest =
-                serde_json::from_value(body).map_err(|error| {
-                    ServiceError::bad_request(format!("invalid JSON body: {error}"))
-                })?;
-            match pb::ActivationMethod::try_from(request.method) {
-                Ok(pb::ActivationMethod::Attestation) => {
-                    TerminalCommand::Activate(Activation::Attestation {
-                        verdict_id: request.evidence,
-                    })
-                }
-                _ => {
-                    return Err(ServiceError::bad_request(
-                        "method: only ACTIVATION_METHOD_ATTESTATION here; a PED activates itself on the device API",
-                    ));
-                }
-            }
-        }
-        "swap" => return swap(&state, &principal, &tenant_id, &terminal_id, body).await,
-        _ => return Err(ServiceError::not_found("no such route")),
-    };
+    Ok(terminal_id)
+}
+
+/// An action's body, read only after the caller and the terminal are checked (so that a
+/// malformed body never tells a stranger more than a missing terminal would).
+fn action_body<T: serde::de::DeserializeOwned>(body: serde_json::Value) -> Result<T, ServiceError> {
+    serde_json::from_value(body)
+        .map_err(|error| ServiceError::bad_request(format!("invalid JSON body: {error}")))
+}
+
+/// Runs a lifecycle command on the terminal and answers its new view.
+async fn run_action(
+    state: &AppState,
+    principal: &Principal,
+    tenant_id: &str,
+    terminal_id: &EstateId,
+    command: TerminalCommand,
+) -> Result<Json<pb::Terminal>, ServiceError> {
     let cqrs = state.commands.terminals.clone();
     state
         .execute(
             &cqrs,
-            &principal,
-            &tenant_id,
-            &aggregate_id(&tenant_id, &terminal_id),
+            principal,
+            tenant_id,
+            &aggregate_id(tenant_id, terminal_id),
             command,
         )
         .await?;
-    Ok(Json(terminal_view(
-        &state,
-        &tenant_id,
-        terminal_id.as_str(),
-    )?))
+    Ok(Json(terminal_view(state, tenant_id, terminal_id.as_str())?))
+}
+
+/// `POST .../terminals/{terminal_id}/suspend` (`ReasonRequest`).
+pub(super) async fn suspend_terminal(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((tenant_id, raw_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<Json<pb::Terminal>, ServiceError> {
+    let terminal_id = action_target(&state, &principal, &tenant_id, &raw_id, Need::Change)?;
+    let reason = action_body::<pb::ReasonRequest>(body)?.reason;
+    let command = TerminalCommand::Suspend { reason };
+    run_action(&state, &principal, &tenant_id, &terminal_id, command).await
+}
+
+/// `POST .../terminals/{terminal_id}/resume` (no body).
+pub(super) async fn resume_terminal(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((tenant_id, raw_id)): Path<(String, String)>,
+) -> Result<Json<pb::Terminal>, ServiceError> {
+    let terminal_id = action_target(&state, &principal, &tenant_id, &raw_id, Need::Change)?;
+    let command = TerminalCommand::Resume;
+    run_action(&state, &principal, &tenant_id, &terminal_id, command).await
+}
+
+/// `POST .../terminals/{terminal_id}/blacklist` (`ReasonRequest`).
+pub(super) async fn blacklist_terminal(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((tenant_id, raw_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<Json<pb::Terminal>, ServiceError> {
+    let terminal_id = action_target(&state, &principal, &tenant_id, &raw_id, Need::Change)?;
+    let reason = action_body::<pb::ReasonRequest>(body)?.reason;
+    let command = TerminalCommand::Blacklist { reason };
+    run_action(&state, &principal, &tenant_id, &terminal_id, command).await
+}
+
+/// `POST .../terminals/{terminal_id}/decommission` (`ReasonRequest`).
+pub(super) async fn decommission_terminal(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((tenant_id, raw_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<Json<pb::Terminal>, ServiceError> {
+    let terminal_id = action_target(&state, &principal, &tenant_id, &raw_id, Need::Change)?;
+    let reason = action_body::<pb::ReasonRequest>(body)?.reason;
+    let command = TerminalCommand::Decommission { reason };
+    run_action(&state, &principal, &tenant_id, &terminal_id, command).await
+}
+
+/// `POST .../terminals/{terminal_id}/move` (`MoveTerminalRequest`).
+pub(super) async fn move_terminal(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((tenant_id, raw_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<Json<pb::Terminal>, ServiceError> {
+    let terminal_id = action_target(&state, &principal, &tenant_id, &raw_id, Need::Change)?;
+    let request: pb::MoveTerminalRequest = action_body(body)?;
+    let parent = parent(&state, &tenant_id, &request.parent_id)?
+        .ok_or_else(|| ServiceError::bad_request("parent_id: missing"))?;
+    let command = TerminalCommand::Move { parent };
+    run_action(&state, &principal, &tenant_id, &terminal_id, command).await
+}
+
+/// `POST .../terminals/{terminal_id}/activate` (`ActivateTerminalRequest`): for the
+/// platform's own services only (operator token): PEDs activate themselves over mTLS,
+/// SoftPOS devices on an attestation verdict.
+pub(super) async fn activate_terminal(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((tenant_id, raw_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<Json<pb::Terminal>, ServiceError> {
+    let terminal_id = action_target(&state, &principal, &tenant_id, &raw_id, Need::Platform)?;
+    let request: pb::ActivateTerminalRequest = action_body(body)?;
+    let command = match pb::ActivationMethod::try_from(request.method) {
+        Ok(pb::ActivationMethod::Attestation) => {
+            TerminalCommand::Activate(Activation::Attestation {
+                verdict_id: request.evidence,
+            })
+        }
+        _ => {
+            return Err(ServiceError::bad_request(
+                "method: only ACTIVATION_METHOD_ATTESTATION here; a PED activates itself on the device API",
+            ));
+        }
+    };
+    run_action(&state, &principal, &tenant_id, &terminal_id, command).await
+}
+
+/// `POST .../terminals/{terminal_id}/swap` (`SwapTerminalRequest`).
+pub(super) async fn swap_terminal(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((tenant_id, raw_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<Json<pb::Terminal>, ServiceError> {
+    let terminal_id = action_target(&state, &principal, &tenant_id, &raw_id, Need::Change)?;
+    swap(&state, &principal, &tenant_id, &terminal_id, body).await
 }
 
 /// Swap: bind the replacement (which names the old terminal), then mark the old one
@@ -381,8 +447,7 @@ async fn swap(
     terminal_id: &EstateId,
     body: serde_json::Value,
 ) -> Result<Json<pb::Terminal>, ServiceError> {
-    let request: pb::SwapTerminalRequest = serde_json::from_value(body)
-        .map_err(|error| ServiceError::bad_request(format!("invalid JSON body: {error}")))?;
+    let request: pb::SwapTerminalRequest = action_body(body)?;
     let old = state
         .model
         .terminal(tenant_id, terminal_id.as_str())

@@ -2,12 +2,19 @@
 //! tenants (tenant-scoped API keys with roles). Every change is an event whose actor is the
 //! caller; a tenant's key sees only its own tenant, and another tenant's data answers exactly
 //! like missing data.
+//!
+//! Both routers (admin here, device in `device`) are built from the route tables of
+//! [`routes`], which also generate the OpenAPI document: served at `GET /openapi.json`
+//! and published as `docs/openapi/terminal-management.json` (a test keeps it current; run
+//! `MPOS_UPDATE_OPENAPI=1 cargo test -p terminal-management --test openapi` after an API
+//! change).
 
 mod cas;
 mod device;
 mod estate;
 mod keys;
 mod parameters;
+pub mod routes;
 mod tenants;
 
 use std::sync::Arc;
@@ -16,11 +23,11 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use cqrs_es::{Aggregate, AggregateError};
 use mpos_errors::ServiceError;
 use mpos_es::{CommandMetadata, Cqrs, EventStore, ProjectionRunner};
 use mpos_http::OperatorAuth;
+use mpos_openapi::{ApiRouter, OPENAPI_PATH, RouterError, serve_document};
 use secrecy::SecretString;
 
 pub use device::{PROTOBUF, device_router};
@@ -182,101 +189,67 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
     next.run(request).await
 }
 
-/// The API routes, behind authentication.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route(
-            "/v1/tenants",
-            post(tenants::create_tenant).get(tenants::list_tenants),
-        )
-        .route("/v1/tenants/{tenant_id}", get(tenants::get_tenant))
-        .route(
-            "/v1/tenants/{tenant_id}/rename",
-            post(tenants::rename_tenant),
-        )
-        .route(
-            "/v1/tenants/{tenant_id}/suspend",
-            post(tenants::suspend_tenant),
-        )
-        .route(
-            "/v1/tenants/{tenant_id}/reactivate",
-            post(tenants::reactivate_tenant),
-        )
-        .route(
-            "/v1/tenants/{tenant_id}/api-keys",
-            post(keys::issue).get(keys::list),
-        )
-        .route(
-            "/v1/tenants/{tenant_id}/api-keys/{key_id}/revoke",
-            post(keys::revoke),
-        )
-        .route(
-            "/v1/tenants/{tenant_id}/nodes",
-            post(estate::create_node).get(estate::list_nodes),
-        )
-        .route(
-            "/v1/tenants/{tenant_id}/nodes/{node_id}",
-            get(estate::get_node),
-        )
-        .route(
-            "/v1/tenants/{tenant_id}/nodes/{node_id}/rename",
-            post(estate::rename_node),
-        )
-        .route(
-            "/v1/tenants/{tenant_id}/nodes/{node_id}/close",
-            post(estate::close_node),
-        )
-        .route(
-            "/v1/tenants/{tenant_id}/terminals",
-            post(estate::bind_terminal).get(estate::list_terminals),
-        )
-        .route(
-            "/v1/tenants/{tenant_id}/terminals/{terminal_id}",
-            get(estate::get_terminal),
-        )
-        .route(
-            "/v1/tenants/{tenant_id}/terminals/{terminal_id}/{action}",
-            post(estate::terminal_action),
-        )
-        .route(
-            "/v1/tenants/{tenant_id}/parameters",
-            put(parameters::put_tenant_parameters).get(parameters::get_tenant_parameters),
-        )
-        .route(
-            "/v1/tenants/{tenant_id}/nodes/{node_id}/parameters",
-            put(parameters::put_node_parameters).get(parameters::get_node_parameters),
-        )
-        .route(
-            "/v1/tenants/{tenant_id}/terminals/{terminal_id}/parameters",
-            put(parameters::put_terminal_parameters).get(parameters::get_terminal_parameters),
-        )
-        .route(
-            "/v1/tenants/{tenant_id}/terminals/{terminal_id}/effective-parameters",
-            get(parameters::effective),
-        )
-        .route(
-            "/v1/tenants/{tenant_id}/parameter-status",
-            get(parameters::status),
-        )
-        .route("/v1/parameter-signing-key", get(parameters::signing_key))
-        .route(
-            "/v1/tenants/{tenant_id}/terminal-imports",
-            post(estate::import_terminals).layer(axum::extract::DefaultBodyLimit::max(
-                device_identity::MAX_BULK_INPUT_BYTES,
-            )),
-        )
-        .route("/v1/manufacturer-cas", post(cas::register).get(cas::list))
-        .route("/v1/manufacturer-cas/{ca_id}", get(cas::get))
-        .route("/v1/manufacturer-cas/{ca_id}/crl", post(cas::update_crl))
-        .route("/v1/manufacturer-cas/{ca_id}/remove", post(cas::remove))
+/// The admin API: every route of [`routes::ADMIN_ROUTES`] behind authentication, and the
+/// OpenAPI document of both APIs at `GET /openapi.json` (unauthenticated). Fails only when
+/// the route table and the handlers disagree.
+pub fn router(state: AppState) -> Result<Router, RouterError> {
+    let document = routes::openapi()?;
+    let api = ApiRouter::new(routes::ADMIN_ROUTES)?
+        .handle("createTenant", tenants::create_tenant)?
+        .handle("listTenants", tenants::list_tenants)?
+        .handle("getTenant", tenants::get_tenant)?
+        .handle("renameTenant", tenants::rename_tenant)?
+        .handle("suspendTenant", tenants::suspend_tenant)?
+        .handle("reactivateTenant", tenants::reactivate_tenant)?
+        .handle("issueApiKey", keys::issue)?
+        .handle("listApiKeys", keys::list)?
+        .handle("revokeApiKey", keys::revoke)?
+        .handle("createEstateNode", estate::create_node)?
+        .handle("listEstateNodes", estate::list_nodes)?
+        .handle("getEstateNode", estate::get_node)?
+        .handle("renameEstateNode", estate::rename_node)?
+        .handle("closeEstateNode", estate::close_node)?
+        .handle("bindTerminal", estate::bind_terminal)?
+        .handle("listTerminals", estate::list_terminals)?
+        .handle("getTerminal", estate::get_terminal)?
+        .handle("suspendTerminal", estate::suspend_terminal)?
+        .handle("resumeTerminal", estate::resume_terminal)?
+        .handle("blacklistTerminal", estate::blacklist_terminal)?
+        .handle("decommissionTerminal", estate::decommission_terminal)?
+        .handle("moveTerminal", estate::move_terminal)?
+        .handle("swapTerminal", estate::swap_terminal)?
+        .handle("activateTerminal", estate::activate_terminal)?
+        .handle_with("importTerminals", |method| {
+            axum::routing::on(method.filter(), estate::import_terminals).layer(
+                axum::extract::DefaultBodyLimit::max(device_identity::MAX_BULK_INPUT_BYTES),
+            )
+        })?
+        .handle("putTenantParameters", parameters::put_tenant_parameters)?
+        .handle("getTenantParameters", parameters::get_tenant_parameters)?
+        .handle("putNodeParameters", parameters::put_node_parameters)?
+        .handle("getNodeParameters", parameters::get_node_parameters)?
+        .handle("putTerminalParameters", parameters::put_terminal_parameters)?
+        .handle("getTerminalParameters", parameters::get_terminal_parameters)?
+        .handle("getEffectiveParameters", parameters::effective)?
+        .handle("getParameterStatus", parameters::status)?
+        .handle("getParameterSigningKey", parameters::signing_key)?
+        .handle("registerManufacturerCa", cas::register)?
+        .handle("listManufacturerCas", cas::list)?
+        .handle("getManufacturerCa", cas::get)?
+        .handle("updateManufacturerCaCrl", cas::update_crl)?
+        .handle("removeManufacturerCa", cas::remove)?
+        .finish()?;
+    Ok(api
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate,
         ))
+        // Added after the authentication layer: the document needs no credentials.
+        .route(OPENAPI_PATH, serve_document(&document))
         .fallback(|| async { ServiceError::not_found("no such route") })
         .layer(axum::middleware::from_fn_with_state(
             crate::SERVICE,
             mpos_http::observe,
         ))
-        .with_state(state)
+        .with_state(state))
 }
