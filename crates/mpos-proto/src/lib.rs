@@ -27,6 +27,12 @@ pub mod mpos {
             include!(concat!(env!("OUT_DIR"), "/mpos.hsm.v1.serde.rs"));
         }
     }
+    pub mod key_injection {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/mpos.key_injection.v1.rs"));
+            include!(concat!(env!("OUT_DIR"), "/mpos.key_injection.v1.serde.rs"));
+        }
+    }
     pub mod terminal_management {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/mpos.terminal_management.v1.rs"));
@@ -40,6 +46,7 @@ pub mod mpos {
 
 pub use mpos::common::v1 as common;
 pub use mpos::hsm::v1 as hsm;
+pub use mpos::key_injection::v1 as key_injection;
 pub use mpos::terminal_management::v1 as terminal_management;
 
 /// A UTC instant as a protobuf timestamp.
