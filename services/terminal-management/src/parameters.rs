@@ -144,6 +144,8 @@ fn incomplete(error: &ParameterError) -> ServiceError {
 pub struct ParameterSets {
     signer: ParameterSigner,
     cache: RwLock<HashMap<(String, String), Arc<Issued>>>,
+    /// Tenants being re-signed, and whether another change arrived meanwhile.
+    reissuing: std::sync::Mutex<HashMap<String, bool>>,
 }
 
 impl ParameterSets {
@@ -152,6 +154,44 @@ impl ParameterSets {
         Self {
             signer,
             cache: RwLock::new(HashMap::new()),
+            reissuing: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Marks a tenant's re-signing as wanted: `true` if the caller must run it, `false` if a
+    /// run is under way (which will then run once more).
+    pub fn begin_reissue(&self, tenant_id: &str) -> bool {
+        let mut reissuing = self
+            .reissuing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match reissuing.get_mut(tenant_id) {
+            Some(again) => {
+                *again = true;
+                false
+            }
+            None => {
+                reissuing.insert(tenant_id.to_owned(), false);
+                true
+            }
+        }
+    }
+
+    /// After a run: `true` if a change arrived during it (run again), else the run is over.
+    pub fn reissue_again(&self, tenant_id: &str) -> bool {
+        let mut reissuing = self
+            .reissuing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match reissuing.get_mut(tenant_id) {
+            Some(again) if *again => {
+                *again = false;
+                true
+            }
+            _ => {
+                reissuing.remove(tenant_id);
+                false
+            }
         }
     }
 
@@ -299,5 +339,49 @@ impl ParameterSets {
     ) -> Result<(u64, [u8; 32]), ServiceError> {
         let issued = self.issue(model, tenant_id, terminal_id)?;
         Ok((issued.signed.version, issued.payload_sha256))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sets() -> ParameterSets {
+        ParameterSets::new(ParameterSigner::new(SigningKey::from_bytes(&[7; 32])))
+    }
+
+    #[test]
+    fn re_signing_runs_once_at_a_time_and_coalesces_changes() {
+        let sets = sets();
+        assert!(sets.begin_reissue("acme"), "the first change starts a run");
+        assert!(!sets.begin_reissue("acme"), "a second one joins it");
+        assert!(!sets.begin_reissue("acme"), "and a third");
+        assert!(
+            sets.begin_reissue("globex"),
+            "other tenants run on their own"
+        );
+        assert!(
+            sets.reissue_again("acme"),
+            "one more run for the changes meanwhile"
+        );
+        assert!(!sets.reissue_again("acme"), "then it is over");
+        assert!(
+            sets.begin_reissue("acme"),
+            "the next change starts a new run"
+        );
+        assert!(!sets.reissue_again("acme"));
+        assert!(!sets.reissue_again("globex"));
+    }
+
+    #[test]
+    fn the_key_id_is_the_start_of_the_public_key_digest() {
+        let signer = ParameterSigner::new(SigningKey::from_bytes(&[7; 32]));
+        let public = signer.public_key();
+        assert_eq!(public.algorithm, "Ed25519");
+        assert_eq!(
+            public.key_id,
+            hex::encode(&Sha256::digest(&public.public_key)[..8])
+        );
+        assert_eq!(signer.key_id(), public.key_id);
     }
 }

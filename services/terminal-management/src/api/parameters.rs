@@ -108,13 +108,23 @@ impl AppState {
     }
 
     /// Signs every terminal's new set ahead of the downloads, off the async runtime.
+    /// A tenant's re-signing runs once at a time: changes arriving meanwhile are coalesced
+    /// into one more run (a burst of changes costs two runs, not one per change).
     pub(super) fn reissue(&self, tenant_id: &str) {
+        if !self.sets.begin_reissue(tenant_id) {
+            return;
+        }
         let (sets, model, tenant_id) =
             (self.sets.clone(), self.model.clone(), tenant_id.to_owned());
         tokio::task::spawn_blocking(move || {
             let threads = std::thread::available_parallelism().map_or(1, usize::from);
-            let (signed, refused) = sets.issue_all(&model, &tenant_id, threads);
-            tracing::info!(%tenant_id, signed, refused, "parameter sets issued");
+            loop {
+                let (signed, refused) = sets.issue_all(&model, &tenant_id, threads);
+                tracing::info!(%tenant_id, signed, refused, "parameter sets issued");
+                if !sets.reissue_again(&tenant_id) {
+                    break;
+                }
+            }
         });
     }
 }
