@@ -563,7 +563,20 @@ impl Hsm {
         let wrapping = self.registry.resolve(tenant_id, &request.wrapping_key)?;
         key.check_usable()?;
         wrapping.check_usable()?;
-        wrapping.spec.permits(&["K0", "K1"], Capability::Encrypt)?;
+        if matches!(
+            request.format,
+            Some(pb::export_key_request::Format::Tr34DukptInitialKey(_))
+        ) {
+            // The key distribution host's signing key pair.
+            wrapping.spec.permits(&["S0"], Capability::Sign)?;
+            if !wrapping.spec.algorithm.is_rsa() {
+                return Err(HsmError::WrongKeyUsage(
+                    "a TR-34 key distribution host key is an RSA key pair".into(),
+                ));
+            }
+        } else {
+            wrapping.spec.permits(&["K0", "K1"], Capability::Encrypt)?;
+        }
         let eligible = holds(vec![key.clone(), wrapping.clone()]);
         let (response, exported) = match request.format {
             Some(pb::export_key_request::Format::Tr31(tr31)) => {
@@ -648,7 +661,70 @@ impl Hsm {
                     },
                 )
             }
-            None => return Err(HsmError::invalid("format", "give tr31 or dukptInitialKey")),
+            Some(pb::export_key_request::Format::Tr34DukptInitialKey(initial)) => {
+                key.spec.permits(&["B0"], Capability::Derive)?;
+                let dukpt = dukpt_of(
+                    "tr34DukptInitialKey",
+                    &key,
+                    Some(&pb::Dukpt {
+                        ksn: initial.ksn.clone(),
+                        ..Default::default()
+                    }),
+                )?
+                .ok_or_else(|| HsmError::invalid("tr34DukptInitialKey.ksn", "missing"))?;
+                if initial.krd_certificate.is_empty() || initial.kdh_certificate.is_empty() {
+                    return Err(HsmError::invalid(
+                        "tr34DukptInitialKey",
+                        "krdCertificate and kdhCertificate (DER) are required",
+                    ));
+                }
+                let initial = Arc::new(initial);
+                let (token, kcv) = self
+                    .pool
+                    .run("ExportKey", &eligible, |member: Arc<Member>| {
+                        let (key, wrapping, dukpt, initial) = (
+                            key.clone(),
+                            wrapping.clone(),
+                            dukpt.clone(),
+                            initial.clone(),
+                        );
+                        async move {
+                            member
+                                .backend
+                                .export_dukpt_initial_key_tr34(
+                                    key_ref(&key, &member)?,
+                                    key_ref(&wrapping, &member)?,
+                                    &dukpt,
+                                    &initial.kdh_certificate,
+                                    &initial.krd_certificate,
+                                )
+                                .await
+                        }
+                    })
+                    .await?;
+                (
+                    pb::ExportKeyResponse {
+                        key_block: base64::Engine::encode(
+                            &base64::engine::general_purpose::STANDARD,
+                            token,
+                        ),
+                        kcv: kcv.clone(),
+                    },
+                    pb::KeyExported {
+                        wrapping_key_id: wrapping.key_id.clone(),
+                        format: "tr34-dukpt-initial-key".into(),
+                        ksn: initial.ksn.trim().to_uppercase(),
+                        kcv,
+                        ..Default::default()
+                    },
+                )
+            }
+            None => {
+                return Err(HsmError::invalid(
+                    "format",
+                    "give tr31, dukptInitialKey or tr34DukptInitialKey",
+                ));
+            }
         };
         self.execute(
             tenant_id,

@@ -158,6 +158,8 @@ pub enum Capability {
     Verify,
     /// Derive other keys (DUKPT, EMV).
     Derive,
+    /// Sign (asymmetric keys).
+    Sign,
 }
 
 impl Capability {
@@ -171,6 +173,8 @@ impl Capability {
             ModeOfUse::Generate => self == Self::Generate,
             ModeOfUse::Verify => self == Self::Verify,
             ModeOfUse::Derive | ModeOfUse::Variant => self == Self::Derive,
+            ModeOfUse::Sign => self == Self::Sign,
+            ModeOfUse::SignDecrypt => matches!(self, Self::Sign | Self::Decrypt),
             _ => false,
         }
     }

@@ -363,6 +363,25 @@ pub trait Backend: Send + Sync + fmt::Debug {
         wrapping_key: KeyRef<'_>,
         dukpt: &Dukpt,
     ) -> Result<(String, String), HsmError>;
+    /// Derives a device's DUKPT initial key from a BDK and puts it in a TR-34 one-pass key
+    /// token for the device (`krd_certificate`, DER), signed with the KDH key pair `kdh`
+    /// whose certificate is `kdh_certificate` (DER); returns the token (DER) and the initial
+    /// key's KCV.
+    async fn export_dukpt_initial_key_tr34(
+        &self,
+        bdk: KeyRef<'_>,
+        kdh: KeyRef<'_>,
+        dukpt: &Dukpt,
+        kdh_certificate: &[u8],
+        krd_certificate: &[u8],
+    ) -> Result<(Vec<u8>, String), HsmError> {
+        let _ = (bdk, kdh, dukpt, kdh_certificate, krd_certificate);
+        Err(HsmError::Unsupported(format!(
+            "backend {} ({}) cannot build TR-34 key tokens",
+            self.id(),
+            self.kind()
+        )))
+    }
     /// The KCV of a stored key, computed inside the backend.
     async fn kcv(&self, key: KeyRef<'_>) -> Result<String, HsmError>;
     /// The DER SubjectPublicKeyInfo of a stored RSA or EC key pair.

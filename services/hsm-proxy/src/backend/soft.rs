@@ -19,6 +19,7 @@ use paycrypto::primitives::{
     tdes_decrypt_ecb, tdes_encrypt_cbc, tdes_encrypt_ecb,
 };
 use paycrypto::tr31::{self, KeyBlockHeader, KeyLengthMasking, Version};
+use paycrypto::tr34;
 use paycrypto::{CryptoError, SecretBytes, cvv, emv, pinver};
 use rand::RngCore;
 use zeroize::Zeroizing;
@@ -575,6 +576,57 @@ impl Backend for SoftBackend {
             &mut rand::rngs::OsRng,
         )?;
         Ok((block, kcv_of(algorithm, &initial_key)?))
+    }
+
+    async fn export_dukpt_initial_key_tr34(
+        &self,
+        bdk: KeyRef<'_>,
+        kdh: KeyRef<'_>,
+        dukpt: &Dukpt,
+        kdh_certificate: &[u8],
+        krd_certificate: &[u8],
+    ) -> Result<(Vec<u8>, String), HsmError> {
+        let bdk_key = self.load(bdk).await?;
+        let kdh_key = self.load(kdh).await?;
+        let (initial_key, algorithm, header) = match dukpt {
+            Dukpt::Tdes { ksn, .. } => (
+                tdes_dukpt::derive_ipek(&bdk_key, ksn)?,
+                KeyAlgorithm::Tdes2,
+                "B0000B1TX00N0000",
+            ),
+            Dukpt::Aes { ksn, .. } => (
+                aes_dukpt::derive_initial_key(&bdk_key, &ksn.initial_key_id())?,
+                bdk.spec.algorithm,
+                "D0000B1AX00N0000",
+            ),
+        };
+        let credential =
+            tr34::Credential::from_der(kdh_certificate, &kdh_key).map_err(|error| {
+                HsmError::invalid("tr34DukptInitialKey.kdhCertificate", error.to_string())
+            })?;
+        let signing_time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        let token = tr34::build_key_token(
+            &mut rand::rngs::OsRng,
+            &credential,
+            krd_certificate,
+            &tr34::KeyTokenRequest {
+                key: &initial_key,
+                header,
+                freshness: tr34::Freshness::SigningTime(signing_time),
+                key_transport: tr34::KeyTransport::RsaOaepSha256,
+                content_encryption: tr34::ContentEncryption::Aes128Cbc,
+                signature: tr34::SignatureScheme::Pkcs1v15Sha256,
+            },
+        )
+        .map_err(|error| match error {
+            CryptoError::InvalidFormat { .. } | CryptoError::InvalidLength { .. } => {
+                HsmError::invalid("tr34DukptInitialKey.krdCertificate", error.to_string())
+            }
+            other => HsmError::from(other),
+        })?;
+        Ok((token, kcv_of(algorithm, &initial_key)?))
     }
 
     async fn kcv(&self, key: KeyRef<'_>) -> Result<String, HsmError> {
