@@ -3,13 +3,16 @@
 //! ([`device_id`], [`bdk`]), one injection as a resumable state machine ([`injection`]), and
 //! when a key slot needs attention ([`alarms`]: counters near exhaustion, cryptoperiods,
 //! failing injections).
-//! The service around it (the hsm-proxy export, the device API, the key slot inventory and
-//! alarms, the terminal simulator) comes next.
+//! Around it, [`service`] and [`api`]: BDK assignment (checked against the hsm-proxy) and
+//! remote key injection through the hsm-proxy's TR-34 export. The device-facing endpoints, the
+//! key slot inventory raising the alarms, and the terminal simulator come next.
 
 pub mod alarms;
+pub mod api;
 pub mod bdk;
 pub mod device_id;
 pub mod injection;
+pub mod service;
 
 /// The service's name: its log, its stream and its topic are named after it.
 pub const SERVICE: &str = "key-injection";

@@ -1,0 +1,409 @@
+//! Remote key injection through the real hsm-proxy (in process, soft backend, on the same
+//! in-process bus as a distributed deployment would use NATS): a BDK assigned to the tenant,
+//! devices each getting a fresh KSN and their initial key in a TR-34 token only they can open,
+//! confirmations by KCV, a wrong KCV recorded as a failed injection.
+
+use std::time::Duration;
+
+use hsm_proxy::rpc::HsmClient;
+use key_injection::service::KiOptions;
+use mpos_config::Vars;
+use mpos_proto::hsm as hsm_pb;
+use mpos_service::{CommonConfig, Infrastructure};
+use paycrypto::SecretBytes;
+use paycrypto::tr34::{self, Credential, ExpectedFreshness, KdhTrust};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    PKCS_RSA_SHA256, PublicKeyData, SignatureAlgorithm, date_time_ymd,
+};
+use rsa::pkcs1::EncodeRsaPublicKey;
+use rsa::pkcs8::{DecodePublicKey, EncodePrivateKey};
+use secrecy::SecretString;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+const TOKEN: &str = "operator-token-for-tests-0123456789abcdef";
+/// The ANSI X9.24-1:2009 Annex A.4 test BDK.
+const BDK: &str = "0123456789ABCDEFFEDCBA9876543210";
+
+/// An RSA key (made with the `rsa` crate) as rcgen signs with it, and its PKCS #8 DER.
+fn rsa_key() -> (KeyPair, Vec<u8>) {
+    let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).expect("rsa keygen");
+    let der = key.to_pkcs8_der().expect("pkcs8").as_bytes().to_vec();
+    let pair = KeyPair::from_pkcs8_der_and_sign_algo(&der.clone().into(), &PKCS_RSA_SHA256)
+        .expect("rcgen key");
+    (pair, der)
+}
+
+/// A public key held elsewhere (the KDH's, inside the HSM), for rcgen to certify.
+struct HeldPublicKey(Vec<u8>);
+
+impl PublicKeyData for HeldPublicKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        &PKCS_RSA_SHA256
+    }
+}
+
+fn params(name: &str, ca: bool, usage: KeyUsagePurpose) -> CertificateParams {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = if ca {
+        IsCa::Ca(BasicConstraints::Unconstrained)
+    } else {
+        IsCa::ExplicitNoCa
+    };
+    params.key_usages = vec![usage];
+    params.not_before = date_time_ymd(2024, 1, 1);
+    params.not_after = date_time_ymd(2040, 1, 1);
+    params
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// Imports `key_hex` as two clear components (0x11… and its XOR complement), each with its
+/// KCV.
+async fn import_components(hsm: &HsmClient, key_hex: &str, usage: &str, mode: &str, alias: &str) {
+    let key = hex::decode(key_hex).expect("hex");
+    let component = |byte: u8| -> Vec<u8> { key.iter().map(|k| k ^ byte).collect() };
+    let kcv = |bytes: &[u8]| {
+        paycrypto::kcv::tdes_kcv(&SecretBytes::from_slice(bytes))
+            .expect("kcv")
+            .to_hex()
+    };
+    let parts = [vec![0x11; key.len()], component(0x11)];
+    let _: hsm_pb::Key = hsm
+        .call(
+            "ImportKey",
+            &hsm_pb::ImportKeyRequest {
+                tenant_id: "acme".into(),
+                alias: alias.into(),
+                material: Some(hsm_pb::import_key_request::Material::Components(
+                    hsm_pb::ComponentsImport {
+                        attributes: Some(hsm_pb::KeyAttributes {
+                            algorithm: hsm_pb::KeyAlgorithm::Tdes2key.into(),
+                            key_usage: usage.into(),
+                            mode_of_use: mode.into(),
+                            exportability: "N".into(),
+                        }),
+                        components: parts
+                            .iter()
+                            .map(|part| hsm_pb::KeyComponent {
+                                value: hex::encode_upper(part),
+                                kcv: kcv(part),
+                            })
+                            .collect(),
+                        kcv: kcv(&key),
+                    },
+                )),
+            },
+        )
+        .await
+        .expect("import");
+}
+
+fn config(dir: &tempfile::TempDir, service: &str, bus: &str) -> CommonConfig {
+    let vars = Vars::from_pairs(vec![
+        (
+            "MPOS_DATABASE_URL",
+            format!(
+                "sqlite://{}",
+                dir.path().join(format!("{service}.db")).display()
+            ),
+        ),
+        ("MPOS_BUS_URL", bus.to_owned()),
+        ("MPOS_CHAIN_SIGNING_KEY", "2a".repeat(32)),
+        ("MPOS_POLL_INTERVAL_MS", "50".to_owned()),
+    ]);
+    CommonConfig::from_vars(&vars, service, "127.0.0.1:0", "127.0.0.1:0").expect("config")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_get_fresh_ksns_and_initial_keys_only_they_can_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bus_url = format!("memory://rki-{}", uuid::Uuid::new_v4().simple());
+    let cancel = CancellationToken::new();
+    let token = SecretString::from(TOKEN.to_owned());
+
+    // The hsm-proxy, with a soft backend.
+    let hsm_common = config(&dir, hsm_proxy::SERVICE, &bus_url);
+    let hsm_infrastructure = Infrastructure::default();
+    let (hsm_store, hsm_bus) = hsm_infrastructure
+        .connect(&hsm_common, &cancel)
+        .await
+        .expect("hsm infrastructure");
+    let hsm_running = hsm_proxy::service::start(
+        &hsm_common,
+        &hsm_proxy::service::HsmConfig {
+            backends: vec![format!("soft://{}", dir.path().join("keys").display())],
+            soft_lmk: Some(SecretBytes::from_slice(&[0x42; 32])),
+            pkcs11_pin: None,
+            pool: hsm_proxy::pool::PoolConfig {
+                local_site: "local".into(),
+                attempt_timeout: Duration::from_secs(60),
+                check_interval: Duration::from_millis(200),
+            },
+        },
+        hsm_store,
+        &hsm_bus,
+        &hsm_infrastructure,
+        &token,
+        TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+        &cancel,
+    )
+    .await
+    .expect("hsm-proxy");
+    let caller = mpos_bus::connect(&bus_url).await.expect("bus");
+    let hsm = HsmClient::new(
+        caller.requests.expect("request-reply"),
+        "operator:test",
+        Duration::from_secs(60),
+    );
+
+    // The tenant's BDK and the platform's key distribution host key pair, inside the HSM;
+    // the platform's RKI CA certifies the KDH's public key.
+    import_components(&hsm, BDK, "B0", "X", "bdk").await;
+    import_components(&hsm, "11111111111111112222222222222222", "K0", "E", "kek").await;
+    let kdh: hsm_pb::Key = hsm
+        .call(
+            "CreateKey",
+            &hsm_pb::CreateKeyRequest {
+                tenant_id: "acme".into(),
+                attributes: Some(hsm_pb::KeyAttributes {
+                    algorithm: hsm_pb::KeyAlgorithm::Rsa2048.into(),
+                    key_usage: "S0".into(),
+                    mode_of_use: "S".into(),
+                    exportability: "N".into(),
+                }),
+                alias: "kdh".into(),
+            },
+        )
+        .await
+        .expect("kdh");
+    let public: hsm_pb::GetPublicKeyResponse = hsm
+        .call(
+            "GetPublicKey",
+            &hsm_pb::GetPublicKeyRequest {
+                tenant_id: "acme".into(),
+                key: kdh.key_id,
+            },
+        )
+        .await
+        .expect("public key");
+    let kdh_public = rsa::RsaPublicKey::from_public_key_der(&public.public_key)
+        .expect("rsa public key")
+        .to_pkcs1_der()
+        .expect("pkcs1")
+        .as_bytes()
+        .to_vec();
+    let (ca_key, _) = rsa_key();
+    let ca_params = params("RKI Test CA", true, KeyUsagePurpose::KeyCertSign);
+    let ca_certificate = ca_params.self_signed(&ca_key).expect("ca").der().to_vec();
+    let ca = Issuer::new(ca_params, ca_key);
+    let kdh_certificate = params("RKI Test KDH", false, KeyUsagePurpose::DigitalSignature)
+        .signed_by(&HeldPublicKey(kdh_public), &ca)
+        .expect("kdh certificate")
+        .der()
+        .to_vec();
+
+    // key-injection, on its own log, reaching the hsm-proxy over the bus.
+    let ki_common = config(&dir, key_injection::SERVICE, &bus_url);
+    let ki_infrastructure = Infrastructure::default();
+    let (ki_store, ki_bus) = ki_infrastructure
+        .connect(&ki_common, &cancel)
+        .await
+        .expect("key-injection infrastructure");
+    let ki_running = key_injection::service::start(
+        &ki_common,
+        ki_store.clone(),
+        &ki_bus,
+        &ki_infrastructure,
+        &KiOptions {
+            operator_token: token.clone(),
+            kdh_key: "alias/kdh".into(),
+            kdh_certificate: kdh_certificate.clone(),
+            hsm_timeout: Duration::from_secs(60),
+            confirmation_window: Duration::from_secs(600),
+        },
+        TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+        &cancel,
+    )
+    .await
+    .expect("key-injection");
+    let base = format!("http://{}", ki_running.http_addr);
+    let client = reqwest::Client::new();
+    let post = |path: String, body: serde_json::Value| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let response = client
+                .post(format!("{base}{path}"))
+                .bearer_auth(TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .expect("send");
+            let status = response.status().as_u16();
+            (
+                status,
+                response
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap_or_default(),
+            )
+        }
+    };
+
+    let (status, body) = post(
+        "/v1/tenants/acme/bdks".into(),
+        json!({"bdkId": "bdk-1", "hsmKeyId": "alias/bdk", "algorithm": "DUKPT_ALGORITHM_TDES", "keySetId": "FFFF987654"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    // Not a BDK: refused, typed.
+    let (status, body) = post(
+        "/v1/tenants/acme/bdks".into(),
+        json!({"bdkId": "bdk-2", "hsmKeyId": "alias/kek", "algorithm": "DUKPT_ALGORITHM_TDES", "keySetId": "FFFF987655"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("bad_request")),
+        "{body}"
+    );
+
+    let bdk = SecretBytes::from_slice(&hex::decode(BDK).expect("hex"));
+    let mut ksns = Vec::new();
+    let mut injections = Vec::new();
+    for device in 0..3 {
+        let (krd_key, krd_der) = rsa_key();
+        let krd_certificate = params(
+            &format!("PED {device}"),
+            false,
+            KeyUsagePurpose::KeyEncipherment,
+        )
+        .signed_by(&krd_key, &ca)
+        .expect("krd certificate");
+        let (status, body) = post(
+            "/v1/tenants/acme/injections".into(),
+            json!({"terminalId": format!("t-{device}"), "bdkId": "bdk-1", "krdCertificatePem": krd_certificate.pem()}),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["state"], "INJECTION_STATE_DELIVERED");
+        let ksn = body["initialKeyId"].as_str().expect("ksn").to_owned();
+        // The device opens the token: KDH chain to the CA, signature, signing time, then its
+        // own key; the key is the IPEK of its KSN.
+        use base64::Engine as _;
+        let token_der = base64::engine::general_purpose::STANDARD
+            .decode(body["keyToken"].as_str().expect("token"))
+            .expect("base64");
+        let krd = Credential::from_der(krd_certificate.der(), &SecretBytes::from_slice(&krd_der))
+            .expect("krd credential");
+        let received = tr34::open_key_token(
+            &token_der,
+            &KdhTrust {
+                ca_certificate: &ca_certificate,
+                kdh_chain: &[&kdh_certificate],
+                now_unix: now(),
+            },
+            &krd,
+            ExpectedFreshness::SigningTime {
+                now_unix: now(),
+                max_skew_secs: 300,
+            },
+        )
+        .expect("the device opens its token");
+        let ipek = paycrypto::dukpt::tdes::derive_ipek(
+            &bdk,
+            &paycrypto::dukpt::tdes::Ksn::from_hex(&ksn).expect("ksn"),
+        )
+        .expect("ipek");
+        assert_eq!(received.key.expose(), ipek.expose(), "{ksn}");
+        let kcv = paycrypto::kcv::tdes_kcv(&received.key)
+            .expect("kcv")
+            .to_hex();
+        ksns.push(ksn);
+        injections.push((body["injectionId"].as_str().expect("id").to_owned(), kcv));
+    }
+    assert_eq!(
+        ksns,
+        vec![
+            "FFFF9876540000000000",
+            "FFFF9876540000200000",
+            "FFFF9876540000400000"
+        ],
+        "each device its own KSN, in order"
+    );
+
+    // Confirmations: the right KCV confirms, a wrong one is a failed injection, recorded.
+    let (id, kcv) = &injections[0];
+    let (status, body) = post(
+        format!("/v1/tenants/acme/injections/{id}/confirm"),
+        json!({"kcv": kcv}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("INJECTION_STATE_CONFIRMED")),
+        "{body}"
+    );
+    let (id, _) = &injections[1];
+    let (status, body) = post(
+        format!("/v1/tenants/acme/injections/{id}/confirm"),
+        json!({"kcv": "000000"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("bad_request")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("injection failed"))
+    );
+    let events = ki_store.read_after(0, 1_000).await.expect("read");
+    let types: Vec<&str> = events.iter().map(|e| e.event.event_type.as_str()).collect();
+    assert!(
+        types.contains(&"mpos.key_injection.v1.InjectionFailed"),
+        "{types:?}"
+    );
+    assert_eq!(
+        types
+            .iter()
+            .filter(|t| **t == "mpos.key_injection.v1.DeviceIdAllocated")
+            .count(),
+        3
+    );
+    // No key material in any event: the tokens' keys and the IPEKs never appear.
+    for event in &events {
+        assert!(!event.event.payload.contains("6AC292FAA1315B4D"));
+    }
+    // Unknown injection, unknown BDK.
+    let (status, _) = post(
+        "/v1/tenants/acme/injections/0123456789abcdef0123456789abcdef/confirm".into(),
+        json!({"kcv": "000000"}),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = post(
+        "/v1/tenants/acme/injections".into(),
+        json!({"terminalId": "t-9", "bdkId": "nope", "krdCertificatePem": "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n"}),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    cancel.cancel();
+    ki_running.join().await;
+    hsm_running.join().await;
+}
