@@ -11,6 +11,8 @@ use mpos_config::Vars;
 use mpos_proto::hsm as hsm_pb;
 use mpos_service::{CommonConfig, Infrastructure};
 use paycrypto::SecretBytes;
+use paycrypto::dukpt::tdes::{DataKeyDerivation, Device, KeyUsage};
+use paycrypto::pin::{Pan, Pin, PinBlockFormat};
 use paycrypto::tr34::{self, Credential, ExpectedFreshness, KdhTrust};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
@@ -26,6 +28,8 @@ use tokio_util::sync::CancellationToken;
 const TOKEN: &str = "operator-token-for-tests-0123456789abcdef";
 /// The ANSI X9.24-1:2009 Annex A.4 test BDK.
 const BDK: &str = "0123456789ABCDEFFEDCBA9876543210";
+/// A zone PIN key (any double-length TDES key).
+const ZPK: &str = "89ABCDEF0123456776543210FEDCBA98";
 
 /// An RSA key (made with the `rsa` crate) as rcgen signs with it, and its PKCS #8 DER.
 fn rsa_key() -> (KeyPair, Vec<u8>) {
@@ -283,14 +287,36 @@ async fn devices_get_fresh_ksns_and_initial_keys_only_they_can_open() {
     let bdk = SecretBytes::from_slice(&hex::decode(BDK).expect("hex"));
     let mut ksns = Vec::new();
     let mut injections = Vec::new();
-    for device in 0..3 {
-        let (krd_key, krd_der) = rsa_key();
+    // The zone PIN key the first PIN blocks are translated to.
+    import_components(&hsm, ZPK, "P0", "B", "zpk").await;
+    let zpk = SecretBytes::from_slice(&hex::decode(ZPK).expect("hex"));
+    let pin = Pin::new("1234").expect("pin");
+    let pan = Pan::new("4012345678909").expect("pan");
+    let expected_block = hex::encode_upper(
+        paycrypto::pin::encrypt_pin_block(
+            PinBlockFormat::Iso0,
+            &zpk,
+            &pin,
+            Some(&pan),
+            &mut rand::rngs::OsRng,
+        )
+        .expect("pin block"),
+    );
+    // Three devices with keys of their own, then 97 more sharing the third's RSA key (key
+    // generation is the slow part of the test, not what it is about).
+    let mut keys = Vec::new();
+    let mut tokens = Vec::new();
+    for device in 0..100 {
+        if device < 3 {
+            keys.push(rsa_key());
+        }
+        let (krd_key, krd_der) = &keys[device.min(2)];
         let krd_certificate = params(
             &format!("PED {device}"),
             false,
             KeyUsagePurpose::KeyEncipherment,
         )
-        .signed_by(&krd_key, &ca)
+        .signed_by(krd_key, &ca)
         .expect("krd certificate");
         let (status, body) = post(
             "/v1/tenants/acme/injections".into(),
@@ -306,7 +332,7 @@ async fn devices_get_fresh_ksns_and_initial_keys_only_they_can_open() {
         let token_der = base64::engine::general_purpose::STANDARD
             .decode(body["keyToken"].as_str().expect("token"))
             .expect("base64");
-        let krd = Credential::from_der(krd_certificate.der(), &SecretBytes::from_slice(&krd_der))
+        let krd = Credential::from_der(krd_certificate.der(), &SecretBytes::from_slice(krd_der))
             .expect("krd credential");
         let received = tr34::open_key_token(
             &token_der,
@@ -331,17 +357,89 @@ async fn devices_get_fresh_ksns_and_initial_keys_only_they_can_open() {
         let kcv = paycrypto::kcv::tdes_kcv(&received.key)
             .expect("kcv")
             .to_hex();
+        // The device's first transaction: its PIN block translates through the hsm-proxy to
+        // the zone PIN key.
+        let mut pad = Device::load_initial_key(
+            &received.key,
+            &paycrypto::dukpt::tdes::Ksn::from_hex(&ksn).expect("ksn"),
+        )
+        .expect("device");
+        let transaction = pad.next_transaction().expect("transaction");
+        let pin_key = transaction
+            .working_key(KeyUsage::PinEncryption, DataKeyDerivation::OneWay)
+            .expect("pin key");
+        let block = paycrypto::pin::encrypt_pin_block(
+            PinBlockFormat::Iso0,
+            &pin_key,
+            &pin,
+            Some(&pan),
+            &mut rand::rngs::OsRng,
+        )
+        .expect("pin block");
+        let translated: hsm_pb::TranslatePinDataResponse = hsm
+            .call(
+                "TranslatePinData",
+                &hsm_pb::TranslatePinDataRequest {
+                    tenant_id: "acme".into(),
+                    incoming: Some(hsm_pb::PinBlockKey {
+                        key: "alias/bdk".into(),
+                        format: hsm_pb::PinBlockFormat::Iso0.into(),
+                        dukpt: Some(hsm_pb::Dukpt {
+                            ksn: transaction.ksn().to_hex(),
+                            ..hsm_pb::Dukpt::default()
+                        }),
+                    }),
+                    outgoing: Some(hsm_pb::PinBlockKey {
+                        key: "alias/zpk".into(),
+                        format: hsm_pb::PinBlockFormat::Iso0.into(),
+                        dukpt: None,
+                    }),
+                    pin_block: hex::encode_upper(block),
+                    pan: "4012345678909".into(),
+                },
+            )
+            .await
+            .expect("translate");
+        assert_eq!(translated.pin_block, expected_block, "device {device}");
+        if device < 3 {
+            tokens.push(token_der);
+        }
         ksns.push(ksn);
         injections.push((body["injectionId"].as_str().expect("id").to_owned(), kcv));
     }
     assert_eq!(
-        ksns,
-        vec![
+        ksns[..3],
+        [
             "FFFF9876540000000000",
             "FFFF9876540000200000",
             "FFFF9876540000400000"
         ],
         "each device its own KSN, in order"
+    );
+    let distinct: std::collections::BTreeSet<&String> = ksns.iter().collect();
+    assert_eq!(distinct.len(), 100, "no KSN twice");
+    // A device cannot open another device's token.
+    let (first_key, first_der) = &keys[0];
+    let first_certificate = params("PED 0", false, KeyUsagePurpose::KeyEncipherment)
+        .signed_by(first_key, &ca)
+        .expect("certificate");
+    let first = Credential::from_der(first_certificate.der(), &SecretBytes::from_slice(first_der))
+        .expect("credential");
+    assert!(
+        tr34::open_key_token(
+            &tokens[1],
+            &KdhTrust {
+                ca_certificate: &ca_certificate,
+                kdh_chain: &[&kdh_certificate],
+                now_unix: now(),
+            },
+            &first,
+            ExpectedFreshness::SigningTime {
+                now_unix: now(),
+                max_skew_secs: 300,
+            },
+        )
+        .is_err()
     );
 
     // Confirmations: the right KCV confirms, a wrong one is a failed injection, recorded.
@@ -383,7 +481,7 @@ async fn devices_get_fresh_ksns_and_initial_keys_only_they_can_open() {
             .iter()
             .filter(|t| **t == "mpos.key_injection.v1.DeviceIdAllocated")
             .count(),
-        3
+        100
     );
     // No key material in any event: the tokens' keys and the IPEKs never appear.
     for event in &events {
