@@ -34,6 +34,7 @@ pub struct AppState {
     pub(crate) operator: OperatorAuth,
     pub(crate) kdh_key: String,
     pub(crate) kdh_certificate: Arc<Vec<u8>>,
+    pub(crate) krd_cas: Arc<Vec<Vec<u8>>>,
     pub(crate) confirmation_window: Duration,
     /// BDK aggregate id → (its hsm key, the sequence read up to): what allocation reads back.
     pub(crate) bdk_cache: Arc<Mutex<HashMap<String, (String, u64)>>>,
@@ -121,6 +122,25 @@ where
     cqrs.execute_with_metadata(aggregate_id, command, metadata.into_map())
         .await
         .map_err(command_error)
+}
+
+/// Whether a key receiving device certificate chains to one of the trusted CAs (RSA of at
+/// least 2048 bits, within validity, key usage for key encipherment when present).
+fn check_krd(cas: &[Vec<u8>], certificate: &[u8]) -> Result<(), String> {
+    let now = u64::try_from(mpos_es::now_micros() / 1_000_000).unwrap_or(0);
+    let mut last = "no trusted CA for device certificates is configured".to_owned();
+    for ca in cas {
+        match paycrypto::tr34::verify_certificate_chain(
+            &[certificate],
+            ca,
+            now,
+            paycrypto::tr34::CertificateRole::Krd,
+        ) {
+            Ok(()) => return Ok(()),
+            Err(error) => last = error.to_string(),
+        }
+    }
+    Err(last)
 }
 
 fn unreadable(error: serde_json::Error) -> ServiceError {
@@ -267,6 +287,22 @@ async fn request_injection(
         }),
     )
     .await?;
+    // The device's certificate must chain to a trusted CA before it gets an identity; a
+    // refusal is recorded.
+    if let Err(reason) = check_krd(&state.krd_cas, krd.as_ref()) {
+        execute(
+            &state.injections,
+            &tenant_id,
+            &aggregate_id,
+            InjectionCommand::Fail {
+                reason: format!("device certificate refused: {reason}"),
+            },
+        )
+        .await?;
+        return Err(ServiceError::bad_request(format!(
+            "krd_certificate_pem: refused: {reason}"
+        )));
+    }
     // The next identity of the BDK, never handed out before.
     execute(
         &state.bdks,

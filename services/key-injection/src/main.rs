@@ -18,10 +18,24 @@ fn options(vars: &Vars) -> Result<KiOptions, ConfigError> {
             &error.to_string(),
         )
     })?;
+    let cas_path = vars.string(vars::KRD_CAS, None, "a PEM file path")?;
+    let krd_cas = CertificateDer::pem_file_iter(&cas_path)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|error| {
+            ConfigError::invalid(
+                vars::KRD_CAS,
+                "a PEM file of CA certificates",
+                &error.to_string(),
+            )
+        })?
+        .iter()
+        .map(|ca| ca.as_ref().to_vec())
+        .collect();
     Ok(KiOptions {
         operator_token: vars.secret(vars::OPERATOR_TOKEN, 32)?,
         kdh_key: vars.string(vars::KDH_KEY, Some("alias/kdh"), "a key id or alias")?,
         kdh_certificate: certificate.as_ref().to_vec(),
+        krd_cas,
         hsm_timeout: vars.duration_ms("MPOS_KI_HSM_TIMEOUT_MS", 5_000)?,
         confirmation_window: Duration::from_secs(3_600),
     })

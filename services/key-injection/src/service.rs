@@ -30,6 +30,8 @@ pub mod vars {
     pub const KDH_KEY: &str = "MPOS_KI_KDH_KEY";
     /// The key distribution host's certificate (PEM file).
     pub const KDH_CERTIFICATE: &str = "MPOS_KI_KDH_CERTIFICATE";
+    /// The CAs of devices' TR-34 key receiving certificates (PEM file, one or more).
+    pub const KRD_CAS: &str = "MPOS_KI_KRD_CAS";
 }
 
 /// What key-injection needs beyond the common configuration.
@@ -40,6 +42,9 @@ pub struct KiOptions {
     pub kdh_key: String,
     /// The KDH certificate, DER.
     pub kdh_certificate: Vec<u8>,
+    /// The CA certificates (DER) whose key receiving device certificates are accepted: a
+    /// device's TR-34 certificate must chain to one of them.
+    pub krd_cas: Vec<Vec<u8>>,
     /// How long a call to the hsm-proxy may take.
     pub hsm_timeout: Duration,
     /// How long an injection may wait for the device's confirmation.
@@ -116,6 +121,7 @@ pub async fn start(
         operator: mpos_http::OperatorAuth::new(&options.operator_token),
         kdh_key: options.kdh_key.clone(),
         kdh_certificate: Arc::new(options.kdh_certificate.clone()),
+        krd_cas: Arc::new(options.krd_cas.clone()),
         confirmation_window: options.confirmation_window,
         bdk_cache: Arc::new(Mutex::new(HashMap::new())),
     };

@@ -235,6 +235,7 @@ async fn devices_get_fresh_ksns_and_initial_keys_only_they_can_open() {
             operator_token: token.clone(),
             kdh_key: "alias/kdh".into(),
             kdh_certificate: kdh_certificate.clone(),
+            krd_cas: vec![ca_certificate.clone()],
             hsm_timeout: Duration::from_secs(60),
             confirmation_window: Duration::from_secs(600),
         },
@@ -487,6 +488,45 @@ async fn devices_get_fresh_ksns_and_initial_keys_only_they_can_open() {
     for event in &events {
         assert!(!event.event.payload.contains("6AC292FAA1315B4D"));
     }
+    // A device whose certificate no trusted CA issued: refused, recorded, no KSN spent.
+    let (rogue_ca_key, _) = rsa_key();
+    let rogue_ca = Issuer::new(
+        params("Rogue CA", true, KeyUsagePurpose::KeyCertSign),
+        rogue_ca_key,
+    );
+    let rogue = params("PED rogue", false, KeyUsagePurpose::KeyEncipherment)
+        .signed_by(&keys[0].0, &rogue_ca)
+        .expect("rogue certificate");
+    let (status, body) = post(
+        "/v1/tenants/acme/injections".into(),
+        json!({"terminalId": "t-rogue", "bdkId": "bdk-1", "krdCertificatePem": rogue.pem()}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("bad_request")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("krd_certificate_pem: refused")),
+        "{body}"
+    );
+    let events = ki_store.read_after(0, 1_000).await.expect("read");
+    let failed = events
+        .iter()
+        .filter(|e| e.event.event_type == "mpos.key_injection.v1.InjectionFailed")
+        .count();
+    assert_eq!(failed, 2, "the wrong KCV and the refused certificate");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.event.event_type == "mpos.key_injection.v1.DeviceIdAllocated")
+            .count(),
+        100,
+        "no KSN for a refused device"
+    );
     // Unknown injection, unknown BDK.
     let (status, _) = post(
         "/v1/tenants/acme/injections/0123456789abcdef0123456789abcdef/confirm".into(),
