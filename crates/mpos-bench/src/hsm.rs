@@ -29,10 +29,11 @@
 //! translator (`MinimalTranslator`: only decode, DUKPT, translate, encode) and the
 //! hsm-proxy. CPU time of this process and of a local `nats-server` is read from /proc.
 //!
-//! Request-reply subjects are not namespaced by `mpos-bus` (only JetStream streams are), so
-//! both sides here go through [`Namespaced`], which prefixes every request-reply subject
-//! with the run's unique namespace: another hsm-proxy on the same NATS server (a test, a
-//! colleague's run) cannot join the queue group and answer the benchmark's requests.
+//! Both sides also go through [`Namespaced`], which prefixes every request-reply subject with
+//! the run's unique namespace on top of the bus URL's `?namespace=` (which `mpos-bus` applies
+//! to request-reply subjects too since the hsm-proxy work): another hsm-proxy on the same NATS
+//! server (a test, a colleague's run) cannot join the queue group and answer the benchmark's
+//! requests, whatever its bus URL.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
