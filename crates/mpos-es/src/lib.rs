@@ -11,6 +11,7 @@
 
 pub mod chain;
 mod codec;
+mod command;
 mod error;
 mod event;
 mod outbox;
@@ -23,6 +24,7 @@ mod verify;
 
 pub use chain::{Checkpoint, Tamper};
 pub use codec::{EventCodec, ProtoEvent};
+pub use command::{command_error, execute, snapshot_framework};
 pub use error::StoreError;
 pub use event::{
     CommandMetadata, NewEvent, PLATFORM_TENANT, StoredEvent, metadata_keys, now_micros,

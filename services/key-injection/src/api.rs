@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use cqrs_es::{Aggregate, AggregateError};
+use cqrs_es::Aggregate;
 use device_identity::rustls::pki_types::CertificateDer;
 use device_identity::rustls::pki_types::pem::PemObject;
 use hsm_proxy::rpc::HsmClient;
@@ -84,24 +84,6 @@ fn check_id(field: &str, value: &str) -> Result<(), ServiceError> {
     }
 }
 
-fn command_error<E: Into<ServiceError> + std::error::Error>(
-    error: AggregateError<E>,
-) -> ServiceError {
-    match error {
-        AggregateError::UserError(error) => error.into(),
-        AggregateError::AggregateConflict => {
-            ServiceError::conflict("changed concurrently by another request; retry")
-        }
-        AggregateError::DatabaseConnectionError(error) => {
-            ServiceError::unavailable(format!("event store unavailable: {error}"))
-        }
-        AggregateError::DeserializationError(error) | AggregateError::UnexpectedError(error) => {
-            tracing::error!(%error, "command failed");
-            ServiceError::internal("unexpected error")
-        }
-    }
-}
-
 async fn execute<A>(
     cqrs: &Cqrs<A>,
     tenant_id: &str,
@@ -119,9 +101,7 @@ where
         traceparent: mpos_telemetry::current_traceparent().unwrap_or_default(),
         actor: "operator:platform".to_owned(),
     };
-    cqrs.execute_with_metadata(aggregate_id, command, metadata.into_map())
-        .await
-        .map_err(command_error)
+    mpos_es::execute(cqrs, aggregate_id, command, metadata).await
 }
 
 /// Whether a key receiving device certificate chains to one of the trusted CAs (RSA of at

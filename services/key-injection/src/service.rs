@@ -5,11 +5,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cqrs_es::CqrsFramework;
-use cqrs_es::persist::PersistedEventStore;
 use hsm_proxy::rpc::HsmClient;
 use mpos_bus::Bus;
-use mpos_es::{Cqrs, EventRepository, EventStore};
+use mpos_es::{EventStore, snapshot_framework};
 use mpos_service::{CommonConfig, Infrastructure, Pipelines};
 use secrecy::SecretString;
 use tokio::net::TcpListener;
@@ -74,20 +72,6 @@ impl Running {
     }
 }
 
-fn framework<A>(store: &EventStore) -> Arc<Cqrs<A>>
-where
-    A: cqrs_es::Aggregate<Services = ()>,
-{
-    Arc::new(CqrsFramework::new(
-        PersistedEventStore::new_snapshot_store(
-            EventRepository::new(store.clone()),
-            SNAPSHOT_EVERY,
-        ),
-        vec![],
-        (),
-    ))
-}
-
 /// Starts the API and the background work; everything stops when `cancel` fires.
 pub async fn start(
     config: &CommonConfig,
@@ -110,8 +94,8 @@ pub async fn start(
         cancel,
     );
     let state = AppState {
-        bdks: framework::<Bdk>(&store),
-        injections: framework::<Injection>(&store),
+        bdks: snapshot_framework::<Bdk>(&store, SNAPSHOT_EVERY),
+        injections: snapshot_framework::<Injection>(&store, SNAPSHOT_EVERY),
         store,
         hsm: Arc::new(HsmClient::new(
             requests,

@@ -3,10 +3,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use cqrs_es::CqrsFramework;
-use cqrs_es::persist::PersistedEventStore;
 use mpos_bus::Bus;
-use mpos_es::{Cqrs, EventRepository, EventStore, ProjectionRunner};
+use mpos_es::{EventStore, ProjectionRunner, snapshot_framework};
 use mpos_service::{CommonConfig, Infrastructure, Pipelines};
 use secrecy::SecretString;
 use tokio::net::TcpListener;
@@ -138,18 +136,6 @@ impl TmOptions {
 /// Snapshot every this many events of a tenant.
 const SNAPSHOT_EVERY: usize = 50;
 
-fn framework<A>(store: &EventStore) -> Arc<Cqrs<A>>
-where
-    A: cqrs_es::Aggregate<Services = ()>,
-{
-    let repository = EventRepository::new(store.clone());
-    Arc::new(CqrsFramework::new(
-        PersistedEventStore::new_snapshot_store(repository, SNAPSHOT_EVERY),
-        vec![],
-        (),
-    ))
-}
-
 /// A running terminal-management.
 #[derive(Debug)]
 pub struct Running {
@@ -179,10 +165,10 @@ pub async fn start(
     cancel: &CancellationToken,
 ) -> std::io::Result<Running> {
     let commands = Commands {
-        tenants: framework(&store),
-        nodes: framework(&store),
-        terminals: framework(&store),
-        cas: framework(&store),
+        tenants: snapshot_framework(&store, SNAPSHOT_EVERY),
+        nodes: snapshot_framework(&store, SNAPSHOT_EVERY),
+        terminals: snapshot_framework(&store, SNAPSHOT_EVERY),
+        cas: snapshot_framework(&store, SNAPSHOT_EVERY),
     };
     let tenants = Arc::new(ProjectionRunner::new(store.clone(), TenantsProjection));
     let model = Arc::new(Model::new(store.clone()));

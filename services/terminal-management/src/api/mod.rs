@@ -23,7 +23,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use cqrs_es::{Aggregate, AggregateError};
+use cqrs_es::Aggregate;
 use mpos_errors::ServiceError;
 use mpos_es::{CommandMetadata, Cqrs, EventStore, ProjectionRunner};
 use mpos_http::OperatorAuth;
@@ -141,29 +141,9 @@ impl AppState {
             traceparent: mpos_telemetry::current_traceparent().unwrap_or_default(),
             actor: principal.actor(),
         };
-        cqrs.execute_with_metadata(aggregate_id, command, metadata.into_map())
-            .await
-            .map_err(command_error)?;
+        mpos_es::execute(cqrs, aggregate_id, command, metadata).await?;
         self.model.catch_up().await?;
         Ok(())
-    }
-}
-
-fn command_error<E: Into<ServiceError> + std::error::Error>(
-    error: AggregateError<E>,
-) -> ServiceError {
-    match error {
-        AggregateError::UserError(error) => error.into(),
-        AggregateError::AggregateConflict => {
-            ServiceError::conflict("changed concurrently by another request; retry")
-        }
-        AggregateError::DatabaseConnectionError(error) => {
-            ServiceError::unavailable(format!("event store unavailable: {error}"))
-        }
-        AggregateError::DeserializationError(error) | AggregateError::UnexpectedError(error) => {
-            tracing::error!(%error, "command failed");
-            ServiceError::internal("unexpected error")
-        }
     }
 }
 
