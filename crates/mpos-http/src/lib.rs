@@ -67,6 +67,15 @@ impl OperatorAuth {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header, if the request has one.
+pub fn bearer_token(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+}
+
 /// Middleware (`from_fn_with_state(auth, require_operator)`): rejects requests without the
 /// operator's bearer token.
 pub async fn require_operator(
@@ -74,12 +83,7 @@ pub async fn require_operator(
     request: Request,
     next: Next,
 ) -> Response {
-    let presented = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    let Some(presented) = presented else {
+    let Some(presented) = bearer_token(&request) else {
         return ServiceError::unauthenticated("missing bearer token").into_response();
     };
     if !auth.accepts(presented) {

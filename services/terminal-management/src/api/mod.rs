@@ -150,12 +150,7 @@ impl AppState {
 /// Middleware: resolves the bearer token to a [`Principal`] (the operator token, or a live
 /// tenant API key) and hands it to the handlers as a request extension.
 async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    let Some(presented) = presented else {
+    let Some(presented) = mpos_http::bearer_token(&request) else {
         return ServiceError::unauthenticated("missing bearer token").into_response();
     };
     let principal = if state.operator.accepts(presented) {
