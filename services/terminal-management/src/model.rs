@@ -48,6 +48,19 @@ pub struct PathLevel {
     pub node_id: String,
     /// What it sets.
     pub parameters: Option<Arc<RiskParameters>>,
+    /// When that was set.
+    pub changed: Change,
+}
+
+impl PathLevel {
+    fn new(kind: LevelKind, node_id: &str, parameters: &LevelParameters) -> Self {
+        Self {
+            kind,
+            node_id: node_id.to_owned(),
+            parameters: parameters.parameters.clone(),
+            changed: parameters.changed,
+        }
+    }
 }
 
 /// A terminal's path through the estate, and the version of its effective parameters.
@@ -557,26 +570,6 @@ impl Model {
         inner.terminals.get(terminal_key).cloned()
     }
 
-    /// The nodes above a terminal, root (merchant) first.
-    pub fn ancestors(&self, tenant_id: &str, terminal_id: &str) -> Vec<NodeEntry> {
-        let inner = self.read();
-        let mut chain = Vec::new();
-        let Some(terminal) = inner.terminals.get(&key(tenant_id, terminal_id)) else {
-            return chain;
-        };
-        let mut next = terminal.parent_id.clone();
-        // The hierarchy is at most three levels deep; the bound guards against a corrupt log.
-        while !next.is_empty() && chain.len() < 8 {
-            let Some(node) = inner.nodes.get(&key(tenant_id, &next)) else {
-                break;
-            };
-            next = node.parent_id.clone();
-            chain.push(node.clone());
-        }
-        chain.reverse();
-        chain
-    }
-
     /// The levels from the tenant down to a node (inclusive).
     fn node_levels(inner: &Inner, tenant: &TenantEntry, node_id: &str) -> Vec<PathLevel> {
         let mut nodes = Vec::new();
@@ -589,16 +582,17 @@ impl Model {
             next = node.parent_id.clone();
             nodes.push(node);
         }
-        let mut levels = vec![PathLevel {
-            kind: LevelKind::Tenant,
-            node_id: tenant.tenant_id.clone(),
-            parameters: tenant.parameters.parameters.clone(),
-        }];
-        levels.extend(nodes.iter().rev().map(|node| PathLevel {
-            kind: level_kind(node.kind),
-            node_id: node.node_id.clone(),
-            parameters: node.parameters.parameters.clone(),
-        }));
+        let mut levels = vec![PathLevel::new(
+            LevelKind::Tenant,
+            &tenant.tenant_id,
+            &tenant.parameters,
+        )];
+        levels.extend(
+            nodes
+                .iter()
+                .rev()
+                .map(|node| PathLevel::new(level_kind(node.kind), &node.node_id, &node.parameters)),
+        );
         levels
     }
 
@@ -608,20 +602,16 @@ impl Model {
         let tenant = inner.tenants.get(tenant_id)?;
         let terminal = inner.terminals.get(&key(tenant_id, terminal_id))?;
         let mut levels = Self::node_levels(&inner, tenant, &terminal.parent_id);
-        levels.push(PathLevel {
-            kind: LevelKind::Terminal,
-            node_id: terminal.terminal_id.clone(),
-            parameters: terminal.parameters.parameters.clone(),
-        });
-        let mut chain_version = tenant.parameters.changed;
-        let mut next = terminal.parent_id.as_str();
-        while !next.is_empty() {
-            let Some(node) = inner.nodes.get(&key(tenant_id, next)) else {
-                break;
-            };
-            chain_version = chain_version.max(node.parameters.changed);
-            next = &node.parent_id;
-        }
+        let chain_version = levels
+            .iter()
+            .map(|level| level.changed)
+            .max()
+            .unwrap_or_default();
+        levels.push(PathLevel::new(
+            LevelKind::Terminal,
+            &terminal.terminal_id,
+            &terminal.parameters,
+        ));
         Some(TerminalPath {
             levels,
             version: chain_version
@@ -676,11 +666,11 @@ impl Model {
                     && terminal.parameters.parameters.is_some()
                 {
                     let mut levels = Self::node_levels(&inner, tenant, &id);
-                    levels.push(PathLevel {
-                        kind: LevelKind::Terminal,
-                        node_id: terminal.terminal_id.clone(),
-                        parameters: terminal.parameters.parameters.clone(),
-                    });
+                    levels.push(PathLevel::new(
+                        LevelKind::Terminal,
+                        &terminal.terminal_id,
+                        &terminal.parameters,
+                    ));
                     paths.push(levels);
                 }
             }
