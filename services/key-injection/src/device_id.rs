@@ -9,7 +9,7 @@
 //! Pure functions; which number a device gets is the `bdk` aggregate's business.
 
 use mpos_proto::key_injection as pb;
-use paycrypto::dukpt::{aes, tdes};
+use paycrypto::dukpt::tdes;
 
 /// Why an identity cannot be formed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -91,19 +91,12 @@ impl Scheme {
                 ksn[..5].copy_from_slice(&key_set_id);
                 let low = index << tdes::COUNTER_BITS;
                 ksn[5..].copy_from_slice(&low.to_be_bytes()[3..]);
-                // The KSN type checks the layout; counter 0 is an initial KSN.
-                let ksn = tdes::Ksn::from_bytes(&ksn).map_err(|_| DeviceIdError::KeySetId(10))?;
-                Ok(ksn.to_hex())
+                Ok(hex::encode_upper(ksn))
             }
             Self::Aes { bdk_id } => {
                 let derivation_id =
                     u32::try_from(index).map_err(|_| DeviceIdError::Exhausted(index))?;
-                let mut id = [0_u8; 8];
-                id[..4].copy_from_slice(&bdk_id);
-                id[4..].copy_from_slice(&derivation_id.to_be_bytes());
-                let id = aes::InitialKeyId::from_hex(&hex::encode_upper(id))
-                    .map_err(|_| DeviceIdError::KeySetId(8))?;
-                Ok(hex::encode_upper(id.bdk_id()) + &hex::encode_upper(id.derivation_id()))
+                Ok(hex::encode_upper(bdk_id) + &hex::encode_upper(derivation_id.to_be_bytes()))
             }
         }
     }
@@ -111,6 +104,7 @@ impl Scheme {
 
 #[cfg(test)]
 mod tests {
+    use paycrypto::dukpt::aes;
     use proptest::prelude::*;
 
     use super::*;

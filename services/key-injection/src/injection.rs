@@ -331,16 +331,6 @@ impl Injection {
             }
         }
     }
-
-    /// Where it is.
-    pub fn state(&self) -> State {
-        self.state
-    }
-
-    /// The device identity recorded for it (empty before the key is derived).
-    pub fn initial_key_id(&self) -> &str {
-        &self.initial_key_id
-    }
 }
 
 impl Aggregate for Injection {
