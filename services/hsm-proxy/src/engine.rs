@@ -124,6 +124,21 @@ fn pin_format(field: &str, value: i32) -> Result<PinBlockFormat, HsmError> {
 
 /// The DUKPT transaction of a request, checked against the key: a BDK needs one, any other
 /// key refuses one.
+/// The DUKPT context of exporting a device's initial key from the BDK `key` (usage B0) for
+/// its initial KSN.
+fn initial_key_dukpt(field: &str, key: &Entry, ksn: &str) -> Result<Dukpt, HsmError> {
+    key.spec.permits(&["B0"], Capability::Derive)?;
+    dukpt_of(
+        field,
+        key,
+        Some(&pb::Dukpt {
+            ksn: ksn.to_owned(),
+            ..Default::default()
+        }),
+    )?
+    .ok_or_else(|| HsmError::invalid(format!("{field}.ksn"), "missing"))
+}
+
 fn dukpt_of(
     field: &str,
     entry: &Entry,
@@ -621,16 +636,7 @@ impl Hsm {
                 )
             }
             Some(pb::export_key_request::Format::DukptInitialKey(initial)) => {
-                key.spec.permits(&["B0"], Capability::Derive)?;
-                let dukpt = dukpt_of(
-                    "dukptInitialKey",
-                    &key,
-                    Some(&pb::Dukpt {
-                        ksn: initial.ksn.clone(),
-                        ..Default::default()
-                    }),
-                )?
-                .ok_or_else(|| HsmError::invalid("dukptInitialKey.ksn", "missing"))?;
+                let dukpt = initial_key_dukpt("dukptInitialKey", &key, &initial.ksn)?;
                 let (block, kcv) = self
                     .pool
                     .run("ExportKey", &eligible, |member: Arc<Member>| {
@@ -662,16 +668,7 @@ impl Hsm {
                 )
             }
             Some(pb::export_key_request::Format::Tr34DukptInitialKey(initial)) => {
-                key.spec.permits(&["B0"], Capability::Derive)?;
-                let dukpt = dukpt_of(
-                    "tr34DukptInitialKey",
-                    &key,
-                    Some(&pb::Dukpt {
-                        ksn: initial.ksn.clone(),
-                        ..Default::default()
-                    }),
-                )?
-                .ok_or_else(|| HsmError::invalid("tr34DukptInitialKey.ksn", "missing"))?;
+                let dukpt = initial_key_dukpt("tr34DukptInitialKey", &key, &initial.ksn)?;
                 if initial.krd_certificate.is_empty() || initial.kdh_certificate.is_empty() {
                     return Err(HsmError::invalid(
                         "tr34DukptInitialKey",
