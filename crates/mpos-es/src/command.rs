@@ -1,0 +1,62 @@
+//! Running commands through cqrs-es the way every service does: one framework per aggregate
+//! type over the service's store, and aggregate errors mapped to the shared error codes.
+
+use std::sync::Arc;
+
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
+use mpos_errors::ServiceError;
+
+use crate::{CommandMetadata, Cqrs, EventRepository, EventStore};
+
+/// A framework for `A` over `store`, snapshotting every `snapshot_every` events.
+pub fn snapshot_framework<A>(store: &EventStore, snapshot_every: usize) -> Arc<Cqrs<A>>
+where
+    A: Aggregate<Services = ()>,
+{
+    Arc::new(CqrsFramework::new(
+        PersistedEventStore::new_snapshot_store(
+            EventRepository::new(store.clone()),
+            snapshot_every,
+        ),
+        vec![],
+        (),
+    ))
+}
+
+/// An aggregate's refusal as the aggregate says it; a concurrent change as `conflict`; the
+/// store's failures as `unavailable` or (logged) `internal`.
+pub fn command_error<E>(error: AggregateError<E>) -> ServiceError
+where
+    E: Into<ServiceError> + std::error::Error,
+{
+    match error {
+        AggregateError::UserError(error) => error.into(),
+        AggregateError::AggregateConflict => {
+            ServiceError::conflict("changed concurrently by another request; retry")
+        }
+        AggregateError::DatabaseConnectionError(error) => {
+            ServiceError::unavailable(format!("event store unavailable: {error}"))
+        }
+        AggregateError::DeserializationError(error) | AggregateError::UnexpectedError(error) => {
+            tracing::error!(%error, "command failed");
+            ServiceError::internal("unexpected error")
+        }
+    }
+}
+
+/// Runs `command` on the aggregate `aggregate_id`, its events carrying `metadata`.
+pub async fn execute<A>(
+    cqrs: &Cqrs<A>,
+    aggregate_id: &str,
+    command: A::Command,
+    metadata: CommandMetadata,
+) -> Result<(), ServiceError>
+where
+    A: Aggregate,
+    A::Error: Into<ServiceError>,
+{
+    cqrs.execute_with_metadata(aggregate_id, command, metadata.into_map())
+        .await
+        .map_err(command_error)
+}
