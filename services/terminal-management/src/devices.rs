@@ -54,14 +54,15 @@ pub fn crl_update(
     })
 }
 
-/// The binding of a verified device certificate.
-pub fn binding(verified: &VerifiedDevice) -> pb::DeviceBinding {
+/// The binding of a verified device certificate (`der`: the certificate itself).
+pub fn binding(verified: &VerifiedDevice, der: &[u8]) -> pb::DeviceBinding {
     pb::DeviceBinding {
         serial: verified.serial.to_string(),
         certificate_sha256: verified.fingerprint.to_string(),
         issuer_sha256: verified.ca_fingerprint.to_string(),
         subject: verified.subject.clone(),
         not_after: timestamp(verified.not_after),
+        certificate_der: der.to_vec(),
     }
 }
 
@@ -75,7 +76,7 @@ pub fn verify_certificate(
 ) -> Result<pb::DeviceBinding, ServiceError> {
     trust
         .verify(std::slice::from_ref(certificate.der()), now)
-        .map(|verified| binding(&verified))
+        .map(|verified| binding(&verified, certificate.der().as_ref()))
         .map_err(|error| refused(field, &error))
 }
 

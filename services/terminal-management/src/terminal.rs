@@ -610,6 +610,7 @@ mod tests {
             issuer_sha256: "bb22".into(),
             subject: "CN=PED 01AB".into(),
             not_after: None,
+            certificate_der: Vec::new(),
         }
     }
 
