@@ -186,22 +186,25 @@ pub fn fixed_info(ephemeral_public_key: &[u8], device_public_key: &[u8]) -> Vec<
 }
 
 /// The SEC1 uncompressed point (65 bytes) of a P-256 public key given as DER
-/// SubjectPublicKeyInfo, as a SEC1 point, or inside a DER X.509 certificate's
-/// SubjectPublicKeyInfo (`certificate = true`). Anything not a P-256 key (an RSA key, another
-/// curve, a point off the curve) is a typed error.
-pub fn p256_public_key(encoded: &[u8], certificate: bool) -> Result<Vec<u8>, CryptoError> {
-    if certificate {
-        use der::{Decode, Encode};
-        let parsed = x509_cert::Certificate::from_der(encoded)
-            .map_err(|_| CryptoError::format("X.509 certificate", "not a DER certificate"))?;
-        let spki = parsed
-            .tbs_certificate
-            .subject_public_key_info
-            .to_der()
-            .map_err(|_| CryptoError::format("X.509 certificate", "unreadable public key"))?;
-        return Ok(uncompressed(&parse_public_key(&spki)?));
-    }
+/// SubjectPublicKeyInfo or as a SEC1 point (compressed or not). Anything not a P-256 key (an
+/// RSA key, another curve, a point off the curve) is a typed error.
+pub fn p256_public_key(encoded: &[u8]) -> Result<Vec<u8>, CryptoError> {
     Ok(uncompressed(&parse_public_key(encoded)?))
+}
+
+/// The SEC1 uncompressed point (65 bytes) of the P-256 public key in a DER X.509
+/// certificate. Only the certificate's structure is read: its signature, validity and chain
+/// are the caller's to verify. A certificate of any other key type is a typed error.
+pub fn p256_public_key_from_certificate(certificate_der: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    use der::{Decode, Encode};
+    let parsed = x509_cert::Certificate::from_der(certificate_der)
+        .map_err(|_| CryptoError::format("X.509 certificate", "not a DER certificate"))?;
+    let spki = parsed
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(|_| CryptoError::format("X.509 certificate", "unreadable public key"))?;
+    p256_public_key(&spki)
 }
 
 /// Parses a P-256 public key: DER SubjectPublicKeyInfo (starts with a SEQUENCE tag) or a SEC1

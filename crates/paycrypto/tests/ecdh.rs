@@ -67,7 +67,7 @@ fn kat_rfc5903_8_1_p256_ecdh() {
     // The published public values are the private keys' (checks the transcription too).
     let public_i = p256::SecretKey::from_slice(&i).expect("i").public_key();
     assert_eq!(
-        ecdh::p256_public_key(&public_i.to_public_key_der().expect("spki").to_vec(), false)
+        ecdh::p256_public_key(&public_i.to_public_key_der().expect("spki").to_vec())
             .expect("point"),
         gi
     );
@@ -90,8 +90,7 @@ fn kat_nist_cavp_ecc_cdh_p256_count_0() {
     assert_eq!(z.expose(), z_iut.as_slice());
     let public = p256::SecretKey::from_slice(&d_iut).expect("d").public_key();
     assert_eq!(
-        ecdh::p256_public_key(&public.to_public_key_der().expect("spki").to_vec(), false)
-            .expect("point"),
+        ecdh::p256_public_key(&public.to_public_key_der().expect("spki").to_vec()).expect("point"),
         q_iut
     );
 }
@@ -178,7 +177,7 @@ fn device(rng: &mut StdRng) -> Device {
     Device {
         pkcs8: secret.to_pkcs8_der().expect("pkcs8").as_bytes().to_vec(),
         spki: public.to_public_key_der().expect("spki").to_vec(),
-        point: ecdh::p256_public_key(&public.to_public_key_der().expect("spki").to_vec(), false)
+        point: ecdh::p256_public_key(&public.to_public_key_der().expect("spki").to_vec())
             .expect("point"),
     }
 }
@@ -365,7 +364,6 @@ fn not_p256_keys() -> Vec<(&'static str, Vec<u8>)> {
             .to_public_key_der()
             .expect("spki")
             .to_vec(),
-        false,
     )
     .expect("point");
     vec![
@@ -408,7 +406,7 @@ fn non_p256_or_malformed_public_keys_are_typed_errors() {
             ),
             "{name}: {unwrapped:?}"
         );
-        assert!(ecdh::p256_public_key(&public, false).is_err(), "{name}");
+        assert!(ecdh::p256_public_key(&public).is_err(), "{name}");
         assert!(ecdh::shared_secret(&[1; 32], &public).is_err(), "{name}");
     }
 }
@@ -454,6 +452,6 @@ fn other_refusals_are_typed() {
         Err(CryptoError::InvalidLength { .. })
     ));
     // A certificate that is not one.
-    assert!(ecdh::p256_public_key(b"not a certificate", true).is_err());
-    assert!(ecdh::p256_public_key(&device.spki, true).is_err());
+    assert!(ecdh::p256_public_key_from_certificate(b"not a certificate").is_err());
+    assert!(ecdh::p256_public_key_from_certificate(&device.spki).is_err());
 }

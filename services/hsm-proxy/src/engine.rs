@@ -762,14 +762,13 @@ impl Hsm {
         }
         // Only public data is parsed here; every backend sees the same refusal.
         let device_public_key = Arc::new(
-            paycrypto::ecdh::p256_public_key(&initial.device_certificate, true).map_err(
-                |error| {
+            paycrypto::ecdh::p256_public_key_from_certificate(&initial.device_certificate)
+                .map_err(|error| {
                     HsmError::invalid(
                         "ecdhDukptInitialKey.deviceCertificate",
                         format!("not a certificate of a P-256 key: {error}"),
                     )
-                },
-            )?,
+                })?,
         );
         let (delivery, kcv) = self
             .pool

@@ -25,6 +25,6 @@ fuzz_target!(|data: &[u8]| {
     };
     let result = ecdh::unwrap_on_device(pkcs8.as_bytes(), ephemeral, block);
     assert!(result.is_err(), "a key from an unauthenticated block");
-    let _ = ecdh::p256_public_key(ephemeral, false);
-    let _ = ecdh::p256_public_key(ephemeral, true);
+    let _ = ecdh::p256_public_key(ephemeral);
+    let _ = ecdh::p256_public_key_from_certificate(ephemeral);
 });
