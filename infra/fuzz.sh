@@ -22,6 +22,8 @@
 #                 pin::decipher_pin_block, Pin::new, Pan::new
 #   tr34_key_token  tr34::open_key_token (two-pass and one-pass) with the published TR-34-2019
 #                 Annex B PKI (tests/data/tr34); never panics, never returns a key
+#   ecdh_unwrap   ecdh::unwrap_on_device (a fixed device key; arbitrary ephemeral key and
+#                 key block) and ecdh::p256_public_key; never panics, never returns a key
 #   tr34_tokens   tr34::parse_random_token (parse(build(n)) == n), open_credential_token,
 #                 open_rebind_token, open_unbind_token, open_ca_rebind_token,
 #                 open_ca_unbind_token, verify_certificate_chain, CertificateId::of_certificate

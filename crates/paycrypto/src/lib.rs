@@ -11,6 +11,7 @@
 
 pub mod cvv;
 pub mod dukpt;
+pub mod ecdh;
 pub mod emv;
 pub mod error;
 pub mod kcv;

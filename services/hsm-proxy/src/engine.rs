@@ -575,6 +575,12 @@ impl Hsm {
     ) -> Result<pb::ExportKeyResponse, HsmError> {
         let tenant_id = check_tenant(&request.tenant_id)?;
         let key = self.registry.resolve(tenant_id, &request.key)?;
+        if let Some(pb::export_key_request::Format::EcdhDukptInitialKey(initial)) = request.format {
+            // No wrapping key: the KBPK is agreed with the device for this export only.
+            return self
+                .export_ecdh_initial_key(tenant_id, key, initial, caller)
+                .await;
+        }
         let wrapping = self.registry.resolve(tenant_id, &request.wrapping_key)?;
         key.check_usable()?;
         wrapping.check_usable()?;
@@ -626,6 +632,7 @@ impl Hsm {
                     pb::ExportKeyResponse {
                         key_block: block,
                         kcv: key.kcv.clone(),
+                        ..Default::default()
                     },
                     pb::KeyExported {
                         wrapping_key_id: wrapping.key_id.clone(),
@@ -657,6 +664,7 @@ impl Hsm {
                     pb::ExportKeyResponse {
                         key_block: block,
                         kcv: kcv.clone(),
+                        ..Default::default()
                     },
                     pb::KeyExported {
                         wrapping_key_id: wrapping.key_id.clone(),
@@ -706,6 +714,7 @@ impl Hsm {
                             token,
                         ),
                         kcv: kcv.clone(),
+                        ..Default::default()
                     },
                     pb::KeyExported {
                         wrapping_key_id: wrapping.key_id.clone(),
@@ -716,10 +725,11 @@ impl Hsm {
                     },
                 )
             }
-            None => {
+            // Handled above, before the wrapping key is resolved.
+            Some(pb::export_key_request::Format::EcdhDukptInitialKey(_)) | None => {
                 return Err(HsmError::invalid(
                     "format",
-                    "give tr31, dukptInitialKey or tr34DukptInitialKey",
+                    "give tr31, dukptInitialKey, tr34DukptInitialKey or ecdhDukptInitialKey",
                 ));
             }
         };
@@ -731,6 +741,74 @@ impl Hsm {
         )
         .await?;
         Ok(response)
+    }
+
+    /// ExportKey with `ecdhDukptInitialKey`: a device's DUKPT initial key, delivered to its
+    /// P-256 key by ECDH and a TR-31 version D block under the agreed one-time KBPK.
+    async fn export_ecdh_initial_key(
+        &self,
+        tenant_id: &str,
+        key: Arc<Entry>,
+        initial: pb::EcdhDukptInitialKeyExport,
+        caller: &Caller,
+    ) -> Result<pb::ExportKeyResponse, HsmError> {
+        key.check_usable()?;
+        let dukpt = initial_key_dukpt("ecdhDukptInitialKey", &key, &initial.ksn)?;
+        if initial.device_certificate.is_empty() {
+            return Err(HsmError::invalid(
+                "ecdhDukptInitialKey.deviceCertificate",
+                "the device's certificate (DER) is required",
+            ));
+        }
+        // Only public data is parsed here; every backend sees the same refusal.
+        let device_public_key = Arc::new(
+            paycrypto::ecdh::p256_public_key_from_certificate(&initial.device_certificate)
+                .map_err(|error| {
+                    HsmError::invalid(
+                        "ecdhDukptInitialKey.deviceCertificate",
+                        format!("not a certificate of a P-256 key: {error}"),
+                    )
+                })?,
+        );
+        let (delivery, kcv) = self
+            .pool
+            .run(
+                "ExportKey",
+                &holds(vec![key.clone()]),
+                |member: Arc<Member>| {
+                    let (key, dukpt, device_public_key) =
+                        (key.clone(), dukpt.clone(), device_public_key.clone());
+                    async move {
+                        member
+                            .backend
+                            .export_dukpt_initial_key_ecdh(
+                                key_ref(&key, &member)?,
+                                &dukpt,
+                                &device_public_key,
+                            )
+                            .await
+                    }
+                },
+            )
+            .await?;
+        let exported = pb::KeyExported {
+            format: "ecdh-dukpt-initial-key".into(),
+            ksn: initial.ksn.trim().to_uppercase(),
+            kcv: kcv.clone(),
+            ..Default::default()
+        };
+        self.execute(
+            tenant_id,
+            &key.key_id,
+            KeyCommand::RecordExport(exported),
+            caller,
+        )
+        .await?;
+        Ok(pb::ExportKeyResponse {
+            key_block: delivery.key_block,
+            kcv,
+            ephemeral_public_key: delivery.ephemeral_public_key,
+        })
     }
 
     /// GetKey.

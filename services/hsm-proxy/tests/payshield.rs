@@ -531,6 +531,36 @@ async fn unsupported_and_bad_input(service: &TestService) {
         .await
         .unwrap_err();
     cases.push(("data not a multiple of the block", error, ""));
+    // ECDH initial key delivery (as TR-34): no host command covers it.
+    let device_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let device_certificate = rcgen::CertificateParams::new(vec!["ped".to_owned()])
+        .unwrap()
+        .self_signed(&device_key)
+        .unwrap()
+        .der()
+        .to_vec();
+    let error = service
+        .call::<_, pb::ExportKeyResponse>(
+            "ExportKey",
+            &pb::ExportKeyRequest {
+                tenant_id: TENANT.into(),
+                key: "alias/bdk".into(),
+                wrapping_key: String::new(),
+                format: Some(pb::export_key_request::Format::EcdhDukptInitialKey(
+                    pb::EcdhDukptInitialKeyExport {
+                        ksn: "FFFF9876543210E00000".into(),
+                        device_certificate,
+                    },
+                )),
+            },
+        )
+        .await
+        .unwrap_err();
+    cases.push((
+        "ECDH initial key delivery",
+        error,
+        "(payshield) cannot deliver keys by ECDH",
+    ));
     for (what, error, names) in cases {
         assert_eq!(error.code, ErrorCode::BadRequest, "{what}: {error:?}");
         assert!(error.message.contains(names), "{what}: {}", error.message);

@@ -382,6 +382,23 @@ pub trait Backend: Send + Sync + fmt::Debug {
             self.kind()
         )))
     }
+    /// Derives a device's DUKPT initial key from a BDK and delivers it to the device whose
+    /// P-256 public key is `device_public_key` (SEC1 point): ECDH with a fresh ephemeral key
+    /// pair, a one-time KBPK, a TR-31 version D block (see `paycrypto::ecdh`); returns the
+    /// delivery (ephemeral public key and block) and the initial key's KCV.
+    async fn export_dukpt_initial_key_ecdh(
+        &self,
+        bdk: KeyRef<'_>,
+        dukpt: &Dukpt,
+        device_public_key: &[u8],
+    ) -> Result<(paycrypto::ecdh::EcdhDelivery, String), HsmError> {
+        let _ = (bdk, dukpt, device_public_key);
+        Err(HsmError::Unsupported(format!(
+            "backend {} ({}) cannot deliver keys by ECDH",
+            self.id(),
+            self.kind()
+        )))
+    }
     /// The KCV of a stored key, computed inside the backend.
     async fn kcv(&self, key: KeyRef<'_>) -> Result<String, HsmError>;
     /// The DER SubjectPublicKeyInfo of a stored RSA or EC key pair.

@@ -540,34 +540,12 @@ impl Backend for SoftBackend {
     ) -> Result<(String, String), HsmError> {
         let bdk_key = self.load(bdk).await?;
         let kek = self.load(wrapping_key).await?;
-        let (initial_key, algorithm, optional) = match dukpt {
-            Dukpt::Tdes { ksn, .. } => (
-                tdes_dukpt::derive_ipek(&bdk_key, ksn)?,
-                KeyAlgorithm::Tdes2,
-                tr31::OptionalBlock::key_set_identifier(ksn.initial().as_bytes())?,
-            ),
-            Dukpt::Aes { ksn, .. } => {
-                let id = ksn.initial_key_id();
-                (
-                    aes_dukpt::derive_initial_key(&bdk_key, &id)?,
-                    bdk.spec.algorithm,
-                    tr31::OptionalBlock::initial_key_id(id.as_bytes())?,
-                )
-            }
-        };
         let version = if wrapping_key.spec.algorithm.is_aes() {
             Version::D
         } else {
             Version::B
         };
-        let mut header = KeyBlockHeader::new(
-            version,
-            tr31::KeyUsage::B1,
-            algorithm.tr31(),
-            tr31::ModeOfUse::Derive,
-            tr31::Exportability::NonExportable,
-        );
-        header.optional_blocks.push(optional);
+        let (initial_key, algorithm, header) = initial_key_block(&bdk_key, bdk, dukpt, version)?;
         let block = tr31::wrap(
             kek.expose(),
             &header,
@@ -576,6 +554,29 @@ impl Backend for SoftBackend {
             &mut rand::rngs::OsRng,
         )?;
         Ok((block, kcv_of(algorithm, &initial_key)?))
+    }
+
+    async fn export_dukpt_initial_key_ecdh(
+        &self,
+        bdk: KeyRef<'_>,
+        dukpt: &Dukpt,
+        device_public_key: &[u8],
+    ) -> Result<(paycrypto::ecdh::EcdhDelivery, String), HsmError> {
+        let bdk_key = self.load(bdk).await?;
+        let (initial_key, algorithm, header) = initial_key_block(&bdk_key, bdk, dukpt, Version::D)?;
+        let delivery = paycrypto::ecdh::wrap_for_device(
+            &mut rand::rngs::OsRng,
+            device_public_key,
+            &header,
+            &initial_key,
+        )
+        .map_err(|error| match error {
+            CryptoError::InvalidFormat { .. } | CryptoError::InvalidLength { .. } => {
+                HsmError::invalid("ecdhDukptInitialKey.deviceCertificate", error.to_string())
+            }
+            other => HsmError::from(other),
+        })?;
+        Ok((delivery, kcv_of(algorithm, &initial_key)?))
     }
 
     async fn export_dukpt_initial_key_tr34(
@@ -830,6 +831,41 @@ fn set_odd_parity(key: &mut [u8]) {
         let ones = (*byte & 0xFE).count_ones();
         *byte = (*byte & 0xFE) | u8::from(ones % 2 == 0);
     }
+}
+
+/// A device's DUKPT initial key derived from the BDK, its algorithm, and the TR-31 header it
+/// is exported with: key usage B1, mode X (derive), not exportable, the KSN in a `KS` (TDES)
+/// or the initial key id in an `IK` (AES) optional block.
+fn initial_key_block(
+    bdk_key: &SecretBytes,
+    bdk: KeyRef<'_>,
+    dukpt: &Dukpt,
+    version: Version,
+) -> Result<(SecretBytes, KeyAlgorithm, KeyBlockHeader), HsmError> {
+    let (initial_key, algorithm, optional) = match dukpt {
+        Dukpt::Tdes { ksn, .. } => (
+            tdes_dukpt::derive_ipek(bdk_key, ksn)?,
+            KeyAlgorithm::Tdes2,
+            tr31::OptionalBlock::key_set_identifier(ksn.initial().as_bytes())?,
+        ),
+        Dukpt::Aes { ksn, .. } => {
+            let id = ksn.initial_key_id();
+            (
+                aes_dukpt::derive_initial_key(bdk_key, &id)?,
+                bdk.spec.algorithm,
+                tr31::OptionalBlock::initial_key_id(id.as_bytes())?,
+            )
+        }
+    };
+    let mut header = KeyBlockHeader::new(
+        version,
+        tr31::KeyUsage::B1,
+        algorithm.tr31(),
+        tr31::ModeOfUse::Derive,
+        tr31::Exportability::NonExportable,
+    );
+    header.optional_blocks.push(optional);
+    Ok((initial_key, algorithm, header))
 }
 
 #[cfg(test)]
