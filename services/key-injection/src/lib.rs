@@ -4,8 +4,9 @@
 //! when a key slot needs attention ([`alarms`]: counters near exhaustion, cryptoperiods,
 //! failing injections).
 //! Around it, [`service`] and [`api`]: BDK assignment (checked against the hsm-proxy) and
-//! remote key injection through the hsm-proxy's TR-34 export. The device-facing endpoints, the
-//! key slot inventory raising the alarms, and the terminal simulator come next.
+//! remote key injection through the hsm-proxy's TR-34 export. [`slots`]: every terminal's key
+//! slot inventory (which key each slot holds, revocations, the alarms raised). The
+//! device-facing endpoints and the terminal simulator come next.
 
 pub mod alarms;
 pub mod api;
@@ -13,6 +14,7 @@ pub mod bdk;
 pub mod device_id;
 pub mod injection;
 pub mod service;
+pub mod slots;
 
 /// The service's name: its log, its stream and its topic are named after it.
 pub const SERVICE: &str = "key-injection";
@@ -22,4 +24,5 @@ pub fn codec() -> mpos_es::EventCodec {
     mpos_es::EventCodec::new()
         .register::<bdk::BdkEvent>(bdk::AGGREGATE_TYPE)
         .register::<injection::InjectionEvent>(injection::AGGREGATE_TYPE)
+        .register::<slots::DeviceKeysEvent>(slots::AGGREGATE_TYPE)
 }
