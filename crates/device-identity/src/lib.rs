@@ -62,7 +62,9 @@ pub use device::DeviceCertificate;
 pub use error::IdentityError;
 pub use ids::{Fingerprint, MAX_SERIAL_BYTES, SerialNumber};
 pub use serve::{PeerCertificate, ServeOptions, serve, serve_with};
-pub use tls::{ALPN_PROTOCOLS, mtls_server_config, provider, self_signed, server_config};
+pub use tls::{
+    ALPN_PROTOCOLS, ServerIdentity, mtls_server_config, provider, self_signed, server_config,
+};
 pub use trust::{TrustStore, VerifiedDevice};
 pub use x509::{MAX_CERTIFICATE_BYTES, MAX_CRL_BYTES};
 

@@ -200,6 +200,72 @@ fn to_rustls(error: IdentityError) -> rustls::Error {
     rustls::Error::InvalidCertificate(certificate_error)
 }
 
+/// A TLS server's certificate chain and private key.
+pub struct ServerIdentity {
+    /// The chain, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The private key.
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl std::fmt::Debug for ServerIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerIdentity")
+            .field("chain", &self.chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Clone for ServerIdentity {
+    fn clone(&self) -> Self {
+        Self {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+impl ServerIdentity {
+    /// Reads the chain and the key from PEM files.
+    pub fn from_pem_files(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Result<Self, IdentityError> {
+        use rustls::pki_types::pem::PemObject;
+        let chain = CertificateDer::pem_file_iter(cert)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|error| IdentityError::Config {
+                reason: format!(
+                    "{}: not a PEM file of certificates: {error}",
+                    cert.display()
+                ),
+            })?;
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|error| IdentityError::Config {
+            reason: format!(
+                "{}: not a PEM file with a private key: {error}",
+                key.display()
+            ),
+        })?;
+        Ok(Self { chain, key })
+    }
+
+    /// `identity`, or a self-signed certificate for localhost (with a warning: not for
+    /// production).
+    pub fn or_self_signed(identity: Option<&Self>, api: &str) -> Result<Self, IdentityError> {
+        match identity {
+            Some(identity) => Ok(identity.clone()),
+            None => {
+                tracing::warn!(
+                    api,
+                    "tls uses a self-signed certificate: not for production"
+                );
+                let (chain, key) = self_signed(&["localhost", "127.0.0.1"])?;
+                Ok(Self { chain, key })
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

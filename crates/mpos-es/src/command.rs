@@ -60,3 +60,35 @@ where
         .await
         .map_err(command_error)
 }
+
+/// [`execute`], retried (up to `attempts` times in all) when another writer changed the
+/// aggregate meanwhile: the command is decided again on the new state. For commands that are
+/// safe to decide again — idempotent ones, and allocations that take the next free value.
+pub async fn execute_retrying<A>(
+    cqrs: &Cqrs<A>,
+    aggregate_id: &str,
+    command: A::Command,
+    metadata: CommandMetadata,
+    attempts: u32,
+) -> Result<(), ServiceError>
+where
+    A: Aggregate,
+    A::Command: Clone,
+    A::Error: Into<ServiceError>,
+{
+    let mut attempt = 1;
+    loop {
+        match cqrs
+            .execute_with_metadata(aggregate_id, command.clone(), metadata.clone().into_map())
+            .await
+        {
+            Ok(()) => return Ok(()),
+            Err(AggregateError::AggregateConflict) if attempt < attempts => {
+                attempt += 1;
+                // A short, growing pause lets the other writer finish.
+                tokio::time::sleep(std::time::Duration::from_millis(u64::from(attempt) * 2)).await;
+            }
+            Err(error) => return Err(command_error(error)),
+        }
+    }
+}

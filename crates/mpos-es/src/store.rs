@@ -719,35 +719,20 @@ impl EventStore {
                 sequence: from_position,
             });
         }
-        for chunk in documents.chunks(INSERT_CHUNK) {
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|index| {
-                    let base = index * 4 + 2;
-                    format!(
-                        "($1, ${}, ${}, ${}, ${})",
-                        base,
-                        base + 1,
-                        base + 2,
-                        base + 3
-                    )
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO es_documents (projection, document_id, tenant_id, position, payload) VALUES {} \
-                 ON CONFLICT (projection, document_id) DO UPDATE SET tenant_id = excluded.tenant_id, \
-                 position = excluded.position, payload = excluded.payload",
-                rows.join(", ")
-            );
-            let mut query = sqlx::query(&sql).bind(projection);
-            for document in chunk {
-                query = query
-                    .bind(document.id.clone())
-                    .bind(document.tenant_id.clone())
-                    .bind(to_i64(document.position)?)
-                    .bind(document.payload.clone());
-            }
-            query.execute(&mut *tx).await?;
-        }
+        upsert_documents(&mut tx, projection, documents).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes documents of a projection that has no checkpoint (state kept beside the log
+    /// rather than derived from it, e.g. a wrapped key waiting for its device).
+    pub async fn put_documents(
+        &self,
+        projection: &str,
+        documents: &[Document],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.inner.writer.begin().await?;
+        upsert_documents(&mut tx, projection, documents).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -948,4 +933,42 @@ impl SqliteReader {
         }
         Ok(events)
     }
+}
+
+/// Inserts or replaces documents of a projection inside a transaction.
+async fn upsert_documents(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    projection: &str,
+    documents: &[Document],
+) -> Result<(), StoreError> {
+    for chunk in documents.chunks(INSERT_CHUNK) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|index| {
+                let base = index * 4 + 2;
+                format!(
+                    "($1, ${}, ${}, ${}, ${})",
+                    base,
+                    base + 1,
+                    base + 2,
+                    base + 3
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO es_documents (projection, document_id, tenant_id, position, payload) VALUES {} \
+                 ON CONFLICT (projection, document_id) DO UPDATE SET tenant_id = excluded.tenant_id, \
+                 position = excluded.position, payload = excluded.payload",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(projection);
+        for document in chunk {
+            query = query
+                .bind(document.id.clone())
+                .bind(document.tenant_id.clone())
+                .bind(to_i64(document.position)?)
+                .bind(document.payload.clone());
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
 }

@@ -4,7 +4,11 @@
 //! * [`OperatorAuth`] with [`require_operator`]: the platform operator's bearer token, kept
 //!   only as a SHA-256 digest and compared in constant time;
 //! * [`observe`]: a span per request continuing the caller's trace, and the shared HTTP
-//!   metrics labelled with the service.
+//!   metrics labelled with the service;
+//! * [`api_key`]: tenant API keys as presented, checked against the digest terminal-management
+//!   publishes.
+
+pub mod api_key;
 
 use std::time::Instant;
 

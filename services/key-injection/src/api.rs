@@ -1,43 +1,37 @@
-//! The HTTP API: BDK assignment, and remote key injection (request → allocate a device
-//! identity → the hsm-proxy derives the initial key and exports it in a TR-34 token for the
-//! device → deliver → the device confirms the KCV). Platform operator only for now.
+//! The admin API: BDK assignment, injections on demand, the key slot inventory, BDK rotation
+//! and the key matrix. Callers are the platform operator (its token) or a tenant's API key
+//! issued by terminal-management (`mpk_…`, known here from terminal-management's events):
+//! admin and operator keys change their own tenant, read-only keys read it, and another
+//! tenant's data answers exactly like missing data.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::http::request::Parts;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use cqrs_es::Aggregate;
 use device_identity::rustls::pki_types::CertificateDer;
 use device_identity::rustls::pki_types::pem::PemObject;
-use hsm_proxy::rpc::HsmClient;
 use mpos_errors::ServiceError;
-use mpos_es::{CommandMetadata, Cqrs, EventStore};
+use mpos_http::api_key::PresentedKey;
 use mpos_http::{ApiJson, OperatorAuth};
 use mpos_proto::hsm as hsm_pb;
 use mpos_proto::key_injection as pb;
-use sha2::{Digest, Sha256};
+use mpos_proto::terminal_management as tms;
 
-use crate::bdk::{self, Bdk, BdkCommand, BdkEvent};
-use crate::injection::{self, Injection, InjectionCommand, InjectionEvent};
+use crate::bdk::{Bdk, BdkCommand};
+use crate::feed::TmsView;
+use crate::injector::{Actor, InjectionSpec, Injector};
+use crate::rotation::Rotations;
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    pub(crate) bdks: Arc<Cqrs<Bdk>>,
-    pub(crate) injections: Arc<Cqrs<Injection>>,
-    pub(crate) store: EventStore,
-    pub(crate) hsm: Arc<HsmClient>,
+    pub(crate) injector: Arc<Injector>,
+    pub(crate) view: TmsView,
     pub(crate) operator: OperatorAuth,
-    pub(crate) kdh_key: String,
-    pub(crate) kdh_certificate: Arc<Vec<u8>>,
-    pub(crate) krd_cas: Arc<Vec<Vec<u8>>>,
-    pub(crate) confirmation_window: Duration,
-    /// BDK aggregate id → (its hsm key, the sequence read up to): what allocation reads back.
-    pub(crate) bdk_cache: Arc<Mutex<HashMap<String, (String, u64)>>>,
+    pub(crate) rotations: Arc<Rotations>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -46,22 +40,43 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// The routes, behind the operator token.
+/// The routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/tenants/{tenant_id}/bdks", post(assign_bdk))
+        .route(
+            "/v1/tenants/{tenant_id}/bdks/{bdk_id}/rotate",
+            post(rotate_bdk),
+        )
         .route(
             "/v1/tenants/{tenant_id}/injections",
             post(request_injection),
         )
         .route(
+            "/v1/tenants/{tenant_id}/injections/{injection}",
+            get(get_injection),
+        )
+        .route(
             "/v1/tenants/{tenant_id}/injections/{injection}/confirm",
             post(confirm),
         )
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.operator.clone(),
-            mpos_http::require_operator,
-        ))
+        .route(
+            "/v1/tenants/{tenant_id}/terminals/{terminal_id}/keys",
+            get(key_slots),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/terminals/{terminal_id}/keys/reinject",
+            post(reinject),
+        )
+        .route("/v1/tenants/{tenant_id}/key-matrix", get(key_matrix))
+        .route(
+            "/v1/tenants/{tenant_id}/kdh-certificate",
+            axum::routing::put(set_kdh_certificate),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/bdks/{bdk_id}/rotation",
+            get(rotation_progress),
+        )
         .fallback(|| async { ServiceError::not_found("no such route") })
         .layer(axum::middleware::from_fn_with_state(
             crate::SERVICE,
@@ -70,7 +85,98 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn check_id(field: &str, value: &str) -> Result<(), ServiceError> {
+/// Who calls.
+#[derive(Clone, Debug)]
+pub enum Principal {
+    /// The platform operator.
+    Operator,
+    /// A tenant API key.
+    Tenant {
+        /// Its tenant.
+        tenant_id: String,
+        /// Its id.
+        key_id: String,
+        /// Its role.
+        role: tms::ApiKeyRole,
+    },
+}
+
+/// What a route needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Need {
+    Read,
+    Write,
+}
+
+impl Principal {
+    fn actor(&self) -> Actor {
+        match self {
+            Self::Operator => Actor("operator:platform".to_owned()),
+            Self::Tenant { key_id, .. } => Actor(format!("api-key:{key_id}")),
+        }
+    }
+
+    /// Whether it may act on `tenant_id`; another tenant's data is "not found".
+    fn authorize(&self, tenant_id: &str, need: Need) -> Result<(), ServiceError> {
+        match self {
+            Self::Operator => Ok(()),
+            Self::Tenant {
+                tenant_id: own,
+                role,
+                ..
+            } => {
+                if own != tenant_id {
+                    return Err(ServiceError::not_found("tenant not found"));
+                }
+                if need == Need::Write && *role == tms::ApiKeyRole::ReadOnly {
+                    return Err(ServiceError::forbidden(
+                        "a read-only key cannot change anything",
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ServiceError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or_else(|| ServiceError::unauthenticated("a bearer token is required"))?;
+        if state.operator.accepts(token) {
+            return Ok(Self::Operator);
+        }
+        let refused = || ServiceError::unauthenticated("the bearer token is not valid");
+        let presented = PresentedKey::parse(token).ok_or_else(refused)?;
+        let key = state
+            .view
+            .api_key(&presented.key_id)
+            .await?
+            .ok_or_else(refused)?;
+        if key.revoked || !presented.matches(&key.secret_sha256) {
+            return Err(refused());
+        }
+        if state.view.tenant_suspended(&key.tenant_id).await? {
+            return Err(ServiceError::forbidden("the tenant is suspended"));
+        }
+        Ok(Self::Tenant {
+            tenant_id: key.tenant_id,
+            key_id: presented.key_id,
+            role: tms::ApiKeyRole::try_from(key.role).unwrap_or(tms::ApiKeyRole::ReadOnly),
+        })
+    }
+}
+
+pub(crate) fn check_id(field: &str, value: &str) -> Result<(), ServiceError> {
     let valid = (1..=64).contains(&value.len())
         && value
             .bytes()
@@ -84,66 +190,21 @@ fn check_id(field: &str, value: &str) -> Result<(), ServiceError> {
     }
 }
 
-async fn execute<A>(
-    cqrs: &Cqrs<A>,
-    tenant_id: &str,
-    aggregate_id: &str,
-    command: A::Command,
-) -> Result<(), ServiceError>
-where
-    A: Aggregate,
-    A::Error: Into<ServiceError>,
-{
-    let metadata = CommandMetadata {
-        tenant_id: tenant_id.to_owned(),
-        correlation_id: uuid::Uuid::now_v7().to_string(),
-        causation_id: String::new(),
-        traceparent: mpos_telemetry::current_traceparent().unwrap_or_default(),
-        actor: "operator:platform".to_owned(),
-    };
-    mpos_es::execute(cqrs, aggregate_id, command, metadata).await
-}
-
-/// Whether a key receiving device certificate chains to one of the trusted CAs (RSA of at
-/// least 2048 bits, within validity, key usage for key encipherment when present).
-fn check_krd(cas: &[Vec<u8>], certificate: &[u8]) -> Result<(), String> {
-    let now = u64::try_from(mpos_es::now_micros() / 1_000_000).unwrap_or(0);
-    let mut last = "no trusted CA for device certificates is configured".to_owned();
-    for ca in cas {
-        match paycrypto::tr34::verify_certificate_chain(
-            &[certificate],
-            ca,
-            now,
-            paycrypto::tr34::CertificateRole::Krd,
-        ) {
-            Ok(()) => return Ok(()),
-            Err(error) => last = error.to_string(),
-        }
-    }
-    Err(last)
-}
-
-fn unreadable(error: serde_json::Error) -> ServiceError {
-    tracing::error!(%error, "unreadable event in the log");
-    ServiceError::internal("unreadable event in the log")
-}
-
-fn hsm_error(error: mpos_bus::BusError) -> ServiceError {
-    ServiceError::from(error)
-}
-
 async fn assign_bdk(
     State(state): State<AppState>,
+    principal: Principal,
     Path(tenant_id): Path<String>,
     ApiJson(request): ApiJson<pb::AssignBdkRequest>,
 ) -> Result<(StatusCode, Json<pb::Bdk>), ServiceError> {
     check_id("tenant_id", &tenant_id)?;
+    principal.authorize(&tenant_id, Need::Write)?;
     check_id("bdk_id", &request.bdk_id)?;
     let algorithm =
         pb::DukptAlgorithm::try_from(request.algorithm).unwrap_or(pb::DukptAlgorithm::Unspecified);
     // The BDK must exist in the hsm-proxy, for this tenant, as a B0 key.
     let key: hsm_pb::Key = state
-        .hsm
+        .injector
+        .hsm()
         .call(
             "GetKey",
             &hsm_pb::GetKeyRequest {
@@ -152,27 +213,35 @@ async fn assign_bdk(
             },
         )
         .await
-        .map_err(hsm_error)?;
+        .map_err(ServiceError::from)?;
     if key.attributes.as_ref().map(|a| a.key_usage.as_str()) != Some("B0") {
         return Err(ServiceError::bad_request(
             "hsm_key_id: not a BDK (key usage B0)",
         ));
     }
     let aggregate_id = format!("{tenant_id}/{}", request.bdk_id);
-    execute(
-        &state.bdks,
-        &tenant_id,
-        &aggregate_id,
-        BdkCommand::Assign {
-            tenant_id: tenant_id.clone(),
-            bdk_id: request.bdk_id.clone(),
-            hsm_key_id: key.key_id.clone(),
-            algorithm,
-            key_set_id: request.key_set_id.clone(),
-            kcv: key.kcv.clone(),
-        },
-    )
-    .await?;
+    state
+        .injector
+        .execute::<Bdk>(
+            &state.injector.bdks,
+            &principal.actor(),
+            &tenant_id,
+            &aggregate_id,
+            BdkCommand::Assign {
+                tenant_id: tenant_id.clone(),
+                bdk_id: request.bdk_id.clone(),
+                hsm_key_id: key.key_id.clone(),
+                algorithm,
+                key_set_id: request.key_set_id.clone(),
+                kcv: key.kcv.clone(),
+            },
+        )
+        .await?;
+    // New devices get the BDK assigned last.
+    state
+        .injector
+        .set_current_bdk(&tenant_id, &request.bdk_id)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(pb::Bdk {
@@ -188,239 +257,304 @@ async fn assign_bdk(
     ))
 }
 
-impl AppState {
-    /// Reads a BDK aggregate's events after the cached sequence; returns its hsm key and the
-    /// identity allocated to `injection_id`, if one is in what was read.
-    async fn read_bdk(
-        &self,
-        aggregate_id: &str,
-        injection_id: &str,
-    ) -> Result<(String, Option<String>), ServiceError> {
-        let (mut hsm_key, after) = self
-            .bdk_cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(aggregate_id)
-            .cloned()
-            .unwrap_or_default();
-        let events = self
-            .store
-            .read_aggregate(bdk::AGGREGATE_TYPE, aggregate_id, after)
-            .await?;
-        let mut allocated = None;
-        let mut last = after;
-        for stored in &events {
-            last = stored.event.sequence;
-            match serde_json::from_str::<BdkEvent>(&stored.event.payload).map_err(unreadable)? {
-                BdkEvent::Assigned(assigned) => hsm_key = assigned.hsm_key_id,
-                BdkEvent::DeviceIdAllocated(allocation)
-                    if allocation.injection_id == injection_id =>
-                {
-                    allocated = Some(allocation.initial_key_id);
-                }
-                _ => {}
-            }
-        }
-        self.bdk_cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(aggregate_id.to_owned(), (hsm_key.clone(), last));
-        Ok((hsm_key, allocated))
-    }
-}
-
+/// An injection on demand. With a key receiving certificate, the caller delivers the key
+/// (a key loading facility): the answer carries it. Without, the key is for the terminal's
+/// bound device, which downloads it on the device API (re-injection).
 async fn request_injection(
     State(state): State<AppState>,
+    principal: Principal,
     Path(tenant_id): Path<String>,
     ApiJson(request): ApiJson<pb::RequestInjectionRequest>,
 ) -> Result<(StatusCode, Json<pb::InjectionResponse>), ServiceError> {
     check_id("tenant_id", &tenant_id)?;
+    principal.authorize(&tenant_id, Need::Write)?;
     check_id("terminal_id", &request.terminal_id)?;
-    check_id("bdk_id", &request.bdk_id)?;
-    let krd = CertificateDer::from_pem_slice(request.krd_certificate_pem.as_bytes())
-        .map_err(|_| ServiceError::bad_request("krd_certificate_pem: not a PEM certificate"))?;
-    let bdk_aggregate = format!("{tenant_id}/{}", request.bdk_id);
-    if state.read_bdk(&bdk_aggregate, "").await?.0.is_empty() {
-        return Err(bdk::BdkError::NotFound.into());
-    }
-    let injection_id = uuid::Uuid::now_v7().simple().to_string();
-    let aggregate_id = format!("{tenant_id}/{injection_id}");
-    let expires_at = mpos_es::now_micros()
-        + i64::try_from(state.confirmation_window.as_micros()).unwrap_or(i64::MAX / 2);
-    execute(
-        &state.injections,
-        &tenant_id,
-        &aggregate_id,
-        InjectionCommand::Request(pb::InjectionRequested {
-            tenant_id: tenant_id.clone(),
-            injection_id: injection_id.clone(),
-            terminal_id: request.terminal_id.clone(),
-            bdk_id: request.bdk_id.clone(),
-            method: pb::DeliveryMethod::Tr34.into(),
-            device_certificate_sha256: hex::encode(Sha256::digest(krd.as_ref())),
-            reason: if request.reason.trim().is_empty() {
-                "activation".to_owned()
-            } else {
-                request.reason.trim().to_owned()
-            },
-            expires_at: Some(mpos_proto::timestamp_from_micros(expires_at)),
-        }),
-    )
-    .await?;
-    // The device's certificate must chain to a trusted CA before it gets an identity; a
-    // refusal is recorded.
-    if let Err(reason) = check_krd(&state.krd_cas, krd.as_ref()) {
-        execute(
-            &state.injections,
+    let bdk_id = if request.bdk_id.is_empty() {
+        None
+    } else {
+        check_id("bdk_id", &request.bdk_id)?;
+        Some(request.bdk_id.clone())
+    };
+    let actor = principal.actor();
+    if request.krd_certificate_pem.trim().is_empty() {
+        let id = reinject_terminal(
+            &state,
+            &actor,
             &tenant_id,
-            &aggregate_id,
-            InjectionCommand::Fail {
-                reason: format!("device certificate refused: {reason}"),
-            },
+            &request.terminal_id,
+            bdk_id,
+            &request.reason,
         )
         .await?;
-        return Err(ServiceError::bad_request(format!(
-            "krd_certificate_pem: refused: {reason}"
-        )));
+        let injection = state.injector.load(&tenant_id, &id).await?;
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(pb::InjectionResponse {
+                injection_id: id,
+                state: injection.state().to_proto().into(),
+                initial_key_id: injection.initial_key_id().to_owned(),
+                key_token: Vec::new(),
+                kdh_certificate: Vec::new(),
+            }),
+        ));
     }
-    // The next identity of the BDK, never handed out before.
-    execute(
-        &state.bdks,
-        &tenant_id,
-        &bdk_aggregate,
-        BdkCommand::Allocate {
-            terminal_id: request.terminal_id.clone(),
-            injection_id: injection_id.clone(),
-        },
-    )
-    .await?;
-    let (hsm_key, allocated) = state.read_bdk(&bdk_aggregate, &injection_id).await?;
-    let initial_key_id =
-        allocated.ok_or_else(|| ServiceError::internal("allocation not found in the log"))?;
-    // The hsm-proxy derives the device's initial key and envelopes it for the device only.
-    let exported: Result<hsm_pb::ExportKeyResponse, _> = state
-        .hsm
-        .call(
-            "ExportKey",
-            &hsm_pb::ExportKeyRequest {
+    let krd = CertificateDer::from_pem_slice(request.krd_certificate_pem.as_bytes())
+        .map_err(|_| ServiceError::bad_request("krd_certificate_pem: not a PEM certificate"))?;
+    if let Some(bdk_id) = &bdk_id
+        && !state.injector.bdk_exists(&tenant_id, bdk_id).await?
+    {
+        return Err(crate::bdk::BdkError::NotFound.into());
+    }
+    let injection_id = state
+        .injector
+        .request(
+            &actor,
+            InjectionSpec {
                 tenant_id: tenant_id.clone(),
-                key: hsm_key,
-                wrapping_key: state.kdh_key.clone(),
-                format: Some(hsm_pb::export_key_request::Format::Tr34DukptInitialKey(
-                    hsm_pb::Tr34DukptInitialKeyExport {
-                        ksn: initial_key_id.clone(),
-                        krd_certificate: krd.as_ref().to_vec(),
-                        kdh_certificate: state.kdh_certificate.to_vec(),
-                    },
-                )),
+                terminal_id: request.terminal_id.clone(),
+                bdk_id,
+                certificate_der: krd.as_ref().to_vec(),
+                injection_id: None,
+                reason: request.reason.clone(),
+                background: false,
             },
         )
-        .await;
-    let exported = match exported {
-        Ok(exported) => exported,
-        Err(error) => {
-            let error = hsm_error(error);
-            execute(
-                &state.injections,
-                &tenant_id,
-                &aggregate_id,
-                InjectionCommand::Fail {
-                    reason: format!("the hsm-proxy refused the export: {}", error.message),
-                },
-            )
-            .await?;
-            return Err(error);
-        }
-    };
-    let token = base64::Engine::decode(
-        &base64::engine::general_purpose::STANDARD,
-        &exported.key_block,
-    )
-    .map_err(|_| ServiceError::internal("the hsm-proxy answered an unreadable token"))?;
-    execute(
-        &state.injections,
-        &tenant_id,
-        &aggregate_id,
-        InjectionCommand::RecordKey {
-            initial_key_id: initial_key_id.clone(),
-            kcv: exported.kcv,
-            key_block_sha256: hex::encode(Sha256::digest(&token)),
-        },
-    )
-    .await?;
-    execute(
-        &state.injections,
-        &tenant_id,
-        &aggregate_id,
-        InjectionCommand::MarkDelivered,
-    )
-    .await?;
-    tracing::info!(%tenant_id, terminal_id = %request.terminal_id, %initial_key_id, "initial key delivered");
+        .await
+        .map_err(|error| {
+            if error.message.starts_with("device certificate") {
+                ServiceError::bad_request(format!(
+                    "krd_certificate_pem: {}",
+                    error
+                        .message
+                        .trim_start_matches("device certificate: ")
+                        .trim_start_matches("device certificate ")
+                ))
+            } else {
+                error
+            }
+        })?;
+    let delivery = state
+        .injector
+        .derive(&actor, &tenant_id, &injection_id)
+        .await?;
+    state
+        .injector
+        .execute(
+            &state.injector.injections,
+            &actor,
+            &tenant_id,
+            &format!("{tenant_id}/{injection_id}"),
+            crate::injection::InjectionCommand::MarkDelivered,
+        )
+        .await?;
+    tracing::info!(%tenant_id, terminal_id = %request.terminal_id, initial_key_id = %delivery.initial_key_id, "initial key delivered");
     Ok((
         StatusCode::CREATED,
         Json(pb::InjectionResponse {
             injection_id,
             state: pb::InjectionState::Delivered.into(),
-            initial_key_id,
-            key_token: token,
-            kdh_certificate: state.kdh_certificate.to_vec(),
+            initial_key_id: delivery.initial_key_id,
+            key_token: delivery.key_token,
+            kdh_certificate: delivery.kdh_certificate,
         }),
     ))
 }
 
-/// The device's confirmation: its KCV of the key it installed. A wrong KCV is recorded as
-/// a failed injection and answered as a bad request.
-async fn confirm(
+/// A new injection for the terminal's bound device, downloaded on the device API.
+pub(crate) async fn reinject_terminal(
+    state: &AppState,
+    actor: &Actor,
+    tenant_id: &str,
+    terminal_id: &str,
+    bdk_id: Option<String>,
+    reason: &str,
+) -> Result<String, ServiceError> {
+    let terminal = state
+        .view
+        .terminal(tenant_id, terminal_id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("terminal not found"))?;
+    if terminal.status != crate::feed::TerminalStatus::Active {
+        return Err(ServiceError::conflict(
+            "only an active terminal's device can receive a key",
+        ));
+    }
+    if terminal.certificate_der.is_empty() {
+        return Err(ServiceError::bad_request(
+            "the terminal has no device certificate (SoftPOS)",
+        ));
+    }
+    state
+        .injector
+        .request(
+            actor,
+            InjectionSpec {
+                tenant_id: tenant_id.to_owned(),
+                terminal_id: terminal_id.to_owned(),
+                bdk_id,
+                certificate_der: terminal.certificate(),
+                injection_id: None,
+                reason: if reason.trim().is_empty() {
+                    "re-injection".to_owned()
+                } else {
+                    reason.to_owned()
+                },
+                background: true,
+            },
+        )
+        .await
+}
+
+async fn reinject(
     State(state): State<AppState>,
-    Path((tenant_id, injection)): Path<(String, String)>,
-    ApiJson(request): ApiJson<pb::ConfirmInjectionRequest>,
-) -> Result<Json<pb::InjectionResponse>, ServiceError> {
+    principal: Principal,
+    Path((tenant_id, terminal_id)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<pb::InjectionResponse>), ServiceError> {
     check_id("tenant_id", &tenant_id)?;
-    check_id("injection_id", &injection)?;
-    let injection_id = injection;
-    let aggregate_id = format!("{tenant_id}/{injection_id}");
-    execute(
-        &state.injections,
+    principal.authorize(&tenant_id, Need::Write)?;
+    check_id("terminal_id", &terminal_id)?;
+    let id = reinject_terminal(
+        &state,
+        &principal.actor(),
         &tenant_id,
-        &aggregate_id,
-        InjectionCommand::Confirm {
-            kcv: request.kcv,
-            now_us: mpos_es::now_micros(),
-        },
+        &terminal_id,
+        None,
+        "re-injection",
     )
     .await?;
-    let events = state
-        .store
-        .read_aggregate(injection::AGGREGATE_TYPE, &aggregate_id, 0)
-        .await?;
-    let last = events
-        .last()
-        .ok_or_else(|| ServiceError::not_found("injection not found"))?;
-    let mut initial_key_id = String::new();
-    let mut outcome = pb::InjectionState::Unspecified;
-    for stored in &events {
-        match serde_json::from_str::<InjectionEvent>(&stored.event.payload).map_err(unreadable)? {
-            InjectionEvent::KeyDerived(derived) => initial_key_id = derived.initial_key_id,
-            InjectionEvent::Confirmed(_) => outcome = pb::InjectionState::Confirmed,
-            InjectionEvent::Failed(failed) if stored.event.sequence == last.event.sequence => {
-                return Err(ServiceError::bad_request(format!(
-                    "injection failed: {}",
-                    failed.reason
-                )));
-            }
-            InjectionEvent::Expired(_) if stored.event.sequence == last.event.sequence => {
-                return Err(ServiceError::conflict(
-                    "the injection expired before the device confirmed it",
-                ));
-            }
-            _ => {}
-        }
+    let injection = state.injector.load(&tenant_id, &id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(pb::InjectionResponse {
+            injection_id: id,
+            state: injection.state().to_proto().into(),
+            initial_key_id: injection.initial_key_id().to_owned(),
+            key_token: Vec::new(),
+            kdh_certificate: Vec::new(),
+        }),
+    ))
+}
+
+async fn get_injection(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((tenant_id, injection_id)): Path<(String, String)>,
+) -> Result<Json<pb::InjectionResponse>, ServiceError> {
+    check_id("tenant_id", &tenant_id)?;
+    principal.authorize(&tenant_id, Need::Read)?;
+    check_id("injection_id", &injection_id)?;
+    let injection = state.injector.load(&tenant_id, &injection_id).await?;
+    if injection.state() == crate::injection::State::New {
+        return Err(ServiceError::not_found("injection not found"));
     }
     Ok(Json(pb::InjectionResponse {
         injection_id,
-        state: outcome.into(),
-        initial_key_id,
+        state: injection.state().to_proto().into(),
+        initial_key_id: injection.initial_key_id().to_owned(),
         key_token: Vec::new(),
         kdh_certificate: Vec::new(),
     }))
+}
+
+/// The device's confirmation relayed by a caller that delivered the key itself.
+async fn confirm(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((tenant_id, injection_id)): Path<(String, String)>,
+    ApiJson(request): ApiJson<pb::ConfirmInjectionRequest>,
+) -> Result<Json<pb::InjectionResponse>, ServiceError> {
+    check_id("tenant_id", &tenant_id)?;
+    principal.authorize(&tenant_id, Need::Write)?;
+    check_id("injection_id", &injection_id)?;
+    let response = state
+        .injector
+        .confirm(&principal.actor(), &tenant_id, &injection_id, &request.kcv)
+        .await?;
+    Ok(Json(response))
+}
+
+async fn key_slots(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((tenant_id, terminal_id)): Path<(String, String)>,
+) -> Result<Json<pb::ListKeySlotsResponse>, ServiceError> {
+    check_id("tenant_id", &tenant_id)?;
+    principal.authorize(&tenant_id, Need::Read)?;
+    check_id("terminal_id", &terminal_id)?;
+    if state
+        .view
+        .terminal(&tenant_id, &terminal_id)
+        .await?
+        .is_none()
+    {
+        return Err(ServiceError::not_found("terminal not found"));
+    }
+    Ok(Json(
+        state.injector.key_slots(&tenant_id, &terminal_id).await?,
+    ))
+}
+
+async fn rotate_bdk(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((tenant_id, bdk_id)): Path<(String, String)>,
+    ApiJson(request): ApiJson<pb::RotateBdkRequest>,
+) -> Result<(StatusCode, Json<pb::BdkRotation>), ServiceError> {
+    check_id("tenant_id", &tenant_id)?;
+    principal.authorize(&tenant_id, Need::Write)?;
+    check_id("bdk_id", &bdk_id)?;
+    let rotation = state
+        .rotations
+        .start(&state, &principal.actor(), &tenant_id, &bdk_id, &request)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(rotation)))
+}
+
+async fn key_matrix(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(tenant_id): Path<String>,
+) -> Result<Json<pb::KeyMatrix>, ServiceError> {
+    check_id("tenant_id", &tenant_id)?;
+    principal.authorize(&tenant_id, Need::Read)?;
+    crate::matrix::key_matrix(&state, &tenant_id)
+        .await
+        .map(Json)
+}
+
+/// The tenant's key distribution host certificate: issued offline by the provider's RKI CA
+/// for the tenant's KDH key pair in the hsm-proxy; platform operator only.
+async fn set_kdh_certificate(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(tenant_id): Path<String>,
+    ApiJson(request): ApiJson<pb::SetKdhCertificateRequest>,
+) -> Result<StatusCode, ServiceError> {
+    check_id("tenant_id", &tenant_id)?;
+    if !matches!(principal, Principal::Operator) {
+        return Err(ServiceError::forbidden(
+            "only the platform operator sets KDH certificates",
+        ));
+    }
+    let certificate = CertificateDer::from_pem_slice(request.certificate_pem.as_bytes())
+        .map_err(|_| ServiceError::bad_request("certificate_pem: not a PEM certificate"))?;
+    state
+        .injector
+        .set_kdh_certificate(&tenant_id, certificate.as_ref())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rotation_progress(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((tenant_id, bdk_id)): Path<(String, String)>,
+) -> Result<Json<pb::BdkRotation>, ServiceError> {
+    check_id("tenant_id", &tenant_id)?;
+    principal.authorize(&tenant_id, Need::Read)?;
+    check_id("bdk_id", &bdk_id)?;
+    Rotations::progress(&state, &tenant_id, &bdk_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ServiceError::not_found("no rotation of this BDK"))
 }

@@ -167,6 +167,12 @@ pub struct Injection {
     tenant_id: String,
     injection_id: String,
     terminal_id: String,
+    #[serde(default)]
+    bdk_id: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    failure: String,
     state: State,
     initial_key_id: String,
     kcv: String,
@@ -179,6 +185,55 @@ fn is_hex(value: &str, lengths: std::ops::RangeInclusive<usize>) -> bool {
 }
 
 impl Injection {
+    /// Where it is.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The terminal it is for.
+    pub fn terminal_id(&self) -> &str {
+        &self.terminal_id
+    }
+
+    /// The BDK its key derives from.
+    pub fn bdk_id(&self) -> &str {
+        &self.bdk_id
+    }
+
+    /// Why it was requested ("activation", "re-injection", "rotation").
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// Why it failed, if it did.
+    pub fn failure(&self) -> &str {
+        &self.failure
+    }
+
+    /// The device identity, once the key was derived.
+    pub fn initial_key_id(&self) -> &str {
+        &self.initial_key_id
+    }
+
+    /// The KCV the device must confirm, once the key was derived.
+    pub fn kcv(&self) -> &str {
+        &self.kcv
+    }
+
+    /// The confirmation deadline (µs).
+    pub fn expires_at_us(&self) -> i64 {
+        self.expires_at_us
+    }
+
+    /// The state after `events`, from nothing (read back from the log).
+    pub fn replay(events: impl IntoIterator<Item = InjectionEvent>) -> Self {
+        let mut injection = Self::default();
+        for event in events {
+            cqrs_es::Aggregate::apply(&mut injection, event);
+        }
+        injection
+    }
+
     fn illegal(&self, action: &'static str) -> InjectionError {
         InjectionError::IllegalTransition {
             state: self.state.name(),
@@ -358,6 +413,8 @@ impl Aggregate for Injection {
                 self.tenant_id = requested.tenant_id;
                 self.injection_id = requested.injection_id;
                 self.terminal_id = requested.terminal_id;
+                self.bdk_id = requested.bdk_id;
+                self.reason = requested.reason;
                 self.expires_at_us = requested
                     .expires_at
                     .as_ref()
@@ -372,7 +429,10 @@ impl Aggregate for Injection {
             }
             InjectionEvent::Delivered(_) => self.state = State::Delivered,
             InjectionEvent::Confirmed(_) => self.state = State::Confirmed,
-            InjectionEvent::Failed(_) => self.state = State::Failed,
+            InjectionEvent::Failed(failed) => {
+                self.failure = failed.reason;
+                self.state = State::Failed;
+            }
             InjectionEvent::Expired(_) => self.state = State::Expired,
         }
     }

@@ -11,8 +11,13 @@
 pub mod alarms;
 pub mod api;
 pub mod bdk;
+pub mod device_api;
 pub mod device_id;
+pub mod feed;
 pub mod injection;
+pub mod injector;
+pub mod matrix;
+pub mod rotation;
 pub mod service;
 pub mod slots;
 

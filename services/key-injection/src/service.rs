@@ -1,21 +1,27 @@
-//! Wiring: the service on a running store and bus, with the hsm-proxy reached over the bus.
+//! Wiring: the service on a running store and bus, with the hsm-proxy reached over the bus:
+//! the admin API, the device API (mTLS), the terminal-management feed, the derivation
+//! workers, BDK rotations and the cryptoperiod sweep.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use device_identity::{ServerIdentity, TrustStore};
 use hsm_proxy::rpc::HsmClient;
 use mpos_bus::Bus;
 use mpos_es::{EventStore, snapshot_framework};
 use mpos_service::{CommonConfig, Infrastructure, Pipelines};
 use secrecy::SecretString;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{AppState, router};
-use crate::bdk::Bdk;
-use crate::injection::Injection;
+use crate::device_api::{DeviceState, device_router};
+use crate::feed::{FeedSource, TmsView};
+use crate::injector::{Actor, FlowSettings, Injector};
+use crate::rotation::Rotations;
+use crate::slots::DeviceKeysCommand;
 
 /// Snapshot every this many events of an aggregate (a BDK collects one per device).
 const SNAPSHOT_EVERY: usize = 100;
@@ -26,10 +32,24 @@ pub mod vars {
     pub const OPERATOR_TOKEN: &str = "MPOS_OPERATOR_TOKEN";
     /// The key distribution host's RSA key pair in the hsm-proxy (id or alias, usage S0).
     pub const KDH_KEY: &str = "MPOS_KI_KDH_KEY";
-    /// The key distribution host's certificate (PEM file).
+    /// The key distribution host's certificate (PEM file, optional) for tenants without one
+    /// of their own (set with `PUT /v1/tenants/{tenant}/kdh-certificate`).
     pub const KDH_CERTIFICATE: &str = "MPOS_KI_KDH_CERTIFICATE";
-    /// The CAs of devices' TR-34 key receiving certificates (PEM file, one or more).
+    /// Extra CAs of devices' TR-34 key receiving certificates (PEM file, optional), beside
+    /// the manufacturer CAs registered in terminal-management.
     pub const KRD_CAS: &str = "MPOS_KI_KRD_CAS";
+    /// Where the device API (mTLS) listens.
+    pub const DEVICE_ADDR: &str = "MPOS_KI_DEVICE_ADDR";
+    /// The device API's server certificate chain (PEM file).
+    pub const DEVICE_TLS_CERT: &str = "MPOS_KI_DEVICE_TLS_CERT";
+    /// The device API's server private key (PEM file).
+    pub const DEVICE_TLS_KEY: &str = "MPOS_KI_DEVICE_TLS_KEY";
+    /// How many injections are derived at once.
+    pub const WORKERS: &str = "MPOS_KI_WORKERS";
+    /// How long an injected key may be used, in days.
+    pub const CRYPTOPERIOD_DAYS: &str = "MPOS_KI_CRYPTOPERIOD_DAYS";
+    /// How long an injection waits for the device's confirmation, in seconds.
+    pub const CONFIRMATION_WINDOW_S: &str = "MPOS_KI_CONFIRMATION_WINDOW_S";
 }
 
 /// What key-injection needs beyond the common configuration.
@@ -38,21 +58,33 @@ pub struct KiOptions {
     pub operator_token: SecretString,
     /// The KDH key pair in the hsm-proxy, per tenant the same alias (e.g. `alias/kdh`).
     pub kdh_key: String,
-    /// The KDH certificate, DER.
+    /// The default KDH certificate (DER; empty: none), for tenants without their own.
     pub kdh_certificate: Vec<u8>,
-    /// The CA certificates (DER) whose key receiving device certificates are accepted: a
-    /// device's TR-34 certificate must chain to one of them.
+    /// Extra CA certificates (DER) for devices' key receiving certificates.
     pub krd_cas: Vec<Vec<u8>>,
     /// How long a call to the hsm-proxy may take.
     pub hsm_timeout: Duration,
     /// How long an injection may wait for the device's confirmation.
     pub confirmation_window: Duration,
+    /// How long an injected key may be used.
+    pub cryptoperiod: Duration,
+    /// Where the device API listens.
+    pub device_addr: SocketAddr,
+    /// The device API's server identity (`None`: self-signed, not for production).
+    pub device_tls: Option<ServerIdentity>,
+    /// Injections derived at once.
+    pub workers: usize,
+    /// How often rotations and cryptoperiods are looked at.
+    pub sweep_interval: Duration,
+    /// Where terminal-management's events come from; `None`: the bus.
+    pub feed: Option<FeedSource>,
 }
 
 impl std::fmt::Debug for KiOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KiOptions")
             .field("kdh_key", &self.kdh_key)
+            .field("device_addr", &self.device_addr)
             .finish_non_exhaustive()
     }
 }
@@ -60,19 +92,21 @@ impl std::fmt::Debug for KiOptions {
 /// A running key-injection.
 #[derive(Debug)]
 pub struct Running {
-    /// Where the API listens.
+    /// Where the admin API listens.
     pub http_addr: SocketAddr,
+    /// Where the device API (mTLS) listens.
+    pub device_addr: SocketAddr,
     pipelines: Pipelines,
 }
 
 impl Running {
-    /// Waits until the API server and background tasks stopped (after cancellation).
+    /// Waits until the servers and background tasks stopped (after cancellation).
     pub async fn join(self) {
         self.pipelines.join().await;
     }
 }
 
-/// Starts the API and the background work; everything stops when `cancel` fires.
+/// Starts the APIs and the background work; everything stops when `cancel` fires.
 pub async fn start(
     config: &CommonConfig,
     store: EventStore,
@@ -85,7 +119,7 @@ pub async fn start(
     let requests = bus.requests.clone().ok_or_else(|| {
         std::io::Error::other("key-injection needs a bus with request-reply to reach the hsm-proxy")
     })?;
-    let pipelines = Pipelines::start(
+    let mut pipelines = Pipelines::start(
         &store,
         Arc::new(crate::codec()),
         bus,
@@ -93,26 +127,133 @@ pub async fn start(
         config,
         cancel,
     );
-    let state = AppState {
-        bdks: snapshot_framework::<Bdk>(&store, SNAPSHOT_EVERY),
-        injections: snapshot_framework::<Injection>(&store, SNAPSHOT_EVERY),
-        store,
-        hsm: Arc::new(HsmClient::new(
+    let trust = TrustStore::new();
+    let injector = Arc::new(Injector::new(
+        snapshot_framework(&store, SNAPSHOT_EVERY),
+        snapshot_framework(&store, SNAPSHOT_EVERY),
+        snapshot_framework(&store, SNAPSHOT_EVERY),
+        store.clone(),
+        Arc::new(HsmClient::new(
             requests,
             "service:key-injection",
             options.hsm_timeout,
         )),
+        trust.clone(),
+        FlowSettings {
+            kdh_key: options.kdh_key.clone(),
+            kdh_certificate: options.kdh_certificate.clone(),
+            krd_cas: options.krd_cas.clone(),
+            confirmation_window: options.confirmation_window,
+            cryptoperiod: options.cryptoperiod,
+        },
+    ));
+    let view = TmsView::new(store.clone(), trust.clone());
+    if let Err(error) = view.reload_trust().await {
+        tracing::warn!(error = %error.message, "cannot load the manufacturer cas");
+    }
+
+    // Derivation workers, fed by requests and, at start, by what a crash left undone.
+    let (work, queue) = mpsc::channel::<(String, String)>(1_024);
+    injector.set_worker(work.clone());
+    let queue = Arc::new(tokio::sync::Mutex::new(queue));
+    for _ in 0..options.workers.max(1) {
+        let (injector, queue, cancel) = (injector.clone(), queue.clone(), cancel.clone());
+        pipelines.spawn(async move {
+            let actor = Actor("service:key-injection".to_owned());
+            loop {
+                let next = tokio::select! {
+                    () = cancel.cancelled() => return,
+                    next = async { queue.lock().await.recv().await } => next,
+                };
+                let Some((tenant_id, injection_id)) = next else { return };
+                if let Err(error) = injector.derive(&actor, &tenant_id, &injection_id).await {
+                    // The device's download derives it again if needed.
+                    tracing::warn!(%tenant_id, %injection_id, error = %error.message, "key derivation failed");
+                }
+            }
+        });
+    }
+    {
+        let injector = injector.clone();
+        pipelines.spawn(async move {
+            match injector.unfinished().await {
+                Ok(unfinished) => {
+                    if !unfinished.is_empty() {
+                        tracing::info!(
+                            count = unfinished.len(),
+                            "resuming injections left before delivery"
+                        );
+                    }
+                    for item in unfinished {
+                        if work.send(item).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error.message, "cannot list unfinished injections");
+                }
+            }
+        });
+    }
+
+    // terminal-management's events.
+    let source = options
+        .feed
+        .clone()
+        .unwrap_or_else(|| FeedSource::Bus(bus.subscriber.clone()));
+    pipelines.spawn(crate::feed::run_from(
+        view.clone(),
+        source,
+        injector.clone(),
+        cancel.clone(),
+    ));
+
+    let rotations = Arc::new(Rotations::default());
+    let state = AppState {
+        injector: injector.clone(),
+        view: view.clone(),
         operator: mpos_http::OperatorAuth::new(&options.operator_token),
-        kdh_key: options.kdh_key.clone(),
-        kdh_certificate: Arc::new(options.kdh_certificate.clone()),
-        krd_cas: Arc::new(options.krd_cas.clone()),
-        confirmation_window: options.confirmation_window,
-        bdk_cache: Arc::new(Mutex::new(HashMap::new())),
+        rotations: rotations.clone(),
     };
+    {
+        let (state, cancel, tick) = (state.clone(), cancel.clone(), options.sweep_interval);
+        pipelines.spawn(async move { rotations.run(state, tick, cancel).await });
+    }
+    {
+        let (injector, cancel, tick) = (injector.clone(), cancel.clone(), options.sweep_interval);
+        pipelines.spawn(async move { sweep_cryptoperiods(injector, tick, cancel).await });
+    }
+
+    // The device API, over mTLS with the manufacturer CAs.
+    let device_listener = TcpListener::bind(options.device_addr).await?;
+    let device_addr = device_listener.local_addr()?;
+    let ServerIdentity { chain, key } =
+        ServerIdentity::or_self_signed(options.device_tls.as_ref(), "key-injection device")
+            .map_err(std::io::Error::other)?;
+    let tls = Arc::new(
+        device_identity::mtls_server_config(chain, key, trust.clone())
+            .map_err(std::io::Error::other)?,
+    );
+    let devices = device_router(DeviceState {
+        injector: injector.clone(),
+        view,
+    });
+    {
+        let shutdown = cancel.clone().cancelled_owned();
+        pipelines.spawn(async move {
+            if let Err(error) =
+                device_identity::serve(device_listener, tls, Some(trust), devices, shutdown).await
+            {
+                tracing::error!(%error, "device api server failed");
+            }
+        });
+    }
+    tracing::info!(address = %device_addr, "key-injection device api (mtls) started");
+
     let http_addr = listener.local_addr()?;
     let app = router(state);
     let shutdown = cancel.clone().cancelled_owned();
-    let mut pipelines = pipelines;
     pipelines.spawn(async move {
         if let Err(error) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -124,6 +265,163 @@ pub async fn start(
     tracing::info!(address = %http_addr, "key-injection api started");
     Ok(Running {
         http_addr,
+        device_addr,
         pipelines,
     })
+}
+
+/// Raises cryptoperiod alarms: every `tick`, each terminal's keys are checked against their
+/// cryptoperiod (an alarm is recorded once per severity and key).
+async fn sweep_cryptoperiods(injector: Arc<Injector>, tick: Duration, cancel: CancellationToken) {
+    let actor = Actor("service:key-injection".to_owned());
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(tick) => {}
+        }
+        let inventories = match injector
+            .store
+            .read_aggregate_type(crate::slots::AGGREGATE_TYPE)
+            .await
+        {
+            Ok(events) => {
+                let mut ids: Vec<(String, String)> = events
+                    .iter()
+                    .map(|stored| {
+                        (
+                            stored.event.tenant_id.clone(),
+                            stored.event.aggregate_id.clone(),
+                        )
+                    })
+                    .collect();
+                ids.sort();
+                ids.dedup();
+                ids
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot read key slots");
+                continue;
+            }
+        };
+        for (tenant_id, aggregate_id) in inventories {
+            if let Err(error) = injector
+                .execute(
+                    &injector.slots,
+                    &actor,
+                    &tenant_id,
+                    &aggregate_id,
+                    DeviceKeysCommand::CheckCryptoperiod {
+                        now_us: mpos_es::now_micros(),
+                    },
+                )
+                .await
+            {
+                tracing::warn!(%aggregate_id, error = %error.message, "cryptoperiod check failed");
+            }
+        }
+    }
+}
+
+impl KiOptions {
+    /// Reads the options; the operator token is handed in (mposd generates it), and
+    /// `device_addr` is the default device API address.
+    pub fn from_vars(
+        vars: &mpos_config::Vars,
+        operator_token: SecretString,
+        device_addr: &str,
+    ) -> Result<Self, mpos_config::ConfigError> {
+        use device_identity::rustls::pki_types::CertificateDer;
+        use device_identity::rustls::pki_types::pem::PemObject;
+        use mpos_config::ConfigError;
+        let path = |name: &str| -> Result<Option<String>, ConfigError> {
+            if vars.is_set(name) {
+                vars.string(name, None, "a file path").map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let certificate = match path(vars::KDH_CERTIFICATE)? {
+            Some(kdh_path) => CertificateDer::from_pem_file(&kdh_path)
+                .map_err(|error| {
+                    ConfigError::invalid(
+                        vars::KDH_CERTIFICATE,
+                        "a PEM certificate file",
+                        &error.to_string(),
+                    )
+                })?
+                .as_ref()
+                .to_vec(),
+            None => Vec::new(),
+        };
+        let krd_cas = match path(vars::KRD_CAS)? {
+            Some(cas_path) => CertificateDer::pem_file_iter(&cas_path)
+                .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+                .map_err(|error| {
+                    ConfigError::invalid(
+                        vars::KRD_CAS,
+                        "a PEM file of CA certificates",
+                        &error.to_string(),
+                    )
+                })?
+                .iter()
+                .map(|ca| ca.as_ref().to_vec())
+                .collect(),
+            None => Vec::new(),
+        };
+        let device_tls = match (path(vars::DEVICE_TLS_CERT)?, path(vars::DEVICE_TLS_KEY)?) {
+            (Some(cert), Some(key)) => Some(
+                ServerIdentity::from_pem_files(
+                    std::path::Path::new(&cert),
+                    std::path::Path::new(&key),
+                )
+                .map_err(|error| {
+                    ConfigError::invalid(
+                        vars::DEVICE_TLS_CERT,
+                        "PEM files of the certificate chain and its key",
+                        &error.to_string(),
+                    )
+                })?,
+            ),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::missing(
+                    vars::DEVICE_TLS_KEY,
+                    "both MPOS_KI_DEVICE_TLS_CERT and MPOS_KI_DEVICE_TLS_KEY, or neither",
+                ));
+            }
+        };
+        let days: u64 = vars.parse(
+            vars::CRYPTOPERIOD_DAYS,
+            Some(730),
+            "a number of days from 1 to 7300",
+        )?;
+        if !(1..=7_300).contains(&days) {
+            return Err(ConfigError::invalid(
+                vars::CRYPTOPERIOD_DAYS,
+                "a number of days from 1 to 7300",
+                &days.to_string(),
+            ));
+        }
+        let window: u64 = vars.parse(
+            vars::CONFIRMATION_WINDOW_S,
+            Some(3_600),
+            "a number of seconds from 1 to 604800",
+        )?;
+        let workers: usize =
+            vars.parse(vars::WORKERS, Some(8), "a number of workers from 1 to 256")?;
+        Ok(Self {
+            operator_token,
+            kdh_key: vars.string(vars::KDH_KEY, Some("alias/kdh"), "a key id or alias")?,
+            kdh_certificate: certificate,
+            krd_cas,
+            hsm_timeout: vars.duration_ms("MPOS_KI_HSM_TIMEOUT_MS", 5_000)?,
+            confirmation_window: Duration::from_secs(window.clamp(1, 604_800)),
+            cryptoperiod: Duration::from_secs(days * 24 * 3_600),
+            device_addr: vars.socket_addr(vars::DEVICE_ADDR, device_addr)?,
+            device_tls,
+            workers: workers.clamp(1, 256),
+            sweep_interval: vars.duration_ms("MPOS_KI_SWEEP_INTERVAL_MS", 60_000)?,
+            feed: None,
+        })
+    }
 }

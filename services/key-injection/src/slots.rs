@@ -28,6 +28,9 @@ use crate::alarms::{self, Severity};
 /// The aggregate type in the event log and on the bus.
 pub const AGGREGATE_TYPE: &str = "device_keys";
 
+/// The slot of a device's DUKPT initial key.
+pub const DUKPT_SLOT: &str = "dukpt";
+
 /// The longest slot name.
 const SLOT_MAX_LEN: usize = 32;
 /// The longest revocation or failure reason.

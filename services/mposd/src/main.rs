@@ -9,7 +9,9 @@
 //! into the data directory when absent), `MPOS_DEVICE_ADDR` (the device API, mTLS, default
 //! `127.0.0.1:8443`), `MPOS_DEVICE_TLS_CERT` / `MPOS_DEVICE_TLS_KEY` (default: a self-signed
 //! certificate, not for production), `MPOS_HSM_BACKENDS` (default: one soft:// backend in the
-//! data directory), `MPOS_LOG`, `MPOS_LOG_FORMAT`, `MPOS_OTLP_ENDPOINT`.
+//! data directory), `MPOS_KI_HTTP_ADDR` (key-injection's admin API, default `127.0.0.1:8086`),
+//! `MPOS_KI_DEVICE_ADDR` (its device API, mTLS, default `127.0.0.1:8444`), the other
+//! `MPOS_KI_*` settings of key-injection, `MPOS_LOG`, `MPOS_LOG_FORMAT`, `MPOS_OTLP_ENDPOINT`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,7 @@ const SIGNING_KEY_FILE: &str = "chain-signing.key";
 const SOFT_LMK_FILE: &str = "hsm-soft-lmk.key";
 const PARAMETER_KEY_FILE: &str = "parameter-signing.key";
 const HSM_HTTP_ADDR: &str = "MPOS_HSM_HTTP_ADDR";
+const KI_HTTP_ADDR: &str = "MPOS_KI_HTTP_ADDR";
 
 /// Reads a secret file of the data directory, or creates it (mode 0600) with `generate()`.
 fn load_or_create(path: &Path, generate: impl FnOnce() -> String) -> std::io::Result<String> {
@@ -62,6 +65,8 @@ struct Embedded {
     vars: Vars,
     /// The same settings for the hsm-proxy: its own log, its own listener.
     hsm_vars: Vars,
+    /// The same settings for key-injection: its own log, its own listeners.
+    ki_vars: Vars,
     operator_token: SecretString,
 }
 
@@ -154,6 +159,20 @@ fn embedded_settings(environment: &Vars) -> Result<Embedded, String> {
         format!("soft://{}", data_dir.join("hsm-keys").display()),
     );
     let mut hsm_pairs = pairs.clone();
+    let mut ki_pairs = pairs.clone();
+    ki_pairs.retain(|(name, _)| {
+        name != mpos_service::vars::DATABASE_URL && name != mpos_service::vars::HTTP_ADDR
+    });
+    ki_pairs.push((
+        mpos_service::vars::DATABASE_URL.to_owned(),
+        database(key_injection::SERVICE),
+    ));
+    ki_pairs.push((
+        mpos_service::vars::HTTP_ADDR.to_owned(),
+        environment
+            .string(KI_HTTP_ADDR, Some("127.0.0.1:8086"), "host:port")
+            .map_err(|error| error.to_string())?,
+    ));
     if !environment.is_set(mpos_service::vars::DATABASE_URL) {
         pairs.push((
             mpos_service::vars::DATABASE_URL.to_owned(),
@@ -177,6 +196,7 @@ fn embedded_settings(environment: &Vars) -> Result<Embedded, String> {
         data_dir,
         vars: Vars::from_pairs(pairs),
         hsm_vars: Vars::from_pairs(hsm_pairs),
+        ki_vars: Vars::from_pairs(ki_pairs),
         operator_token,
     })
 }
@@ -218,8 +238,19 @@ async fn main() -> ExitCode {
         embedded.operator_token.clone(),
     ));
     let hsm_config = exit_on_error(hsm_proxy::service::HsmConfig::from_vars(&embedded.hsm_vars));
+    let ki_common = exit_on_error(CommonConfig::from_vars(
+        &embedded.ki_vars,
+        key_injection::SERVICE,
+        "127.0.0.1:8086",
+        "127.0.0.1:9090",
+    ));
+    let mut ki_options = exit_on_error(key_injection::service::KiOptions::from_vars(
+        &embedded.ki_vars,
+        embedded.operator_token.clone(),
+        "127.0.0.1:8444",
+    ));
     let mut listeners = Vec::new();
-    for address in [config.http_addr, hsm_common.http_addr] {
+    for address in [config.http_addr, hsm_common.http_addr, ki_common.http_addr] {
         match tokio::net::TcpListener::bind(address).await {
             Ok(listener) => listeners.push(listener),
             Err(error) => {
@@ -228,7 +259,9 @@ async fn main() -> ExitCode {
             }
         }
     }
-    let (Some(hsm_listener), Some(api_listener)) = (listeners.pop(), listeners.pop()) else {
+    let (Some(ki_listener), Some(hsm_listener), Some(api_listener)) =
+        (listeners.pop(), listeners.pop(), listeners.pop())
+    else {
         return ExitCode::FAILURE;
     };
     let launch = match Launch::start(&config, telemetry.metrics()).await {
@@ -286,6 +319,36 @@ async fn main() -> ExitCode {
         }
     };
 
+    // key-injection: its own SQLite log; terminal-management's events read from its log.
+    ki_options.feed = Some(key_injection::feed::FeedSource::Store {
+        store: store.clone(),
+        codec: std::sync::Arc::new(terminal_management::codec()),
+    });
+    let ki_infrastructure = mpos_service::Infrastructure::default();
+    let Some((ki_store, ki_bus)) = ki_infrastructure.connect(&ki_common, &cancel).await else {
+        return ExitCode::SUCCESS;
+    };
+    let ki = match key_injection::service::start(
+        &ki_common,
+        ki_store.clone(),
+        &ki_bus,
+        &ki_infrastructure,
+        &ki_options,
+        ki_listener,
+        &cancel,
+    )
+    .await
+    {
+        Ok(running) => running,
+        Err(error) => {
+            eprintln!("cannot start key-injection: {error}");
+            cancel.cancel();
+            running.join().await;
+            hsm.join().await;
+            return ExitCode::FAILURE;
+        }
+    };
+
     let token_hint = if environment.is_set(OPERATOR_TOKEN) {
         format!("from {OPERATOR_TOKEN}")
     } else {
@@ -308,6 +371,10 @@ async fn main() -> ExitCode {
         hsm.http_addr
     );
     println!(
+        "mposd: keys  http://{}  (key-injection admin api); devices https://{} (key download, mtls)",
+        ki.http_addr, ki.device_addr
+    );
+    println!(
         "mposd: admin http://{}  (/livez /readyz /metrics)",
         launch.admin_addr
     );
@@ -316,9 +383,11 @@ async fn main() -> ExitCode {
 
     running.join().await;
     hsm.join().await;
+    ki.join().await;
     launch.finish().await;
     store.close().await;
     hsm_store.close().await;
+    ki_store.close().await;
     println!("mposd: stopped");
     ExitCode::SUCCESS
 }

@@ -8,6 +8,7 @@ struct Mposd {
     child: Child,
     api: String,
     hsm: String,
+    keys: String,
     admin: String,
     lines: std::sync::mpsc::Receiver<String>,
 }
@@ -20,6 +21,8 @@ fn start(data_dir: &std::path::Path) -> Mposd {
         .env("MPOS_ADMIN_ADDR", "127.0.0.1:0")
         .env("MPOS_HSM_HTTP_ADDR", "127.0.0.1:0")
         .env("MPOS_DEVICE_ADDR", "127.0.0.1:0")
+        .env("MPOS_KI_HTTP_ADDR", "127.0.0.1:0")
+        .env("MPOS_KI_DEVICE_ADDR", "127.0.0.1:0")
         .env("MPOS_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -34,7 +37,7 @@ fn start(data_dir: &std::path::Path) -> Mposd {
             }
         }
     });
-    let (mut api, mut hsm, mut admin) = (None, None, None);
+    let (mut api, mut hsm, mut keys, mut admin) = (None, None, None, None);
     loop {
         let line = lines
             .recv_timeout(Duration::from_secs(60))
@@ -44,6 +47,9 @@ fn start(data_dir: &std::path::Path) -> Mposd {
         }
         if let Some(rest) = line.strip_prefix("mposd: hsm   ") {
             hsm = rest.split_whitespace().next().map(str::to_owned);
+        }
+        if let Some(rest) = line.strip_prefix("mposd: keys  ") {
+            keys = rest.split_whitespace().next().map(str::to_owned);
         }
         if let Some(rest) = line.strip_prefix("mposd: admin ") {
             admin = rest.split_whitespace().next().map(str::to_owned);
@@ -56,6 +62,7 @@ fn start(data_dir: &std::path::Path) -> Mposd {
         child,
         api: api.expect("api"),
         hsm: hsm.expect("hsm"),
+        keys: keys.expect("key-injection"),
         admin: admin.expect("admin"),
         lines,
     }
@@ -110,6 +117,54 @@ async fn mposd_starts_on_a_fresh_data_dir_serves_and_stops_cleanly() {
         .expect("create key");
     assert_eq!(response.status().as_u16(), 201);
     let key: serde_json::Value = response.json().await.expect("json");
+    // key-injection runs beside them: a BDK of the hsm-proxy is assigned to the tenant, and
+    // the tenant's API key (issued by terminal-management) reaches key-injection.
+    let response = client
+        .post(format!("{}/v1/tenants/acme/keys", mposd.hsm))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"attributes": {"algorithm": "KEY_ALGORITHM_TDES_2KEY", "keyUsage": "B0", "modeOfUse": "X"}, "alias": "bdk"}))
+        .send()
+        .await
+        .expect("create bdk");
+    assert_eq!(response.status().as_u16(), 201);
+    let response = client
+        .post(format!("{}/v1/tenants/acme/bdks", mposd.keys))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"bdkId": "bdk-1", "hsmKeyId": "alias/bdk", "algorithm": "DUKPT_ALGORITHM_TDES", "keySetId": "FFFF987654"}))
+        .send()
+        .await
+        .expect("assign bdk");
+    assert_eq!(response.status().as_u16(), 201);
+    let response = client
+        .post(format!("{}/v1/tenants/acme/api-keys", mposd.api))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"role": "API_KEY_ROLE_READ_ONLY", "label": "auditor"}))
+        .send()
+        .await
+        .expect("api key");
+    assert_eq!(response.status().as_u16(), 201);
+    let api_key: serde_json::Value = response.json().await.expect("json");
+    let api_key = api_key["secret"].as_str().expect("secret").to_owned();
+    let mut matrix = serde_json::Value::Null;
+    for _ in 0..100 {
+        let response = client
+            .get(format!("{}/v1/tenants/acme/key-matrix", mposd.keys))
+            .bearer_auth(&api_key)
+            .send()
+            .await
+            .expect("matrix");
+        if response.status().as_u16() == 200 {
+            matrix = response.json().await.expect("json");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        matrix["entries"]
+            .as_array()
+            .is_some_and(|entries| entries.iter().any(|entry| entry["keyUsage"] == "B0")),
+        "{matrix}"
+    );
     let metrics = client
         .get(format!("{}/metrics", mposd.admin))
         .send()
@@ -167,10 +222,19 @@ async fn mposd_starts_on_a_fresh_data_dir_serves_and_stops_cleanly() {
         .await
         .expect("json");
     assert_eq!(consistency["consistent"], true, "{consistency}");
+    // key-injection kept what it learnt from terminal-management across the restart.
+    let response = client
+        .get(format!("{}/v1/tenants/acme/key-matrix", again.keys))
+        .bearer_auth(&api_key)
+        .send()
+        .await
+        .expect("matrix");
+    assert_eq!(response.status().as_u16(), 200);
     interrupt(&mut again);
     assert!(dir.path().join("hsm-proxy.db").exists());
     assert!(dir.path().join("hsm-soft-lmk.key").exists());
     assert!(dir.path().join("terminal-management.db").exists());
+    assert!(dir.path().join("key-injection.db").exists());
     assert!(dir.path().join("chain-signing.key").exists());
 }
 

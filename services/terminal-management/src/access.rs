@@ -11,10 +11,8 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
-/// The token prefix of tenant API keys.
-pub const TOKEN_PREFIX: &str = "mpk_";
+pub use mpos_http::api_key::{PresentedKey, TOKEN_PREFIX, is_key_id};
 
 /// What a tenant API key may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -138,14 +136,6 @@ impl Principal {
     }
 }
 
-/// Whether `value` is a key id (16 lowercase hex digits).
-pub fn is_key_id(value: &str) -> bool {
-    value.len() == 16
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
 /// A freshly generated API key.
 #[derive(Debug)]
 pub struct NewApiKey {
@@ -170,41 +160,6 @@ pub fn generate() -> NewApiKey {
         token: SecretString::from(format!("{TOKEN_PREFIX}{key_id}_{secret_hex}")),
         key_id,
         secret_sha256,
-    }
-}
-
-/// A presented token split into its key id and the digest of its secret.
-#[derive(Debug, PartialEq, Eq)]
-pub struct PresentedKey {
-    /// The key id.
-    pub key_id: String,
-    secret_sha256: [u8; 32],
-}
-
-impl PresentedKey {
-    /// Parses a bearer token; `None` if it is not shaped like a tenant API key.
-    pub fn parse(token: &str) -> Option<Self> {
-        let rest = token.strip_prefix(TOKEN_PREFIX)?;
-        let (key_id, secret) = rest.split_once('_')?;
-        if !is_key_id(key_id)
-            || secret.len() != 64
-            || !secret.bytes().all(|b| b.is_ascii_hexdigit())
-        {
-            return None;
-        }
-        Some(Self {
-            key_id: key_id.to_owned(),
-            secret_sha256: Sha256::digest(secret.as_bytes()).into(),
-        })
-    }
-
-    /// Whether the secret matches the stored hex digest (constant time).
-    pub fn matches(&self, stored_hex: &str) -> bool {
-        let mut stored = [0_u8; 32];
-        if hex::decode_to_slice(stored_hex, &mut stored).is_err() {
-            return false;
-        }
-        bool::from(self.secret_sha256.ct_eq(&stored))
     }
 }
 

@@ -14,8 +14,6 @@ use crate::api::{AppState, Commands, device_router, router};
 use crate::model::Model;
 use crate::parameters::{ParameterSets, ParameterSigner};
 use crate::read_model::TenantsProjection;
-use device_identity::rustls::pki_types::pem::PemObject;
-use device_identity::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// The service's own settings.
 pub mod vars {
@@ -32,46 +30,7 @@ pub mod vars {
 }
 
 /// The device API's server certificate and key.
-pub struct DeviceTls {
-    /// The chain, leaf first.
-    pub chain: Vec<CertificateDer<'static>>,
-    /// The private key.
-    pub key: PrivateKeyDer<'static>,
-}
-
-impl std::fmt::Debug for DeviceTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeviceTls")
-            .field("chain", &self.chain.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl DeviceTls {
-    /// Reads PEM files.
-    pub fn from_files(
-        cert: &std::path::Path,
-        key: &std::path::Path,
-    ) -> Result<Self, mpos_config::ConfigError> {
-        let chain = CertificateDer::pem_file_iter(cert)
-            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-            .map_err(|error| {
-                mpos_config::ConfigError::invalid(
-                    vars::DEVICE_TLS_CERT,
-                    "a PEM file of certificates",
-                    &error.to_string(),
-                )
-            })?;
-        let key = PrivateKeyDer::from_pem_file(key).map_err(|error| {
-            mpos_config::ConfigError::invalid(
-                vars::DEVICE_TLS_KEY,
-                "a PEM file with a private key",
-                &error.to_string(),
-            )
-        })?;
-        Ok(Self { chain, key })
-    }
-}
+pub type DeviceTls = device_identity::ServerIdentity;
 
 /// What terminal-management needs beyond the common configuration.
 pub struct TmOptions {
@@ -112,10 +71,16 @@ impl TmOptions {
             }
         };
         let device_tls = match (path(vars::DEVICE_TLS_CERT)?, path(vars::DEVICE_TLS_KEY)?) {
-            (Some(cert), Some(key)) => Some(DeviceTls::from_files(
-                std::path::Path::new(&cert),
-                std::path::Path::new(&key),
-            )?),
+            (Some(cert), Some(key)) => Some(
+                DeviceTls::from_pem_files(std::path::Path::new(&cert), std::path::Path::new(&key))
+                    .map_err(|error| {
+                        mpos_config::ConfigError::invalid(
+                            vars::DEVICE_TLS_CERT,
+                            "PEM files of the certificate chain and its key",
+                            &error.to_string(),
+                        )
+                    })?,
+            ),
             (None, None) => None,
             _ => {
                 return Err(mpos_config::ConfigError::missing(
@@ -206,16 +171,9 @@ pub async fn start(
 
     let device_listener = TcpListener::bind(options.device_addr).await?;
     let device_addr = device_listener.local_addr()?;
-    let (chain, key) = match &options.device_tls {
-        Some(tls) => (tls.chain.clone(), tls.key.clone_key()),
-        None => {
-            tracing::warn!(
-                "device api uses a self-signed certificate: not for production (set MPOS_DEVICE_TLS_CERT and MPOS_DEVICE_TLS_KEY)"
-            );
-            device_identity::self_signed(&["localhost", "127.0.0.1"])
-                .map_err(std::io::Error::other)?
-        }
-    };
+    let device_identity::ServerIdentity { chain, key } =
+        device_identity::ServerIdentity::or_self_signed(options.device_tls.as_ref(), "device")
+            .map_err(std::io::Error::other)?;
     let model_trust = model.trust().clone();
     let tls = Arc::new(
         device_identity::mtls_server_config(chain, key, model.trust().clone())

@@ -28,7 +28,7 @@ pub fn server_tls() -> DeviceTls {
     let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_path, cert).expect("write");
     std::fs::write(&key_path, key).expect("write");
-    DeviceTls::from_files(&cert_path, &key_path).expect("device tls")
+    DeviceTls::from_pem_files(&cert_path, &key_path).expect("device tls")
 }
 
 /// A test manufacturer CA.
