@@ -21,134 +21,15 @@
 //!   AF8CB133A78F8DC2D1359F18527593FB, data encryption key of counter 2
 //!   D639514AA33AC43AD9229E433D6D4E5B.
 
-use std::sync::OnceLock;
+mod common;
 
+use common::*;
 use mpos_proto::key_injection as ki_pb;
 use paycrypto::dukpt::tdes::{self, DataKeyDerivation, KeyUsage};
 use paycrypto::pin::{Pan, Pin, PinBlockFormat};
 use paycrypto::primitives::{aes_decrypt_cbc, tdes_decrypt_cbc};
-use paycrypto::tr34::{
-    self, ContentEncryption, Credential, Freshness, KeyTransport, SignatureScheme,
-};
-use paycrypto::{CryptoError, SecretBytes, kcv};
-use terminal_sim::{
-    DeviceIdentity, DeviceKeyKind, ManufacturerCa, SimError, Terminal, TerminalConfig, Track2,
-};
-
-const BDK: &str = "0123456789ABCDEFFEDCBA9876543210";
-const INITIAL_KSN: &str = "FFFF9876543210E00000";
-const IPEK: &str = "6AC292FAA1315B4D858AB3A3D7D5933A";
-const AES_INITIAL_KEY_ID: &str = "1234567890123456";
-const AES_INITIAL_KEY: &str = "1273671EA26AC29AFA4D1084127652A1";
-const TDES_HEADER: &str = "B0000B1TX00N0000";
-const AES_HEADER: &str = "D0000B1AX00N0000";
-
-fn secret(text: &str) -> SecretBytes {
-    SecretBytes::from_hex("test key", text).expect("hex")
-}
-
-fn h(text: &str) -> Vec<u8> {
-    hex::decode(text).expect("hex")
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
-
-/// The PKCS #8 DER of an identity's key (through its PEM, as a file would hold it).
-fn key_der(identity: &DeviceIdentity) -> SecretBytes {
-    let pem = identity.private_key_pem().expect("pem");
-    let (_, der) = pem_rfc7468::decode_vec(pem.as_bytes()).expect("pem");
-    SecretBytes::new(der)
-}
-
-/// The platform's RKI CA and its key distribution host, and the vendor's PEDs (RSA key
-/// generation is slow: made once).
-struct Pki {
-    rki_ca: ManufacturerCa,
-    kdh: Credential,
-    vendor: ManufacturerCa,
-    ped: DeviceIdentity,
-    other_ped: DeviceIdentity,
-}
-
-fn pki() -> &'static Pki {
-    static PKI: OnceLock<Pki> = OnceLock::new();
-    PKI.get_or_init(|| {
-        let rki_ca =
-            ManufacturerCa::generate_with("Sim RKI CA", DeviceKeyKind::Rsa2048).expect("rki ca");
-        // An RSA identity of the RKI CA serves as the KDH (digitalSignature is what TR-34
-        // asks of a KDH certificate).
-        let kdh_identity = rki_ca
-            .issue(&[0x0D, 0x01], DeviceKeyKind::Rsa2048)
-            .expect("kdh");
-        let kdh = Credential::from_der(kdh_identity.certificate_der(), &key_der(&kdh_identity))
-            .expect("kdh credential");
-        let vendor = ManufacturerCa::generate("Sim Vendor CA").expect("vendor");
-        let ped = vendor
-            .issue(&[0x7E, 0x01], DeviceKeyKind::Rsa2048)
-            .expect("ped");
-        let other_ped = vendor
-            .issue(&[0x7E, 0x02], DeviceKeyKind::Rsa2048)
-            .expect("other");
-        Pki {
-            rki_ca,
-            kdh,
-            vendor,
-            ped,
-            other_ped,
-        }
-    })
-}
-
-fn terminal(identity: &DeviceIdentity, kdh_trust: &[u8]) -> Terminal {
-    Terminal::new(TerminalConfig {
-        terminal_id: "t-1".to_owned(),
-        identity: identity.clone(),
-        tms_url: "https://localhost:1".to_owned(),
-        ki_url: "https://localhost:1".to_owned(),
-        server_roots: vec![pki().vendor.certificate_der().to_vec()],
-        kdh_trust: kdh_trust.to_vec(),
-        parameter_verifying_key: None,
-    })
-    .expect("terminal")
-}
-
-fn token(kdh: &Credential, krd_certificate: &[u8], key: &SecretBytes, header: &str) -> Vec<u8> {
-    tr34::build_key_token(
-        &mut rand::rngs::OsRng,
-        kdh,
-        krd_certificate,
-        &tr34::KeyTokenRequest {
-            key,
-            header,
-            freshness: Freshness::SigningTime(now()),
-            key_transport: KeyTransport::RsaOaepSha256,
-            content_encryption: ContentEncryption::Aes128Cbc,
-            signature: SignatureScheme::Pkcs1v15Sha256,
-        },
-    )
-    .expect("token")
-}
-
-fn delivery(
-    algorithm: ki_pb::DukptAlgorithm,
-    initial_key_id: &str,
-    key_token: Vec<u8>,
-) -> ki_pb::DeviceKeyDelivery {
-    ki_pb::DeviceKeyDelivery {
-        injection_id: "0123456789abcdef0123456789abcdef".to_owned(),
-        method: ki_pb::DeliveryMethod::Tr34.into(),
-        algorithm: algorithm.into(),
-        initial_key_id: initial_key_id.to_owned(),
-        key_token,
-        kdh_certificate: pki().kdh.certificate_der().to_vec(),
-        ..ki_pb::DeviceKeyDelivery::default()
-    }
-}
+use paycrypto::{CryptoError, kcv};
+use terminal_sim::{DeviceKeyKind, ManufacturerCa, SimError, Track2};
 
 #[test]
 fn a_tr34_tdes_initial_key_gives_the_published_x9_24_1_transactions() {
