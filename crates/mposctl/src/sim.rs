@@ -7,11 +7,12 @@
 //!   summary. No key material is printed; PANs are masked.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use paycrypto::pin::{Pan, Pin};
 use serde_json::{Value, json};
+use terminal_sim::session::{self, Session};
 use terminal_sim::{
     DeviceIdentity, DeviceKeyKind, ManufacturerCa, Terminal, TerminalConfig, Track2,
 };
@@ -192,16 +193,6 @@ fn parameter_key(text: &str) -> Result<ed25519_dalek::VerifyingKey> {
         .map_err(|_| CliError::bad_request("--parameter-key: not an Ed25519 public key"))
 }
 
-/// Prints one JSON line (a step) on stdout.
-fn step(value: &Value) {
-    println!("{value}");
-}
-
-/// Tags an error with the step it happened in.
-fn at(step: &'static str) -> impl Fn(terminal_sim::SimError) -> CliError {
-    move |error| CliError::from(error).in_step(step)
-}
-
 async fn terminal(args: TerminalArgs) -> Result<Value> {
     let pan = Pan::new(&args.pan).map_err(|_| CliError::bad_request("--pan: not a PAN"))?;
     let pin = Zeroizing::new(args.pin);
@@ -224,61 +215,19 @@ async fn terminal(args: TerminalArgs) -> Result<Value> {
             .transpose()?,
     };
     let mut terminal = Terminal::new(config)?;
-
-    let activation = terminal.activate().await.map_err(at("activate"))?;
-    step(&json!({
-        "step": "activate",
-        "tenantId": activation.tenant_id,
-        "terminalId": activation.terminal_id,
-        "state": activation.state,
-    }));
-
-    let deadline = Instant::now() + Duration::from_secs(args.key_wait_secs);
-    let key = terminal
-        .receive_key(deadline)
-        .await
-        .map_err(at("receive_key"))?;
-    step(&json!({
-        "step": "receive_key",
-        "injectionId": key.injection_id,
-        "algorithm": key.algorithm.as_str_name(),
-        "initialKeyId": key.initial_key_id,
-        "kcv": key.kcv,
-    }));
-
-    let parameters = terminal
-        .download_parameters()
-        .await
-        .map_err(at("parameters"))?;
-    step(&json!({
-        "step": "parameters",
-        "version": parameters.version,
-        "keyId": parameters.key_id,
-        "payloadSha256": hex::encode(parameters.payload_sha256),
-        "behind": parameters.status.behind,
-    }));
-
-    for payment in 1..=args.payments {
-        let block = terminal.pin_block(&pan, &pin).map_err(at("pin_block"))?;
-        step(&json!({
-            "step": "pin_block",
-            "payment": payment,
-            "ksn": block.ksn,
-            "format": format!("{:?}", block.format),
-            "pinBlock": hex::encode_upper(&block.block),
-            "pan": block.masked_pan,
-        }));
-        let card = terminal
-            .encrypt_card_data(&track2)
-            .map_err(at("card_data"))?;
-        step(&json!({
-            "step": "card_data",
-            "payment": payment,
-            "ksn": card.ksn,
-            "ciphertext": hex::encode_upper(&card.ciphertext),
-            "pan": card.masked_pan,
-        }));
-    }
+    let session = Session {
+        key_wait: Duration::from_secs(args.key_wait_secs),
+        payments: args.payments,
+        pan,
+        pin,
+        track2,
+    };
+    // One JSON line per step on stdout, as it completes.
+    session::run(&mut terminal, &session, |step| {
+        println!("{}", step.to_json())
+    })
+    .await
+    .map_err(|failed| CliError::from(failed.error).in_step(failed.step))?;
     Ok(json!({
         "step": "done",
         "terminalId": terminal.terminal_id(),

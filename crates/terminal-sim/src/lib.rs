@@ -7,7 +7,8 @@
 //! * [`terminal`]: the device itself: first boot on terminal-management's device API, its
 //!   initial DUKPT key from key-injection (TR-34, or ECDH once wired), signed parameter
 //!   downloads and their acknowledgement, DUKPT PIN blocks and P2PE card data;
-//! * [`card`]: the track 2 equivalent data a simulated card presents.
+//! * [`card`]: the track 2 equivalent data a simulated card presents;
+//! * [`session`]: a whole session (boot, key, parameters, payments), step by step.
 //!
 //! Nothing here logs or returns key material; PANs are masked in every message.
 
@@ -15,6 +16,7 @@ pub mod card;
 pub mod client;
 pub mod error;
 pub mod pki;
+pub mod session;
 pub mod terminal;
 
 pub use card::Track2;

@@ -4,6 +4,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod ki;
+pub mod tms;
+
 use std::sync::OnceLock;
 
 use mpos_proto::key_injection as ki_pb;
