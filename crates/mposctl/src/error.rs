@@ -17,6 +17,8 @@ pub(crate) const EXIT_FAILED: u8 = 1;
 pub(crate) struct CliError {
     code: &'static str,
     message: String,
+    /// The step of a multi-step command (`sim terminal`) that failed.
+    step: Option<&'static str>,
 }
 
 impl CliError {
@@ -25,12 +27,33 @@ impl CliError {
         Self {
             code: "bad_request",
             message: message.into(),
+            step: None,
         }
+    }
+
+    /// An internal failure (exit status 1).
+    pub(crate) fn failed(message: impl Into<String>) -> Self {
+        Self {
+            code: "internal",
+            message: message.into(),
+            step: None,
+        }
+    }
+
+    /// The same error, naming the step it happened in.
+    pub(crate) fn in_step(mut self, step: &'static str) -> Self {
+        self.step = Some(step);
+        self
     }
 
     /// The JSON error object.
     pub(crate) fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({ "code": self.code, "message": self.message })
+        match self.step {
+            Some(step) => {
+                serde_json::json!({ "code": self.code, "message": self.message, "step": step })
+            }
+            None => serde_json::json!({ "code": self.code, "message": self.message }),
+        }
     }
 
     /// The process exit status for this error.
@@ -48,6 +71,18 @@ impl From<CryptoError> for CliError {
         Self {
             code: err.code(),
             message: err.to_string(),
+            step: None,
+        }
+    }
+}
+
+impl From<terminal_sim::SimError> for CliError {
+    fn from(err: terminal_sim::SimError) -> Self {
+        // SimError messages carry no key material, PINs or full PANs.
+        Self {
+            code: err.code(),
+            message: err.to_string(),
+            step: None,
         }
     }
 }

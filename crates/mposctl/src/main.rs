@@ -1,8 +1,9 @@
 //! `mposctl`: the mPOS platform's operator command line.
 //!
-//! Today it has one command, [`calc`]: the operator's payment-crypto calculator over the
-//! `paycrypto` crate (hex in, one JSON object out). Later commands (`replay`, `audit verify`,
-//! `events tail`, `inspect`) become siblings of `calc` in [`Command`].
+//! Commands: [`calc`], the operator's payment-crypto calculator over the `paycrypto` crate
+//! (hex in, one JSON object out), and [`sim`], the terminal simulator (`sim terminal` prints
+//! one JSON line per step, the last one the summary or the error). Later commands
+//! (`replay`, `audit verify`, `events tail`, `inspect`) become siblings in [`Command`].
 //!
 //! Output contract (every command):
 //!
@@ -16,6 +17,7 @@
 
 mod calc;
 mod error;
+mod sim;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -39,11 +41,15 @@ struct Cli {
 enum Command {
     /// Payment-crypto calculator: one subcommand per paycrypto operation, hex in, JSON out.
     Calc(calc::CalcArgs),
+    /// Terminal simulator: manufacturer CA, device identities, and a simulated PED run
+    /// against the platform's device APIs.
+    Sim(sim::SimArgs),
 }
 
 fn run(cli: Cli) -> Result<serde_json::Value, CliError> {
     match cli.command {
         Command::Calc(args) => calc::run(args),
+        Command::Sim(args) => sim::run(args),
     }
 }
 

@@ -1,0 +1,50 @@
+//! The device's HTTPS client: rustls, the device certificate as the TLS client identity, and
+//! only the given server roots trusted (no built-in web PKI).
+
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+use crate::{DeviceIdentity, SimError};
+
+/// How long one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long connecting (TCP and TLS) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An mTLS client presenting `identity` and trusting only `server_roots` (DER).
+pub fn device_client(
+    identity: &DeviceIdentity,
+    server_roots: &[Vec<u8>],
+) -> Result<reqwest::Client, SimError> {
+    if server_roots.is_empty() {
+        return Err(SimError::InvalidInput(
+            "at least one server root certificate is needed".to_owned(),
+        ));
+    }
+    let key = identity.private_key_pem()?;
+    let mut bundle = Zeroizing::new(Vec::with_capacity(
+        identity.certificate_pem().len() + key.len() + 1,
+    ));
+    bundle.extend_from_slice(identity.certificate_pem().as_bytes());
+    bundle.push(b'\n');
+    bundle.extend_from_slice(key.as_bytes());
+    let tls_identity = reqwest::Identity::from_pem(&bundle)
+        .map_err(|error| SimError::pki(format!("client identity: {error}")))?;
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .https_only(true)
+        .identity(tls_identity)
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .user_agent(concat!("mpos-terminal-sim/", env!("CARGO_PKG_VERSION")));
+    for root in server_roots {
+        let certificate = reqwest::Certificate::from_der(root)
+            .map_err(|error| SimError::pki(format!("server root: {error}")))?;
+        builder = builder.add_root_certificate(certificate);
+    }
+    builder
+        .build()
+        .map_err(|error| SimError::pki(format!("https client: {error}")))
+}

@@ -1,0 +1,28 @@
+//! A simulated PIN entry device (PED) that uses exactly the device-facing HTTP APIs a real
+//! terminal uses:
+//!
+//! * [`pki`]: a manufacturer CA and the device identities it issues (RSA-2048 for TR-34 key
+//!   transport, P-256 for ECDH), saved as PEM;
+//! * [`client`]: the mTLS HTTP client that presents the device certificate;
+//! * [`terminal`]: the device itself: first boot on terminal-management's device API, its
+//!   initial DUKPT key from key-injection (TR-34, or ECDH once wired), signed parameter
+//!   downloads and their acknowledgement, DUKPT PIN blocks and P2PE card data;
+//! * [`card`]: the track 2 equivalent data a simulated card presents;
+//! * [`session`]: a whole session (boot, key, parameters, payments), step by step.
+//!
+//! Nothing here logs or returns key material; PANs are masked in every message.
+
+pub mod card;
+pub mod client;
+pub mod error;
+pub mod pki;
+pub mod session;
+pub mod terminal;
+
+pub use card::Track2;
+pub use error::SimError;
+pub use pki::{DeviceIdentity, DeviceKeyKind, ManufacturerCa};
+pub use terminal::{
+    ActivationState, EncryptedCardData, EncryptedPinBlock, InstalledKey, InstalledParameters,
+    Terminal, TerminalConfig,
+};

@@ -1,0 +1,763 @@
+//! The simulated PED: what a real terminal does on first boot and per transaction, over the
+//! device-facing HTTP APIs only.
+//!
+//! 1. [`Terminal::activate`]: `POST {tms}/v1/devices/activate` over mTLS with the device
+//!    certificate; the platform finds the terminal the certificate is bound to.
+//! 2. [`Terminal::receive_key`]: polls `GET {ki}/v1/devices/{terminal_id}/keys` until its
+//!    initial DUKPT key is waiting, opens it ([`Terminal::install_delivery`]: TR-34 token
+//!    verified against the preloaded KDH CA, or ECDH), loads it into the DUKPT future-key
+//!    registers, and confirms with the key's KCV on
+//!    `POST {ki}/v1/devices/{terminal_id}/keys/{injection_id}/confirm`.
+//! 3. [`Terminal::download_parameters`]: `GET {tms}/v1/devices/{terminal_id}/parameters`
+//!    (protobuf), verifies the Ed25519 signature, then acknowledges the version with
+//!    `POST {tms}/v1/devices/{terminal_id}/parameters/ack`.
+//! 4. Per transaction, [`Terminal::pin_block`] and [`Terminal::encrypt_card_data`], each on
+//!    the next DUKPT counter.
+
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::VerifyingKey;
+use mpos_proto::hsm as hsm_pb;
+use mpos_proto::key_injection as ki_pb;
+use mpos_proto::terminal_management as tm_pb;
+use paycrypto::dukpt::{aes as aes_dukpt, tdes as tdes_dukpt};
+use paycrypto::pin::{Pan, Pin, PinBlockFormat};
+use paycrypto::{SecretBytes, kcv, tr31, tr34};
+use serde::de::DeserializeOwned;
+use zeroize::Zeroizing;
+
+use crate::client::device_client;
+use crate::{DeviceIdentity, DeviceKeyKind, SimError, Track2};
+
+/// The largest distance between a TR-34 token's signing time and the device's clock. A
+/// token is built when key-injection derives the key and may wait for the device a while.
+pub const TR34_MAX_SKEW_SECS: u64 = 3600;
+/// The first wait between two polls for a key; it doubles up to [`MAX_POLL_INTERVAL`].
+pub const FIRST_POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// The longest wait between two polls for a key.
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// The media type of protobuf bodies.
+const PROTOBUF: &str = "application/x-protobuf";
+
+/// What a simulated terminal is and whom it trusts.
+#[derive(Clone, Debug)]
+pub struct TerminalConfig {
+    /// The terminal id the device is bound to (checked against the platform's answer).
+    pub terminal_id: String,
+    /// The manufacturer-issued device identity.
+    pub identity: DeviceIdentity,
+    /// terminal-management's device API, e.g. `https://tms.example:8443`.
+    pub tms_url: String,
+    /// key-injection's device API.
+    pub ki_url: String,
+    /// The CA certificates (DER) the device trusts for the platform's TLS servers.
+    pub server_roots: Vec<Vec<u8>>,
+    /// The CA certificate (DER) the device trusts for TR-34 key distribution hosts
+    /// (preloaded at manufacture).
+    pub kdh_trust: Vec<u8>,
+    /// The parameter-signing key (Ed25519) preloaded in the device. `None`: fetched from
+    /// terminal-management's device API on the first download (trust on first use; a real
+    /// device should have it preloaded).
+    pub parameter_verifying_key: Option<VerifyingKey>,
+}
+
+/// The terminal as the platform answered its activation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActivationState {
+    /// The tenant owning the terminal.
+    pub tenant_id: String,
+    /// The terminal id.
+    pub terminal_id: String,
+    /// The terminal state, e.g. `TERMINAL_STATE_ACTIVE`.
+    pub state: String,
+    /// How it was activated, e.g. `ACTIVATION_METHOD_DEVICE_CERTIFICATE`.
+    pub activation_method: String,
+}
+
+/// A DUKPT initial key the device installed (and, after [`Terminal::receive_key`],
+/// confirmed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstalledKey {
+    /// The injection it came with.
+    pub injection_id: String,
+    /// TDES or AES-128 DUKPT.
+    pub algorithm: ki_pb::DukptAlgorithm,
+    /// TDES: the initial KSN (20 hex digits); AES: the initial key id (16 hex digits).
+    pub initial_key_id: String,
+    /// The initial key's check value as the hsm-proxy computes it (TDES: 3 bytes of the
+    /// encrypted zero block; AES: 3 bytes of the CMAC of a zero block), hex.
+    pub kcv: String,
+}
+
+/// A verified, installed and acknowledged parameter set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstalledParameters {
+    /// The version installed.
+    pub version: u64,
+    /// SHA-256 of the signed payload (what was acknowledged).
+    pub payload_sha256: [u8; 32],
+    /// The key id the set was signed with.
+    pub key_id: String,
+    /// The verified payload.
+    pub set: tm_pb::ParameterSet,
+    /// The platform's answer to the acknowledgement.
+    pub status: tm_pb::ParameterVersionStatus,
+}
+
+/// A PIN block enciphered under the current DUKPT PIN key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncryptedPinBlock {
+    /// The KSN of the transaction, hex (TDES 20, AES 24 digits).
+    pub ksn: String,
+    /// ISO 9564-1 format 0 (TDES DUKPT) or 4 (AES DUKPT).
+    pub format: PinBlockFormat,
+    /// The enciphered block (8 or 16 bytes).
+    pub block: Vec<u8>,
+    /// The PAN, masked.
+    pub masked_pan: String,
+}
+
+impl fmt::Debug for EncryptedPinBlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncryptedPinBlock")
+            .field("ksn", &self.ksn)
+            .field("format", &self.format)
+            .field("block", &hex::encode_upper(&self.block))
+            .field("masked_pan", &self.masked_pan)
+            .finish()
+    }
+}
+
+impl EncryptedPinBlock {
+    /// The incoming side of an hsm-proxy `TranslatePinData` for this block: the BDK `bdk`
+    /// (id or alias), this block's format and KSN.
+    pub fn hsm_pin_block_key(&self, bdk: &str) -> hsm_pb::PinBlockKey {
+        let format = match self.format {
+            PinBlockFormat::Iso4 => hsm_pb::PinBlockFormat::Iso4,
+            _ => hsm_pb::PinBlockFormat::Iso0,
+        };
+        hsm_pb::PinBlockKey {
+            key: bdk.to_owned(),
+            format: format.into(),
+            dukpt: Some(hsm_pb::Dukpt {
+                ksn: self.ksn.clone(),
+                ..hsm_pb::Dukpt::default()
+            }),
+        }
+    }
+}
+
+/// Card data enciphered under the current DUKPT data key (P2PE).
+///
+/// The plaintext is the track 2 equivalent data as ASCII, padded with zero bytes to the
+/// cipher's block size, enciphered in CBC mode with a zero IV under the device-to-host
+/// ("request") data key: TDES DUKPT's data request variant finished with the X9.24-1:2009
+/// one-way function, or AES DUKPT's AES-128 data encryption key (usage 3000). That is what
+/// the hsm-proxy's `DecryptData` with the BDK, mode CBC, an empty IV and the KSN deciphers
+/// (see [`EncryptedCardData::hsm_decrypt_request`]); the host strips the trailing zeros.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncryptedCardData {
+    /// The KSN of the transaction, hex.
+    pub ksn: String,
+    /// The ciphertext.
+    pub ciphertext: Vec<u8>,
+    /// The PAN, masked.
+    pub masked_pan: String,
+}
+
+impl EncryptedCardData {
+    /// The hsm-proxy `DecryptData` request that deciphers this card data with the BDK `bdk`
+    /// (id or alias) of `tenant_id`.
+    pub fn hsm_decrypt_request(&self, tenant_id: &str, bdk: &str) -> hsm_pb::DecryptDataRequest {
+        hsm_pb::DecryptDataRequest {
+            tenant_id: tenant_id.to_owned(),
+            encryption: Some(hsm_pb::Encryption {
+                key: bdk.to_owned(),
+                mode: hsm_pb::CipherMode::Cbc.into(),
+                iv: Vec::new(),
+                dukpt: Some(hsm_pb::Dukpt {
+                    ksn: self.ksn.clone(),
+                    direction: hsm_pb::DukptDirection::Request.into(),
+                    ..hsm_pb::Dukpt::default()
+                }),
+            }),
+            ciphertext: self.ciphertext.clone(),
+        }
+    }
+}
+
+/// The device's DUKPT future-key registers.
+#[derive(Debug)]
+enum DukptDevice {
+    Tdes(tdes_dukpt::Device),
+    Aes(aes_dukpt::Device),
+}
+
+/// What an unwrapped key block says about its key.
+struct KeyHeader {
+    usage: String,
+    algorithm: char,
+}
+
+/// A simulated PIN entry device.
+#[derive(Debug)]
+pub struct Terminal {
+    config: TerminalConfig,
+    client: reqwest::Client,
+    /// The parameter-signing key and, when fetched from the platform, its id.
+    parameter_key: Option<(VerifyingKey, Option<String>)>,
+    dukpt: Option<DukptDevice>,
+    installed_version: u64,
+}
+
+impl Terminal {
+    /// A terminal that has not booted yet. Fails when the mTLS client cannot be built.
+    pub fn new(mut config: TerminalConfig) -> Result<Self, SimError> {
+        if config.terminal_id.trim().is_empty() {
+            return Err(SimError::InvalidInput("terminal id: empty".to_owned()));
+        }
+        config.tms_url = config.tms_url.trim_end_matches('/').to_owned();
+        config.ki_url = config.ki_url.trim_end_matches('/').to_owned();
+        let client = device_client(&config.identity, &config.server_roots)?;
+        let parameter_key = config.parameter_verifying_key.map(|key| (key, None));
+        Ok(Self {
+            config,
+            client,
+            parameter_key,
+            dukpt: None,
+            installed_version: 0,
+        })
+    }
+
+    /// The terminal id.
+    pub fn terminal_id(&self) -> &str {
+        &self.config.terminal_id
+    }
+
+    /// The DUKPT counter of the next transaction, once a key is installed.
+    pub fn counter(&self) -> Option<u32> {
+        match self.dukpt.as_ref()? {
+            DukptDevice::Tdes(device) => Some(device.counter()),
+            DukptDevice::Aes(device) => Some(device.counter()),
+        }
+    }
+
+    /// The parameter version installed (0: none yet).
+    pub fn installed_parameter_version(&self) -> u64 {
+        self.installed_version
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Activation
+    // -----------------------------------------------------------------------------------
+
+    /// First boot: activates the terminal the device certificate is bound to (again: answers
+    /// its state). Fails when the platform names another terminal than the configured one.
+    pub async fn activate(&mut self) -> Result<ActivationState, SimError> {
+        const OPERATION: &str = "activate";
+        let request = self
+            .client
+            .post(format!("{}/v1/devices/activate", self.config.tms_url))
+            .json(&serde_json::json!({}));
+        let terminal: tm_pb::Terminal = json(OPERATION, send(OPERATION, request, 200).await?)?;
+        if terminal.terminal_id != self.config.terminal_id {
+            return Err(SimError::protocol(
+                OPERATION,
+                format!(
+                    "the device is bound to terminal {:?}, not {:?}",
+                    terminal.terminal_id, self.config.terminal_id
+                ),
+            ));
+        }
+        let state = ActivationState {
+            tenant_id: terminal.tenant_id.clone(),
+            terminal_id: terminal.terminal_id.clone(),
+            state: terminal.state().as_str_name().to_owned(),
+            activation_method: terminal.activation_method().as_str_name().to_owned(),
+        };
+        tracing::info!(terminal_id = %state.terminal_id, state = %state.state, "terminal activated");
+        Ok(state)
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Parameters
+    // -----------------------------------------------------------------------------------
+
+    /// Downloads the signed parameter set, verifies it (Ed25519 over the payload, for this
+    /// terminal, not older than the installed version), installs it and acknowledges the
+    /// version.
+    pub async fn download_parameters(&mut self) -> Result<InstalledParameters, SimError> {
+        const OPERATION: &str = "download parameters";
+        let request = self
+            .client
+            .get(format!(
+                "{}/v1/devices/{}/parameters",
+                self.config.tms_url, self.config.terminal_id
+            ))
+            .header(reqwest::header::ACCEPT, PROTOBUF);
+        let body = send(OPERATION, request, 200).await?;
+        let signed = <tm_pb::SignedParameterSet as prost::Message>::decode(body.as_slice())
+            .map_err(|error| SimError::protocol(OPERATION, error))?;
+        let (key, key_id) = self.parameter_key().await?;
+        if let Some(key_id) = key_id
+            && key_id != signed.key_id
+        {
+            return Err(SimError::Parameters(format!(
+                "signed with key {:?}, the device knows {key_id:?}",
+                signed.key_id
+            )));
+        }
+        let set = tms_params::verify(&signed, &key)
+            .map_err(|error| SimError::Parameters(error.to_string()))?;
+        if set.terminal_id != self.config.terminal_id {
+            return Err(SimError::Parameters(format!(
+                "the set is for terminal {:?}",
+                set.terminal_id
+            )));
+        }
+        if set.version < self.installed_version {
+            return Err(SimError::Parameters(format!(
+                "version {} is older than the installed {}",
+                set.version, self.installed_version
+            )));
+        }
+        let payload_sha256 = tms_params::payload_digest(&signed);
+        let status = self.acknowledge(&set, payload_sha256).await?;
+        self.installed_version = set.version;
+        tracing::info!(terminal_id = %self.config.terminal_id, version = set.version, "parameters installed");
+        Ok(InstalledParameters {
+            version: set.version,
+            payload_sha256,
+            key_id: signed.key_id,
+            set,
+            status,
+        })
+    }
+
+    /// The parameter-signing key: the preloaded one, or the platform's (fetched once).
+    async fn parameter_key(&mut self) -> Result<(VerifyingKey, Option<String>), SimError> {
+        const OPERATION: &str = "parameter signing key";
+        if let Some(known) = &self.parameter_key {
+            return Ok(known.clone());
+        }
+        let request = self
+            .client
+            .get(format!("{}/v1/parameter-signing-key", self.config.tms_url));
+        let published: tm_pb::ParameterSigningKey =
+            json(OPERATION, send(OPERATION, request, 200).await?)?;
+        if published.algorithm != tms_params::ALGORITHM {
+            return Err(SimError::protocol(
+                OPERATION,
+                format!("algorithm {:?}", published.algorithm),
+            ));
+        }
+        let bytes: [u8; 32] = published
+            .public_key
+            .as_slice()
+            .try_into()
+            .map_err(|_| SimError::protocol(OPERATION, "the public key is not 32 bytes"))?;
+        let key = VerifyingKey::from_bytes(&bytes)
+            .map_err(|_| SimError::protocol(OPERATION, "not an Ed25519 public key"))?;
+        let known = (key, Some(published.key_id));
+        self.parameter_key = Some(known.clone());
+        Ok(known)
+    }
+
+    async fn acknowledge(
+        &self,
+        set: &tm_pb::ParameterSet,
+        payload_sha256: [u8; 32],
+    ) -> Result<tm_pb::ParameterVersionStatus, SimError> {
+        const OPERATION: &str = "acknowledge parameters";
+        let now_micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| {
+                i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX)
+            });
+        let acknowledgement = tm_pb::ParameterSetAcknowledgement {
+            tenant_id: set.tenant_id.clone(),
+            terminal_id: set.terminal_id.clone(),
+            version: set.version,
+            payload_sha256: payload_sha256.to_vec(),
+            installed_at: Some(mpos_proto::timestamp_from_micros(now_micros)),
+        };
+        let request = self
+            .client
+            .post(format!(
+                "{}/v1/devices/{}/parameters/ack",
+                self.config.tms_url, self.config.terminal_id
+            ))
+            .json(&acknowledgement);
+        let status: tm_pb::ParameterVersionStatus =
+            json(OPERATION, send(OPERATION, request, 200).await?)?;
+        if status.installed_version != set.version {
+            return Err(SimError::protocol(
+                OPERATION,
+                format!(
+                    "the platform records version {}, not {}",
+                    status.installed_version, set.version
+                ),
+            ));
+        }
+        Ok(status)
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Remote key injection
+    // -----------------------------------------------------------------------------------
+
+    /// Waits (polling with backoff until `deadline`) for the initial DUKPT key on
+    /// key-injection's device API, installs it ([`Terminal::install_delivery`]) and confirms
+    /// it with its KCV. A refused confirmation discards the key.
+    pub async fn receive_key(&mut self, deadline: Instant) -> Result<InstalledKey, SimError> {
+        let delivery = self.poll_delivery(deadline).await?;
+        let installed = self.install_delivery(&delivery)?;
+        if let Err(error) = self.confirm(&installed).await {
+            self.dukpt = None;
+            return Err(error);
+        }
+        tracing::info!(
+            terminal_id = %self.config.terminal_id,
+            injection_id = %installed.injection_id,
+            initial_key_id = %installed.initial_key_id,
+            "initial key confirmed"
+        );
+        Ok(installed)
+    }
+
+    async fn poll_delivery(&self, deadline: Instant) -> Result<ki_pb::DeviceKeyDelivery, SimError> {
+        const OPERATION: &str = "receive key";
+        let url = format!(
+            "{}/v1/devices/{}/keys",
+            self.config.ki_url, self.config.terminal_id
+        );
+        let mut wait = FIRST_POLL_INTERVAL;
+        loop {
+            match send(OPERATION, self.client.get(&url), 200).await {
+                Ok(body) => return json(OPERATION, body),
+                Err(SimError::Refused {
+                    status: 404, code, ..
+                }) if code == "not_found" => {
+                    if Instant::now() + wait > deadline {
+                        return Err(SimError::Timeout {
+                            operation: OPERATION,
+                        });
+                    }
+                    tracing::debug!(terminal_id = %self.config.terminal_id, wait_ms = wait.as_millis() as u64, "no key waiting yet");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(MAX_POLL_INTERVAL);
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
+    async fn confirm(&self, installed: &InstalledKey) -> Result<(), SimError> {
+        const OPERATION: &str = "confirm key";
+        let request = self
+            .client
+            .post(format!(
+                "{}/v1/devices/{}/keys/{}/confirm",
+                self.config.ki_url, self.config.terminal_id, installed.injection_id
+            ))
+            .json(&ki_pb::ConfirmInjectionRequest {
+                kcv: installed.kcv.clone(),
+            });
+        let response: ki_pb::InjectionResponse =
+            json(OPERATION, send(OPERATION, request, 200).await?)?;
+        if response.state() != ki_pb::InjectionState::Confirmed {
+            return Err(SimError::protocol(
+                OPERATION,
+                format!("the injection is {}", response.state().as_str_name()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Opens a key delivery for this device and loads its initial key into the DUKPT
+    /// registers (replacing any earlier key): TR-34 (the KDH certificate must chain to the
+    /// preloaded KDH CA, the token must be signed by it, fresh, and addressed to this
+    /// device's certificate) or ECDH. The key must be a DUKPT initial key (usage `B1`) of the
+    /// delivery's algorithm. Returns what the device confirms with; no network.
+    pub fn install_delivery(
+        &mut self,
+        delivery: &ki_pb::DeviceKeyDelivery,
+    ) -> Result<InstalledKey, SimError> {
+        let (header, key) = match delivery.method() {
+            ki_pb::DeliveryMethod::Tr34 => self.open_tr34(delivery)?,
+            ki_pb::DeliveryMethod::EcdhTr31 => {
+                let (header, key) = self.unwrap_ecdh(delivery)?;
+                (
+                    KeyHeader {
+                        usage: header.key_usage.code().to_owned(),
+                        algorithm: header.algorithm.code().chars().next().unwrap_or('?'),
+                    },
+                    key,
+                )
+            }
+            ki_pb::DeliveryMethod::Unspecified => {
+                return Err(SimError::Delivery("no delivery method".to_owned()));
+            }
+        };
+        if header.usage != tr31::KeyUsage::B1.code() {
+            return Err(SimError::Delivery(format!(
+                "key usage {} is not a DUKPT initial key (B1)",
+                header.usage
+            )));
+        }
+        let (device, kcv) = match delivery.algorithm() {
+            ki_pb::DukptAlgorithm::Tdes => {
+                expect_algorithm(&header, 'T', &key)?;
+                let ksn = tdes_dukpt::Ksn::from_hex(&delivery.initial_key_id)?;
+                if ksn.counter() != 0 {
+                    return Err(SimError::Delivery(
+                        "the initial KSN has a non-zero counter".to_owned(),
+                    ));
+                }
+                let kcv = kcv::tdes_kcv(&key)?.to_hex();
+                (
+                    DukptDevice::Tdes(tdes_dukpt::Device::load_initial_key(&key, &ksn)?),
+                    kcv,
+                )
+            }
+            ki_pb::DukptAlgorithm::Aes128 => {
+                expect_algorithm(&header, 'A', &key)?;
+                let id = aes_dukpt::InitialKeyId::from_hex(&delivery.initial_key_id)?;
+                let kcv = kcv::aes_kcv_cmac(&key)?.to_hex();
+                (
+                    DukptDevice::Aes(aes_dukpt::Device::load_initial_key(&key, &id)?),
+                    kcv,
+                )
+            }
+            ki_pb::DukptAlgorithm::Unspecified => {
+                return Err(SimError::Delivery("no DUKPT algorithm".to_owned()));
+            }
+        };
+        self.dukpt = Some(device);
+        Ok(InstalledKey {
+            injection_id: delivery.injection_id.clone(),
+            algorithm: delivery.algorithm(),
+            initial_key_id: delivery.initial_key_id.to_ascii_uppercase(),
+            kcv,
+        })
+    }
+
+    /// TR-34 one-pass: verifies the token against the preloaded KDH CA and opens it with the
+    /// device's RSA key.
+    fn open_tr34(
+        &self,
+        delivery: &ki_pb::DeviceKeyDelivery,
+    ) -> Result<(KeyHeader, SecretBytes), SimError> {
+        let identity = &self.config.identity;
+        if identity.kind() != DeviceKeyKind::Rsa2048 {
+            return Err(SimError::Delivery(
+                "a TR-34 delivery needs an RSA device key".to_owned(),
+            ));
+        }
+        if delivery.kdh_certificate.is_empty() || delivery.key_token.is_empty() {
+            return Err(SimError::Delivery(
+                "a TR-34 delivery needs a key token and a KDH certificate".to_owned(),
+            ));
+        }
+        let krd =
+            tr34::Credential::from_der(identity.certificate_der(), identity.private_key_der())?;
+        let now_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        let received = tr34::open_key_token(
+            &delivery.key_token,
+            &tr34::KdhTrust {
+                ca_certificate: &self.config.kdh_trust,
+                kdh_chain: &[&delivery.kdh_certificate],
+                now_unix,
+            },
+            &krd,
+            tr34::ExpectedFreshness::SigningTime {
+                now_unix,
+                max_skew_secs: TR34_MAX_SKEW_SECS,
+            },
+        )?;
+        let header = KeyHeader {
+            usage: received.header.get(5..7).unwrap_or_default().to_owned(),
+            algorithm: received.header.chars().nth(7).unwrap_or('?'),
+        };
+        Ok((header, received.key))
+    }
+
+    /// ECDH (P-256) with the device's key and the platform's one-time public key to a KBPK,
+    /// then the TR-31 version D key block.
+    fn unwrap_ecdh(
+        &self,
+        delivery: &ki_pb::DeviceKeyDelivery,
+    ) -> Result<(tr31::KeyBlockHeader, SecretBytes), SimError> {
+        let identity = &self.config.identity;
+        if identity.kind() != DeviceKeyKind::P256 {
+            return Err(SimError::Delivery(
+                "an ECDH delivery needs a P-256 device key".to_owned(),
+            ));
+        }
+        paycrypto::ecdh::unwrap_on_device(
+            identity.private_key_der().expose(),
+            &delivery.ephemeral_public_key,
+            &delivery.key_block,
+        )
+        .map_err(SimError::from)
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Transactions
+    // -----------------------------------------------------------------------------------
+
+    /// Enciphers `pin` for `pan` under the next transaction's DUKPT PIN key: ISO 9564-1
+    /// format 0 under the TDES DUKPT PIN variant, or format 4 under the AES DUKPT AES-128 PIN
+    /// encryption key (usage 1000), as the hsm-proxy's `TranslatePinData` takes them with the
+    /// BDK and the KSN. Advances the counter.
+    pub fn pin_block(&mut self, pan: &Pan, pin: &Pin) -> Result<EncryptedPinBlock, SimError> {
+        let mut rng = rand::rngs::OsRng;
+        let (ksn, format, block) = match self.dukpt.as_mut().ok_or(SimError::NoKey)? {
+            DukptDevice::Tdes(device) => {
+                let transaction = device.next_transaction()?;
+                let key = transaction.working_key(
+                    tdes_dukpt::KeyUsage::PinEncryption,
+                    tdes_dukpt::DataKeyDerivation::OneWay,
+                )?;
+                let format = PinBlockFormat::Iso0;
+                let block =
+                    paycrypto::pin::encrypt_pin_block(format, &key, pin, Some(pan), &mut rng)?;
+                (transaction.ksn().to_hex(), format, block)
+            }
+            DukptDevice::Aes(device) => {
+                let transaction = device.next_transaction()?;
+                let key = transaction.working_key(
+                    aes_dukpt::KeyUsage::PinEncryption,
+                    aes_dukpt::KeyType::Aes128,
+                )?;
+                let format = PinBlockFormat::Iso4;
+                let block =
+                    paycrypto::pin::encrypt_pin_block(format, &key, pin, Some(pan), &mut rng)?;
+                (transaction.ksn().to_hex(), format, block)
+            }
+        };
+        Ok(EncryptedPinBlock {
+            ksn,
+            format,
+            block,
+            masked_pan: pan.masked(),
+        })
+    }
+
+    /// Enciphers `track2` under the next transaction's DUKPT data key (see
+    /// [`EncryptedCardData`] for the exact form). Advances the counter.
+    pub fn encrypt_card_data(&mut self, track2: &Track2) -> Result<EncryptedCardData, SimError> {
+        let clear = track2.expose_ascii();
+        let (ksn, ciphertext) = match self.dukpt.as_mut().ok_or(SimError::NoKey)? {
+            DukptDevice::Tdes(device) => {
+                let transaction = device.next_transaction()?;
+                let key = transaction.working_key(
+                    tdes_dukpt::KeyUsage::DataRequest,
+                    tdes_dukpt::DataKeyDerivation::OneWay,
+                )?;
+                let padded = zero_pad(&clear, 8);
+                let ciphertext =
+                    paycrypto::primitives::tdes_encrypt_cbc(key.expose(), &[0; 8], &padded)?;
+                (transaction.ksn().to_hex(), ciphertext)
+            }
+            DukptDevice::Aes(device) => {
+                let transaction = device.next_transaction()?;
+                let key = transaction
+                    .working_key(aes_dukpt::KeyUsage::DataEncrypt, aes_dukpt::KeyType::Aes128)?;
+                let padded = zero_pad(&clear, 16);
+                let ciphertext =
+                    paycrypto::primitives::aes_encrypt_cbc(key.expose(), &[0; 16], &padded)?;
+                (transaction.ksn().to_hex(), ciphertext)
+            }
+        };
+        Ok(EncryptedCardData {
+            ksn,
+            ciphertext,
+            masked_pan: track2.pan().masked(),
+        })
+    }
+}
+
+/// The key must be 16 bytes of the header's algorithm.
+fn expect_algorithm(
+    header: &KeyHeader,
+    algorithm: char,
+    key: &SecretBytes,
+) -> Result<(), SimError> {
+    if header.algorithm != algorithm {
+        return Err(SimError::Delivery(format!(
+            "key block algorithm {} does not match the delivery's DUKPT algorithm",
+            header.algorithm
+        )));
+    }
+    if key.len() != 16 {
+        return Err(SimError::Delivery(format!(
+            "initial key of {} bytes, expected 16",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+/// `data` followed by zero bytes up to a multiple of `block` (nothing added when it already
+/// is one).
+fn zero_pad(data: &[u8], block: usize) -> Zeroizing<Vec<u8>> {
+    let mut padded = Zeroizing::new(data.to_vec());
+    let len = data.len().div_ceil(block).max(1) * block;
+    padded.resize(len, 0);
+    padded
+}
+
+/// Sends `request`; the body when the status is `expected`, else the platform's error.
+async fn send(
+    operation: &'static str,
+    request: reqwest::RequestBuilder,
+    expected: u16,
+) -> Result<Vec<u8>, SimError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|error| SimError::transport(operation, &error))?;
+    let status = response.status().as_u16();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|error| SimError::transport(operation, &error))?;
+    if status == expected {
+        return Ok(body.to_vec());
+    }
+    let error: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let text = |field: &str| {
+        error
+            .get(field)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    Err(SimError::Refused {
+        operation,
+        status,
+        code: text("code"),
+        message: text("message"),
+    })
+}
+
+/// Decodes a protobuf JSON body.
+fn json<T: DeserializeOwned>(operation: &'static str, body: Vec<u8>) -> Result<T, SimError> {
+    serde_json::from_slice(&body).map_err(|error| SimError::protocol(operation, error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_padding_fills_the_last_block_only() {
+        assert_eq!(zero_pad(b"4012345678909D987", 8).len(), 24);
+        assert_eq!(zero_pad(&[1; 16], 16).len(), 16);
+        assert_eq!(zero_pad(b"", 8).as_slice(), &[0; 8]);
+    }
+}
