@@ -263,12 +263,21 @@ fn deliveries_for_another_device_or_from_an_untrusted_kdh_are_refused() {
         Err(SimError::Crypto(_))
     ));
     // A real ECDH delivery of the X9.24-3 published initial key, for this device's key.
-    let (header, _) =
-        paycrypto::tr31::KeyBlockHeader::parse("D0000B1AX00N0000").expect("header");
-    let initial_key = paycrypto::SecretBytes::from_slice(&hex::decode(AES_INITIAL_KEY).expect("hex"));
+    use paycrypto::tr31::{
+        Algorithm, Exportability, KeyBlockHeader, KeyUsage as Usage, ModeOfUse, Version,
+    };
+    let header = KeyBlockHeader::new(
+        Version::D,
+        Usage::B1,
+        Algorithm::Aes,
+        ModeOfUse::Derive,
+        Exportability::NonExportable,
+    );
+    let initial_key =
+        paycrypto::SecretBytes::from_slice(&hex::decode(AES_INITIAL_KEY).expect("hex"));
     // The device's key, as key-injection reads it from the bound certificate.
-    let public = paycrypto::ecdh::p256_public_key_from_certificate(ec.certificate_der())
-        .expect("p-256 key");
+    let public =
+        paycrypto::ecdh::p256_public_key_from_certificate(ec.certificate_der()).expect("p-256 key");
     let wrapped =
         paycrypto::ecdh::wrap_for_device(&mut rand::rngs::OsRng, &public, &header, &initial_key)
             .expect("wrap");

@@ -31,8 +31,9 @@ impl Tms {
         let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
         std::fs::write(&cert_path, server.cert.pem()).expect("write");
         std::fs::write(&key_path, server.signing_key.serialize_pem()).expect("write");
-        let device_tls = terminal_management::service::DeviceTls::from_files(&cert_path, &key_path)
-            .expect("device tls");
+        let device_tls =
+            terminal_management::service::DeviceTls::from_pem_files(&cert_path, &key_path)
+                .expect("device tls");
         let vars = Vars::from_pairs(vec![
             (
                 "MPOS_DATABASE_URL",
