@@ -305,10 +305,23 @@ impl Hsm {
             traceparent: caller.traceparent.clone(),
             actor: caller.actor.clone(),
         };
-        self.cqrs
-            .execute_with_metadata(key_id, command, metadata.into_map())
-            .await
-            .map_err(command_error)?;
+        // Concurrent operations on one key (exports of a BDK for many devices) each append
+        // an event to it: a conflict is decided again on the new state, not returned.
+        let mut attempt = 0_u64;
+        loop {
+            attempt += 1;
+            match self
+                .cqrs
+                .execute_with_metadata(key_id, command.clone(), metadata.clone().into_map())
+                .await
+            {
+                Ok(()) => break,
+                Err(AggregateError::AggregateConflict) if attempt < 16 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(attempt)).await;
+                }
+                Err(error) => return Err(command_error(error)),
+            }
+        }
         self.registry
             .catch_up()
             .await

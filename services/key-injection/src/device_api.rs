@@ -70,6 +70,12 @@ impl DeviceState {
                 "the terminal's tenant is suspended",
             ));
         }
+        // Activated a moment ago, not yet seen here: nothing waits yet (the device polls).
+        if terminal.status == TerminalStatus::Bound {
+            return Err(ServiceError::not_found(
+                "no key is waiting for this terminal yet",
+            ));
+        }
         if terminal.status != TerminalStatus::Active {
             return Err(ServiceError::forbidden(format!(
                 "the terminal is {}",

@@ -492,6 +492,7 @@ pub async fn run(
         tracing::warn!(%error, "cannot load the manufacturer cas");
     }
     let mut retry = Duration::from_millis(200);
+    let mut gap_since = None;
     while !cancel.is_cancelled() {
         let subscription = subscriber
             .subscribe(SubscribeOptions::new(SOURCE, DURABLE))
@@ -521,6 +522,23 @@ pub async fn run(
                     continue;
                 }
             };
+            // terminal-management's log has no gaps: an event past the next position was
+            // delivered before some unacknowledged ones (after a crash, the broker redelivers
+            // those only when their acknowledgement deadline passes). Leave it unacknowledged
+            // until they come, unless they never do.
+            match in_order(&view, &delivery.envelope, &mut gap_since).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    drop(delivery);
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error.message, "cannot read the feed position");
+                    drop(delivery);
+                    tokio::time::sleep(retry).await;
+                    continue;
+                }
+            }
             match handle(&view, &injector, &delivery.envelope).await {
                 Ok(()) => {
                     retry = Duration::from_millis(200);
@@ -642,6 +660,35 @@ async fn run_from_store(
             }
         }
     }
+}
+
+/// How long an out-of-order delivery waits for the events before it (past the broker's
+/// redelivery deadline), before it is applied anyway (those events are gone, e.g. trimmed).
+const GAP_PATIENCE: Duration = Duration::from_secs(90);
+
+/// Whether the delivery is the next event of the stream (or a duplicate, or one whose
+/// predecessors waited long enough).
+async fn in_order(
+    view: &TmsView,
+    envelope: &EventEnvelope,
+    gap_since: &mut Option<std::time::Instant>,
+) -> Result<bool, ServiceError> {
+    let checkpoint = view.store.consumer_position(CONSUMER).await?;
+    if envelope.global_position <= checkpoint.saturating_add(1) {
+        *gap_since = None;
+        return Ok(true);
+    }
+    let since = *gap_since.get_or_insert_with(std::time::Instant::now);
+    if since.elapsed() < GAP_PATIENCE {
+        return Ok(false);
+    }
+    tracing::error!(
+        from = checkpoint + 1,
+        to = envelope.global_position - 1,
+        "terminal-management events never arrived; continuing without them"
+    );
+    *gap_since = None;
+    Ok(true)
 }
 
 /// Applies one event: its work first (idempotent), then its documents with the position.

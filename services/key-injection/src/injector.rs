@@ -108,6 +108,8 @@ struct BdkFacts {
     hsm_key: String,
     algorithm: i32,
     read_up_to: u64,
+    /// Injection id → its device identity, for every allocation read so far.
+    allocations: HashMap<String, String>,
 }
 
 /// The flow: the aggregates, the log and the hsm-proxy.
@@ -121,6 +123,9 @@ pub struct Injector {
     settings: FlowSettings,
     bdk_cache: Mutex<HashMap<String, BdkFacts>>,
     work: Mutex<Option<mpsc::Sender<(String, String)>>>,
+    /// Held from reading an injection's allocation to making one: two paths resuming the
+    /// same injection in this process never allocate twice.
+    allocating: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Injector {
@@ -193,6 +198,7 @@ impl Injector {
             settings,
             bdk_cache: Mutex::new(HashMap::new()),
             work: Mutex::new(None),
+            allocating: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -295,51 +301,62 @@ impl Injector {
         mpos_es::execute_retrying(cqrs, aggregate_id, command, metadata, 8).await
     }
 
-    /// Reads a BDK's events after those already read; returns its facts and the identity
-    /// allocated to `injection_id`, if one is among them.
+    /// Reads a BDK's events after those already read (the log only grows); returns its
+    /// facts and the identity allocated to `injection_id`, if any.
     async fn read_bdk(
         &self,
         aggregate_id: &str,
         injection_id: &str,
     ) -> Result<(BdkFacts, Option<String>), ServiceError> {
-        let mut facts = self
+        let after = self
             .bdk_cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(aggregate_id)
-            .cloned()
-            .unwrap_or_default();
-        // The allocation of an injection read before: look from the start again.
-        let after = if injection_id.is_empty() {
-            facts.read_up_to
-        } else {
-            0
-        };
+            .map_or(0, |facts| facts.read_up_to);
         let events = self
             .store
             .read_aggregate(bdk::AGGREGATE_TYPE, aggregate_id, after)
             .await?;
-        let mut allocated = None;
+        let mut decoded = Vec::with_capacity(events.len());
         for stored in &events {
-            facts.read_up_to = facts.read_up_to.max(stored.event.sequence);
-            match serde_json::from_str::<BdkEvent>(&stored.event.payload).map_err(unreadable)? {
+            decoded.push((
+                stored.event.sequence,
+                serde_json::from_str::<BdkEvent>(&stored.event.payload).map_err(unreadable)?,
+            ));
+        }
+        let mut cache = self
+            .bdk_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let facts = cache.entry(aggregate_id.to_owned()).or_default();
+        for (sequence, event) in decoded {
+            // Another reader may have applied these meanwhile.
+            if sequence <= facts.read_up_to {
+                continue;
+            }
+            facts.read_up_to = sequence;
+            match event {
                 BdkEvent::Assigned(assigned) => {
                     facts.hsm_key = assigned.hsm_key_id;
                     facts.algorithm = assigned.algorithm;
                 }
-                BdkEvent::DeviceIdAllocated(allocation)
-                    if !injection_id.is_empty() && allocation.injection_id == injection_id =>
-                {
-                    allocated = Some(allocation.initial_key_id);
+                BdkEvent::DeviceIdAllocated(allocation) => {
+                    facts
+                        .allocations
+                        .insert(allocation.injection_id, allocation.initial_key_id);
                 }
-                _ => {}
+                BdkEvent::Retired(_) => {}
             }
         }
-        self.bdk_cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(aggregate_id.to_owned(), facts.clone());
-        Ok((facts, allocated))
+        let allocated = facts.allocations.get(injection_id).cloned();
+        let summary = BdkFacts {
+            hsm_key: facts.hsm_key.clone(),
+            algorithm: facts.algorithm,
+            read_up_to: facts.read_up_to,
+            allocations: HashMap::new(),
+        };
+        Ok((summary, allocated))
     }
 
     /// Whether the BDK exists.
@@ -415,28 +432,30 @@ impl Injector {
             .transpose()
     }
 
-    async fn save_pending(&self, pending: &PendingDelivery) -> Result<(), ServiceError> {
+    /// Saves the waiting delivery; with `point`, also makes it the terminal's latest
+    /// injection, which its device downloads (only once the identity is allocated, so that
+    /// a download never races the allocation).
+    async fn save_pending(
+        &self,
+        pending: &PendingDelivery,
+        point: bool,
+    ) -> Result<(), ServiceError> {
         let payload = serde_json::to_string(pending).map_err(unreadable)?;
-        let pointer = serde_json::Value::String(pending.injection_id.clone()).to_string();
-        self.store
-            .put_documents(
-                DELIVERIES,
-                &[
-                    Document {
-                        id: format!("injection/{}", pending.injection_id),
-                        tenant_id: pending.tenant_id.clone(),
-                        position: 0,
-                        payload,
-                    },
-                    Document {
-                        id: format!("terminal/{}", pending.terminal_id),
-                        tenant_id: pending.tenant_id.clone(),
-                        position: 0,
-                        payload: pointer,
-                    },
-                ],
-            )
-            .await?;
+        let mut documents = vec![Document {
+            id: format!("injection/{}", pending.injection_id),
+            tenant_id: pending.tenant_id.clone(),
+            position: 0,
+            payload,
+        }];
+        if point {
+            documents.push(Document {
+                id: format!("terminal/{}", pending.terminal_id),
+                tenant_id: pending.tenant_id.clone(),
+                position: 0,
+                payload: serde_json::Value::String(pending.injection_id.clone()).to_string(),
+            });
+        }
+        self.store.put_documents(DELIVERIES, &documents).await?;
         Ok(())
     }
 
@@ -538,7 +557,7 @@ impl Injector {
             }
             Err(error) => return Err(error),
         }
-        self.save_pending(&PendingDelivery {
+        let pending = PendingDelivery {
             tenant_id: tenant_id.clone(),
             terminal_id: spec.terminal_id.clone(),
             injection_id: injection_id.clone(),
@@ -546,8 +565,8 @@ impl Injector {
             method: method.into(),
             algorithm: facts.algorithm,
             delivery: None,
-        })
-        .await?;
+        };
+        self.save_pending(&pending, false).await?;
         // The device's certificate must chain to a trusted CA before it gets an identity; a
         // refusal is recorded.
         if let Err(reason) = self.check_certificate(method, &spec.certificate_der) {
@@ -559,6 +578,7 @@ impl Injector {
                 format!("device certificate refused: {reason}"),
             )
             .await?;
+            self.save_pending(&pending, true).await?;
             return Err(ServiceError::bad_request(format!(
                 "device certificate refused: {reason}"
             )));
@@ -571,6 +591,7 @@ impl Injector {
             &injection_id,
         )
         .await?;
+        self.save_pending(&pending, true).await?;
         let work = self
             .work
             .lock()
@@ -592,6 +613,7 @@ impl Injector {
         terminal_id: &str,
         injection_id: &str,
     ) -> Result<String, ServiceError> {
+        let _allocating = self.allocating.lock().await;
         if let (_, Some(allocated)) = self.read_bdk(bdk_aggregate, injection_id).await? {
             return Ok(allocated);
         }
@@ -733,10 +755,12 @@ impl Injector {
             Ok(exported) => exported,
             Err(error) => {
                 let error = ServiceError::from(error);
-                // Unavailable or timed out: try again later. Refused: recorded.
+                // Unavailable, timed out or busy: try again later. Refused: recorded.
                 if !matches!(
                     error.code,
-                    mpos_errors::ErrorCode::Unavailable | mpos_errors::ErrorCode::Timeout
+                    mpos_errors::ErrorCode::Unavailable
+                        | mpos_errors::ErrorCode::Timeout
+                        | mpos_errors::ErrorCode::Conflict
                 ) {
                     self.fail(
                         actor,
@@ -789,7 +813,7 @@ impl Injector {
         )
         .await?;
         pending.delivery = Some(delivery.clone());
-        self.save_pending(&pending).await?;
+        self.save_pending(&pending, true).await?;
         metrics::counter!("mpos_ki_keys_derived_total").increment(1);
         Ok(delivery)
     }

@@ -171,6 +171,14 @@ struct KiProcess {
     http: String,
 }
 
+impl Drop for KiProcess {
+    fn drop(&mut self) {
+        // A failed assertion must not leave the process running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Starts the key-injection binary and waits until it is ready.
 async fn start_key_injection(
     env: &[(String, String)],
@@ -182,14 +190,20 @@ async fn start_key_injection(
     for (name, value) in env {
         command.env(name, value);
     }
-    let child = command
-        .env("MPOS_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
-        .env("MPOS_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
-        .env("MPOS_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn key-injection");
+    let process = KiProcess {
+        child: command
+            .env("MPOS_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
+            .env("MPOS_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
+            .env(
+                "MPOS_LOG",
+                std::env::var("MPOS_TEST_KI_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(log_file())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn key-injection"),
+        http: format!("http://127.0.0.1:{http_port}"),
+    };
     let client = reqwest::Client::new();
     for _ in 0..300 {
         if let Ok(response) = client
@@ -198,14 +212,25 @@ async fn start_key_injection(
             .await
             && response.status().as_u16() == 200
         {
-            return KiProcess {
-                child,
-                http: format!("http://127.0.0.1:{http_port}"),
-            };
+            return process;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("key-injection did not become ready");
+}
+
+/// Where the key-injection process logs: `MPOS_TEST_KI_LOG_FILE`, or nowhere.
+fn log_file() -> Stdio {
+    std::env::var("MPOS_TEST_KI_LOG_FILE")
+        .ok()
+        .and_then(|path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .ok()
+        })
+        .map_or_else(Stdio::null, Stdio::from)
 }
 
 async fn count_events(store: &mpos_es::EventStore, event_type: &str) -> usize {
@@ -470,6 +495,10 @@ async fn a_hundred_devices_boot_get_keys_survive_a_crash_and_are_rekeyed() {
         ("MPOS_KI_SWEEP_INTERVAL_MS".into(), "200".into()),
         ("MPOS_KI_HSM_TIMEOUT_MS".into(), "30000".into()),
     ];
+    // Its log, read by the test (connected first: the schema is made once).
+    let ki_store = mpos_es::EventStore::connect(&ki_db, key_injection::SERVICE)
+        .await
+        .expect("ki store");
     let mut ki = start_key_injection(&ki_env, ki_admin, ki_http).await;
     let ki_api = Api {
         client: reqwest::Client::new(),
@@ -484,16 +513,7 @@ async fn a_hundred_devices_boot_get_keys_survive_a_crash_and_are_rekeyed() {
         )
         .await;
     assert_eq!(status, 204, "{body}");
-    // A tenant key cannot set it; a certificate of another key is refused.
-    let (status, _) = ki_api
-        .call(
-            reqwest::Method::PUT,
-            &acme_key,
-            "/v1/tenants/acme/kdh-certificate",
-            Some(json!({"certificatePem": kdh_certificate.pem()})),
-        )
-        .await;
-    assert_eq!(status, 403);
+    // A certificate of another key is refused.
     let (status, body) = ki_api
         .call(
             reqwest::Method::PUT,
@@ -518,6 +538,16 @@ async fn a_hundred_devices_boot_get_keys_survive_a_crash_and_are_rekeyed() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(assigned, "the tenant's API key is known to key-injection");
+    // A tenant key cannot set the KDH certificate.
+    let (status, _) = ki_api
+        .call(
+            reqwest::Method::PUT,
+            &acme_key,
+            "/v1/tenants/acme/kdh-certificate",
+            Some(json!({"certificatePem": kdh_certificate.pem()})),
+        )
+        .await;
+    assert_eq!(status, 403);
 
     // The devices boot: activation over mTLS on terminal-management starts the injections.
     let sim_config = |device: usize| TerminalConfig {
@@ -538,9 +568,6 @@ async fn a_hundred_devices_boot_get_keys_survive_a_crash_and_are_rekeyed() {
     }
 
     // Crash key-injection in the middle: after some keys were derived, before any delivery.
-    let ki_store = mpos_es::EventStore::connect(&ki_db, key_injection::SERVICE)
-        .await
-        .expect("ki store");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let derived = count_events(&ki_store, "mpos.key_injection.v1.InjectionKeyDerived").await;
@@ -689,7 +716,8 @@ async fn a_hundred_devices_boot_get_keys_survive_a_crash_and_are_rekeyed() {
     assert_eq!(status, 202, "{body}");
     let injection_id = body["injectionId"].as_str().expect("id").to_owned();
     let device_client =
-        terminal_sim::client::device_client(&identities[1], &[server_der.clone()]).expect("client");
+        terminal_sim::client::device_client(&identities[1], std::slice::from_ref(&server_der))
+            .expect("client");
     let mut downloaded = false;
     for _ in 0..100 {
         let response = device_client
