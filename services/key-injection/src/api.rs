@@ -176,6 +176,20 @@ impl FromRequestParts<AppState> for Principal {
     }
 }
 
+/// An injection as the API shows it (no key token: only the delivering answer carries one).
+fn injection_response(
+    injection_id: String,
+    injection: &crate::injection::Injection,
+) -> pb::InjectionResponse {
+    pb::InjectionResponse {
+        injection_id,
+        state: injection.state().to_proto().into(),
+        initial_key_id: injection.initial_key_id().to_owned(),
+        key_token: Vec::new(),
+        kdh_certificate: Vec::new(),
+    }
+}
+
 pub(crate) fn check_id(field: &str, value: &str) -> Result<(), ServiceError> {
     let valid = (1..=64).contains(&value.len())
         && value
@@ -289,13 +303,7 @@ async fn request_injection(
         let injection = state.injector.load(&tenant_id, &id).await?;
         return Ok((
             StatusCode::ACCEPTED,
-            Json(pb::InjectionResponse {
-                injection_id: id,
-                state: injection.state().to_proto().into(),
-                initial_key_id: injection.initial_key_id().to_owned(),
-                key_token: Vec::new(),
-                kdh_certificate: Vec::new(),
-            }),
+            Json(injection_response(id, &injection)),
         ));
     }
     let krd = CertificateDer::from_pem_slice(request.krd_certificate_pem.as_bytes())
@@ -425,13 +433,7 @@ async fn reinject(
     let injection = state.injector.load(&tenant_id, &id).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(pb::InjectionResponse {
-            injection_id: id,
-            state: injection.state().to_proto().into(),
-            initial_key_id: injection.initial_key_id().to_owned(),
-            key_token: Vec::new(),
-            kdh_certificate: Vec::new(),
-        }),
+        Json(injection_response(id, &injection)),
     ))
 }
 
@@ -447,13 +449,7 @@ async fn get_injection(
     if injection.state() == crate::injection::State::New {
         return Err(ServiceError::not_found("injection not found"));
     }
-    Ok(Json(pb::InjectionResponse {
-        injection_id,
-        state: injection.state().to_proto().into(),
-        initial_key_id: injection.initial_key_id().to_owned(),
-        key_token: Vec::new(),
-        kdh_certificate: Vec::new(),
-    }))
+    Ok(Json(injection_response(injection_id, &injection)))
 }
 
 /// The device's confirmation relayed by a caller that delivered the key itself.

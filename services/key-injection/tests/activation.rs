@@ -21,10 +21,7 @@ use mpos_proto::hsm as hsm_pb;
 use mpos_service::{CommonConfig, Infrastructure};
 use paycrypto::SecretBytes;
 use paycrypto::pin::{Pan, Pin, PinBlockFormat};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    PKCS_RSA_SHA256, PublicKeyData, SignatureAlgorithm, date_time_ymd,
-};
+use rcgen::{Issuer, KeyPair, KeyUsagePurpose, PKCS_RSA_SHA256};
 use rsa::pkcs1::EncodeRsaPublicKey;
 use rsa::pkcs8::{DecodePublicKey, EncodePrivateKey};
 use secrecy::SecretString;
@@ -33,6 +30,10 @@ use terminal_sim::pki::{DeviceKeyKind, ManufacturerCa};
 use terminal_sim::terminal::{Terminal, TerminalConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+mod common;
+
+use common::{HeldPublicKey, import_components, params};
 
 const TOKEN: &str = "operator-token-for-activation-test-0123456789";
 /// The ANSI X9.24-1:2009 Annex A.4 test BDK, and a second one for the rotation.
@@ -54,79 +55,6 @@ fn free_port() -> u16 {
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}{}", uuid::Uuid::new_v4().simple())
-}
-
-/// A public key held elsewhere (the KDH's, inside the HSM), for rcgen to certify.
-struct HeldPublicKey(Vec<u8>);
-
-impl PublicKeyData for HeldPublicKey {
-    fn der_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    fn algorithm(&self) -> &'static SignatureAlgorithm {
-        &PKCS_RSA_SHA256
-    }
-}
-
-fn params(name: &str, ca: bool, usage: KeyUsagePurpose) -> CertificateParams {
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = if ca {
-        IsCa::Ca(BasicConstraints::Unconstrained)
-    } else {
-        IsCa::ExplicitNoCa
-    };
-    params.key_usages = vec![usage];
-    params.not_before = date_time_ymd(2024, 1, 1);
-    params.not_after = date_time_ymd(2040, 1, 1);
-    params
-}
-
-async fn import(
-    hsm: &HsmClient,
-    tenant: &str,
-    key_hex: &str,
-    usage: &str,
-    mode: &str,
-    alias: &str,
-) {
-    let key = hex::decode(key_hex).expect("hex");
-    let component = |byte: u8| -> Vec<u8> { key.iter().map(|k| k ^ byte).collect() };
-    let kcv = |bytes: &[u8]| {
-        paycrypto::kcv::tdes_kcv(&SecretBytes::from_slice(bytes))
-            .expect("kcv")
-            .to_hex()
-    };
-    let parts = [vec![0x11; key.len()], component(0x11)];
-    let _: hsm_pb::Key = hsm
-        .call(
-            "ImportKey",
-            &hsm_pb::ImportKeyRequest {
-                tenant_id: tenant.into(),
-                alias: alias.into(),
-                material: Some(hsm_pb::import_key_request::Material::Components(
-                    hsm_pb::ComponentsImport {
-                        attributes: Some(hsm_pb::KeyAttributes {
-                            algorithm: hsm_pb::KeyAlgorithm::Tdes2key.into(),
-                            key_usage: usage.into(),
-                            mode_of_use: mode.into(),
-                            exportability: "N".into(),
-                        }),
-                        components: parts
-                            .iter()
-                            .map(|part| hsm_pb::KeyComponent {
-                                value: hex::encode_upper(part),
-                                kcv: kcv(part),
-                            })
-                            .collect(),
-                        kcv: kcv(&key),
-                    },
-                )),
-            },
-        )
-        .await
-        .expect("import");
 }
 
 /// A small HTTP client for the admin APIs.
@@ -421,9 +349,9 @@ async fn a_hundred_devices_boot_get_keys_survive_a_crash_and_are_rekeyed() {
         "operator:test",
         Duration::from_secs(60),
     );
-    import(&hsm, "acme", BDK, "B0", "X", "bdk").await;
-    import(&hsm, "acme", BDK_2, "B0", "X", "bdk-2").await;
-    import(&hsm, "acme", ZPK, "P0", "B", "zpk").await;
+    import_components(&hsm, "acme", BDK, "B0", "X", "bdk").await;
+    import_components(&hsm, "acme", BDK_2, "B0", "X", "bdk-2").await;
+    import_components(&hsm, "acme", ZPK, "P0", "B", "zpk").await;
     let kdh: hsm_pb::Key = hsm
         .call(
             "CreateKey",

@@ -14,16 +14,17 @@ use paycrypto::SecretBytes;
 use paycrypto::dukpt::tdes::{DataKeyDerivation, Device, KeyUsage};
 use paycrypto::pin::{Pan, Pin, PinBlockFormat};
 use paycrypto::tr34::{self, Credential, ExpectedFreshness, KdhTrust};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    PKCS_RSA_SHA256, PublicKeyData, SignatureAlgorithm, date_time_ymd,
-};
+use rcgen::{Issuer, KeyPair, KeyUsagePurpose, PKCS_RSA_SHA256};
 use rsa::pkcs1::EncodeRsaPublicKey;
 use rsa::pkcs8::{DecodePublicKey, EncodePrivateKey};
 use secrecy::SecretString;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+mod common;
+
+use common::{HeldPublicKey, import_components, params};
 
 const TOKEN: &str = "operator-token-for-tests-0123456789abcdef";
 /// The ANSI X9.24-1:2009 Annex A.4 test BDK.
@@ -40,79 +41,11 @@ fn rsa_key() -> (KeyPair, Vec<u8>) {
     (pair, der)
 }
 
-/// A public key held elsewhere (the KDH's, inside the HSM), for rcgen to certify.
-struct HeldPublicKey(Vec<u8>);
-
-impl PublicKeyData for HeldPublicKey {
-    fn der_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    fn algorithm(&self) -> &'static SignatureAlgorithm {
-        &PKCS_RSA_SHA256
-    }
-}
-
-fn params(name: &str, ca: bool, usage: KeyUsagePurpose) -> CertificateParams {
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = if ca {
-        IsCa::Ca(BasicConstraints::Unconstrained)
-    } else {
-        IsCa::ExplicitNoCa
-    };
-    params.key_usages = vec![usage];
-    params.not_before = date_time_ymd(2024, 1, 1);
-    params.not_after = date_time_ymd(2040, 1, 1);
-    params
-}
-
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs()
-}
-
-/// Imports `key_hex` as two clear components (0x11… and its XOR complement), each with its
-/// KCV.
-async fn import_components(hsm: &HsmClient, key_hex: &str, usage: &str, mode: &str, alias: &str) {
-    let key = hex::decode(key_hex).expect("hex");
-    let component = |byte: u8| -> Vec<u8> { key.iter().map(|k| k ^ byte).collect() };
-    let kcv = |bytes: &[u8]| {
-        paycrypto::kcv::tdes_kcv(&SecretBytes::from_slice(bytes))
-            .expect("kcv")
-            .to_hex()
-    };
-    let parts = [vec![0x11; key.len()], component(0x11)];
-    let _: hsm_pb::Key = hsm
-        .call(
-            "ImportKey",
-            &hsm_pb::ImportKeyRequest {
-                tenant_id: "acme".into(),
-                alias: alias.into(),
-                material: Some(hsm_pb::import_key_request::Material::Components(
-                    hsm_pb::ComponentsImport {
-                        attributes: Some(hsm_pb::KeyAttributes {
-                            algorithm: hsm_pb::KeyAlgorithm::Tdes2key.into(),
-                            key_usage: usage.into(),
-                            mode_of_use: mode.into(),
-                            exportability: "N".into(),
-                        }),
-                        components: parts
-                            .iter()
-                            .map(|part| hsm_pb::KeyComponent {
-                                value: hex::encode_upper(part),
-                                kcv: kcv(part),
-                            })
-                            .collect(),
-                        kcv: kcv(&key),
-                    },
-                )),
-            },
-        )
-        .await
-        .expect("import");
 }
 
 fn config(dir: &tempfile::TempDir, service: &str, bus: &str) -> CommonConfig {
@@ -175,8 +108,16 @@ async fn devices_get_fresh_ksns_and_initial_keys_only_they_can_open() {
 
     // The tenant's BDK and the platform's key distribution host key pair, inside the HSM;
     // the platform's RKI CA certifies the KDH's public key.
-    import_components(&hsm, BDK, "B0", "X", "bdk").await;
-    import_components(&hsm, "11111111111111112222222222222222", "K0", "E", "kek").await;
+    import_components(&hsm, "acme", BDK, "B0", "X", "bdk").await;
+    import_components(
+        &hsm,
+        "acme",
+        "11111111111111112222222222222222",
+        "K0",
+        "E",
+        "kek",
+    )
+    .await;
     let kdh: hsm_pb::Key = hsm
         .call(
             "CreateKey",
@@ -295,7 +236,7 @@ async fn devices_get_fresh_ksns_and_initial_keys_only_they_can_open() {
     let mut ksns = Vec::new();
     let mut injections = Vec::new();
     // The zone PIN key the first PIN blocks are translated to.
-    import_components(&hsm, ZPK, "P0", "B", "zpk").await;
+    import_components(&hsm, "acme", ZPK, "P0", "B", "zpk").await;
     let zpk = SecretBytes::from_slice(&hex::decode(ZPK).expect("hex"));
     let pin = Pin::new("1234").expect("pin");
     let pan = Pan::new("4012345678909").expect("pan");

@@ -1,0 +1,86 @@
+//! What the key-injection tests share: certificates made with rcgen and clear-component key
+//! imports into the hsm-proxy.
+
+use hsm_proxy::rpc::HsmClient;
+use mpos_proto::hsm as hsm_pb;
+use paycrypto::SecretBytes;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, KeyUsagePurpose, PKCS_RSA_SHA256,
+    PublicKeyData, SignatureAlgorithm, date_time_ymd,
+};
+
+/// A public key held elsewhere (the KDH's, inside the HSM), for rcgen to certify.
+pub(crate) struct HeldPublicKey(pub(crate) Vec<u8>);
+
+impl PublicKeyData for HeldPublicKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        &PKCS_RSA_SHA256
+    }
+}
+
+/// Certificate parameters valid 2024 to 2040 with one key usage.
+pub(crate) fn params(name: &str, ca: bool, usage: KeyUsagePurpose) -> CertificateParams {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = if ca {
+        IsCa::Ca(BasicConstraints::Unconstrained)
+    } else {
+        IsCa::ExplicitNoCa
+    };
+    params.key_usages = vec![usage];
+    params.not_before = date_time_ymd(2024, 1, 1);
+    params.not_after = date_time_ymd(2040, 1, 1);
+    params
+}
+
+/// Imports `key_hex` for `tenant` as two clear components (0x11… and its XOR complement),
+/// each with its KCV.
+pub(crate) async fn import_components(
+    hsm: &HsmClient,
+    tenant: &str,
+    key_hex: &str,
+    usage: &str,
+    mode: &str,
+    alias: &str,
+) {
+    let key = hex::decode(key_hex).expect("hex");
+    let component = |byte: u8| -> Vec<u8> { key.iter().map(|k| k ^ byte).collect() };
+    let kcv = |bytes: &[u8]| {
+        paycrypto::kcv::tdes_kcv(&SecretBytes::from_slice(bytes))
+            .expect("kcv")
+            .to_hex()
+    };
+    let parts = [vec![0x11; key.len()], component(0x11)];
+    let _: hsm_pb::Key = hsm
+        .call(
+            "ImportKey",
+            &hsm_pb::ImportKeyRequest {
+                tenant_id: tenant.into(),
+                alias: alias.into(),
+                material: Some(hsm_pb::import_key_request::Material::Components(
+                    hsm_pb::ComponentsImport {
+                        attributes: Some(hsm_pb::KeyAttributes {
+                            algorithm: hsm_pb::KeyAlgorithm::Tdes2key.into(),
+                            key_usage: usage.into(),
+                            mode_of_use: mode.into(),
+                            exportability: "N".into(),
+                        }),
+                        components: parts
+                            .iter()
+                            .map(|part| hsm_pb::KeyComponent {
+                                value: hex::encode_upper(part),
+                                kcv: kcv(part),
+                            })
+                            .collect(),
+                        kcv: kcv(&key),
+                    },
+                )),
+            },
+        )
+        .await
+        .expect("import");
+}
