@@ -22,8 +22,7 @@ use mpos_service::{CommonConfig, Infrastructure};
 use paycrypto::SecretBytes;
 use paycrypto::pin::{Pan, Pin, PinBlockFormat};
 use rcgen::{Issuer, KeyPair, KeyUsagePurpose, PKCS_RSA_SHA256};
-use rsa::pkcs1::EncodeRsaPublicKey;
-use rsa::pkcs8::{DecodePublicKey, EncodePrivateKey};
+use rsa::pkcs8::EncodePrivateKey;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use terminal_sim::pki::{DeviceKeyKind, ManufacturerCa};
@@ -33,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 mod common;
 
-use common::{HeldPublicKey, import_components, params};
+use common::{HeldPublicKey, create_kdh, import_components, params};
 
 const TOKEN: &str = "operator-token-for-activation-test-0123456789";
 /// The ANSI X9.24-1:2009 Annex A.4 test BDK, and a second one for the rotation.
@@ -352,38 +351,7 @@ async fn a_hundred_devices_boot_get_keys_survive_a_crash_and_are_rekeyed() {
     import_components(&hsm, "acme", BDK, "B0", "X", "bdk").await;
     import_components(&hsm, "acme", BDK_2, "B0", "X", "bdk-2").await;
     import_components(&hsm, "acme", ZPK, "P0", "B", "zpk").await;
-    let kdh: hsm_pb::Key = hsm
-        .call(
-            "CreateKey",
-            &hsm_pb::CreateKeyRequest {
-                tenant_id: "acme".into(),
-                attributes: Some(hsm_pb::KeyAttributes {
-                    algorithm: hsm_pb::KeyAlgorithm::Rsa2048.into(),
-                    key_usage: "S0".into(),
-                    mode_of_use: "S".into(),
-                    exportability: "N".into(),
-                }),
-                alias: "kdh".into(),
-            },
-        )
-        .await
-        .expect("kdh");
-    let public: hsm_pb::GetPublicKeyResponse = hsm
-        .call(
-            "GetPublicKey",
-            &hsm_pb::GetPublicKeyRequest {
-                tenant_id: "acme".into(),
-                key: kdh.key_id,
-            },
-        )
-        .await
-        .expect("public key");
-    let kdh_public = rsa::RsaPublicKey::from_public_key_der(&public.public_key)
-        .expect("rsa public key")
-        .to_pkcs1_der()
-        .expect("pkcs1")
-        .as_bytes()
-        .to_vec();
+    let kdh_public = create_kdh(&hsm, "acme").await;
     let rki_ca_key = {
         let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).expect("rsa keygen");
         let der = key.to_pkcs8_der().expect("pkcs8").as_bytes().to_vec();

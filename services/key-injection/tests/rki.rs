@@ -15,8 +15,7 @@ use paycrypto::dukpt::tdes::{DataKeyDerivation, Device, KeyUsage};
 use paycrypto::pin::{Pan, Pin, PinBlockFormat};
 use paycrypto::tr34::{self, Credential, ExpectedFreshness, KdhTrust};
 use rcgen::{Issuer, KeyPair, KeyUsagePurpose, PKCS_RSA_SHA256};
-use rsa::pkcs1::EncodeRsaPublicKey;
-use rsa::pkcs8::{DecodePublicKey, EncodePrivateKey};
+use rsa::pkcs8::EncodePrivateKey;
 use secrecy::SecretString;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -24,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 mod common;
 
-use common::{HeldPublicKey, import_components, params};
+use common::{HeldPublicKey, create_kdh, import_components, params};
 
 const TOKEN: &str = "operator-token-for-tests-0123456789abcdef";
 /// The ANSI X9.24-1:2009 Annex A.4 test BDK.
@@ -118,38 +117,7 @@ async fn devices_get_fresh_ksns_and_initial_keys_only_they_can_open() {
         "kek",
     )
     .await;
-    let kdh: hsm_pb::Key = hsm
-        .call(
-            "CreateKey",
-            &hsm_pb::CreateKeyRequest {
-                tenant_id: "acme".into(),
-                attributes: Some(hsm_pb::KeyAttributes {
-                    algorithm: hsm_pb::KeyAlgorithm::Rsa2048.into(),
-                    key_usage: "S0".into(),
-                    mode_of_use: "S".into(),
-                    exportability: "N".into(),
-                }),
-                alias: "kdh".into(),
-            },
-        )
-        .await
-        .expect("kdh");
-    let public: hsm_pb::GetPublicKeyResponse = hsm
-        .call(
-            "GetPublicKey",
-            &hsm_pb::GetPublicKeyRequest {
-                tenant_id: "acme".into(),
-                key: kdh.key_id,
-            },
-        )
-        .await
-        .expect("public key");
-    let kdh_public = rsa::RsaPublicKey::from_public_key_der(&public.public_key)
-        .expect("rsa public key")
-        .to_pkcs1_der()
-        .expect("pkcs1")
-        .as_bytes()
-        .to_vec();
+    let kdh_public = create_kdh(&hsm, "acme").await;
     let (ca_key, _) = rsa_key();
     let ca_params = params("RKI Test CA", true, KeyUsagePurpose::KeyCertSign);
     let ca_certificate = ca_params.self_signed(&ca_key).expect("ca").der().to_vec();

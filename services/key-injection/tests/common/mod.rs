@@ -8,6 +8,8 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, KeyUsagePurpose, PKCS_RSA_SHA256,
     PublicKeyData, SignatureAlgorithm, date_time_ymd,
 };
+use rsa::pkcs1::EncodeRsaPublicKey;
+use rsa::pkcs8::DecodePublicKey;
 
 /// A public key held elsewhere (the KDH's, inside the HSM), for rcgen to certify.
 pub(crate) struct HeldPublicKey(pub(crate) Vec<u8>);
@@ -83,4 +85,41 @@ pub(crate) async fn import_components(
         )
         .await
         .expect("import");
+}
+
+/// Creates the tenant's key distribution host key pair (RSA-2048, S0) in the hsm-proxy and
+/// answers its public key (PKCS #1 DER), for a certificate to be issued for it.
+pub(crate) async fn create_kdh(hsm: &HsmClient, tenant: &str) -> Vec<u8> {
+    let kdh: hsm_pb::Key = hsm
+        .call(
+            "CreateKey",
+            &hsm_pb::CreateKeyRequest {
+                tenant_id: tenant.into(),
+                attributes: Some(hsm_pb::KeyAttributes {
+                    algorithm: hsm_pb::KeyAlgorithm::Rsa2048.into(),
+                    key_usage: "S0".into(),
+                    mode_of_use: "S".into(),
+                    exportability: "N".into(),
+                }),
+                alias: "kdh".into(),
+            },
+        )
+        .await
+        .expect("kdh");
+    let public: hsm_pb::GetPublicKeyResponse = hsm
+        .call(
+            "GetPublicKey",
+            &hsm_pb::GetPublicKeyRequest {
+                tenant_id: tenant.into(),
+                key: kdh.key_id,
+            },
+        )
+        .await
+        .expect("public key");
+    rsa::RsaPublicKey::from_public_key_der(&public.public_key)
+        .expect("rsa public key")
+        .to_pkcs1_der()
+        .expect("pkcs1")
+        .as_bytes()
+        .to_vec()
 }
