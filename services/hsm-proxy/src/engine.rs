@@ -69,7 +69,13 @@ pub struct Hsm {
     /// One control-plane change at a time in this process: alias uniqueness and replication
     /// are checked against the registry under it.
     writes: tokio::sync::Mutex<()>,
+    /// Appends to one key's stream one at a time in this process (stripes by key id):
+    /// concurrent exports of a BDK for many devices queue instead of conflicting.
+    key_stripes: Vec<tokio::sync::Mutex<()>>,
 }
+
+/// How many stripes serialise appends per key.
+const KEY_STRIPES: usize = 64;
 
 impl std::fmt::Debug for Hsm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -278,6 +284,9 @@ impl Hsm {
             registry,
             pool,
             writes: tokio::sync::Mutex::new(()),
+            key_stripes: (0..KEY_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         }
     }
 
@@ -306,7 +315,13 @@ impl Hsm {
             actor: caller.actor.clone(),
         };
         // Concurrent operations on one key (exports of a BDK for many devices) each append
-        // an event to it: a conflict is decided again on the new state, not returned.
+        // an event to it: in this process they queue on the key's stripe; a conflict with
+        // another instance is decided again on the new state, not returned.
+        let stripe = key_id
+            .bytes()
+            .fold(0_usize, |hash, byte| hash.wrapping_mul(31).wrapping_add(usize::from(byte)))
+            % KEY_STRIPES;
+        let _append = self.key_stripes[stripe].lock().await;
         let mut attempt = 0_u64;
         loop {
             attempt += 1;
