@@ -4,7 +4,9 @@
 //! * [`append`]: `EventStore::append` throughput against a raw batched `INSERT` of the same rows;
 //! * [`replay`]: `ProjectionRunner::rebuild` rate against reading the same rows;
 //! * [`outbox`]: commit → relay → broker → subscriber lag against a bare publish → receive;
-//! * [`hsm`]: hsm-proxy `TranslatePinData` over NATS request-reply against a bare NATS echo.
+//! * [`hsm`]: hsm-proxy `TranslatePinData` over NATS request-reply against a bare NATS echo;
+//! * [`ki`]: key-injection's keys injected per second for a batch of simulated devices
+//!   against the bare hsm-proxy `ExportKey` of the same format.
 //!
 //! Run it with `cargo run --release -p mpos-bench -- [append|replay|outbox|hsm|all] [--quick]`.
 
@@ -12,6 +14,7 @@ pub mod append;
 mod backend;
 mod data;
 pub mod hsm;
+pub mod ki;
 pub mod machine;
 pub mod outbox;
 pub mod replay;

@@ -1,4 +1,4 @@
-//! `mpos-bench [append|replay|outbox|hsm|tms|all] [--quick] [--markdown]`: kernel, hsm-proxy and
+//! `mpos-bench [append|replay|outbox|hsm|tms|ki|all] [--quick] [--markdown]`: kernel, hsm-proxy and
 //! terminal-management benchmarks, each figure next to a floor measured in the same run.
 
 use clap::{Parser, ValueEnum};
@@ -7,7 +7,7 @@ use mpos_bench::hsm::{self, HsmBenchConfig};
 use mpos_bench::outbox::{self, BusKind, OutboxConfig};
 use mpos_bench::replay::{self, ReplayConfig};
 use mpos_bench::report::Report;
-use mpos_bench::{Backend, Urls, machine, tms};
+use mpos_bench::{Backend, Urls, ki, machine, tms};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum What {
@@ -16,6 +16,8 @@ enum What {
     Outbox,
     Hsm,
     Tms,
+    /// key-injection: keys injected per second (not part of `all`: ~10 minutes).
+    Ki,
     All,
 }
 
@@ -42,6 +44,21 @@ struct Cli {
     /// hsm: repetitions (default 3; 1 with --quick).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
     hsm_repetitions: Option<u32>,
+    /// ki: devices injected per ECDH repetition (default 10,000; 300 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    ki_devices: Option<u32>,
+    /// ki: devices injected per TR-34 repetition, 0 for none (default 10,000; 100 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    ki_tr34_devices: Option<u32>,
+    /// ki: devices in flight (default 64).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    ki_concurrency: Option<u32>,
+    /// ki: key-injection's derivation workers (default 8, as MPOS_KI_WORKERS).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+    ki_workers: Option<u32>,
+    /// ki: repetitions, each on fresh services and devices (default 1).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    ki_repetitions: Option<u32>,
 }
 
 #[tokio::main]
@@ -164,6 +181,40 @@ async fn main() -> std::process::ExitCode {
             Err(error) => {
                 failed = true;
                 report.notes.push(format!("tms FAILED: {error:#}"));
+            }
+        }
+    }
+
+    if cli.what == What::Ki {
+        let mut config = if cli.quick {
+            ki::KiBenchConfig::quick()
+        } else {
+            ki::KiBenchConfig::full()
+        };
+        if let Some(devices) = cli.ki_devices {
+            config.devices = devices as usize;
+        }
+        if let Some(devices) = cli.ki_tr34_devices {
+            config.tr34_devices = devices as usize;
+        }
+        if let Some(concurrency) = cli.ki_concurrency {
+            config.concurrency = concurrency as usize;
+        }
+        if let Some(workers) = cli.ki_workers {
+            config.workers = workers as usize;
+        }
+        if let Some(repetitions) = cli.ki_repetitions {
+            config.repetitions = repetitions as usize;
+        }
+        report.notes.push(format!(
+            "ki: embedded deployment as mposd runs it: hsm-proxy (soft:// backend), terminal-management and key-injection in this process, each on its own SQLite log, one in-process memory:// bus, key-injection reading terminal-management's log directly; {} workers; devices = the terminal simulator over mTLS (activate on terminal-management, poll/download/unwrap/confirm on key-injection), {} in flight; timed from the first activation to the last confirmation; TR-34 device certificates share {} RSA keys; floor = up to {} bare hsm-proxy ExportKey calls of the same format over the same bus, at the same concurrency and one at a time (the better of the two is the floor: concurrent exports of one BDK conflict in the hsm-proxy and are retried)",
+            config.workers, config.concurrency, config.rsa_pool, config.floor_calls
+        ));
+        match ki::run(&config).await {
+            Ok(series) => ki::add_to(&mut report, &config, &series),
+            Err(error) => {
+                failed = true;
+                report.notes.push(format!("ki FAILED: {error:#}"));
             }
         }
     }
