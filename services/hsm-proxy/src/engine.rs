@@ -317,10 +317,9 @@ impl Hsm {
         // Concurrent operations on one key (exports of a BDK for many devices) each append
         // an event to it: in this process they queue on the key's stripe; a conflict with
         // another instance is decided again on the new state, not returned.
-        let stripe = key_id
-            .bytes()
-            .fold(0_usize, |hash, byte| hash.wrapping_mul(31).wrapping_add(usize::from(byte)))
-            % KEY_STRIPES;
+        let stripe = key_id.bytes().fold(0_usize, |hash, byte| {
+            hash.wrapping_mul(31).wrapping_add(usize::from(byte))
+        }) % KEY_STRIPES;
         let _append = self.key_stripes[stripe].lock().await;
         let mut attempt = 0_u64;
         loop {

@@ -10,6 +10,7 @@
 //! revoke the terminal's keys. The work is done before the position moves, so an event whose
 //! work failed is delivered again.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -244,14 +245,46 @@ enum Work {
     },
 }
 
+impl Work {
+    /// The terminal the work is for.
+    fn terminal(&self) -> (String, String) {
+        match self {
+            Self::Inject {
+                tenant_id,
+                terminal_id,
+                ..
+            }
+            | Self::Revoke {
+                tenant_id,
+                terminal_id,
+                ..
+            } => (tenant_id.clone(), terminal_id.clone()),
+        }
+    }
+}
+
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A terminal as of the documents written so far in this batch, else as stored.
+async fn terminal_in(
+    view: &TmsView,
+    overlay: &HashMap<String, Document>,
+    tenant_id: &str,
+    terminal_id: &str,
+) -> Result<Option<TerminalDoc>, ServiceError> {
+    match overlay.get(&format!("terminal/{tenant_id}/{terminal_id}")) {
+        Some(document) => decode(document).map(Some),
+        None => view.terminal(tenant_id, terminal_id).await,
+    }
 }
 
 /// The projection step: the documents an event changes (given the current ones it reads) and
 /// the work it starts. Unknown event types change nothing.
 async fn apply(
     view: &TmsView,
+    overlay: &HashMap<String, Document>,
     envelope: &EventEnvelope,
 ) -> Result<(Vec<Document>, Option<Work>), ServiceError> {
     let Some(name) = envelope.event_type.strip_prefix(TYPE_PREFIX) else {
@@ -269,7 +302,8 @@ async fn apply(
     let terminal_status = |tenant_id: &str, terminal_id: &str, status: TerminalStatus| {
         let (tenant_id, terminal_id) = (tenant_id.to_owned(), terminal_id.to_owned());
         async move {
-            let Some(mut terminal) = view.terminal(&tenant_id, &terminal_id).await? else {
+            let Some(mut terminal) = terminal_in(view, overlay, &tenant_id, &terminal_id).await?
+            else {
                 return Ok::<_, ServiceError>(Vec::new());
             };
             terminal.status = status;
@@ -313,7 +347,12 @@ async fn apply(
         }
         "ApiKeyRevoked" => {
             let revoked = tms::ApiKeyRevoked::decode(payload).map_err(bad)?;
-            let Some(mut key) = view.api_key(&revoked.key_id).await? else {
+            let id = format!("api-key/{}", revoked.key_id);
+            let current = match overlay.get(&id) {
+                Some(document) => Some(decode::<ApiKeyDoc>(document)?),
+                None => view.api_key(&revoked.key_id).await?,
+            };
+            let Some(mut key) = current else {
                 return Ok((Vec::new(), None));
             };
             key.revoked = true;
@@ -349,7 +388,12 @@ async fn apply(
                 let updated = tms::ManufacturerCaCrlUpdated::decode(payload).map_err(bad)?;
                 (updated.ca_id, Some(updated.crl_der), false)
             };
-            let Some(current) = view.one(&format!("ca/{ca_id}")).await? else {
+            let id = format!("ca/{ca_id}");
+            let current = match overlay.get(&id) {
+                Some(document) => Some(document.clone()),
+                None => view.one(&id).await?,
+            };
+            let Some(current) = current else {
                 return Ok((Vec::new(), None));
             };
             let mut ca: CaDoc = decode(&current)?;
@@ -628,20 +672,19 @@ async fn run_from_store(
                 continue;
             }
         };
-        let mut failed = false;
+        let mut envelopes = Vec::with_capacity(events.len());
         for stored in &events {
-            let envelope = match codec.encode(stored) {
-                Ok(payload) => stored.to_envelope(SOURCE, payload),
+            match codec.encode(stored) {
+                Ok(payload) => envelopes.push(stored.to_envelope(SOURCE, payload)),
                 Err(error) => {
                     tracing::warn!(%error, "terminal-management event not encodable; skipped");
-                    continue;
                 }
-            };
-            if let Err(error) = handle(&view, &injector, &envelope).await {
-                tracing::warn!(error = %error.message, event_type = %envelope.event_type, "terminal-management event not applied; retrying");
-                failed = true;
-                break;
             }
+        }
+        let mut failed = false;
+        if let Err(error) = handle_batch(&view, &injector, &envelopes).await {
+            tracing::warn!(error = %error.message, events = envelopes.len(), "terminal-management events not applied; retrying");
+            failed = true;
         }
         if failed {
             tokio::select! {
@@ -697,23 +740,64 @@ async fn handle(
     injector: &Injector,
     envelope: &EventEnvelope,
 ) -> Result<(), ServiceError> {
+    handle_batch(view, injector, std::slice::from_ref(envelope)).await
+}
+
+/// One terminal's work of a batch, in stream order, with the terminal as of its event.
+type TerminalWork = Vec<(Work, Option<TerminalDoc>)>;
+
+/// How many terminals' work a batch runs at once.
+const BATCH_WORK: usize = 32;
+
+/// Applies events in stream order: their documents (each event reads what the ones before it
+/// wrote), then their work — one terminal's in order, different terminals' at once — and
+/// then the documents with the position of the last, in one transaction. Work is idempotent:
+/// a batch that failed half-way is applied again.
+async fn handle_batch(
+    view: &TmsView,
+    injector: &Injector,
+    envelopes: &[EventEnvelope],
+) -> Result<(), ServiceError> {
     let checkpoint = view.store.consumer_position(CONSUMER).await?;
-    if envelope.global_position <= checkpoint {
+    let mut overlay: HashMap<String, Document> = HashMap::new();
+    let mut work: BTreeMap<(String, String), TerminalWork> = BTreeMap::new();
+    let mut last = checkpoint;
+    for envelope in envelopes {
+        if envelope.global_position <= last {
+            continue;
+        }
+        let (documents, next) = apply(view, &overlay, envelope).await?;
+        for document in documents {
+            overlay.insert(document.id.clone(), document);
+        }
+        if let Some(next) = next {
+            let (tenant_id, terminal_id) = next.terminal();
+            let terminal = terminal_in(view, &overlay, &tenant_id, &terminal_id).await?;
+            work.entry((tenant_id, terminal_id))
+                .or_default()
+                .push((next, terminal));
+        }
+        last = envelope.global_position;
+    }
+    if last == checkpoint {
         return Ok(());
     }
-    let (documents, work) = apply(view, envelope).await?;
-    if let Some(work) = work {
-        do_work(view, injector, work).await?;
-    }
+    let results: Vec<Result<(), ServiceError>> =
+        futures::StreamExt::collect(futures::StreamExt::buffer_unordered(
+            futures::stream::iter(work.into_values().map(|items| async move {
+                for (item, terminal) in items {
+                    do_work(injector, item, terminal).await?;
+                }
+                Ok(())
+            })),
+            BATCH_WORK,
+        ))
+        .await;
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    let documents: Vec<Document> = overlay.into_values().collect();
     match view
         .store
-        .commit_documents(
-            PROJECTION,
-            &documents,
-            CONSUMER,
-            checkpoint,
-            envelope.global_position,
-        )
+        .commit_documents(PROJECTION, &documents, CONSUMER, checkpoint, last)
         .await
     {
         Ok(()) => {}
@@ -730,7 +814,11 @@ async fn handle(
     Ok(())
 }
 
-async fn do_work(view: &TmsView, injector: &Injector, work: Work) -> Result<(), ServiceError> {
+async fn do_work(
+    injector: &Injector,
+    work: Work,
+    terminal: Option<TerminalDoc>,
+) -> Result<(), ServiceError> {
     let actor = Actor("service:key-injection".to_owned());
     match work {
         Work::Inject {
@@ -738,7 +826,7 @@ async fn do_work(view: &TmsView, injector: &Injector, work: Work) -> Result<(), 
             terminal_id,
             injection_id,
         } => {
-            let Some(terminal) = view.terminal(&tenant_id, &terminal_id).await? else {
+            let Some(terminal) = terminal else {
                 tracing::warn!(%tenant_id, %terminal_id, "activated terminal unknown; no injection");
                 return Ok(());
             };
