@@ -76,19 +76,36 @@ where
     A::Command: Clone,
     A::Error: Into<ServiceError>,
 {
+    retry_conflicts(cqrs, aggregate_id, command, metadata, attempts)
+        .await
+        .map_err(command_error)
+}
+
+/// The retry loop of [`execute_retrying`], answering the framework's own error for callers
+/// that map it to their own error type.
+pub async fn retry_conflicts<A>(
+    cqrs: &Cqrs<A>,
+    aggregate_id: &str,
+    command: A::Command,
+    metadata: CommandMetadata,
+    attempts: u32,
+) -> Result<(), AggregateError<A::Error>>
+where
+    A: Aggregate,
+    A::Command: Clone,
+{
     let mut attempt = 1;
     loop {
         match cqrs
             .execute_with_metadata(aggregate_id, command.clone(), metadata.clone().into_map())
             .await
         {
-            Ok(()) => return Ok(()),
             Err(AggregateError::AggregateConflict) if attempt < attempts => {
                 attempt += 1;
                 // A short, growing pause lets the other writer finish.
                 tokio::time::sleep(std::time::Duration::from_millis(u64::from(attempt) * 2)).await;
             }
-            Err(error) => return Err(command_error(error)),
+            result => return result,
         }
     }
 }

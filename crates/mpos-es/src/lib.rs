@@ -24,7 +24,7 @@ mod verify;
 
 pub use chain::{Checkpoint, Tamper};
 pub use codec::{EventCodec, ProtoEvent};
-pub use command::{command_error, execute, execute_retrying, snapshot_framework};
+pub use command::{command_error, execute, execute_retrying, retry_conflicts, snapshot_framework};
 pub use error::StoreError;
 pub use event::{
     CommandMetadata, NewEvent, PLATFORM_TENANT, StoredEvent, metadata_keys, now_micros,

@@ -321,21 +321,9 @@ impl Hsm {
             hash.wrapping_mul(31).wrapping_add(usize::from(byte))
         }) % KEY_STRIPES;
         let _append = self.key_stripes[stripe].lock().await;
-        let mut attempt = 0_u64;
-        loop {
-            attempt += 1;
-            match self
-                .cqrs
-                .execute_with_metadata(key_id, command.clone(), metadata.clone().into_map())
-                .await
-            {
-                Ok(()) => break,
-                Err(AggregateError::AggregateConflict) if attempt < 16 => {
-                    tokio::time::sleep(std::time::Duration::from_millis(attempt)).await;
-                }
-                Err(error) => return Err(command_error(error)),
-            }
-        }
+        mpos_es::retry_conflicts(&self.cqrs, key_id, command, metadata, 16)
+            .await
+            .map_err(command_error)?;
         self.registry
             .catch_up()
             .await
