@@ -249,6 +249,33 @@ impl ServerIdentity {
         Ok(Self { chain, key })
     }
 
+    /// The identity named by two variables holding PEM file paths (the chain, the key):
+    /// both or neither (`None`).
+    pub fn from_vars(
+        vars: &mpos_config::Vars,
+        cert_var: &str,
+        key_var: &str,
+    ) -> Result<Option<Self>, mpos_config::ConfigError> {
+        match (vars.optional_path(cert_var)?, vars.optional_path(key_var)?) {
+            (Some(cert), Some(key)) => {
+                Self::from_pem_files(std::path::Path::new(&cert), std::path::Path::new(&key))
+                    .map(Some)
+                    .map_err(|error| {
+                        mpos_config::ConfigError::invalid(
+                            cert_var,
+                            "PEM files of the certificate chain and its key",
+                            &error.to_string(),
+                        )
+                    })
+            }
+            (None, None) => Ok(None),
+            _ => Err(mpos_config::ConfigError::missing(
+                key_var,
+                &format!("both {cert_var} and {key_var}, or neither"),
+            )),
+        }
+    }
+
     /// `identity`, or a self-signed certificate for localhost (with a warning: not for
     /// production).
     pub fn or_self_signed(identity: Option<&Self>, api: &str) -> Result<Self, IdentityError> {

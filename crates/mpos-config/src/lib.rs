@@ -167,6 +167,15 @@ impl Vars {
         }
     }
 
+    /// A file path, if the variable is set.
+    pub fn optional_path(&self, name: &str) -> Result<Option<String>, ConfigError> {
+        if self.is_set(name) {
+            self.string(name, None, "a file path").map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     /// A socket address such as `0.0.0.0:8080` or `[::1]:9090`.
     pub fn socket_addr(&self, name: &str, default: &str) -> Result<SocketAddr, ConfigError> {
         const EXPECTED: &str = "a socket address like 0.0.0.0:8080 or [::1]:8080";

@@ -333,14 +333,7 @@ impl KiOptions {
         use device_identity::rustls::pki_types::CertificateDer;
         use device_identity::rustls::pki_types::pem::PemObject;
         use mpos_config::ConfigError;
-        let path = |name: &str| -> Result<Option<String>, ConfigError> {
-            if vars.is_set(name) {
-                vars.string(name, None, "a file path").map(Some)
-            } else {
-                Ok(None)
-            }
-        };
-        let certificate = match path(vars::KDH_CERTIFICATE)? {
+        let certificate = match vars.optional_path(vars::KDH_CERTIFICATE)? {
             Some(kdh_path) => CertificateDer::from_pem_file(&kdh_path)
                 .map_err(|error| {
                     ConfigError::invalid(
@@ -353,7 +346,7 @@ impl KiOptions {
                 .to_vec(),
             None => Vec::new(),
         };
-        let krd_cas = match path(vars::KRD_CAS)? {
+        let krd_cas = match vars.optional_path(vars::KRD_CAS)? {
             Some(cas_path) => CertificateDer::pem_file_iter(&cas_path)
                 .and_then(Iterator::collect::<Result<Vec<_>, _>>)
                 .map_err(|error| {
@@ -368,28 +361,8 @@ impl KiOptions {
                 .collect(),
             None => Vec::new(),
         };
-        let device_tls = match (path(vars::DEVICE_TLS_CERT)?, path(vars::DEVICE_TLS_KEY)?) {
-            (Some(cert), Some(key)) => Some(
-                ServerIdentity::from_pem_files(
-                    std::path::Path::new(&cert),
-                    std::path::Path::new(&key),
-                )
-                .map_err(|error| {
-                    ConfigError::invalid(
-                        vars::DEVICE_TLS_CERT,
-                        "PEM files of the certificate chain and its key",
-                        &error.to_string(),
-                    )
-                })?,
-            ),
-            (None, None) => None,
-            _ => {
-                return Err(ConfigError::missing(
-                    vars::DEVICE_TLS_KEY,
-                    "both MPOS_KI_DEVICE_TLS_CERT and MPOS_KI_DEVICE_TLS_KEY, or neither",
-                ));
-            }
-        };
+        let device_tls =
+            ServerIdentity::from_vars(vars, vars::DEVICE_TLS_CERT, vars::DEVICE_TLS_KEY)?;
         let days: u64 = vars.parse(
             vars::CRYPTOPERIOD_DAYS,
             Some(730),

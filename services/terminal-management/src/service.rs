@@ -63,32 +63,7 @@ impl TmOptions {
                 "64 hexadecimal characters (an Ed25519 seed for signing parameter sets)",
             ));
         };
-        let path = |name: &str| -> Result<Option<String>, mpos_config::ConfigError> {
-            if vars.is_set(name) {
-                vars.string(name, None, "a file path").map(Some)
-            } else {
-                Ok(None)
-            }
-        };
-        let device_tls = match (path(vars::DEVICE_TLS_CERT)?, path(vars::DEVICE_TLS_KEY)?) {
-            (Some(cert), Some(key)) => Some(
-                DeviceTls::from_pem_files(std::path::Path::new(&cert), std::path::Path::new(&key))
-                    .map_err(|error| {
-                        mpos_config::ConfigError::invalid(
-                            vars::DEVICE_TLS_CERT,
-                            "PEM files of the certificate chain and its key",
-                            &error.to_string(),
-                        )
-                    })?,
-            ),
-            (None, None) => None,
-            _ => {
-                return Err(mpos_config::ConfigError::missing(
-                    vars::DEVICE_TLS_KEY,
-                    "both MPOS_DEVICE_TLS_CERT and MPOS_DEVICE_TLS_KEY, or neither",
-                ));
-            }
-        };
+        let device_tls = DeviceTls::from_vars(vars, vars::DEVICE_TLS_CERT, vars::DEVICE_TLS_KEY)?;
         Ok(Self {
             operator_token,
             parameter_signing_key: ed25519_dalek::SigningKey::from_bytes(seed.expose_secret()),
