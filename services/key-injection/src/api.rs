@@ -322,25 +322,13 @@ async fn request_injection(
                 terminal_id: request.terminal_id.clone(),
                 bdk_id,
                 certificate_der: krd.as_ref().to_vec(),
+                certificate_field: "krd_certificate_pem",
                 injection_id: None,
                 reason: request.reason.clone(),
                 background: false,
             },
         )
-        .await
-        .map_err(|error| {
-            if error.message.starts_with("device certificate") {
-                ServiceError::bad_request(format!(
-                    "krd_certificate_pem: {}",
-                    error
-                        .message
-                        .trim_start_matches("device certificate: ")
-                        .trim_start_matches("device certificate ")
-                ))
-            } else {
-                error
-            }
-        })?;
+        .await?;
     let delivery = state
         .injector
         .derive(&actor, &tenant_id, &injection_id)
@@ -401,6 +389,7 @@ pub(crate) async fn reinject_terminal(
                 terminal_id: terminal_id.to_owned(),
                 bdk_id,
                 certificate_der: terminal.certificate(),
+                certificate_field: "device certificate",
                 injection_id: None,
                 reason: if reason.trim().is_empty() {
                     "re-injection".to_owned()

@@ -183,21 +183,20 @@ async fn usage(
     ))
 }
 
-/// The transaction counter of a KSN: TDES (20 hex digits, the low 21 bits) or AES (24 hex
-/// digits, the low 32 bits).
+/// The transaction counter of a KSN: TDES (20 hex digits) or AES (24 hex digits), read by
+/// paycrypto's KSN types.
 pub fn ksn_counter(ksn: &str) -> Result<u32, ServiceError> {
-    let bad = || ServiceError::bad_request("ksn: 20 (TDES) or 24 (AES) hexadecimal digits");
-    if !ksn.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(bad());
-    }
-    match ksn.len() {
-        20 => {
-            let low = u32::from_str_radix(&ksn[14..], 16).map_err(|_| bad())?;
-            Ok(low & 0x1F_FFFF)
-        }
-        24 => u32::from_str_radix(&ksn[16..], 16).map_err(|_| bad()),
-        _ => Err(bad()),
-    }
+    let counter = match ksn.len() {
+        20 => paycrypto::dukpt::tdes::Ksn::from_hex(ksn)
+            .ok()
+            .map(|ksn| ksn.counter()),
+        24 => paycrypto::dukpt::aes::Ksn::from_hex(ksn)
+            .ok()
+            .map(|ksn| ksn.counter()),
+        _ => None,
+    };
+    counter
+        .ok_or_else(|| ServiceError::bad_request("ksn: 20 (TDES) or 24 (AES) hexadecimal digits"))
 }
 
 #[cfg(test)]

@@ -570,9 +570,9 @@ pub async fn run(
             // delivered before some unacknowledged ones (after a crash, the broker redelivers
             // those only when their acknowledgement deadline passes). Leave it unacknowledged
             // until they come, unless they never do.
-            match in_order(&view, &delivery.envelope, &mut gap_since).await {
-                Ok(true) => {}
-                Ok(false) => {
+            let checkpoint = match in_order(&view, &delivery.envelope, &mut gap_since).await {
+                Ok(Some(checkpoint)) => checkpoint,
+                Ok(None) => {
                     drop(delivery);
                     continue;
                 }
@@ -582,8 +582,15 @@ pub async fn run(
                     tokio::time::sleep(retry).await;
                     continue;
                 }
-            }
-            match handle(&view, &injector, &delivery.envelope).await {
+            };
+            match handle_batch(
+                &view,
+                &injector,
+                checkpoint,
+                std::slice::from_ref(&delivery.envelope),
+            )
+            .await
+            {
                 Ok(()) => {
                     retry = Duration::from_millis(200);
                     if let Err(error) = delivery.ack().await {
@@ -682,7 +689,7 @@ async fn run_from_store(
             }
         }
         let mut failed = false;
-        if let Err(error) = handle_batch(&view, &injector, &envelopes).await {
+        if let Err(error) = handle_batch(&view, &injector, checkpoint, &envelopes).await {
             tracing::warn!(error = %error.message, events = envelopes.len(), "terminal-management events not applied; retrying");
             failed = true;
         }
@@ -709,21 +716,21 @@ async fn run_from_store(
 /// redelivery deadline), before it is applied anyway (those events are gone, e.g. trimmed).
 const GAP_PATIENCE: Duration = Duration::from_secs(90);
 
-/// Whether the delivery is the next event of the stream (or a duplicate, or one whose
-/// predecessors waited long enough).
+/// The feed's position if the delivery is the next event of the stream (or a duplicate, or
+/// one whose predecessors waited long enough); `None` while it must wait.
 async fn in_order(
     view: &TmsView,
     envelope: &EventEnvelope,
     gap_since: &mut Option<std::time::Instant>,
-) -> Result<bool, ServiceError> {
+) -> Result<Option<u64>, ServiceError> {
     let checkpoint = view.store.consumer_position(CONSUMER).await?;
     if envelope.global_position <= checkpoint.saturating_add(1) {
         *gap_since = None;
-        return Ok(true);
+        return Ok(Some(checkpoint));
     }
     let since = *gap_since.get_or_insert_with(std::time::Instant::now);
     if since.elapsed() < GAP_PATIENCE {
-        return Ok(false);
+        return Ok(None);
     }
     tracing::error!(
         from = checkpoint + 1,
@@ -731,16 +738,7 @@ async fn in_order(
         "terminal-management events never arrived; continuing without them"
     );
     *gap_since = None;
-    Ok(true)
-}
-
-/// Applies one event: its work first (idempotent), then its documents with the position.
-async fn handle(
-    view: &TmsView,
-    injector: &Injector,
-    envelope: &EventEnvelope,
-) -> Result<(), ServiceError> {
-    handle_batch(view, injector, std::slice::from_ref(envelope)).await
+    Ok(Some(checkpoint))
 }
 
 /// One terminal's work of a batch, in stream order, with the terminal as of its event.
@@ -752,13 +750,14 @@ const BATCH_WORK: usize = 32;
 /// Applies events in stream order: their documents (each event reads what the ones before it
 /// wrote), then their work — one terminal's in order, different terminals' at once — and
 /// then the documents with the position of the last, in one transaction. Work is idempotent:
-/// a batch that failed half-way is applied again.
+/// a batch that failed half-way is applied again. `checkpoint` is the position the batch
+/// follows (moved by compare-and-set: another instance's progress wins).
 async fn handle_batch(
     view: &TmsView,
     injector: &Injector,
+    checkpoint: u64,
     envelopes: &[EventEnvelope],
 ) -> Result<(), ServiceError> {
-    let checkpoint = view.store.consumer_position(CONSUMER).await?;
     let mut overlay: HashMap<String, Document> = HashMap::new();
     let mut work: BTreeMap<(String, String), TerminalWork> = BTreeMap::new();
     let mut last = checkpoint;
@@ -843,6 +842,7 @@ async fn do_work(
                         terminal_id: terminal_id.clone(),
                         bdk_id: None,
                         certificate_der: terminal.certificate(),
+                        certificate_field: "device certificate",
                         injection_id: Some(injection_id),
                         reason: "activation".to_owned(),
                         background: true,

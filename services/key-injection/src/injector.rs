@@ -78,6 +78,8 @@ pub struct InjectionSpec {
     pub bdk_id: Option<String>,
     /// The device certificate (DER) whose key receives the initial key.
     pub certificate_der: Vec<u8>,
+    /// How errors about the certificate name it (the API field, e.g. `krd_certificate_pem`).
+    pub certificate_field: &'static str,
     /// A deterministic id (e.g. from the triggering event) for idempotency; `None`: a new one.
     pub injection_id: Option<String>,
     /// "activation", "re-injection", "rotation".
@@ -102,7 +104,16 @@ pub struct FlowSettings {
     pub cryptoperiod: Duration,
 }
 
-/// A BDK's facts as allocation needs them.
+/// What derivation needs of a BDK.
+#[derive(Clone, Debug, Default)]
+struct BdkKey {
+    /// The key in the hsm-proxy (empty: no such BDK).
+    hsm_key: String,
+    /// `DukptAlgorithm` as a number.
+    algorithm: i32,
+}
+
+/// A BDK's log as read so far, cached.
 #[derive(Clone, Debug, Default)]
 struct BdkFacts {
     hsm_key: String,
@@ -137,6 +148,21 @@ impl std::fmt::Debug for Injector {
 fn unreadable(error: serde_json::Error) -> ServiceError {
     tracing::error!(%error, "unreadable event or document");
     ServiceError::internal("unreadable event or document")
+}
+
+/// A document holding one string (a pointer such as the current BDK), as JSON.
+fn text_document(id: &str, tenant_id: &str, text: &str) -> Document {
+    Document {
+        id: id.to_owned(),
+        tenant_id: tenant_id.to_owned(),
+        position: 0,
+        payload: serde_json::Value::String(text.to_owned()).to_string(),
+    }
+}
+
+/// The string of a [`text_document`].
+fn document_text(document: &Document) -> Result<String, ServiceError> {
+    serde_json::from_str(&document.payload).map_err(unreadable)
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -209,7 +235,7 @@ impl Injector {
             .document(KDH_CERTIFICATES, tenant_id, tenant_id)
             .await?;
         let certificate = match own {
-            Some(document) => unb64(document.payload.trim_matches('"'))?,
+            Some(document) => unb64(&document_text(&document)?)?,
             None => self.settings.kdh_certificate.clone(),
         };
         if certificate.is_empty() {
@@ -246,12 +272,7 @@ impl Injector {
                 "certificate_pem: it does not certify the tenant's KDH key pair in the hsm-proxy",
             ));
         }
-        let document = Document {
-            id: tenant_id.to_owned(),
-            tenant_id: tenant_id.to_owned(),
-            position: 0,
-            payload: serde_json::Value::String(b64(certificate)).to_string(),
-        };
+        let document = text_document(tenant_id, tenant_id, &b64(certificate));
         self.store
             .put_documents(KDH_CERTIFICATES, &[document])
             .await?;
@@ -307,7 +328,7 @@ impl Injector {
         &self,
         aggregate_id: &str,
         injection_id: &str,
-    ) -> Result<(BdkFacts, Option<String>), ServiceError> {
+    ) -> Result<(BdkKey, Option<String>), ServiceError> {
         let after = self
             .bdk_cache
             .lock()
@@ -350,13 +371,11 @@ impl Injector {
             }
         }
         let allocated = facts.allocations.get(injection_id).cloned();
-        let summary = BdkFacts {
+        let key = BdkKey {
             hsm_key: facts.hsm_key.clone(),
             algorithm: facts.algorithm,
-            read_up_to: facts.read_up_to,
-            allocations: HashMap::new(),
         };
-        Ok((summary, allocated))
+        Ok((key, allocated))
     }
 
     /// Whether the BDK exists.
@@ -376,7 +395,9 @@ impl Injector {
             .document(CURRENT_BDKS, tenant_id, tenant_id)
             .await?;
         Ok(document
-            .map(|document| document.payload.trim_matches('"').to_owned())
+            .as_ref()
+            .map(document_text)
+            .transpose()?
             .filter(|bdk| !bdk.is_empty()))
     }
 
@@ -386,12 +407,7 @@ impl Injector {
         tenant_id: &str,
         bdk_id: &str,
     ) -> Result<(), ServiceError> {
-        let document = Document {
-            id: tenant_id.to_owned(),
-            tenant_id: tenant_id.to_owned(),
-            position: 0,
-            payload: serde_json::Value::String(bdk_id.to_owned()).to_string(),
-        };
+        let document = text_document(tenant_id, tenant_id, bdk_id);
         self.store.put_documents(CURRENT_BDKS, &[document]).await?;
         Ok(())
     }
@@ -448,12 +464,11 @@ impl Injector {
             payload,
         }];
         if point {
-            documents.push(Document {
-                id: format!("terminal/{}", pending.terminal_id),
-                tenant_id: pending.tenant_id.clone(),
-                position: 0,
-                payload: serde_json::Value::String(pending.injection_id.clone()).to_string(),
-            });
+            documents.push(text_document(
+                &format!("terminal/{}", pending.terminal_id),
+                &pending.tenant_id,
+                &pending.injection_id,
+            ));
         }
         self.store.put_documents(DELIVERIES, &documents).await?;
         Ok(())
@@ -469,29 +484,43 @@ impl Injector {
             .store
             .document(DELIVERIES, tenant_id, &format!("terminal/{terminal_id}"))
             .await?;
-        Ok(document.map(|document| document.payload.trim_matches('"').to_owned()))
+        document.as_ref().map(document_text).transpose()
     }
 
-    /// Whether a device certificate chains to a trusted CA: for TR-34, as a key receiving
-    /// device certificate (RSA ≥ 2048, key encipherment); for ECDH, to a registered
-    /// manufacturer CA.
+    /// Whether a device certificate may receive a key by `method`: its key fits the method,
+    /// and it chains to a manufacturer CA registered in terminal-management (the device API's
+    /// trust store: chain, validity, CRLs) or, for TR-34, to one of the configured key
+    /// receiving device CAs.
     fn check_certificate(
         &self,
         method: pb::DeliveryMethod,
         certificate: &[u8],
     ) -> Result<(), String> {
-        let now = u64::try_from(mpos_es::now_micros() / 1_000_000).unwrap_or(0);
-        let mut cas: Vec<Vec<u8>> = self.settings.krd_cas.clone();
-        cas.extend(self.trust.cas().iter().map(|ca| ca.der().as_ref().to_vec()));
-        let mut last = "no trusted CA for device certificates is configured".to_owned();
-        for ca in &cas {
-            let checked = verify_chain(certificate, ca, now, method);
-            match checked {
-                Ok(()) => return Ok(()),
-                Err(error) => last = error,
+        key_fits(certificate, method)?;
+        let der = device_identity::rustls::pki_types::CertificateDer::from(certificate.to_vec());
+        let refused = match self
+            .trust
+            .verify(std::slice::from_ref(&der), chrono::Utc::now())
+        {
+            Ok(_) => return Ok(()),
+            Err(error) => error.to_string(),
+        };
+        if method == pb::DeliveryMethod::Tr34 {
+            let now = u64::try_from(mpos_es::now_micros() / 1_000_000).unwrap_or(0);
+            for ca in &self.settings.krd_cas {
+                if paycrypto::tr34::verify_certificate_chain(
+                    &[certificate],
+                    ca,
+                    now,
+                    paycrypto::tr34::CertificateRole::Krd,
+                )
+                .is_ok()
+                {
+                    return Ok(());
+                }
             }
         }
-        Err(last)
+        Err(refused)
     }
 
     /// Requests an injection and allocates its device identity; the key is derived in the
@@ -515,8 +544,9 @@ impl Injector {
         if facts.hsm_key.is_empty() {
             return Err(bdk::BdkError::NotFound.into());
         }
-        let method = method_for(&spec.certificate_der)
-            .map_err(|reason| ServiceError::bad_request(format!("device certificate: {reason}")))?;
+        let method = method_for(&spec.certificate_der).map_err(|reason| {
+            ServiceError::bad_request(format!("{}: {reason}", spec.certificate_field))
+        })?;
         let injection_id = spec
             .injection_id
             .clone()
@@ -580,7 +610,8 @@ impl Injector {
             .await?;
             self.save_pending(&pending, true).await?;
             return Err(ServiceError::bad_request(format!(
-                "device certificate refused: {reason}"
+                "{}: refused: {reason}",
+                spec.certificate_field
             )));
         }
         self.allocate(
@@ -604,7 +635,8 @@ impl Injector {
         Ok(injection_id)
     }
 
-    /// The identity allocated to the injection: the one in the BDK's log, or the next one.
+    /// The identity allocated to the injection (the one in the BDK's log, or the next one),
+    /// with the BDK.
     async fn allocate(
         &self,
         actor: &Actor,
@@ -612,10 +644,10 @@ impl Injector {
         bdk_aggregate: &str,
         terminal_id: &str,
         injection_id: &str,
-    ) -> Result<String, ServiceError> {
+    ) -> Result<(BdkKey, String), ServiceError> {
         let _allocating = self.allocating.lock().await;
-        if let (_, Some(allocated)) = self.read_bdk(bdk_aggregate, injection_id).await? {
-            return Ok(allocated);
+        if let (key, Some(allocated)) = self.read_bdk(bdk_aggregate, injection_id).await? {
+            return Ok((key, allocated));
         }
         self.execute(
             &self.bdks,
@@ -628,10 +660,10 @@ impl Injector {
             },
         )
         .await?;
-        self.read_bdk(bdk_aggregate, injection_id)
-            .await?
-            .1
-            .ok_or_else(|| ServiceError::internal("allocation not found in the log"))
+        match self.read_bdk(bdk_aggregate, injection_id).await? {
+            (key, Some(allocated)) => Ok((key, allocated)),
+            (_, None) => Err(ServiceError::internal("allocation not found in the log")),
+        }
     }
 
     /// Records a failure, and counts it in the terminal's inventory.
@@ -678,6 +710,18 @@ impl Injector {
         injection_id: &str,
     ) -> Result<pb::DeviceKeyDelivery, ServiceError> {
         let injection = self.load(tenant_id, injection_id).await?;
+        self.derive_loaded(actor, tenant_id, injection_id, &injection)
+            .await
+    }
+
+    /// [`Injector::derive`] of an injection already read back.
+    async fn derive_loaded(
+        &self,
+        actor: &Actor,
+        tenant_id: &str,
+        injection_id: &str,
+        injection: &Injection,
+    ) -> Result<pb::DeviceKeyDelivery, ServiceError> {
         match injection.state() {
             State::Requested | State::KeyDerived | State::Delivered => {}
             State::New => return Err(InjectionError::NotFound.into()),
@@ -700,7 +744,7 @@ impl Injector {
             return Ok(delivery.clone());
         }
         let bdk_aggregate = format!("{tenant_id}/{}", injection.bdk_id());
-        let initial_key_id = self
+        let (facts, initial_key_id) = self
             .allocate(
                 actor,
                 tenant_id,
@@ -709,7 +753,6 @@ impl Injector {
                 injection_id,
             )
             .await?;
-        let (facts, _) = self.read_bdk(&bdk_aggregate, "").await?;
         let certificate = unb64(&pending.certificate_der)?;
         let aes = facts.algorithm == i32::from(pb::DukptAlgorithm::Aes128);
         // The hsm-proxy takes the initial KSN: for AES, the initial key id and a counter of 0.
@@ -840,7 +883,9 @@ impl Injector {
             }
             _ => {}
         }
-        let delivery = self.derive(actor, tenant_id, &injection_id).await?;
+        let delivery = self
+            .derive_loaded(actor, tenant_id, &injection_id, &injection)
+            .await?;
         self.execute(
             &self.injections,
             actor,
@@ -1082,34 +1127,15 @@ impl Injector {
     }
 }
 
-/// Whether a device certificate was signed by `ca` (RSA or ECDSA), is within its validity,
-/// and fits its delivery method: for TR-34 an RSA key of at least 2048 bits whose key usage
-/// (when present) allows key encipherment; for ECDH a P-256 key whose key usage (when
-/// present) allows key agreement.
-fn verify_chain(
-    certificate: &[u8],
-    ca: &[u8],
-    now: u64,
-    method: pb::DeliveryMethod,
-) -> Result<(), String> {
+/// Whether a device certificate's key fits the delivery method: for TR-34 an RSA key of at
+/// least 2048 bits whose key usage (when present) allows key encipherment; for ECDH a key
+/// whose key usage (when present) allows key agreement (the curve was checked by
+/// [`method_for`]).
+fn key_fits(certificate: &[u8], method: pb::DeliveryMethod) -> Result<(), String> {
     use x509_parser::prelude::{FromDer, X509Certificate};
     use x509_parser::public_key::PublicKey;
     let (_, device) = X509Certificate::from_der(certificate)
         .map_err(|_| "not a DER X.509 certificate".to_owned())?;
-    let (_, issuer) =
-        X509Certificate::from_der(ca).map_err(|_| "unreadable CA certificate".to_owned())?;
-    let now = i64::try_from(now).unwrap_or(i64::MAX);
-    if device.validity().not_before.timestamp() > now
-        || device.validity().not_after.timestamp() < now
-    {
-        return Err("the device certificate is not within its validity".to_owned());
-    }
-    if device.issuer() != issuer.subject() {
-        return Err("the device certificate was not issued by a trusted CA".to_owned());
-    }
-    device
-        .verify_signature(Some(issuer.public_key()))
-        .map_err(|_| "the device certificate's signature does not verify".to_owned())?;
     let usage = device
         .key_usage()
         .map_err(|_| "the device certificate's key usage is malformed".to_owned())?

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 mod common;
 
-use common::{HeldPublicKey, create_kdh, import_components, params};
+use common::{HeldPublicKey, create_kdh, import_components, params, start_soft_hsm};
 
 const TOKEN: &str = "operator-token-for-activation-test-0123456789";
 /// The ANSI X9.24-1:2009 Annex A.4 test BDK, and a second one for the rotation.
@@ -206,32 +206,7 @@ async fn a_hundred_devices_boot_get_keys_survive_a_crash_and_are_rekeyed() {
         hsm_proxy::SERVICE,
         &format!("sqlite://{}", dir.path().join("hsm.db").display()),
     );
-    let hsm_infrastructure = Infrastructure::default();
-    let (hsm_store, hsm_bus) = hsm_infrastructure
-        .connect(&hsm_common, &cancel)
-        .await
-        .expect("hsm infrastructure");
-    let hsm_running = hsm_proxy::service::start(
-        &hsm_common,
-        &hsm_proxy::service::HsmConfig {
-            backends: vec![format!("soft://{}", dir.path().join("keys").display())],
-            soft_lmk: Some(SecretBytes::from_slice(&[0x42; 32])),
-            pkcs11_pin: None,
-            pool: hsm_proxy::pool::PoolConfig {
-                local_site: "local".into(),
-                attempt_timeout: Duration::from_secs(60),
-                check_interval: Duration::from_millis(200),
-            },
-        },
-        hsm_store,
-        &hsm_bus,
-        &hsm_infrastructure,
-        &token,
-        TcpListener::bind("127.0.0.1:0").await.expect("bind"),
-        &cancel,
-    )
-    .await
-    .expect("hsm-proxy");
+    let hsm_running = start_soft_hsm(&hsm_common, &dir.path().join("keys"), &token, &cancel).await;
     let tms_common = config(terminal_management::SERVICE, &tms_db);
     let tms_infrastructure = Infrastructure::default();
     let (tms_store, tms_bus) = tms_infrastructure

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 mod common;
 
-use common::{HeldPublicKey, create_kdh, import_components, params};
+use common::{HeldPublicKey, create_kdh, import_components, params, start_soft_hsm};
 
 const TOKEN: &str = "operator-token-for-tests-0123456789abcdef";
 /// The ANSI X9.24-1:2009 Annex A.4 test BDK.
@@ -72,32 +72,7 @@ async fn devices_get_fresh_ksns_and_initial_keys_only_they_can_open() {
 
     // The hsm-proxy, with a soft backend.
     let hsm_common = config(&dir, hsm_proxy::SERVICE, &bus_url);
-    let hsm_infrastructure = Infrastructure::default();
-    let (hsm_store, hsm_bus) = hsm_infrastructure
-        .connect(&hsm_common, &cancel)
-        .await
-        .expect("hsm infrastructure");
-    let hsm_running = hsm_proxy::service::start(
-        &hsm_common,
-        &hsm_proxy::service::HsmConfig {
-            backends: vec![format!("soft://{}", dir.path().join("keys").display())],
-            soft_lmk: Some(SecretBytes::from_slice(&[0x42; 32])),
-            pkcs11_pin: None,
-            pool: hsm_proxy::pool::PoolConfig {
-                local_site: "local".into(),
-                attempt_timeout: Duration::from_secs(60),
-                check_interval: Duration::from_millis(200),
-            },
-        },
-        hsm_store,
-        &hsm_bus,
-        &hsm_infrastructure,
-        &token,
-        TcpListener::bind("127.0.0.1:0").await.expect("bind"),
-        &cancel,
-    )
-    .await
-    .expect("hsm-proxy");
+    let hsm_running = start_soft_hsm(&hsm_common, &dir.path().join("keys"), &token, &cancel).await;
     let caller = mpos_bus::connect(&bus_url).await.expect("bus");
     let hsm = HsmClient::new(
         caller.requests.expect("request-reply"),

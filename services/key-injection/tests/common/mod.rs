@@ -1,8 +1,12 @@
 //! What the key-injection tests share: certificates made with rcgen and clear-component key
 //! imports into the hsm-proxy.
 
+use std::path::Path;
+use std::time::Duration;
+
 use hsm_proxy::rpc::HsmClient;
 use mpos_proto::hsm as hsm_pb;
+use mpos_service::{CommonConfig, Infrastructure};
 use paycrypto::SecretBytes;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, KeyUsagePurpose, PKCS_RSA_SHA256,
@@ -10,6 +14,9 @@ use rcgen::{
 };
 use rsa::pkcs1::EncodeRsaPublicKey;
 use rsa::pkcs8::DecodePublicKey;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 /// A public key held elsewhere (the KDH's, inside the HSM), for rcgen to certify.
 pub(crate) struct HeldPublicKey(pub(crate) Vec<u8>);
@@ -122,4 +129,40 @@ pub(crate) async fn create_kdh(hsm: &HsmClient, tenant: &str) -> Vec<u8> {
         .expect("pkcs1")
         .as_bytes()
         .to_vec()
+}
+
+/// Starts an hsm-proxy with one soft backend (keys in `keys`, a fixed test LMK) on its own
+/// infrastructure, until `cancel`.
+pub(crate) async fn start_soft_hsm(
+    common: &CommonConfig,
+    keys: &Path,
+    token: &SecretString,
+    cancel: &CancellationToken,
+) -> hsm_proxy::service::Running {
+    let infrastructure = Infrastructure::default();
+    let (store, bus) = infrastructure
+        .connect(common, cancel)
+        .await
+        .expect("hsm infrastructure");
+    hsm_proxy::service::start(
+        common,
+        &hsm_proxy::service::HsmConfig {
+            backends: vec![format!("soft://{}", keys.display())],
+            soft_lmk: Some(SecretBytes::from_slice(&[0x42; 32])),
+            pkcs11_pin: None,
+            pool: hsm_proxy::pool::PoolConfig {
+                local_site: "local".into(),
+                attempt_timeout: Duration::from_secs(60),
+                check_interval: Duration::from_millis(200),
+            },
+        },
+        store,
+        &bus,
+        &infrastructure,
+        token,
+        TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+        cancel,
+    )
+    .await
+    .expect("hsm-proxy")
 }
