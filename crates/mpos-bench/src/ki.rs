@@ -449,6 +449,7 @@ async fn start(workers: usize) -> anyhow::Result<Services> {
             device_tls: Some(server_identity),
             workers,
             sweep_interval: Duration::from_secs(60),
+            cryptoperiod_check_interval: Duration::from_secs(3_600),
             feed: Some(key_injection::feed::FeedSource::Store {
                 store: tms_store.clone(),
                 codec: Arc::new(terminal_management::codec()),

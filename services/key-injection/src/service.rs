@@ -76,6 +76,8 @@ pub struct KiOptions {
     pub workers: usize,
     /// How often rotations and cryptoperiods are looked at.
     pub sweep_interval: Duration,
+    /// How often every key's cryptoperiod is checked (alarms warn 30 days ahead).
+    pub cryptoperiod_check_interval: Duration,
     /// Where terminal-management's events come from; `None`: the bus.
     pub feed: Option<FeedSource>,
 }
@@ -221,7 +223,11 @@ pub async fn start(
         pipelines.spawn(async move { rotations.run(state, tick, cancel).await });
     }
     {
-        let (injector, cancel, tick) = (injector.clone(), cancel.clone(), options.sweep_interval);
+        let (injector, cancel, tick) = (
+            injector.clone(),
+            cancel.clone(),
+            options.cryptoperiod_check_interval,
+        );
         pipelines.spawn(async move { sweep_cryptoperiods(injector, tick, cancel).await });
     }
 
@@ -394,6 +400,8 @@ impl KiOptions {
             device_tls,
             workers: workers.clamp(1, 256),
             sweep_interval: vars.duration_ms("MPOS_KI_SWEEP_INTERVAL_MS", 60_000)?,
+            cryptoperiod_check_interval: vars
+                .duration_ms("MPOS_KI_CRYPTOPERIOD_CHECK_INTERVAL_MS", 3_600_000)?,
             feed: None,
         })
     }

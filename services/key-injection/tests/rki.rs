@@ -127,6 +127,7 @@ async fn devices_get_fresh_ksns_and_initial_keys_only_they_can_open() {
             device_tls: None,
             workers: 4,
             sweep_interval: Duration::from_secs(60),
+            cryptoperiod_check_interval: Duration::from_secs(3_600),
             feed: None,
         },
         TcpListener::bind("127.0.0.1:0").await.expect("bind"),
