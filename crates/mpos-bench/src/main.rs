@@ -9,6 +9,11 @@ use mpos_bench::replay::{self, ReplayConfig};
 use mpos_bench::report::Report;
 use mpos_bench::{Backend, Urls, ki, machine, tms};
 
+/// mimalloc instead of glibc's malloc: request handling allocates from many threads at once
+/// (ADR 12, docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum What {
     Append,

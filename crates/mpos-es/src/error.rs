@@ -3,7 +3,7 @@
 use mpos_errors::{ErrorCode, ServiceError};
 
 /// What can go wrong in the event store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The store URL is not one the kernel understands.
     #[error("invalid event store url: {0}")]

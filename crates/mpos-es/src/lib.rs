@@ -19,6 +19,7 @@ mod projection;
 mod repository;
 mod schema;
 mod signer;
+mod sqlite_writer;
 mod store;
 mod verify;
 

@@ -9,6 +9,7 @@
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
+use rusqlite::OptionalExtension;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 use tokio::sync::Notify;
@@ -18,6 +19,7 @@ use crate::chain::{Checkpoint, event_hash};
 use crate::error::StoreError;
 use crate::event::{NewEvent, StoredEvent, now_micros};
 use crate::schema;
+use crate::sqlite_writer::{SqliteWriter, Write};
 
 const EVENT_COLUMNS: &str = "global_position, event_id, tenant_id, aggregate_type, aggregate_id, sequence, \
      event_type, event_version, payload, metadata, occurred_at_us, previous_hash, hash";
@@ -77,6 +79,8 @@ struct Inner {
     service: String,
     /// Native read-only connections for long reads on SQLite.
     sqlite_reader: Option<Arc<SqliteReader>>,
+    /// SQLite: the native writer thread that group-commits every write.
+    sqlite_writer: Option<SqliteWriter>,
     appended: Notify,
     /// The head this process saw last: lets an append skip the locking read when no other
     /// writer intervened (checked in the same statement that moves the head).
@@ -212,6 +216,9 @@ impl EventStore {
             AnyPoolOptions::new()
                 .max_connections(connections)
                 .acquire_timeout(Duration::from_secs(30))
+                // A local file: a ping before every query is a round trip to sqlx's worker
+                // thread for nothing.
+                .test_before_acquire(false)
                 .after_connect(|connection, _| {
                     Box::pin(async move {
                         connection
@@ -229,8 +236,10 @@ impl EventStore {
         let reader = pool(4).await?;
         let mut store = Self::from_pools(BackendKind::Sqlite, writer, reader, service);
         store.migrate().await?;
+        let sqlite_writer = SqliteWriter::start(path, service)?;
         if let Some(inner) = Arc::get_mut(&mut store.inner) {
             inner.sqlite_reader = Some(Arc::new(SqliteReader::new(path)));
+            inner.sqlite_writer = Some(sqlite_writer);
         }
         Ok(store)
     }
@@ -243,6 +252,7 @@ impl EventStore {
                 reader,
                 service: service.to_owned(),
                 sqlite_reader: None,
+                sqlite_writer: None,
                 appended: Notify::new(),
                 head_cache: Mutex::new(None),
             }),
@@ -300,6 +310,28 @@ impl EventStore {
         if events.is_empty() && snapshot.is_none() {
             return Ok(Vec::new());
         }
+        let stored = match &self.inner.sqlite_writer {
+            Some(writer) => writer.write(Write::Append { events, snapshot }).await?,
+            None => self.append_sqlx(events, snapshot).await?,
+        };
+        if !stored.is_empty() {
+            self.inner.appended.notify_waiters();
+            for event in &stored {
+                metrics::counter!("mpos_events_appended_total",
+                    "service" => self.inner.service.clone(), "aggregate_type" => event.event.aggregate_type.clone())
+                .increment(1);
+            }
+        }
+        Ok(stored)
+    }
+
+    /// [`EventStore::append`] on PostgreSQL: one transaction per append, the head row
+    /// serialising writers.
+    async fn append_sqlx(
+        &self,
+        events: Vec<NewEvent>,
+        snapshot: Option<Snapshot>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let count = u64::try_from(events.len()).unwrap_or(u64::MAX);
         let mut tx = self.inner.writer.begin().await?;
 
@@ -400,14 +432,6 @@ impl EventStore {
         if let (Some(position), Ok(mut cache)) = (last_position, self.inner.head_cache.lock()) {
             *cache = Some((position, new_head));
         }
-        if last_position.is_some() {
-            self.inner.appended.notify_waiters();
-            for event in &stored {
-                metrics::counter!("mpos_events_appended_total",
-                    "service" => self.inner.service.clone(), "aggregate_type" => event.event.aggregate_type.clone())
-                .increment(1);
-            }
-        }
         Ok(stored)
     }
 
@@ -457,6 +481,25 @@ impl EventStore {
         aggregate_id: &str,
         after_sequence: u64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        if let Some(reader) = &self.inner.sqlite_reader {
+            let after = to_i64(after_sequence)?;
+            return reader.point(|connection| {
+                let mut statement = connection
+                    .prepare_cached(&format!(
+                        "SELECT {EVENT_COLUMNS} FROM es_events WHERE aggregate_type = ?1 \
+                         AND aggregate_id = ?2 AND sequence > ?3 ORDER BY sequence"
+                    ))
+                    .map_err(sqlite_error)?;
+                let mut rows = statement
+                    .query(rusqlite::params![aggregate_type, aggregate_id, after])
+                    .map_err(sqlite_error)?;
+                let mut events = Vec::new();
+                while let Some(row) = rows.next().map_err(sqlite_error)? {
+                    events.push(native_event(row)?);
+                }
+                Ok(events)
+            });
+        }
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM es_events WHERE aggregate_type = $1 AND aggregate_id = $2 \
              AND sequence > $3 ORDER BY sequence"
@@ -522,6 +565,38 @@ impl EventStore {
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<Option<Snapshot>, StoreError> {
+        if let Some(reader) = &self.inner.sqlite_reader {
+            let found = reader.point(|connection| {
+                connection
+                    .prepare_cached(
+                        "SELECT last_sequence, snapshot_version, payload FROM es_snapshots \
+                         WHERE aggregate_type = ?1 AND aggregate_id = ?2",
+                    )
+                    .and_then(|mut statement| {
+                        statement
+                            .query_row(rusqlite::params![aggregate_type, aggregate_id], |row| {
+                                Ok((
+                                    row.get::<_, i64>(0)?,
+                                    row.get::<_, i64>(1)?,
+                                    row.get::<_, String>(2)?,
+                                ))
+                            })
+                            .optional()
+                    })
+                    .map_err(sqlite_error)
+            })?;
+            return found
+                .map(|(last_sequence, snapshot_version, payload)| {
+                    Ok(Snapshot {
+                        aggregate_type: aggregate_type.to_owned(),
+                        aggregate_id: aggregate_id.to_owned(),
+                        last_sequence: to_u64(last_sequence)?,
+                        snapshot_version: to_u64(snapshot_version)?,
+                        payload,
+                    })
+                })
+                .transpose();
+        }
         let row = sqlx::query(
             "SELECT last_sequence, snapshot_version, payload FROM es_snapshots \
              WHERE aggregate_type = $1 AND aggregate_id = $2",
@@ -544,6 +619,19 @@ impl EventStore {
 
     /// The stored position of a consumer (outbox relay, projection); 0 if it never ran.
     pub async fn consumer_position(&self, name: &str) -> Result<u64, StoreError> {
+        if let Some(reader) = &self.inner.sqlite_reader {
+            let position = reader.point(|connection| {
+                connection
+                    .prepare_cached("SELECT position FROM es_consumer_positions WHERE name = ?1")
+                    .and_then(|mut statement| {
+                        statement
+                            .query_row(rusqlite::params![name], |row| row.get::<_, i64>(0))
+                            .optional()
+                    })
+                    .map_err(sqlite_error)
+            })?;
+            return position.map_or(Ok(0), to_u64);
+        }
         let row = sqlx::query("SELECT position FROM es_consumer_positions WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.inner.reader)
@@ -553,6 +641,15 @@ impl EventStore {
 
     /// Records that a consumer has handled everything up to `position`.
     pub async fn set_consumer_position(&self, name: &str, position: u64) -> Result<(), StoreError> {
+        if let Some(writer) = &self.inner.sqlite_writer {
+            writer
+                .write(Write::ConsumerPosition {
+                    name: name.to_owned(),
+                    position,
+                })
+                .await?;
+            return Ok(());
+        }
         sqlx::query(
             "INSERT INTO es_consumer_positions (name, position, updated_at_us) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at_us = excluded.updated_at_us",
@@ -567,6 +664,10 @@ impl EventStore {
 
     /// Stores a signed checkpoint.
     pub async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        if let Some(writer) = &self.inner.sqlite_writer {
+            writer.write(Write::Checkpoint(checkpoint.clone())).await?;
+            return Ok(());
+        }
         sqlx::query(
             "INSERT INTO es_chain_checkpoints (position, head_hash, signed_at_us, key_id, signature) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (position) DO NOTHING",
@@ -639,6 +740,38 @@ impl EventStore {
         tenant_id: &str,
         id: &str,
     ) -> Result<Option<Document>, StoreError> {
+        if let Some(reader) = &self.inner.sqlite_reader {
+            let found = reader.point(|connection| {
+                connection
+                    .prepare_cached(
+                        "SELECT document_id, tenant_id, position, payload FROM es_documents \
+                         WHERE projection = ?1 AND tenant_id = ?2 AND document_id = ?3",
+                    )
+                    .and_then(|mut statement| {
+                        statement
+                            .query_row(rusqlite::params![projection, tenant_id, id], |row| {
+                                Ok((
+                                    row.get::<_, String>(0)?,
+                                    row.get::<_, String>(1)?,
+                                    row.get::<_, i64>(2)?,
+                                    row.get::<_, String>(3)?,
+                                ))
+                            })
+                            .optional()
+                    })
+                    .map_err(sqlite_error)
+            })?;
+            return found
+                .map(|(id, tenant_id, position, payload)| {
+                    Ok(Document {
+                        id,
+                        tenant_id,
+                        position: to_u64(position)?,
+                        payload,
+                    })
+                })
+                .transpose();
+        }
         let row = sqlx::query(
             "SELECT document_id, tenant_id, position, payload FROM es_documents \
              WHERE projection = $1 AND tenant_id = $2 AND document_id = $3",
@@ -694,6 +827,18 @@ impl EventStore {
         from_position: u64,
         to_position: u64,
     ) -> Result<(), StoreError> {
+        if let Some(writer) = &self.inner.sqlite_writer {
+            writer
+                .write(Write::CommitDocuments {
+                    projection: projection.to_owned(),
+                    documents: documents.to_vec(),
+                    consumer: consumer.to_owned(),
+                    from: from_position,
+                    to: to_position,
+                })
+                .await?;
+            return Ok(());
+        }
         let mut tx = self.inner.writer.begin().await?;
         sqlx::query(
             "INSERT INTO es_consumer_positions (name, position, updated_at_us) VALUES ($1, 0, $2) \
@@ -731,6 +876,15 @@ impl EventStore {
         projection: &str,
         documents: &[Document],
     ) -> Result<(), StoreError> {
+        if let Some(writer) = &self.inner.sqlite_writer {
+            writer
+                .write(Write::PutDocuments {
+                    projection: projection.to_owned(),
+                    documents: documents.to_vec(),
+                })
+                .await?;
+            return Ok(());
+        }
         let mut tx = self.inner.writer.begin().await?;
         upsert_documents(&mut tx, projection, documents).await?;
         tx.commit().await?;
@@ -739,6 +893,15 @@ impl EventStore {
 
     /// Drops a read model and its checkpoint (before a rebuild).
     pub async fn drop_documents(&self, projection: &str, consumer: &str) -> Result<(), StoreError> {
+        if let Some(writer) = &self.inner.sqlite_writer {
+            writer
+                .write(Write::DropDocuments {
+                    projection: projection.to_owned(),
+                    consumer: consumer.to_owned(),
+                })
+                .await?;
+            return Ok(());
+        }
         let mut tx = self.inner.writer.begin().await?;
         sqlx::query("DELETE FROM es_documents WHERE projection = $1")
             .bind(projection)
@@ -864,6 +1027,31 @@ impl SqliteReader {
         Ok(connection)
     }
 
+    /// A point read (by key or index: microseconds, and WAL readers never wait for the
+    /// writer) run on the caller's thread: a hand-off to another thread and back would cost
+    /// more than the read (ADR 12).
+    fn point<T>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self
+            .idle
+            .lock()
+            .map_err(|_| StoreError::Corrupt("sqlite reader poisoned".into()))?
+            .pop();
+        let connection = match pooled {
+            Some(connection) => connection,
+            None => self.open()?,
+        };
+        let result = read(&connection);
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < IDLE_READERS
+        {
+            idle.push(connection);
+        }
+        result
+    }
+
     fn read_after(&self, after: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
         let pooled = self
             .idle
@@ -876,7 +1064,7 @@ impl SqliteReader {
         };
         let events = Self::query(&connection, after, limit)?;
         if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < 4
+            && idle.len() < IDLE_READERS
         {
             idle.push(connection);
         }
@@ -898,41 +1086,49 @@ impl SqliteReader {
             .map_err(sqlite_error)?;
         let mut events = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(10_000));
         while let Some(row) = rows.next().map_err(sqlite_error)? {
-            let hash = |index: usize| -> Result<[u8; 32], StoreError> {
-                let bytes = row
-                    .get_ref(index)
-                    .map_err(sqlite_error)?
-                    .as_blob()
-                    .map_err(|error| StoreError::Corrupt(error.to_string()))?;
-                <[u8; 32]>::try_from(bytes)
-                    .map_err(|_| StoreError::Corrupt(format!("hash of {} bytes", bytes.len())))
-            };
-            let text = |index: usize| -> Result<String, StoreError> {
-                row.get::<_, String>(index).map_err(sqlite_error)
-            };
-            let integer = |index: usize| -> Result<i64, StoreError> {
-                row.get::<_, i64>(index).map_err(sqlite_error)
-            };
-            events.push(StoredEvent {
-                global_position: to_u64(integer(0)?)?,
-                event: NewEvent {
-                    event_id: text(1)?,
-                    tenant_id: text(2)?,
-                    aggregate_type: text(3)?,
-                    aggregate_id: text(4)?,
-                    sequence: to_u64(integer(5)?)?,
-                    event_type: text(6)?,
-                    event_version: text(7)?,
-                    payload: text(8)?,
-                    metadata: text(9)?,
-                    occurred_at_us: integer(10)?,
-                },
-                previous_hash: hash(11)?,
-                hash: hash(12)?,
-            });
+            events.push(native_event(row)?);
         }
         Ok(events)
     }
+}
+
+/// Native read-only connections kept open between reads.
+const IDLE_READERS: usize = 8;
+
+/// An event row (in [`EVENT_COLUMNS`] order) read natively.
+fn native_event(row: &rusqlite::Row<'_>) -> Result<StoredEvent, StoreError> {
+    let hash = |index: usize| -> Result<[u8; 32], StoreError> {
+        let bytes = row
+            .get_ref(index)
+            .map_err(sqlite_error)?
+            .as_blob()
+            .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        <[u8; 32]>::try_from(bytes)
+            .map_err(|_| StoreError::Corrupt(format!("hash of {} bytes", bytes.len())))
+    };
+    let text = |index: usize| -> Result<String, StoreError> {
+        row.get::<_, String>(index).map_err(sqlite_error)
+    };
+    let integer = |index: usize| -> Result<i64, StoreError> {
+        row.get::<_, i64>(index).map_err(sqlite_error)
+    };
+    Ok(StoredEvent {
+        global_position: to_u64(integer(0)?)?,
+        event: NewEvent {
+            event_id: text(1)?,
+            tenant_id: text(2)?,
+            aggregate_type: text(3)?,
+            aggregate_id: text(4)?,
+            sequence: to_u64(integer(5)?)?,
+            event_type: text(6)?,
+            event_version: text(7)?,
+            payload: text(8)?,
+            metadata: text(9)?,
+            occurred_at_us: integer(10)?,
+        },
+        previous_hash: hash(11)?,
+        hash: hash(12)?,
+    })
 }
 
 /// Inserts or replaces documents of a projection inside a transaction.

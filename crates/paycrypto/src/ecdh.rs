@@ -36,7 +36,7 @@
 //! `Z`, the KBPK and the ephemeral private key are zeroized after use.
 
 use p256::elliptic_curve::sec1::ToEncodedPoint;
-use p256::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use p256::pkcs8::DecodePublicKey;
 use p256::{NonZeroScalar, PublicKey, SecretKey};
 use rand::{CryptoRng, RngCore};
 use sha2::Sha256;
@@ -121,16 +121,34 @@ pub fn unwrap_on_device(
         ));
     }
     let ephemeral = parse_public_key(ephemeral_public_key)?;
-    let device = SecretKey::from_pkcs8_der(device_private_key_pkcs8_der)
-        .map_err(|_| CryptoError::format(WHAT_PRIVATE, "not a PKCS #8 P-256 private key"))?;
+    let (device, device_public) = device_key_pair(device_private_key_pkcs8_der)?;
     let scalar = Zeroizing::new(device.to_nonzero_scalar());
     let z = agree(&scalar, &ephemeral);
-    let kbpk = derive_kbpk(
-        &z,
-        &uncompressed(&ephemeral),
-        &uncompressed(&device.public_key()),
-    )?;
+    let kbpk = derive_kbpk(&z, &uncompressed(&ephemeral), &uncompressed(&device_public))?;
     tr31::unwrap(kbpk.expose(), key_block)
+}
+
+/// The device's key pair from its PKCS #8 DER private key. The public key is the one the
+/// key carries (RFC 5915 `publicKey`, checked to be on the curve) or, if it carries none,
+/// computed: a device makes no scalar multiplication it can avoid. A carried public key that
+/// is not the private key's gives a KBPK the sender did not derive: the block's MAC then
+/// fails ([`CryptoError::VerificationFailed`]).
+fn device_key_pair(pkcs8_der: &[u8]) -> Result<(SecretKey, PublicKey), CryptoError> {
+    let refused = || CryptoError::format(WHAT_PRIVATE, "not a PKCS #8 P-256 private key");
+    let info = p256::pkcs8::PrivateKeyInfo::try_from(pkcs8_der).map_err(|_| refused())?;
+    let curve = info.algorithm.parameters_oid().map_err(|_| refused())?;
+    if info.algorithm.oid != p256::elliptic_curve::ALGORITHM_OID
+        || curve != <p256::NistP256 as p256::elliptic_curve::pkcs8::AssociatedOid>::OID
+    {
+        return Err(refused());
+    }
+    let key = sec1::EcPrivateKey::try_from(info.private_key).map_err(|_| refused())?;
+    let secret = SecretKey::from_slice(key.private_key).map_err(|_| refused())?;
+    let public = match key.public_key {
+        Some(point) => parse_public_key(point)?,
+        None => secret.public_key(),
+    };
+    Ok((secret, public))
 }
 
 /// The P-256 ECDH primitive (SP 800-56A rev3 section 5.7.1.2, cofactor 1): the x-coordinate

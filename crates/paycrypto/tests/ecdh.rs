@@ -455,3 +455,54 @@ fn other_refusals_are_typed() {
     assert!(ecdh::p256_public_key_from_certificate(b"not a certificate").is_err());
     assert!(ecdh::p256_public_key_from_certificate(&device.spki).is_err());
 }
+
+/// The device's public key (part of the KBPK derivation) is the one its PKCS #8 key carries
+/// (RFC 5915), or computed when it carries none; a carried key that is not the device's makes
+/// the block's MAC fail, and a key of another curve is refused.
+#[test]
+fn the_device_public_key_comes_from_its_pkcs8_key_or_is_computed() {
+    use p256::pkcs8::der::Encode;
+    use p256::pkcs8::der::asn1::{AnyRef, ObjectIdentifier};
+    use p256::pkcs8::{AlgorithmIdentifierRef, DecodePrivateKey, PrivateKeyInfo};
+
+    const P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+    const P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+    let mut rng = StdRng::from_rng(OsRng).expect("rng");
+    let device = device(&mut rng);
+    let other = self::device(&mut rng);
+    let key = h("6AC292FAA1315B4D858AB3A3D7D5933A");
+    let delivery = deliver(&mut rng, &device, &key);
+    let scalar = p256::SecretKey::from_pkcs8_der(&device.pkcs8)
+        .expect("pkcs8")
+        .to_bytes();
+    let pkcs8 = |public_key: Option<&[u8]>, curve: &ObjectIdentifier| -> Vec<u8> {
+        let ec = sec1::EcPrivateKey {
+            private_key: scalar.as_slice(),
+            parameters: None,
+            public_key,
+        }
+        .to_der()
+        .expect("sec1");
+        let algorithm = AlgorithmIdentifierRef {
+            oid: p256::elliptic_curve::ALGORITHM_OID,
+            parameters: Some(AnyRef::from(curve)),
+        };
+        PrivateKeyInfo::new(algorithm, &ec).to_der().expect("pkcs8")
+    };
+    let open = |pkcs8: &[u8]| {
+        ecdh::unwrap_on_device(pkcs8, &delivery.ephemeral_public_key, &delivery.key_block)
+    };
+
+    let (_, without) = open(&pkcs8(None, &P256)).expect("computed public key");
+    assert_eq!(without.expose(), key.as_slice());
+    let (_, with) = open(&pkcs8(Some(&device.point), &P256)).expect("carried public key");
+    assert_eq!(with.expose(), key.as_slice());
+    assert!(matches!(
+        open(&pkcs8(Some(&other.point), &P256)),
+        Err(CryptoError::VerificationFailed(_))
+    ));
+    assert!(matches!(
+        open(&pkcs8(None, &P384)),
+        Err(CryptoError::InvalidFormat { .. })
+    ));
+}

@@ -33,6 +33,9 @@ use crate::{DeviceIdentity, DeviceKeyKind, SimError, Track2};
 /// The largest distance between a TR-34 token's signing time and the device's clock. A
 /// token is built when key-injection derives the key and may wait for the device a while.
 pub const TR34_MAX_SKEW_SECS: u64 = 3600;
+/// How long each download asks key-injection to wait for the key (long poll; below the
+/// client's request timeout).
+pub const KEY_WAIT: Duration = Duration::from_secs(20);
 /// The first wait between two polls for a key; it doubles up to [`MAX_POLL_INTERVAL`].
 pub const FIRST_POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// The longest wait between two polls for a key.
@@ -428,9 +431,13 @@ impl Terminal {
 
     async fn poll_delivery(&self, deadline: Instant) -> Result<ki_pb::DeviceKeyDelivery, SimError> {
         const OPERATION: &str = "receive key";
+        // Each request waits (long poll) up to KEY_WAIT for the key; the pause after a 404
+        // only spaces out requests if the server answers at once.
         let url = format!(
-            "{}/v1/devices/{}/keys",
-            self.config.ki_url, self.config.terminal_id
+            "{}/v1/devices/{}/keys?waitSeconds={}",
+            self.config.ki_url,
+            self.config.terminal_id,
+            KEY_WAIT.as_secs()
         );
         let mut wait = FIRST_POLL_INTERVAL;
         loop {

@@ -3,6 +3,7 @@
 //! state, then run on the pool. Control-plane operations are events with their actor;
 //! data-plane operations are counted (metrics), never logged with their data.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use cqrs_es::AggregateError;
@@ -72,10 +73,26 @@ pub struct Hsm {
     /// Appends to one key's stream one at a time in this process (stripes by key id):
     /// concurrent exports of a BDK for many devices queue instead of conflicting.
     key_stripes: Vec<tokio::sync::Mutex<()>>,
+    /// Exports waiting for their key's stripe, by (tenant, key): the holder records every
+    /// waiting export of the key in one append.
+    exports_waiting: std::sync::Mutex<HashMap<(String, String), Vec<WaitingExport>>>,
 }
+
+/// An export waiting to be recorded, and who waits for it.
+type WaitingExport = (
+    pb::KeyExported,
+    tokio::sync::oneshot::Sender<Result<(), HsmError>>,
+);
 
 /// How many stripes serialise appends per key.
 const KEY_STRIPES: usize = 64;
+
+/// The stripe serialising appends to a key's stream.
+fn stripe_of(key_id: &str) -> usize {
+    key_id.bytes().fold(0_usize, |hash, byte| {
+        hash.wrapping_mul(31).wrapping_add(usize::from(byte))
+    }) % KEY_STRIPES
+}
 
 impl std::fmt::Debug for Hsm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -287,6 +304,7 @@ impl Hsm {
             key_stripes: (0..KEY_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            exports_waiting: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -317,18 +335,86 @@ impl Hsm {
         // Concurrent operations on one key (exports of a BDK for many devices) each append
         // an event to it: in this process they queue on the key's stripe; a conflict with
         // another instance is decided again on the new state, not returned.
-        let stripe = key_id.bytes().fold(0_usize, |hash, byte| {
-            hash.wrapping_mul(31).wrapping_add(usize::from(byte))
-        }) % KEY_STRIPES;
-        let _append = self.key_stripes[stripe].lock().await;
-        mpos_es::retry_conflicts(&self.cqrs, key_id, command, metadata, 16)
-            .await
-            .map_err(command_error)?;
+        {
+            let _append = self.key_stripes[stripe_of(key_id)].lock().await;
+            mpos_es::retry_conflicts(&self.cqrs, key_id, command, metadata, 16)
+                .await
+                .map_err(command_error)?;
+        }
+        self.catch_up().await
+    }
+
+    async fn catch_up(&self) -> Result<(), HsmError> {
         self.registry
             .catch_up()
             .await
             .map_err(|error| HsmError::Unavailable(format!("event store: {error}")))?;
         Ok(())
+    }
+
+    /// Records an export on the key's stream. Exports of one key waiting meanwhile for its
+    /// stripe are recorded together by whoever gets it: one append for many devices; each
+    /// event names its own request (`correlation_id`, `actor`).
+    async fn record_export(
+        &self,
+        tenant_id: &str,
+        key_id: &str,
+        exported: pb::KeyExported,
+        caller: &Caller,
+    ) -> Result<(), HsmError> {
+        let exported = pb::KeyExported {
+            correlation_id: caller.correlation_id.clone(),
+            actor: caller.actor.clone(),
+            ..exported
+        };
+        let waiting_key = (tenant_id.to_owned(), key_id.to_owned());
+        let (answer, mut answered) = tokio::sync::oneshot::channel();
+        self.exports_waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(waiting_key.clone())
+            .or_default()
+            .push((exported, answer));
+        {
+            let _append = self.key_stripes[stripe_of(key_id)].lock().await;
+            // Recorded by the previous holder while this one waited.
+            if let Ok(result) = answered.try_recv() {
+                return result;
+            }
+            let waiting = self
+                .exports_waiting
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&waiting_key)
+                .unwrap_or_default();
+            let (exports, answers): (Vec<_>, Vec<_>) = waiting.into_iter().unzip();
+            let metadata = CommandMetadata {
+                tenant_id: tenant_id.to_owned(),
+                correlation_id: caller.correlation_id.clone(),
+                causation_id: String::new(),
+                traceparent: caller.traceparent.clone(),
+                actor: caller.actor.clone(),
+            };
+            let result = mpos_es::retry_conflicts(
+                &self.cqrs,
+                key_id,
+                KeyCommand::RecordExports(exports),
+                metadata,
+                16,
+            )
+            .await
+            .map_err(command_error);
+            for answer in answers {
+                // A caller that gave up still had its export recorded (or refused).
+                let _ = answer.send(result.clone());
+            }
+        }
+        answered.await.unwrap_or_else(|_| {
+            Err(HsmError::Unavailable(
+                "the export's record was dropped unanswered".into(),
+            ))
+        })?;
+        self.catch_up().await
     }
 
     async fn view(&self, tenant_id: &str, key_id: &str) -> Result<pb::Key, HsmError> {
@@ -748,13 +834,8 @@ impl Hsm {
                 ));
             }
         };
-        self.execute(
-            tenant_id,
-            &key.key_id,
-            KeyCommand::RecordExport(exported),
-            caller,
-        )
-        .await?;
+        self.record_export(tenant_id, &key.key_id, exported, caller)
+            .await?;
         Ok(response)
     }
 
@@ -812,13 +893,8 @@ impl Hsm {
             kcv: kcv.clone(),
             ..Default::default()
         };
-        self.execute(
-            tenant_id,
-            &key.key_id,
-            KeyCommand::RecordExport(exported),
-            caller,
-        )
-        .await?;
+        self.record_export(tenant_id, &key.key_id, exported, caller)
+            .await?;
         Ok(pb::ExportKeyResponse {
             key_block: delivery.key_block,
             kcv,

@@ -87,8 +87,9 @@ pub enum KeyCommand {
         /// The current time.
         now_micros: i64,
     },
-    /// The key was exported under a wrapping key.
-    RecordExport(pb::KeyExported),
+    /// The key was exported (under a wrapping key, or to a device): one event per export,
+    /// several recorded together.
+    RecordExports(Vec<pb::KeyExported>),
 }
 
 mpos_es::proto_events! {
@@ -269,11 +270,16 @@ impl Key {
                     key_id,
                 })])
             }
-            KeyCommand::RecordExport(exported) => Ok(vec![KeyEvent::Exported(pb::KeyExported {
-                tenant_id,
-                key_id,
-                ..exported
-            })]),
+            KeyCommand::RecordExports(exports) => Ok(exports
+                .into_iter()
+                .map(|exported| {
+                    KeyEvent::Exported(pb::KeyExported {
+                        tenant_id: tenant_id.clone(),
+                        key_id: key_id.clone(),
+                        ..exported
+                    })
+                })
+                .collect()),
         }
     }
 }

@@ -5,6 +5,11 @@ use hsm_proxy::service::{HsmConfig, StartError};
 use mpos_config::{Vars, exit_on_error};
 use mpos_service::{CommonConfig, Running, Started};
 
+/// mimalloc instead of glibc's malloc: request handling allocates from many threads at once
+/// (ADR 12, docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The platform operator's bearer token for the admin API (at least 32 characters).
 const OPERATOR_TOKEN: &str = "MPOS_OPERATOR_TOKEN";
 

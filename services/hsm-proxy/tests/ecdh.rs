@@ -292,3 +292,65 @@ fn expected_tdes_kcv() -> String {
         .expect("kcv")
         .to_hex()
 }
+
+/// Exports of one BDK for many devices at once (key-injection's workers) are recorded
+/// together in few appends on the key's stream; each `KeyExported` still names its own
+/// request (correlation id, actor) and its own KSN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_exports_are_each_recorded_with_their_own_request() {
+    const DEVICES: usize = 24;
+    let service = common::embedded().await;
+    common::import_known(
+        &service,
+        "acme",
+        common::attributes(pb::KeyAlgorithm::Tdes2key, "B0", "X", "N"),
+        BDK,
+        "bdk",
+    )
+    .await;
+    let ca = ca();
+    let (_, device_certificate) = device(&ca, "PED together");
+    let before = service.store.head().await.expect("head").0;
+    let mut exports = tokio::task::JoinSet::new();
+    for index in 0..DEVICES {
+        let hsm = service.hsm.clone();
+        let certificate = device_certificate.clone();
+        exports.spawn(async move {
+            let caller = hsm_proxy::engine::Caller::new(format!("service:test-{index}"));
+            // Device `index` of key set FFFF987654, counter 0.
+            let ksn = format!(
+                "{:020X}",
+                0xFFFF_9876_5400_0000_0000_u128 + ((index as u128) << 21)
+            );
+            let request = export("alias/bdk", &ksn, certificate);
+            hsm.export_key(request, &caller)
+                .await
+                .map(|_| (caller.correlation_id.clone(), caller.actor.clone(), ksn))
+        });
+    }
+    let mut expected = std::collections::HashSet::new();
+    while let Some(done) = exports.join_next().await {
+        let (correlation_id, actor, ksn) = done.expect("task").expect("export");
+        assert!(!correlation_id.is_empty());
+        expected.insert((correlation_id, actor, ksn));
+    }
+    let recorded: std::collections::HashSet<(String, String, String)> = service
+        .store
+        .read_after(before, 1_000)
+        .await
+        .expect("read")
+        .iter()
+        .filter(|stored| stored.event.event_type == "mpos.hsm.v1.KeyExported")
+        .map(|stored| {
+            let payload: serde_json::Value =
+                serde_json::from_str(&stored.event.payload).expect("json");
+            let text = |field: &str| payload[field].as_str().unwrap_or_default().to_owned();
+            (text("correlationId"), text("actor"), text("ksn"))
+        })
+        .collect();
+    assert_eq!(recorded.len(), DEVICES, "one event per export");
+    assert_eq!(
+        recorded, expected,
+        "each event names its own request and KSN"
+    );
+}

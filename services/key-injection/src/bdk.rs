@@ -68,12 +68,10 @@ pub enum BdkCommand {
         /// The BDK's KCV, as the hsm-proxy reports it.
         kcv: String,
     },
-    /// Hand the next device identity to an injection.
+    /// Hand the next device identities to injections, one each in order (all or none).
     Allocate {
-        /// The terminal.
-        terminal_id: String,
-        /// The injection.
-        injection_id: String,
+        /// (terminal, injection) of each device.
+        devices: Vec<(String, String)>,
     },
     /// Stop serving new devices.
     Retire {
@@ -145,22 +143,24 @@ impl Bdk {
         let tenant_id = self.tenant_id.clone();
         match command {
             BdkCommand::Assign { .. } => Err(BdkError::AlreadyAssigned),
-            BdkCommand::Allocate {
-                terminal_id,
-                injection_id,
-            } => {
+            BdkCommand::Allocate { devices } => {
                 if self.retired {
                     return Err(BdkError::Retired);
                 }
-                let initial_key_id = self.scheme()?.initial_key_id(self.next_index)?;
-                Ok(vec![BdkEvent::DeviceIdAllocated(pb::DeviceIdAllocated {
-                    tenant_id,
-                    bdk_id,
-                    device_index: self.next_index,
-                    initial_key_id,
-                    terminal_id,
-                    injection_id,
-                })])
+                let scheme = self.scheme()?;
+                let mut events = Vec::with_capacity(devices.len());
+                for (device_index, (terminal_id, injection_id)) in (self.next_index..).zip(devices)
+                {
+                    events.push(BdkEvent::DeviceIdAllocated(pb::DeviceIdAllocated {
+                        tenant_id: tenant_id.clone(),
+                        bdk_id: bdk_id.clone(),
+                        device_index,
+                        initial_key_id: scheme.initial_key_id(device_index)?,
+                        terminal_id,
+                        injection_id,
+                    }));
+                }
+                Ok(events)
             }
             BdkCommand::Retire { reason } => {
                 if self.retired {
@@ -251,8 +251,7 @@ mod tests {
 
     fn allocate(injection: &str) -> BdkCommand {
         BdkCommand::Allocate {
-            terminal_id: "t-1".into(),
-            injection_id: injection.into(),
+            devices: vec![("t-1".into(), injection.into())],
         }
     }
 
@@ -321,6 +320,35 @@ mod tests {
             ])
             .when(allocate("i-1"))
             .then_expect_events(vec![allocated(1, "FFFF9876540000200000", "i-1")]);
+    }
+
+    #[test]
+    fn several_devices_get_consecutive_identities_in_one_decision() {
+        Test::with(())
+            .given(vec![
+                assigned(),
+                allocated(0, "FFFF9876540000000000", "i-1"),
+            ])
+            .when(BdkCommand::Allocate {
+                devices: vec![("t-1".into(), "i-2".into()), ("t-1".into(), "i-3".into())],
+            })
+            .then_expect_events(vec![
+                allocated(1, "FFFF9876540000200000", "i-2"),
+                allocated(2, "FFFF9876540000400000", "i-3"),
+            ]);
+        // All or none: a batch that would run past the last identity allocates nothing.
+        Test::with(())
+            .given(vec![
+                assigned(),
+                allocated(524_286, "FFFF987654FFFFC00000", "i-before-last"),
+            ])
+            .when(BdkCommand::Allocate {
+                devices: vec![
+                    ("t-1".into(), "i-last".into()),
+                    ("t-1".into(), "i-none".into()),
+                ],
+            })
+            .then_expect_error(BdkError::DeviceId(DeviceIdError::Exhausted(524_288)));
     }
 
     #[test]

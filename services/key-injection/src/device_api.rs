@@ -94,13 +94,71 @@ fn actor(terminal: &TerminalDoc) -> Actor {
     Actor(format!("device:{}", terminal.terminal_id))
 }
 
-/// The key waiting for this terminal; 404 while none is.
+/// The longest a download may wait for its key.
+pub const MAX_WAIT_SECONDS: u64 = 25;
+
+/// How long a download waits for its key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DownloadQuery {
+    /// Seconds to wait for a key before answering 404 (long poll; 0, the default: answer
+    /// at once; at most [`MAX_WAIT_SECONDS`]).
+    #[serde(default)]
+    wait_seconds: u64,
+}
+
+/// How often a waiting download looks again without a ring (another instance may have
+/// derived the key).
+const RECHECK: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The key waiting for this terminal; 404 while none is, after waiting up to `waitSeconds`
+/// for one.
 async fn download(
     State(state): State<DeviceState>,
     Extension(peer): Extension<PeerCertificate>,
     Path(terminal_id): Path<String>,
+    query: Result<axum::extract::Query<DownloadQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<pb::DeviceKeyDelivery>, ServiceError> {
-    let terminal = state.terminal(&peer, &terminal_id).await?;
+    let axum::extract::Query(query) = query.map_err(|rejection| {
+        ServiceError::bad_request(format!(
+            "query: {} (expected waitSeconds=0..{MAX_WAIT_SECONDS})",
+            rejection.body_text()
+        ))
+    })?;
+    if query.wait_seconds > MAX_WAIT_SECONDS {
+        return Err(ServiceError::bad_request(format!(
+            "waitSeconds: at most {MAX_WAIT_SECONDS}"
+        )));
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(query.wait_seconds);
+    let doorbell = state.injector.doorbells.subscribe(&terminal_id);
+    loop {
+        let rung = doorbell.bell.notified();
+        tokio::pin!(rung);
+        // Listening before looking: a ring between the look and the wait is not lost.
+        rung.as_mut().enable();
+        match download_once(&state, &peer, &terminal_id).await {
+            Err(error)
+                if error.code == mpos_errors::ErrorCode::NotFound
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                let recheck = (tokio::time::Instant::now() + RECHECK).min(deadline);
+                tokio::select! {
+                    () = rung => {}
+                    () = tokio::time::sleep_until(recheck) => {}
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn download_once(
+    state: &DeviceState,
+    peer: &PeerCertificate,
+    terminal_id: &str,
+) -> Result<Json<pb::DeviceKeyDelivery>, ServiceError> {
+    let terminal = state.terminal(peer, terminal_id).await?;
     let delivery = state
         .injector
         .deliver(

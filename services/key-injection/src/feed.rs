@@ -745,7 +745,7 @@ async fn in_order(
 type TerminalWork = Vec<(Work, Option<TerminalDoc>)>;
 
 /// How many terminals' work a batch runs at once.
-const BATCH_WORK: usize = 32;
+const BATCH_WORK: usize = 256;
 
 /// Applies events in stream order: their documents (each event reads what the ones before it
 /// wrote), then their work — one terminal's in order, different terminals' at once — and
@@ -809,6 +809,17 @@ async fn handle_batch(
         .any(|document| document.id.starts_with("ca/"))
     {
         view.reload_trust().await?;
+    }
+    // A device waiting for its key may have waited for its terminal's activation.
+    for document in &documents {
+        if let Some(terminal_id) = document
+            .id
+            .strip_prefix("terminal/")
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(_, terminal_id)| terminal_id)
+        {
+            injector.doorbells.ring(terminal_id);
+        }
     }
     Ok(())
 }

@@ -123,6 +123,78 @@ struct BdkFacts {
     allocations: HashMap<String, String>,
 }
 
+/// Wakes the device downloads waiting (long polls) for a terminal's key: rung when a key
+/// starts waiting for the terminal or when the feed applied its events. Keyed by terminal id
+/// alone: a ring for a namesake of another tenant only makes a download look again.
+#[derive(Debug, Default)]
+pub struct Doorbells {
+    bells: Mutex<HashMap<String, (Arc<tokio::sync::Notify>, usize)>>,
+}
+
+/// A subscription to a terminal's doorbell, dropped when the download ends.
+#[derive(Debug)]
+pub struct Doorbell<'a> {
+    bells: &'a Doorbells,
+    terminal_id: String,
+    /// Rung for the terminal.
+    pub bell: Arc<tokio::sync::Notify>,
+}
+
+impl Doorbells {
+    /// Listens for the terminal's rings.
+    pub fn subscribe(&self, terminal_id: &str) -> Doorbell<'_> {
+        let mut bells = self
+            .bells
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (bell, listeners) = bells.entry(terminal_id.to_owned()).or_default();
+        *listeners += 1;
+        Doorbell {
+            bells: self,
+            terminal_id: terminal_id.to_owned(),
+            bell: bell.clone(),
+        }
+    }
+
+    /// Wakes every download waiting for the terminal.
+    pub fn ring(&self, terminal_id: &str) {
+        if let Some((bell, _)) = self
+            .bells
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(terminal_id)
+        {
+            bell.notify_waiters();
+        }
+    }
+}
+
+impl Drop for Doorbell<'_> {
+    fn drop(&mut self) {
+        let mut bells = self
+            .bells
+            .bells
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, listeners)) = bells.get_mut(&self.terminal_id) {
+            *listeners = listeners.saturating_sub(1);
+            if *listeners == 0 {
+                bells.remove(&self.terminal_id);
+            }
+        }
+    }
+}
+
+/// An injection waiting for its device identity.
+struct WaitingAllocation {
+    tenant_id: String,
+    bdk_aggregate: String,
+    terminal_id: String,
+    injection_id: String,
+    actor: Actor,
+    answer: tokio::sync::oneshot::Sender<Result<(BdkKey, String), ServiceError>>,
+}
+
 /// The flow: the aggregates, the log and the hsm-proxy.
 pub struct Injector {
     pub(crate) bdks: Arc<Cqrs<Bdk>>,
@@ -134,9 +206,17 @@ pub struct Injector {
     settings: FlowSettings,
     bdk_cache: Mutex<HashMap<String, BdkFacts>>,
     work: Mutex<Option<mpsc::Sender<(String, String)>>>,
-    /// Held from reading an injection's allocation to making one: two paths resuming the
+    /// Held from reading injections' allocations to making them: two paths resuming the
     /// same injection in this process never allocate twice.
     allocating: tokio::sync::Mutex<()>,
+    /// Allocations waiting for the holder of `allocating`, who makes every waiting one of a
+    /// BDK in one append (one write instead of one per device).
+    waiting: Mutex<Vec<WaitingAllocation>>,
+    /// Device downloads waiting for a key.
+    pub(crate) doorbells: Doorbells,
+    /// Injections being derived in this process: a download and a worker deriving the same
+    /// one take turns, and the second finds the first's delivery instead of exporting again.
+    deriving: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for Injector {
@@ -225,6 +305,9 @@ impl Injector {
             bdk_cache: Mutex::new(HashMap::new()),
             work: Mutex::new(None),
             allocating: tokio::sync::Mutex::new(()),
+            waiting: Mutex::new(Vec::new()),
+            doorbells: Doorbells::default(),
+            deriving: Mutex::new(HashMap::new()),
         }
     }
 
@@ -471,6 +554,9 @@ impl Injector {
             ));
         }
         self.store.put_documents(DELIVERIES, &documents).await?;
+        if point {
+            self.doorbells.ring(&pending.terminal_id);
+        }
         Ok(())
     }
 
@@ -636,7 +722,8 @@ impl Injector {
     }
 
     /// The identity allocated to the injection (the one in the BDK's log, or the next one),
-    /// with the BDK.
+    /// with the BDK. Concurrent allocations are made together: whoever holds the allocation
+    /// lock allocates for every injection waiting meanwhile, one append per BDK.
     async fn allocate(
         &self,
         actor: &Actor,
@@ -645,25 +732,102 @@ impl Injector {
         terminal_id: &str,
         injection_id: &str,
     ) -> Result<(BdkKey, String), ServiceError> {
-        let _allocating = self.allocating.lock().await;
         if let (key, Some(allocated)) = self.read_bdk(bdk_aggregate, injection_id).await? {
             return Ok((key, allocated));
         }
-        self.execute(
-            &self.bdks,
-            actor,
-            tenant_id,
-            bdk_aggregate,
-            BdkCommand::Allocate {
+        let (answer, mut answered) = tokio::sync::oneshot::channel();
+        self.waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(WaitingAllocation {
+                tenant_id: tenant_id.to_owned(),
+                bdk_aggregate: bdk_aggregate.to_owned(),
                 terminal_id: terminal_id.to_owned(),
                 injection_id: injection_id.to_owned(),
-            },
-        )
-        .await?;
-        match self.read_bdk(bdk_aggregate, injection_id).await? {
-            (key, Some(allocated)) => Ok((key, allocated)),
-            (_, None) => Err(ServiceError::internal("allocation not found in the log")),
+                actor: actor.clone(),
+                answer,
+            });
+        let _allocating = self.allocating.lock().await;
+        // A previous holder may have allocated for this injection while it waited.
+        if let Ok(result) = answered.try_recv() {
+            return result;
         }
+        let waiting = std::mem::take(
+            &mut *self
+                .waiting
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let mut by_bdk: HashMap<String, Vec<WaitingAllocation>> = HashMap::new();
+        for allocation in waiting {
+            by_bdk
+                .entry(allocation.bdk_aggregate.clone())
+                .or_default()
+                .push(allocation);
+        }
+        for (bdk_aggregate, allocations) in by_bdk {
+            self.allocate_together(&bdk_aggregate, allocations).await;
+        }
+        answered.await.unwrap_or_else(|_| {
+            Err(ServiceError::internal(
+                "the allocation was dropped unanswered",
+            ))
+        })
+    }
+
+    /// Allocates for every waiting injection of one BDK that has no identity yet, in one
+    /// command, and answers each.
+    async fn allocate_together(&self, bdk_aggregate: &str, allocations: Vec<WaitingAllocation>) {
+        let made = async {
+            self.read_bdk(bdk_aggregate, "").await?;
+            let mut devices: Vec<(String, String)> = Vec::new();
+            for allocation in &allocations {
+                if self
+                    .cached_allocation(bdk_aggregate, &allocation.injection_id)
+                    .is_none()
+                    && !devices
+                        .iter()
+                        .any(|(_, injection)| *injection == allocation.injection_id)
+                {
+                    devices.push((
+                        allocation.terminal_id.clone(),
+                        allocation.injection_id.clone(),
+                    ));
+                }
+            }
+            if let (false, Some(first)) = (devices.is_empty(), allocations.first()) {
+                self.execute(
+                    &self.bdks,
+                    &first.actor,
+                    &first.tenant_id,
+                    bdk_aggregate,
+                    BdkCommand::Allocate { devices },
+                )
+                .await?;
+            }
+            self.read_bdk(bdk_aggregate, "").await
+        }
+        .await;
+        for allocation in allocations {
+            let result = match &made {
+                Err(error) => Err(error.clone()),
+                Ok((key, _)) => self
+                    .cached_allocation(bdk_aggregate, &allocation.injection_id)
+                    .map(|allocated| (key.clone(), allocated))
+                    .ok_or_else(|| ServiceError::internal("allocation not found in the log")),
+            };
+            // The waiter may have given up; the allocation stands in the log either way.
+            let _ = allocation.answer.send(result);
+        }
+    }
+
+    /// The identity allocated to an injection, as far as the BDK's log was read.
+    fn cached_allocation(&self, bdk_aggregate: &str, injection_id: &str) -> Option<String> {
+        self.bdk_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(bdk_aggregate)
+            .and_then(|facts| facts.allocations.get(injection_id).cloned())
     }
 
     /// Records a failure, and counts it in the terminal's inventory.
@@ -732,15 +896,51 @@ impl Injector {
                 )));
             }
         }
+        if let Some(pending) = self.pending(tenant_id, injection_id).await?
+            && let Some(delivery) = pending.delivery
+            && injection.state() != State::Requested
+        {
+            return Ok(delivery);
+        }
+        let turn = self
+            .deriving
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(format!("{tenant_id}/{injection_id}"))
+            .or_default()
+            .clone();
+        let result = {
+            let _turn = turn.lock().await;
+            self.derive_in_turn(actor, tenant_id, injection_id, injection)
+                .await
+        };
+        let mut deriving = self
+            .deriving
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The map holds one handle and `turn` another: nobody else waits for this one.
+        if Arc::strong_count(&turn) == 2 {
+            deriving.remove(&format!("{tenant_id}/{injection_id}"));
+        }
+        result
+    }
+
+    /// [`Injector::derive_loaded`] once no other task of this process derives the injection.
+    async fn derive_in_turn(
+        &self,
+        actor: &Actor,
+        tenant_id: &str,
+        injection_id: &str,
+        injection: &Injection,
+    ) -> Result<pb::DeviceKeyDelivery, ServiceError> {
         let mut pending = self
             .pending(tenant_id, injection_id)
             .await?
             .ok_or_else(|| {
                 ServiceError::internal("the injection's device certificate is missing")
             })?;
-        if let Some(delivery) = &pending.delivery
-            && injection.state() != State::Requested
-        {
+        // Derived meanwhile (the key is recorded before its delivery is saved).
+        if let Some(delivery) = &pending.delivery {
             return Ok(delivery.clone());
         }
         let bdk_aggregate = format!("{tenant_id}/{}", injection.bdk_id());

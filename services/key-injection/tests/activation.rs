@@ -575,6 +575,38 @@ async fn a_hundred_devices_boot_get_keys_survive_a_crash_and_are_rekeyed() {
     assert_eq!(usage_count("S0"), 1, "{body}");
     assert_eq!(usage_count("B1"), DEVICES as u64, "{body}");
 
+    // Long poll: a download waits up to waitSeconds (at most 25) for a key, then answers 404;
+    // a key made meanwhile answers it at once.
+    let device_client =
+        terminal_sim::client::device_client(&identities[1], std::slice::from_ref(&server_der))
+            .expect("client");
+    let keys_url = format!("https://localhost:{ki_device}/v1/devices/t-1/keys");
+    let response = device_client
+        .get(format!("{keys_url}?waitSeconds=26"))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(response.status().as_u16(), 400);
+    let started = Instant::now();
+    let response = device_client
+        .get(format!("{keys_url}?waitSeconds=1"))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(response.status().as_u16(), 404, "nothing waits for t-1");
+    assert!(started.elapsed() >= Duration::from_millis(950), "it waited");
+    let waiting = {
+        let (client, url) = (device_client.clone(), format!("{keys_url}?waitSeconds=20"));
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let response = client.get(url).send().await.expect("download");
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.expect("json");
+            (status, body, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
     // A wrong KCV from a device: refused, recorded; the terminal is re-keyed on command.
     let failed_before = count_events(&ki_store, "mpos.key_injection.v1.InjectionFailed").await;
     let (status, body) = ki_api
@@ -586,23 +618,13 @@ async fn a_hundred_devices_boot_get_keys_survive_a_crash_and_are_rekeyed() {
         .await;
     assert_eq!(status, 202, "{body}");
     let injection_id = body["injectionId"].as_str().expect("id").to_owned();
-    let device_client =
-        terminal_sim::client::device_client(&identities[1], std::slice::from_ref(&server_der))
-            .expect("client");
-    let mut downloaded = false;
-    for _ in 0..100 {
-        let response = device_client
-            .get(format!("https://localhost:{ki_device}/v1/devices/t-1/keys"))
-            .send()
-            .await
-            .expect("download");
-        if response.status().as_u16() == 200 {
-            downloaded = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(downloaded);
+    let (status, body, waited) = waiting.await.expect("long poll");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["injectionId"], injection_id.as_str(), "{body}");
+    assert!(
+        waited < Duration::from_secs(15),
+        "woken by the key, not the deadline: {waited:?}"
+    );
     let response = device_client
         .post(format!(
             "https://localhost:{ki_device}/v1/devices/t-1/keys/{injection_id}/confirm"

@@ -23,6 +23,11 @@ use mpos_telemetry::TelemetryConfig;
 use rand::RngCore;
 use secrecy::SecretString;
 
+/// mimalloc instead of glibc's malloc: request handling allocates from many threads at once
+/// (ADR 12, docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DATA_DIR: &str = "MPOS_DATA_DIR";
 const OPERATOR_TOKEN: &str = "MPOS_OPERATOR_TOKEN";
 const OPERATOR_TOKEN_FILE: &str = "operator-token";

@@ -4,6 +4,11 @@ use mpos_config::{Vars, exit_on_error};
 use mpos_service::{CommonConfig, Running, Started};
 use terminal_management::SERVICE;
 
+/// mimalloc instead of glibc's malloc: request handling allocates from many threads at once
+/// (ADR 12, docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let vars = Vars::from_env();
