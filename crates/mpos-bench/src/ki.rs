@@ -60,7 +60,7 @@ const BDK: &str = "0123456789ABCDEFFEDCBA9876543210";
 /// A zone PIN key (any double-length TDES key).
 const ZPK: &str = "89ABCDEF0123456776543210FEDCBA98";
 const KEY_SET_ID: &str = "FFFF987654";
-/// Calls of the concurrent floor (its conflicts make it slow).
+/// Calls of the concurrent floor.
 const CONCURRENT_FLOOR_CALLS: usize = 500;
 
 /// How the keys are delivered (the device key's kind).
