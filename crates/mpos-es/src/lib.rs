@@ -8,9 +8,11 @@
 //!   first altered, deleted, inserted or reordered event.
 //! * [`ProjectionRunner`]: read models with stored checkpoints, rebuilt by replay.
 //! * [`OutboxRelay`]: publishes every committed event to a bus at least once.
+//! * [`Combiner`]: concurrent commands on one aggregate handled together, in one append.
 
 pub mod chain;
 mod codec;
+mod combine;
 mod command;
 mod error;
 mod event;
@@ -25,6 +27,7 @@ mod verify;
 
 pub use chain::{Checkpoint, Tamper};
 pub use codec::{EventCodec, ProtoEvent};
+pub use combine::Combiner;
 pub use command::{command_error, execute, execute_retrying, retry_conflicts, snapshot_framework};
 pub use error::StoreError;
 pub use event::{

@@ -13,10 +13,10 @@ use std::time::Duration;
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::chain::{Checkpoint, event_hash};
+use crate::chain::Checkpoint;
 use crate::error::StoreError;
 use crate::event::{NewEvent, StoredEvent, now_micros};
-use crate::store::{Document, Snapshot};
+use crate::store::{Document, Snapshot, chain_events, sqlite_error, to_i64};
 
 /// Writes queued before the writer stops to commit.
 const QUEUE: usize = 4096;
@@ -66,15 +66,6 @@ pub(crate) struct SqliteWriter {
     jobs: mpsc::Sender<(Write, Reply)>,
 }
 
-fn sqlite_error(error: rusqlite::Error) -> StoreError {
-    match error {
-        rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..) => {
-            StoreError::Corrupt(error.to_string())
-        }
-        _ => StoreError::Unavailable(error.to_string()),
-    }
-}
-
 fn is_unique_violation(error: &rusqlite::Error) -> bool {
     matches!(
         error,
@@ -82,11 +73,6 @@ fn is_unique_violation(error: &rusqlite::Error) -> bool {
             if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
                 || failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
     )
-}
-
-fn to_i64(value: u64) -> Result<i64, StoreError> {
-    i64::try_from(value)
-        .map_err(|_| StoreError::Encoding(format!("{value} does not fit a signed 64-bit column")))
 }
 
 impl SqliteWriter {
@@ -310,9 +296,12 @@ fn append(
     connection: &Connection,
     events: Vec<NewEvent>,
     snapshot: Option<Snapshot>,
-    (mut position, mut previous_hash): Head,
+    (position, previous_hash): Head,
 ) -> Result<(Vec<StoredEvent>, Head), StoreError> {
-    let mut stored = Vec::with_capacity(events.len());
+    let (stored, new_hash) = chain_events(events, position, previous_hash);
+    let new_position = stored
+        .last()
+        .map_or(position, |event| event.global_position);
     {
         let mut insert = connection
             .prepare_cached(
@@ -322,11 +311,10 @@ fn append(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )
             .map_err(sqlite_error)?;
-        for event in events {
-            position += 1;
-            let hash = event_hash(&event, &previous_hash);
+        for stored in &stored {
+            let event = &stored.event;
             let inserted = insert.execute(params![
-                to_i64(position)?,
+                to_i64(stored.global_position)?,
                 event.event_id,
                 event.tenant_id,
                 event.aggregate_type,
@@ -337,35 +325,28 @@ fn append(
                 event.payload,
                 event.metadata,
                 event.occurred_at_us,
-                previous_hash.as_slice(),
-                hash.as_slice(),
+                stored.previous_hash.as_slice(),
+                stored.hash.as_slice(),
             ]);
             match inserted {
                 Ok(_) => {}
                 Err(error) if is_unique_violation(&error) => {
                     return Err(StoreError::Conflict {
-                        aggregate_type: event.aggregate_type,
-                        aggregate_id: event.aggregate_id,
+                        aggregate_type: event.aggregate_type.clone(),
+                        aggregate_id: event.aggregate_id.clone(),
                         sequence: event.sequence,
                     });
                 }
                 Err(error) => return Err(sqlite_error(error)),
             }
-            stored.push(StoredEvent {
-                global_position: position,
-                event,
-                previous_hash,
-                hash,
-            });
-            previous_hash = hash;
         }
     }
     if !stored.is_empty() {
-        let head_position = to_i64(position)?;
+        let head_position = to_i64(new_position)?;
         connection
             .prepare_cached("UPDATE es_log_head SET position = ?1, head_hash = ?2 WHERE id = 1")
             .and_then(|mut statement| {
-                statement.execute(params![head_position, previous_hash.as_slice()])
+                statement.execute(params![head_position, new_hash.as_slice()])
             })
             .map_err(sqlite_error)?;
     }
@@ -391,7 +372,7 @@ fn append(
             })
             .map_err(sqlite_error)?;
     }
-    Ok((stored, (position, previous_hash)))
+    Ok((stored, (new_position, new_hash)))
 }
 
 fn upsert_documents(

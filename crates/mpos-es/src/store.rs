@@ -92,7 +92,7 @@ fn install_drivers() {
     INSTALL.call_once(sqlx::any::install_default_drivers);
 }
 
-fn to_i64(value: u64) -> Result<i64, StoreError> {
+pub(crate) fn to_i64(value: u64) -> Result<i64, StoreError> {
     i64::try_from(value)
         .map_err(|_| StoreError::Encoding(format!("{value} does not fit a signed 64-bit column")))
 }
@@ -923,7 +923,7 @@ impl EventStore {
 }
 
 /// Assigns positions and hashes to events following a head.
-fn chain_events(
+pub(crate) fn chain_events(
     events: Vec<NewEvent>,
     head_position: u64,
     head_hash: [u8; 32],
@@ -998,7 +998,7 @@ struct SqliteReader {
     idle: Mutex<Vec<rusqlite::Connection>>,
 }
 
-fn sqlite_error(error: rusqlite::Error) -> StoreError {
+pub(crate) fn sqlite_error(error: rusqlite::Error) -> StoreError {
     match error {
         rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..) => {
             StoreError::Corrupt(error.to_string())
@@ -1027,9 +1027,10 @@ impl SqliteReader {
         Ok(connection)
     }
 
-    /// A point read (by key or index: microseconds, and WAL readers never wait for the
-    /// writer) run on the caller's thread: a hand-off to another thread and back would cost
-    /// more than the read (ADR 12).
+    /// A read on a pooled connection, on the caller's thread. Async callers use it for point
+    /// reads (by key or index: microseconds, and WAL readers never wait for the writer): a
+    /// hand-off to another thread and back would cost more than the read (ADR 12). Long
+    /// reads call it from a blocking thread (ADR 6).
     fn point<T>(
         &self,
         read: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,
@@ -1053,22 +1054,7 @@ impl SqliteReader {
     }
 
     fn read_after(&self, after: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
-        let pooled = self
-            .idle
-            .lock()
-            .map_err(|_| StoreError::Corrupt("sqlite reader poisoned".into()))?
-            .pop();
-        let connection = match pooled {
-            Some(connection) => connection,
-            None => self.open()?,
-        };
-        let events = Self::query(&connection, after, limit)?;
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < IDLE_READERS
-        {
-            idle.push(connection);
-        }
-        Ok(events)
+        self.point(|connection| Self::query(connection, after, limit))
     }
 
     fn query(

@@ -3,7 +3,6 @@
 //! state, then run on the pool. Control-plane operations are events with their actor;
 //! data-plane operations are counted (metrics), never logged with their data.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use cqrs_es::AggregateError;
@@ -73,19 +72,24 @@ pub struct Hsm {
     /// Appends to one key's stream one at a time in this process (stripes by key id):
     /// concurrent exports of a BDK for many devices queue instead of conflicting.
     key_stripes: Vec<tokio::sync::Mutex<()>>,
-    /// Exports waiting for their key's stripe, by (tenant, key): the holder records every
-    /// waiting export of the key in one append.
-    exports_waiting: std::sync::Mutex<HashMap<(String, String), Vec<WaitingExport>>>,
+    /// Export records by (tenant, key): those made at the same time are recorded in one
+    /// append.
+    exports: mpos_es::Combiner<(String, String), pb::KeyExported, Result<(), HsmError>>,
 }
-
-/// An export waiting to be recorded, and who waits for it.
-type WaitingExport = (
-    pb::KeyExported,
-    tokio::sync::oneshot::Sender<Result<(), HsmError>>,
-);
 
 /// How many stripes serialise appends per key.
 const KEY_STRIPES: usize = 64;
+
+/// The metadata of the caller's command on a key.
+fn command_metadata(tenant_id: &str, caller: &Caller) -> CommandMetadata {
+    CommandMetadata {
+        tenant_id: tenant_id.to_owned(),
+        correlation_id: caller.correlation_id.clone(),
+        causation_id: String::new(),
+        traceparent: caller.traceparent.clone(),
+        actor: caller.actor.clone(),
+    }
+}
 
 /// The stripe serialising appends to a key's stream.
 fn stripe_of(key_id: &str) -> usize {
@@ -304,7 +308,7 @@ impl Hsm {
             key_stripes: (0..KEY_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
-            exports_waiting: std::sync::Mutex::new(HashMap::new()),
+            exports: mpos_es::Combiner::default(),
         }
     }
 
@@ -325,13 +329,7 @@ impl Hsm {
         command: KeyCommand,
         caller: &Caller,
     ) -> Result<(), HsmError> {
-        let metadata = CommandMetadata {
-            tenant_id: tenant_id.to_owned(),
-            correlation_id: caller.correlation_id.clone(),
-            causation_id: String::new(),
-            traceparent: caller.traceparent.clone(),
-            actor: caller.actor.clone(),
-        };
+        let metadata = command_metadata(tenant_id, caller);
         // Concurrent operations on one key (exports of a BDK for many devices) each append
         // an event to it: in this process they queue on the key's stripe; a conflict with
         // another instance is decided again on the new state, not returned.
@@ -367,53 +365,31 @@ impl Hsm {
             actor: caller.actor.clone(),
             ..exported
         };
-        let waiting_key = (tenant_id.to_owned(), key_id.to_owned());
-        let (answer, mut answered) = tokio::sync::oneshot::channel();
-        self.exports_waiting
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(waiting_key.clone())
-            .or_default()
-            .push((exported, answer));
-        {
-            let _append = self.key_stripes[stripe_of(key_id)].lock().await;
-            // Recorded by the previous holder while this one waited.
-            if let Ok(result) = answered.try_recv() {
-                return result;
-            }
-            let waiting = self
-                .exports_waiting
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(&waiting_key)
-                .unwrap_or_default();
-            let (exports, answers): (Vec<_>, Vec<_>) = waiting.into_iter().unzip();
-            let metadata = CommandMetadata {
-                tenant_id: tenant_id.to_owned(),
-                correlation_id: caller.correlation_id.clone(),
-                causation_id: String::new(),
-                traceparent: caller.traceparent.clone(),
-                actor: caller.actor.clone(),
-            };
-            let result = mpos_es::retry_conflicts(
-                &self.cqrs,
-                key_id,
-                KeyCommand::RecordExports(exports),
-                metadata,
-                16,
+        self.exports
+            .submit(
+                (tenant_id.to_owned(), key_id.to_owned()),
+                exported,
+                |exports| async move {
+                    let count = exports.len();
+                    let _append = self.key_stripes[stripe_of(key_id)].lock().await;
+                    let result = mpos_es::retry_conflicts(
+                        &self.cqrs,
+                        key_id,
+                        KeyCommand::RecordExports(exports),
+                        command_metadata(tenant_id, caller),
+                        16,
+                    )
+                    .await
+                    .map_err(command_error);
+                    vec![result; count]
+                },
             )
             .await
-            .map_err(command_error);
-            for answer in answers {
-                // A caller that gave up still had its export recorded (or refused).
-                let _ = answer.send(result.clone());
-            }
-        }
-        answered.await.unwrap_or_else(|_| {
-            Err(HsmError::Unavailable(
-                "the export's record was dropped unanswered".into(),
-            ))
-        })?;
+            .unwrap_or_else(|| {
+                Err(HsmError::Unavailable(
+                    "the export's record was dropped unanswered".into(),
+                ))
+            })?;
         self.catch_up().await
     }
 

@@ -781,6 +781,10 @@ async fn handle_batch(
     if last == checkpoint {
         return Ok(());
     }
+    let worked: Vec<String> = work
+        .keys()
+        .map(|(_, terminal_id)| terminal_id.clone())
+        .collect();
     let results: Vec<Result<(), ServiceError>> =
         futures::StreamExt::collect(futures::StreamExt::buffer_unordered(
             futures::stream::iter(work.into_values().map(|items| async move {
@@ -811,15 +815,8 @@ async fn handle_batch(
         view.reload_trust().await?;
     }
     // A device waiting for its key may have waited for its terminal's activation.
-    for document in &documents {
-        if let Some(terminal_id) = document
-            .id
-            .strip_prefix("terminal/")
-            .and_then(|rest| rest.split_once('/'))
-            .map(|(_, terminal_id)| terminal_id)
-        {
-            injector.doorbells.ring(terminal_id);
-        }
+    for terminal_id in &worked {
+        injector.doorbells.ring(terminal_id);
     }
     Ok(())
 }

@@ -188,12 +188,13 @@ impl Drop for Doorbell<'_> {
 /// An injection waiting for its device identity.
 struct WaitingAllocation {
     tenant_id: String,
-    bdk_aggregate: String,
     terminal_id: String,
     injection_id: String,
     actor: Actor,
-    answer: tokio::sync::oneshot::Sender<Result<(BdkKey, String), ServiceError>>,
 }
+
+/// A device identity allocated, with its BDK.
+type Allocated = Result<(BdkKey, String), ServiceError>;
 
 /// The flow: the aggregates, the log and the hsm-proxy.
 pub struct Injector {
@@ -206,12 +207,10 @@ pub struct Injector {
     settings: FlowSettings,
     bdk_cache: Mutex<HashMap<String, BdkFacts>>,
     work: Mutex<Option<mpsc::Sender<(String, String)>>>,
-    /// Held from reading injections' allocations to making them: two paths resuming the
-    /// same injection in this process never allocate twice.
-    allocating: tokio::sync::Mutex<()>,
-    /// Allocations waiting for the holder of `allocating`, who makes every waiting one of a
-    /// BDK in one append (one write instead of one per device).
-    waiting: Mutex<Vec<WaitingAllocation>>,
+    /// Allocations by BDK: those asked at the same time are made in one append, and a turn
+    /// reads an injection's allocation before making one, so two paths resuming the same
+    /// injection in this process never allocate twice.
+    allocations: mpos_es::Combiner<String, WaitingAllocation, Allocated>,
     /// Device downloads waiting for a key.
     pub(crate) doorbells: Doorbells,
     /// Injections being derived in this process: a download and a worker deriving the same
@@ -304,8 +303,7 @@ impl Injector {
             settings,
             bdk_cache: Mutex::new(HashMap::new()),
             work: Mutex::new(None),
-            allocating: tokio::sync::Mutex::new(()),
-            waiting: Mutex::new(Vec::new()),
+            allocations: mpos_es::Combiner::default(),
             doorbells: Doorbells::default(),
             deriving: Mutex::new(HashMap::new()),
         }
@@ -722,8 +720,7 @@ impl Injector {
     }
 
     /// The identity allocated to the injection (the one in the BDK's log, or the next one),
-    /// with the BDK. Concurrent allocations are made together: whoever holds the allocation
-    /// lock allocates for every injection waiting meanwhile, one append per BDK.
+    /// with the BDK. Concurrent allocations of a BDK are made together, in one append.
     async fn allocate(
         &self,
         actor: &Actor,
@@ -731,53 +728,35 @@ impl Injector {
         bdk_aggregate: &str,
         terminal_id: &str,
         injection_id: &str,
-    ) -> Result<(BdkKey, String), ServiceError> {
+    ) -> Allocated {
         if let (key, Some(allocated)) = self.read_bdk(bdk_aggregate, injection_id).await? {
             return Ok((key, allocated));
         }
-        let (answer, mut answered) = tokio::sync::oneshot::channel();
-        self.waiting
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(WaitingAllocation {
-                tenant_id: tenant_id.to_owned(),
-                bdk_aggregate: bdk_aggregate.to_owned(),
-                terminal_id: terminal_id.to_owned(),
-                injection_id: injection_id.to_owned(),
-                actor: actor.clone(),
-                answer,
-            });
-        let _allocating = self.allocating.lock().await;
-        // A previous holder may have allocated for this injection while it waited.
-        if let Ok(result) = answered.try_recv() {
-            return result;
-        }
-        let waiting = std::mem::take(
-            &mut *self
-                .waiting
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        let mut by_bdk: HashMap<String, Vec<WaitingAllocation>> = HashMap::new();
-        for allocation in waiting {
-            by_bdk
-                .entry(allocation.bdk_aggregate.clone())
-                .or_default()
-                .push(allocation);
-        }
-        for (bdk_aggregate, allocations) in by_bdk {
-            self.allocate_together(&bdk_aggregate, allocations).await;
-        }
-        answered.await.unwrap_or_else(|_| {
-            Err(ServiceError::internal(
-                "the allocation was dropped unanswered",
-            ))
-        })
+        let waiting = WaitingAllocation {
+            tenant_id: tenant_id.to_owned(),
+            terminal_id: terminal_id.to_owned(),
+            injection_id: injection_id.to_owned(),
+            actor: actor.clone(),
+        };
+        self.allocations
+            .submit(bdk_aggregate.to_owned(), waiting, |allocations| {
+                self.allocate_together(bdk_aggregate, allocations)
+            })
+            .await
+            .unwrap_or_else(|| {
+                Err(ServiceError::internal(
+                    "the allocation was dropped unanswered",
+                ))
+            })
     }
 
     /// Allocates for every waiting injection of one BDK that has no identity yet, in one
-    /// command, and answers each.
-    async fn allocate_together(&self, bdk_aggregate: &str, allocations: Vec<WaitingAllocation>) {
+    /// command; answers each its identity.
+    async fn allocate_together(
+        &self,
+        bdk_aggregate: &str,
+        allocations: Vec<WaitingAllocation>,
+    ) -> Vec<Allocated> {
         let made = async {
             self.read_bdk(bdk_aggregate, "").await?;
             let mut devices: Vec<(String, String)> = Vec::new();
@@ -808,17 +787,16 @@ impl Injector {
             self.read_bdk(bdk_aggregate, "").await
         }
         .await;
-        for allocation in allocations {
-            let result = match &made {
+        allocations
+            .iter()
+            .map(|allocation| match &made {
                 Err(error) => Err(error.clone()),
                 Ok((key, _)) => self
                     .cached_allocation(bdk_aggregate, &allocation.injection_id)
                     .map(|allocated| (key.clone(), allocated))
                     .ok_or_else(|| ServiceError::internal("allocation not found in the log")),
-            };
-            // The waiter may have given up; the allocation stands in the log either way.
-            let _ = allocation.answer.send(result);
-        }
+            })
+            .collect()
     }
 
     /// The identity allocated to an injection, as far as the BDK's log was read.
