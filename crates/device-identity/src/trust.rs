@@ -1,17 +1,19 @@
 //! The trust store of registered manufacturer CAs and their CRLs, and chain verification.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
 use rustls::pki_types::{CertificateDer, TrustAnchor};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 use webpki::{
     CertRevocationList, EndEntityCert, ExpirationPolicy, KeyUsage, RevocationCheckDepth,
     RevocationOptionsBuilder, UnknownStatusPolicy,
 };
 
-use crate::x509::{from_unix_time, malformed, to_unix_time};
+use crate::x509::{from_unix_time, malformed, read_certificate, to_unix_time};
 use crate::{Crl, DeviceCertificate, Fingerprint, IdentityError, ManufacturerCa, SerialNumber};
 
 /// What a successful verification established about a device.
@@ -42,20 +44,81 @@ pub struct TrustStore {
     shared: Arc<RwLock<Arc<Snapshot>>>,
 }
 
-#[derive(Clone, Default)]
+/// How long a successful verification of a chain is reused for the same chain, at most.
+const VERIFIED_FOR: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+/// Chains whose verification is remembered, at most (about 0.5 KiB each).
+const VERIFIED_CAPACITY: usize = 16_384;
+
+#[derive(Default)]
 struct Snapshot {
     cas: Vec<ManufacturerCa>,
     /// The CAs' trust anchors, in the same order.
     anchors: Vec<TrustAnchor<'static>>,
     /// At most one CRL per CA, each for a CA in `cas`.
     crls: Vec<Crl>,
+    /// Chains verified against exactly these contents, by the SHA-256 of the chain: every
+    /// change of CAs or CRLs publishes a new snapshot, so a revocation or a removed CA is
+    /// never answered from here.
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
+}
+
+/// A remembered successful verification.
+struct Verified {
+    device: VerifiedDevice,
+    /// When the chain was verified: every certificate on the path was valid then.
+    at: DateTime<Utc>,
+    /// Until when it may be reused: [`VERIFIED_FOR`] after `at`, and never past the end of
+    /// the validity of any certificate on the path (the CA's included).
+    until: DateTime<Utc>,
+}
+
+impl Verified {
+    fn holds_at(&self, now: DateTime<Utc>) -> bool {
+        self.at <= now && now <= self.until
+    }
 }
 
 impl Snapshot {
     fn with_cas(cas: Vec<ManufacturerCa>, crls: Vec<Crl>) -> Self {
         let anchors = cas.iter().map(|ca| ca.anchor().clone()).collect();
-        Self { cas, anchors, crls }
+        Self {
+            cas,
+            anchors,
+            crls,
+            verified: Mutex::default(),
+        }
     }
+
+    fn remembered(&self, key: &[u8; 32], now: DateTime<Utc>) -> Option<VerifiedDevice> {
+        let verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        verified
+            .get(key)
+            .filter(|entry| entry.holds_at(now))
+            .map(|entry| entry.device.clone())
+    }
+
+    fn remember(&self, key: [u8; 32], entry: Verified) {
+        let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        if verified.len() >= VERIFIED_CAPACITY {
+            let now = entry.at;
+            verified.retain(|_, kept| kept.holds_at(now));
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+        }
+        verified.insert(key, entry);
+    }
+}
+
+/// The key a chain's verification is remembered under: SHA-256 over each certificate's
+/// length and DER, in order.
+fn chain_key(chain: &[CertificateDer<'_>]) -> [u8; 32] {
+    let mut digest = Sha256::new();
+    for certificate in chain {
+        digest.update((certificate.len() as u64).to_be_bytes());
+        digest.update(certificate.as_ref());
+    }
+    digest.finalize().into()
 }
 
 impl TrustStore {
@@ -201,6 +264,11 @@ impl TrustStore {
     /// * no certificate on the path (the CA excepted) is listed in the CRL of the CA that
     ///   issued it, where one is registered; certificates of CAs without a CRL are accepted,
     ///   and a CRL past its nextUpdate still applies (a stale list does not lock devices out).
+    ///
+    /// A device presents the same chain at its TLS handshake and again in its requests: a
+    /// successful verification is remembered for the same chain against the same contents for
+    /// at most five minutes and never past the validity of any certificate on its path; any
+    /// change of CAs or CRLs forgets them all. Refusals are never remembered.
     pub fn verify(
         &self,
         chain: &[CertificateDer<'_>],
@@ -208,8 +276,12 @@ impl TrustStore {
     ) -> Result<VerifiedDevice, IdentityError> {
         let (end_entity, intermediates) =
             chain.split_first().ok_or(IdentityError::NoCertificate)?;
-        let device = DeviceCertificate::from_der(end_entity.as_ref())?;
         let snapshot = self.snapshot();
+        let key = chain_key(chain);
+        if let Some(device) = snapshot.remembered(&key, now) {
+            return Ok(device);
+        }
+        let device = DeviceCertificate::from_der(end_entity.as_ref())?;
         let parsed = EndEntityCert::try_from(end_entity)
             .map_err(|error| malformed("certificate", format!("{error:?}")))?;
         let crls: Vec<&CertRevocationList<'_>> = snapshot.crls.iter().map(Crl::list).collect();
@@ -247,14 +319,35 @@ impl TrustStore {
                 .unwrap_or(first)
         };
         ca.check_valid_at(now)?;
-        Ok(VerifiedDevice {
+        let verified = VerifiedDevice {
             ca_fingerprint: ca.fingerprint(),
             serial: device.serial().clone(),
             fingerprint: device.fingerprint(),
             subject: device.subject().to_owned(),
             common_name: device.common_name().map(str::to_owned),
             not_after: device.not_after(),
-        })
+        };
+        let mut until = (now + VERIFIED_FOR)
+            .min(device.not_after())
+            .min(ca.not_after());
+        for intermediate in path.intermediate_certificates() {
+            // Parsed once already by webpki; an unreadable one is simply not remembered.
+            match read_certificate(intermediate.der().as_ref()) {
+                Ok(fields) => until = until.min(fields.not_after),
+                Err(_) => until = now - chrono::TimeDelta::seconds(1),
+            }
+        }
+        if now <= until {
+            snapshot.remember(
+                key,
+                Verified {
+                    device: verified.clone(),
+                    at: now,
+                    until,
+                },
+            );
+        }
+        Ok(verified)
     }
 }
 

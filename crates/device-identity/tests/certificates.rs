@@ -518,6 +518,64 @@ fn intermediates_sent_by_the_device_are_used_and_checked_against_the_crl() {
     ));
 }
 
+/// A verification is remembered for the same chain (the handshake's and the request's), but
+/// never past the validity of a certificate on its path, before the time it was made, or across
+/// a change of the store.
+#[test]
+fn a_remembered_verification_never_outlives_what_it_checked() {
+    let root = TestCa::new("Acme Root CA");
+    let intermediate = root.intermediate_with("Acme Line 8 CA", |params| {
+        params.not_after = date_time_ymd(2031, 1, 1);
+    });
+    let device = intermediate.device(&[0x42]);
+    let presented = vec![device.der.clone(), intermediate.der.clone()];
+    let trust = TrustStore::with(vec![root.manufacturer_ca()], vec![]).expect("store");
+    let now = inside_validity();
+    let first = trust.verify(&presented, now).expect("verified");
+    // The same chain again: the same answer.
+    assert_eq!(trust.verify(&presented, now), Ok(first.clone()));
+    let minute_later = now + chrono::TimeDelta::minutes(1);
+    assert_eq!(trust.verify(&presented, minute_later), Ok(first.clone()));
+    // Past the intermediate's end (the device's own runs to 2045): refused.
+    let after_intermediate = Utc
+        .with_ymd_and_hms(2031, 1, 1, 0, 0, 1)
+        .single()
+        .expect("date");
+    assert!(matches!(
+        trust.verify(&presented, after_intermediate),
+        Err(IdentityError::Expired { .. })
+    ));
+    // Before the device's validity (a clock set back): refused, not answered from memory.
+    let before = Utc
+        .with_ymd_and_hms(2023, 6, 1, 0, 0, 0)
+        .single()
+        .expect("date");
+    assert!(matches!(
+        trust.verify(&presented, before),
+        Err(IdentityError::NotYetValid { .. })
+    ));
+    // A tampered copy of the remembered chain is a different chain.
+    let mut tampered = device.der.to_vec();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0x01;
+    assert!(matches!(
+        trust.verify(
+            &[CertificateDer::from(tampered), intermediate.der.clone()],
+            now
+        ),
+        Err(IdentityError::BadSignature { .. })
+    ));
+    // The root removed: refused at once.
+    assert!(trust.remove_ca(&root.manufacturer_ca().fingerprint()));
+    assert_eq!(
+        trust.verify(&presented, now),
+        Err(IdentityError::UnknownIssuer)
+    );
+    // Registered again: verified again.
+    trust.add_ca(root.manufacturer_ca());
+    assert_eq!(trust.verify(&presented, now), Ok(first));
+}
+
 #[test]
 fn trust_store_updates_are_seen_by_every_clone() {
     let first = TestCa::new("First CA");

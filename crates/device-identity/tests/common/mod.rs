@@ -50,8 +50,18 @@ impl TestCa {
 
     /// An intermediate CA issued by this CA.
     pub fn intermediate(&self, name: &str) -> Self {
+        self.intermediate_with(name, |_| {})
+    }
+
+    /// An intermediate CA issued by this CA, whose parameters `adjust` changes.
+    pub fn intermediate_with(
+        &self,
+        name: &str,
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> Self {
         let key = KeyPair::generate().expect("key");
-        let params = ca_params(name);
+        let mut params = ca_params(name);
+        adjust(&mut params);
         let certificate = params.signed_by(&key, &self.issuer).expect("intermediate");
         Self {
             name: name.to_owned(),
