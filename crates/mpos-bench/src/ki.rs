@@ -4,7 +4,8 @@
 //! Set-up (not timed), per repetition in a fresh temp dir: the hsm-proxy (SQLite log,
 //! `soft://` backend), terminal-management (SQLite) and key-injection (SQLite, reading
 //! terminal-management's log directly, as in `mposd`) in this process on one in-process
-//! `memory://` bus; a tenant with a merchant → store → terminal group chain; a manufacturer CA
+//! `memory://` bus, key-injection's device routes served on terminal-management's device
+//! listener (as `mposd` serves them); a tenant with a merchant → store → terminal group chain; a manufacturer CA
 //! and `devices` PEDs bound in terminal-management (concurrent single binds, each under its
 //! own device certificate); the BDK, a zone PIN key and the KDH RSA key pair in the
 //! hsm-proxy, the KDH certificate (signed by an RKI CA) PUT to key-injection and the BDK
@@ -115,7 +116,7 @@ impl KiBenchConfig {
             devices: 10_000,
             tr34_devices: 10_000,
             rsa_pool: 16,
-            concurrency: 64,
+            concurrency: 256,
             workers: 8,
             repetitions: 1,
             floor_calls: 5_000,
@@ -336,7 +337,6 @@ struct Services {
     tms_http: String,
     tms_device: u16,
     ki_http: String,
-    ki_device: u16,
     ki_store: mpos_es::EventStore,
     tms_store: mpos_es::EventStore,
     bus_url: String,
@@ -410,22 +410,6 @@ async fn start(workers: usize) -> anyhow::Result<Services> {
         .connect(&tms_common, &cancel)
         .await
         .context("terminal-management infrastructure")?;
-    let tms = terminal_management::service::start(
-        &tms_common,
-        tms_store.clone(),
-        &tms_bus,
-        &tms_infrastructure,
-        &terminal_management::service::TmOptions {
-            operator_token: token.clone(),
-            parameter_signing_key: ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
-            device_addr: "127.0.0.1:0".parse()?,
-            device_tls: Some(server_identity.clone()),
-        },
-        TcpListener::bind("127.0.0.1:0").await?,
-        &cancel,
-    )
-    .await?;
-
     let ki_common = config(key_injection::SERVICE)?;
     let ki_infrastructure = Infrastructure::default();
     let (ki_store, ki_bus) = ki_infrastructure
@@ -438,15 +422,15 @@ async fn start(workers: usize) -> anyhow::Result<Services> {
         &ki_bus,
         &ki_infrastructure,
         &key_injection::service::KiOptions {
-            operator_token: token,
+            operator_token: token.clone(),
             kdh_key: "alias/kdh".into(),
             kdh_certificate: Vec::new(),
             krd_cas: Vec::new(),
             hsm_timeout: Duration::from_secs(60),
             confirmation_window: Duration::from_secs(3_600),
             cryptoperiod: Duration::from_secs(730 * 24 * 3_600),
-            device_addr: "127.0.0.1:0".parse()?,
-            device_tls: Some(server_identity),
+            device_addr: None,
+            device_tls: None,
             workers,
             sweep_interval: Duration::from_secs(60),
             cryptoperiod_check_interval: Duration::from_secs(3_600),
@@ -459,11 +443,28 @@ async fn start(workers: usize) -> anyhow::Result<Services> {
         &cancel,
     )
     .await?;
+    let tms = terminal_management::service::start(
+        &tms_common,
+        tms_store.clone(),
+        &tms_bus,
+        &tms_infrastructure,
+        &terminal_management::service::TmOptions {
+            operator_token: token.clone(),
+            parameter_signing_key: ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
+            device_addr: "127.0.0.1:0".parse()?,
+            device_tls: Some(server_identity.clone()),
+            // key-injection's device API on the same listener, as mposd serves it.
+            more_device_routes: Some(ki.device_routes.clone()),
+        },
+        TcpListener::bind("127.0.0.1:0").await?,
+        &cancel,
+    )
+    .await?;
+
     Ok(Services {
         tms_http: format!("http://{}", tms.http_addr),
         tms_device: tms.device_addr.port(),
         ki_http: format!("http://{}", ki.http_addr),
-        ki_device: ki.device_addr.port(),
         ki_store,
         tms_store,
         bus_url,
@@ -751,7 +752,7 @@ async fn measure(
         terminal_id: format!("t-{index:05}"),
         identity,
         tms_url: format!("https://localhost:{}", services.tms_device),
-        ki_url: format!("https://localhost:{}", services.ki_device),
+        ki_url: format!("https://localhost:{}", services.tms_device),
         server_roots: vec![services.server_der.clone()],
         kdh_trust: rki_ca_der.clone(),
         parameter_verifying_key: None,

@@ -55,7 +55,7 @@ struct Cli {
     /// ki: devices injected per TR-34 repetition, 0 for none (default 10,000; 100 with --quick).
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     ki_tr34_devices: Option<u32>,
-    /// ki: devices in flight (default 64).
+    /// ki: devices in flight (default 256).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     ki_concurrency: Option<u32>,
     /// ki: key-injection's derivation workers (default 8, as MPOS_KI_WORKERS).
@@ -212,7 +212,7 @@ async fn main() -> std::process::ExitCode {
             config.repetitions = repetitions as usize;
         }
         report.notes.push(format!(
-            "ki: embedded deployment as mposd runs it: hsm-proxy (soft:// backend), terminal-management and key-injection in this process, each on its own SQLite log, one in-process memory:// bus, key-injection reading terminal-management's log directly; {} workers; devices = the terminal simulator over mTLS (activate on terminal-management, poll/download/unwrap/confirm on key-injection), {} in flight; timed from the first activation to the last confirmation; TR-34 device certificates share {} RSA keys; floor = up to {} bare hsm-proxy ExportKey calls of the same format over the same bus, at the same concurrency and one at a time (the better of the two is the floor; the hsm-proxy records a BDK's concurrent exports together, conflicts are retried and counted)",
+            "ki: embedded deployment as mposd runs it: hsm-proxy (soft:// backend), terminal-management and key-injection in this process, each on its own SQLite log, one in-process memory:// bus, key-injection reading terminal-management's log directly; {} workers; devices = the terminal simulator over mTLS on mposd's one device listener (activate on terminal-management's routes, then long-poll/download/unwrap/confirm on key-injection's, one connection per device), {} in flight; timed from the first activation to the last confirmation; TR-34 device certificates share {} RSA keys; floor = up to {} bare hsm-proxy ExportKey calls of the same format over the same bus, at the same concurrency and one at a time (the better of the two is the floor; the hsm-proxy records a BDK's concurrent exports together, conflicts are retried and counted)",
             config.workers, config.concurrency, config.rsa_pool, config.floor_calls
         ));
         match ki::run(&config).await {

@@ -27,8 +27,23 @@ pub struct DeviceState {
     pub view: TmsView,
 }
 
-/// The device routes.
+/// The device routes, with an answer for any other path: what key-injection's own device
+/// listener serves.
 pub fn device_router(state: DeviceState) -> Router {
+    device_routes(state).merge(
+        Router::new()
+            .fallback(|| async { ServiceError::not_found("no such route") })
+            .layer(axum::middleware::from_fn_with_state(
+                crate::SERVICE,
+                mpos_http::observe,
+            )),
+    )
+}
+
+/// The device routes alone, without an answer for other paths: to be merged into another
+/// service's device listener (`mposd` serves them beside terminal-management's, so that a
+/// device makes one mTLS connection for its activation and its key).
+pub fn device_routes(state: DeviceState) -> Router {
     Router::new()
         .route("/v1/devices/{terminal_id}/keys", get(download))
         .route(
@@ -36,7 +51,6 @@ pub fn device_router(state: DeviceState) -> Router {
             post(confirm),
         )
         .route("/v1/devices/{terminal_id}/keys/usage", post(usage))
-        .fallback(|| async { ServiceError::not_found("no such route") })
         .layer(axum::middleware::from_fn_with_state(
             crate::SERVICE,
             mpos_http::observe,

@@ -68,8 +68,10 @@ pub struct KiOptions {
     pub confirmation_window: Duration,
     /// How long an injected key may be used.
     pub cryptoperiod: Duration,
-    /// Where the device API listens.
-    pub device_addr: SocketAddr,
+    /// Where the device API listens; `None`: no listener of its own, the caller serves
+    /// [`Running::device_routes`] on its own device listener (`mposd` serves them beside
+    /// terminal-management's).
+    pub device_addr: Option<SocketAddr>,
     /// The device API's server identity (`None`: self-signed, not for production).
     pub device_tls: Option<ServerIdentity>,
     /// Injections derived at once.
@@ -96,8 +98,11 @@ impl std::fmt::Debug for KiOptions {
 pub struct Running {
     /// Where the admin API listens.
     pub http_addr: SocketAddr,
-    /// Where the device API (mTLS) listens.
-    pub device_addr: SocketAddr,
+    /// Where the device API (mTLS) listens, if it has a listener of its own.
+    pub device_addr: Option<SocketAddr>,
+    /// The device routes without a fallback, for a device listener shared with another
+    /// service (they expect [`device_identity::serve`]'s verified peer certificate).
+    pub device_routes: axum::Router,
     pipelines: Pipelines,
 }
 
@@ -232,30 +237,37 @@ pub async fn start(
     }
 
     // The device API, over mTLS with the manufacturer CAs.
-    let device_listener = TcpListener::bind(options.device_addr).await?;
-    let device_addr = device_listener.local_addr()?;
-    let ServerIdentity { chain, key } =
-        ServerIdentity::or_self_signed(options.device_tls.as_ref(), "key-injection device")
-            .map_err(std::io::Error::other)?;
-    let tls = Arc::new(
-        device_identity::mtls_server_config(chain, key, trust.clone())
-            .map_err(std::io::Error::other)?,
-    );
-    let devices = device_router(DeviceState {
+    let device_state = DeviceState {
         injector: injector.clone(),
         view,
-    });
-    {
-        let shutdown = cancel.clone().cancelled_owned();
-        pipelines.spawn(async move {
-            if let Err(error) =
-                device_identity::serve(device_listener, tls, Some(trust), devices, shutdown).await
-            {
-                tracing::error!(%error, "device api server failed");
-            }
-        });
-    }
-    tracing::info!(address = %device_addr, "key-injection device api (mtls) started");
+    };
+    let device_routes = crate::device_api::device_routes(device_state.clone());
+    let device_addr = match options.device_addr {
+        None => None,
+        Some(address) => {
+            let device_listener = TcpListener::bind(address).await?;
+            let device_addr = device_listener.local_addr()?;
+            let ServerIdentity { chain, key } =
+                ServerIdentity::or_self_signed(options.device_tls.as_ref(), "key-injection device")
+                    .map_err(std::io::Error::other)?;
+            let tls = Arc::new(
+                device_identity::mtls_server_config(chain, key, trust.clone())
+                    .map_err(std::io::Error::other)?,
+            );
+            let devices = device_router(device_state);
+            let shutdown = cancel.clone().cancelled_owned();
+            pipelines.spawn(async move {
+                if let Err(error) =
+                    device_identity::serve(device_listener, tls, Some(trust), devices, shutdown)
+                        .await
+                {
+                    tracing::error!(%error, "device api server failed");
+                }
+            });
+            tracing::info!(address = %device_addr, "key-injection device api (mtls) started");
+            Some(device_addr)
+        }
+    };
 
     let http_addr = listener.local_addr()?;
     let app = router(state);
@@ -272,6 +284,7 @@ pub async fn start(
     Ok(Running {
         http_addr,
         device_addr,
+        device_routes,
         pipelines,
     })
 }
@@ -396,7 +409,7 @@ impl KiOptions {
             hsm_timeout: vars.duration_ms("MPOS_KI_HSM_TIMEOUT_MS", 5_000)?,
             confirmation_window: Duration::from_secs(window.clamp(1, 604_800)),
             cryptoperiod: Duration::from_secs(days * 24 * 3_600),
-            device_addr: vars.socket_addr(vars::DEVICE_ADDR, device_addr)?,
+            device_addr: Some(vars.socket_addr(vars::DEVICE_ADDR, device_addr)?),
             device_tls,
             workers: workers.clamp(1, 256),
             sweep_interval: vars.duration_ms("MPOS_KI_SWEEP_INTERVAL_MS", 60_000)?,

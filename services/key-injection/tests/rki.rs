@@ -123,7 +123,7 @@ async fn devices_get_fresh_ksns_and_initial_keys_only_they_can_open() {
             hsm_timeout: Duration::from_secs(60),
             confirmation_window: Duration::from_secs(600),
             cryptoperiod: Duration::from_secs(730 * 24 * 3600),
-            device_addr: "127.0.0.1:0".parse().expect("addr"),
+            device_addr: Some("127.0.0.1:0".parse().expect("addr")),
             device_tls: None,
             workers: 4,
             sweep_interval: Duration::from_secs(60),

@@ -7,11 +7,14 @@
 //! `127.0.0.1:8085`), `MPOS_ADMIN_ADDR` (default `127.0.0.1:9090`), `MPOS_OPERATOR_TOKEN`,
 //! `MPOS_CHAIN_SIGNING_KEY`, `MPOS_PARAMETER_SIGNING_KEY` and `MPOS_HSM_SOFT_LMK` (generated
 //! into the data directory when absent), `MPOS_DEVICE_ADDR` (the device API, mTLS, default
-//! `127.0.0.1:8443`), `MPOS_DEVICE_TLS_CERT` / `MPOS_DEVICE_TLS_KEY` (default: a self-signed
-//! certificate, not for production), `MPOS_HSM_BACKENDS` (default: one soft:// backend in the
-//! data directory), `MPOS_KI_HTTP_ADDR` (key-injection's admin API, default `127.0.0.1:8086`),
-//! `MPOS_KI_DEVICE_ADDR` (its device API, mTLS, default `127.0.0.1:8444`), the other
-//! `MPOS_KI_*` settings of key-injection, `MPOS_LOG`, `MPOS_LOG_FORMAT`, `MPOS_OTLP_ENDPOINT`.
+//! `127.0.0.1:8443`; terminal-management's and key-injection's device routes on one listener,
+//! so that a device makes one mTLS connection for its activation and its key),
+//! `MPOS_DEVICE_TLS_CERT` / `MPOS_DEVICE_TLS_KEY` (default: a self-signed certificate, not for
+//! production), `MPOS_HSM_BACKENDS` (default: one soft:// backend in the data directory),
+//! `MPOS_KI_HTTP_ADDR` (key-injection's admin API, default `127.0.0.1:8086`), the other
+//! `MPOS_KI_*` settings of key-injection (not `MPOS_KI_DEVICE_ADDR` and
+//! `MPOS_KI_DEVICE_TLS_*`: refused, the device API is `MPOS_DEVICE_ADDR`), `MPOS_LOG`,
+//! `MPOS_LOG_FORMAT`, `MPOS_OTLP_ENDPOINT`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -77,6 +80,20 @@ struct Embedded {
 
 /// The embedded defaults, with what the environment overrides.
 fn embedded_settings(environment: &Vars) -> Result<Embedded, String> {
+    for separate in [
+        key_injection::service::vars::DEVICE_ADDR,
+        key_injection::service::vars::DEVICE_TLS_CERT,
+        key_injection::service::vars::DEVICE_TLS_KEY,
+    ] {
+        if environment.is_set(separate) {
+            return Err(format!(
+                "{separate}: mposd serves key-injection's device api on {} with {} / {} (one device listener); unset it",
+                terminal_management::service::vars::DEVICE_ADDR,
+                terminal_management::service::vars::DEVICE_TLS_CERT,
+                terminal_management::service::vars::DEVICE_TLS_KEY,
+            ));
+        }
+    }
     let data_dir = PathBuf::from(
         environment
             .string(DATA_DIR, Some("./data"), "a directory path")
@@ -254,6 +271,8 @@ async fn main() -> ExitCode {
         embedded.operator_token.clone(),
         "127.0.0.1:8444",
     ));
+    // Served on terminal-management's device listener.
+    ki_options.device_addr = None;
     let mut listeners = Vec::new();
     for address in [config.http_addr, hsm_common.http_addr, ki_common.http_addr] {
         match tokio::net::TcpListener::bind(address).await {
@@ -280,24 +299,6 @@ async fn main() -> ExitCode {
     let Some((store, bus)) = infrastructure.connect(&config, &cancel).await else {
         return ExitCode::SUCCESS;
     };
-    let running = match terminal_management::service::start(
-        &config,
-        store.clone(),
-        &bus,
-        &infrastructure,
-        &tm_options,
-        api_listener,
-        &cancel,
-    )
-    .await
-    {
-        Ok(running) => running,
-        Err(error) => {
-            eprintln!("cannot start terminal-management: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-
     // The hsm-proxy: its own SQLite log, the same in-process bus, a soft:// backend.
     let hsm_infrastructure = mpos_service::Infrastructure::default();
     let Some((hsm_store, hsm_bus)) = hsm_infrastructure.connect(&hsm_common, &cancel).await else {
@@ -319,7 +320,6 @@ async fn main() -> ExitCode {
         Err(error) => {
             eprintln!("cannot start hsm-proxy: {error}");
             cancel.cancel();
-            running.join().await;
             return ExitCode::FAILURE;
         }
     };
@@ -348,8 +348,33 @@ async fn main() -> ExitCode {
         Err(error) => {
             eprintln!("cannot start key-injection: {error}");
             cancel.cancel();
-            running.join().await;
             hsm.join().await;
+            return ExitCode::FAILURE;
+        }
+    };
+
+    // terminal-management, with key-injection's device routes on its device listener.
+    let tm_options = terminal_management::service::TmOptions {
+        more_device_routes: Some(ki.device_routes.clone()),
+        ..tm_options
+    };
+    let running = match terminal_management::service::start(
+        &config,
+        store.clone(),
+        &bus,
+        &infrastructure,
+        &tm_options,
+        api_listener,
+        &cancel,
+    )
+    .await
+    {
+        Ok(running) => running,
+        Err(error) => {
+            eprintln!("cannot start terminal-management: {error}");
+            cancel.cancel();
+            hsm.join().await;
+            ki.join().await;
             return ExitCode::FAILURE;
         }
     };
@@ -368,7 +393,7 @@ async fn main() -> ExitCode {
         running.http_addr
     );
     println!(
-        "mposd: devices https://{}  (device api, mtls with manufacturer-issued certificates; self-signed server certificate unless MPOS_DEVICE_TLS_CERT is set)",
+        "mposd: devices https://{}  (device api: activation, parameters and keys; mtls with manufacturer-issued certificates; self-signed server certificate unless MPOS_DEVICE_TLS_CERT is set)",
         running.device_addr
     );
     println!(
@@ -376,8 +401,8 @@ async fn main() -> ExitCode {
         hsm.http_addr
     );
     println!(
-        "mposd: keys  http://{}  (key-injection admin api); devices https://{} (key download, mtls)",
-        ki.http_addr, ki.device_addr
+        "mposd: keys  http://{}  (key-injection admin api)",
+        ki.http_addr
     );
     println!(
         "mposd: admin http://{}  (/livez /readyz /metrics)",

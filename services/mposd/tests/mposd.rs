@@ -7,6 +7,7 @@ use std::time::Duration;
 struct Mposd {
     child: Child,
     api: String,
+    devices: String,
     hsm: String,
     keys: String,
     admin: String,
@@ -14,15 +15,19 @@ struct Mposd {
 }
 
 fn start(data_dir: &std::path::Path) -> Mposd {
+    start_with(data_dir, &[])
+}
+
+fn start_with(data_dir: &std::path::Path, more: &[(&str, String)]) -> Mposd {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mposd"))
         .env_clear()
+        .envs(more.iter().map(|(name, value)| (*name, value.as_str())))
         .env("MPOS_DATA_DIR", data_dir)
         .env("MPOS_HTTP_ADDR", "127.0.0.1:0")
         .env("MPOS_ADMIN_ADDR", "127.0.0.1:0")
         .env("MPOS_HSM_HTTP_ADDR", "127.0.0.1:0")
         .env("MPOS_DEVICE_ADDR", "127.0.0.1:0")
         .env("MPOS_KI_HTTP_ADDR", "127.0.0.1:0")
-        .env("MPOS_KI_DEVICE_ADDR", "127.0.0.1:0")
         .env("MPOS_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -37,13 +42,16 @@ fn start(data_dir: &std::path::Path) -> Mposd {
             }
         }
     });
-    let (mut api, mut hsm, mut keys, mut admin) = (None, None, None, None);
+    let (mut api, mut devices, mut hsm, mut keys, mut admin) = (None, None, None, None, None);
     loop {
         let line = lines
             .recv_timeout(Duration::from_secs(60))
             .expect("mposd prints where it listens");
         if let Some(rest) = line.strip_prefix("mposd: api   ") {
             api = rest.split_whitespace().next().map(str::to_owned);
+        }
+        if let Some(rest) = line.strip_prefix("mposd: devices ") {
+            devices = rest.split_whitespace().next().map(str::to_owned);
         }
         if let Some(rest) = line.strip_prefix("mposd: hsm   ") {
             hsm = rest.split_whitespace().next().map(str::to_owned);
@@ -61,6 +69,7 @@ fn start(data_dir: &std::path::Path) -> Mposd {
     Mposd {
         child,
         api: api.expect("api"),
+        devices: devices.expect("devices"),
         hsm: hsm.expect("hsm"),
         keys: keys.expect("key-injection"),
         admin: admin.expect("admin"),
@@ -252,4 +261,154 @@ fn a_bad_variable_stops_mposd_with_one_clear_line() {
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(lines[0].starts_with("MPOS_HTTP_ADDR: expected"), "{stderr}");
+}
+
+#[test]
+fn a_separate_key_injection_device_listener_is_refused_with_one_clear_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(env!("CARGO_BIN_EXE_mposd"))
+        .env_clear()
+        .env("MPOS_DATA_DIR", dir.path())
+        .env("MPOS_KI_DEVICE_ADDR", "127.0.0.1:8444")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with(
+            "MPOS_KI_DEVICE_ADDR: mposd serves key-injection's device api on MPOS_DEVICE_ADDR"
+        ),
+        "{stderr}"
+    );
+}
+
+/// A newcomer's first PED, with the real terminal simulator: a vendor CA registered, the
+/// device bound to a terminal, then first boot against mposd's one device listener —
+/// activation (terminal-management) and its DUKPT initial key by ECDH + TR-31
+/// (key-injection, the hsm-proxy's soft backend), confirmed by KCV — over one mTLS connection.
+#[tokio::test]
+async fn a_ped_boots_and_receives_its_key_on_the_one_device_listener() {
+    use terminal_sim::terminal::{Terminal, TerminalConfig};
+    use terminal_sim::{DeviceKeyKind, ManufacturerCa};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+    let (cert_path, key_path) = (dir.path().join("device.pem"), dir.path().join("device.key"));
+    std::fs::write(&cert_path, server.cert.pem()).expect("write");
+    std::fs::write(&key_path, server.signing_key.serialize_pem()).expect("write");
+    let data = dir.path().join("data");
+    let mut mposd = start_with(
+        &data,
+        &[
+            ("MPOS_DEVICE_TLS_CERT", cert_path.display().to_string()),
+            ("MPOS_DEVICE_TLS_KEY", key_path.display().to_string()),
+        ],
+    );
+    let token = std::fs::read_to_string(data.join("operator-token"))
+        .expect("token file")
+        .trim()
+        .to_owned();
+    let client = reqwest::Client::new();
+    let post = |base: &str, path: &str, body: serde_json::Value| {
+        let request = client
+            .post(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .json(&body);
+        let path = path.to_owned();
+        async move {
+            let response = request.send().await.expect("send");
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            assert!(status == 200 || status == 201, "{path}: {status} {body}");
+            body
+        }
+    };
+    post(
+        &mposd.api,
+        "/v1/tenants",
+        serde_json::json!({"tenantId": "acme", "name": "Acme Pay"}),
+    )
+    .await;
+    for (node, kind, parent) in [
+        ("m-1", "NODE_KIND_MERCHANT", ""),
+        ("s-1", "NODE_KIND_STORE", "m-1"),
+        ("g-1", "NODE_KIND_TERMINAL_GROUP", "s-1"),
+    ] {
+        post(
+            &mposd.api,
+            "/v1/tenants/acme/nodes",
+            serde_json::json!({"nodeId": node, "kind": kind, "parentId": parent, "name": node}),
+        )
+        .await;
+    }
+    let vendor = ManufacturerCa::generate("Vendor P CA").expect("vendor CA");
+    post(
+        &mposd.api,
+        "/v1/manufacturer-cas",
+        serde_json::json!({"name": "Vendor P", "certificatePem": vendor.certificate_pem()}),
+    )
+    .await;
+    let identity = vendor
+        .issue(&[0x70, 0x01], DeviceKeyKind::P256)
+        .expect("device");
+    post(
+        &mposd.api,
+        "/v1/tenants/acme/terminals",
+        serde_json::json!({"terminalId": "t-1", "kind": "TERMINAL_KIND_PED", "parentId": "g-1", "certificatePem": identity.certificate_pem()}),
+    )
+    .await;
+    post(
+        &mposd.hsm,
+        "/v1/tenants/acme/keys",
+        serde_json::json!({"attributes": {"algorithm": "KEY_ALGORITHM_TDES_2KEY", "keyUsage": "B0", "modeOfUse": "X"}, "alias": "bdk"}),
+    )
+    .await;
+    post(
+        &mposd.keys,
+        "/v1/tenants/acme/bdks",
+        serde_json::json!({"bdkId": "bdk-1", "hsmKeyId": "alias/bdk", "algorithm": "DUKPT_ALGORITHM_TDES", "keySetId": "FFFF987654"}),
+    )
+    .await;
+
+    let port = mposd
+        .devices
+        .rsplit(':')
+        .next()
+        .expect("device port")
+        .to_owned();
+    let device_url = format!("https://localhost:{port}");
+    let mut terminal = Terminal::new(TerminalConfig {
+        terminal_id: "t-1".to_owned(),
+        identity,
+        tms_url: device_url.clone(),
+        ki_url: device_url,
+        server_roots: vec![server.cert.der().to_vec()],
+        kdh_trust: Vec::new(),
+        parameter_verifying_key: None,
+    })
+    .expect("terminal");
+    let activated = terminal.activate().await.expect("activated");
+    assert_eq!(activated.state, "TERMINAL_STATE_ACTIVE");
+    // The key-injection BDK assignment and the activation reach key-injection's feed; the
+    // device waits for its key (long poll) on the same listener.
+    let installed = tokio::time::timeout(
+        Duration::from_secs(90),
+        terminal.receive_key(std::time::Instant::now() + Duration::from_secs(85)),
+    )
+    .await
+    .expect("in time")
+    .expect("key installed");
+    assert_eq!(
+        installed.algorithm,
+        mpos_proto::key_injection::DukptAlgorithm::Tdes
+    );
+    assert_eq!(installed.initial_key_id.len(), 20);
+    assert!(
+        installed.initial_key_id.starts_with("FFFF987654"),
+        "{installed:?}"
+    );
+    assert_eq!(installed.kcv.len(), 6);
+    interrupt(&mut mposd);
 }

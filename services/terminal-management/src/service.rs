@@ -42,6 +42,10 @@ pub struct TmOptions {
     pub device_addr: std::net::SocketAddr,
     /// Its server certificate (`None`: a self-signed one, for development only).
     pub device_tls: Option<DeviceTls>,
+    /// Another service's device routes served on the same listener (`mposd`: key-injection's,
+    /// so that a device makes one mTLS connection for its activation and its key). Their
+    /// paths must not overlap terminal-management's, and they carry no fallback.
+    pub more_device_routes: Option<axum::Router>,
 }
 
 impl std::fmt::Debug for TmOptions {
@@ -69,6 +73,7 @@ impl TmOptions {
             parameter_signing_key: ed25519_dalek::SigningKey::from_bytes(seed.expose_secret()),
             device_addr: vars.socket_addr(vars::DEVICE_ADDR, "0.0.0.0:8443")?,
             device_tls,
+            more_device_routes: None,
         })
     }
 }
@@ -166,7 +171,10 @@ pub async fn start(
         ))),
         &options.operator_token,
     );
-    let devices = device_router(state.clone()).map_err(std::io::Error::other)?;
+    let mut devices = device_router(state.clone()).map_err(std::io::Error::other)?;
+    if let Some(more) = &options.more_device_routes {
+        devices = devices.merge(more.clone());
+    }
     let app = router(state).map_err(std::io::Error::other)?;
     {
         let trust = model_trust;

@@ -6,7 +6,7 @@
 mod common;
 
 use common::pki::{TestCa, TestDevice, anonymous_client};
-use common::{TestService, embedded};
+use common::{TestService, embedded, embedded_with_device_routes};
 use mpos_proto::terminal_management as pb;
 use serde_json::json;
 
@@ -540,4 +540,77 @@ async fn peds_are_imported_in_bulk_whole_or_not_at_all() {
         .expect("send");
     assert_eq!(response.status().as_u16(), 404);
     service.stop().await;
+}
+
+/// `mposd` serves key-injection's device routes on terminal-management's device listener, so a
+/// device makes one mTLS connection for its activation and its key: routes merged in are
+/// served only after the same handshake and get the verified device; terminal-management's own
+/// routes and its typed answer for unknown paths stay.
+#[tokio::test]
+async fn another_services_device_routes_share_the_mtls_listener() {
+    use axum::extract::Path;
+    use axum::{Extension, Json};
+    use device_identity::PeerCertificate;
+    let keys = axum::Router::new().route(
+        "/v1/devices/{terminal_id}/keys",
+        axum::routing::get(
+            |Path(terminal): Path<String>, Extension(peer): Extension<PeerCertificate>| async move {
+                Json(json!({"terminal": terminal, "serial": peer.verified.serial.to_string()}))
+            },
+        ),
+    );
+    let service = embedded_with_device_routes(keys).await;
+    let vendor = TestCa::new("Vendor S Device CA");
+    register_ca(&service, &vendor, "Vendor S").await;
+    let key = estate(&service).await;
+    let ped = vendor.device(&[0x5A, 0x01]);
+    let (status, body) = bind_ped(&service, &key, "t-1", &ped).await;
+    assert_eq!(status, 201, "{body}");
+
+    let client = ped.client();
+    let (status, body) = device_call(
+        &service,
+        &client,
+        reqwest::Method::POST,
+        "/v1/devices/activate",
+        Some(json!({})),
+    )
+    .await
+    .expect("activate");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "TERMINAL_STATE_ACTIVE");
+    let (status, body) = device_call(
+        &service,
+        &client,
+        reqwest::Method::GET,
+        "/v1/devices/t-1/keys",
+        None,
+    )
+    .await
+    .expect("keys");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"terminal": "t-1", "serial": "5A01"}));
+    // terminal-management's answer for a path nobody serves.
+    let (status, body) = device_call(
+        &service,
+        &client,
+        reqwest::Method::GET,
+        "/v1/devices/t-1/nothing",
+        None,
+    )
+    .await
+    .expect("unknown path");
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+    // Without a device certificate the merged routes are out of reach too.
+    assert!(
+        device_call(
+            &service,
+            &anonymous_client(),
+            reqwest::Method::GET,
+            "/v1/devices/t-1/keys",
+            None,
+        )
+        .await
+        .is_err()
+    );
 }

@@ -65,6 +65,7 @@ impl Tms {
             parameter_signing_key: ed25519_dalek::SigningKey::from_bytes(&PARAMETER_SEED),
             device_addr: "127.0.0.1:0".parse().expect("addr"),
             device_tls: Some(device_tls),
+            more_device_routes: None,
         };
         let running = terminal_management::service::start(
             &config,

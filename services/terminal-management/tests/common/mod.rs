@@ -181,11 +181,38 @@ pub async fn embedded() -> TestService {
     service
 }
 
+/// [`embedded`] with another service's device routes on the device listener (as `mposd`
+/// serves key-injection's).
+pub async fn embedded_with_device_routes(routes: axum::Router) -> TestService {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = format!("sqlite://{}", dir.path().join("tm.db").display());
+    let mut service = start_with(
+        &database,
+        &format!("memory://{}", unique("tm")),
+        None,
+        Readiness::new(),
+        Some(routes),
+    )
+    .await;
+    service._dir = Some(dir);
+    service
+}
+
 pub async fn start(
     database_url: &str,
     bus_url: &str,
     kafka_url: Option<&str>,
     readiness: Readiness,
+) -> TestService {
+    start_with(database_url, bus_url, kafka_url, readiness, None).await
+}
+
+pub async fn start_with(
+    database_url: &str,
+    bus_url: &str,
+    kafka_url: Option<&str>,
+    readiness: Readiness,
+    more_device_routes: Option<axum::Router>,
 ) -> TestService {
     let mut pairs = vec![
         ("MPOS_DATABASE_URL", database_url.to_owned()),
@@ -225,6 +252,7 @@ pub async fn start(
         parameter_signing_key: ed25519_dalek::SigningKey::from_bytes(&PARAMETER_SEED),
         device_addr: "127.0.0.1:0".parse().expect("addr"),
         device_tls: Some(pki::server_tls()),
+        more_device_routes,
     };
     let running = terminal_management::service::start(
         &config,
