@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes the parsers of every crate that has a cargo-fuzz directory (crates/*/fuzz: today
-# paycrypto, payshield, device-identity and tms-params): runs each target for a number of seconds and fails if any crashed
+# paycrypto, payshield, device-identity, tms-params and android-attestation): runs each target for a number of seconds and fails if any crashed
 # (panic, abort, timeout, OOM).
 #
 #   infra/fuzz.sh [SECONDS] [TARGET...]     # default: 30 seconds, every target of every crate
@@ -43,6 +43,10 @@
 #                         validates is canonical (validate(to_proto(v)) == v)
 #   tms_params_resolve    resolve over up to five fuzzed levels; deterministic, every value
 #                         has a source
+# android-attestation targets (crates/android-attestation/fuzz/fuzz_targets):
+#   android_key_description  KeyDescription::from_der and from_certificate_der (seeds: extension
+#                         values and a leaf certificate of the android/keyattestation test data);
+#                         never panics, whatever parses round-trips through its JSON
 # Seed inputs (published TR-31 / X9.143 sample blocks, sample host commands etc.) live in
 # <crate>/fuzz/seeds/<target>; the growing corpus (fuzz/corpus) and crash artifacts
 # (fuzz/artifacts) are git-ignored.
