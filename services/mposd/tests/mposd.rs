@@ -14,6 +14,16 @@ struct Mposd {
     lines: std::sync::mpsc::Receiver<String>,
 }
 
+/// A failing test must not leave mposd running (it would hold its ports and data directory).
+impl Drop for Mposd {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn start(data_dir: &std::path::Path) -> Mposd {
     start_with(data_dir, &[])
 }

@@ -19,6 +19,19 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}{}", uuid::Uuid::new_v4().simple())
 }
 
+/// Kills the service if the test fails before it stopped it: no process outlives its test
+/// (a leftover one would hold its ports for the next run).
+struct Service(Option<std::process::Child>);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_service_binary_runs_on_real_infrastructure_and_stops_cleanly() {
     let postgres = std::env::var("MPOS_TEST_POSTGRES_URL")
@@ -30,9 +43,9 @@ async fn the_service_binary_runs_on_real_infrastructure_and_stops_cleanly() {
     let database = format!("{postgres}?schema={}", unique("tmproc_"));
     let kafka = format!("{kafka}?namespace={}", unique("tmproc"));
     let nats = format!("{nats}?namespace={}", unique("tmproc"));
-    let (http_port, admin_port) = (free_port(), free_port());
+    let (http_port, admin_port, device_port) = (free_port(), free_port(), free_port());
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_terminal-management"))
+    let child = Command::new(env!("CARGO_BIN_EXE_terminal-management"))
         .env_clear()
         .env("MPOS_DATABASE_URL", &database)
         .env("MPOS_BUS_URL", &nats)
@@ -42,11 +55,13 @@ async fn the_service_binary_runs_on_real_infrastructure_and_stops_cleanly() {
         .env("MPOS_PARAMETER_SIGNING_KEY", "07".repeat(32))
         .env("MPOS_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
         .env("MPOS_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
+        .env("MPOS_DEVICE_ADDR", format!("127.0.0.1:{device_port}"))
         .env("MPOS_CHECKPOINT_INTERVAL_MS", "3600000")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
+    let mut service = Service(Some(child));
 
     let client = reqwest::Client::new();
     let mut ready = false;
@@ -93,6 +108,7 @@ async fn the_service_binary_runs_on_real_infrastructure_and_stops_cleanly() {
     );
     assert_eq!(delivery.envelope.tenant_id, "acme");
 
+    let mut child = service.0.take().expect("running");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
