@@ -8,13 +8,29 @@
 //! trust (verified boot state, bootloader lock) and the attesting app's package and signing
 //! certificate digests.
 //!
-//! This crate only *parses* (this increment of the SoftPOS attestation service): it does not
-//! verify the chain, its signatures or its roots, and it makes no policy decision.
+//! This crate parses the extension and verifies the chain; it makes no policy decision
+//! (which security levels, boot states or apps to accept is the service's business).
 //!
 //! - [`KeyDescription::from_der`] decodes the extension value (the OCTET STRING's content),
 //! - [`KeyDescription::from_certificate_der`] finds the extension in a DER certificate
 //!   (x509-parser) and decodes it,
-//! - [`pem_chain_to_der`] / [`read_pem_chain`] read a PEM chain (leaf first).
+//! - [`pem_chain_to_der`] / [`read_pem_chain`] read a PEM chain (leaf first),
+//! - [`verify_chain`] verifies a chain (DER, leaf first) against [`TrustAnchors`] (by default
+//!   [`TrustAnchors::google`], Google's RSA-4096 and EC P-384 attestation roots) and a
+//!   [`RevocationList`] (Google's attestation status list JSON), and returns the leaf's
+//!   `KeyDescription` in a [`VerifiedChain`].
+//!
+//! # Chain verification
+//!
+//! [`verify_chain`] checks, in order, returning the first failure as a [`ChainError`] naming
+//! the certificate's index: 2 to [`MAX_CHAIN_LEN`] certificates; each is DER X.509; the key
+//! attestation extension is in the leaf and in no other certificate; each certificate's issuer
+//! is the next one's subject and its signature (not SHA-1) verifies with the next one's key;
+//! the last certificate is a trust anchor (same SubjectPublicKeyInfo) or is signed by one;
+//! every certificate is valid at the given time; no serial (lowercase hex without leading
+//! zeros, [`serial_hex`]) is REVOKED or SUSPENDED in the status list; the extension parses.
+//! Fetching and caching the status list and replacing the anchors at run time belong to the
+//! service, not to this crate.
 //!
 //! # Strictness
 //!
@@ -43,6 +59,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod chain;
 mod error;
 mod model;
 mod parse;
@@ -50,6 +67,10 @@ mod serde_helpers;
 
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
+pub use chain::{
+    ChainError, GOOGLE_EC_ROOT_PEM, GOOGLE_RSA_ROOT_PEM, MAX_CHAIN_LEN, Reason, RevocationList,
+    Status, StatusEntry, TrustAnchors, VerifiedChain, serial_hex, verify_chain,
+};
 pub use error::AttestationError;
 pub use model::{
     AttestationApplicationId, AttestationPackageInfo, AuthorizationList, KeyDescription, Origin,
