@@ -46,7 +46,9 @@
 # android-attestation targets (crates/android-attestation/fuzz/fuzz_targets):
 #   android_key_description  KeyDescription::from_der and from_certificate_der (seeds: extension
 #                         values and a leaf certificate of the android/keyattestation test data);
-#                         never panics, whatever parses round-trips through its JSON
+#                         never panics, whatever parses round-trips through its JSON; also
+#                         RevocationList::from_json and verify_chain (input cut into
+#                         certificates at 00 FF 00 FF); never panics
 # Seed inputs (published TR-31 / X9.143 sample blocks, sample host commands etc.) live in
 # <crate>/fuzz/seeds/<target>; the growing corpus (fuzz/corpus) and crash artifacts
 # (fuzz/artifacts) are git-ignored.

@@ -1,7 +1,7 @@
 //! DER decoding of the extension with asn1-rs (which handles the multi-byte context tags of
 //! the AuthorizationList, up to [724]).
 
-use asn1_rs::{Any, Boolean, Class, Enumerated, FromDer, Null, Tag};
+use asn1_rs::{Any, Class, Enumerated, FromDer, Null, Tag};
 
 use crate::error::{AttestationError, describe_tag};
 use crate::model::{
@@ -147,8 +147,31 @@ fn utf8(raw: &[u8], field: &str) -> Result<String> {
     })
 }
 
+/// A DER BOOLEAN: one content byte, `00` or `FF` (X.690 11.1). Decoded from the generic
+/// element rather than with asn1-rs's `Boolean`, whose DER check (0.7.2) indexes the first
+/// content byte before checking the length and panics on an empty BOOLEAN (found by the
+/// `android_key_description` fuzz target).
 fn boolean(raw: &[u8], field: &str) -> Result<bool> {
-    value::<Boolean>(raw, field).map(|b| b.bool())
+    let (_, any) = single(raw, field)?;
+    if any.class() != Class::Universal || any.tag() != Tag::Boolean || any.header.is_constructed() {
+        return Err(AttestationError::WrongType {
+            field: field.to_owned(),
+            expected: "BOOLEAN",
+            found: found(&any),
+        });
+    }
+    match any.data {
+        [0x00] => Ok(false),
+        [0xFF] => Ok(true),
+        [_] => Err(AttestationError::Malformed {
+            field: field.to_owned(),
+            reason: "a DER BOOLEAN is 00 or FF".to_owned(),
+        }),
+        _ => Err(AttestationError::Malformed {
+            field: field.to_owned(),
+            reason: format!("a BOOLEAN has one content byte, not {}", any.data.len()),
+        }),
+    }
 }
 
 fn enumerated(raw: &[u8], field: &str) -> Result<u32> {
@@ -421,4 +444,37 @@ fn attestation_application_id(raw: &[u8], field: &str) -> Result<AttestationAppl
         packages,
         signatures,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn booleans_are_one_byte_00_or_ff() {
+        assert_eq!(boolean(&[0x01, 0x01, 0x00], "f").ok(), Some(false));
+        assert_eq!(boolean(&[0x01, 0x01, 0xFF], "f").ok(), Some(true));
+        // Not DER (BER would read it as true).
+        assert!(matches!(
+            boolean(&[0x01, 0x01, 0x01], "f"),
+            Err(AttestationError::Malformed { .. })
+        ));
+        // No content byte: asn1-rs 0.7.2's own check panics on this one.
+        assert!(matches!(
+            boolean(&[0x01, 0x00], "f"),
+            Err(AttestationError::Malformed { .. })
+        ));
+        assert!(matches!(
+            boolean(&[0x01, 0x02, 0x00, 0x00], "f"),
+            Err(AttestationError::Malformed { .. })
+        ));
+        assert!(matches!(
+            boolean(&[0x02, 0x01, 0x00], "f"),
+            Err(AttestationError::WrongType { .. })
+        ));
+        assert!(matches!(
+            boolean(&[0x21, 0x00], "f"),
+            Err(AttestationError::WrongType { .. })
+        ));
+    }
 }

@@ -286,3 +286,26 @@ proptest! {
         }
     }
 }
+
+/// A root of trust whose `deviceLocked` is an empty element of another tag, found by the
+/// `android_key_description` fuzz target (asn1-rs 0.7.2's DER check of a BOOLEAN read the
+/// first content byte before checking the tag and the length, and panicked): a typed error
+/// naming the field.
+#[test]
+fn an_empty_boolean_is_a_typed_error_not_a_panic() {
+    let der = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/regressions/empty_boolean_device_locked.der"),
+    )
+    .expect("read");
+    let err = KeyDescription::from_der(&der).expect_err("must fail");
+    match &err {
+        AttestationError::WrongType {
+            field, expected, ..
+        } => {
+            assert!(field.ends_with("rootOfTrust.deviceLocked"), "{err:?}");
+            assert_eq!(*expected, "BOOLEAN");
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+}
