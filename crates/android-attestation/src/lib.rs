@@ -20,6 +20,10 @@
 //!   [`RevocationList`] (Google's attestation status list JSON), and returns the leaf's
 //!   `KeyDescription` in a [`VerifiedChain`].
 //!
+//! - [`play_integrity`] parses a decoded Play Integrity verdict
+//!   ([`PlayIntegrityVerdict::from_json`]) and checks it against one request
+//!   ([`play_integrity::check`]), returning reason-coded findings.
+//!
 //! # Chain verification
 //!
 //! [`verify_chain`] checks, in order, returning the first failure as a [`ChainError`] naming
@@ -63,6 +67,7 @@ mod chain;
 mod error;
 mod model;
 mod parse;
+pub mod play_integrity;
 mod serde_helpers;
 
 use x509_parser::prelude::{FromDer as _, X509Certificate};
@@ -77,6 +82,7 @@ pub use model::{
     RootOfTrust, SecurityLevel, VerifiedBootState,
 };
 pub use parse::{MAX_PACKAGES, MAX_SET_VALUES, MAX_SIGNATURES};
+pub use play_integrity::{PlayIntegrityError, PlayIntegrityVerdict};
 
 /// The OID of the Android key attestation extension.
 pub const KEY_DESCRIPTION_OID: &str = "1.3.6.1.4.1.11129.2.1.17";
