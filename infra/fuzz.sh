@@ -48,7 +48,8 @@
 #                         values and a leaf certificate of the android/keyattestation test data);
 #                         never panics, whatever parses round-trips through its JSON; also
 #                         RevocationList::from_json and verify_chain (input cut into
-#                         certificates at 00 FF 00 FF); never panics
+#                         certificates at 00 FF 00 FF), PlayIntegrityVerdict::from_json and
+#                         play_integrity::check; never panics
 # Seed inputs (published TR-31 / X9.143 sample blocks, sample host commands etc.) live in
 # <crate>/fuzz/seeds/<target>; the growing corpus (fuzz/corpus) and crash artifacts
 # (fuzz/artifacts) are git-ignored.
