@@ -1,0 +1,563 @@
+//! The SoftPOS attestation token.
+//!
+//! After the attestation service has verified a device's evidence (key attestation chain,
+//! Play Integrity verdict) and evaluated its tenant's policy, it issues a short-lived signed
+//! token; the authorization service verifies it offline on every payment. This crate is the
+//! token alone: building, signing and verifying it, no I/O.
+//!
+//! # Format
+//!
+//! A JWS in compact serialization (RFC 7515), signed with ES256 (ECDSA P-256 SHA-256,
+//! RFC 7518 §3.4: the 64-byte `r || s` signature), base64url without padding:
+//!
+//! ```text
+//! BASE64URL({"alg":"ES256","typ":"mpos-attestation+jwt","kid":"..."})
+//!   . BASE64URL(claims JSON) . BASE64URL(r || s)
+//! ```
+//!
+//! The claims are [`Claims`]: `iss`, `sub` (device id), `tenant`, `verdict` (`allow` or
+//! `flag`; `block` is never issued), `reasons`, `iat`, `nbf`, `exp` (Unix seconds), `jti`,
+//! `policy_version`.
+//!
+//! # Verification
+//!
+//! [`TokenVerifier::verify`] checks, in order, returning the first failure as a
+//! [`TokenError`]:
+//!
+//! 1. at most [`MAX_TOKEN_LEN`] bytes ([`TokenError::TooLarge`]); three base64url parts
+//!    ([`TokenError::Malformed`]);
+//! 2. the header is a JSON object whose `alg` is exactly `ES256`
+//!    ([`TokenError::UnsupportedAlgorithm`]: `none`, `HS256` and everything else are refused
+//!    before any key is looked up, so the public key can never be used as an HMAC secret);
+//!    `typ` is exactly [`TOKEN_TYPE`] ([`TokenError::WrongType`]); the header has no member
+//!    but `alg`, `typ` and `kid` (no `crit`, `jwk`, `jku`, `x5u`, `x5c`: keys never come from
+//!    the token);
+//! 3. `kid` names a key the verifier holds ([`TokenError::UnknownKey`]);
+//! 4. the signature verifies with that key ([`TokenError::BadSignature`]);
+//! 5. the claims parse ([`TokenError::Malformed`]);
+//! 6. `nbf - leeway <= now` ([`TokenError::NotYetValid`]) and `now < exp + leeway`
+//!    ([`TokenError::Expired`]);
+//! 7. `tenant` and `sub` are the expected ones ([`TokenError::WrongTenant`],
+//!    [`TokenError::WrongDevice`]);
+//! 8. the verdict is `allow` or `flag` ([`TokenError::Blocked`]).
+//!
+//! Error messages never carry the token; a `kid` or `alg` from the token is cut to
+//! [`MAX_ECHO_CHARS`] characters.
+//!
+//! # Keys and rotation
+//!
+//! [`TokenIssuer`] holds one PKCS#8 P-256 private key and its `kid`. [`TokenVerifier`] holds
+//! any number of public keys by `kid` (SubjectPublicKeyInfo DER or PEM, or a SEC1 point):
+//! during a rotation the verifiers hold the old and the new key, the issuers switch, and the
+//! old key is removed once the longest-lived token signed with it has expired.
+//!
+//! # Why ring and not `jsonwebtoken`
+//!
+//! `jsonwebtoken` 10 and later (12.0.0 is current) need a crypto backend chosen by feature:
+//! `aws_lc_rs` (pulls in aws-lc, which the workspace avoids) or `rust_crypto` (pulls in RSA,
+//! P-384, Ed25519 and HMAC implementations this token never uses). 9.3.1 is ring-based but is
+//! the superseded line. The token needs one algorithm and strict header rules (exact `typ`,
+//! no other members, the algorithm refused before any key lookup), which are checks on the
+//! raw header either way. So the crate signs and verifies with ring 0.17 (already the
+//! workspace's crypto: `ECDSA_P256_SHA256_FIXED_SIGNING` / `ECDSA_P256_SHA256_FIXED`) and
+//! encodes with `base64`'s URL-safe alphabet without padding; `p256` only decodes public keys
+//! (SubjectPublicKeyInfo, SEC1 points, compressed or not).
+
+#![deny(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+use p256::pkcs8::DecodePublicKey as _;
+use ring::rand::SystemRandom;
+use ring::signature::{
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _,
+    UnparsedPublicKey,
+};
+use serde::{Deserialize, Serialize};
+
+/// The only signature algorithm: ECDSA P-256 SHA-256 (RFC 7518 §3.4).
+pub const ALGORITHM: &str = "ES256";
+
+/// The header's `typ`: the media type `application/mpos-attestation+jwt` without the prefix.
+pub const TOKEN_TYPE: &str = "mpos-attestation+jwt";
+
+/// Largest accepted token, in bytes (issued tokens are a few hundred bytes).
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+/// Longest piece of a token (a `kid` or an `alg`) repeated in an error message, in characters.
+pub const MAX_ECHO_CHARS: usize = 32;
+
+/// Length of an ES256 signature: `r || s`, 32 bytes each.
+const SIGNATURE_LEN: usize = 64;
+
+/// Why a token was refused (or could not be issued).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The token is longer than [`MAX_TOKEN_LEN`].
+    #[error("token too large: {len} bytes, at most {max}")]
+    TooLarge {
+        /// The token's length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not a compact JWS of the expected shape (parts, base64url, JSON, claim types).
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    /// The header's `alg` is not `ES256`.
+    #[error("unsupported algorithm {alg:?}: only ES256")]
+    UnsupportedAlgorithm {
+        /// The header's `alg` (cut to [`MAX_ECHO_CHARS`]), empty when absent or not a string.
+        alg: String,
+    },
+    /// The header's `typ` is not [`TOKEN_TYPE`].
+    #[error("wrong token type: typ must be {TOKEN_TYPE:?}")]
+    WrongType,
+    /// No key with the header's `kid`.
+    #[error("unknown key id {kid:?}")]
+    UnknownKey {
+        /// The header's `kid` (cut to [`MAX_ECHO_CHARS`]).
+        kid: String,
+    },
+    /// The signature does not verify with the key named by `kid`.
+    #[error("bad signature")]
+    BadSignature,
+    /// `exp` (plus the leeway) has passed.
+    #[error("token expired at {exp} (now {now})")]
+    Expired {
+        /// The token's `exp`.
+        exp: u64,
+        /// The verifier's time.
+        now: u64,
+    },
+    /// `nbf` (minus the leeway) has not come yet.
+    #[error("token not valid before {nbf} (now {now})")]
+    NotYetValid {
+        /// The token's `nbf`.
+        nbf: u64,
+        /// The verifier's time.
+        now: u64,
+    },
+    /// The token was issued for another tenant.
+    #[error("token issued for another tenant")]
+    WrongTenant,
+    /// The token was issued for another device.
+    #[error("token issued for another device")]
+    WrongDevice,
+    /// The verdict is `block` (never issued; refused when seen).
+    #[error("verdict is block")]
+    Blocked,
+    /// A key could not be decoded (not P-256, not PKCS#8 / SPKI / SEC1, wrong PEM label).
+    #[error("invalid key: {0}")]
+    InvalidKey(&'static str),
+    /// The claims given to [`TokenIssuer::issue`] are not issuable.
+    #[error("invalid claims: {0}")]
+    InvalidClaims(&'static str),
+    /// Signing failed (random number generator).
+    #[error("signing failed")]
+    Signing,
+}
+
+/// The attestation verdict carried by a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// The device may take payments.
+    Allow,
+    /// The device may take payments; the authorization service may apply extra risk rules.
+    Flag,
+    /// The device may not take payments. Never issued, refused by the verifier; it exists so
+    /// that a token saying `block` is reported as [`TokenError::Blocked`].
+    Block,
+}
+
+/// The token's claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The issuing attestation service instance.
+    pub iss: String,
+    /// The device id.
+    pub sub: String,
+    /// The tenant id.
+    pub tenant: String,
+    /// The verdict: `allow` or `flag`.
+    pub verdict: Verdict,
+    /// Stable reason codes behind the verdict (may be empty).
+    pub reasons: Vec<String>,
+    /// Issued at, Unix seconds.
+    pub iat: u64,
+    /// Not before, Unix seconds.
+    pub nbf: u64,
+    /// Expires at, Unix seconds (the token is valid while `now < exp`).
+    pub exp: u64,
+    /// Unique token id.
+    pub jti: String,
+    /// Version of the tenant policy the verdict was evaluated against.
+    pub policy_version: u64,
+}
+
+/// The header this crate writes.
+#[derive(Serialize)]
+struct Header<'a> {
+    alg: &'a str,
+    typ: &'a str,
+    kid: &'a str,
+}
+
+/// A P-256 public key (kept as the uncompressed SEC1 point ring expects).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    point: Vec<u8>,
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublicKey")
+            .field("point", &URL_SAFE_NO_PAD.encode(&self.point))
+            .finish()
+    }
+}
+
+impl PublicKey {
+    /// From a SEC1 point (uncompressed `04 || x || y` or compressed).
+    pub fn from_sec1(point: &[u8]) -> Result<Self, TokenError> {
+        let key = p256::PublicKey::from_sec1_bytes(point)
+            .map_err(|_| TokenError::InvalidKey("not a P-256 SEC1 point"))?;
+        Ok(Self::from_p256(&key))
+    }
+
+    /// From a DER SubjectPublicKeyInfo (id-ecPublicKey, prime256v1).
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, TokenError> {
+        let key = p256::PublicKey::from_public_key_der(der)
+            .map_err(|_| TokenError::InvalidKey("not a P-256 SubjectPublicKeyInfo"))?;
+        Ok(Self::from_p256(&key))
+    }
+
+    /// From a PEM `PUBLIC KEY` (SubjectPublicKeyInfo).
+    pub fn from_spki_pem(pem: &str) -> Result<Self, TokenError> {
+        let der = pem_der(pem, "PUBLIC KEY")?;
+        Self::from_spki_der(&der)
+    }
+
+    /// The uncompressed SEC1 point, `04 || x || y` (65 bytes).
+    pub fn sec1_uncompressed(&self) -> &[u8] {
+        &self.point
+    }
+
+    fn from_p256(key: &p256::PublicKey) -> Self {
+        Self {
+            point: key.to_encoded_point(false).as_bytes().to_vec(),
+        }
+    }
+}
+
+fn pem_der(pem: &str, label: &str) -> Result<Vec<u8>, TokenError> {
+    let (found, der) = pem_rfc7468::decode_vec(pem.trim().as_bytes())
+        .map_err(|_| TokenError::InvalidKey("not PEM"))?;
+    if found != label {
+        return Err(TokenError::InvalidKey("unexpected PEM label"));
+    }
+    Ok(der)
+}
+
+/// Signs tokens with one P-256 private key.
+pub struct TokenIssuer {
+    kid: String,
+    key: EcdsaKeyPair,
+    rng: SystemRandom,
+}
+
+impl fmt::Debug for TokenIssuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenIssuer")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenIssuer {
+    /// From a key id and a PKCS#8 (RFC 5208/5958) DER P-256 private key; ring requires the
+    /// public key inside the `ECPrivateKey`, as OpenSSL, `p256` and ring write it.
+    pub fn new(kid: impl Into<String>, pkcs8_der: &[u8]) -> Result<Self, TokenError> {
+        let kid = kid.into();
+        if kid.is_empty() || kid.len() > 256 {
+            return Err(TokenError::InvalidKey("kid must be 1 to 256 bytes"));
+        }
+        let rng = SystemRandom::new();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8_der, &rng)
+            .map_err(|_| TokenError::InvalidKey("not a PKCS#8 P-256 private key"))?;
+        Ok(Self { kid, key, rng })
+    }
+
+    /// From a key id and a PEM `PRIVATE KEY` (PKCS#8).
+    pub fn from_pem(kid: impl Into<String>, pem: &str) -> Result<Self, TokenError> {
+        let der = pem_der(pem, "PRIVATE KEY")?;
+        Self::new(kid, &der)
+    }
+
+    /// The key id written into every token's header.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The public key verifiers need.
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey {
+            point: self.key.public_key().as_ref().to_vec(),
+        }
+    }
+
+    /// Signs `claims` into a compact token.
+    ///
+    /// Refuses a `block` verdict ([`TokenError::Blocked`]), empty `iss`, `sub`, `tenant` or
+    /// `jti`, `exp <= nbf` or `nbf < iat` ([`TokenError::InvalidClaims`]), and a token that
+    /// would exceed [`MAX_TOKEN_LEN`] ([`TokenError::TooLarge`]).
+    pub fn issue(&self, claims: &Claims) -> Result<String, TokenError> {
+        if claims.verdict == Verdict::Block {
+            return Err(TokenError::Blocked);
+        }
+        if claims.iss.is_empty()
+            || claims.sub.is_empty()
+            || claims.tenant.is_empty()
+            || claims.jti.is_empty()
+        {
+            return Err(TokenError::InvalidClaims(
+                "iss, sub, tenant and jti must not be empty",
+            ));
+        }
+        if claims.exp <= claims.nbf {
+            return Err(TokenError::InvalidClaims("exp must be after nbf"));
+        }
+        if claims.nbf < claims.iat {
+            return Err(TokenError::InvalidClaims("nbf must not be before iat"));
+        }
+        let header = Header {
+            alg: ALGORITHM,
+            typ: TOKEN_TYPE,
+            kid: &self.kid,
+        };
+        let header = serde_json::to_vec(&header)
+            .map_err(|_| TokenError::InvalidClaims("header does not serialize"))?;
+        let payload = serde_json::to_vec(claims)
+            .map_err(|_| TokenError::InvalidClaims("claims do not serialize"))?;
+        let mut token = URL_SAFE_NO_PAD.encode(header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(payload, &mut token);
+        let signature = self
+            .key
+            .sign(&self.rng, token.as_bytes())
+            .map_err(|_| TokenError::Signing)?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut token);
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::TooLarge {
+                len: token.len(),
+                max: MAX_TOKEN_LEN,
+            });
+        }
+        Ok(token)
+    }
+}
+
+/// What the verifier expects of a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expected<'a> {
+    /// The tenant the payment is for.
+    pub tenant: &'a str,
+    /// The device making the payment.
+    pub device: &'a str,
+    /// The verifier's time, Unix seconds.
+    pub now_unix: u64,
+    /// Allowed clock skew for `nbf` and `exp`, seconds.
+    pub leeway_seconds: u64,
+}
+
+/// A token that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    /// The key id that verified it.
+    pub kid: String,
+    /// Its claims.
+    pub claims: Claims,
+}
+
+/// Verifies tokens against the public keys it holds by `kid`.
+#[derive(Debug, Clone, Default)]
+pub struct TokenVerifier {
+    keys: BTreeMap<String, PublicKey>,
+}
+
+impl TokenVerifier {
+    /// A verifier with no keys (it refuses every token until keys are added).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) the key for `kid`.
+    pub fn add_key(&mut self, kid: impl Into<String>, key: PublicKey) {
+        self.keys.insert(kid.into(), key);
+    }
+
+    /// Adds (or replaces) the key for `kid`, builder style.
+    #[must_use]
+    pub fn with_key(mut self, kid: impl Into<String>, key: PublicKey) -> Self {
+        self.add_key(kid, key);
+        self
+    }
+
+    /// Removes the key for `kid` (end of a rotation); returns it if it was there.
+    pub fn remove_key(&mut self, kid: &str) -> Option<PublicKey> {
+        self.keys.remove(kid)
+    }
+
+    /// The key ids held, in order.
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
+    }
+
+    /// Verifies `token` against `expected`; see the crate documentation for the checks and
+    /// their order.
+    pub fn verify(
+        &self,
+        token: &str,
+        expected: &Expected<'_>,
+    ) -> Result<VerifiedToken, TokenError> {
+        let parts = split(token)?;
+        let header = decode_header(parts.header)?;
+        check_algorithm(&header)?;
+        match header.get("typ") {
+            Some(serde_json::Value::String(typ)) if typ == TOKEN_TYPE => {}
+            _ => return Err(TokenError::WrongType),
+        }
+        if header
+            .keys()
+            .any(|name| !matches!(name.as_str(), "alg" | "typ" | "kid"))
+        {
+            return Err(TokenError::Malformed("unexpected header member"));
+        }
+        let kid = match header.get("kid") {
+            Some(serde_json::Value::String(kid)) => kid,
+            _ => return Err(TokenError::Malformed("kid missing or not a string")),
+        };
+        let key = self
+            .keys
+            .get(kid)
+            .ok_or_else(|| TokenError::UnknownKey { kid: echo(kid) })?;
+        verify_signature(key, &parts)?;
+        let payload = decode_part(parts.payload)?;
+        let claims: Claims =
+            serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed("claims"))?;
+        if claims.nbf > expected.now_unix.saturating_add(expected.leeway_seconds) {
+            return Err(TokenError::NotYetValid {
+                nbf: claims.nbf,
+                now: expected.now_unix,
+            });
+        }
+        if expected.now_unix >= claims.exp.saturating_add(expected.leeway_seconds) {
+            return Err(TokenError::Expired {
+                exp: claims.exp,
+                now: expected.now_unix,
+            });
+        }
+        if claims.tenant != expected.tenant {
+            return Err(TokenError::WrongTenant);
+        }
+        if claims.sub != expected.device {
+            return Err(TokenError::WrongDevice);
+        }
+        match claims.verdict {
+            Verdict::Allow | Verdict::Flag => {}
+            Verdict::Block => return Err(TokenError::Blocked),
+        }
+        Ok(VerifiedToken {
+            kid: kid.clone(),
+            claims,
+        })
+    }
+}
+
+/// Verifies a compact JWS whose header's `alg` is `ES256` with `key`, and returns the decoded
+/// payload. Only the structure, the size limit, the algorithm and the signature are checked —
+/// no `typ`, `kid` or claims; it is the primitive under [`TokenVerifier::verify`], public so
+/// that other ES256 JWS (such as RFC 7515's Appendix A.3 example) can be checked with it.
+pub fn verify_es256_jws(token: &str, key: &PublicKey) -> Result<Vec<u8>, TokenError> {
+    let parts = split(token)?;
+    let header = decode_header(parts.header)?;
+    check_algorithm(&header)?;
+    verify_signature(key, &parts)?;
+    decode_part(parts.payload)
+}
+
+struct Parts<'a> {
+    header: &'a str,
+    payload: &'a str,
+    signing_input: &'a str,
+    signature: &'a str,
+}
+
+fn split(token: &str) -> Result<Parts<'_>, TokenError> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(TokenError::TooLarge {
+            len: token.len(),
+            max: MAX_TOKEN_LEN,
+        });
+    }
+    let (signing_input, signature) = token
+        .rsplit_once('.')
+        .ok_or(TokenError::Malformed("not three parts"))?;
+    let (header, payload) = signing_input
+        .split_once('.')
+        .ok_or(TokenError::Malformed("not three parts"))?;
+    if payload.contains('.') {
+        return Err(TokenError::Malformed("not three parts"));
+    }
+    if header.is_empty() || payload.is_empty() || signature.is_empty() {
+        return Err(TokenError::Malformed("empty part"));
+    }
+    Ok(Parts {
+        header,
+        payload,
+        signing_input,
+        signature,
+    })
+}
+
+fn decode_part(part: &str) -> Result<Vec<u8>, TokenError> {
+    URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| TokenError::Malformed("not base64url without padding"))
+}
+
+fn decode_header(part: &str) -> Result<serde_json::Map<String, serde_json::Value>, TokenError> {
+    let bytes = decode_part(part)?;
+    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed("header is not a JSON object"))
+}
+
+fn check_algorithm(header: &serde_json::Map<String, serde_json::Value>) -> Result<(), TokenError> {
+    match header.get("alg") {
+        Some(serde_json::Value::String(alg)) if alg == ALGORITHM => Ok(()),
+        Some(serde_json::Value::String(alg)) => {
+            Err(TokenError::UnsupportedAlgorithm { alg: echo(alg) })
+        }
+        _ => Err(TokenError::UnsupportedAlgorithm { alg: String::new() }),
+    }
+}
+
+fn verify_signature(key: &PublicKey, parts: &Parts<'_>) -> Result<(), TokenError> {
+    let signature = decode_part(parts.signature)?;
+    if signature.len() != SIGNATURE_LEN {
+        return Err(TokenError::BadSignature);
+    }
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &key.point)
+        .verify(parts.signing_input.as_bytes(), &signature)
+        .map_err(|_| TokenError::BadSignature)
+}
+
+fn echo(value: &str) -> String {
+    value.chars().take(MAX_ECHO_CHARS).collect()
+}
