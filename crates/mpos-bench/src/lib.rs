@@ -5,6 +5,7 @@
 //! * [`replay`]: `ProjectionRunner::rebuild` rate against reading the same rows;
 //! * [`outbox`]: commit → relay → broker → subscriber lag against a bare publish → receive;
 //! * [`hsm`]: hsm-proxy `TranslatePinData` over NATS request-reply against a bare NATS echo;
+//! * [`token`]: the SoftPOS attestation token verified per second on the payment path;
 //! * [`ki`]: key-injection's keys injected per second for a batch of simulated devices
 //!   against the bare hsm-proxy `ExportKey` of the same format.
 //!
@@ -21,6 +22,7 @@ pub mod replay;
 pub mod report;
 pub mod stats;
 pub mod tms;
+pub mod token;
 
 pub use backend::Backend;
 

@@ -23,6 +23,8 @@ enum What {
     Tms,
     /// key-injection: keys injected per second (not part of `all`: ~10 minutes).
     Ki,
+    /// The SoftPOS attestation token: ES256 verifications per second.
+    Token,
     All,
 }
 
@@ -128,6 +130,20 @@ async fn main() -> std::process::ExitCode {
                     failed = true;
                     report.notes.push(format!("outbox {bus} FAILED: {error:#}"));
                 }
+            }
+        }
+    }
+    if matches!(cli.what, What::Token | What::All) {
+        let config = if cli.quick {
+            mpos_bench::token::TokenBenchConfig::quick()
+        } else {
+            mpos_bench::token::TokenBenchConfig::full()
+        };
+        match mpos_bench::token::run(&config) {
+            Ok(runs) => mpos_bench::token::add_to(&mut report, &config, &runs),
+            Err(error) => {
+                failed = true;
+                report.notes.push(format!("token FAILED: {error:#}"));
             }
         }
     }

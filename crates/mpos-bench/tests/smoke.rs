@@ -1,6 +1,7 @@
 //! The harness works: a quick append run on SQLite yields positive, finite throughputs; a
 //! one-second hsm run (needs NATS at `MPOS_BENCH_NATS_URL`, default nats://127.0.0.1:4222)
-//! translates PIN blocks without a single failure. (No timing assertions: this is a smoke
+//! translates PIN blocks without a single failure; a quick token run verifies every token it
+//! issued. (No timing assertions: this is a smoke
 //! test, not a performance test.)
 
 use mpos_bench::append::{self, AppendConfig};
@@ -42,4 +43,16 @@ async fn a_one_second_hsm_run_translates_every_pin_block_without_failures() {
     }
     let ratio = result.ratio();
     assert!(ratio.is_finite() && ratio > 0.0, "{result:?}");
+}
+
+/// The token benchmark verifies every token it issued (a failed verification fails the run).
+#[test]
+fn the_quick_token_benchmark_verifies_every_token() {
+    let config = mpos_bench::token::TokenBenchConfig::quick();
+    let runs = mpos_bench::token::run(&config).expect("token benchmark");
+    assert_eq!(runs.len(), config.repetitions);
+    for run in &runs {
+        assert!(run.rate.is_finite() && run.rate > 0.0, "{run:?}");
+        assert!(run.floor.is_finite() && run.floor > 0.0, "{run:?}");
+    }
 }
