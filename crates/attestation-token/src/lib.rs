@@ -452,32 +452,111 @@ impl TokenVerifier {
         let payload = decode_part(parts.payload)?;
         let claims: Claims =
             serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed("claims"))?;
-        if claims.nbf > expected.now_unix.saturating_add(expected.leeway_seconds) {
-            return Err(TokenError::NotYetValid {
-                nbf: claims.nbf,
-                now: expected.now_unix,
-            });
-        }
-        if expected.now_unix >= claims.exp.saturating_add(expected.leeway_seconds) {
-            return Err(TokenError::Expired {
-                exp: claims.exp,
-                now: expected.now_unix,
-            });
-        }
-        if claims.tenant != expected.tenant {
-            return Err(TokenError::WrongTenant);
-        }
-        if claims.sub != expected.device {
-            return Err(TokenError::WrongDevice);
-        }
-        match claims.verdict {
-            Verdict::Allow | Verdict::Flag => {}
-            Verdict::Block => return Err(TokenError::Blocked),
-        }
+        check_claims(&claims, expected)?;
         Ok(VerifiedToken {
             kid: kid.clone(),
             claims,
         })
+    }
+}
+
+/// The checks of a token's claims against what the verifier expects, in order: `nbf`, `exp`
+/// (both with the leeway), tenant, device, verdict.
+fn check_claims(claims: &Claims, expected: &Expected<'_>) -> Result<(), TokenError> {
+    if claims.nbf > expected.now_unix.saturating_add(expected.leeway_seconds) {
+        return Err(TokenError::NotYetValid {
+            nbf: claims.nbf,
+            now: expected.now_unix,
+        });
+    }
+    if expected.now_unix >= claims.exp.saturating_add(expected.leeway_seconds) {
+        return Err(TokenError::Expired {
+            exp: claims.exp,
+            now: expected.now_unix,
+        });
+    }
+    if claims.tenant != expected.tenant {
+        return Err(TokenError::WrongTenant);
+    }
+    if claims.sub != expected.device {
+        return Err(TokenError::WrongDevice);
+    }
+    match claims.verdict {
+        Verdict::Allow | Verdict::Flag => Ok(()),
+        Verdict::Block => Err(TokenError::Blocked),
+    }
+}
+
+/// A [`TokenVerifier`] that remembers the tokens it verified, so that a device presenting the
+/// same token with every payment of its validity window pays the ECDSA verification once.
+///
+/// A token is remembered under the SHA-256 of its whole text, only after it passed every
+/// check. A remembered token is answered without its signature being verified again, but its
+/// claims are checked again against each call's [`Expected`] (validity at that time, tenant,
+/// device, verdict), so it is refused from its `exp` on and for any other tenant or device. Any
+/// other text — a single changed character — is another token and is verified in full. The
+/// keys are fixed for the life of a `CachingVerifier`: to rotate, build a new one from the new
+/// [`TokenVerifier`] (it starts empty, so a removed key's tokens are no longer accepted). At
+/// most `capacity` tokens are remembered; when full, the expired ones are forgotten, and if
+/// none is, all are.
+#[derive(Debug)]
+pub struct CachingVerifier {
+    verifier: TokenVerifier,
+    remembered: std::sync::Mutex<std::collections::HashMap<[u8; 32], VerifiedToken>>,
+    capacity: usize,
+}
+
+impl CachingVerifier {
+    /// Remembers at most `capacity` tokens verified by `verifier`.
+    pub fn new(verifier: TokenVerifier, capacity: usize) -> Self {
+        Self {
+            verifier,
+            remembered: std::sync::Mutex::default(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// How many tokens are remembered.
+    pub fn remembered(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<[u8; 32], VerifiedToken>> {
+        self.remembered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// [`TokenVerifier::verify`], answered from memory for a token verified before.
+    pub fn verify(
+        &self,
+        token: &str,
+        expected: &Expected<'_>,
+    ) -> Result<VerifiedToken, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return self.verifier.verify(token, expected);
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+        let mut key = [0_u8; 32];
+        key.copy_from_slice(digest.as_ref());
+        let hit = self.lock().get(&key).cloned();
+        if let Some(verified) = hit {
+            check_claims(&verified.claims, expected)?;
+            return Ok(verified);
+        }
+        let verified = self.verifier.verify(token, expected)?;
+        let mut remembered = self.lock();
+        if remembered.len() >= self.capacity {
+            let now = expected.now_unix;
+            remembered.retain(|_, kept| kept.claims.exp > now);
+            if remembered.len() >= self.capacity {
+                remembered.clear();
+            }
+        }
+        remembered.insert(key, verified.clone());
+        Ok(verified)
     }
 }
 

@@ -54,5 +54,6 @@ fn the_quick_token_benchmark_verifies_every_token() {
     for run in &runs {
         assert!(run.rate.is_finite() && run.rate > 0.0, "{run:?}");
         assert!(run.floor.is_finite() && run.floor > 0.0, "{run:?}");
+        assert!(run.warm.is_finite() && run.warm > 0.0, "{run:?}");
     }
 }
