@@ -1,7 +1,11 @@
 //! Chain verification: the real device chains of tests/data/testdata against Google's roots,
 //! and every failure path on chains built here with rcgen.
 
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::{data_dir, files, name};
 
 use android_attestation::{
     ChainError, KEY_DESCRIPTION_OID, KeyDescription, RevocationList, Status, TrustAnchors,
@@ -28,32 +32,10 @@ const NOT_GOOGLE_ROOTED: [&str; 2] = [
     "marlin/sdk29/TEE_RSA_NONE.pem",
 ];
 
-fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/testdata")
-}
-
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("read test data dir") {
-        let path = entry.expect("dir entry").path();
-        if path.is_dir() {
-            files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "pem") {
-            out.push(path);
-        }
-    }
-}
-
-fn name(path: &Path) -> String {
-    path.strip_prefix(data_dir())
-        .unwrap_or(path)
-        .display()
-        .to_string()
-}
-
 /// The fixture chains with a JSON beside them, outside `invalid/`, sorted.
 fn fixture_chains() -> Vec<PathBuf> {
     let mut pems = Vec::new();
-    files(&data_dir(), &mut pems);
+    files(&data_dir(), "pem", &mut pems);
     pems.sort();
     pems.into_iter()
         .filter(|pem| !pem.components().any(|c| c.as_os_str() == "invalid"))

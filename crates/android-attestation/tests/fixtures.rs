@@ -2,7 +2,11 @@
 //! tests/data/SOURCE.md): every `<name>.pem` with a `<name>.json` beside it must parse to
 //! exactly that JSON; the malformed chains must give typed errors; nothing panics.
 
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::{data_dir, files, name};
 
 use android_attestation::{AttestationError, KeyDescription, read_pem_chain};
 use proptest::prelude::*;
@@ -12,28 +16,6 @@ use x509_parser::prelude::{FromDer as _, X509Certificate};
 /// How many `<name>.pem` + `<name>.json` pairs the test data holds; the test fails if it finds
 /// another number, so no fixture is silently skipped.
 const EXPECTED_PAIRS: usize = 21;
-
-fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/testdata")
-}
-
-fn files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("read test data dir") {
-        let path = entry.expect("dir entry").path();
-        if path.is_dir() {
-            files(&path, ext, out);
-        } else if path.extension().is_some_and(|e| e == ext) {
-            out.push(path);
-        }
-    }
-}
-
-fn name(path: &Path) -> String {
-    path.strip_prefix(data_dir())
-        .unwrap_or(path)
-        .display()
-        .to_string()
-}
 
 /// Reads a fixture JSON file. Two upstream files carry whole-line `//` comments (upstream
 /// reads them leniently); those lines are dropped. Base64 may contain `//`, so only lines

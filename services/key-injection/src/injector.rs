@@ -880,11 +880,12 @@ impl Injector {
         {
             return Ok(delivery);
         }
+        let key = format!("{tenant_id}/{injection_id}");
         let turn = self
             .deriving
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(format!("{tenant_id}/{injection_id}"))
+            .entry(key.clone())
             .or_default()
             .clone();
         let result = {
@@ -898,7 +899,7 @@ impl Injector {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // The map holds one handle and `turn` another: nobody else waits for this one.
         if Arc::strong_count(&turn) == 2 {
-            deriving.remove(&format!("{tenant_id}/{injection_id}"));
+            deriving.remove(&key);
         }
         result
     }

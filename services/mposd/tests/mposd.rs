@@ -257,40 +257,37 @@ async fn mposd_starts_on_a_fresh_data_dir_serves_and_stops_cleanly() {
     assert!(dir.path().join("chain-signing.key").exists());
 }
 
-#[test]
-fn a_bad_variable_stops_mposd_with_one_clear_line() {
+/// Runs mposd with `name=value` on a fresh data directory; it must stop with exit code 78 and
+/// print exactly one line, which is returned.
+fn refused_with(name: &str, value: &str) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let output = Command::new(env!("CARGO_BIN_EXE_mposd"))
         .env_clear()
         .env("MPOS_DATA_DIR", dir.path())
-        .env("MPOS_HTTP_ADDR", "not-an-address")
+        .env(name, value)
         .output()
         .expect("run");
     assert_eq!(output.status.code(), Some(78));
     let stderr = String::from_utf8_lossy(&output.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{stderr}");
-    assert!(lines[0].starts_with("MPOS_HTTP_ADDR: expected"), "{stderr}");
+    lines[0].to_owned()
+}
+
+#[test]
+fn a_bad_variable_stops_mposd_with_one_clear_line() {
+    let line = refused_with("MPOS_HTTP_ADDR", "not-an-address");
+    assert!(line.starts_with("MPOS_HTTP_ADDR: expected"), "{line}");
 }
 
 #[test]
 fn a_separate_key_injection_device_listener_is_refused_with_one_clear_line() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let output = Command::new(env!("CARGO_BIN_EXE_mposd"))
-        .env_clear()
-        .env("MPOS_DATA_DIR", dir.path())
-        .env("MPOS_KI_DEVICE_ADDR", "127.0.0.1:8444")
-        .output()
-        .expect("run");
-    assert_eq!(output.status.code(), Some(78));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "{stderr}");
+    let line = refused_with("MPOS_KI_DEVICE_ADDR", "127.0.0.1:8444");
     assert!(
-        lines[0].starts_with(
+        line.starts_with(
             "MPOS_KI_DEVICE_ADDR: mposd serves key-injection's device api on MPOS_DEVICE_ADDR"
         ),
-        "{stderr}"
+        "{line}"
     );
 }
 
