@@ -15,6 +15,12 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/mpos_descriptor.bin"));
 
 pub mod mpos {
+    pub mod attestation {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/mpos.attestation.v1.rs"));
+            include!(concat!(env!("OUT_DIR"), "/mpos.attestation.v1.serde.rs"));
+        }
+    }
     pub mod common {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/mpos.common.v1.rs"));
@@ -44,6 +50,7 @@ pub mod mpos {
     }
 }
 
+pub use mpos::attestation::v1 as attestation;
 pub use mpos::common::v1 as common;
 pub use mpos::hsm::v1 as hsm;
 pub use mpos::key_injection::v1 as key_injection;

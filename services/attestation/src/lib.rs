@@ -1,0 +1,23 @@
+//! attestation: the SoftPOS attestation & monitoring (A&M) service. A SoftPOS phone asks for a
+//! one-time challenge, answers it with evidence (an Android key attestation chain, a Play
+//! Integrity verdict when asked, the SDK's app signals); the service verifies the evidence
+//! ([`evidence`]), judges it by the tenant's policy ([`rules`], [`policy`]), records the
+//! verdict on the device ([`device`]) and, when payments are allowed, issues a signed
+//! attestation token that the authorization service verifies offline. Monitoring re-judges
+//! devices that miss their re-attestation, and every policy edit re-judges the tenant's
+//! devices.
+
+pub mod device;
+pub mod evidence;
+pub mod policy;
+pub mod rules;
+
+/// The service's name: its log, its stream and its topic are named after it.
+pub const SERVICE: &str = "attestation";
+
+/// How this service's events are encoded for the bus.
+pub fn codec() -> mpos_es::EventCodec {
+    mpos_es::EventCodec::new()
+        .register::<policy::PolicyEvent>(policy::AGGREGATE_TYPE)
+        .register::<device::DeviceEvent>(device::AGGREGATE_TYPE)
+}
