@@ -8,7 +8,9 @@
 //!   initial DUKPT key from key-injection (TR-34, or ECDH once wired), signed parameter
 //!   downloads and their acknowledgement, DUKPT PIN blocks and P2PE card data;
 //! * [`card`]: the track 2 equivalent data a simulated card presents;
-//! * [`session`]: a whole session (boot, key, parameters, payments), step by step.
+//! * [`session`]: a whole session (boot, key, parameters, payments), step by step;
+//! * [`softpos`]: a simulated SoftPOS phone's attestation evidence (Android key attestation
+//!   chain from a simulator root, Play Integrity verdict, app signals) for a challenge.
 //!
 //! Nothing here logs or returns key material; PANs are masked in every message.
 
@@ -17,11 +19,16 @@ pub mod client;
 pub mod error;
 pub mod pki;
 pub mod session;
+pub mod softpos;
 pub mod terminal;
 
 pub use card::Track2;
 pub use error::SimError;
 pub use pki::{DeviceIdentity, DeviceKeyKind, ManufacturerCa};
+pub use softpos::{
+    AppSignals, AttestOptions, AttestationPki, SoftPosProfile, encode_key_description,
+    encode_key_description_at, play_integrity_verdict,
+};
 pub use terminal::{
     ActivationState, EncryptedCardData, EncryptedPinBlock, InstalledKey, InstalledParameters,
     Terminal, TerminalConfig,
