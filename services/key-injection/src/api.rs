@@ -14,16 +14,16 @@ use axum::{Json, Router};
 use device_identity::rustls::pki_types::CertificateDer;
 use device_identity::rustls::pki_types::pem::PemObject;
 use mpos_errors::ServiceError;
-use mpos_http::api_key::PresentedKey;
 use mpos_http::{ApiJson, OperatorAuth};
 use mpos_proto::hsm as hsm_pb;
 use mpos_proto::key_injection as pb;
-use mpos_proto::terminal_management as tms;
 
 use crate::bdk::{Bdk, BdkCommand};
 use crate::feed::TmsView;
 use crate::injector::{Actor, InjectionSpec, Injector};
 use crate::rotation::Rotations;
+
+pub use mpos_feed::auth::{Need, Principal};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -85,58 +85,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Who calls.
-#[derive(Clone, Debug)]
-pub enum Principal {
-    /// The platform operator.
-    Operator,
-    /// A tenant API key.
-    Tenant {
-        /// Its tenant.
-        tenant_id: String,
-        /// Its id.
-        key_id: String,
-        /// Its role.
-        role: tms::ApiKeyRole,
-    },
-}
-
-/// What a route needs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Need {
-    Read,
-    Write,
-}
-
-impl Principal {
-    fn actor(&self) -> Actor {
-        match self {
-            Self::Operator => Actor("operator:platform".to_owned()),
-            Self::Tenant { key_id, .. } => Actor(format!("api-key:{key_id}")),
-        }
-    }
-
-    /// Whether it may act on `tenant_id`; another tenant's data is "not found".
-    fn authorize(&self, tenant_id: &str, need: Need) -> Result<(), ServiceError> {
-        match self {
-            Self::Operator => Ok(()),
-            Self::Tenant {
-                tenant_id: own,
-                role,
-                ..
-            } => {
-                if own != tenant_id {
-                    return Err(ServiceError::not_found("tenant not found"));
-                }
-                if need == Need::Write && *role == tms::ApiKeyRole::ReadOnly {
-                    return Err(ServiceError::forbidden(
-                        "a read-only key cannot change anything",
-                    ));
-                }
-                Ok(())
-            }
-        }
-    }
+/// The actor recorded in key-injection's events for a caller.
+fn actor(principal: &Principal) -> Actor {
+    Actor(principal.actor_name())
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -146,33 +97,7 @@ impl FromRequestParts<AppState> for Principal {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .ok_or_else(|| ServiceError::unauthenticated("a bearer token is required"))?;
-        if state.operator.accepts(token) {
-            return Ok(Self::Operator);
-        }
-        let refused = || ServiceError::unauthenticated("the bearer token is not valid");
-        let presented = PresentedKey::parse(token).ok_or_else(refused)?;
-        let key = state
-            .view
-            .api_key(&presented.key_id)
-            .await?
-            .ok_or_else(refused)?;
-        if key.revoked || !presented.matches(&key.secret_sha256) {
-            return Err(refused());
-        }
-        if state.view.tenant_suspended(&key.tenant_id).await? {
-            return Err(ServiceError::forbidden("the tenant is suspended"));
-        }
-        Ok(Self::Tenant {
-            tenant_id: key.tenant_id,
-            key_id: presented.key_id,
-            role: tms::ApiKeyRole::try_from(key.role).unwrap_or(tms::ApiKeyRole::ReadOnly),
-        })
+        mpos_feed::auth::authenticate(&state.view, &state.operator, &parts.headers).await
     }
 }
 
@@ -238,7 +163,7 @@ async fn assign_bdk(
         .injector
         .execute::<Bdk>(
             &state.injector.bdks,
-            &principal.actor(),
+            &actor(&principal),
             &tenant_id,
             &aggregate_id,
             BdkCommand::Assign {
@@ -289,7 +214,7 @@ async fn request_injection(
         check_id("bdk_id", &request.bdk_id)?;
         Some(request.bdk_id.clone())
     };
-    let actor = principal.actor();
+    let actor = actor(&principal);
     if request.krd_certificate_pem.trim().is_empty() {
         let id = reinject_terminal(
             &state,
@@ -412,7 +337,7 @@ async fn reinject(
     check_id("terminal_id", &terminal_id)?;
     let id = reinject_terminal(
         &state,
-        &principal.actor(),
+        &actor(&principal),
         &tenant_id,
         &terminal_id,
         None,
@@ -453,7 +378,7 @@ async fn confirm(
     check_id("injection_id", &injection_id)?;
     let response = state
         .injector
-        .confirm(&principal.actor(), &tenant_id, &injection_id, &request.kcv)
+        .confirm(&actor(&principal), &tenant_id, &injection_id, &request.kcv)
         .await?;
     Ok(Json(response))
 }
@@ -490,7 +415,7 @@ async fn rotate_bdk(
     check_id("bdk_id", &bdk_id)?;
     let rotation = state
         .rotations
-        .start(&state, &principal.actor(), &tenant_id, &bdk_id, &request)
+        .start(&state, &actor(&principal), &tenant_id, &bdk_id, &request)
         .await?;
     Ok((StatusCode::ACCEPTED, Json(rotation)))
 }

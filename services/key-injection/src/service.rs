@@ -154,7 +154,7 @@ pub async fn start(
             cryptoperiod: options.cryptoperiod,
         },
     ));
-    let view = TmsView::new(store.clone(), trust.clone());
+    let view = TmsView::new(store.clone(), trust.clone(), crate::feed::PROJECTION);
     if let Err(error) = view.reload_trust().await {
         tracing::warn!(error = %error.message, "cannot load the manufacturer cas");
     }
@@ -210,6 +210,7 @@ pub async fn start(
         .clone()
         .unwrap_or_else(|| FeedSource::Bus(bus.subscriber.clone()));
     pipelines.spawn(crate::feed::run_from(
+        store.clone(),
         view.clone(),
         source,
         injector.clone(),
