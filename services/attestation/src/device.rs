@@ -81,7 +81,7 @@ pub enum DeviceCommand {
         /// The challenge it answers.
         challenge_id: String,
         /// What the evidence showed ([`crate::evidence::examine`]).
-        summary: pb::EvidenceSummary,
+        summary: Box<pb::EvidenceSummary>,
         /// The tenant's policy and its version.
         policy: pb::Policy,
         /// Its version.
@@ -291,7 +291,7 @@ impl Device {
                     tenant_id: self.tenant_id.clone(),
                     device_id: self.device_id.clone(),
                     challenge_id,
-                    evidence: Some(summary),
+                    evidence: Some(*summary),
                     findings,
                     verdict: verdict.into(),
                     policy_version,
@@ -305,6 +305,7 @@ impl Device {
                     token_id: if pays { token_id } else { String::new() },
                     play_integrity_due: (pi_interval > 0)
                         .then(|| timestamp_from_micros(last_pi.saturating_add(pi_interval))),
+                    first_attestation: self.summary.is_none(),
                 })])
             }
             DeviceCommand::Reevaluate {
@@ -477,7 +478,7 @@ mod tests {
     fn attest(id: &str, now_us: i64, policy: pb::Policy) -> DeviceCommand {
         DeviceCommand::Attest {
             challenge_id: id.into(),
-            summary: summary(202_510),
+            summary: Box::new(summary(202_510)),
             policy,
             policy_version: 1,
             now_us,

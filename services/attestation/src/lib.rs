@@ -7,10 +7,14 @@
 //! devices that miss their re-attestation, and every policy edit re-judges the tenant's
 //! devices.
 
+pub mod api;
+pub mod dashboard;
 pub mod device;
+pub mod engine;
 pub mod evidence;
 pub mod policy;
 pub mod rules;
+pub mod service;
 
 /// The service's name: its log, its stream and its topic are named after it.
 pub const SERVICE: &str = "attestation";

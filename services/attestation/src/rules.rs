@@ -330,14 +330,12 @@ fn dotted(field: &str, value: &str) -> Result<(), PolicyError> {
 /// A dotted version (`1.4.0`, at most 4 numbers) as numbers, padded to 4 for comparison.
 pub fn parse_dotted(value: &str) -> Option<[u32; 4]> {
     let mut parts = [0_u32; 4];
-    let mut count = 0;
-    for part in value.split('.') {
-        let slot = parts.get_mut(count)?;
+    for (index, part) in value.split('.').enumerate() {
+        let slot = parts.get_mut(index)?;
         if part.is_empty() || part.len() > 9 || !part.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
         *slot = part.parse().ok()?;
-        count += 1;
     }
     Some(parts)
 }
@@ -925,12 +923,7 @@ mod tests {
         for reason in &all {
             assert!(seen.insert(reason.code), "{} twice", reason.code);
             assert!(!reason.advice.is_empty());
-            assert!(
-                reason
-                    .fixed
-                    .then_some(reason.default == pb::RuleAction::Block)
-                    .unwrap_or(true)
-            );
+            assert!(!reason.fixed || reason.default == pb::RuleAction::Block);
         }
     }
 

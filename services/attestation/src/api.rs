@@ -1,0 +1,296 @@
+//! The HTTP API. Device routes (the SoftPOS app): a challenge, then the evidence; the device
+//! must be a SoftPOS terminal of a live tenant in terminal-management (known from its
+//! events), and its challenge is what binds the evidence to it. Admin routes (the platform
+//! operator's token or a tenant API key): the tenant's policy (read, edit: a new version that
+//! re-judges its devices), the dashboard, a device's history; the operator's: the trust
+//! anchors and status list (status, refresh, replacement at run time). The token verification
+//! key is public.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use mpos_errors::ServiceError;
+use mpos_feed::auth::{Need, Principal, authenticate};
+use mpos_feed::tms::{TerminalKind, TerminalStatus, TmsView};
+use mpos_http::{ApiJson, OperatorAuth};
+use mpos_proto::attestation as pb;
+
+use crate::engine::{Actor, Attestor};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) attestor: Arc<Attestor>,
+    pub(crate) view: TmsView,
+    pub(crate) operator: OperatorAuth,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// The routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/v1/tenants/{tenant_id}/devices/{device_id}/challenges",
+            post(challenge),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/devices/{device_id}/attestations",
+            post(attest),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/devices/{device_id}",
+            get(device_history),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/attestation-policy",
+            get(get_policy).put(put_policy),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/attestation/dashboard",
+            get(dashboard),
+        )
+        .route("/v1/attestation/trust", get(trust_status))
+        .route("/v1/attestation/trust/refresh", post(trust_refresh))
+        .route("/v1/attestation/trust/anchors", put(replace_anchors))
+        .route("/v1/attestation/token-keys", get(token_keys))
+        .fallback(|| async { ServiceError::not_found("no such route") })
+        .layer(axum::middleware::from_fn_with_state(
+            crate::SERVICE,
+            mpos_http::observe,
+        ))
+        .with_state(state)
+}
+
+/// An id in a path: 1 to 64 letters, digits, `-`, `_`, `.`.
+fn check_id(field: &str, value: &str) -> Result<(), ServiceError> {
+    let valid = (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(ServiceError::bad_request(format!(
+            "{field}: 1 to 64 letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
+/// The device must be a SoftPOS terminal of a live tenant; another tenant's or an unknown
+/// device is "not found".
+async fn softpos_device(
+    state: &AppState,
+    tenant_id: &str,
+    device_id: &str,
+) -> Result<(), ServiceError> {
+    check_id("tenant_id", tenant_id)?;
+    check_id("device_id", device_id)?;
+    let unknown = || ServiceError::not_found("device not found");
+    let terminal = state
+        .view
+        .terminal(tenant_id, device_id)
+        .await?
+        .ok_or_else(unknown)?;
+    if terminal.kind != TerminalKind::SoftPos {
+        return Err(unknown());
+    }
+    if state.view.tenant_suspended(tenant_id).await? {
+        return Err(ServiceError::forbidden("the tenant is suspended"));
+    }
+    match terminal.status {
+        TerminalStatus::Bound | TerminalStatus::Active | TerminalStatus::Suspended => Ok(()),
+        TerminalStatus::Blacklisted
+        | TerminalStatus::SwappedOut
+        | TerminalStatus::Decommissioned => Err(ServiceError::forbidden(
+            "the device is out of service in terminal-management",
+        )),
+    }
+}
+
+fn device_actor(device_id: &str) -> Actor {
+    Actor(format!("device:{device_id}"))
+}
+
+/// `POST .../devices/{device_id}/challenges`: a one-time challenge.
+async fn challenge(
+    State(state): State<AppState>,
+    Path((tenant_id, device_id)): Path<(String, String)>,
+) -> Result<Json<pb::ChallengeResponse>, ServiceError> {
+    softpos_device(&state, &tenant_id, &device_id).await?;
+    let response = state
+        .attestor
+        .issue_challenge(&device_actor(&device_id), &tenant_id, &device_id)
+        .await?;
+    Ok(Json(response))
+}
+
+/// `POST .../devices/{device_id}/attestations` (`AttestRequest`): the verdict.
+async fn attest(
+    State(state): State<AppState>,
+    Path((tenant_id, device_id)): Path<(String, String)>,
+    ApiJson(request): ApiJson<pb::AttestRequest>,
+) -> Result<Json<pb::AttestResponse>, ServiceError> {
+    softpos_device(&state, &tenant_id, &device_id).await?;
+    let response = state
+        .attestor
+        .attest(&device_actor(&device_id), &tenant_id, &device_id, request)
+        .await?;
+    Ok(Json(response))
+}
+
+async fn principal(
+    state: &AppState,
+    headers: &HeaderMap,
+    tenant_id: &str,
+    need: Need,
+) -> Result<Principal, ServiceError> {
+    let principal = authenticate(&state.view, &state.operator, headers).await?;
+    check_id("tenant_id", tenant_id)?;
+    principal.authorize(tenant_id, need)?;
+    Ok(principal)
+}
+
+async fn operator(state: &AppState, headers: &HeaderMap) -> Result<Principal, ServiceError> {
+    let principal = authenticate(&state.view, &state.operator, headers).await?;
+    if principal != Principal::Operator {
+        return Err(ServiceError::forbidden(
+            "only the platform operator manages the attestation trust anchors",
+        ));
+    }
+    Ok(principal)
+}
+
+/// `GET .../devices/{device_id}`: the device and its history.
+async fn device_history(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((tenant_id, device_id)): Path<(String, String)>,
+) -> Result<Json<pb::DeviceHistory>, ServiceError> {
+    principal(&state, &headers, &tenant_id, Need::Read).await?;
+    check_id("device_id", &device_id)?;
+    Ok(Json(state.attestor.history(&tenant_id, &device_id).await?))
+}
+
+/// `GET .../attestation-policy`.
+async fn get_policy(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(tenant_id): Path<String>,
+) -> Result<Json<pb::PolicyResponse>, ServiceError> {
+    principal(&state, &headers, &tenant_id, Need::Read).await?;
+    let current = state.attestor.policy(&tenant_id).await?;
+    Ok(Json(pb::PolicyResponse {
+        tenant_id,
+        version: current.version,
+        policy: Some(current.policy),
+        devices_reevaluated: 0,
+        verdicts_changed: 0,
+    }))
+}
+
+/// `PUT .../attestation-policy` (`PutPolicyRequest`): a new version, and every device of the
+/// tenant re-judged with it.
+async fn put_policy(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(tenant_id): Path<String>,
+    ApiJson(request): ApiJson<pb::PutPolicyRequest>,
+) -> Result<Json<pb::PolicyResponse>, ServiceError> {
+    let principal = principal(&state, &headers, &tenant_id, Need::Write).await?;
+    let actor = Actor(principal.actor_name());
+    Ok(Json(
+        state
+            .attestor
+            .publish_policy(&actor, &tenant_id, request)
+            .await?,
+    ))
+}
+
+/// `GET .../attestation/dashboard`.
+async fn dashboard(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(tenant_id): Path<String>,
+) -> Result<Json<pb::Dashboard>, ServiceError> {
+    principal(&state, &headers, &tenant_id, Need::Read).await?;
+    Ok(Json(state.attestor.dashboard(&tenant_id).await?))
+}
+
+/// `GET /v1/attestation/trust` (operator): anchors, status list, freshness.
+async fn trust_status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<attestation_trust::TrustStatus>, ServiceError> {
+    operator(&state, &headers).await?;
+    Ok(Json(state.attestor.trust.status()))
+}
+
+/// `POST /v1/attestation/trust/refresh` (operator): reload anchors and status list now.
+async fn trust_refresh(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<attestation_trust::TrustStatus>, ServiceError> {
+    operator(&state, &headers).await?;
+    state
+        .attestor
+        .trust
+        .refresh()
+        .await
+        .map_err(|error| ServiceError::unavailable(error.to_string()))?;
+    Ok(Json(state.attestor.trust.status()))
+}
+
+/// `PUT /v1/attestation/trust/anchors` (operator, PEM body): replace the trust anchors now,
+/// without a restart.
+async fn replace_anchors(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<attestation_trust::TrustStatus>, ServiceError> {
+    operator(&state, &headers).await?;
+    state
+        .attestor
+        .trust
+        .replace_anchors(&body)
+        .map_err(|error| ServiceError::bad_request(format!("anchors: {error}")))?;
+    tracing::info!(
+        anchors = state.attestor.trust.snapshot().anchors.len(),
+        "attestation trust anchors replaced"
+    );
+    Ok(Json(state.attestor.trust.status()))
+}
+
+/// The token verification keys, as a verifier reads them.
+#[derive(Debug, serde::Serialize)]
+struct TokenKeys {
+    keys: Vec<TokenKey>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct TokenKey {
+    kid: String,
+    alg: &'static str,
+    /// The P-256 public key, uncompressed SEC1 point, base64url.
+    sec1: String,
+}
+
+/// `GET /v1/attestation/token-keys`: the public keys that verify attestation tokens.
+async fn token_keys(State(state): State<AppState>) -> Json<TokenKeys> {
+    use base64::Engine as _;
+    let (kid, key) = state.attestor.token_key();
+    Json(TokenKeys {
+        keys: vec![TokenKey {
+            kid,
+            alg: attestation_token::ALGORITHM,
+            sec1: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.sec1_uncompressed()),
+        }],
+    })
+}
