@@ -407,8 +407,12 @@ impl Attestor {
 
     /// Monitoring: records every missed re-attestation (each once); how many were recorded.
     pub async fn monitor(&self, actor: &Actor) -> Result<u64, ServiceError> {
+        self.monitor_at(actor, mpos_es::now_micros()).await
+    }
+
+    /// [`Attestor::monitor`] as of `now_us` (Unix microseconds).
+    pub async fn monitor_at(&self, actor: &Actor, now_us: i64) -> Result<u64, ServiceError> {
         self.device_views.catch_up().await?;
-        let now_us = mpos_es::now_micros();
         let mut missed = 0;
         let mut policies: HashMap<String, TenantPolicy> = HashMap::new();
         for document in self

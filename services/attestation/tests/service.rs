@@ -166,19 +166,41 @@ fn now_s() -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn softpos_devices_are_attested_judged_and_monitored_end_to_end() {
+async fn softpos_devices_over_postgres_and_nats() {
     let postgres = std::env::var("MPOS_TEST_POSTGRES_URL").expect("MPOS_TEST_POSTGRES_URL");
     let bus_url = std::env::var("MPOS_TEST_NATS_URL").expect("MPOS_TEST_NATS_URL");
+    scenario(
+        &bus_url,
+        &|_| format!("{postgres}?schema={}", unique("att_")),
+        false,
+    )
+    .await;
+}
+
+/// The embedded variant (`mposd`'s): SQLite logs, an in-process bus, terminal-management's
+/// events read from its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softpos_devices_embedded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_owned();
+    scenario(
+        "memory://",
+        &move |service| format!("sqlite://{}", path.join(format!("{service}.db")).display()),
+        true,
+    )
+    .await;
+}
+
+/// Everything the service promises, on the given bus and databases; `from_store`: the feed
+/// reads terminal-management's log instead of the bus.
+async fn scenario(bus_url: &str, database: &dyn Fn(&str) -> String, from_store: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let cancel = CancellationToken::new();
     let token = SecretString::from(TOKEN.to_owned());
     let config = |service: &str| {
         let vars = Vars::from_pairs(vec![
-            (
-                "MPOS_DATABASE_URL",
-                format!("{postgres}?schema={}", unique("att_")),
-            ),
-            ("MPOS_BUS_URL", bus_url.clone()),
+            ("MPOS_DATABASE_URL", database(service)),
+            ("MPOS_BUS_URL", bus_url.to_owned()),
             ("MPOS_CHAIN_SIGNING_KEY", "2a".repeat(32)),
             ("MPOS_POLL_INTERVAL_MS", "20".to_owned()),
         ]);
@@ -192,6 +214,10 @@ async fn softpos_devices_are_attested_judged_and_monitored_end_to_end() {
         .connect(&tms_common, &cancel)
         .await
         .expect("tms infrastructure");
+    let tms_feed = from_store.then(|| mpos_feed::follow::FeedSource::Store {
+        store: tms_store.clone(),
+        codec: std::sync::Arc::new(terminal_management::codec()),
+    });
     let tms_running = terminal_management::service::start(
         &tms_common,
         tms_store,
@@ -303,7 +329,7 @@ async fn softpos_devices_are_attested_judged_and_monitored_end_to_end() {
         ),
         challenge_ttl: Duration::from_secs(120),
         monitor_interval: Duration::from_secs(3_600),
-        feed: None,
+        feed: tms_feed,
     };
     let running = attestation::service::start(
         &att_common,
@@ -664,7 +690,11 @@ async fn softpos_devices_are_attested_judged_and_monitored_end_to_end() {
     assert_eq!((status, verdict(&body)), (200, "VERDICT_ALLOW"), "{body}");
     // The day's quota (1) is used: the next device is not asked, and is flagged as due.
     let challenge = p2.challenge().await;
-    assert_eq!(challenge["playIntegrityRequested"].as_bool(), None, "{challenge}");
+    assert_eq!(
+        challenge["playIntegrityRequested"].as_bool(),
+        None,
+        "{challenge}"
+    );
     let chain = good
         .attest(&patched, &unb64(&challenge["challenge"]))
         .expect("chain");
@@ -751,13 +781,74 @@ async fn softpos_devices_are_attested_judged_and_monitored_end_to_end() {
         .await;
     assert_eq!(status, 404);
 
-    // 8. Monitoring: nothing is overdue yet.
-    let actor = attestation::engine::Actor("test".into());
+    // 8. Monitoring: nothing is overdue now; 25 hours later (the default interval is 24 h)
+    // every device missed its re-attestation, once, and is blocked.
+    let actor = attestation::engine::Actor("service:attestation".into());
     assert_eq!(running.attestor.monitor(&actor).await.expect("monitor"), 0);
+    let later_us = i64::try_from(now_s() + 25 * 3_600).expect("time") * 1_000_000;
+    assert_eq!(
+        running
+            .attestor
+            .monitor_at(&actor, later_us)
+            .await
+            .expect("monitor"),
+        4
+    );
+    assert_eq!(
+        running
+            .attestor
+            .monitor_at(&actor, later_us + 60_000_000)
+            .await
+            .expect("monitor"),
+        0
+    );
+    let (_, history) = api
+        .get(&acme_reader, &format!("/v1/tenants/{acme}/devices/phone-1"))
+        .await;
+    assert_eq!(history["device"]["verdict"], "VERDICT_BLOCK", "{history}");
+    assert_eq!(history["device"]["reattestationMissed"], true, "{history}");
+    let types: Vec<&str> = history["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .rev()
+        .take(2)
+        .map(|e| e["eventType"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "mpos.attestation.v1.DeviceVerdictChanged",
+            "mpos.attestation.v1.ReattestationMissed"
+        ],
+        "{history}"
+    );
+    let (_, board) = api
+        .get(
+            &acme_reader,
+            &format!("/v1/tenants/{acme}/attestation/dashboard"),
+        )
+        .await;
+    assert_eq!(
+        board["activeDevices"].as_str(),
+        None,
+        "no active device: {board}"
+    );
+    assert!(
+        board["reasons"]
+            .as_array()
+            .expect("reasons")
+            .iter()
+            .any(|b| b["value"] == "REATTESTATION_MISSED"),
+        "{board}"
+    );
+    // A new attestation clears it.
+    let body = p1.attest(&later, &healthy, &AttestOptions::default()).await;
+    assert_eq!(verdict(&body), "VERDICT_ALLOW", "{body}");
 
-    // 9. Every event reaches NATS through the outbox; none carries a token.
-    let subscriber = mpos_bus::connect(&bus_url).await.expect("bus").subscriber;
-    let mut stream = subscriber
+    // 9. Every event reaches the bus through the outbox; none carries a token.
+    let mut stream = att_bus
+        .subscriber
         .subscribe(mpos_bus::SubscribeOptions::new(
             attestation::SERVICE,
             unique("att-test-"),
