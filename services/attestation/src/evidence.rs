@@ -184,3 +184,138 @@ pub fn examine(
     summary.evidence_findings = findings;
     summary
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn codes(summary: &pb::EvidenceSummary) -> Vec<&str> {
+        summary
+            .evidence_findings
+            .iter()
+            .map(|f| f.code.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn missing_evidence_is_invalid_and_a_stale_list_is_said() {
+        let anchors = TrustAnchors::google();
+        let revocations = RevocationList::empty();
+        let trust = Trust {
+            anchors: &anchors,
+            revocations: &revocations,
+            stale: true,
+        };
+        let summary = examine(
+            &Evidence {
+                play_integrity: Some(b"{not json".to_vec()),
+                ..Evidence::default()
+            },
+            &[1; 32],
+            trust,
+            &pb::Policy::default(),
+            1_800_000_000_000,
+        );
+        assert_eq!(
+            codes(&summary),
+            ["KA_CHAIN_INVALID", "KA_STATUS_LIST_STALE", "PI_INVALID"]
+        );
+        assert!(summary.play_integrity);
+        assert!(summary.attestation_security_level.is_empty());
+        let (_, verdict) = rules::judge(
+            &summary,
+            &pb::Policy::default(),
+            rules::Situation {
+                now_s: 1_800_000_000,
+                last_play_integrity_s: 0,
+                reattestation_missed: false,
+            },
+        );
+        assert_eq!(verdict, pb::Verdict::Block);
+    }
+
+    /// A real device's chain (a Pixel's StrongBox key under Google's 2026 EC root, from the
+    /// android/keyattestation test data) examined with its own challenge, inside its validity.
+    #[test]
+    fn a_real_strongbox_chain_gives_its_attested_facts() {
+        let data = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../crates/android-attestation/tests/data/testdata/tegu/sdk36/SB_EC_2026_ROOT.pem"
+        );
+        let chain = android_attestation::read_pem_chain(data).expect("fixture chain");
+        let description = android_attestation::KeyDescription::from_certificate_der(&chain[0])
+            .expect("parsed")
+            .expect("extension");
+        let mut latest_start = 0;
+        for der in &chain {
+            let (_, cert) = x509_parser::parse_x509_certificate(der).expect("certificate");
+            latest_start = latest_start.max(cert.validity().not_before.timestamp());
+        }
+        let now_ms = u64::try_from(latest_start + 60).expect("time") * 1_000;
+        let anchors = TrustAnchors::google();
+        let revocations = RevocationList::empty();
+        let trust = Trust {
+            anchors: &anchors,
+            revocations: &revocations,
+            stale: false,
+        };
+        let evidence = Evidence {
+            chain: chain.clone(),
+            ..Evidence::default()
+        };
+        let summary = examine(
+            &evidence,
+            &description.attestation_challenge,
+            trust,
+            &pb::Policy::default(),
+            now_ms,
+        );
+        assert!(summary.evidence_findings.is_empty(), "{summary:?}");
+        assert_eq!(summary.attestation_security_level, rules::level::STRONGBOX);
+        assert_eq!(summary.keymint_security_level, rules::level::STRONGBOX);
+        let root = description
+            .hardware_enforced
+            .root_of_trust
+            .clone()
+            .expect("root of trust");
+        assert_eq!(summary.device_locked, root.device_locked);
+        assert_eq!(
+            u64::from(summary.os_patch_level),
+            description
+                .hardware_enforced
+                .os_patch_level
+                .expect("patch level")
+        );
+        assert_eq!(summary.leaf_sha256, hex::encode(Sha256::digest(&chain[0])));
+        // The same chain for another challenge is a mismatch.
+        let other = examine(&evidence, &[0; 32], trust, &pb::Policy::default(), now_ms);
+        assert_eq!(codes(&other), ["KA_CHALLENGE_MISMATCH"]);
+    }
+
+    proptest! {
+        /// Whatever a device sends, examining it never panics, and evidence that is not a
+        /// chain blocks.
+        #[test]
+        fn arbitrary_evidence_never_panics_and_blocks(
+            chain in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..4),
+            verdict in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)),
+            challenge in proptest::collection::vec(any::<u8>(), 0..64),
+            package in "[a-z.]{0,20}",
+        ) {
+            let anchors = TrustAnchors::google();
+            let revocations = RevocationList::empty();
+            let evidence = Evidence {
+                chain,
+                play_integrity: verdict,
+                signals: pb::AppSignals { package_name: package, ..pb::AppSignals::default() },
+            };
+            let trust = Trust { anchors: &anchors, revocations: &revocations, stale: false };
+            let summary = examine(&evidence, &challenge, trust, &pb::Policy::default(), 1_800_000_000_000);
+            prop_assert!(codes(&summary).contains(&"KA_CHAIN_INVALID"));
+            let situation = rules::Situation { now_s: 1_800_000_000, last_play_integrity_s: 0, reattestation_missed: false };
+            prop_assert_eq!(rules::judge(&summary, &pb::Policy::default(), situation).1, pb::Verdict::Block);
+        }
+    }
+}
