@@ -10,6 +10,22 @@
 
 pub mod api_key;
 
+/// Checks an identifier taken from a path or body (a tenant, terminal, device, BDK id…): 1 to
+/// 64 ASCII letters, digits, `-`, `_` or `.`; else a `bad_request` naming `field`.
+pub fn check_id(field: &str, value: &str) -> Result<(), ServiceError> {
+    let valid = (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(ServiceError::bad_request(format!(
+            "{field} must be 1 to 64 ASCII letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
 use std::time::Instant;
 
 use axum::Json;

@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use mpos_errors::ServiceError;
 use mpos_feed::auth::{Need, Principal, authenticate};
 use mpos_feed::tms::{TerminalKind, TerminalStatus, TmsView};
-use mpos_http::{ApiJson, OperatorAuth};
+use mpos_http::{ApiJson, OperatorAuth, check_id};
 use mpos_proto::attestation as pb;
 
 use crate::engine::{Actor, Attestor};
@@ -67,21 +67,6 @@ pub fn router(state: AppState) -> Router {
             mpos_http::observe,
         ))
         .with_state(state)
-}
-
-/// An id in a path: 1 to 64 letters, digits, `-`, `_`, `.`.
-fn check_id(field: &str, value: &str) -> Result<(), ServiceError> {
-    let valid = (1..=64).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if valid {
-        Ok(())
-    } else {
-        Err(ServiceError::bad_request(format!(
-            "{field}: 1 to 64 letters, digits, '-', '_' or '.'"
-        )))
-    }
 }
 
 /// The device must be a SoftPOS terminal of a live tenant; another tenant's or an unknown

@@ -115,19 +115,7 @@ fn injection_response(
     }
 }
 
-pub(crate) fn check_id(field: &str, value: &str) -> Result<(), ServiceError> {
-    let valid = (1..=64).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if valid {
-        Ok(())
-    } else {
-        Err(ServiceError::bad_request(format!(
-            "{field} must be 1 to 64 ASCII letters, digits, '-', '_' or '.'"
-        )))
-    }
-}
+pub(crate) use mpos_http::check_id;
 
 async fn assign_bdk(
     State(state): State<AppState>,
