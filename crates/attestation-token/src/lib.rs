@@ -386,6 +386,60 @@ pub struct VerifiedToken {
     pub claims: Claims,
 }
 
+/// The verification keys as the attestation service publishes them
+/// (`GET /v1/attestation/token-keys`), for the verifiers to load: `{"keys": [{"kid", "alg":
+/// "ES256", "sec1": base64url of the uncompressed P-256 point}]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedKeys {
+    /// The keys, one per `kid` (two during a rotation).
+    pub keys: Vec<PublishedKey>,
+}
+
+/// One published key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedKey {
+    /// The key id tokens name.
+    pub kid: String,
+    /// Always [`ALGORITHM`].
+    pub alg: String,
+    /// The uncompressed SEC1 point, base64url without padding.
+    pub sec1: String,
+}
+
+impl PublishedKeys {
+    /// The document for these keys.
+    pub fn of<'a>(keys: impl IntoIterator<Item = (&'a str, &'a PublicKey)>) -> Self {
+        Self {
+            keys: keys
+                .into_iter()
+                .map(|(kid, key)| PublishedKey {
+                    kid: kid.to_owned(),
+                    alg: ALGORITHM.to_owned(),
+                    sec1: URL_SAFE_NO_PAD.encode(key.sec1_uncompressed()),
+                })
+                .collect(),
+        }
+    }
+
+    /// A verifier holding every key of the document; a key of another algorithm or not a
+    /// P-256 point refuses the whole document.
+    pub fn verifier(&self) -> Result<TokenVerifier, TokenError> {
+        let mut verifier = TokenVerifier::new();
+        for key in &self.keys {
+            if key.alg != ALGORITHM {
+                return Err(TokenError::UnsupportedAlgorithm {
+                    alg: key.alg.chars().take(MAX_ECHO_CHARS).collect(),
+                });
+            }
+            let point = URL_SAFE_NO_PAD
+                .decode(&key.sec1)
+                .map_err(|_| TokenError::InvalidKey("sec1 is not base64url"))?;
+            verifier.add_key(key.kid.clone(), PublicKey::from_sec1(&point)?);
+        }
+        Ok(verifier)
+    }
+}
+
 /// Verifies tokens against the public keys it holds by `kid`.
 #[derive(Debug, Clone, Default)]
 pub struct TokenVerifier {

@@ -517,3 +517,25 @@ proptest! {
         prop_assert!(verifier.verify(&token, &expected(NOW)).is_err());
     }
 }
+
+#[test]
+fn published_keys_round_trip_into_a_verifier() {
+    let issuer = issuer("kid-published");
+    let public = issuer.public_key();
+    let document = attestation_token::PublishedKeys::of([("kid-published", &public)]);
+    let json = serde_json::to_string(&document).expect("json");
+    let read: attestation_token::PublishedKeys = serde_json::from_str(&json).expect("read");
+    let verifier = read.verifier().expect("verifier");
+    assert_eq!(verifier.kids().collect::<Vec<_>>(), ["kid-published"]);
+    let token = issuer.issue(&claims()).expect("token");
+    assert!(verifier.verify(&token, &expected(NOW)).is_ok());
+    let mut wrong = read.clone();
+    wrong.keys[0].alg = "RS256".into();
+    assert!(matches!(
+        wrong.verifier(),
+        Err(TokenError::UnsupportedAlgorithm { .. })
+    ));
+    let mut garbage = read;
+    garbage.keys[0].sec1 = "AAAA".into();
+    assert!(matches!(garbage.verifier(), Err(TokenError::InvalidKey(_))));
+}

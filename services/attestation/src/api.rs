@@ -253,29 +253,8 @@ async fn replace_anchors(
     Ok(Json(state.attestor.trust.status()))
 }
 
-/// The token verification keys, as a verifier reads them.
-#[derive(Debug, serde::Serialize)]
-struct TokenKeys {
-    keys: Vec<TokenKey>,
-}
-
-#[derive(Debug, serde::Serialize)]
-struct TokenKey {
-    kid: String,
-    alg: &'static str,
-    /// The P-256 public key, uncompressed SEC1 point, base64url.
-    sec1: String,
-}
-
 /// `GET /v1/attestation/token-keys`: the public keys that verify attestation tokens.
-async fn token_keys(State(state): State<AppState>) -> Json<TokenKeys> {
-    use base64::Engine as _;
+async fn token_keys(State(state): State<AppState>) -> Json<attestation_token::PublishedKeys> {
     let (kid, key) = state.attestor.token_key();
-    Json(TokenKeys {
-        keys: vec![TokenKey {
-            kid,
-            alg: attestation_token::ALGORITHM,
-            sec1: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.sec1_uncompressed()),
-        }],
-    })
+    Json(attestation_token::PublishedKeys::of([(kid.as_str(), &key)]))
 }

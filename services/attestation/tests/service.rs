@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use attestation_token::{Expected, PublicKey, TokenError, TokenVerifier};
+use attestation_token::{Expected, TokenError};
 use base64::Engine as _;
 use mpos_config::Vars;
 use mpos_service::{CommonConfig, Infrastructure};
@@ -373,17 +373,9 @@ async fn scenario(bus_url: &str, database: &dyn Fn(&str) -> String, from_store: 
     // The verifier the authorization service uses, from the published key.
     let (status, keys_body) = api.get("", "/v1/attestation/token-keys").await;
     assert_eq!(status, 200, "{keys_body}");
-    let published = &keys_body["keys"][0];
-    let sec1 = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(published["sec1"].as_str().expect("sec1"))
-        .expect("base64url");
-    let verifier = TokenVerifier::new().with_key(
-        published["kid"].as_str().expect("kid"),
-        PublicKey::from_sec1(&sec1).expect("key"),
-    );
-    let expect =
-        |tenant: &'static str, device: &'static str, now_unix: u64| (tenant, device, now_unix);
-    let _ = expect;
+    let published: attestation_token::PublishedKeys =
+        serde_json::from_value(keys_body).expect("published keys");
+    let verifier = published.verifier().expect("verifier");
 
     // 1. A healthy phone is allowed, with a token for it.
     let healthy = SoftPosProfile::default();
