@@ -40,7 +40,10 @@
 //! atomically (temporary file, then rename: a crash leaves the old or the new file, never half
 //! of one), and at start, if the source fails, the cached list is used, as old as the cache
 //! file says (so a cache older than `max_stale` is stale at once). Without a usable cache a
-//! failing source at start is an error: starting without revocations is not an option.
+//! failing source at start is an error: starting without revocations is not an option —
+//! except where [`TrustConfig::start_without_list`] allows it explicitly (`mposd`, a single
+//! machine that must start without network): then the list is empty and stale from the start,
+//! so every verdict says the revocation check was not done, until a refresh succeeds.
 //!
 //! **Run-time anchors win.** Anchors given to [`TrustSources::replace_anchors`] (Google
 //! announcing a new root, an emergency removal) take effect for the next attestation and stay

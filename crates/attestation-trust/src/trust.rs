@@ -56,11 +56,19 @@ pub struct TrustConfig {
     /// The largest anchors file or status list accepted, in bytes; a larger one is refused
     /// with [`TrustError::TooLarge`], not cut.
     pub max_bytes: usize,
+    /// Whether [`TrustSources::load`] may start with an empty status list when the list
+    /// cannot be loaded from its source and there is no usable cache, instead of failing
+    /// (`false` by default). The list is then stale from the start ([`TrustStatus::stale`]:
+    /// verdicts carry `KA_STATUS_LIST_STALE`) until a refresh succeeds, which
+    /// [`TrustSources::run`] tries every [`TrustConfig::retry_every`]. For a single machine
+    /// that must start without network (`mposd`); a service in production should fail fast
+    /// instead.
+    pub start_without_list: bool,
 }
 
 impl Default for TrustConfig {
     /// Google's roots built in, Google's status list from [`GOOGLE_STATUS_LIST_URL`], no
-    /// cache, and the `DEFAULT_*` durations and limit.
+    /// cache, the `DEFAULT_*` durations and limit, and no start without a status list.
     fn default() -> Self {
         Self {
             anchors: Source::Builtin,
@@ -72,6 +80,7 @@ impl Default for TrustConfig {
             max_stale: DEFAULT_MAX_STALE,
             fetch_timeout: DEFAULT_FETCH_TIMEOUT,
             max_bytes: DEFAULT_MAX_BYTES,
+            start_without_list: false,
         }
     }
 }
@@ -133,7 +142,8 @@ pub struct TrustStatus {
     /// The number of entries in the status list in use.
     pub entries: usize,
     /// When the list in use was loaded from its source (Unix seconds); for a list read from
-    /// the cache at start, when the cache file was written.
+    /// the cache at start, when the cache file was written; `None` after a start without a
+    /// list ([`TrustConfig::start_without_list`]) until a refresh succeeds.
     pub fetched_at: Option<u64>,
     /// Whether the list in use was read from the cache (its source failed at start and no
     /// refresh has succeeded since).
@@ -211,7 +221,9 @@ impl TrustSources {
     /// The anchors must load ([`TrustError`] otherwise). If the status list cannot be loaded
     /// (unreachable, HTTP error, too large, invalid) and [`TrustConfig::cache_path`] holds a
     /// valid list, that list is used ([`TrustStatus::from_cache`], with the failure in
-    /// [`TrustStatus::last_error`]); without a usable cache the source's error is returned.
+    /// [`TrustStatus::last_error`]); without a usable cache the source's error is returned,
+    /// unless [`TrustConfig::start_without_list`] is set: then the list is empty, stale, and
+    /// the failure is in [`TrustStatus::last_error`].
     pub async fn load(config: TrustConfig) -> Result<Self, TrustError> {
         if config.status_list == Some(Source::Builtin) {
             return Err(TrustError::InvalidSource {
@@ -234,29 +246,43 @@ impl TrustSources {
                     loaded.list
                 }
                 Err(error) => {
-                    let Some(cache) = &config.cache_path else {
-                        return Err(error);
+                    let cached = match &config.cache_path {
+                        None => None,
+                        Some(cache) => match read_cache(cache, config.max_bytes).await {
+                            Ok(cached) => Some((cache, cached)),
+                            Err(cache_error) => {
+                                tracing::warn!(%cache_error, "cannot read the status list cache");
+                                None
+                            }
+                        },
                     };
-                    let (loaded, written) = match read_cache(cache, config.max_bytes).await {
-                        Ok(cached) => cached,
-                        Err(cache_error) => {
-                            tracing::warn!(%cache_error, "cannot read the status list cache");
-                            return Err(error);
+                    let list = match cached {
+                        Some((cache, (loaded, written))) => {
+                            tracing::warn!(
+                                %error,
+                                source = %source,
+                                cache = %cache.display(),
+                                entries = loaded.list.len(),
+                                "cannot load the status list, using the cached copy"
+                            );
+                            state.from_cache = true;
+                            state.fetched_at = Some(written);
+                            state.list_sha256 = Some(loaded.sha256);
+                            loaded.list
                         }
+                        None if config.start_without_list => {
+                            tracing::warn!(
+                                %error,
+                                source = %source,
+                                "cannot load the status list and no cache, starting with an empty list flagged stale"
+                            );
+                            RevocationList::empty()
+                        }
+                        None => return Err(error),
                     };
-                    tracing::warn!(
-                        %error,
-                        source = %source,
-                        cache = %cache.display(),
-                        entries = loaded.list.len(),
-                        "cannot load the status list, using the cached copy"
-                    );
-                    state.from_cache = true;
-                    state.fetched_at = Some(written);
-                    state.list_sha256 = Some(loaded.sha256);
                     state.last_error = Some(error.to_string());
                     state.last_error_at = Some(SystemTime::now());
-                    loaded.list
+                    list
                 }
             },
         };

@@ -476,3 +476,72 @@ async fn run_refreshes_until_cancelled() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(server.hits(), hits, "no refresh after cancel");
 }
+
+#[tokio::test]
+async fn start_without_list_begins_empty_and_stale_until_a_refresh_succeeds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("status.json");
+
+    // Unreachable and no cache: refused by default, an empty stale list when allowed.
+    let url = closed_url().await;
+    let mut config = TrustConfig::new(Source::Builtin, Some(Source::Url(url)));
+    config.cache_path = Some(cache.clone());
+    config.fetch_timeout = Duration::from_secs(5);
+    let error = TrustSources::load(config.clone())
+        .await
+        .expect_err("fails fast by default");
+    assert!(matches!(error, TrustError::Unreachable { .. }), "{error:?}");
+    config.start_without_list = true;
+    let sources = TrustSources::load(config).await.expect("starts");
+    let snapshot = sources.snapshot();
+    assert_eq!(snapshot.revocations.len(), 0);
+    assert!(
+        !snapshot.anchors.is_empty(),
+        "the configured anchors still load"
+    );
+    let status = sources.status();
+    assert!(status.stale, "{status:?}");
+    assert!(sources.is_stale());
+    assert!(!status.from_cache);
+    assert_eq!(status.fetched_at, None);
+    assert!(status.last_error.is_some());
+    assert!(!cache.exists(), "nothing to cache yet");
+
+    // An invalid cache is no better than none; an HTTP error is no better than a closed port.
+    std::fs::write(&cache, b"not json").expect("write");
+    let server = TestServer::start(status_list(&["a1"])).await;
+    server.set(503, b"down".to_vec());
+    let mut config = server.config(Source::Builtin);
+    config.cache_path = Some(cache.clone());
+    config.start_without_list = true;
+    config.refresh_every = Duration::from_secs(3_600);
+    config.retry_every = Duration::from_millis(50);
+    let sources = TrustSources::load(config).await.expect("starts");
+    assert!(sources.is_stale());
+    let last_error = sources.status().last_error.expect("last error");
+    assert!(last_error.contains("503"), "{last_error}");
+
+    // The refresher retries soon (not after an hour) and the list is fresh once it loads.
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(sources.clone().run(cancel.clone()));
+    server.set(200, status_list(&["a1", "b2"]));
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while sources.is_stale() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a retry loads the list");
+    let snapshot = sources.snapshot();
+    assert_eq!(snapshot.revocations.len(), 2);
+    assert_eq!(snapshot.version, 2);
+    let status = sources.status();
+    assert_eq!(status.last_error, None);
+    assert!(status.fetched_at.is_some());
+    assert_eq!(
+        std::fs::read(&cache).expect("cache"),
+        status_list(&["a1", "b2"])
+    );
+    cancel.cancel();
+    task.await.expect("task");
+}

@@ -269,6 +269,28 @@ impl AttOptions {
     }
 }
 
+/// A P-256 private key generated now, as a PKCS#8 PEM (`PRIVATE KEY`) that
+/// [`TokenIssuer::from_pem`] reads: for a key kept in a file (`mposd` keeps one in its data
+/// directory, so tokens outlive a restart).
+pub fn generated_key_pem() -> Result<String, String> {
+    use base64::Engine as _;
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &rng,
+    )
+    .map_err(|_| "cannot generate a P-256 key".to_owned())?;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref());
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    // Base64 is ASCII: every 64-byte chunk is a valid string.
+    for line in encoded.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    Ok(pem)
+}
+
 /// A token issuer with a P-256 key generated now.
 pub fn generated_issuer(kid: String) -> Result<TokenIssuer, String> {
     let rng = ring::rand::SystemRandom::new();
@@ -278,4 +300,18 @@ pub fn generated_issuer(kid: String) -> Result<TokenIssuer, String> {
     )
     .map_err(|_| "cannot generate a P-256 key".to_owned())?;
     TokenIssuer::new(kid, pkcs8.as_ref()).map_err(|error| error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_generated_key_pem_makes_an_issuer_and_differs_each_time() {
+        let pem = super::generated_key_pem().expect("pem");
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{pem}");
+        assert!(pem.lines().all(|line| line.len() <= 64), "{pem}");
+        let issuer = attestation_token::TokenIssuer::from_pem("k", &pem).expect("issuer");
+        let other = super::generated_key_pem().expect("pem");
+        let again = attestation_token::TokenIssuer::from_pem("k", &other).expect("issuer");
+        assert_ne!(issuer.public_key(), again.public_key());
+    }
 }

@@ -13,8 +13,18 @@
 //! production), `MPOS_HSM_BACKENDS` (default: one soft:// backend in the data directory),
 //! `MPOS_KI_HTTP_ADDR` (key-injection's admin API, default `127.0.0.1:8086`), the other
 //! `MPOS_KI_*` settings of key-injection (not `MPOS_KI_DEVICE_ADDR` and
-//! `MPOS_KI_DEVICE_TLS_*`: refused, the device API is `MPOS_DEVICE_ADDR`), `MPOS_LOG`,
+//! `MPOS_KI_DEVICE_TLS_*`: refused, the device API is `MPOS_DEVICE_ADDR`),
+//! `MPOS_ATT_HTTP_ADDR` (the SoftPOS attestation API, default `127.0.0.1:8087`),
+//! `MPOS_ATT_TOKEN_KEY` (the attestation token signing key, a PKCS#8 PEM file of a P-256 key;
+//! default: one generated once into the data directory, so tokens outlive a restart),
+//! `MPOS_ATT_STATUS_LIST_CACHE` (default: a file in the data directory), the other `MPOS_ATT_*`
+//! settings of attestation (`MPOS_ATT_ANCHORS`, `MPOS_ATT_STATUS_LIST`, ...), `MPOS_LOG`,
 //! `MPOS_LOG_FORMAT`, `MPOS_OTLP_ENDPOINT`.
+//!
+//! The attestation service starts even when Google's status list cannot be fetched (no
+//! network) and there is no cached copy yet: with an empty list flagged stale, so verdicts
+//! carry `KA_STATUS_LIST_STALE` until a refresh succeeds. The standalone `attestation` binary
+//! refuses to start instead.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -39,13 +49,20 @@ const SOFT_LMK_FILE: &str = "hsm-soft-lmk.key";
 const PARAMETER_KEY_FILE: &str = "parameter-signing.key";
 const HSM_HTTP_ADDR: &str = "MPOS_HSM_HTTP_ADDR";
 const KI_HTTP_ADDR: &str = "MPOS_KI_HTTP_ADDR";
+const ATT_HTTP_ADDR: &str = "MPOS_ATT_HTTP_ADDR";
+const ATT_TOKEN_KEY_FILE: &str = "attestation-token.key";
+const ATT_STATUS_LIST_CACHE_FILE: &str = "attestation-status-list.json";
 
 /// Reads a secret file of the data directory, or creates it (mode 0600) with `generate()`.
-fn load_or_create(path: &Path, generate: impl FnOnce() -> String) -> std::io::Result<String> {
+/// The value is trimmed either way.
+fn load_or_create(
+    path: &Path,
+    generate: impl FnOnce() -> std::io::Result<String>,
+) -> std::io::Result<String> {
     match std::fs::read_to_string(path) {
         Ok(value) => Ok(value.trim().to_owned()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let value = generate();
+            let value = generate()?.trim().to_owned();
             let mut options = std::fs::OpenOptions::new();
             options.write(true).create_new(true);
             #[cfg(unix)]
@@ -75,6 +92,9 @@ struct Embedded {
     hsm_vars: Vars,
     /// The same settings for key-injection: its own log, its own listeners.
     ki_vars: Vars,
+    /// The same settings for attestation: its own log, its own listener, its token key and
+    /// status list cache in the data directory.
+    att_vars: Vars,
     operator_token: SecretString,
 }
 
@@ -106,7 +126,7 @@ fn embedded_settings(environment: &Vars) -> Result<Embedded, String> {
         .map_err(|error| error.to_string())?
     {
         Some(token) => token,
-        None => load_or_create(&data_dir.join(OPERATOR_TOKEN_FILE), || random_hex(32))
+        None => load_or_create(&data_dir.join(OPERATOR_TOKEN_FILE), || Ok(random_hex(32)))
             .map(SecretString::from)
             .map_err(|error| format!("operator token file: {error}"))?,
     };
@@ -115,7 +135,7 @@ fn embedded_settings(environment: &Vars) -> Result<Embedded, String> {
     } else {
         Some(
             load_or_create(&data_dir.join(SIGNING_KEY_FILE), || {
-                hex::encode(mpos_service::generate_signing_key().to_bytes())
+                Ok(hex::encode(mpos_service::generate_signing_key().to_bytes()))
             })
             .map_err(|error| format!("signing key file: {error}"))?,
         )
@@ -130,7 +150,7 @@ fn embedded_settings(environment: &Vars) -> Result<Embedded, String> {
         None
     } else {
         Some(
-            load_or_create(&data_dir.join(SOFT_LMK_FILE), || random_hex(32))
+            load_or_create(&data_dir.join(SOFT_LMK_FILE), || Ok(random_hex(32)))
                 .map_err(|error| format!("soft hsm lmk file: {error}"))?,
         )
     };
@@ -140,7 +160,7 @@ fn embedded_settings(environment: &Vars) -> Result<Embedded, String> {
         } else {
             Some(
                 load_or_create(&data_dir.join(PARAMETER_KEY_FILE), || {
-                    hex::encode(mpos_service::generate_signing_key().to_bytes())
+                    Ok(hex::encode(mpos_service::generate_signing_key().to_bytes()))
                 })
                 .map_err(|error| format!("parameter signing key file: {error}"))?,
             )
@@ -182,6 +202,7 @@ fn embedded_settings(environment: &Vars) -> Result<Embedded, String> {
     );
     let mut hsm_pairs = pairs.clone();
     let mut ki_pairs = pairs.clone();
+    let att_pairs = attestation_pairs(environment, &data_dir, pairs.clone())?;
     ki_pairs.retain(|(name, _)| {
         name != mpos_service::vars::DATABASE_URL && name != mpos_service::vars::HTTP_ADDR
     });
@@ -219,8 +240,56 @@ fn embedded_settings(environment: &Vars) -> Result<Embedded, String> {
         vars: Vars::from_pairs(pairs),
         hsm_vars: Vars::from_pairs(hsm_pairs),
         ki_vars: Vars::from_pairs(ki_pairs),
+        att_vars: Vars::from_pairs(att_pairs),
         operator_token,
     })
+}
+
+/// Attestation's settings: `pairs` with its own SQLite log, its listener
+/// (`MPOS_ATT_HTTP_ADDR`), and, unless set, the token key file (generated once) and the status
+/// list cache in the data directory.
+fn attestation_pairs(
+    environment: &Vars,
+    data_dir: &Path,
+    mut pairs: Vec<(String, String)>,
+) -> Result<Vec<(String, String)>, String> {
+    use attestation::service::vars;
+    pairs.retain(|(name, _)| {
+        name != mpos_service::vars::DATABASE_URL && name != mpos_service::vars::HTTP_ADDR
+    });
+    pairs.push((
+        mpos_service::vars::DATABASE_URL.to_owned(),
+        format!(
+            "sqlite://{}",
+            data_dir
+                .join(format!("{}.db", attestation::SERVICE))
+                .display()
+        ),
+    ));
+    pairs.push((
+        mpos_service::vars::HTTP_ADDR.to_owned(),
+        environment
+            .string(ATT_HTTP_ADDR, Some("127.0.0.1:8087"), "host:port")
+            .map_err(|error| error.to_string())?,
+    ));
+    if !environment.is_set(vars::TOKEN_KEY) {
+        let path = data_dir.join(ATT_TOKEN_KEY_FILE);
+        load_or_create(&path, || {
+            attestation::service::generated_key_pem().map_err(std::io::Error::other)
+        })
+        .map_err(|error| format!("attestation token key file: {error}"))?;
+        pairs.push((vars::TOKEN_KEY.to_owned(), path.display().to_string()));
+    }
+    if !environment.is_set(vars::STATUS_LIST_CACHE) {
+        pairs.push((
+            vars::STATUS_LIST_CACHE.to_owned(),
+            data_dir
+                .join(ATT_STATUS_LIST_CACHE_FILE)
+                .display()
+                .to_string(),
+        ));
+    }
+    Ok(pairs)
 }
 
 #[tokio::main]
@@ -273,8 +342,26 @@ async fn main() -> ExitCode {
     ));
     // Served on terminal-management's device listener.
     ki_options.device_addr = None;
+    let att_common = exit_on_error(CommonConfig::from_vars(
+        &embedded.att_vars,
+        attestation::SERVICE,
+        "127.0.0.1:8087",
+        "127.0.0.1:9090",
+    ));
+    let mut att_options = exit_on_error(attestation::service::AttOptions::from_vars(
+        &embedded.att_vars,
+        embedded.operator_token.clone(),
+    ));
+    // One machine, maybe without network: start without Google's status list rather than not
+    // at all (flagged stale in every verdict until a refresh succeeds).
+    att_options.trust.start_without_list = true;
     let mut listeners = Vec::new();
-    for address in [config.http_addr, hsm_common.http_addr, ki_common.http_addr] {
+    for address in [
+        config.http_addr,
+        hsm_common.http_addr,
+        ki_common.http_addr,
+        att_common.http_addr,
+    ] {
         match tokio::net::TcpListener::bind(address).await {
             Ok(listener) => listeners.push(listener),
             Err(error) => {
@@ -283,9 +370,12 @@ async fn main() -> ExitCode {
             }
         }
     }
-    let (Some(ki_listener), Some(hsm_listener), Some(api_listener)) =
-        (listeners.pop(), listeners.pop(), listeners.pop())
-    else {
+    let (Some(att_listener), Some(ki_listener), Some(hsm_listener), Some(api_listener)) = (
+        listeners.pop(),
+        listeners.pop(),
+        listeners.pop(),
+        listeners.pop(),
+    ) else {
         return ExitCode::FAILURE;
     };
     let launch = match Launch::start(&config, telemetry.metrics()).await {
@@ -353,6 +443,36 @@ async fn main() -> ExitCode {
         }
     };
 
+    // attestation: its own SQLite log; terminal-management's events read from its log.
+    att_options.feed = Some(mpos_feed::follow::FeedSource::Store {
+        store: store.clone(),
+        codec: std::sync::Arc::new(terminal_management::codec()),
+    });
+    let att_infrastructure = mpos_service::Infrastructure::default();
+    let Some((att_store, att_bus)) = att_infrastructure.connect(&att_common, &cancel).await else {
+        return ExitCode::SUCCESS;
+    };
+    let att = match attestation::service::start(
+        &att_common,
+        att_store.clone(),
+        &att_bus,
+        &att_infrastructure,
+        &att_options,
+        att_listener,
+        &cancel,
+    )
+    .await
+    {
+        Ok(running) => running,
+        Err(error) => {
+            eprintln!("cannot start attestation: {error}");
+            cancel.cancel();
+            hsm.join().await;
+            ki.join().await;
+            return ExitCode::FAILURE;
+        }
+    };
+
     // terminal-management, with key-injection's device routes on its device listener.
     let tm_options = terminal_management::service::TmOptions {
         more_device_routes: Some(ki.device_routes.clone()),
@@ -375,6 +495,7 @@ async fn main() -> ExitCode {
             cancel.cancel();
             hsm.join().await;
             ki.join().await;
+            att.join().await;
             return ExitCode::FAILURE;
         }
     };
@@ -405,6 +526,10 @@ async fn main() -> ExitCode {
         ki.http_addr
     );
     println!(
+        "mposd: attest http://{}  (softpos attestation api: challenges, verdicts, tokens; public token keys at /v1/attestation/token-keys)",
+        att.http_addr
+    );
+    println!(
         "mposd: admin http://{}  (/livez /readyz /metrics)",
         launch.admin_addr
     );
@@ -414,10 +539,12 @@ async fn main() -> ExitCode {
     running.join().await;
     hsm.join().await;
     ki.join().await;
+    att.join().await;
     launch.finish().await;
     store.close().await;
     hsm_store.close().await;
     ki_store.close().await;
+    att_store.close().await;
     println!("mposd: stopped");
     ExitCode::SUCCESS
 }

@@ -10,6 +10,7 @@ struct Mposd {
     devices: String,
     hsm: String,
     keys: String,
+    attest: String,
     admin: String,
     lines: std::sync::mpsc::Receiver<String>,
 }
@@ -28,17 +29,30 @@ fn start(data_dir: &std::path::Path) -> Mposd {
     start_with(data_dir, &[])
 }
 
+/// An https URL nothing listens at: Google's status list as seen from a machine without
+/// network, so that the tests do not depend on the network.
+fn unreachable_status_list() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    drop(listener);
+    format!("https://127.0.0.1:{port}/attestation/status")
+}
+
+/// Starts mposd on `data_dir` with every listener on a free port, the attestation status list
+/// unreachable, and `more` (which may override those).
 fn start_with(data_dir: &std::path::Path, more: &[(&str, String)]) -> Mposd {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mposd"))
         .env_clear()
-        .envs(more.iter().map(|(name, value)| (*name, value.as_str())))
         .env("MPOS_DATA_DIR", data_dir)
         .env("MPOS_HTTP_ADDR", "127.0.0.1:0")
         .env("MPOS_ADMIN_ADDR", "127.0.0.1:0")
         .env("MPOS_HSM_HTTP_ADDR", "127.0.0.1:0")
         .env("MPOS_DEVICE_ADDR", "127.0.0.1:0")
         .env("MPOS_KI_HTTP_ADDR", "127.0.0.1:0")
+        .env("MPOS_ATT_HTTP_ADDR", "127.0.0.1:0")
+        .env("MPOS_ATT_STATUS_LIST", unreachable_status_list())
         .env("MPOS_LOG", "warn")
+        .envs(more.iter().map(|(name, value)| (*name, value.as_str())))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -52,7 +66,8 @@ fn start_with(data_dir: &std::path::Path, more: &[(&str, String)]) -> Mposd {
             }
         }
     });
-    let (mut api, mut devices, mut hsm, mut keys, mut admin) = (None, None, None, None, None);
+    let (mut api, mut devices, mut hsm, mut keys, mut attest, mut admin) =
+        (None, None, None, None, None, None);
     loop {
         let line = lines
             .recv_timeout(Duration::from_secs(60))
@@ -69,6 +84,9 @@ fn start_with(data_dir: &std::path::Path, more: &[(&str, String)]) -> Mposd {
         if let Some(rest) = line.strip_prefix("mposd: keys  ") {
             keys = rest.split_whitespace().next().map(str::to_owned);
         }
+        if let Some(rest) = line.strip_prefix("mposd: attest ") {
+            attest = rest.split_whitespace().next().map(str::to_owned);
+        }
         if let Some(rest) = line.strip_prefix("mposd: admin ") {
             admin = rest.split_whitespace().next().map(str::to_owned);
         }
@@ -82,6 +100,7 @@ fn start_with(data_dir: &std::path::Path, more: &[(&str, String)]) -> Mposd {
         devices: devices.expect("devices"),
         hsm: hsm.expect("hsm"),
         keys: keys.expect("key-injection"),
+        attest: attest.expect("attestation"),
         admin: admin.expect("admin"),
         lines,
     }
@@ -184,6 +203,20 @@ async fn mposd_starts_on_a_fresh_data_dir_serves_and_stops_cleanly() {
             .is_some_and(|entries| entries.iter().any(|entry| entry["keyUsage"] == "B0")),
         "{matrix}"
     );
+    // attestation started although its status list cannot be fetched and nothing is cached:
+    // with an empty list, flagged stale.
+    let trust: serde_json::Value = client
+        .get(format!("{}/v1/attestation/trust", mposd.attest))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("trust")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(trust["stale"], true, "{trust}");
+    assert_eq!(trust["entries"], 0, "{trust}");
+    assert!(trust["last_error"].is_string(), "{trust}");
     let metrics = client
         .get(format!("{}/metrics", mposd.admin))
         .send()
@@ -254,6 +287,8 @@ async fn mposd_starts_on_a_fresh_data_dir_serves_and_stops_cleanly() {
     assert!(dir.path().join("hsm-soft-lmk.key").exists());
     assert!(dir.path().join("terminal-management.db").exists());
     assert!(dir.path().join("key-injection.db").exists());
+    assert!(dir.path().join("attestation.db").exists());
+    assert!(dir.path().join("attestation-token.key").exists());
     assert!(dir.path().join("chain-signing.key").exists());
 }
 
@@ -418,4 +453,226 @@ async fn a_ped_boots_and_receives_its_key_on_the_one_device_listener() {
     );
     assert_eq!(installed.kcv.len(), 6);
     interrupt(&mut mposd);
+}
+
+/// A simulated SoftPOS phone's evidence for `challenge` (the response of the challenges
+/// route), as the attestation API takes it.
+fn attest_request(
+    pki: &terminal_sim::softpos::AttestationPki,
+    challenge: &serde_json::Value,
+) -> serde_json::Value {
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let profile = terminal_sim::softpos::SoftPosProfile::default();
+    let bytes = engine
+        .decode(challenge["challenge"].as_str().expect("challenge"))
+        .expect("base64");
+    let chain: Vec<String> = pki
+        .attest(&profile, &bytes)
+        .expect("chain")
+        .iter()
+        .map(|der| engine.encode(der))
+        .collect();
+    let signals = serde_json::to_value(profile.signals()).expect("signals");
+    serde_json::json!({
+        "challengeId": challenge["challengeId"],
+        "keyAttestationChain": chain,
+        "signals": {
+            "rooted": signals["rooted"], "emulator": signals["emulator"],
+            "debuggerAttached": signals["debugger_attached"], "hookingFramework": signals["hooking_framework"],
+            "appTampered": signals["app_tampered"], "osVersion": signals["os_version"],
+            "sdkVersion": signals["sdk_version"], "appVersion": signals["app_version"],
+            "appVersionCode": signals["app_version_code"].to_string(),
+            "securityPatchLevel": signals["security_patch_level"], "packageName": signals["package_name"],
+        },
+    })
+}
+
+/// The phone's whole round against mposd's attestation API: a challenge (waiting until the
+/// terminal reached attestation through terminal-management's log), then its evidence.
+async fn attest_phone(
+    client: &reqwest::Client,
+    base: &str,
+    pki: &terminal_sim::softpos::AttestationPki,
+) -> serde_json::Value {
+    let device = format!("{base}/v1/tenants/acme/devices/phone-1");
+    let started = std::time::Instant::now();
+    let challenge: serde_json::Value = loop {
+        let response = client
+            .post(format!("{device}/challenges"))
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .expect("challenge");
+        let status = response.status().as_u16();
+        if status == 200 {
+            break response.json().await.expect("json");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the terminal never reached attestation ({status})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let response = client
+        .post(format!("{device}/attestations"))
+        .json(&attest_request(pki, &challenge))
+        .send()
+        .await
+        .expect("attest");
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// The verifier the authorization service builds from the published token keys.
+async fn published_verifier(
+    client: &reqwest::Client,
+    base: &str,
+) -> attestation_token::TokenVerifier {
+    use base64::Engine as _;
+    let keys: serde_json::Value = client
+        .get(format!("{base}/v1/attestation/token-keys"))
+        .send()
+        .await
+        .expect("token keys")
+        .json()
+        .await
+        .expect("json");
+    let key = &keys["keys"][0];
+    let sec1 = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(key["sec1"].as_str().expect("sec1"))
+        .expect("base64url");
+    attestation_token::TokenVerifier::new().with_key(
+        key["kid"].as_str().expect("kid"),
+        attestation_token::PublicKey::from_sec1(&sec1).expect("key"),
+    )
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// A SoftPOS phone attested by mposd's attestation service: the terminal created through
+/// terminal-management's API reaches attestation from terminal-management's log, the operator
+/// trusts the simulator's root at run time, the phone is allowed with a token that verifies
+/// with the published key — and still does after a restart (the key file in the data
+/// directory). The run-time anchors do not outlive the restart: the second run is given them
+/// by `MPOS_ATT_ANCHORS`. The status list is an empty file (the default, Google's, would make
+/// the test depend on the network).
+#[tokio::test]
+async fn a_softpos_phone_is_attested_and_its_token_outlives_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let status_list = dir.path().join("status.json");
+    std::fs::write(&status_list, r#"{"entries": {}}"#).expect("write");
+    let list = [("MPOS_ATT_STATUS_LIST", status_list.display().to_string())];
+    let mut mposd = start_with(&data, &list);
+    let token = std::fs::read_to_string(data.join("operator-token"))
+        .expect("token file")
+        .trim()
+        .to_owned();
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: serde_json::Value| {
+        let request = client
+            .post(format!("{}{path}", mposd.api))
+            .bearer_auth(&token)
+            .json(&body);
+        let path = path.to_owned();
+        async move {
+            let response = request.send().await.expect("send");
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            assert_eq!(status, 201, "{path}: {body}");
+        }
+    };
+    post(
+        "/v1/tenants",
+        serde_json::json!({"tenantId": "acme", "name": "Acme Pay"}),
+    )
+    .await;
+    for (node, kind, parent) in [
+        ("m-1", "NODE_KIND_MERCHANT", ""),
+        ("s-1", "NODE_KIND_STORE", "m-1"),
+    ] {
+        post(
+            "/v1/tenants/acme/nodes",
+            serde_json::json!({"nodeId": node, "kind": kind, "parentId": parent, "name": node}),
+        )
+        .await;
+    }
+    post(
+        "/v1/tenants/acme/terminals",
+        serde_json::json!({"terminalId": "phone-1", "kind": "TERMINAL_KIND_SOFTPOS", "parentId": "s-1"}),
+    )
+    .await;
+
+    // Google's roots do not know the simulator: blocked until the operator trusts its root.
+    let pki = terminal_sim::softpos::AttestationPki::new().expect("pki");
+    let body = attest_phone(&client, &mposd.attest, &pki).await;
+    assert_eq!(body["verdict"], "VERDICT_BLOCK", "{body}");
+    let response = client
+        .put(format!("{}/v1/attestation/trust/anchors", mposd.attest))
+        .bearer_auth(&token)
+        .body(pki.root_pem().to_owned())
+        .send()
+        .await
+        .expect("anchors");
+    assert_eq!(response.status().as_u16(), 200);
+    let body = attest_phone(&client, &mposd.attest, &pki).await;
+    assert_eq!(body["verdict"], "VERDICT_ALLOW", "{body}");
+    assert!(
+        body["findings"]
+            .as_array()
+            .is_none_or(|findings| findings.is_empty()),
+        "{body}"
+    );
+    let allowed = body["token"].as_str().expect("token").to_owned();
+    let expected = |now_unix| attestation_token::Expected {
+        tenant: "acme",
+        device: "phone-1",
+        now_unix,
+        leeway_seconds: 5,
+    };
+    let verifier = published_verifier(&client, &mposd.attest).await;
+    verifier
+        .verify(&allowed, &expected(now_unix()))
+        .expect("the token verifies with the published key");
+    interrupt(&mut mposd);
+
+    // The key file is the operator's secret, generated once.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(data.join("attestation-token.key"))
+            .expect("key file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(data.join("attestation-status-list.json").exists());
+
+    // After a restart on the same data directory: the same key is published, so the token
+    // issued before still verifies; the terminal is still known and, with the simulator's
+    // root configured, the phone is allowed again.
+    let anchors = dir.path().join("anchors.pem");
+    std::fs::write(&anchors, pki.root_pem()).expect("write");
+    let mut again = start_with(
+        &data,
+        &[
+            list[0].clone(),
+            ("MPOS_ATT_ANCHORS", anchors.display().to_string()),
+        ],
+    );
+    let verifier = published_verifier(&client, &again.attest).await;
+    verifier
+        .verify(&allowed, &expected(now_unix()))
+        .expect("the token still verifies after the restart");
+    let body = attest_phone(&client, &again.attest, &pki).await;
+    assert_eq!(body["verdict"], "VERDICT_ALLOW", "{body}");
+    interrupt(&mut again);
 }
