@@ -34,8 +34,8 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// The routes.
-pub fn router(state: AppState) -> Router {
+/// The device routes (the SoftPOS app): a challenge, then the evidence.
+fn device_routes() -> Router<AppState> {
     Router::new()
         .route(
             "/v1/tenants/{tenant_id}/devices/{device_id}/challenges",
@@ -45,6 +45,22 @@ pub fn router(state: AppState) -> Router {
             "/v1/tenants/{tenant_id}/devices/{device_id}/attestations",
             post(attest),
         )
+}
+
+fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    routes
+        .fallback(|| async { ServiceError::not_found("no such route") })
+        .layer(axum::middleware::from_fn_with_state(
+            crate::SERVICE,
+            mpos_http::observe,
+        ))
+        .with_state(state)
+}
+
+/// The admin routes, and with `with_devices` the device routes too (when the device API has
+/// no TLS listener of its own: `mposd` on localhost).
+pub fn router(state: AppState, with_devices: bool) -> Router {
+    let mut routes = Router::new()
         .route(
             "/v1/tenants/{tenant_id}/devices/{device_id}",
             get(device_history),
@@ -60,13 +76,19 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/attestation/trust", get(trust_status))
         .route("/v1/attestation/trust/refresh", post(trust_refresh))
         .route("/v1/attestation/trust/anchors", put(replace_anchors))
-        .route("/v1/attestation/token-keys", get(token_keys))
-        .fallback(|| async { ServiceError::not_found("no such route") })
-        .layer(axum::middleware::from_fn_with_state(
-            crate::SERVICE,
-            mpos_http::observe,
-        ))
-        .with_state(state)
+        .route("/v1/attestation/token-keys", get(token_keys));
+    if with_devices {
+        routes = routes.merge(device_routes());
+    }
+    finish(routes, state)
+}
+
+/// The device API alone (its TLS listener): the device routes and the public token keys.
+pub fn device_router(state: AppState) -> Router {
+    finish(
+        device_routes().route("/v1/attestation/token-keys", get(token_keys)),
+        state,
+    )
 }
 
 /// The device must be a SoftPOS terminal of a live tenant; another tenant's or an unknown

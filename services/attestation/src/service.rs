@@ -43,6 +43,12 @@ pub mod vars {
     pub const CHALLENGE_TTL_S: &str = "MPOS_ATT_CHALLENGE_TTL_S";
     /// How often missed re-attestations are looked for, in milliseconds.
     pub const MONITOR_INTERVAL_MS: &str = "MPOS_ATT_MONITOR_INTERVAL_MS";
+    /// Where the device API (the SoftPOS app: challenges and evidence, over TLS) listens.
+    pub const DEVICE_ADDR: &str = "MPOS_ATT_DEVICE_ADDR";
+    /// The device API's server certificate chain (PEM file).
+    pub const DEVICE_TLS_CERT: &str = "MPOS_ATT_DEVICE_TLS_CERT";
+    /// The device API's server private key (PEM file).
+    pub const DEVICE_TLS_KEY: &str = "MPOS_ATT_DEVICE_TLS_KEY";
 }
 
 /// The feed's names.
@@ -67,6 +73,11 @@ pub struct AttOptions {
     pub monitor_interval: Duration,
     /// Where terminal-management's events come from; `None`: the bus.
     pub feed: Option<FeedSource>,
+    /// Where the device API listens, over TLS; `None`: the device routes are served on the
+    /// HTTP listener beside the admin routes (`mposd` on localhost, tests).
+    pub device_addr: Option<SocketAddr>,
+    /// The device API's server identity (`None`: self-signed, not for production).
+    pub device_tls: Option<device_identity::ServerIdentity>,
 }
 
 impl std::fmt::Debug for AttOptions {
@@ -83,6 +94,8 @@ impl std::fmt::Debug for AttOptions {
 pub struct Running {
     /// Where the API listens.
     pub http_addr: SocketAddr,
+    /// Where the device API listens over TLS, if it has a listener of its own.
+    pub device_addr: Option<SocketAddr>,
     /// The operations (for tests and the embedded platform).
     pub attestor: Arc<Attestor>,
     pipelines: Pipelines,
@@ -183,12 +196,40 @@ pub async fn start(
         });
     }
 
-    let http_addr = listener.local_addr()?;
-    let app = router(AppState {
+    let state = AppState {
         attestor: attestor.clone(),
         view,
         operator: mpos_http::OperatorAuth::new(&options.operator_token),
-    });
+    };
+    let device_addr = match options.device_addr {
+        None => None,
+        Some(address) => {
+            let device_listener = TcpListener::bind(address).await?;
+            let device_addr = device_listener.local_addr()?;
+            let device_identity::ServerIdentity { chain, key } =
+                device_identity::ServerIdentity::or_self_signed(
+                    options.device_tls.as_ref(),
+                    "attestation device",
+                )
+                .map_err(std::io::Error::other)?;
+            let tls = Arc::new(
+                device_identity::server_config(chain, key).map_err(std::io::Error::other)?,
+            );
+            let devices = crate::api::device_router(state.clone());
+            let shutdown = cancel.clone().cancelled_owned();
+            pipelines.spawn(async move {
+                if let Err(error) =
+                    device_identity::serve(device_listener, tls, None, devices, shutdown).await
+                {
+                    tracing::error!(%error, "device api server failed");
+                }
+            });
+            tracing::info!(address = %device_addr, "attestation device api (tls) started");
+            Some(device_addr)
+        }
+    };
+    let http_addr = listener.local_addr()?;
+    let app = router(state, device_addr.is_none());
     let shutdown = cancel.clone().cancelled_owned();
     pipelines.spawn(async move {
         if let Err(error) = axum::serve(listener, app)
@@ -201,6 +242,7 @@ pub async fn start(
     tracing::info!(address = %http_addr, "attestation api started");
     Ok(Running {
         http_addr,
+        device_addr,
         attestor,
         pipelines,
     })
@@ -265,6 +307,12 @@ impl AttOptions {
             challenge_ttl: Duration::from_secs(ttl_s.clamp(10, 3_600)),
             monitor_interval: vars.duration_ms(vars::MONITOR_INTERVAL_MS, 60_000)?,
             feed: None,
+            device_addr: Some(vars.socket_addr(vars::DEVICE_ADDR, "0.0.0.0:8445")?),
+            device_tls: device_identity::ServerIdentity::from_vars(
+                vars,
+                vars::DEVICE_TLS_CERT,
+                vars::DEVICE_TLS_KEY,
+            )?,
         })
     }
 }

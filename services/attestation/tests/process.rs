@@ -73,7 +73,7 @@ async fn the_binary_publishes_its_key_and_events_and_stops_cleanly() {
     let (pem, public_point) = token_key();
     let key_file = dir.path().join("token.pem");
     std::fs::write(&key_file, pem).expect("write");
-    let (http, admin) = (port(), port());
+    let (http, admin, device) = (port(), port(), port());
 
     let spawned = Command::new(env!("CARGO_BIN_EXE_attestation"))
         .env_clear()
@@ -90,6 +90,7 @@ async fn the_binary_publishes_its_key_and_events_and_stops_cleanly() {
         .env("MPOS_ATT_STATUS_LIST", "none")
         .env("MPOS_HTTP_ADDR", format!("127.0.0.1:{http}"))
         .env("MPOS_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
+        .env("MPOS_ATT_DEVICE_ADDR", format!("127.0.0.1:{device}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

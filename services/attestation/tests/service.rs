@@ -173,6 +173,7 @@ async fn softpos_devices_over_postgres_and_nats() {
         &bus_url,
         &|_| format!("{postgres}?schema={}", unique("att_")),
         false,
+        true,
     )
     .await;
 }
@@ -187,14 +188,24 @@ async fn softpos_devices_embedded() {
         "memory://",
         &move |service| format!("sqlite://{}", path.join(format!("{service}.db")).display()),
         true,
+        false,
     )
     .await;
 }
 
 /// Everything the service promises, on the given bus and databases; `from_store`: the feed
-/// reads terminal-management's log instead of the bus.
-async fn scenario(bus_url: &str, database: &dyn Fn(&str) -> String, from_store: bool) {
+/// reads terminal-management's log instead of the bus; `tls`: the device API on its own TLS
+/// listener (else beside the admin routes).
+async fn scenario(bus_url: &str, database: &dyn Fn(&str) -> String, from_store: bool, tls: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
+    let server = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("server");
+    let server_der = server.cert.der().to_vec();
+    let device_tls = tls.then(|| {
+        let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+        std::fs::write(&cert, server.cert.pem()).expect("write");
+        std::fs::write(&key, server.signing_key.serialize_pem()).expect("write");
+        device_identity::ServerIdentity::from_pem_files(&cert, &key).expect("tls identity")
+    });
     let cancel = CancellationToken::new();
     let token = SecretString::from(TOKEN.to_owned());
     let config = |service: &str| {
@@ -330,6 +341,10 @@ async fn scenario(bus_url: &str, database: &dyn Fn(&str) -> String, from_store: 
         challenge_ttl: Duration::from_secs(120),
         monitor_interval: Duration::from_secs(3_600),
         feed: tms_feed,
+        device_addr: device_tls
+            .is_some()
+            .then(|| "127.0.0.1:0".parse().expect("addr")),
+        device_tls: device_tls.clone(),
     };
     let running = attestation::service::start(
         &att_common,
@@ -346,8 +361,27 @@ async fn scenario(bus_url: &str, database: &dyn Fn(&str) -> String, from_store: 
         client: reqwest::Client::new(),
         base: format!("http://{}", running.http_addr),
     };
+    // The phones reach the device API over TLS when it has its own listener.
+    let device_api = match (&device_tls, running.device_addr) {
+        (Some(_), Some(address)) => Api {
+            client: reqwest::Client::builder()
+                .add_root_certificate(
+                    reqwest::Certificate::from_der(&server_der).expect("server certificate"),
+                )
+                .build()
+                .expect("tls client"),
+            base: format!("https://localhost:{}", address.port()),
+        },
+        _ => api.clone(),
+    };
+    if device_tls.is_some() {
+        let (status, _) = api
+            .post("", "/v1/tenants/x/devices/y/challenges", json!({}))
+            .await;
+        assert_eq!(status, 404, "device routes only on the TLS listener");
+    }
     let phone = |tenant, device| Phone {
-        api: &api,
+        api: &device_api,
         tenant,
         device,
     };
@@ -359,7 +393,7 @@ async fn scenario(bus_url: &str, database: &dyn Fn(&str) -> String, from_store: 
     // The feed brings the terminals.
     let start = Instant::now();
     loop {
-        let (status, _) = api.post("", &x1.path("challenges"), json!({})).await;
+        let (status, _) = device_api.post("", &x1.path("challenges"), json!({})).await;
         if status == 200 {
             break;
         }

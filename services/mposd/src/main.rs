@@ -443,7 +443,9 @@ async fn main() -> ExitCode {
         }
     };
 
-    // attestation: its own SQLite log; terminal-management's events read from its log.
+    // attestation: its own SQLite log; terminal-management's events read from its log; the
+    // SoftPOS device routes beside the admin routes on its local listener (MPOS_ATT_HTTP_ADDR).
+    att_options.device_addr = None;
     att_options.feed = Some(mpos_feed::follow::FeedSource::Store {
         store: store.clone(),
         codec: std::sync::Arc::new(terminal_management::codec()),
