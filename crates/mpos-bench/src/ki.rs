@@ -455,6 +455,7 @@ async fn start(workers: usize) -> anyhow::Result<Services> {
             device_tls: Some(server_identity.clone()),
             // key-injection's device API on the same listener, as mposd serves it.
             more_device_routes: Some(ki.device_routes.clone()),
+            attestation_feed: None,
         },
         TcpListener::bind("127.0.0.1:0").await?,
         &cancel,

@@ -170,6 +170,7 @@ async fn start() -> anyhow::Result<Service> {
         device_addr: "127.0.0.1:0".parse()?,
         device_tls: Some(DeviceTls { chain, key }),
         more_device_routes: None,
+        attestation_feed: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let running = terminal_management::service::start(

@@ -240,6 +240,7 @@ async fn scenario(bus_url: &str, database: &dyn Fn(&str) -> String, from_store: 
             device_addr: "127.0.0.1:0".parse().expect("addr"),
             device_tls: None,
             more_device_routes: None,
+            attestation_feed: None,
         },
         TcpListener::bind("127.0.0.1:0").await.expect("bind"),
         &cancel,

@@ -225,6 +225,7 @@ async fn a_hundred_devices_boot_get_keys_survive_a_crash_and_are_rekeyed() {
             device_addr: "127.0.0.1:0".parse().expect("addr"),
             device_tls: Some(server_identity.clone()),
             more_device_routes: None,
+            attestation_feed: None,
         },
         TcpListener::bind("127.0.0.1:0").await.expect("bind"),
         &cancel,

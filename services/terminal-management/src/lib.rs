@@ -1,5 +1,6 @@
 //! terminal-management: tenants (payment service providers) and their API keys, their
-//! estates (merchants, stores, terminal groups) and terminals with their lifecycle.
+//! estates (merchants, stores, terminal groups) and terminals with their lifecycle, SoftPOS
+//! terminals following the attestation service's verdicts ([`verdicts`]).
 
 pub mod access;
 pub mod api;
@@ -12,6 +13,7 @@ pub mod read_model;
 pub mod service;
 pub mod tenant;
 pub mod terminal;
+pub mod verdicts;
 
 /// The service's name: its log, its stream and its topic are named after it.
 pub const SERVICE: &str = "terminal-management";

@@ -210,6 +210,9 @@ pub struct TerminalEntry {
     pub installed_version: u64,
     /// When the device installed it, by its clock (µs; 0: never).
     pub installed_at_us: i64,
+    /// Why it is suspended ("" when it is not): a suspension by the attestation service starts
+    /// with [`terminal::ATTESTATION_SUSPENSION`].
+    pub suspension_reason: String,
 }
 
 impl TerminalEntry {
@@ -899,6 +902,7 @@ fn apply_terminal(inner: &mut Inner, event: TerminalEvent, change: Change, seque
                 placed: change,
                 installed_version: 0,
                 installed_at_us: 0,
+                suspension_reason: String::new(),
             }),
         );
         return;
@@ -913,9 +917,16 @@ fn apply_terminal(inner: &mut Inner, event: TerminalEvent, change: Change, seque
             entry.state = TerminalState::Active;
             entry.activation_method = pb::ActivationMethod::try_from(activated.method)
                 .unwrap_or(pb::ActivationMethod::Unspecified);
+            entry.suspension_reason.clear();
         }
-        TerminalEvent::Resumed(_) => entry.state = TerminalState::Active,
-        TerminalEvent::Suspended(_) => entry.state = TerminalState::Suspended,
+        TerminalEvent::Resumed(_) => {
+            entry.state = TerminalState::Active;
+            entry.suspension_reason.clear();
+        }
+        TerminalEvent::Suspended(suspended) => {
+            entry.state = TerminalState::Suspended;
+            entry.suspension_reason = suspended.reason;
+        }
         TerminalEvent::Blacklisted(_) => entry.state = TerminalState::Blacklisted,
         TerminalEvent::SwappedOut(swapped) => {
             entry.state = TerminalState::SwappedOut;

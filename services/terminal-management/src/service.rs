@@ -1,4 +1,5 @@
-//! Wiring: the service on a running store and bus.
+//! Wiring: the service on a running store and bus: the APIs, the estate model's catch-up, the
+//! attestation service's verdicts ([`crate::verdicts`]) and the outbox relays.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,6 +47,9 @@ pub struct TmOptions {
     /// so that a device makes one mTLS connection for its activation and its key). Their
     /// paths must not overlap terminal-management's, and they carry no fallback.
     pub more_device_routes: Option<axum::Router>,
+    /// Where the attestation service's events come from, whose verdicts activate, suspend and
+    /// resume SoftPOS terminals ([`crate::verdicts`]); `None`: its stream on the bus.
+    pub attestation_feed: Option<mpos_feed::follow::FeedSource>,
 }
 
 impl std::fmt::Debug for TmOptions {
@@ -74,6 +78,7 @@ impl TmOptions {
             device_addr: vars.socket_addr(vars::DEVICE_ADDR, "0.0.0.0:8443")?,
             device_tls,
             more_device_routes: None,
+            attestation_feed: None,
         })
     }
 }
@@ -154,6 +159,19 @@ pub async fn start(
     let device_identity::ServerIdentity { chain, key } =
         device_identity::ServerIdentity::or_self_signed(options.device_tls.as_ref(), "device")
             .map_err(std::io::Error::other)?;
+    {
+        let source = options
+            .attestation_feed
+            .clone()
+            .unwrap_or_else(|| mpos_feed::follow::FeedSource::Bus(bus.subscriber.clone()));
+        pipelines.spawn(crate::verdicts::run(
+            store.clone(),
+            source,
+            commands.terminals.clone(),
+            model.clone(),
+            cancel.clone(),
+        ));
+    }
     let model_trust = model.trust().clone();
     let tls = Arc::new(
         device_identity::mtls_server_config(chain, key, model.trust().clone())

@@ -21,6 +21,21 @@ use crate::estate::{EstateId, NodeKind, ParentNode, parse_reason};
 /// The aggregate type in the event log and on the bus.
 pub const AGGREGATE_TYPE: &str = "terminal";
 
+/// How the reason of a suspension by the attestation service starts (e.g. `attestation:
+/// verdict block (REATTESTATION_MISSED)`): only such a suspension is lifted by a passing
+/// verdict ([`TerminalCommand::ResumeAfterAttestation`]). The admin API refuses it at the start
+/// of a person's reason, so a person's suspension is never taken for one.
+pub const ATTESTATION_SUSPENSION: &str = "attestation:";
+
+/// Whether a suspension reason is the attestation service's (it starts with
+/// [`ATTESTATION_SUSPENSION`], in any case, after leading blanks).
+pub fn is_attestation_suspension(reason: &str) -> bool {
+    reason
+        .trim_start()
+        .get(..ATTESTATION_SUSPENSION.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(ATTESTATION_SUSPENSION))
+}
+
 /// What kind of device a terminal is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TerminalKind {
@@ -185,6 +200,10 @@ pub enum TerminalCommand {
     },
     /// Resume a suspended terminal.
     Resume,
+    /// Resume a terminal the attestation service suspended (its suspension reason is
+    /// [`ATTESTATION_SUSPENSION`]'s) now that its verdict passes again. A terminal suspended by
+    /// a person, or not suspended, is left as it is: no event.
+    ResumeAfterAttestation,
     /// Blacklist for good.
     Blacklist {
         /// Why.
@@ -270,6 +289,9 @@ pub struct Terminal {
     /// The last version the device reported installed.
     #[serde(default)]
     installed_version: u64,
+    /// Why it is suspended ("" when it is not).
+    #[serde(default)]
+    suspension_reason: String,
 }
 
 fn check_parent(parent: &ParentNode) -> Result<(), TerminalError> {
@@ -413,6 +435,17 @@ impl Terminal {
             TerminalCommand::Resume => {
                 if state != TerminalState::Suspended {
                     return Err(self.illegal("resumed"));
+                }
+                TerminalEvent::Resumed(pb::TerminalResumed {
+                    tenant_id,
+                    terminal_id,
+                })
+            }
+            TerminalCommand::ResumeAfterAttestation => {
+                if state != TerminalState::Suspended
+                    || !is_attestation_suspension(&self.suspension_reason)
+                {
+                    return Ok(Vec::new());
                 }
                 TerminalEvent::Resumed(pb::TerminalResumed {
                     tenant_id,
@@ -563,8 +596,12 @@ impl Aggregate for Terminal {
             }
             TerminalEvent::Activated(_) | TerminalEvent::Resumed(_) => {
                 self.state = TerminalState::Active;
+                self.suspension_reason.clear();
             }
-            TerminalEvent::Suspended(_) => self.state = TerminalState::Suspended,
+            TerminalEvent::Suspended(suspended) => {
+                self.state = TerminalState::Suspended;
+                self.suspension_reason = suspended.reason;
+            }
             TerminalEvent::Blacklisted(_) => self.state = TerminalState::Blacklisted,
             TerminalEvent::SwappedOut(_) => self.state = TerminalState::SwappedOut,
             TerminalEvent::Decommissioned(_) => self.state = TerminalState::Decommissioned,
@@ -890,6 +927,57 @@ mod tests {
             .then_expect_error(TerminalError::Invalid(
                 "replacement: a terminal cannot replace itself".into(),
             ));
+    }
+
+    #[test]
+    fn only_a_suspension_by_attestation_is_lifted_by_attestation() {
+        let by_attestation = TerminalEvent::Suspended(pb::TerminalSuspended {
+            tenant_id: "acme".into(),
+            terminal_id: "t-1".into(),
+            reason: "attestation: verdict block (REATTESTATION_MISSED)".into(),
+        });
+        let softpos_active = || {
+            vec![
+                bound(TerminalKind::SoftPos),
+                TerminalEvent::Activated(pb::TerminalActivated {
+                    tenant_id: "acme".into(),
+                    terminal_id: "t-1".into(),
+                    method: pb::ActivationMethod::Attestation.into(),
+                    evidence: "v-1".into(),
+                }),
+            ]
+        };
+        let mut given = softpos_active();
+        given.push(by_attestation.clone());
+        Test::with(())
+            .given(given)
+            .when(TerminalCommand::ResumeAfterAttestation)
+            .then_expect_events(vec![TerminalEvent::Resumed(pb::TerminalResumed {
+                tenant_id: "acme".into(),
+                terminal_id: "t-1".into(),
+            })]);
+        // A person's suspension, also after one by attestation was lifted by a person.
+        let mut given = softpos_active();
+        given.extend([
+            by_attestation,
+            TerminalEvent::Resumed(pb::TerminalResumed {
+                tenant_id: "acme".into(),
+                terminal_id: "t-1".into(),
+            }),
+            suspended(),
+        ]);
+        Test::with(())
+            .given(given)
+            .when(TerminalCommand::ResumeAfterAttestation)
+            .then_expect_events(vec![]);
+        // Not suspended: nothing to lift.
+        Test::with(())
+            .given(softpos_active())
+            .when(TerminalCommand::ResumeAfterAttestation)
+            .then_expect_events(vec![]);
+        assert!(is_attestation_suspension(" Attestation: verdict block"));
+        assert!(!is_attestation_suspension("lost; attestation: later"));
+        assert!(!is_attestation_suspension("attest"));
     }
 
     #[test]

@@ -66,6 +66,7 @@ impl Tms {
             device_addr: "127.0.0.1:0".parse().expect("addr"),
             device_tls: Some(device_tls),
             more_device_routes: None,
+            attestation_feed: None,
         };
         let running = terminal_management::service::start(
             &config,

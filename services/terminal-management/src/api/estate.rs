@@ -12,7 +12,10 @@ use mpos_proto::terminal_management as pb;
 use super::AppState;
 use crate::access::{Need, Principal};
 use crate::estate::{EstateError, EstateId, NodeCommand, NodeKind, aggregate_id};
-use crate::terminal::{Activation, TerminalCommand, TerminalError, TerminalKind};
+use crate::terminal::{
+    ATTESTATION_SUSPENSION, Activation, TerminalCommand, TerminalError, TerminalKind,
+    is_attestation_suspension,
+};
 
 fn node_view(
     state: &AppState,
@@ -336,7 +339,8 @@ async fn run_action(
     Ok(Json(terminal_view(state, tenant_id, terminal_id.as_str())?))
 }
 
-/// `POST .../terminals/{terminal_id}/suspend` (`ReasonRequest`).
+/// `POST .../terminals/{terminal_id}/suspend` (`ReasonRequest`). A reason starting with
+/// `attestation:` is the attestation service's ([`is_attestation_suspension`]) and refused.
 pub(super) async fn suspend_terminal(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -345,6 +349,11 @@ pub(super) async fn suspend_terminal(
 ) -> Result<Json<pb::Terminal>, ServiceError> {
     let terminal_id = action_target(&state, &principal, &tenant_id, &raw_id, Need::Change)?;
     let reason = action_body::<pb::ReasonRequest>(body)?.reason;
+    if is_attestation_suspension(&reason) {
+        return Err(ServiceError::bad_request(format!(
+            "reason: \"{ATTESTATION_SUSPENSION}\" starts the attestation service's suspensions only (they are lifted by its next passing verdict)"
+        )));
+    }
     let command = TerminalCommand::Suspend { reason };
     run_action(&state, &principal, &tenant_id, &terminal_id, command).await
 }

@@ -360,8 +360,11 @@ pub const ADMIN_ROUTES: &[Route] = &[
         operation_id: "suspendTerminal",
         summary: "Suspend a terminal",
         description: "Suspends an active terminal with a reason: its device is refused on the device \
-             API until the terminal is resumed.\n\nErrors: 400 for a malformed terminal id or \
-             body, or without a reason; 403 for a read-only key; 404 when the tenant or the \
+             API until the terminal is resumed. A reason starting with `attestation:` is the \
+             attestation service's (a SoftPOS terminal it suspended on a blocking verdict, \
+             resumed on its next passing one) and refused here.\n\nErrors: 400 for a \
+             malformed terminal id or body, without a reason, or with one starting with \
+             `attestation:`; 403 for a read-only key; 404 when the tenant or the \
              terminal does not exist; 409 when the terminal's state does not allow it (only \
              an active terminal can be suspended), or the tenant is suspended. A tenant key \
              of another tenant gets 404 `tenant not found`, exactly like a missing tenant. \
@@ -381,7 +384,8 @@ pub const ADMIN_ROUTES: &[Route] = &[
         path: "/v1/tenants/{tenant_id}/terminals/{terminal_id}/resume",
         operation_id: "resumeTerminal",
         summary: "Resume a suspended terminal",
-        description: "Returns a suspended terminal to active. No body.\n\nErrors: 400 for a malformed \
+        description: "Returns a suspended terminal to active, also one the attestation service \
+             suspended. No body.\n\nErrors: 400 for a malformed \
              terminal id; 403 for a read-only key; 404 when the tenant or the terminal does \
              not exist; 409 when the terminal's state does not allow it (only a suspended \
              terminal resumes), or the tenant is suspended. A tenant key of another tenant \
@@ -491,9 +495,10 @@ pub const ADMIN_ROUTES: &[Route] = &[
         path: "/v1/tenants/{tenant_id}/terminals/{terminal_id}/activate",
         operation_id: "activateTerminal",
         summary: "Activate a SoftPOS terminal on an attestation verdict",
-        description: "For the platform's own services only: activates a bound terminal on the id of a \
-             passed attestation verdict (`ACTIVATION_METHOD_ATTESTATION`). A PED activates \
-             itself on the device API instead.\n\nErrors: 400 for a malformed terminal id or \
+        description: "For the platform's operator only: activates a bound terminal on the id of a \
+             passed attestation verdict (`ACTIVATION_METHOD_ATTESTATION`). terminal-management \
+             does so itself when it follows the attestation service's verdicts; a PED \
+             activates itself on the device API.\n\nErrors: 400 for a malformed terminal id or \
              body, or any other activation method; 403 for a tenant key; 404 when the tenant \
              or the terminal does not exist; 409 when the terminal is not bound, or the \
              tenant is suspended. 503 when the event store is unavailable; 409 when another \

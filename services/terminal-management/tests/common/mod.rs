@@ -214,6 +214,27 @@ pub async fn start_with(
     readiness: Readiness,
     more_device_routes: Option<axum::Router>,
 ) -> TestService {
+    start_following(
+        database_url,
+        bus_url,
+        kafka_url,
+        readiness,
+        more_device_routes,
+        None,
+    )
+    .await
+}
+
+/// [`start_with`], following the attestation service's events from `attestation_feed`
+/// (`None`: the bus).
+pub async fn start_following(
+    database_url: &str,
+    bus_url: &str,
+    kafka_url: Option<&str>,
+    readiness: Readiness,
+    more_device_routes: Option<axum::Router>,
+    attestation_feed: Option<mpos_feed::follow::FeedSource>,
+) -> TestService {
     let mut pairs = vec![
         ("MPOS_DATABASE_URL", database_url.to_owned()),
         ("MPOS_BUS_URL", bus_url.to_owned()),
@@ -253,6 +274,7 @@ pub async fn start_with(
         device_addr: "127.0.0.1:0".parse().expect("addr"),
         device_tls: Some(pki::server_tls()),
         more_device_routes,
+        attestation_feed,
     };
     let running = terminal_management::service::start(
         &config,
