@@ -252,6 +252,25 @@ impl Pipelines {
         self.tasks.spawn(task);
     }
 
+    /// Serves `app` on `listener` (HTTP/1.1) as one of the tasks, until `cancel` fires; then
+    /// lets the open requests finish.
+    pub fn serve(
+        &mut self,
+        listener: tokio::net::TcpListener,
+        app: axum::Router,
+        cancel: &CancellationToken,
+    ) {
+        let shutdown = cancel.clone().cancelled_owned();
+        self.tasks.spawn(async move {
+            if let Err(error) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(%error, "api server failed");
+            }
+        });
+    }
+
     /// Waits for every task to finish (after cancellation).
     pub async fn join(mut self) {
         while let Some(result) = self.tasks.join_next().await {

@@ -230,15 +230,7 @@ pub async fn start(
     };
     let http_addr = listener.local_addr()?;
     let app = router(state, device_addr.is_none());
-    let shutdown = cancel.clone().cancelled_owned();
-    pipelines.spawn(async move {
-        if let Err(error) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(%error, "api server failed");
-        }
-    });
+    pipelines.serve(listener, app, cancel);
     tracing::info!(address = %http_addr, "attestation api started");
     Ok(Running {
         http_addr,

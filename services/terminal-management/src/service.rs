@@ -206,15 +206,7 @@ pub async fn start(
         });
     }
     tracing::info!(address = %device_addr, "terminal-management device api (mtls) started");
-    let shutdown = cancel.clone().cancelled_owned();
-    pipelines.spawn(async move {
-        if let Err(error) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(%error, "api server failed");
-        }
-    });
+    pipelines.serve(listener, app, cancel);
     tracing::info!(address = %http_addr, "terminal-management api started");
     Ok(Running {
         http_addr,
