@@ -5,20 +5,26 @@
 //! re-judges its devices), the dashboard, a device's history; the operator's: the trust
 //! anchors and status list (status, refresh, replacement at run time). The token verification
 //! key is public.
+//!
+//! Both routers are built from the route tables of [`crate::routes`], which also generate the
+//! OpenAPI document: served at `GET /openapi.json` and published as
+//! `docs/openapi/attestation.json` (a test keeps it current; run
+//! `MPOS_UPDATE_OPENAPI=1 cargo test -p attestation --test openapi` after an API change).
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use mpos_errors::ServiceError;
 use mpos_feed::auth::{Need, Principal, authenticate};
 use mpos_feed::tms::{TerminalKind, TerminalStatus, TmsView};
 use mpos_http::{ApiJson, OperatorAuth, check_id};
+use mpos_openapi::{ApiRouter, OPENAPI_PATH, RouterError, serve_document};
 use mpos_proto::attestation as pb;
 
 use crate::engine::{Actor, Attestor};
+use crate::routes;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -34,17 +40,13 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// The device routes (the SoftPOS app): a challenge, then the evidence.
-fn device_routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1/tenants/{tenant_id}/devices/{device_id}/challenges",
-            post(challenge),
-        )
-        .route(
-            "/v1/tenants/{tenant_id}/devices/{device_id}/attestations",
-            post(attest),
-        )
+/// The device routes the admin listener serves when the device API has no listener of its
+/// own: [`routes::EVIDENCE_ROUTES`], a challenge, then the evidence.
+fn evidence_routes() -> Result<Router<AppState>, RouterError> {
+    ApiRouter::new(routes::EVIDENCE_ROUTES)?
+        .handle("issueChallenge", challenge)?
+        .handle("attest", attest)?
+        .finish()
 }
 
 fn finish(routes: Router<AppState>, state: AppState) -> Router {
@@ -57,38 +59,45 @@ fn finish(routes: Router<AppState>, state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The admin routes, and with `with_devices` the device routes too (when the device API has
-/// no TLS listener of its own: `mposd` on localhost).
-pub fn router(state: AppState, with_devices: bool) -> Router {
-    let mut routes = Router::new()
-        .route(
-            "/v1/tenants/{tenant_id}/devices/{device_id}",
-            get(device_history),
-        )
-        .route(
-            "/v1/tenants/{tenant_id}/attestation-policy",
-            get(get_policy).put(put_policy),
-        )
-        .route(
-            "/v1/tenants/{tenant_id}/attestation/dashboard",
-            get(dashboard),
-        )
-        .route("/v1/attestation/trust", get(trust_status))
-        .route("/v1/attestation/trust/refresh", post(trust_refresh))
-        .route("/v1/attestation/trust/anchors", put(replace_anchors))
-        .route("/v1/attestation/token-keys", get(token_keys));
+/// The admin routes ([`routes::ADMIN_ROUTES`]), and with `with_devices` the device routes too
+/// (when the device API has no TLS listener of its own: `mposd` on localhost); the OpenAPI
+/// document of both APIs at `GET /openapi.json` (no credentials). Fails only when the route
+/// tables and the handlers disagree.
+pub fn router(state: AppState, with_devices: bool) -> Result<Router, RouterError> {
+    let document = routes::openapi()?;
+    let mut api = ApiRouter::new(routes::ADMIN_ROUTES)?
+        .handle("getDeviceHistory", device_history)?
+        .handle("getAttestationPolicy", get_policy)?
+        .handle("putAttestationPolicy", put_policy)?
+        .handle("getAttestationDashboard", dashboard)?
+        .handle("getTrustStatus", trust_status)?
+        .handle("refreshTrust", trust_refresh)?
+        .handle("replaceTrustAnchors", replace_anchors)?
+        .handle("getTokenKeys", token_keys)?
+        .finish()?;
     if with_devices {
-        routes = routes.merge(device_routes());
+        api = api.merge(evidence_routes()?);
     }
-    finish(routes, state)
+    Ok(finish(
+        api.route(OPENAPI_PATH, serve_document(&document)),
+        state,
+    ))
 }
 
-/// The device API alone (its TLS listener): the device routes and the public token keys.
-pub fn device_router(state: AppState) -> Router {
-    finish(
-        device_routes().route("/v1/attestation/token-keys", get(token_keys)),
+/// The device API alone (its TLS listener): [`routes::DEVICE_ROUTES`], the device routes and
+/// the public token keys, and the device API's OpenAPI document at `GET /openapi.json`. Fails
+/// only when the route table and the handlers disagree.
+pub fn device_router(state: AppState) -> Result<Router, RouterError> {
+    let document = routes::device_openapi()?;
+    let api = ApiRouter::new(routes::DEVICE_ROUTES)?
+        .handle("issueChallenge", challenge)?
+        .handle("attest", attest)?
+        .handle("getDeviceTokenKeys", token_keys)?
+        .finish()?;
+    Ok(finish(
+        api.route(OPENAPI_PATH, serve_document(&document)),
         state,
-    )
+    ))
 }
 
 /// The device must be a SoftPOS terminal of a live tenant; another tenant's or an unknown

@@ -13,6 +13,7 @@ pub mod device;
 pub mod engine;
 pub mod evidence;
 pub mod policy;
+pub mod routes;
 pub mod rules;
 pub mod service;
 

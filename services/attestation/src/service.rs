@@ -215,7 +215,8 @@ pub async fn start(
             let tls = Arc::new(
                 device_identity::server_config(chain, key).map_err(std::io::Error::other)?,
             );
-            let devices = crate::api::device_router(state.clone());
+            let devices =
+                crate::api::device_router(state.clone()).map_err(std::io::Error::other)?;
             let shutdown = cancel.clone().cancelled_owned();
             pipelines.spawn(async move {
                 if let Err(error) =
@@ -229,7 +230,7 @@ pub async fn start(
         }
     };
     let http_addr = listener.local_addr()?;
-    let app = router(state, device_addr.is_none());
+    let app = router(state, device_addr.is_none()).map_err(std::io::Error::other)?;
     pipelines.serve(listener, app, cancel);
     tracing::info!(address = %http_addr, "attestation api started");
     Ok(Running {
