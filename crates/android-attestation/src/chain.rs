@@ -3,7 +3,8 @@
 //!
 //! See [`verify_chain`] for what is checked and in which order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -432,6 +433,81 @@ pub fn verify_chain(
     revocations: &RevocationList,
     now_unix_seconds: i64,
 ) -> Result<VerifiedChain, ChainError> {
+    verify_chain_with(chain, anchors, revocations, now_unix_seconds, None)
+}
+
+/// Link signatures that verified, so that the links many devices share (a batch or
+/// provisioning intermediate and Google's roots above it, where the slow ECDSA P-384 and
+/// RSA-4096 signatures are) are verified once.
+///
+/// A link is named by the SHA-256 of the signed certificate's DER and of its issuer's
+/// SubjectPublicKeyInfo: a signature over fixed bytes with a fixed key verifies forever, so
+/// a remembered link needs no expiry. Only what depends on time or on the lists is checked
+/// at every call: validity, the status list, the anchors. The leaf's own link (one per
+/// device) is never remembered, nor are failures. At most `capacity` links; when full, it
+/// starts again empty.
+#[derive(Debug)]
+pub struct LinkCache {
+    verified: Mutex<HashSet<[u8; 32]>>,
+    capacity: usize,
+}
+
+impl LinkCache {
+    /// An empty cache of at most `capacity` links.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            verified: Mutex::new(HashSet::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// How many links are remembered.
+    pub fn len(&self) -> usize {
+        self.verified.lock().map(|set| set.len()).unwrap_or(0)
+    }
+
+    /// Whether no link is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn key(cert_der: &[u8], issuer_spki_der: &[u8]) -> [u8; 32] {
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        context.update(
+            &u64::try_from(cert_der.len())
+                .unwrap_or(u64::MAX)
+                .to_be_bytes(),
+        );
+        context.update(cert_der);
+        context.update(issuer_spki_der);
+        let mut key = [0_u8; 32];
+        key.copy_from_slice(context.finish().as_ref());
+        key
+    }
+
+    fn contains(&self, key: &[u8; 32]) -> bool {
+        self.verified.lock().is_ok_and(|set| set.contains(key))
+    }
+
+    fn insert(&self, key: [u8; 32]) {
+        if let Ok(mut set) = self.verified.lock() {
+            if set.len() >= self.capacity {
+                set.clear();
+            }
+            set.insert(key);
+        }
+    }
+}
+
+/// [`verify_chain`], with the link signatures above the leaf looked up in and added to
+/// `links` ([`LinkCache`]); every other check runs at every call.
+pub fn verify_chain_with(
+    chain: &[Vec<u8>],
+    anchors: &TrustAnchors,
+    revocations: &RevocationList,
+    now_unix_seconds: i64,
+    links: Option<&LinkCache>,
+) -> Result<VerifiedChain, ChainError> {
     // 1. Length.
     if chain.len() < 2 {
         return Err(ChainError::TooShort { len: chain.len() });
@@ -481,7 +557,22 @@ pub fn verify_chain(
         if cert.issuer().as_raw() != issuer.subject().as_raw() {
             return Err(ChainError::IssuerMismatch { index });
         }
+        let remembered = match (links, index) {
+            (Some(cache), 1..) => {
+                let der = chain.get(index).map(Vec::as_slice).unwrap_or_default();
+                Some((cache, LinkCache::key(der, issuer.public_key().raw)))
+            }
+            _ => None,
+        };
+        if let Some((cache, key)) = &remembered
+            && cache.contains(key)
+        {
+            continue;
+        }
         check_signature(index, cert, issuer.public_key())?;
+        if let Some((cache, key)) = remembered {
+            cache.insert(key);
+        }
     }
 
     // 6. Validity.

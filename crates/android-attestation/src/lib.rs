@@ -73,8 +73,9 @@ mod serde_helpers;
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
 pub use chain::{
-    ChainError, GOOGLE_EC_ROOT_PEM, GOOGLE_RSA_ROOT_PEM, MAX_CHAIN_LEN, Reason, RevocationList,
-    Status, StatusEntry, TrustAnchors, VerifiedChain, serial_hex, verify_chain,
+    ChainError, GOOGLE_EC_ROOT_PEM, GOOGLE_RSA_ROOT_PEM, LinkCache, MAX_CHAIN_LEN, Reason,
+    RevocationList, Status, StatusEntry, TrustAnchors, VerifiedChain, serial_hex, verify_chain,
+    verify_chain_with,
 };
 pub use error::AttestationError;
 pub use model::{

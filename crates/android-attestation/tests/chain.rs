@@ -499,3 +499,97 @@ proptest! {
         let _ = verify_chain(&chain, &TrustAnchors::google(), &RevocationList::empty(), now);
     }
 }
+
+#[test]
+fn remembered_links_never_let_a_bad_chain_through() {
+    use android_attestation::{LinkCache, verify_chain_with};
+    let pki = TestPki::build(&DEFAULT);
+    let anchors = pki.anchors();
+    let none = RevocationList::empty();
+    let cache = LinkCache::new(16);
+    let cold = verify_chain_with(&pki.chain, &anchors, &none, NOW, Some(&cache)).expect("verifies");
+    // Only the intermediate's link is remembered, not the leaf's (one per device).
+    assert_eq!(cache.len(), 1);
+    let warm = verify_chain_with(&pki.chain, &anchors, &none, NOW, Some(&cache)).expect("verifies");
+    assert_eq!(cold, warm);
+    assert_eq!(
+        warm,
+        verify_chain(&pki.chain, &anchors, &none, NOW).expect("verifies")
+    );
+    // With the cache warm: a tampered leaf or intermediate, a revoked intermediate, a time
+    // outside the validity and another anchor set are all still refused.
+    for index in 0..2 {
+        let mut chain = pki.chain.clone();
+        let last = chain[index].last_mut().expect("non-empty");
+        *last ^= 0x01;
+        assert!(
+            matches!(
+                verify_chain_with(&chain, &anchors, &none, NOW, Some(&cache)),
+                Err(ChainError::BadSignature { index: i, .. }) if i == index
+            ),
+            "certificate {index}"
+        );
+    }
+    assert!(matches!(
+        verify_chain_with(
+            &pki.chain,
+            &anchors,
+            &revocations("8f0102", "REVOKED"),
+            NOW,
+            Some(&cache)
+        ),
+        Err(ChainError::Revoked { index: 1, .. })
+    ));
+    assert!(matches!(
+        verify_chain_with(&pki.chain, &anchors, &none, 2_082_758_400, Some(&cache)),
+        Err(ChainError::Expired { .. })
+    ));
+    assert_eq!(
+        verify_chain_with(
+            &pki.chain,
+            &TrustAnchors::google(),
+            &none,
+            NOW,
+            Some(&cache)
+        ),
+        Err(ChainError::UnknownRoot { index: 2 })
+    );
+    // Another PKI's intermediate is verified on its own, and the cache stays bounded.
+    let small = LinkCache::new(1);
+    let other = TestPki::build(&DEFAULT);
+    for pki in [&pki, &other] {
+        verify_chain_with(&pki.chain, &pki.anchors(), &none, NOW, Some(&small)).expect("verifies");
+        assert_eq!(small.len(), 1);
+    }
+    assert!(matches!(
+        verify_chain_with(&other.chain, &anchors, &none, NOW, Some(&cache)),
+        Err(ChainError::UnknownRoot { .. })
+    ));
+}
+
+#[test]
+fn every_fixture_chain_verifies_the_same_with_remembered_links() {
+    use android_attestation::{LinkCache, verify_chain_with};
+    let cache = LinkCache::new(1_024);
+    for pass in 0..2 {
+        for path in fixture_chains() {
+            let chain = read_pem_chain(&path).expect("chain");
+            let now = time_inside(&chain, &name(&path));
+            let plain = verify_chain(
+                &chain,
+                &TrustAnchors::google(),
+                &RevocationList::empty(),
+                now,
+            );
+            let cached = verify_chain_with(
+                &chain,
+                &TrustAnchors::google(),
+                &RevocationList::empty(),
+                now,
+                Some(&cache),
+            );
+            assert_eq!(plain, cached, "{} (pass {pass})", name(&path));
+        }
+    }
+    assert!(!cache.is_empty());
+}

@@ -47,6 +47,8 @@ pub struct Attestor {
     pub(crate) adoption: ProjectionRunner<AdoptionProjection>,
     /// Play Integrity verdicts requested per (tenant, UTC day), in this process.
     quota: Mutex<HashMap<(String, String), u32>>,
+    /// Verified link signatures above the leaves (ADR 14, docs/benchmarks.md).
+    links: android_attestation::LinkCache,
 }
 
 impl std::fmt::Debug for Attestor {
@@ -87,6 +89,7 @@ impl Attestor {
             tokens,
             settings,
             quota: Mutex::new(HashMap::new()),
+            links: android_attestation::LinkCache::new(16_384),
         }
     }
 
@@ -252,6 +255,7 @@ impl Attestor {
                 anchors: &snapshot.anchors,
                 revocations: &snapshot.revocations,
                 stale: self.trust.is_stale(),
+                links: Some(&self.links),
             },
             &policy.policy,
             u64::try_from(now_us / 1_000).unwrap_or(0),

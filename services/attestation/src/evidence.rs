@@ -7,7 +7,7 @@
 
 use android_attestation::play_integrity::{self, Expectations, Expected, PlayIntegrityVerdict};
 use android_attestation::{AuthorizationList, SecurityLevel, VerifiedBootState};
-use android_attestation::{RevocationList, TrustAnchors, verify_chain};
+use android_attestation::{LinkCache, RevocationList, TrustAnchors, verify_chain_with};
 use base64::Engine as _;
 use mpos_proto::attestation as pb;
 use sha2::{Digest, Sha256};
@@ -34,6 +34,8 @@ pub struct Trust<'a> {
     pub revocations: &'a RevocationList,
     /// The status list could not be refreshed for too long.
     pub stale: bool,
+    /// Link signatures already verified (the intermediates and roots devices share).
+    pub links: Option<&'a LinkCache>,
 }
 
 /// The Play Integrity request hash of a challenge: its base64url form without padding (the
@@ -95,7 +97,13 @@ pub fn examine(
         summary.leaf_sha256 = hex::encode(Sha256::digest(leaf));
     }
     let now_s = i64::try_from(now_ms / 1_000).unwrap_or(i64::MAX);
-    match verify_chain(&evidence.chain, trust.anchors, trust.revocations, now_s) {
+    match verify_chain_with(
+        &evidence.chain,
+        trust.anchors,
+        trust.revocations,
+        now_s,
+        trust.links,
+    ) {
         Err(error) => findings.push(shown(&rules::KA_CHAIN_INVALID, error.to_string())),
         Ok(verified) => {
             let description = &verified.key_description;
@@ -207,6 +215,7 @@ mod tests {
             anchors: &anchors,
             revocations: &revocations,
             stale: true,
+            links: None,
         };
         let summary = examine(
             &Evidence {
@@ -260,6 +269,7 @@ mod tests {
             anchors: &anchors,
             revocations: &revocations,
             stale: false,
+            links: None,
         };
         let evidence = Evidence {
             chain: chain.clone(),
@@ -311,7 +321,7 @@ mod tests {
                 play_integrity: verdict,
                 signals: pb::AppSignals { package_name: package, ..pb::AppSignals::default() },
             };
-            let trust = Trust { anchors: &anchors, revocations: &revocations, stale: false };
+            let trust = Trust { anchors: &anchors, revocations: &revocations, stale: false, links: None };
             let summary = examine(&evidence, &challenge, trust, &pb::Policy::default(), 1_800_000_000_000);
             prop_assert!(codes(&summary).contains(&"KA_CHAIN_INVALID"));
             let situation = rules::Situation { now_s: 1_800_000_000, last_play_integrity_s: 0, reattestation_missed: false };
