@@ -6,12 +6,15 @@
 //! * [`outbox`]: commit → relay → broker → subscriber lag against a bare publish → receive;
 //! * [`hsm`]: hsm-proxy `TranslatePinData` over NATS request-reply against a bare NATS echo;
 //! * [`token`]: the SoftPOS attestation token verified per second on the payment path;
+//! * [`attestation`]: a real device's key attestation chain examined and judged by a tenant
+//!   policy per second, against `verify_chain` alone and the bare signature checks;
 //! * [`ki`]: key-injection's keys injected per second for a batch of simulated devices
 //!   against the bare hsm-proxy `ExportKey` of the same format.
 //!
 //! Run it with `cargo run --release -p mpos-bench -- [append|replay|outbox|hsm|all] [--quick]`.
 
 pub mod append;
+pub mod attestation;
 mod backend;
 mod data;
 pub mod hsm;

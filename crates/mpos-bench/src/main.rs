@@ -1,5 +1,6 @@
-//! `mpos-bench [append|replay|outbox|hsm|tms|ki|all] [--quick] [--markdown]`: kernel, hsm-proxy and
-//! terminal-management benchmarks, each figure next to a floor measured in the same run.
+//! `mpos-bench [append|replay|outbox|hsm|tms|ki|token|attestation|all] [--quick] [--markdown]`:
+//! kernel, hsm-proxy, terminal-management and attestation benchmarks, each figure next to a
+//! floor measured in the same run.
 
 use clap::{Parser, ValueEnum};
 use mpos_bench::append::{self, AppendConfig};
@@ -25,6 +26,8 @@ enum What {
     Ki,
     /// The SoftPOS attestation token: ES256 verifications per second.
     Token,
+    /// SoftPOS attestation: a real key attestation chain plus policy, verifications per second.
+    Attestation,
     All,
 }
 
@@ -144,6 +147,20 @@ async fn main() -> std::process::ExitCode {
             Err(error) => {
                 failed = true;
                 report.notes.push(format!("token FAILED: {error:#}"));
+            }
+        }
+    }
+    if matches!(cli.what, What::Attestation | What::All) {
+        let config = if cli.quick {
+            mpos_bench::attestation::AttestationBenchConfig::quick()
+        } else {
+            mpos_bench::attestation::AttestationBenchConfig::full()
+        };
+        match mpos_bench::attestation::run(&config) {
+            Ok(result) => mpos_bench::attestation::add_to(&mut report, &config, &result),
+            Err(error) => {
+                failed = true;
+                report.notes.push(format!("attestation FAILED: {error:#}"));
             }
         }
     }

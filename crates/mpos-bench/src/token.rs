@@ -214,7 +214,7 @@ fn on_threads(
 }
 
 /// The median of `rates` and how the report shows it (with the range over several runs).
-fn figure(rates: &[f64]) -> (f64, String) {
+pub(crate) fn figure(rates: &[f64]) -> (f64, String) {
     let rate = median(rates);
     if rates.len() > 1 {
         let (low, high) = min_max(rates);

@@ -1,8 +1,8 @@
 //! The harness works: a quick append run on SQLite yields positive, finite throughputs; a
 //! one-second hsm run (needs NATS at `MPOS_BENCH_NATS_URL`, default nats://127.0.0.1:4222)
 //! translates PIN blocks without a single failure; a quick token run verifies every token it
-//! issued. (No timing assertions: this is a smoke
-//! test, not a performance test.)
+//! issued; a quick attestation run judges real device chains under both Google roots the same
+//! way at every call. (No timing assertions: this is a smoke test, not a performance test.)
 
 use mpos_bench::append::{self, AppendConfig};
 use mpos_bench::hsm::{self, HsmBenchConfig};
@@ -56,4 +56,38 @@ fn the_quick_token_benchmark_verifies_every_token() {
         assert!(run.floor.is_finite() && run.floor > 0.0, "{run:?}");
         assert!(run.warm.is_finite() && run.warm > 0.0, "{run:?}");
     }
+}
+
+/// The attestation benchmark examines and judges real device chains under both Google roots
+/// and reproduces the set-up's verdict at every call (a different one fails the run).
+#[test]
+fn the_quick_attestation_benchmark_judges_every_chain() {
+    use mpos_bench::attestation::{self, AttestationBenchConfig, Root};
+    use mpos_proto::attestation::Verdict;
+
+    let config = AttestationBenchConfig::quick();
+    let result = attestation::run(&config).expect("attestation benchmark");
+    assert_eq!(result.runs.len(), config.repetitions * 2);
+    for root in [Root::Ec, Root::Rsa] {
+        assert!(result.runs.iter().any(|run| run.root == root), "{root}");
+        assert!(
+            result.outcomes.iter().any(|outcome| outcome.root == root),
+            "{root}"
+        );
+    }
+    for run in &result.runs {
+        for rate in [run.rate, run.chain_floor, run.signature_floor] {
+            assert!(rate.is_finite() && rate > 0.0, "{run:?}");
+        }
+    }
+    for outcome in &result.outcomes {
+        assert!(
+            matches!(outcome.verdict, Verdict::Allow | Verdict::Flag),
+            "{outcome:?}"
+        );
+        assert!(!outcome.links.is_empty(), "{outcome:?}");
+    }
+    assert_eq!(result.status_entries, config.status_entries);
+    assert!(!result.links.is_empty());
+    assert!(result.links.iter().all(|link| link.rate > 0.0));
 }
