@@ -19,7 +19,7 @@ use rand::RngCore as _;
 use crate::dashboard::{AdoptionProjection, DevicesProjection};
 use crate::device::{AGGREGATE_TYPE as DEVICE, Device, DeviceCommand, DeviceEvent};
 use crate::evidence::{self, Evidence, Trust};
-use crate::policy::{PolicyCommand, PolicyEvent, TenantPolicy};
+use crate::policy::{PolicyCommand, TenantPolicy};
 use crate::rules::Effective;
 
 /// Who acts (the envelope's actor).
@@ -108,34 +108,57 @@ impl Attestor {
         }
     }
 
+    /// Applies to `state` the events of one aggregate after `sequence`; returns the last
+    /// sequence applied (so that a later call reads only what came since).
+    async fn replay<A>(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        sequence: u64,
+        state: &mut A,
+    ) -> Result<u64, ServiceError>
+    where
+        A: cqrs_es::Aggregate,
+        A::Event: serde::de::DeserializeOwned,
+    {
+        let mut last = sequence;
+        for stored in self
+            .store
+            .read_aggregate(aggregate_type, aggregate_id, sequence)
+            .await?
+        {
+            let event: A::Event =
+                serde_json::from_str(&stored.event.payload).map_err(unreadable)?;
+            state.apply(event);
+            last = stored.event.sequence;
+        }
+        Ok(last)
+    }
+
     /// The tenant's current policy (version 0 and the defaults before the first edit).
     pub async fn policy(&self, tenant_id: &str) -> Result<TenantPolicy, ServiceError> {
-        let events = self
-            .store
-            .read_aggregate(crate::policy::AGGREGATE_TYPE, tenant_id, 0)
-            .await?;
         let mut policy = TenantPolicy::default();
-        for stored in events {
-            let event: PolicyEvent =
-                serde_json::from_str(&stored.event.payload).map_err(unreadable)?;
-            cqrs_es::Aggregate::apply(&mut policy, event);
-        }
+        self.replay(crate::policy::AGGREGATE_TYPE, tenant_id, 0, &mut policy)
+            .await?;
         Ok(policy)
+    }
+
+    /// A device's state (default if it never asked for a challenge) and its last sequence.
+    async fn load_device(
+        &self,
+        tenant_id: &str,
+        device_id: &str,
+    ) -> Result<(Device, u64), ServiceError> {
+        let mut device = Device::default();
+        let sequence = self
+            .replay(DEVICE, &device_key(tenant_id, device_id), 0, &mut device)
+            .await?;
+        Ok((device, sequence))
     }
 
     /// A device's state (default if it never asked for a challenge).
     pub async fn device(&self, tenant_id: &str, device_id: &str) -> Result<Device, ServiceError> {
-        let events = self
-            .store
-            .read_aggregate(DEVICE, &device_key(tenant_id, device_id), 0)
-            .await?;
-        let mut device = Device::default();
-        for stored in events {
-            let event: DeviceEvent =
-                serde_json::from_str(&stored.event.payload).map_err(unreadable)?;
-            cqrs_es::Aggregate::apply(&mut device, event);
-        }
-        Ok(device)
+        Ok(self.load_device(tenant_id, device_id).await?.0)
     }
 
     /// Whether a Play Integrity verdict is asked for now: the device's is due under the
@@ -226,7 +249,7 @@ impl Attestor {
             )));
         }
         let now_us = mpos_es::now_micros();
-        let device = self.device(tenant_id, device_id).await?;
+        let (mut device, sequence) = self.load_device(tenant_id, device_id).await?;
         let challenge = device
             .challenge(&request.challenge_id)
             .ok_or(crate::device::DeviceError::ChallengeUnknown)?;
@@ -276,7 +299,9 @@ impl Attestor {
             Self::metadata(actor, tenant_id),
         )
         .await?;
-        let after = self.device(tenant_id, device_id).await?;
+        // Only the events this attestation wrote (or a concurrent writer's) are read back.
+        self.replay(DEVICE, &key, sequence, &mut device).await?;
+        let after = device;
         let verdict = after.current_verdict();
         metrics::counter!("mpos_attestation_verdicts_total", "verdict" => verdict.as_str_name())
             .increment(1);
@@ -389,10 +414,12 @@ impl Attestor {
         let now_us = mpos_es::now_micros();
         let (mut devices, mut changed) = (0, 0);
         for device_id in self.device_ids(tenant_id).await? {
-            let before = self.device(tenant_id, &device_id).await?;
+            let key = device_key(tenant_id, &device_id);
+            let (mut device, sequence) = self.load_device(tenant_id, &device_id).await?;
+            let before = device.verdict;
             mpos_es::execute_retrying(
                 &self.devices,
-                &device_key(tenant_id, &device_id),
+                &key,
                 DeviceCommand::Reevaluate {
                     policy: policy.policy.clone(),
                     policy_version: policy.version,
@@ -402,9 +429,9 @@ impl Attestor {
                 8,
             )
             .await?;
-            let after = self.device(tenant_id, &device_id).await?;
+            self.replay(DEVICE, &key, sequence, &mut device).await?;
             devices += 1;
-            changed += u64::from(before.verdict != after.verdict);
+            changed += u64::from(before != device.verdict);
         }
         Ok((devices, changed))
     }
