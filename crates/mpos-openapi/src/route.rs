@@ -128,6 +128,22 @@ impl Route {
     pub fn openapi_path(&self) -> String {
         self.path.replace("{*", "{")
     }
+
+    /// A concrete path of the route, every parameter replaced by `example` (for tests that
+    /// call each documented route).
+    pub fn example_path(&self, example: &str) -> String {
+        self.path
+            .split('/')
+            .map(|segment| {
+                if segment.starts_with('{') {
+                    example
+                } else {
+                    segment
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
 }
 
 /// The document-level facts of an API.

@@ -28,6 +28,17 @@ impl Method {
             Self::Patch => MethodFilter::PATCH,
         }
     }
+
+    /// The HTTP method (the `http` crate's, which axum and reqwest share).
+    pub fn http(self) -> axum::http::Method {
+        match self {
+            Self::Get => axum::http::Method::GET,
+            Self::Post => axum::http::Method::POST,
+            Self::Put => axum::http::Method::PUT,
+            Self::Delete => axum::http::Method::DELETE,
+            Self::Patch => axum::http::Method::PATCH,
+        }
+    }
 }
 
 /// A `GET` handler answering the document as `application/json` (rendered once).

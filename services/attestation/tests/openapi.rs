@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use attestation::routes::{self, ADMIN_ROUTES, DEVICE_ROUTES, EVIDENCE_ROUTES};
 use mpos_config::Vars;
-use mpos_openapi::{Method, Route};
+use mpos_openapi::Route;
 use mpos_service::{CommonConfig, Infrastructure};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -234,39 +234,16 @@ async fn both_listeners_serve_their_document_without_credentials() {
     service.stop().await;
 }
 
-/// The path with every parameter replaced by a dummy id.
-fn concrete(route: &Route) -> String {
-    route
-        .path
-        .split('/')
-        .map(|segment| {
-            if segment.starts_with('{') {
-                "x-1"
-            } else {
-                segment
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-fn method(route: &Route) -> reqwest::Method {
-    match route.method {
-        Method::Get => reqwest::Method::GET,
-        Method::Post => reqwest::Method::POST,
-        Method::Put => reqwest::Method::PUT,
-        Method::Delete => reqwest::Method::DELETE,
-        Method::Patch => reqwest::Method::PATCH,
-    }
-}
-
 async fn call(
     client: &reqwest::Client,
     base: &str,
     route: &Route,
     token: Option<&str>,
 ) -> (u16, Value) {
-    let mut request = client.request(method(route), format!("{base}{}", concrete(route)));
+    let mut request = client.request(
+        route.method.http(),
+        format!("{base}{}", route.example_path("x-1")),
+    );
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }

@@ -6,7 +6,7 @@ mod common;
 
 use common::pki::TestCa;
 use common::{TOKEN, TestService, embedded};
-use mpos_openapi::{Method, Route};
+use mpos_openapi::Route;
 use serde_json::{Value, json};
 use terminal_management::api::routes::{self, ADMIN_ROUTES, DEVICE_ROUTES};
 
@@ -110,39 +110,16 @@ async fn the_service_serves_the_document_without_credentials() {
     service.stop().await;
 }
 
-/// The path with every parameter replaced by a dummy id.
-fn concrete(route: &Route) -> String {
-    route
-        .path
-        .split('/')
-        .map(|segment| {
-            if segment.starts_with('{') {
-                "x-1"
-            } else {
-                segment
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-fn method(route: &Route) -> reqwest::Method {
-    match route.method {
-        Method::Get => reqwest::Method::GET,
-        Method::Post => reqwest::Method::POST,
-        Method::Put => reqwest::Method::PUT,
-        Method::Delete => reqwest::Method::DELETE,
-        Method::Patch => reqwest::Method::PATCH,
-    }
-}
-
 async fn call(
     client: &reqwest::Client,
     base: &str,
     route: &Route,
     token: Option<&str>,
 ) -> (u16, Value) {
-    let mut request = client.request(method(route), format!("{base}{}", concrete(route)));
+    let mut request = client.request(
+        route.method.http(),
+        format!("{base}{}", route.example_path("x-1")),
+    );
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
