@@ -21,6 +21,12 @@ pub mod mpos {
             include!(concat!(env!("OUT_DIR"), "/mpos.attestation.v1.serde.rs"));
         }
     }
+    pub mod authorization {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/mpos.authorization.v1.rs"));
+            include!(concat!(env!("OUT_DIR"), "/mpos.authorization.v1.serde.rs"));
+        }
+    }
     pub mod common {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/mpos.common.v1.rs"));
@@ -39,6 +45,12 @@ pub mod mpos {
             include!(concat!(env!("OUT_DIR"), "/mpos.key_injection.v1.serde.rs"));
         }
     }
+    pub mod routing {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/mpos.routing.v1.rs"));
+            include!(concat!(env!("OUT_DIR"), "/mpos.routing.v1.serde.rs"));
+        }
+    }
     pub mod terminal_management {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/mpos.terminal_management.v1.rs"));
@@ -51,9 +63,11 @@ pub mod mpos {
 }
 
 pub use mpos::attestation::v1 as attestation;
+pub use mpos::authorization::v1 as authorization;
 pub use mpos::common::v1 as common;
 pub use mpos::hsm::v1 as hsm;
 pub use mpos::key_injection::v1 as key_injection;
+pub use mpos::routing::v1 as routing;
 pub use mpos::terminal_management::v1 as terminal_management;
 
 /// A UTC instant as a protobuf timestamp.
