@@ -6,5 +6,12 @@
 #![deny(missing_docs)]
 
 pub mod brand;
+pub mod rules;
 
 pub use brand::{CardBrand, UnknownBrandName};
+pub use rules::{
+    BinRange, BinRangeProblem, ConditionField, Conditions, EntryMode, MAX_CONDITIONS,
+    MAX_ROUTE_ACQUIRERS, MAX_RULE_ID_CHARS, MAX_RULES, RangeEnd, Route, RouteInput, RouteRef, Rule,
+    RuleError, RuleRef, RuleSet, TransactionType, WeightedAcquirer, explain_match,
+    is_valid_rule_id,
+};
