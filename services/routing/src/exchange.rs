@@ -1,0 +1,449 @@
+//! The exchange aggregate (id `<tenant>/<payment id>`): one payment's routing decision, each
+//! message sent to an acquirer and its answer, and the reversal that follows a payment whose
+//! outcome the platform cannot stand behind, kept until the acquirer acknowledges it.
+//!
+//! ```text
+//! decided → sent(1) → answered | unavailable → sent(2) → ...
+//! sent(n) | answered → reversal queued → (attempt failed)* → reversal acknowledged
+//! ```
+//!
+//! `AcquirerRequestSent` is written *before* the message goes out, so a crash between send and
+//! answer leaves a sent attempt without an answer, which the service reverses at start. Pure
+//! domain logic.
+
+use cqrs_es::Aggregate;
+use cqrs_es::event_sink::EventSink;
+use mpos_errors::ServiceError;
+use mpos_proto::routing as pb;
+use serde::{Deserialize, Serialize};
+
+/// The aggregate type in the event log and on the bus.
+pub const AGGREGATE_TYPE: &str = "exchange";
+
+/// Why an exchange command was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ExchangeError {
+    /// The payment was routed before (a retry of the same payment).
+    #[error("the payment was routed already")]
+    AlreadyDecided,
+    /// The command does not fit the exchange's state.
+    #[error("{0}")]
+    InvalidTransition(&'static str),
+    /// Nothing was sent, so there is nothing to reverse.
+    #[error("nothing was sent to an acquirer for this payment: nothing to reverse")]
+    NothingToReverse,
+}
+
+impl From<ExchangeError> for ServiceError {
+    fn from(error: ExchangeError) -> Self {
+        let message = error.to_string();
+        match error {
+            ExchangeError::AlreadyDecided => ServiceError::already_exists(message),
+            ExchangeError::InvalidTransition(_) | ExchangeError::NothingToReverse => {
+                ServiceError::conflict(message)
+            }
+        }
+    }
+}
+
+/// What can be asked of an exchange.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExchangeCommand {
+    /// Record the routing decision.
+    Decide(pb::RouteDecided),
+    /// Record that a message is about to be sent.
+    Send(pb::AcquirerRequestSent),
+    /// Record the answer (or its absence) to the attempt in flight.
+    Respond(pb::AcquirerResponded),
+    /// Queue a reversal until the acquirer acknowledges it.
+    QueueReversal(pb::ReversalQueued),
+    /// A delivery attempt of the reversal failed.
+    ReversalFailed(pb::ReversalAttemptFailed),
+    /// The acquirer acknowledged the reversal.
+    AcknowledgeReversal(pb::ReversalAcknowledged),
+}
+
+mpos_es::proto_events! {
+    /// Events of the exchange aggregate.
+    pub enum ExchangeEvent {
+        /// The decision.
+        Decided(pb::RouteDecided) = "mpos.routing.v1.RouteDecided",
+        /// A message is going out.
+        RequestSent(pb::AcquirerRequestSent) = "mpos.routing.v1.AcquirerRequestSent",
+        /// Its answer, or none.
+        Responded(pb::AcquirerResponded) = "mpos.routing.v1.AcquirerResponded",
+        /// A reversal queued.
+        ReversalQueued(pb::ReversalQueued) = "mpos.routing.v1.ReversalQueued",
+        /// A reversal delivery failed.
+        ReversalAttemptFailed(pb::ReversalAttemptFailed) = "mpos.routing.v1.ReversalAttemptFailed",
+        /// The reversal acknowledged.
+        ReversalAcknowledged(pb::ReversalAcknowledged) = "mpos.routing.v1.ReversalAcknowledged",
+    }
+}
+
+/// One message sent and its answer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// What was sent.
+    pub sent: pb::AcquirerRequestSent,
+    /// The answer, once known.
+    pub answer: Option<pb::AcquirerResponded>,
+}
+
+/// A reversal's progress.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reversal {
+    /// What is reversed.
+    pub queued: pb::ReversalQueued,
+    /// Failed deliveries so far.
+    pub failures: u32,
+    /// The last failure's next attempt time, Unix microseconds (0: now).
+    pub next_attempt_at_us: i64,
+    /// The acknowledgement.
+    pub acknowledged: Option<pb::ReversalAcknowledged>,
+}
+
+/// An exchange's state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Exchange {
+    /// The decision.
+    pub decided: Option<pb::RouteDecided>,
+    /// The attempts, in order.
+    pub attempts: Vec<Attempt>,
+    /// The reversal, if one was queued.
+    pub reversal: Option<Reversal>,
+}
+
+fn outcome(answer: &pb::AcquirerResponded) -> pb::ExchangeOutcome {
+    pb::ExchangeOutcome::try_from(answer.outcome).unwrap_or(pb::ExchangeOutcome::Unspecified)
+}
+
+impl Exchange {
+    /// The attempt sent and not answered yet.
+    pub fn in_flight(&self) -> Option<&Attempt> {
+        self.attempts
+            .last()
+            .filter(|attempt| attempt.answer.is_none())
+    }
+
+    /// The last attempt that reached an acquirer (sent and not refused before sending).
+    pub fn last_delivered(&self) -> Option<&Attempt> {
+        self.attempts.iter().rev().find(|attempt| {
+            attempt
+                .answer
+                .as_ref()
+                .is_none_or(|answer| outcome(answer) != pb::ExchangeOutcome::Unavailable)
+        })
+    }
+
+    /// Whether a reversal is queued and not acknowledged.
+    pub fn reversal_pending(&self) -> bool {
+        self.reversal
+            .as_ref()
+            .is_some_and(|reversal| reversal.acknowledged.is_none())
+    }
+
+    fn decide(&self, command: ExchangeCommand) -> Result<Vec<ExchangeEvent>, ExchangeError> {
+        use ExchangeError::InvalidTransition as Invalid;
+        match command {
+            ExchangeCommand::Decide(decided) => {
+                if self.decided.is_some() {
+                    return Err(ExchangeError::AlreadyDecided);
+                }
+                Ok(vec![ExchangeEvent::Decided(decided)])
+            }
+            ExchangeCommand::Send(sent) => {
+                let Some(decided) = &self.decided else {
+                    return Err(Invalid("no routing decision to send on"));
+                };
+                if !decided.no_route_reason.is_empty() {
+                    return Err(Invalid("the payment has no route"));
+                }
+                if self.reversal.is_some() {
+                    return Err(Invalid("the payment is being reversed"));
+                }
+                if let Some(last) = self.attempts.last() {
+                    match &last.answer {
+                        None => return Err(Invalid("an attempt is in flight")),
+                        Some(answer) if outcome(answer) != pb::ExchangeOutcome::Unavailable => {
+                            return Err(Invalid("the acquirer answered already"));
+                        }
+                        Some(_) => {}
+                    }
+                }
+                let expected = u32::try_from(self.attempts.len()).unwrap_or(u32::MAX) + 1;
+                if sent.attempt != expected {
+                    return Err(Invalid("attempts are numbered 1, 2, ... in order"));
+                }
+                Ok(vec![ExchangeEvent::RequestSent(sent)])
+            }
+            ExchangeCommand::Respond(answer) => {
+                if self.in_flight().is_none() {
+                    return Err(Invalid("no attempt in flight"));
+                }
+                Ok(vec![ExchangeEvent::Responded(answer)])
+            }
+            ExchangeCommand::QueueReversal(queued) => {
+                if self.reversal.is_some() {
+                    return Ok(Vec::new());
+                }
+                let Some(delivered) = self.last_delivered() else {
+                    return Err(ExchangeError::NothingToReverse);
+                };
+                if delivered
+                    .answer
+                    .as_ref()
+                    .is_some_and(|answer| outcome(answer) == pb::ExchangeOutcome::Declined)
+                {
+                    return Err(Invalid("the acquirer declined: nothing to reverse"));
+                }
+                Ok(vec![ExchangeEvent::ReversalQueued(queued)])
+            }
+            ExchangeCommand::ReversalFailed(failed) => {
+                if !self.reversal_pending() {
+                    return Err(Invalid("no reversal pending"));
+                }
+                Ok(vec![ExchangeEvent::ReversalAttemptFailed(failed)])
+            }
+            ExchangeCommand::AcknowledgeReversal(acknowledged) => match &self.reversal {
+                None => Err(Invalid("no reversal queued")),
+                Some(reversal) if reversal.acknowledged.is_some() => Ok(Vec::new()),
+                Some(_) => Ok(vec![ExchangeEvent::ReversalAcknowledged(acknowledged)]),
+            },
+        }
+    }
+}
+
+impl Aggregate for Exchange {
+    const TYPE: &'static str = AGGREGATE_TYPE;
+    type Command = ExchangeCommand;
+    type Event = ExchangeEvent;
+    type Error = ExchangeError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            ExchangeEvent::Decided(decided) => self.decided = Some(decided),
+            ExchangeEvent::RequestSent(sent) => self.attempts.push(Attempt { sent, answer: None }),
+            ExchangeEvent::Responded(answer) => {
+                if let Some(last) = self.attempts.last_mut() {
+                    last.answer = Some(answer);
+                }
+            }
+            ExchangeEvent::ReversalQueued(queued) => {
+                self.reversal = Some(Reversal {
+                    queued,
+                    ..Reversal::default()
+                });
+            }
+            ExchangeEvent::ReversalAttemptFailed(failed) => {
+                if let Some(reversal) = self.reversal.as_mut() {
+                    reversal.failures = reversal.failures.max(failed.attempt);
+                    reversal.next_attempt_at_us = failed
+                        .next_attempt_at
+                        .as_ref()
+                        .map_or(0, mpos_proto::timestamp_to_micros);
+                }
+            }
+            ExchangeEvent::ReversalAcknowledged(acknowledged) => {
+                if let Some(reversal) = self.reversal.as_mut() {
+                    reversal.acknowledged = Some(acknowledged);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cqrs_es::test::TestFramework;
+
+    use super::*;
+
+    type Test = TestFramework<Exchange>;
+
+    fn decided() -> pb::RouteDecided {
+        pb::RouteDecided {
+            tenant_id: "acme".into(),
+            payment_id: "p-1".into(),
+            candidates: vec![
+                pb::Candidate {
+                    acquirer_id: "acq-a".into(),
+                    ..pb::Candidate::default()
+                },
+                pb::Candidate {
+                    acquirer_id: "acq-b".into(),
+                    ..pb::Candidate::default()
+                },
+            ],
+            ..pb::RouteDecided::default()
+        }
+    }
+
+    fn sent(acquirer: &str, attempt: u32) -> pb::AcquirerRequestSent {
+        pb::AcquirerRequestSent {
+            acquirer_id: acquirer.into(),
+            attempt,
+            stan: format!("{attempt:06}"),
+            ..pb::AcquirerRequestSent::default()
+        }
+    }
+
+    fn answered(outcome: pb::ExchangeOutcome) -> pb::AcquirerResponded {
+        pb::AcquirerResponded {
+            outcome: outcome.into(),
+            ..pb::AcquirerResponded::default()
+        }
+    }
+
+    fn history(outcomes: &[pb::ExchangeOutcome]) -> Vec<ExchangeEvent> {
+        let mut events = vec![ExchangeEvent::Decided(decided())];
+        for (index, outcome) in outcomes.iter().enumerate() {
+            let attempt = u32::try_from(index + 1).expect("small");
+            events.push(ExchangeEvent::RequestSent(sent("acq", attempt)));
+            events.push(ExchangeEvent::Responded(answered(*outcome)));
+        }
+        events
+    }
+
+    #[test]
+    fn a_payment_is_decided_once() {
+        Test::with(())
+            .given(vec![ExchangeEvent::Decided(decided())])
+            .when(ExchangeCommand::Decide(decided()))
+            .then_expect_error(ExchangeError::AlreadyDecided);
+    }
+
+    #[test]
+    fn the_next_acquirer_is_tried_only_after_an_unavailable_one() {
+        Test::with(())
+            .given(history(&[pb::ExchangeOutcome::Unavailable]))
+            .when(ExchangeCommand::Send(sent("acq-b", 2)))
+            .then_expect_events(vec![ExchangeEvent::RequestSent(sent("acq-b", 2))]);
+        Test::with(())
+            .given(history(&[pb::ExchangeOutcome::TimedOut]))
+            .when(ExchangeCommand::Send(sent("acq-b", 2)))
+            .then_expect_error(ExchangeError::InvalidTransition(
+                "the acquirer answered already",
+            ));
+        let mut in_flight = vec![ExchangeEvent::Decided(decided())];
+        in_flight.push(ExchangeEvent::RequestSent(sent("acq-a", 1)));
+        Test::with(())
+            .given(in_flight)
+            .when(ExchangeCommand::Send(sent("acq-b", 2)))
+            .then_expect_error(ExchangeError::InvalidTransition("an attempt is in flight"));
+        Test::with(())
+            .given(history(&[pb::ExchangeOutcome::Unavailable]))
+            .when(ExchangeCommand::Send(sent("acq-b", 3)))
+            .then_expect_error(ExchangeError::InvalidTransition(
+                "attempts are numbered 1, 2, ... in order",
+            ));
+    }
+
+    #[test]
+    fn what_reached_no_acquirer_or_was_declined_is_not_reversed() {
+        Test::with(())
+            .given(history(&[pb::ExchangeOutcome::Unavailable]))
+            .when(ExchangeCommand::QueueReversal(pb::ReversalQueued::default()))
+            .then_expect_error(ExchangeError::NothingToReverse);
+        Test::with(())
+            .given(history(&[pb::ExchangeOutcome::Declined]))
+            .when(ExchangeCommand::QueueReversal(pb::ReversalQueued::default()))
+            .then_expect_error(ExchangeError::InvalidTransition(
+                "the acquirer declined: nothing to reverse",
+            ));
+    }
+
+    #[test]
+    fn a_timed_out_or_unanswered_attempt_is_reversed_once_until_acknowledged() {
+        let queued = pb::ReversalQueued {
+            reason: "acquirer_timeout".into(),
+            ..pb::ReversalQueued::default()
+        };
+        Test::with(())
+            .given(history(&[
+                pb::ExchangeOutcome::Unavailable,
+                pb::ExchangeOutcome::TimedOut,
+            ]))
+            .when(ExchangeCommand::QueueReversal(queued.clone()))
+            .then_expect_events(vec![ExchangeEvent::ReversalQueued(queued.clone())]);
+        // Unanswered at a crash.
+        let mut unanswered = vec![ExchangeEvent::Decided(decided())];
+        unanswered.push(ExchangeEvent::RequestSent(sent("acq-a", 1)));
+        Test::with(())
+            .given(unanswered)
+            .when(ExchangeCommand::QueueReversal(queued.clone()))
+            .then_expect_events(vec![ExchangeEvent::ReversalQueued(queued.clone())]);
+        let mut pending = history(&[pb::ExchangeOutcome::Approved]);
+        pending.push(ExchangeEvent::ReversalQueued(queued.clone()));
+        Test::with(())
+            .given(pending.clone())
+            .when(ExchangeCommand::QueueReversal(queued.clone()))
+            .then_expect_events(vec![]);
+        let acknowledged = pb::ReversalAcknowledged {
+            response_code: "00".into(),
+            attempts: 2,
+            ..pb::ReversalAcknowledged::default()
+        };
+        Test::with(())
+            .given(pending.clone())
+            .when(ExchangeCommand::AcknowledgeReversal(acknowledged.clone()))
+            .then_expect_events(vec![ExchangeEvent::ReversalAcknowledged(
+                acknowledged.clone(),
+            )]);
+        let mut done = pending;
+        done.push(ExchangeEvent::ReversalAcknowledged(acknowledged.clone()));
+        Test::with(())
+            .given(done.clone())
+            .when(ExchangeCommand::AcknowledgeReversal(acknowledged))
+            .then_expect_events(vec![]);
+        Test::with(())
+            .given(done)
+            .when(ExchangeCommand::ReversalFailed(
+                pb::ReversalAttemptFailed::default(),
+            ))
+            .then_expect_error(ExchangeError::InvalidTransition("no reversal pending"));
+    }
+
+    #[test]
+    fn the_state_tells_in_flight_and_pending() {
+        let mut exchange = Exchange::default();
+        for event in history(&[pb::ExchangeOutcome::Unavailable]) {
+            exchange.apply(event);
+        }
+        exchange.apply(ExchangeEvent::RequestSent(sent("acq-b", 2)));
+        assert_eq!(
+            exchange.in_flight().map(|a| a.sent.acquirer_id.as_str()),
+            Some("acq-b")
+        );
+        assert_eq!(exchange.last_delivered().map(|a| a.sent.attempt), Some(2));
+        exchange.apply(ExchangeEvent::ReversalQueued(pb::ReversalQueued::default()));
+        assert!(exchange.reversal_pending());
+        exchange.apply(ExchangeEvent::ReversalAttemptFailed(
+            pb::ReversalAttemptFailed {
+                attempt: 1,
+                next_attempt_at: Some(mpos_proto::timestamp_from_micros(5_000_000)),
+                ..pb::ReversalAttemptFailed::default()
+            },
+        ));
+        assert_eq!(
+            exchange
+                .reversal
+                .as_ref()
+                .map(|r| (r.failures, r.next_attempt_at_us)),
+            Some((1, 5_000_000))
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! routing: which acquirer gets a payment, and the conversation with it. Per-tenant rules
+//! ([`rules`]) over BIN range, brand, currency, amount, merchant, MCC, terminal group, entry
+//! mode and transaction type pick a priority list or a weighted split of the tenant's
+//! acquirers ([`acquirer`]); acquirers whose error or timeout rate crosses a threshold are
+//! taken out by a circuit breaker; every decision is recorded with its candidates, the rule
+//! version that matched and why ([`exchange`]); the ISO 8583 messages go over the tenant's
+//! acquirer links, and a payment whose outcome is in doubt is reversed and its reversal kept
+//! until the acquirer acknowledges it.
+
+pub mod acquirer;
+pub mod convert;
+pub mod exchange;
+pub mod rules;
+
+/// The service's name: its log, its stream and its topic are named after it.
+pub const SERVICE: &str = "routing";
+
+/// How this service's events are encoded for the bus.
+pub fn codec() -> mpos_es::EventCodec {
+    mpos_es::EventCodec::new()
+        .register::<rules::RulesEvent>(rules::AGGREGATE_TYPE)
+        .register::<acquirer::AcquirerEvent>(acquirer::AGGREGATE_TYPE)
+        .register::<exchange::ExchangeEvent>(exchange::AGGREGATE_TYPE)
+}
