@@ -14,6 +14,9 @@
 //!   validated both ways, fixed lengths are exact (nothing is padded or truncated: the caller
 //!   supplies `"000000001000"`, not `"1000"`), a field the spec does not define and bytes after
 //!   the last field are errors. [`decode`] never panics.
+//! * [`framing`]: the length prefix (`binary2`, `binary4`, `ascii4`, `bcd2`, `none`) and
+//!   header (e.g. a TPDU) around each message on the wire, and a [`framing::Framer`] that
+//!   splits a received stream.
 //!
 //! # Sensitive data
 //!
@@ -21,7 +24,8 @@
 //! ([`REDACTED_FIELDS`]: PAN, expiry, extended PAN, tracks 1–3, PIN block, ICC data) whatever
 //! the spec, because a message does not know its spec; [`Spec::redacted`] also hides the
 //! fields a spec marks `sensitive`. [`FieldValue`]'s own `Debug` prints only a length. Errors
-//! ([`Iso8583Error`], [`SpecError`]) name fields, offsets and lengths, never content. Field values are zeroized when dropped; the encoded bytes belong to the
+//! ([`Iso8583Error`], [`SpecError`], [`framing::FrameError`]) name fields, offsets and lengths,
+//! never content. Field values are zeroized when dropped; the encoded bytes belong to the
 //! caller.
 //!
 //! # Example
@@ -52,6 +56,7 @@
 #![deny(missing_docs)]
 
 mod codec;
+pub mod framing;
 mod message;
 pub mod spec;
 

@@ -1,7 +1,8 @@
 //! Property tests over both built-in specs: any valid message survives encode → decode
-//! unchanged, decode never panics on arbitrary or damaged input, and whatever decodes
-//! re-encodes and decodes to the same message.
+//! unchanged, decode never panics on arbitrary or damaged input, whatever decodes re-encodes
+//! and decodes to the same message, and the framer reassembles any chunking of a stream.
 
+use iso8583::framing::{Framer, Framing, LengthPrefix};
 use iso8583::{Content, FieldSpec, FieldValue, Length, Message, Mti, Spec, decode, encode};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -148,6 +149,51 @@ proptest! {
             }
             check_decode_invariant(&spec, &bytes)?;
             check_decode_invariant(&spec, &bytes[..cut.index(bytes.len() + 1)])?;
+        }
+    }
+
+    #[test]
+    fn framer_reassembles_any_chunking(
+        messages in vec(vec(any::<u8>(), 1..300), 1..5),
+        prefix in prop::sample::select(LengthPrefix::ALL.to_vec()),
+        header in vec(any::<u8>(), 0..6),
+        chunk in 1usize..40,
+    ) {
+        let framing = Framing::new(prefix, header);
+        let mut framer = Framer::new(framing.clone(), 300);
+        let mut received = Vec::new();
+        if prefix == LengthPrefix::None {
+            // The transport delimits: one push a message.
+            for message in &messages {
+                framer.push(&framing.encode(message).expect("frame"));
+                if let Some(frame) = framer.next_frame().expect("valid frame") {
+                    received.push(frame);
+                }
+            }
+        } else {
+            let mut wire = Vec::new();
+            for message in &messages {
+                wire.extend(framing.encode(message).expect("frame"));
+            }
+            for piece in wire.chunks(chunk) {
+                framer.push(piece);
+                while let Some(frame) = framer.next_frame().expect("valid stream") {
+                    received.push(frame);
+                }
+            }
+        }
+        prop_assert_eq!(received, messages);
+        prop_assert_eq!(framer.buffered(), 0);
+    }
+
+    #[test]
+    fn framer_never_panics(stream in vec(any::<u8>(), 0..300), chunk in 1usize..20, prefix in prop::sample::select(LengthPrefix::ALL.to_vec())) {
+        let mut framer = Framer::new(Framing::new(prefix, [0x60, 0x00, 0x01]), 100);
+        for piece in stream.chunks(chunk) {
+            framer.push(piece);
+            while let Ok(Some(frame)) = framer.next_frame() {
+                prop_assert!(!frame.is_empty() && frame.len() <= 100);
+            }
         }
     }
 }
