@@ -12,6 +12,7 @@ infra/up.sh
 export MPOS_TEST_POSTGRES_URL="${MPOS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 export MPOS_TEST_NATS_URL="${MPOS_TEST_NATS_URL:-nats://127.0.0.1:4222}"
 export MPOS_TEST_KAFKA_URL="${MPOS_TEST_KAFKA_URL:-kafka://127.0.0.1:9092}"
+export MPOS_TEST_PYTHON="${MPOS_TEST_PYTHON:-${MPOS_INFRA_DIR:-/tmp/mpos-infra}/py/bin/python}"
 
 echo "== format"
 cargo fmt --all -- --check

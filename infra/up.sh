@@ -7,6 +7,7 @@ cd "$(dirname "$0")"
 ./postgres.sh
 ./nats.sh
 ./kafka.sh
+./pyiso8583.sh >/dev/null
 # Also deletes the tokens earlier hsm-pkcs11 test runs left (labels mt…): SoftHSM2 slows
 # down with every token in its directory. Do not run while hsm-pkcs11 tests run.
 ./softhsm.sh --clean-test-tokens >/dev/null
