@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes the parsers of every crate that has a cargo-fuzz directory (crates/*/fuzz: today
-# paycrypto, payshield, device-identity, tms-params and android-attestation): runs each target for a number of seconds and fails if any crashed
+# paycrypto, payshield, device-identity, tms-params, android-attestation and iso8583): runs each target for a number of seconds and fails if any crashed
 # (panic, abort, timeout, OOM).
 #
 #   infra/fuzz.sh [SECONDS] [TARGET...]     # default: 30 seconds, every target of every crate
@@ -50,6 +50,12 @@
 #                         RevocationList::from_json and verify_chain (input cut into
 #                         certificates at 00 FF 00 FF), PlayIntegrityVerdict::from_json and
 #                         play_integrity::check; never panics
+# iso8583 targets (crates/iso8583/fuzz/fuzz_targets):
+#   iso8583_decode        iso8583::decode under both built-in specs (ascii-1987, bcd-1987);
+#                         whatever decodes re-encodes and decodes to the same message
+#   iso8583_framer        framing::Framer with every prefix kind, a 0-5 byte header and
+#                         arbitrary chunking; framed messages come back unchanged
+#   emv_tlv_parse         emv_tlv::parse; whatever parses re-encodes and parses equal
 # Seed inputs (published TR-31 / X9.143 sample blocks, sample host commands etc.) live in
 # <crate>/fuzz/seeds/<target>; the growing corpus (fuzz/corpus) and crash artifacts
 # (fuzz/artifacts) are git-ignored.
