@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes the parsers of every crate that has a cargo-fuzz directory (crates/*/fuzz: today
-# paycrypto, payshield, device-identity, tms-params, android-attestation and iso8583): runs each target for a number of seconds and fails if any crashed
+# paycrypto, payshield, device-identity, tms-params, android-attestation, iso8583 and mpos-seal): runs each target for a number of seconds and fails if any crashed
 # (panic, abort, timeout, OOM).
 #
 #   infra/fuzz.sh [SECONDS] [TARGET...]     # default: 30 seconds, every target of every crate
@@ -56,6 +56,11 @@
 #   iso8583_framer        framing::Framer with every prefix kind, a 0-5 byte header and
 #                         arbitrary chunking; framed messages come back unchanged
 #   emv_tlv_parse         emv_tlv::parse; whatever parses re-encodes and parses equal
+# mpos-seal targets (crates/mpos-seal/fuzz/fuzz_targets):
+#   seal_open             Sealer::open of arbitrary bytes as a protobuf Sealed and as a raw
+#                         sender key + nonce + ciphertext (never opens: the keys are drawn at
+#                         start), and of a genuine sealed field with one changed byte of its
+#                         protobuf form (opens only if unchanged); never panics
 # Seed inputs (published TR-31 / X9.143 sample blocks, sample host commands etc.) live in
 # <crate>/fuzz/seeds/<target>; the growing corpus (fuzz/corpus) and crash artifacts
 # (fuzz/artifacts) are git-ignored.
