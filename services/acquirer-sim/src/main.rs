@@ -1,0 +1,3 @@
+//! `acquirer-sim`: the host process comes with the simulator's server.
+
+fn main() {}
