@@ -1,0 +1,201 @@
+//! Faults on demand and the record of what the simulator received.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+/// How many received messages are listed (the counts go on).
+pub const MAX_LISTED: usize = 10_000;
+
+/// The faults in force.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Faults {
+    /// Answer every message this many milliseconds late.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Per-MTI delays (the request MTI, e.g. `0200`), instead of `delay_ms`.
+    #[serde(default)]
+    pub delay_ms_by_mti: BTreeMap<String, u64>,
+    /// Read every message, answer none.
+    #[serde(default)]
+    pub blackhole: bool,
+    /// Read these MTIs, answer none.
+    #[serde(default)]
+    pub blackhole_mtis: BTreeSet<String>,
+    /// Close every new connection at once.
+    #[serde(default)]
+    pub refuse_connections: bool,
+}
+
+impl Faults {
+    /// The delay for a request MTI.
+    pub fn delay_for(&self, mti: &str) -> Duration {
+        Duration::from_millis(
+            self.delay_ms_by_mti
+                .get(mti)
+                .copied()
+                .unwrap_or(self.delay_ms),
+        )
+    }
+
+    /// Whether a request MTI goes unanswered.
+    pub fn blackholed(&self, mti: &str) -> bool {
+        self.blackhole || self.blackhole_mtis.contains(mti)
+    }
+}
+
+/// One received message, without card data beyond the PAN's last four digits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceivedMessage {
+    /// Order of arrival, from 1.
+    #[serde(default)]
+    pub seq: u64,
+    /// The MTI.
+    pub mti: String,
+    /// Field 11.
+    pub stan: Option<u32>,
+    /// Field 37.
+    pub rrn: Option<String>,
+    /// Field 4, minor units.
+    pub amount_minor: Option<u64>,
+    /// The PAN's last four digits.
+    pub pan_last4: Option<String>,
+    /// The response code answered (`None`: not answered, e.g. blackholed or a bad MAC
+    /// dropped).
+    pub response_code: Option<String>,
+}
+
+/// What was received: counts by MTI and the list.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Received {
+    /// Messages received in all (the sequence number of the last one).
+    #[serde(default)]
+    pub total: u64,
+    /// Messages received, by MTI.
+    pub counts: BTreeMap<String, u64>,
+    /// The messages, oldest first (at most [`MAX_LISTED`]).
+    pub messages: Vec<ReceivedMessage>,
+}
+
+impl Received {
+    /// How many messages with `mti` were received.
+    pub fn count(&self, mti: &str) -> u64 {
+        self.counts.get(mti).copied().unwrap_or(0)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The simulator's shared controls: faults, the received record and the connections'
+/// kill switch. The admin API and [`crate::RunningSim`] drive the same instance.
+#[derive(Debug, Default)]
+pub struct Controls {
+    faults: Mutex<Faults>,
+    received: Mutex<Received>,
+    connections: Mutex<CancellationToken>,
+}
+
+impl Controls {
+    /// The faults in force.
+    pub fn faults(&self) -> Faults {
+        lock(&self.faults).clone()
+    }
+
+    /// Replaces the faults.
+    pub fn set_faults(&self, faults: Faults) {
+        *lock(&self.faults) = faults;
+    }
+
+    /// Answers `mti` (or every message, `None`) `delay` late.
+    pub fn set_delay(&self, mti: Option<&str>, delay: Duration) {
+        let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        let mut faults = lock(&self.faults);
+        match mti {
+            Some(mti) if millis == 0 => {
+                faults.delay_ms_by_mti.remove(mti);
+            }
+            Some(mti) => {
+                faults.delay_ms_by_mti.insert(mti.to_owned(), millis);
+            }
+            None => faults.delay_ms = millis,
+        }
+    }
+
+    /// Reads but never answers `mti` (or every message, `None`).
+    pub fn set_blackhole(&self, mti: Option<&str>, on: bool) {
+        let mut faults = lock(&self.faults);
+        match (mti, on) {
+            (Some(mti), true) => {
+                faults.blackhole_mtis.insert(mti.to_owned());
+            }
+            (Some(mti), false) => {
+                faults.blackhole_mtis.remove(mti);
+            }
+            (None, on) => faults.blackhole = on,
+        }
+    }
+
+    /// Closes every new connection at once (`true`) or accepts them again.
+    pub fn refuse_connections(&self, refuse: bool) {
+        lock(&self.faults).refuse_connections = refuse;
+    }
+
+    /// Closes every open connection now.
+    pub fn drop_connections(&self) {
+        let mut current = lock(&self.connections);
+        current.cancel();
+        *current = CancellationToken::new();
+    }
+
+    /// Removes every fault.
+    pub fn clear_faults(&self) {
+        *lock(&self.faults) = Faults::default();
+    }
+
+    /// The token a new connection closes on.
+    pub(crate) fn connection_token(&self) -> CancellationToken {
+        lock(&self.connections).clone()
+    }
+
+    /// What was received.
+    pub fn received(&self) -> Received {
+        lock(&self.received).clone()
+    }
+
+    /// Forgets what was received.
+    pub fn clear_received(&self) {
+        *lock(&self.received) = Received::default();
+    }
+
+    /// Records a message; returns its sequence number for [`Controls::answered`].
+    pub(crate) fn record(&self, mut message: ReceivedMessage) -> u64 {
+        let mut received = lock(&self.received);
+        received.total += 1;
+        message.seq = received.total;
+        *received.counts.entry(message.mti.clone()).or_insert(0) += 1;
+        if received.messages.len() < MAX_LISTED {
+            received.messages.push(message);
+        }
+        received.total
+    }
+
+    /// Notes the response code a recorded message was answered with.
+    pub(crate) fn answered(&self, seq: u64, response_code: &str) {
+        let mut received = lock(&self.received);
+        if let Some(message) = received
+            .messages
+            .iter_mut()
+            .rev()
+            .find(|message| message.seq == seq)
+        {
+            message.response_code = Some(response_code.to_owned());
+        }
+    }
+}
