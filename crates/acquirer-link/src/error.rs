@@ -57,8 +57,8 @@ impl LinkError {
     }
 }
 
-impl From<crate::framing::FramingError> for LinkError {
-    fn from(error: crate::framing::FramingError) -> Self {
+impl From<iso8583::framing::FrameError> for LinkError {
+    fn from(error: iso8583::framing::FrameError) -> Self {
         Self::Protocol(format!("framing: {error}"))
     }
 }

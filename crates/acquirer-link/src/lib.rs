@@ -14,13 +14,14 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
-pub mod framing;
 pub mod link;
 pub mod mac;
 pub mod profile;
 mod wire;
 
 pub use error::LinkError;
+/// Length prefix and header framing, from the codec crate.
+pub use iso8583::framing;
 pub use link::{Link, LinkConfig, LinkState};
 pub use mac::{HsmMac, MacProvider, NoMac, SoftMac};
 pub use profile::{

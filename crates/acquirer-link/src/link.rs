@@ -28,8 +28,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::framing::{Framer, Framing};
 use chrono::Utc;
+use iso8583::framing::{FrameError, Framer, Framing};
 use iso8583::{Message, Spec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -557,6 +557,10 @@ async fn serve(shared: &Arc<Shared>, stream: TcpStream, cancel: &CancellationTok
                 match framer.next_frame() {
                     Ok(Some(frame)) => shared.deliver(frame),
                     Ok(None) => break,
+                    Err(FrameError::HeaderMismatch) => {
+                        // Consumed by the framer: the stream is still in step.
+                        tracing::warn!(acquirer = %shared.acquirer(), "frame with an unexpected header dropped");
+                    }
                     Err(error) => {
                         tracing::warn!(acquirer = %shared.acquirer(), error = %error, "link framing broken, closing connection");
                         return;

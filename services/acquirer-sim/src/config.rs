@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use acquirer_link::framing::{Framing, LengthPrefix};
 use acquirer_link::{HsmMac, MacProvider, SoftMac};
 use hsm_proxy::rpc::HsmClient;
 use iso8583::Spec;
+use iso8583::framing::{Framing, LengthPrefix};
 use mpos_config::{ConfigError, Vars};
 use paycrypto::SecretBytes;
 use secrecy::ExposeSecret;
@@ -139,18 +139,11 @@ fn optional(vars: &Vars, name: &str, expected: &str) -> Result<Option<String>, C
     }
 }
 
-/// Parses a framing name and a hex header.
+/// Parses a framing name (`binary2`, `binary4`, `ascii4`, `bcd2`, `none`) and a hex header.
 pub fn parse_framing(name: &str, header_hex: &str) -> Option<Framing> {
-    let prefix = match name {
-        "binary2" => LengthPrefix::Binary2,
-        "binary4" => LengthPrefix::Binary4,
-        "ascii4" => LengthPrefix::Ascii4,
-        "bcd2" => LengthPrefix::Bcd2,
-        "none" => LengthPrefix::None,
-        _ => return None,
-    };
+    let prefix = name.parse::<LengthPrefix>().ok()?;
     let header = hex::decode(header_hex).ok()?;
-    Some(Framing { prefix, header })
+    Some(Framing::new(prefix, header))
 }
 
 impl Settings {

@@ -34,8 +34,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
 
 use acquirer_link::MacProvider;
-use acquirer_link::framing::{Framer, Framing};
 use iso8583::Spec;
+use iso8583::framing::{FrameError, Framer, Framing};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -283,6 +283,9 @@ async fn serve(
                         });
                     }
                     Ok(None) => break,
+                    Err(FrameError::HeaderMismatch) => {
+                        tracing::warn!("acquirer-sim: frame with an unexpected header dropped");
+                    }
                     Err(error) => {
                         tracing::warn!(error = %error, "acquirer-sim: framing broken, closing connection");
                         return;
