@@ -8,6 +8,7 @@
 
 pub mod card;
 pub mod checks;
+pub mod keys;
 pub mod payment;
 
 /// The service's name: its log, its stream and its topic are named after it.
