@@ -230,15 +230,27 @@ mod tests {
     #[test]
     fn an_aes_ksn_is_its_initial_key_id_and_a_counter() {
         // ANSI X9.24-3-2017: initial key id 1234567890123456, KSN = id || 32-bit counter.
-        assert!(ksn_belongs_to("123456789012345600000001", "1234567890123456"));
-        assert!(!ksn_belongs_to("123456789012345700000001", "1234567890123456"));
+        assert!(ksn_belongs_to(
+            "123456789012345600000001",
+            "1234567890123456"
+        ));
+        assert!(!ksn_belongs_to(
+            "123456789012345700000001",
+            "1234567890123456"
+        ));
     }
 
     #[test]
     fn malformed_or_mismatched_lengths_never_match() {
-        assert!(!ksn_belongs_to("FFFF9876543210E0000", "FFFF9876543210E00000"));
+        assert!(!ksn_belongs_to(
+            "FFFF9876543210E0000",
+            "FFFF9876543210E00000"
+        ));
         assert!(!ksn_belongs_to("zz", "FFFF9876543210E00000"));
-        assert!(!ksn_belongs_to("123456789012345600000001", "FFFF9876543210E00000"));
+        assert!(!ksn_belongs_to(
+            "123456789012345600000001",
+            "FFFF9876543210E00000"
+        ));
         assert!(!ksn_belongs_to("FFFF9876543210E00001", "1234567890123456"));
     }
 }

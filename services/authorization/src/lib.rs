@@ -8,8 +8,10 @@
 
 pub mod card;
 pub mod checks;
+pub mod engine;
 pub mod keys;
 pub mod payment;
+pub mod ports;
 
 /// The service's name: its log, its stream and its topic are named after it.
 pub const SERVICE: &str = "authorization";
