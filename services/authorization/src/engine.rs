@@ -31,8 +31,12 @@ pub enum Caller {
         /// The certificate's digest.
         certificate_sha256: String,
     },
-    /// A SoftPOS phone (server-authenticated TLS only): its attestation token is in the body.
-    SoftPos,
+    /// A SoftPOS phone (server-authenticated TLS only), with the attestation token it
+    /// presented (the request body's, or the `mpos-attestation-token` header).
+    SoftPos {
+        /// The compact JWS.
+        attestation_token: String,
+    },
 }
 
 /// The ports.
@@ -310,14 +314,16 @@ impl Authorizer {
         Ok(state)
     }
 
-    /// Who the caller is: (tenant, terminal) — a PED by its certificate (which must be the
-    /// terminal's), a SoftPOS phone by the tenant and terminal it names (its token is checked
-    /// as a payment check).
+    /// Who the caller is: the tenant of the terminal — a PED by its certificate (which must
+    /// be the terminal's), a SoftPOS phone by the tenant it names; with `verify_token`, the
+    /// phone's token must be valid for that tenant and terminal (for a payment it is a
+    /// payment check instead, whose failure is a recorded decline).
     async fn identify(
         &self,
         caller: &Caller,
         tenant_hint: &str,
         terminal_id: &str,
+        verify_token: bool,
     ) -> Result<String, ServiceError> {
         match caller {
             Caller::Device { certificate_sha256 } => {
@@ -340,27 +346,49 @@ impl Authorizer {
                 }
                 Ok(tenant_id)
             }
-            Caller::SoftPos => {
+            Caller::SoftPos { attestation_token } => {
                 if !valid_key(tenant_hint) {
                     return Err(ServiceError::bad_request(
-                        "tenant_id: required for a SoftPOS payment",
+                        "tenant_id: required for a SoftPOS terminal",
                     ));
+                }
+                if verify_token {
+                    let now_unix = u64::try_from(mpos_es::now_micros() / 1_000_000).unwrap_or(0);
+                    self.ports
+                        .tokens
+                        .check(attestation_token, tenant_hint, terminal_id, now_unix)
+                        .map_err(|reason| {
+                            ServiceError::unauthenticated(format!(
+                                "attestation token refused: {reason}"
+                            ))
+                        })?;
                 }
                 Ok(tenant_hint.to_owned())
             }
         }
     }
 
-    /// Submits a payment (or answers a retry of one).
+    /// Submits a payment (or answers a retry of one): the tenant and the answer.
     pub async fn pay(
         &self,
         caller: &Caller,
         request: pb::PaymentRequest,
-    ) -> Result<pb::PaymentResponse, ServiceError> {
+    ) -> Result<(String, pb::PaymentResponse), ServiceError> {
         validate(&request)?;
         let tenant_id = self
-            .identify(caller, &request.tenant_id, &request.terminal_id)
+            .identify(caller, &request.tenant_id, &request.terminal_id, false)
             .await?;
+        let answer = self.pay_as(caller, &tenant_id, request).await?;
+        Ok((tenant_id, answer))
+    }
+
+    async fn pay_as(
+        &self,
+        caller: &Caller,
+        tenant_id: &str,
+        request: pb::PaymentRequest,
+    ) -> Result<pb::PaymentResponse, ServiceError> {
+        let tenant_id = tenant_id.to_owned();
         let payment_id =
             payment::payment_id(&tenant_id, &request.terminal_id, &request.idempotency_key);
         let digest = request_digest(&request);
@@ -685,8 +713,9 @@ impl Authorizer {
         // The transport must match the device: a SoftPOS terminal never pays over mTLS with a
         // certificate, a PED never without one.
         match (caller, facts.kind) {
-            (Caller::Device { .. }, DeviceKind::Ped) | (Caller::SoftPos, DeviceKind::SoftPos) => {}
-            (Caller::SoftPos, DeviceKind::Ped) => {
+            (Caller::Device { .. }, DeviceKind::Ped)
+            | (Caller::SoftPos { .. }, DeviceKind::SoftPos) => {}
+            (Caller::SoftPos { .. }, DeviceKind::Ped) => {
                 return Err(Stop::Fault(ServiceError::unauthenticated(
                     "a PED pays over mTLS with its device certificate",
                 )));
@@ -900,7 +929,9 @@ impl Authorizer {
         terminal_id: &str,
         payment_id: &str,
     ) -> Result<pb::PaymentResponse, ServiceError> {
-        let tenant_id = self.identify(caller, tenant_hint, terminal_id).await?;
+        let tenant_id = self
+            .identify(caller, tenant_hint, terminal_id, true)
+            .await?;
         let payment = self.payment(&tenant_id, payment_id).await?;
         match &payment.received {
             Some(received) if received.terminal_id == terminal_id => Ok(response_of(&payment)),
@@ -917,7 +948,9 @@ impl Authorizer {
         terminal_id: &str,
         payment_id: &str,
     ) -> Result<pb::PaymentResponse, ServiceError> {
-        let tenant_id = self.identify(caller, tenant_hint, terminal_id).await?;
+        let tenant_id = self
+            .identify(caller, tenant_hint, terminal_id, true)
+            .await?;
         let payment = self.payment(&tenant_id, payment_id).await?;
         let Some(received) = payment
             .received

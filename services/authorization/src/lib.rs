@@ -6,12 +6,14 @@
 //! answers the terminal; if anything fails half-way after the request went out, the payment
 //! is reversed.
 
+pub mod api;
 pub mod card;
 pub mod checks;
 pub mod engine;
 pub mod keys;
 pub mod payment;
 pub mod ports;
+pub mod routes;
 
 /// The service's name: its log, its stream and its topic are named after it.
 pub const SERVICE: &str = "authorization";
