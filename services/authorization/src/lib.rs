@@ -14,6 +14,7 @@ pub mod keys;
 pub mod payment;
 pub mod ports;
 pub mod routes;
+pub mod tokens;
 
 /// The service's name: its log, its stream and its topic are named after it.
 pub const SERVICE: &str = "authorization";
