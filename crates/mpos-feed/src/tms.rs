@@ -18,7 +18,8 @@ use crate::follow::Overlay;
 
 /// The followed service's name (its stream on the bus).
 pub const TMS_SOURCE: &str = "terminal-management";
-const TYPE_PREFIX: &str = "mpos.terminal_management.v1.";
+/// The prefix of terminal-management's event types.
+pub(crate) const TYPE_PREFIX: &str = "mpos.terminal_management.v1.";
 
 /// A terminal's lifecycle state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,12 +115,12 @@ struct TenantDoc {
     suspended: bool,
 }
 
-fn unreadable(error: serde_json::Error) -> ServiceError {
+pub(crate) fn unreadable(error: serde_json::Error) -> ServiceError {
     tracing::error!(%error, "unreadable document");
     ServiceError::internal("unreadable document")
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(document: &Document) -> Result<T, ServiceError> {
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(document: &Document) -> Result<T, ServiceError> {
     serde_json::from_str(&document.payload).map_err(unreadable)
 }
 
