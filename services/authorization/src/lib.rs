@@ -10,10 +10,12 @@ pub mod api;
 pub mod card;
 pub mod checks;
 pub mod engine;
+pub mod feeds;
 pub mod keys;
 pub mod payment;
 pub mod ports;
 pub mod routes;
+pub mod terminals;
 pub mod tokens;
 
 /// The service's name: its log, its stream and its topic are named after it.
