@@ -7,7 +7,8 @@
 //! * [`terminal`]: the device itself: first boot on terminal-management's device API, its
 //!   initial DUKPT key from key-injection (TR-34, or ECDH once wired), signed parameter
 //!   downloads and their acknowledgement, DUKPT PIN blocks and P2PE card data;
-//! * [`card`]: the track 2 equivalent data a simulated card presents;
+//! * [`card`]: the track 2 equivalent data a simulated card presents, and named test cards;
+//! * [`emv`]: a simulated EMV chip (GENERATE AC: ARQC, TC, AAC; the issuer's ARPC checked);
 //! * [`session`]: a whole session (boot, key, parameters, payments), step by step;
 //! * [`softpos`]: a simulated SoftPOS phone's attestation evidence (Android key attestation
 //!   chain from a simulator root, Play Integrity verdict, app signals) for a challenge.
@@ -16,13 +17,15 @@
 
 pub mod card;
 pub mod client;
+pub mod emv;
 pub mod error;
 pub mod pki;
 pub mod session;
 pub mod softpos;
 pub mod terminal;
 
-pub use card::Track2;
+pub use card::{TestCard, Track2, test_card, test_cards};
+pub use emv::{CardDecision, EmvCard, EmvData, EmvTransaction};
 pub use error::SimError;
 pub use pki::{DeviceIdentity, DeviceKeyKind, ManufacturerCa};
 pub use softpos::{
