@@ -6,7 +6,8 @@
 //! * [`client`]: the mTLS HTTP client that presents the device certificate;
 //! * [`terminal`]: the device itself: first boot on terminal-management's device API, its
 //!   initial DUKPT key from key-injection (TR-34, or ECDH once wired), signed parameter
-//!   downloads and their acknowledgement, DUKPT PIN blocks and P2PE card data;
+//!   downloads and their acknowledgement, a payment's P2PE card data and DUKPT PIN block
+//!   under one KSN;
 //! * [`card`]: the track 2 equivalent data a simulated card presents, and named test cards;
 //! * [`emv`]: a simulated EMV chip (GENERATE AC: ARQC, TC, AAC; the issuer's ARPC checked);
 //! * [`session`]: a whole session (boot, key, parameters, payments), step by step;
@@ -33,6 +34,6 @@ pub use softpos::{
     encode_key_description_at, play_integrity_verdict,
 };
 pub use terminal::{
-    ActivationState, EncryptedCardData, EncryptedPinBlock, InstalledKey, InstalledParameters,
-    Terminal, TerminalConfig,
+    ActivationState, EncryptedCardData, EncryptedPinBlock, EncryptedTransaction, InstalledKey,
+    InstalledParameters, Terminal, TerminalConfig,
 };

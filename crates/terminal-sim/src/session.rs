@@ -16,9 +16,11 @@ use crate::{
 pub struct Session {
     /// How long to wait for the initial key.
     pub key_wait: Duration,
-    /// How many payments (a PIN block and a card data encipherment each).
+    /// How many payments (a card data encipherment and a PIN block each, under one DUKPT
+    /// transaction: one KSN per payment).
     pub payments: u32,
-    /// The test card's PAN (PIN blocks).
+    /// The test card's PAN: must be the track 2 data's PAN (the PIN block is for the card
+    /// read).
     pub pan: Pan,
     /// The test PIN.
     pub pin: Pin,
@@ -35,7 +37,7 @@ pub enum Step {
     KeyInstalled(InstalledKey),
     /// The parameter set is verified, installed and acknowledged.
     ParametersInstalled(Box<InstalledParameters>),
-    /// A payment's PIN block.
+    /// A payment's PIN block (the same KSN as its card data).
     PinBlock {
         /// The payment, from 1.
         payment: u32,
@@ -122,7 +124,9 @@ fn at(step: &'static str) -> impl Fn(SimError) -> StepError {
 }
 
 /// Runs `session` on `terminal`: activate, receive the initial key, download and acknowledge
-/// parameters, then the payments; `on_step` sees every step as it completes.
+/// parameters, then the payments, each one DUKPT transaction
+/// ([`Terminal::encrypt_transaction`]) reported as its PIN block then its card data (one
+/// KSN); `on_step` sees every step as it completes.
 pub async fn run(
     terminal: &mut Terminal,
     session: &Session,
@@ -140,15 +144,25 @@ pub async fn run(
         .await
         .map_err(at("parameters"))?;
     on_step(&Step::ParametersInstalled(Box::new(parameters)));
+    if session.payments > 0 && session.pan != *session.track2.pan() {
+        return Err(StepError {
+            step: "pin_block",
+            error: SimError::InvalidInput("the PAN is not the track 2 data's".to_owned()),
+        });
+    }
     for payment in 1..=session.payments {
-        let block = terminal
-            .pin_block(&session.pan, &session.pin)
+        let transaction = terminal
+            .encrypt_transaction(&session.track2, Some(&session.pin))
             .map_err(at("pin_block"))?;
+        let block = transaction.pin_block().ok_or_else(|| StepError {
+            step: "pin_block",
+            error: SimError::protocol("pin block", "no PIN block"),
+        })?;
         on_step(&Step::PinBlock { payment, block });
-        let data = terminal
-            .encrypt_card_data(&session.track2)
-            .map_err(at("card_data"))?;
-        on_step(&Step::CardData { payment, data });
+        on_step(&Step::CardData {
+            payment,
+            data: transaction.card_data(),
+        });
     }
     Ok(())
 }

@@ -11,8 +11,10 @@
 //! 3. [`Terminal::download_parameters`]: `GET {tms}/v1/devices/{terminal_id}/parameters`
 //!    (protobuf), verifies the Ed25519 signature, then acknowledges the version with
 //!    `POST {tms}/v1/devices/{terminal_id}/parameters/ack`.
-//! 4. Per transaction, [`Terminal::pin_block`] and [`Terminal::encrypt_card_data`], each on
-//!    the next DUKPT counter.
+//! 4. Per transaction, [`Terminal::encrypt_transaction`]: the card data and the PIN block
+//!    under keys of ONE DUKPT transaction (one KSN), as a real PED enciphers a payment.
+//!    [`Terminal::pin_block`] and [`Terminal::encrypt_card_data`] remain for callers that want
+//!    just one of them: each uses a transaction (a counter) of its own.
 
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -190,11 +192,260 @@ impl EncryptedCardData {
     }
 }
 
+/// One payment's card data and PIN block, enciphered under the keys of ONE DUKPT
+/// transaction: both are sent with the same KSN, as a real PED sends them.
+///
+/// * `encrypted_card_data`: exactly as [`EncryptedCardData`] documents (the transaction's
+///   request data key, CBC, zero IV, zero padding);
+/// * `encrypted_pin_block`: exactly as [`Terminal::pin_block`] makes it (ISO 9564-1 format 0
+///   under the TDES DUKPT PIN variant, format 4 under the AES DUKPT AES-128 PIN key), upper
+///   case hex; `None` when no PIN was entered.
+///
+/// `Debug` shows the KSN, the lengths and the masked PAN only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncryptedTransaction {
+    /// The KSN of the transaction, hex (TDES 20, AES 24 digits).
+    pub ksn: String,
+    /// The enciphered track 2 equivalent data.
+    pub encrypted_card_data: Vec<u8>,
+    /// The enciphered PIN block, upper case hex (16 or 32 digits); `None` without a PIN.
+    pub encrypted_pin_block: Option<String>,
+    /// The PIN block format the device's DUKPT scheme uses (ISO 0 for TDES, ISO 4 for AES),
+    /// also when no PIN was entered.
+    pub pin_block_format: PinBlockFormat,
+    /// The PAN, masked.
+    pub masked_pan: String,
+}
+
+impl fmt::Debug for EncryptedTransaction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncryptedTransaction")
+            .field("ksn", &self.ksn)
+            .field("encrypted_card_data_len", &self.encrypted_card_data.len())
+            .field("pin_block", &self.encrypted_pin_block.is_some())
+            .field("pin_block_format", &self.pin_block_format)
+            .field("masked_pan", &self.masked_pan)
+            .finish()
+    }
+}
+
+impl EncryptedTransaction {
+    /// The card data alone (for [`EncryptedCardData::hsm_decrypt_request`]).
+    pub fn card_data(&self) -> EncryptedCardData {
+        EncryptedCardData {
+            ksn: self.ksn.clone(),
+            ciphertext: self.encrypted_card_data.clone(),
+            masked_pan: self.masked_pan.clone(),
+        }
+    }
+
+    /// The PIN block alone (for [`EncryptedPinBlock::hsm_pin_block_key`]), when there is one.
+    pub fn pin_block(&self) -> Option<EncryptedPinBlock> {
+        let block = hex::decode(self.encrypted_pin_block.as_deref()?).ok()?;
+        Some(EncryptedPinBlock {
+            ksn: self.ksn.clone(),
+            format: self.pin_block_format,
+            block,
+            masked_pan: self.masked_pan.clone(),
+        })
+    }
+}
+
 /// The device's DUKPT future-key registers.
 #[derive(Debug)]
 enum DukptDevice {
     Tdes(tdes_dukpt::Device),
     Aes(aes_dukpt::Device),
+}
+
+/// The working keys of one DUKPT transaction (key bytes never printed: [`SecretBytes`]).
+#[derive(Debug)]
+struct TransactionKeys {
+    /// The transaction's KSN, hex.
+    ksn: String,
+    /// ISO 0 (TDES) or ISO 4 (AES).
+    pin_format: PinBlockFormat,
+    /// The PIN encryption key.
+    pin_key: SecretBytes,
+    /// The request-direction data encryption key.
+    data_key: SecretBytes,
+}
+
+impl TransactionKeys {
+    fn encrypt_pin(&self, pan: &Pan, pin: &Pin) -> Result<Vec<u8>, SimError> {
+        let mut rng = rand::rngs::OsRng;
+        Ok(paycrypto::pin::encrypt_pin_block(
+            self.pin_format,
+            &self.pin_key,
+            pin,
+            Some(pan),
+            &mut rng,
+        )?)
+    }
+
+    fn encrypt_card_data(&self, track2: &Track2) -> Result<Vec<u8>, SimError> {
+        let clear = track2.expose_ascii();
+        let ciphertext = match self.pin_format {
+            PinBlockFormat::Iso4 => paycrypto::primitives::aes_encrypt_cbc(
+                self.data_key.expose(),
+                &[0; 16],
+                &zero_pad(&clear, 16),
+            )?,
+            _ => paycrypto::primitives::tdes_encrypt_cbc(
+                self.data_key.expose(),
+                &[0; 8],
+                &zero_pad(&clear, 8),
+            )?,
+        };
+        Ok(ciphertext)
+    }
+}
+
+impl DukptDevice {
+    /// Loads a 16-byte initial key: TDES (`initial_key_id` = the initial KSN, 20 hex digits,
+    /// zero counter) or AES-128 (`initial_key_id` = 16 hex digits). Answers the device and the
+    /// key's KCV as the hsm-proxy reports it.
+    fn load(
+        algorithm: ki_pb::DukptAlgorithm,
+        key: &SecretBytes,
+        initial_key_id: &str,
+    ) -> Result<(Self, String), SimError> {
+        match algorithm {
+            ki_pb::DukptAlgorithm::Tdes => {
+                let ksn = tdes_dukpt::Ksn::from_hex(initial_key_id)?;
+                if ksn.counter() != 0 {
+                    return Err(SimError::Delivery(
+                        "the initial KSN has a non-zero counter".to_owned(),
+                    ));
+                }
+                let kcv = kcv::tdes_kcv(key)?.to_hex();
+                Ok((
+                    Self::Tdes(tdes_dukpt::Device::load_initial_key(key, &ksn)?),
+                    kcv,
+                ))
+            }
+            ki_pb::DukptAlgorithm::Aes128 => {
+                let id = aes_dukpt::InitialKeyId::from_hex(initial_key_id)?;
+                let kcv = kcv::aes_kcv_cmac(key)?.to_hex();
+                Ok((
+                    Self::Aes(aes_dukpt::Device::load_initial_key(key, &id)?),
+                    kcv,
+                ))
+            }
+            ki_pb::DukptAlgorithm::Unspecified => {
+                Err(SimError::Delivery("no DUKPT algorithm".to_owned()))
+            }
+        }
+    }
+
+    fn counter(&self) -> u32 {
+        match self {
+            Self::Tdes(device) => device.counter(),
+            Self::Aes(device) => device.counter(),
+        }
+    }
+
+    /// Advances the counter once and answers that transaction's PIN and data keys.
+    fn next_keys(&mut self) -> Result<TransactionKeys, SimError> {
+        match self {
+            Self::Tdes(device) => {
+                let transaction = device.next_transaction()?;
+                Ok(TransactionKeys {
+                    ksn: transaction.ksn().to_hex(),
+                    pin_format: PinBlockFormat::Iso0,
+                    pin_key: transaction.working_key(
+                        tdes_dukpt::KeyUsage::PinEncryption,
+                        tdes_dukpt::DataKeyDerivation::OneWay,
+                    )?,
+                    data_key: transaction.working_key(
+                        tdes_dukpt::KeyUsage::DataRequest,
+                        tdes_dukpt::DataKeyDerivation::OneWay,
+                    )?,
+                })
+            }
+            Self::Aes(device) => {
+                let transaction = device.next_transaction()?;
+                Ok(TransactionKeys {
+                    ksn: transaction.ksn().to_hex(),
+                    pin_format: PinBlockFormat::Iso4,
+                    pin_key: transaction.working_key(
+                        aes_dukpt::KeyUsage::PinEncryption,
+                        aes_dukpt::KeyType::Aes128,
+                    )?,
+                    data_key: transaction.working_key(
+                        aes_dukpt::KeyUsage::DataEncrypt,
+                        aes_dukpt::KeyType::Aes128,
+                    )?,
+                })
+            }
+        }
+    }
+
+    /// One payment under one transaction: the card data and, with a PIN, the PIN block.
+    pub(crate) fn encrypt_transaction(
+        &mut self,
+        track2: &Track2,
+        pin: Option<&Pin>,
+    ) -> Result<EncryptedTransaction, SimError> {
+        let keys = self.next_keys()?;
+        let encrypted_card_data = keys.encrypt_card_data(track2)?;
+        let encrypted_pin_block = match pin {
+            Some(pin) => Some(hex::encode_upper(keys.encrypt_pin(track2.pan(), pin)?)),
+            None => None,
+        };
+        Ok(EncryptedTransaction {
+            ksn: keys.ksn,
+            encrypted_card_data,
+            encrypted_pin_block,
+            pin_block_format: keys.pin_format,
+            masked_pan: track2.pan().masked(),
+        })
+    }
+}
+
+/// The DUKPT registers a simulated device (PED or SoftPOS phone) keeps, shared by the
+/// payment code.
+#[derive(Debug, Default)]
+pub(crate) struct DukptRegisters(Option<DukptDevice>);
+
+impl DukptRegisters {
+    /// Loads an initial key (see [`DukptDevice::load`]), replacing any earlier one; answers
+    /// its KCV.
+    pub(crate) fn load(
+        &mut self,
+        algorithm: ki_pb::DukptAlgorithm,
+        key: &SecretBytes,
+        initial_key_id: &str,
+    ) -> Result<String, SimError> {
+        let (device, kcv) = DukptDevice::load(algorithm, key, initial_key_id)?;
+        self.0 = Some(device);
+        Ok(kcv)
+    }
+
+    /// The counter of the next transaction, once a key is loaded.
+    pub(crate) fn counter(&self) -> Option<u32> {
+        self.0.as_ref().map(DukptDevice::counter)
+    }
+
+    /// See [`Terminal::encrypt_transaction`].
+    pub(crate) fn encrypt_transaction(
+        &mut self,
+        track2: &Track2,
+        pin: Option<&Pin>,
+    ) -> Result<EncryptedTransaction, SimError> {
+        self.0
+            .as_mut()
+            .ok_or(SimError::NoKey)?
+            .encrypt_transaction(track2, pin)
+    }
+
+    fn next_keys(&mut self) -> Result<TransactionKeys, SimError> {
+        self.0.as_mut().ok_or(SimError::NoKey)?.next_keys()
+    }
+
+    fn clear(&mut self) {
+        self.0 = None;
+    }
 }
 
 /// What an unwrapped key block says about its key.
@@ -210,7 +461,7 @@ pub struct Terminal {
     client: reqwest::Client,
     /// The parameter-signing key and, when fetched from the platform, its id.
     parameter_key: Option<(VerifyingKey, Option<String>)>,
-    dukpt: Option<DukptDevice>,
+    dukpt: DukptRegisters,
     installed_version: u64,
 }
 
@@ -228,7 +479,7 @@ impl Terminal {
             config,
             client,
             parameter_key,
-            dukpt: None,
+            dukpt: DukptRegisters::default(),
             installed_version: 0,
         })
     }
@@ -240,10 +491,7 @@ impl Terminal {
 
     /// The DUKPT counter of the next transaction, once a key is installed.
     pub fn counter(&self) -> Option<u32> {
-        match self.dukpt.as_ref()? {
-            DukptDevice::Tdes(device) => Some(device.counter()),
-            DukptDevice::Aes(device) => Some(device.counter()),
-        }
+        self.dukpt.counter()
     }
 
     /// The parameter version installed (0: none yet).
@@ -417,7 +665,7 @@ impl Terminal {
         let delivery = self.poll_delivery(deadline).await?;
         let installed = self.install_delivery(&delivery)?;
         if let Err(error) = self.confirm(&installed).await {
-            self.dukpt = None;
+            self.dukpt.clear();
             return Err(error);
         }
         tracing::info!(
@@ -513,35 +761,16 @@ impl Terminal {
                 header.usage
             )));
         }
-        let (device, kcv) = match delivery.algorithm() {
-            ki_pb::DukptAlgorithm::Tdes => {
-                expect_algorithm(&header, 'T', &key)?;
-                let ksn = tdes_dukpt::Ksn::from_hex(&delivery.initial_key_id)?;
-                if ksn.counter() != 0 {
-                    return Err(SimError::Delivery(
-                        "the initial KSN has a non-zero counter".to_owned(),
-                    ));
-                }
-                let kcv = kcv::tdes_kcv(&key)?.to_hex();
-                (
-                    DukptDevice::Tdes(tdes_dukpt::Device::load_initial_key(&key, &ksn)?),
-                    kcv,
-                )
-            }
-            ki_pb::DukptAlgorithm::Aes128 => {
-                expect_algorithm(&header, 'A', &key)?;
-                let id = aes_dukpt::InitialKeyId::from_hex(&delivery.initial_key_id)?;
-                let kcv = kcv::aes_kcv_cmac(&key)?.to_hex();
-                (
-                    DukptDevice::Aes(aes_dukpt::Device::load_initial_key(&key, &id)?),
-                    kcv,
-                )
-            }
+        match delivery.algorithm() {
+            ki_pb::DukptAlgorithm::Tdes => expect_algorithm(&header, 'T', &key)?,
+            ki_pb::DukptAlgorithm::Aes128 => expect_algorithm(&header, 'A', &key)?,
             ki_pb::DukptAlgorithm::Unspecified => {
                 return Err(SimError::Delivery("no DUKPT algorithm".to_owned()));
             }
-        };
-        self.dukpt = Some(device);
+        }
+        let kcv = self
+            .dukpt
+            .load(delivery.algorithm(), &key, &delivery.initial_key_id)?;
         Ok(InstalledKey {
             injection_id: delivery.injection_id.clone(),
             algorithm: delivery.algorithm(),
@@ -616,72 +845,72 @@ impl Terminal {
     // Transactions
     // -----------------------------------------------------------------------------------
 
+    /// Loads a DUKPT initial key directly, as a key injection facility (a key loading device
+    /// cabled to the PED) does at manufacture or in a secure room; the alternative to
+    /// [`Terminal::receive_key`]'s remote key injection, for tests and demos. `algorithm`
+    /// TDES: `key` is the IPEK and `initial_key_id` the initial KSN (20 hex digits, zero
+    /// counter); AES-128: the initial key and its initial key id (16 hex digits). Replaces
+    /// any earlier key; the initial key is not kept (only the future-key registers). Answers
+    /// what the device would confirm (no injection id).
+    pub fn load_initial_key(
+        &mut self,
+        algorithm: ki_pb::DukptAlgorithm,
+        key: &SecretBytes,
+        initial_key_id: &str,
+    ) -> Result<InstalledKey, SimError> {
+        if key.len() != 16 {
+            return Err(SimError::InvalidInput(format!(
+                "initial key of {} bytes, expected 16",
+                key.len()
+            )));
+        }
+        let kcv = self.dukpt.load(algorithm, key, initial_key_id)?;
+        tracing::info!(terminal_id = %self.config.terminal_id, initial_key_id = %initial_key_id, "initial key loaded locally");
+        Ok(InstalledKey {
+            injection_id: String::new(),
+            algorithm,
+            initial_key_id: initial_key_id.to_ascii_uppercase(),
+            kcv,
+        })
+    }
+
+    /// Enciphers one payment under ONE DUKPT transaction (the counter advances once): the
+    /// track 2 equivalent data under the transaction's request data key (see
+    /// [`EncryptedCardData`]) and, when a PIN was entered, the PIN block for the track's PAN
+    /// under the same transaction's PIN key (see [`Terminal::pin_block`]). The host deciphers
+    /// both with the BDK and the one KSN.
+    pub fn encrypt_transaction(
+        &mut self,
+        track2: &Track2,
+        pin: Option<&Pin>,
+    ) -> Result<EncryptedTransaction, SimError> {
+        self.dukpt.encrypt_transaction(track2, pin)
+    }
+
     /// Enciphers `pin` for `pan` under the next transaction's DUKPT PIN key: ISO 9564-1
     /// format 0 under the TDES DUKPT PIN variant, or format 4 under the AES DUKPT AES-128 PIN
     /// encryption key (usage 1000), as the hsm-proxy's `TranslatePinData` takes them with the
-    /// BDK and the KSN. Advances the counter.
+    /// BDK and the KSN. Advances the counter: a transaction of its own (a payment uses
+    /// [`Terminal::encrypt_transaction`], one KSN for its card data and PIN block).
     pub fn pin_block(&mut self, pan: &Pan, pin: &Pin) -> Result<EncryptedPinBlock, SimError> {
-        let mut rng = rand::rngs::OsRng;
-        let (ksn, format, block) = match self.dukpt.as_mut().ok_or(SimError::NoKey)? {
-            DukptDevice::Tdes(device) => {
-                let transaction = device.next_transaction()?;
-                let key = transaction.working_key(
-                    tdes_dukpt::KeyUsage::PinEncryption,
-                    tdes_dukpt::DataKeyDerivation::OneWay,
-                )?;
-                let format = PinBlockFormat::Iso0;
-                let block =
-                    paycrypto::pin::encrypt_pin_block(format, &key, pin, Some(pan), &mut rng)?;
-                (transaction.ksn().to_hex(), format, block)
-            }
-            DukptDevice::Aes(device) => {
-                let transaction = device.next_transaction()?;
-                let key = transaction.working_key(
-                    aes_dukpt::KeyUsage::PinEncryption,
-                    aes_dukpt::KeyType::Aes128,
-                )?;
-                let format = PinBlockFormat::Iso4;
-                let block =
-                    paycrypto::pin::encrypt_pin_block(format, &key, pin, Some(pan), &mut rng)?;
-                (transaction.ksn().to_hex(), format, block)
-            }
-        };
+        let keys = self.dukpt.next_keys()?;
+        let block = keys.encrypt_pin(pan, pin)?;
         Ok(EncryptedPinBlock {
-            ksn,
-            format,
+            ksn: keys.ksn.clone(),
+            format: keys.pin_format,
             block,
             masked_pan: pan.masked(),
         })
     }
 
     /// Enciphers `track2` under the next transaction's DUKPT data key (see
-    /// [`EncryptedCardData`] for the exact form). Advances the counter.
+    /// [`EncryptedCardData`] for the exact form). Advances the counter: a transaction of its
+    /// own (a payment uses [`Terminal::encrypt_transaction`]).
     pub fn encrypt_card_data(&mut self, track2: &Track2) -> Result<EncryptedCardData, SimError> {
-        let clear = track2.expose_ascii();
-        let (ksn, ciphertext) = match self.dukpt.as_mut().ok_or(SimError::NoKey)? {
-            DukptDevice::Tdes(device) => {
-                let transaction = device.next_transaction()?;
-                let key = transaction.working_key(
-                    tdes_dukpt::KeyUsage::DataRequest,
-                    tdes_dukpt::DataKeyDerivation::OneWay,
-                )?;
-                let padded = zero_pad(&clear, 8);
-                let ciphertext =
-                    paycrypto::primitives::tdes_encrypt_cbc(key.expose(), &[0; 8], &padded)?;
-                (transaction.ksn().to_hex(), ciphertext)
-            }
-            DukptDevice::Aes(device) => {
-                let transaction = device.next_transaction()?;
-                let key = transaction
-                    .working_key(aes_dukpt::KeyUsage::DataEncrypt, aes_dukpt::KeyType::Aes128)?;
-                let padded = zero_pad(&clear, 16);
-                let ciphertext =
-                    paycrypto::primitives::aes_encrypt_cbc(key.expose(), &[0; 16], &padded)?;
-                (transaction.ksn().to_hex(), ciphertext)
-            }
-        };
+        let keys = self.dukpt.next_keys()?;
+        let ciphertext = keys.encrypt_card_data(track2)?;
         Ok(EncryptedCardData {
-            ksn,
+            ksn: keys.ksn.clone(),
             ciphertext,
             masked_pan: track2.pan().masked(),
         })
@@ -759,12 +988,204 @@ fn json<T: DeserializeOwned>(operation: &'static str, body: Vec<u8>) -> Result<T
 
 #[cfg(test)]
 mod tests {
+    use paycrypto::primitives::{aes_decrypt_cbc, tdes_decrypt_cbc};
+
     use super::*;
+    use crate::ManufacturerCa;
+
+    /// ANSI X9.24-1:2009 Annex A.4 and the X9.24-3-2017 AES-128 test vectors, with their
+    /// sources in tests/key_install.rs.
+    const BDK: &str = "0123456789ABCDEFFEDCBA9876543210";
+    const INITIAL_KSN: &str = "FFFF9876543210E00000";
+    const IPEK: &str = "6AC292FAA1315B4D858AB3A3D7D5933A";
+    const AES_BDK: &str = "FEDCBA9876543210F1F1F1F1F1F1F1F1";
+    const AES_INITIAL_KEY_ID: &str = "1234567890123456";
+    const AES_INITIAL_KEY: &str = "1273671EA26AC29AFA4D1084127652A1";
+
+    fn key(text: &str) -> SecretBytes {
+        SecretBytes::from_hex("test key", text).expect("hex")
+    }
+
+    fn terminal() -> Terminal {
+        let ca = ManufacturerCa::generate("Unit Test CA").expect("ca");
+        let identity = ca.issue(&[0x01], DeviceKeyKind::P256).expect("identity");
+        Terminal::new(TerminalConfig {
+            terminal_id: "t-1".to_owned(),
+            identity,
+            tms_url: "https://localhost:1".to_owned(),
+            ki_url: "https://localhost:1".to_owned(),
+            server_roots: vec![ca.certificate_der().to_vec()],
+            kdh_trust: Vec::new(),
+            parameter_verifying_key: None,
+        })
+        .expect("terminal")
+    }
 
     #[test]
     fn zero_padding_fills_the_last_block_only() {
         assert_eq!(zero_pad(b"4012345678909D987", 8).len(), 24);
         assert_eq!(zero_pad(&[1; 16], 16).len(), 16);
         assert_eq!(zero_pad(b"", 8).as_slice(), &[0; 8]);
+    }
+
+    #[test]
+    fn a_tdes_transaction_enciphers_card_data_and_pin_under_one_ksn() {
+        let mut ped = terminal();
+        let installed = ped
+            .load_initial_key(ki_pb::DukptAlgorithm::Tdes, &key(IPEK), INITIAL_KSN)
+            .expect("load");
+        assert_eq!(
+            installed.kcv,
+            kcv::tdes_kcv(&key(IPEK)).expect("kcv").to_hex()
+        );
+        let track = Track2::parse("4012345678909D987").expect("track 2");
+        let pin = Pin::new("1234").expect("pin");
+        let first = ped
+            .encrypt_transaction(&track, Some(&pin))
+            .expect("transaction");
+        assert_eq!(ped.counter(), Some(2), "the counter advances once");
+        assert_eq!(first.ksn, "FFFF9876543210E00001");
+        assert_eq!(first.pin_block_format, PinBlockFormat::Iso0);
+        // A.4.2: the PIN block of E00001, as `pin_block` makes it.
+        assert_eq!(
+            first.encrypted_pin_block.as_deref(),
+            Some("1B9C1845EB993A7A")
+        );
+        assert_eq!(first.masked_pan, "401234***8909");
+
+        // The host side, from the BDK and the ONE KSN: both come back.
+        let ksn = tdes_dukpt::Ksn::from_hex(&first.ksn).expect("ksn");
+        let data_key = tdes_dukpt::host_working_key(
+            &key(BDK),
+            &ksn,
+            tdes_dukpt::KeyUsage::DataRequest,
+            tdes_dukpt::DataKeyDerivation::OneWay,
+        )
+        .expect("data key");
+        let clear =
+            tdes_decrypt_cbc(data_key.expose(), &[0; 8], &first.encrypted_card_data).expect("cbc");
+        assert_eq!(&clear[..17], b"4012345678909D987");
+        assert!(clear[17..].iter().all(|byte| *byte == 0));
+        let pin_key = tdes_dukpt::host_working_key(
+            &key(BDK),
+            &ksn,
+            tdes_dukpt::KeyUsage::PinEncryption,
+            tdes_dukpt::DataKeyDerivation::OneWay,
+        )
+        .expect("pin key");
+        let block = first.pin_block().expect("block");
+        let clear_pin = paycrypto::pin::decrypt_pin_block(
+            PinBlockFormat::Iso0,
+            &pin_key,
+            &block.block,
+            Some(track.pan()),
+        )
+        .expect("pin");
+        assert_eq!(clear_pin, pin);
+        // The hsm-proxy requests name the same KSN.
+        let request = first.card_data().hsm_decrypt_request("acme", "alias/bdk");
+        let dukpt = request
+            .encryption
+            .and_then(|encryption| encryption.dukpt)
+            .expect("dukpt");
+        assert_eq!(dukpt.ksn, first.ksn);
+        assert_eq!(
+            block
+                .hsm_pin_block_key("alias/bdk")
+                .dukpt
+                .expect("dukpt")
+                .ksn,
+            first.ksn
+        );
+
+        // A.4.2: the data request ciphertext of E00002, now in the second payment, without a
+        // PIN.
+        let second = ped.encrypt_transaction(&track, None).expect("transaction");
+        assert_eq!(second.ksn, "FFFF9876543210E00002");
+        assert_eq!(
+            hex::encode_upper(&second.encrypted_card_data),
+            "A2B4E70F846E63D68775B7215EB4563DFD3037244C61CC13"
+        );
+        assert_eq!(second.encrypted_pin_block, None);
+        assert!(second.pin_block().is_none());
+        // The old methods still take a counter each, with the same keys.
+        let third = ped.pin_block(track.pan(), &pin).expect("pin block");
+        assert_eq!(third.ksn, "FFFF9876543210E00003");
+        assert_eq!(hex::encode_upper(&third.block), "18DC07B94797B466");
+        assert_eq!(
+            ped.encrypt_card_data(&track).expect("card").ksn,
+            "FFFF9876543210E00004"
+        );
+
+        let printed = format!("{first:?} {ped:?}");
+        for secret in ["4012345678909", "1B9C1845", IPEK] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+    }
+
+    #[test]
+    fn an_aes_transaction_enciphers_card_data_and_pin_under_one_ksn() {
+        let mut ped = terminal();
+        ped.load_initial_key(
+            ki_pb::DukptAlgorithm::Aes128,
+            &key(AES_INITIAL_KEY),
+            AES_INITIAL_KEY_ID,
+        )
+        .expect("load");
+        let track = Track2::parse("4111111111111111D2512101").expect("track 2");
+        let pin = Pin::new("1234").expect("pin");
+        let transaction = ped
+            .encrypt_transaction(&track, Some(&pin))
+            .expect("transaction");
+        assert_eq!(transaction.ksn, "123456789012345600000001");
+        assert_eq!(transaction.pin_block_format, PinBlockFormat::Iso4);
+        assert_eq!(ped.counter(), Some(2));
+        let ksn = aes_dukpt::Ksn::from_hex(&transaction.ksn).expect("ksn");
+        let data_key = aes_dukpt::host_working_key(
+            &key(AES_BDK),
+            &ksn,
+            aes_dukpt::KeyUsage::DataEncrypt,
+            aes_dukpt::KeyType::Aes128,
+        )
+        .expect("data key");
+        let clear = aes_decrypt_cbc(
+            data_key.expose(),
+            &[0; 16],
+            &transaction.encrypted_card_data,
+        )
+        .expect("cbc");
+        assert_eq!(clear.len(), 32);
+        assert_eq!(&clear[..24], b"4111111111111111D2512101");
+        let pin_key = aes_dukpt::host_working_key(
+            &key(AES_BDK),
+            &ksn,
+            aes_dukpt::KeyUsage::PinEncryption,
+            aes_dukpt::KeyType::Aes128,
+        )
+        .expect("pin key");
+        let block = transaction.pin_block().expect("block");
+        assert_eq!(block.block.len(), 16);
+        let clear_pin = paycrypto::pin::decrypt_pin_block(
+            PinBlockFormat::Iso4,
+            &pin_key,
+            &block.block,
+            Some(track.pan()),
+        )
+        .expect("pin");
+        assert_eq!(clear_pin, pin);
+    }
+
+    #[test]
+    fn no_key_no_transaction() {
+        let mut ped = terminal();
+        let track = Track2::parse("4012345678909D987").expect("track 2");
+        assert!(matches!(
+            ped.encrypt_transaction(&track, None),
+            Err(SimError::NoKey)
+        ));
+        assert!(matches!(
+            ped.load_initial_key(ki_pb::DukptAlgorithm::Tdes, &key("00"), INITIAL_KSN),
+            Err(SimError::InvalidInput(_))
+        ));
     }
 }

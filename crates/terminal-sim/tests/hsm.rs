@@ -323,6 +323,47 @@ async fn keys_exported_by_the_hsm_proxy_install_and_its_dukpt_operations_accept_
         let clear = b"4012345678909D2512101";
         assert_eq!(&decrypted.plaintext[..clear.len()], clear, "{algorithm:?}");
         assert!(decrypted.plaintext[clear.len()..].iter().all(|b| *b == 0));
+
+        // A payment: card data and PIN block under ONE KSN, both accepted by the hsm-proxy
+        // with the BDK and that KSN.
+        let payment = ped
+            .encrypt_transaction(&track, Some(&pin))
+            .expect("transaction");
+        let block = payment.pin_block().expect("pin block");
+        assert_eq!(block.ksn, payment.ksn);
+        let translated: hsm_pb::TranslatePinDataResponse = hsm
+            .call(
+                "TranslatePinData",
+                &hsm_pb::TranslatePinDataRequest {
+                    tenant_id: "acme".into(),
+                    incoming: Some(block.hsm_pin_block_key(bdk)),
+                    outgoing: Some(hsm_pb::PinBlockKey {
+                        key: "alias/zpk".into(),
+                        format: hsm_pb::PinBlockFormat::Iso0.into(),
+                        dukpt: None,
+                    }),
+                    pin_block: payment.encrypted_pin_block.clone().expect("pin block"),
+                    pan: "4012345678909".into(),
+                },
+            )
+            .await
+            .expect("translate");
+        assert_eq!(
+            translated.pin_block, expected_block,
+            "{algorithm:?}: one KSN"
+        );
+        let decrypted: hsm_pb::DecryptDataResponse = hsm
+            .call(
+                "DecryptData",
+                &payment.card_data().hsm_decrypt_request("acme", bdk),
+            )
+            .await
+            .expect("decrypt");
+        assert_eq!(
+            &decrypted.plaintext[..clear.len()],
+            clear,
+            "{algorithm:?}: one KSN"
+        );
     }
     cancel.cancel();
     running.join().await;

@@ -11,7 +11,8 @@ use std::time::Duration;
 use common::ki::{serve, tdes_platform};
 use common::tms::{PARAMETER_SEED, Tms, bind};
 use common::*;
-use paycrypto::pin::{Pan, Pin};
+use paycrypto::dukpt::tdes::{self, DataKeyDerivation, KeyUsage};
+use paycrypto::pin::{Pan, Pin, PinBlockFormat};
 use terminal_sim::session::{self, Session};
 use terminal_sim::{Terminal, TerminalConfig, Track2};
 use tokio_util::sync::CancellationToken;
@@ -69,17 +70,45 @@ async fn a_ped_boots_receives_its_key_installs_parameters_and_pays() {
         platform.lock().expect("lock").confirmed_kcv.as_deref(),
         steps[1]["kcv"].as_str()
     );
-    // ANSI X9.24-1:2009 A.4.2 (sources in tests/key_install.rs): PIN blocks of E00001 and
-    // E00003, the data request ciphertext of E00002.
+    // One DUKPT transaction per payment: its PIN block and card data share the KSN.
+    // ANSI X9.24-1:2009 A.4.2 (sources in tests/key_install.rs): the PIN block of E00001, the
+    // data request ciphertext of E00002; the rest deciphered on the host side from the BDK.
     assert_eq!(steps[3]["ksn"], "FFFF9876543210E00001");
     assert_eq!(steps[3]["pinBlock"], "1B9C1845EB993A7A");
-    assert_eq!(steps[4]["ksn"], "FFFF9876543210E00002");
+    assert_eq!(steps[4]["ksn"], "FFFF9876543210E00001");
+    assert_eq!(steps[5]["ksn"], "FFFF9876543210E00002");
+    assert_eq!(steps[6]["ksn"], "FFFF9876543210E00002");
     assert_eq!(
-        steps[4]["ciphertext"],
+        steps[6]["ciphertext"],
         "A2B4E70F846E63D68775B7215EB4563DFD3037244C61CC13"
     );
-    assert_eq!(steps[5]["pinBlock"], "18DC07B94797B466");
-    assert_eq!(terminal.counter(), Some(5));
+    let host_key = |ksn: &serde_json::Value, usage| {
+        tdes::host_working_key(
+            &secret(BDK),
+            &tdes::Ksn::from_hex(ksn.as_str().expect("ksn")).expect("ksn"),
+            usage,
+            DataKeyDerivation::OneWay,
+        )
+        .expect("host key")
+    };
+    let first_data = host_key(&steps[4]["ksn"], KeyUsage::DataRequest);
+    let clear = paycrypto::primitives::tdes_decrypt_cbc(
+        first_data.expose(),
+        &[0; 8],
+        &h(steps[4]["ciphertext"].as_str().expect("ciphertext")),
+    )
+    .expect("decrypt");
+    assert_eq!(&clear[..17], b"4012345678909D987");
+    let second_pin = host_key(&steps[5]["ksn"], KeyUsage::PinEncryption);
+    let pin = paycrypto::pin::decrypt_pin_block(
+        PinBlockFormat::Iso0,
+        &second_pin,
+        &h(steps[5]["pinBlock"].as_str().expect("pin block")),
+        Some(&plan.pan),
+    )
+    .expect("pin");
+    assert_eq!(pin, plan.pin);
+    assert_eq!(terminal.counter(), Some(3));
     // Nothing a step reports carries key material or the full PAN.
     let printed = serde_json::to_string(&steps).expect("json");
     for secret_text in [IPEK, BDK, "4012345678909D", "\"4012345678909\""] {
