@@ -1,5 +1,7 @@
-//! The device's HTTPS client: rustls, the device certificate as the TLS client identity, and
-//! only the given server roots trusted (no built-in web PKI).
+//! The device's HTTPS clients: rustls with only the given server roots trusted (no built-in
+//! web PKI); a PED presents its device certificate as the TLS client identity
+//! ([`device_client`]), a SoftPOS phone has none and authenticates each request with its
+//! attestation token instead ([`server_auth_client`]).
 
 use std::time::Duration;
 
@@ -31,14 +33,35 @@ pub fn device_client(
     bundle.extend_from_slice(key.as_bytes());
     let tls_identity = reqwest::Identity::from_pem(&bundle)
         .map_err(|error| SimError::pki(format!("client identity: {error}")))?;
-    let mut builder = reqwest::Client::builder()
+    let builder = base_builder().identity(tls_identity);
+    with_roots(builder, server_roots)
+}
+
+/// A TLS client without a client certificate (server authentication only), trusting only
+/// `server_roots` (DER): what a SoftPOS phone uses.
+pub fn server_auth_client(server_roots: &[Vec<u8>]) -> Result<reqwest::Client, SimError> {
+    if server_roots.is_empty() {
+        return Err(SimError::InvalidInput(
+            "at least one server root certificate is needed".to_owned(),
+        ));
+    }
+    with_roots(base_builder(), server_roots)
+}
+
+fn base_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
         .https_only(true)
-        .identity(tls_identity)
         .timeout(REQUEST_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)
-        .user_agent(concat!("mpos-terminal-sim/", env!("CARGO_PKG_VERSION")));
+        .user_agent(concat!("mpos-terminal-sim/", env!("CARGO_PKG_VERSION")))
+}
+
+fn with_roots(
+    mut builder: reqwest::ClientBuilder,
+    server_roots: &[Vec<u8>],
+) -> Result<reqwest::Client, SimError> {
     for root in server_roots {
         let certificate = reqwest::Certificate::from_der(root)
             .map_err(|error| SimError::pki(format!("server root: {error}")))?;

@@ -64,6 +64,9 @@ pub enum SimError {
     /// The device has no DUKPT key yet (receive one first).
     #[error("no DUKPT key installed")]
     NoKey,
+    /// The device lacks a setting the step needs (e.g. the authorization service's URL).
+    #[error("not configured: {0}")]
+    NotConfigured(&'static str),
     /// A step the simulator does not support (yet).
     #[error("unsupported: {0}")]
     Unsupported(&'static str),
@@ -116,6 +119,7 @@ impl SimError {
             Self::Timeout { .. } => "timeout",
             Self::NoKey => "no_key",
             Self::Unsupported(_) => "unsupported",
+            Self::NotConfigured(_) => "not_configured",
         }
     }
 }

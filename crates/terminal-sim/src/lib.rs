@@ -10,6 +10,8 @@
 //!   under one KSN;
 //! * [`card`]: the track 2 equivalent data a simulated card presents, and named test cards;
 //! * [`emv`]: a simulated EMV chip (GENERATE AC: ARQC, TC, AAC; the issuer's ARPC checked);
+//! * [`payment`]: payments, reversals and status over the authorization service's device
+//!   API, for a PED (mTLS) and a SoftPOS phone (TLS and its attestation token);
 //! * [`session`]: a whole session (boot, key, parameters, payments), step by step;
 //! * [`softpos`]: a simulated SoftPOS phone's attestation evidence (Android key attestation
 //!   chain from a simulator root, Play Integrity verdict, app signals) for a challenge.
@@ -20,6 +22,7 @@ pub mod card;
 pub mod client;
 pub mod emv;
 pub mod error;
+pub mod payment;
 pub mod pki;
 pub mod session;
 pub mod softpos;
@@ -28,6 +31,7 @@ pub mod terminal;
 pub use card::{TestCard, Track2, test_card, test_cards};
 pub use emv::{CardDecision, EmvCard, EmvData, EmvTransaction};
 pub use error::SimError;
+pub use payment::{Payment, SoftPosConfig, SoftPosTerminal, build_payment_request};
 pub use pki::{DeviceIdentity, DeviceKeyKind, ManufacturerCa};
 pub use softpos::{
     AppSignals, AttestOptions, AttestationPki, SoftPosProfile, encode_key_description,

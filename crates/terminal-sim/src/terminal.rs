@@ -12,7 +12,8 @@
 //!    (protobuf), verifies the Ed25519 signature, then acknowledges the version with
 //!    `POST {tms}/v1/devices/{terminal_id}/parameters/ack`.
 //! 4. Per transaction, [`Terminal::encrypt_transaction`]: the card data and the PIN block
-//!    under keys of ONE DUKPT transaction (one KSN), as a real PED enciphers a payment.
+//!    under keys of ONE DUKPT transaction (one KSN), as a real PED enciphers a payment; then
+//!    [`Terminal::pay`] (see [`crate::payment`]) sends it to the authorization service.
 //!    [`Terminal::pin_block`] and [`Terminal::encrypt_card_data`] remain for callers that want
 //!    just one of them: each uses a transaction (a counter) of its own.
 
@@ -463,6 +464,8 @@ pub struct Terminal {
     parameter_key: Option<(VerifyingKey, Option<String>)>,
     dukpt: DukptRegisters,
     installed_version: u64,
+    /// The authorization service's device API (empty: not configured).
+    auth_url: String,
 }
 
 impl Terminal {
@@ -481,7 +484,36 @@ impl Terminal {
             parameter_key,
             dukpt: DukptRegisters::default(),
             installed_version: 0,
+            auth_url: String::new(),
         })
+    }
+
+    /// The same terminal, paying through the authorization service's device API at
+    /// `auth_url`, e.g. `https://auth.example:8443` (mTLS with the device certificate, the
+    /// configured server roots). Without it, [`Terminal::pay`] and its siblings answer
+    /// [`SimError::NotConfigured`].
+    ///
+    /// (Not a [`TerminalConfig`] field: the configuration is built with struct literals by
+    /// other crates, which a new field would break.)
+    pub fn with_auth_url(mut self, auth_url: impl Into<String>) -> Self {
+        self.set_auth_url(auth_url);
+        self
+    }
+
+    /// Sets the authorization service's device API (see [`Terminal::with_auth_url`]); empty
+    /// means not configured.
+    pub fn set_auth_url(&mut self, auth_url: impl Into<String>) {
+        self.auth_url = auth_url.into().trim().trim_end_matches('/').to_owned();
+    }
+
+    /// The authorization service's device API (empty: not configured).
+    pub fn auth_url(&self) -> &str {
+        &self.auth_url
+    }
+
+    /// The mTLS client presenting the device certificate.
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
     }
 
     /// The terminal id.
@@ -953,6 +985,18 @@ async fn send(
     request: reqwest::RequestBuilder,
     expected: u16,
 ) -> Result<Vec<u8>, SimError> {
+    let (status, body) = exchange(operation, request).await?;
+    if status == expected {
+        return Ok(body);
+    }
+    Err(refused(operation, status, &body))
+}
+
+/// Sends `request`; the status and the body, whatever the status.
+pub(crate) async fn exchange(
+    operation: &'static str,
+    request: reqwest::RequestBuilder,
+) -> Result<(u16, Vec<u8>), SimError> {
     let response = request
         .send()
         .await
@@ -962,10 +1006,12 @@ async fn send(
         .bytes()
         .await
         .map_err(|error| SimError::transport(operation, &error))?;
-    if status == expected {
-        return Ok(body.to_vec());
-    }
-    let error: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    Ok((status, body.to_vec()))
+}
+
+/// The platform's error answer (`{"code", "message"}`) as [`SimError::Refused`].
+pub(crate) fn refused(operation: &'static str, status: u16, body: &[u8]) -> SimError {
+    let error: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     let text = |field: &str| {
         error
             .get(field)
@@ -973,16 +1019,19 @@ async fn send(
             .unwrap_or_default()
             .to_owned()
     };
-    Err(SimError::Refused {
+    SimError::Refused {
         operation,
         status,
         code: text("code"),
         message: text("message"),
-    })
+    }
 }
 
 /// Decodes a protobuf JSON body.
-fn json<T: DeserializeOwned>(operation: &'static str, body: Vec<u8>) -> Result<T, SimError> {
+pub(crate) fn json<T: DeserializeOwned>(
+    operation: &'static str,
+    body: Vec<u8>,
+) -> Result<T, SimError> {
     serde_json::from_slice(&body).map_err(|error| SimError::protocol(operation, error))
 }
 
@@ -1176,7 +1225,7 @@ mod tests {
     }
 
     #[test]
-    fn no_key_no_transaction() {
+    fn no_key_no_transaction_and_no_url_no_payment() {
         let mut ped = terminal();
         let track = Track2::parse("4012345678909D987").expect("track 2");
         assert!(matches!(
@@ -1187,5 +1236,8 @@ mod tests {
             ped.load_initial_key(ki_pb::DukptAlgorithm::Tdes, &key("00"), INITIAL_KSN),
             Err(SimError::InvalidInput(_))
         ));
+        assert_eq!(ped.auth_url(), "");
+        let ped = ped.with_auth_url("https://auth.example:8443/");
+        assert_eq!(ped.auth_url(), "https://auth.example:8443");
     }
 }
