@@ -26,5 +26,5 @@ pub use link::{Link, LinkConfig, LinkState};
 pub use mac::{HsmMac, MacProvider, NoMac, SoftMac};
 pub use profile::{
     AuthorizationRequest, AuthorizationResponse, EntryMode, HostRequest, NetworkCode, OriginalData,
-    PinBlock, RequestKind, ResponseCode, Reversal, ReversalReason, Track2Data,
+    OriginalTransaction, PinBlock, RequestKind, ResponseCode, Reversal, ReversalReason, Track2Data,
 };

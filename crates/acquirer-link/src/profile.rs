@@ -10,7 +10,7 @@
 //! | [`RequestKind::Refund`] | 0200 | 200000 | |
 //! | [`RequestKind::PreAuthorization`] | 0100 | 000000 | |
 //! | [`RequestKind::Completion`] | 0220 | 000000 | advice; field 38 (the pre-authorisation's approval code) and 90 |
-//! | reversal ([`reversal_message`]) | 0400, 0401 when repeated | the original's | field 90 and the original's fields; field 39 the reason |
+//! | reversal ([`reversal_message_for`]) | 0400, 0401 when repeated | the original's | field 90, the original's RRN, amount, terminal and merchant; field 39 the reason; never fields 2, 14, 23, 35, 52, 55 |
 //! | echo, sign-on ([`network_message`]) | 0800 | — | field 70 = 301 (echo), 001 (sign-on), 002 (sign-off) |
 //!
 //! Fields: 2 PAN, 3 processing code, 4 amount (minor units), 7 transmission date and time
@@ -418,6 +418,61 @@ pub struct Reversal {
     pub repeat: bool,
 }
 
+/// What a reversal needs of the request it reverses: no card data at all, so that a reversal
+/// can be built (and repeated after a restart) from what the log keeps. The acquirer finds
+/// the original by field 90 (MTI, STAN, transmission time, acquirer), field 37 (RRN) and
+/// fields 41/42 (terminal, merchant).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OriginalTransaction {
+    /// What the original asked for (its MTI and processing code).
+    pub kind: RequestKind,
+    /// Its amount, minor units (field 4).
+    pub amount_minor: u64,
+    /// Its ISO 4217 numeric currency (field 49).
+    pub currency_numeric: String,
+    /// Its STAN (into field 90).
+    pub stan: u32,
+    /// Its RRN (field 37).
+    pub rrn: String,
+    /// Its transmission date and time (into field 90).
+    pub transmitted_at: DateTime<Utc>,
+    /// Its local date and time (fields 12 and 13).
+    pub local_at: NaiveDateTime,
+    /// Its MCC (field 18); `None` when not known (the field is left out).
+    pub mcc: Option<String>,
+    /// How its card was read and whether the terminal takes PINs (field 22); `None` when not
+    /// known (the field is left out).
+    pub entry_mode: Option<(EntryMode, bool)>,
+    /// Its terminal (field 41).
+    pub terminal_id: String,
+    /// Its merchant (field 42).
+    pub merchant_id: String,
+    /// Its acquiring institution (field 32 and field 90).
+    pub acquirer_institution_id: String,
+    /// The approval code it got, if any (field 38).
+    pub auth_code: Option<String>,
+}
+
+impl From<&AuthorizationRequest> for OriginalTransaction {
+    fn from(request: &AuthorizationRequest) -> Self {
+        Self {
+            kind: request.kind,
+            amount_minor: request.amount_minor,
+            currency_numeric: request.currency_numeric.clone(),
+            stan: request.stan,
+            rrn: request.rrn.clone(),
+            transmitted_at: request.transmitted_at,
+            local_at: request.local_at,
+            mcc: Some(request.mcc.clone()),
+            entry_mode: Some((request.entry_mode, request.pin_capable)),
+            terminal_id: request.terminal_id.clone(),
+            merchant_id: request.merchant_id.clone(),
+            acquirer_institution_id: request.acquirer_institution_id.clone(),
+            auth_code: request.auth_code.clone(),
+        }
+    }
+}
+
 /// Network management codes (field 70).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NetworkCode {
@@ -455,11 +510,11 @@ impl NetworkCode {
 pub enum HostRequest {
     /// 0100, 0200, 0220 (or their repeats).
     Authorization(Box<AuthorizationRequest>),
-    /// 0400 or 0401: the original as carried (no track 2, PIN block or ICC data; STAN,
-    /// transmission time and acquirer from field 90) and the reversal's own data.
+    /// 0400 or 0401: the original as carried (no card data; STAN, transmission time and
+    /// acquirer from field 90) and the reversal's own data.
     Reversal {
         /// The reversed request.
-        original: Box<AuthorizationRequest>,
+        original: Box<OriginalTransaction>,
         /// The reversal's own data.
         reversal: Reversal,
     },
@@ -915,27 +970,84 @@ fn check_auth_code(code: &str) -> Result<(), LinkError> {
     }
 }
 
-/// The reversal (0400, or 0401 when repeated) of `original`: the original's fields without
-/// track 2, PIN block and ICC data, the reversal's own STAN and transmission time, the reason
-/// in field 39 and the original's MTI, STAN, transmission time and acquirer in field 90.
+/// The reversal (0400, or 0401 when repeated) of the request `original` (see
+/// [`reversal_message_for`]: no card data goes out, whatever the request held).
 pub fn reversal_message(
     original: &AuthorizationRequest,
     reversal: &Reversal,
 ) -> Result<Message, LinkError> {
+    reversal_message_for(&OriginalTransaction::from(original), reversal)
+}
+
+/// The reversal (0400, or 0401 when repeated) of `original`: no PAN, expiry, card sequence
+/// number, track 2, PIN block or ICC data (fields 2, 14, 23, 35, 52, 55); the original's
+/// processing code, amount, local time, MCC and entry mode (when known), acquirer, RRN,
+/// terminal, merchant, currency and approval code; the reversal's own STAN and transmission
+/// time; the reason in field 39 and the original's MTI, STAN, transmission time and acquirer
+/// in field 90.
+pub fn reversal_message_for(
+    original: &OriginalTransaction,
+    reversal: &Reversal,
+) -> Result<Message, LinkError> {
     check_stan(reversal.stan)?;
+    check_digits("currency", &original.currency_numeric, 3, 3)?;
+    check_digits("acquirer id", &original.acquirer_institution_id, 1, 11)?;
+    check_printable("rrn", &original.rrn, 12)?;
+    check_printable("terminal id", &original.terminal_id, 8)?;
+    check_printable("merchant id", &original.merchant_id, 15)?;
     let mut message = wire::new_message(if reversal.repeat { "0401" } else { "0400" })?;
-    set_common(&mut message, original)?;
+    wire::set_text(
+        &mut message,
+        field::PROCESSING_CODE,
+        original.kind.processing_code(),
+    );
+    wire::set_text(
+        &mut message,
+        field::AMOUNT,
+        &amount_text(original.amount_minor)?,
+    );
     wire::set_text(
         &mut message,
         field::TRANSMISSION_DATE_TIME,
         &reversal.transmitted_at.format("%m%d%H%M%S").to_string(),
     );
     wire::set_text(&mut message, field::STAN, &format!("{:06}", reversal.stan));
+    wire::set_text(
+        &mut message,
+        field::LOCAL_TIME,
+        &original.local_at.format("%H%M%S").to_string(),
+    );
+    wire::set_text(
+        &mut message,
+        field::LOCAL_DATE,
+        &original.local_at.format("%m%d").to_string(),
+    );
+    if let Some(mcc) = &original.mcc {
+        check_digits("mcc", mcc, 4, 4)?;
+        wire::set_text(&mut message, field::MCC, mcc);
+    }
+    if let Some((mode, pin_capable)) = original.entry_mode {
+        wire::set_text(
+            &mut message,
+            field::POS_ENTRY_MODE,
+            &mode.field22(pin_capable),
+        );
+    }
+    wire::set_text(&mut message, field::POS_CONDITION, "00");
+    wire::set_text(
+        &mut message,
+        field::ACQUIRER_ID,
+        &original.acquirer_institution_id,
+    );
+    wire::set_text(&mut message, field::RRN, &original.rrn);
     if let Some(code) = &original.auth_code {
         check_auth_code(code)?;
         wire::set_text(&mut message, field::AUTH_CODE, code);
     }
     wire::set_text(&mut message, field::RESPONSE_CODE, reversal.reason.code());
+    wire::set_text(&mut message, field::TERMINAL_ID, &original.terminal_id);
+    wire::set_text(&mut message, field::MERCHANT_ID, &original.merchant_id);
+    wire::set_text(&mut message, field::CURRENCY, &original.currency_numeric);
     let original_data = OriginalData {
         mti: original.kind.mti().to_owned(),
         stan: original.stan,
@@ -948,6 +1060,43 @@ pub fn reversal_message(
         &original_data.field90()?,
     );
     Ok(message)
+}
+
+/// Reads a reversal's original (the host side): card data is neither needed nor read.
+fn original_from_reversal(
+    message: &Message,
+    kind: RequestKind,
+    original_data: OriginalData,
+) -> Result<OriginalTransaction, LinkError> {
+    let local_at = parse_local(
+        required(message, field::LOCAL_DATE, "local date (13)")?,
+        required(message, field::LOCAL_TIME, "local time (12)")?,
+        original_data.transmitted_at.naive_utc(),
+    )
+    .ok_or_else(|| LinkError::protocol("local date and time: bad values"))?;
+    let entry_mode = match wire::text(message, field::POS_ENTRY_MODE) {
+        Some(value) => Some(
+            EntryMode::parse_field22(value)
+                .ok_or_else(|| LinkError::protocol("pos entry mode: unknown value"))?,
+        ),
+        None => None,
+    };
+    let text = |number| wire::text(message, number).map(str::to_owned);
+    Ok(OriginalTransaction {
+        kind,
+        amount_minor: parse_amount(required(message, field::AMOUNT, "amount (4)")?)?,
+        currency_numeric: required(message, field::CURRENCY, "currency (49)")?.to_owned(),
+        stan: original_data.stan,
+        rrn: required(message, field::RRN, "rrn (37)")?.to_owned(),
+        transmitted_at: original_data.transmitted_at,
+        local_at,
+        mcc: text(field::MCC),
+        entry_mode,
+        terminal_id: required(message, field::TERMINAL_ID, "terminal id (41)")?.to_owned(),
+        merchant_id: required(message, field::MERCHANT_ID, "merchant id (42)")?.to_owned(),
+        acquirer_institution_id: original_data.acquirer_id,
+        auth_code: text(field::AUTH_CODE).map(|code| code.trim().to_owned()),
+    })
 }
 
 /// A network management request (0800) with field 70 = `code`.
@@ -1161,13 +1310,7 @@ pub fn request_from_message_at(
             let processing_code = required(message, field::PROCESSING_CODE, "processing code (3)")?;
             let kind = RequestKind::from_mti(&original_data.mti, processing_code)
                 .ok_or_else(|| LinkError::protocol("reversal of an unknown request"))?;
-            let mut original = common_from_message(
-                message,
-                kind,
-                original_data.stan,
-                original_data.transmitted_at,
-            )?;
-            original.acquirer_institution_id = original_data.acquirer_id;
+            let original = original_from_reversal(message, kind, original_data)?;
             let reason = ReversalReason::from_code(required(
                 message,
                 field::RESPONSE_CODE,

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use acquirer_link::mac::{self, MacProvider, SoftMac};
 use acquirer_link::profile::{
     self, AuthorizationRequest, AuthorizationResponse, EntryMode, HostRequest, NetworkCode,
-    OriginalData, PinBlock, RequestKind, ResponseCode, Reversal, ReversalReason, Track2Data,
+    OriginalData, OriginalTransaction, PinBlock, RequestKind, ResponseCode, Reversal,
+    ReversalReason, Track2Data,
 };
 use chrono::{DateTime, NaiveDate, SubsecRound, TimeZone, Utc};
 use iso8583::Spec;
@@ -150,7 +151,7 @@ fn reversal_carries_field_90_and_no_sensitive_data() {
         assert_eq!(field90.len(), 42);
         assert!(field90.starts_with("0200004711"));
         assert!(field90.ends_with("0001234567800000000000"));
-        for sensitive in [35_u8, 52, 55] {
+        for sensitive in [2_u8, 14, 23, 35, 52, 55] {
             assert!(
                 message.get_text(sensitive).is_none() && message.get_bytes(sensitive).is_none()
             );
@@ -168,9 +169,73 @@ fn reversal_carries_field_90_and_no_sensitive_data() {
         assert_eq!(back.transmitted_at, original.transmitted_at);
         assert_eq!(back.rrn, original.rrn);
         assert_eq!(back.amount_minor, original.amount_minor);
-        assert_eq!(back.pan, original.pan);
-        assert!(back.track2.is_none() && back.pin_block.is_none() && back.icc_data.is_none());
+        assert_eq!(*back, OriginalTransaction::from(&original));
     }
+}
+
+/// A reversal built from what the routing service's log keeps (no card data, no MCC or
+/// entry mode): the acquirer still finds the original by field 90, RRN, terminal and
+/// merchant, and the message carries no card data at all.
+#[test]
+fn a_reversal_needs_no_card_data() {
+    let transmitted_at = now() - chrono::Duration::minutes(3);
+    let original = OriginalTransaction {
+        kind: RequestKind::PreAuthorization,
+        amount_minor: 9_900,
+        currency_numeric: "826".into(),
+        stan: 123_456,
+        rrn: "512312123456".into(),
+        transmitted_at,
+        local_at: transmitted_at.naive_utc(),
+        mcc: None,
+        entry_mode: None,
+        terminal_id: "TERM0002".into(),
+        merchant_id: "MERCHANT0000002".into(),
+        acquirer_institution_id: "4711".into(),
+        auth_code: Some("AB12CD".into()),
+    };
+    let reversal = Reversal {
+        reason: ReversalReason::SuspectedMalfunction,
+        stan: 123_457,
+        transmitted_at: now(),
+        repeat: true,
+    };
+    let message = through_the_wire(&profile::reversal_message_for(&original, &reversal).unwrap());
+    assert_eq!(message.mti().to_string(), "0401");
+    for absent in [2_u8, 14, 18, 22, 23, 35, 52, 55] {
+        assert!(
+            message.get_text(absent).is_none() && message.get_bytes(absent).is_none(),
+            "field {absent}"
+        );
+    }
+    assert_eq!(message.get_text(38), Some("AB12CD"));
+    assert_eq!(message.get_text(39), Some("22"));
+    assert_eq!(
+        message.get_text(90),
+        Some(
+            format!(
+                "0100123456{}0000000471100000000000",
+                transmitted_at.format("%m%d%H%M%S")
+            )
+            .as_str()
+        )
+    );
+    let HostRequest::Reversal {
+        original: back,
+        reversal: back_reversal,
+    } = profile::request_from_message(&message).unwrap()
+    else {
+        panic!("not a reversal");
+    };
+    assert_eq!(*back, original);
+    assert_eq!(back_reversal, reversal);
+    // A malformed original is refused before anything is built.
+    let mut bad = original.clone();
+    bad.rrn = "short".into();
+    assert!(profile::reversal_message_for(&bad, &reversal).is_err());
+    let mut bad = original;
+    bad.mcc = Some("59".into());
+    assert!(profile::reversal_message_for(&bad, &reversal).is_err());
 }
 
 #[test]

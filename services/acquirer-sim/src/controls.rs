@@ -66,6 +66,11 @@ pub struct ReceivedMessage {
     /// The response code answered (`None`: not answered, e.g. blackholed or a bad MAC
     /// dropped).
     pub response_code: Option<String>,
+    /// For a reversal (0400, 0401): the sequence number of the request it reverses, found by
+    /// RRN and the original's MTI and STAN of field 90 (`None`: not a reversal, or the
+    /// original was never received here).
+    #[serde(default)]
+    pub reverses: Option<u64>,
 }
 
 /// What was received: counts by MTI and the list.
@@ -184,6 +189,32 @@ impl Controls {
             received.messages.push(message);
         }
         received.total
+    }
+
+    /// Notes which earlier request the reversal `seq` reverses: the last one received with
+    /// `rrn`, `mti` and `stan`; returns its sequence number.
+    pub(crate) fn match_original(&self, seq: u64, rrn: &str, mti: &str, stan: u32) -> Option<u64> {
+        let mut received = lock(&self.received);
+        let original = received
+            .messages
+            .iter()
+            .rev()
+            .find(|message| {
+                message.seq < seq
+                    && message.mti == mti
+                    && message.stan == Some(stan)
+                    && message.rrn.as_deref() == Some(rrn)
+            })
+            .map(|message| message.seq)?;
+        if let Some(message) = received
+            .messages
+            .iter_mut()
+            .rev()
+            .find(|message| message.seq == seq)
+        {
+            message.reverses = Some(original);
+        }
+        Some(original)
     }
 
     /// Notes the response code a recorded message was answered with.

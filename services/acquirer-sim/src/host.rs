@@ -102,7 +102,11 @@ impl Host {
             amount_minor: text(&message, field::AMOUNT).and_then(|amount| amount.parse().ok()),
             pan_last4: last4(&message),
             response_code: None,
+            reverses: None,
         });
+        if mti == "0400" || mti == "0401" {
+            self.match_reversal(&message, seq);
+        }
         let faults = self.controls.faults();
         if faults.blackholed(&mti) {
             tracing::debug!(mti = %mti, "acquirer-sim: blackholed");
@@ -162,6 +166,21 @@ impl Host {
         }
     }
 
+    /// Notes which request a reversal reverses (even when it goes unanswered). A reversal
+    /// carries no card data: the original is found by its RRN and the MTI and STAN of field
+    /// 90.
+    fn match_reversal(&self, message: &Message, seq: u64) {
+        if let Ok(HostRequest::Reversal { original, .. }) = profile::request_from_message(message) {
+            let found = self.controls.match_original(
+                seq,
+                &original.rrn,
+                original.kind.mti(),
+                original.stan,
+            );
+            tracing::debug!(matched = found.is_some(), "acquirer-sim: reversal");
+        }
+    }
+
     async fn answer(&self, message: &Message, mti: &str) -> Result<Message, LinkError> {
         let request = match profile::request_from_message(message) {
             Ok(request) => request,
@@ -172,6 +191,8 @@ impl Host {
         };
         match request {
             HostRequest::Network { .. } => echo_answer(message, "00"),
+            // Reversing something never received is still acknowledged (the acquirer has
+            // nothing to undo).
             HostRequest::Reversal { .. } => echo_answer(message, "00"),
             HostRequest::Authorization(request) => {
                 let processing_code = text(message, field::PROCESSING_CODE).unwrap_or_default();

@@ -200,6 +200,50 @@ async fn reversals_are_answered_and_recorded() {
 }
 
 #[tokio::test]
+async fn a_reversal_without_card_data_is_matched_to_its_original() {
+    let sim = sim("{}", Some(soft_mac())).await;
+    let (link, cancel) = link(&sim, Some(soft_mac())).await;
+    let original = purchase(20, "4761739001010010", 4_200);
+    assert!(authorize(&link, &original).await.unwrap().approved());
+    // What the routing service keeps in its log: no PAN, no MCC, no entry mode.
+    let mut kept = profile::OriginalTransaction::from(&original);
+    kept.mcc = None;
+    kept.entry_mode = None;
+    for (stan, repeat) in [(21, false), (22, true)] {
+        let reversal = Reversal {
+            reason: ReversalReason::Timeout,
+            stan,
+            transmitted_at: Utc::now().trunc_subsecs(0),
+            repeat,
+        };
+        let message = profile::reversal_message_for(&kept, &reversal).unwrap();
+        assert!(message.get_text(2).is_none() && message.get_text(35).is_none());
+        let answer =
+            profile::response_from_message(&link.exchange(message).await.unwrap()).unwrap();
+        assert_eq!(
+            (answer.mti.as_str(), answer.response_code.as_str()),
+            ("0410", "00")
+        );
+    }
+    let received = sim.received();
+    assert_eq!(received.count("0200"), 1);
+    assert_eq!(received.count("0400"), 1);
+    assert_eq!(received.count("0401"), 1);
+    let authorisation = received.messages.iter().find(|m| m.mti == "0200").unwrap();
+    for reversal in received
+        .messages
+        .iter()
+        .filter(|m| m.mti.starts_with("040"))
+    {
+        assert_eq!(reversal.reverses, Some(authorisation.seq));
+        assert_eq!(reversal.pan_last4, None, "no card data in a reversal");
+        assert_eq!(reversal.rrn.as_deref(), Some("000000000020"));
+    }
+    cancel.cancel();
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn echo_and_sign_on_are_answered() {
     let sim = sim("{}", Some(soft_mac())).await;
     let (link, cancel) = link(&sim, Some(soft_mac())).await;
