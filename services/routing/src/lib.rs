@@ -6,11 +6,27 @@
 //! version that matched and why ([`exchange`]); the ISO 8583 messages go over the tenant's
 //! acquirer links, and a payment whose outcome is in doubt is reversed and its reversal kept
 //! until the acquirer acknowledges it.
+//!
+//! The service: [`engine::Router`] (the operations), [`rpc`] (`Decide`, `Authorize`,
+//! `Reverse`, `GetSealingKey` on the bus, and [`rpc::RoutingClient`]), [`forward`]
+//! (store-and-forward of reversals), [`links`] (one ISO 8583 link per acquirer), [`api`]
+//! (the admin HTTP API) and [`service::start`]. See docs/routing.md.
+
+#![forbid(unsafe_code)]
 
 pub mod acquirer;
+pub mod api;
+pub mod card;
 pub mod convert;
+pub mod engine;
 pub mod exchange;
+pub mod forward;
+pub mod links;
+pub mod routes;
+pub mod rpc;
 pub mod rules;
+pub mod service;
+pub mod views;
 
 /// The service's name: its log, its stream and its topic are named after it.
 pub const SERVICE: &str = "routing";

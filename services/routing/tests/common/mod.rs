@@ -1,0 +1,381 @@
+//! An in-process platform for routing's tests: an hsm-proxy (soft backend), two acquirer
+//! simulators and the routing service, on SQLite and the in-process `memory://` bus (or on
+//! Postgres and NATS), and a `RoutingClient` over the bus as the authorization service would
+//! use it.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use acquirer_link::MacProvider;
+use acquirer_link::framing::{Framing, LengthPrefix};
+use acquirer_sim::{AcquirerSim, RuleSet, RunningSim, SimConfig};
+use hsm_proxy::rpc::HsmClient;
+use hsm_proxy::service::HsmConfig;
+use iso8583::Spec;
+use mpos_config::Vars;
+use mpos_proto::hsm as hsm_pb;
+use mpos_proto::routing as pb;
+use mpos_seal::Sealer;
+use mpos_service::{CommonConfig, Infrastructure};
+use paycrypto::SecretBytes;
+use routing::engine::{Actor, Router, RouterSettings};
+use routing::links::LinkTuning;
+use routing::rpc::RoutingClient;
+use routing::service::RoutingOptions;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub const TENANT: &str = "acme";
+pub const TOKEN: &str = "operator-token-for-routing-tests-0123456789";
+const SIGNING_KEY: &str = "2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a";
+const LMK: &str = "000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F";
+/// Bouncy Castle's ISO9797Alg3Mac test key, as the zone MAC key.
+pub const MAC_KEY: &str = "7CA110454A1A6E570131D9619DC1376E";
+pub const PAN: &str = "4761739001010010";
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub fn spec() -> Arc<Spec> {
+    Arc::new(Spec::builtin("ascii-1987").unwrap())
+}
+
+pub fn framing() -> Framing {
+    Framing {
+        prefix: LengthPrefix::Binary2,
+        header: Vec::new(),
+    }
+}
+
+/// Where the logs and the bus are.
+#[derive(Clone)]
+pub struct Backends {
+    pub bus_url: String,
+    /// The database URL of a service's log.
+    pub database: Arc<dyn Fn(&str) -> String + Send + Sync>,
+}
+
+impl Backends {
+    pub fn sqlite(dir: &std::path::Path) -> Self {
+        let dir = dir.to_owned();
+        Self {
+            bus_url: format!("memory://routing{}", uuid::Uuid::new_v4().simple()),
+            database: Arc::new(move |service| {
+                format!("sqlite://{}", dir.join(format!("{service}.db")).display())
+            }),
+        }
+    }
+
+    /// Postgres (a fresh schema per service and test) and NATS, when the test environment
+    /// names them.
+    pub fn postgres_and_nats() -> Option<Self> {
+        let postgres = std::env::var("MPOS_TEST_POSTGRES_URL").ok()?;
+        let nats = std::env::var("MPOS_TEST_NATS_URL").ok()?;
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let schema_run = run.clone();
+        Some(Self {
+            bus_url: format!("{nats}?namespace=rt{}", &run[..12]),
+            database: Arc::new(move |service| {
+                format!(
+                    "{postgres}?schema={}_{}",
+                    service.replace('-', "_"),
+                    &schema_run[..12]
+                )
+            }),
+        })
+    }
+
+    fn config(&self, service: &str) -> CommonConfig {
+        let vars = Vars::from_pairs(vec![
+            ("MPOS_DATABASE_URL", (self.database)(service)),
+            ("MPOS_BUS_URL", self.bus_url.clone()),
+            ("MPOS_CHAIN_SIGNING_KEY", SIGNING_KEY.to_owned()),
+            ("MPOS_POLL_INTERVAL_MS", "50".to_owned()),
+        ]);
+        CommonConfig::from_vars(&vars, service, "127.0.0.1:0", "127.0.0.1:0").unwrap()
+    }
+}
+
+pub struct Hsm {
+    pub client: HsmClient,
+    cancel: CancellationToken,
+    _running: hsm_proxy::service::Running,
+}
+
+impl Hsm {
+    pub async fn start(backends: &Backends, dir: &std::path::Path) -> Self {
+        let config = backends.config(hsm_proxy::SERVICE);
+        let hsm_config = HsmConfig {
+            backends: vec![format!("soft://{}", dir.join("keys").display())],
+            soft_lmk: Some(SecretBytes::from_hex("lmk", LMK).unwrap()),
+            pkcs11_pin: None,
+            pool: hsm_proxy::pool::PoolConfig {
+                local_site: "local".into(),
+                attempt_timeout: Duration::from_millis(2_000),
+                check_interval: Duration::from_millis(100),
+            },
+        };
+        let cancel = CancellationToken::new();
+        let infrastructure = Infrastructure::default();
+        let (store, bus) = infrastructure.connect(&config, &cancel).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let token = SecretString::from(TOKEN.to_owned());
+        let running = hsm_proxy::service::start(
+            &config,
+            &hsm_config,
+            store,
+            &bus,
+            &infrastructure,
+            &token,
+            listener,
+            &cancel,
+        )
+        .await
+        .unwrap();
+        let caller = mpos_bus::connect(&backends.bus_url).await.unwrap();
+        let client = HsmClient::new(
+            caller.requests.unwrap(),
+            "service:routing-test",
+            Duration::from_secs(5),
+        );
+        Self {
+            client,
+            cancel,
+            _running: running,
+        }
+    }
+
+    /// Imports `key_hex` as two clear components under `alias`, for the test tenant.
+    pub async fn import(&self, usage: &str, mode: &str, key_hex: &str, alias: &str) {
+        let key = hex::decode(key_hex).unwrap();
+        let first = vec![0x11_u8; key.len()];
+        let second: Vec<u8> = key.iter().zip(&first).map(|(a, b)| a ^ b).collect();
+        let kcv = |bytes: &[u8]| {
+            paycrypto::kcv::tdes_kcv(&SecretBytes::from_slice(bytes))
+                .unwrap()
+                .to_hex()
+        };
+        let request = hsm_pb::ImportKeyRequest {
+            tenant_id: TENANT.into(),
+            alias: alias.into(),
+            material: Some(hsm_pb::import_key_request::Material::Components(
+                hsm_pb::ComponentsImport {
+                    attributes: Some(hsm_pb::KeyAttributes {
+                        algorithm: hsm_pb::KeyAlgorithm::Tdes2key.into(),
+                        key_usage: usage.into(),
+                        mode_of_use: mode.into(),
+                        exportability: String::new(),
+                    }),
+                    components: vec![
+                        hsm_pb::KeyComponent {
+                            value: hex::encode_upper(&first),
+                            kcv: kcv(&first),
+                        },
+                        hsm_pb::KeyComponent {
+                            value: hex::encode_upper(&second),
+                            kcv: kcv(&second),
+                        },
+                    ],
+                    kcv: kcv(&key),
+                },
+            )),
+        };
+        let _: hsm_pb::Key = self.client.call("ImportKey", &request).await.unwrap();
+    }
+}
+
+impl Drop for Hsm {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+pub async fn sim(rules: &str, mac: Option<Arc<dyn MacProvider>>) -> RunningSim {
+    let mut config = SimConfig::new(spec(), framing());
+    config.rules = RuleSet::from_json(rules).unwrap();
+    config.mac = mac;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    AcquirerSim::start(config, listener).unwrap()
+}
+
+/// A running routing service.
+pub struct Routing {
+    pub router: Arc<Router>,
+    pub http: String,
+    pub store: mpos_es::EventStore,
+    cancel: CancellationToken,
+    running: Option<routing::service::Running>,
+}
+
+impl Routing {
+    pub async fn start(backends: &Backends) -> Self {
+        let config = backends.config(routing::SERVICE);
+        let cancel = CancellationToken::new();
+        let infrastructure = Infrastructure::default();
+        let (store, bus) = infrastructure.connect(&config, &cancel).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let options = RoutingOptions {
+            operator_token: SecretString::from(TOKEN.to_owned()),
+            hsm_timeout: Duration::from_secs(5),
+            router: RouterSettings {
+                reversal_backoff_min: Duration::from_millis(100),
+                reversal_backoff_max: Duration::from_millis(400),
+                link_tuning: LinkTuning {
+                    connect_timeout: Duration::from_millis(500),
+                    reconnect_min: Duration::from_millis(20),
+                    reconnect_max: Duration::from_millis(100),
+                },
+            },
+            forward_poll: Duration::from_millis(100),
+            feed: None,
+            sealer: None,
+        };
+        let running = routing::service::start(
+            &config,
+            store.clone(),
+            &bus,
+            &infrastructure,
+            &options,
+            listener,
+            &cancel,
+        )
+        .await
+        .unwrap();
+        Self {
+            router: running.router.clone(),
+            http: format!("http://{}", running.http_addr),
+            store,
+            cancel,
+            running: Some(running),
+        }
+    }
+
+    /// Stops it and waits until everything stopped.
+    pub async fn stop(mut self) {
+        self.cancel.cancel();
+        if let Some(running) = self.running.take() {
+            tokio::time::timeout(WAIT, running.join())
+                .await
+                .expect("routing stops");
+        }
+    }
+}
+
+impl Drop for Routing {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+pub fn actor() -> Actor {
+    Actor("operator:test".to_owned())
+}
+
+/// Settings of an acquirer at `address`, fast timeouts.
+pub fn settings(address: &str) -> pb::AcquirerSettings {
+    pb::AcquirerSettings {
+        name: "test acquirer".into(),
+        address: address.to_owned(),
+        spec: "ascii-1987".into(),
+        length_prefix: "binary2".into(),
+        header_hex: String::new(),
+        acquiring_institution_id: "12345678".into(),
+        zone_pin_key: String::new(),
+        zone_mac_key: String::new(),
+        response_timeout_ms: 400,
+        echo_interval_seconds: 3_600,
+        health: None,
+        disabled: false,
+    }
+}
+
+/// Priority route [first, then...] for Visa, the default route the reverse.
+pub fn rules(first: &str, second: &str) -> pb::RuleSet {
+    let priority = |ids: &[&str]| pb::Route {
+        kind: Some(pb::route::Kind::Priority(pb::PriorityRoute {
+            acquirer_ids: ids.iter().map(|id| (*id).to_owned()).collect(),
+        })),
+    };
+    pb::RuleSet {
+        rules: vec![pb::Rule {
+            id: "visa-first".into(),
+            description: "Visa to the first acquirer".into(),
+            enabled: true,
+            conditions: Some(pb::Conditions {
+                brands: vec!["visa".into()],
+                ..pb::Conditions::default()
+            }),
+            route: Some(priority(&[first, second])),
+        }],
+        default_route: Some(priority(&[second, first])),
+    }
+}
+
+pub fn decide_request(payment_id: &str, amount: u64) -> pb::DecideRequest {
+    pb::DecideRequest {
+        tenant_id: TENANT.into(),
+        payment_id: payment_id.into(),
+        transaction_type: pb::TransactionType::Purchase.into(),
+        amount_minor: amount,
+        currency: "EUR".into(),
+        bin: PAN[..8].into(),
+        pan_length: 16,
+        merchant_id: "MERCHANT0000001".into(),
+        merchant_category_code: "5999".into(),
+        terminal_group_id: String::new(),
+        entry_mode: pb::EntryMode::Chip.into(),
+    }
+}
+
+pub fn authorize_request(payment_id: &str, decision_id: &str, amount: u64) -> pb::AuthorizeRequest {
+    pb::AuthorizeRequest {
+        tenant_id: TENANT.into(),
+        payment_id: payment_id.into(),
+        decision_id: decision_id.into(),
+        transaction_type: pb::TransactionType::Purchase.into(),
+        amount_minor: amount,
+        currency: "EUR".into(),
+        entry_mode: pb::EntryMode::Chip.into(),
+        terminal_id: "TERM0001".into(),
+        merchant_id: "MERCHANT0000001".into(),
+        merchant_category_code: "5999".into(),
+        ..pb::AuthorizeRequest::default()
+    }
+}
+
+pub fn card() -> pb::CardSecrets {
+    pb::CardSecrets {
+        pan: PAN.into(),
+        expiry: "2812".into(),
+        track2: format!("{PAN}=28122011234567"),
+        pan_sequence_number: "01".into(),
+    }
+}
+
+/// A routing client over its own bus connection, as the authorization service has.
+pub async fn client(backends: &Backends) -> RoutingClient {
+    let bus = mpos_bus::connect(&backends.bus_url).await.unwrap();
+    RoutingClient::new(
+        bus.requests.unwrap(),
+        "service:authorization",
+        Duration::from_secs(10),
+        Arc::new(Sealer::new().unwrap()),
+    )
+}
+
+/// Waits until `check` holds.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}

@@ -1,0 +1,522 @@
+//! The routing service in process: an hsm-proxy (soft backend), two acquirer simulators, the
+//! in-process bus and SQLite; decisions by rules with their explanation, approvals and
+//! declines, fallback and the breaker, timeouts and the store-and-forward of reversals
+//! across a restart, unanswered attempts found at start, MACs through the hsm-proxy, and no
+//! card data in the clear on the bus.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use acquirer_link::{HsmMac, MacProvider};
+use common::*;
+use mpos_proto::routing as pb;
+use prost::Message as _;
+use routing::exchange::{Exchange, ExchangeCommand};
+
+struct Platform {
+    backends: Backends,
+    _hsm: Hsm,
+    routing: Option<Routing>,
+    _dir: tempfile::TempDir,
+}
+
+impl Platform {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let backends = Backends::sqlite(dir.path());
+        Self::on(backends, dir).await
+    }
+
+    async fn on(backends: Backends, dir: tempfile::TempDir) -> Self {
+        let hsm = Hsm::start(&backends, dir.path()).await;
+        let routing = Routing::start(&backends).await;
+        Self {
+            backends,
+            _hsm: hsm,
+            routing: Some(routing),
+            _dir: dir,
+        }
+    }
+
+    fn routing(&self) -> &Routing {
+        self.routing.as_ref().unwrap()
+    }
+
+    async fn restart(&mut self) {
+        if let Some(routing) = self.routing.take() {
+            routing.stop().await;
+        }
+        self.routing = Some(Routing::start(&self.backends).await);
+    }
+
+    async fn configure(&self, acquirer: &str, settings: pb::AcquirerSettings) {
+        self.routing()
+            .router
+            .configure_acquirer(&actor(), TENANT, acquirer, settings)
+            .await
+            .unwrap();
+    }
+
+    async fn publish(&self, rules: pb::RuleSet) -> u64 {
+        self.routing()
+            .router
+            .publish_rules(&actor(), TENANT, rules, None)
+            .await
+            .unwrap()
+            .version
+    }
+
+    async fn exchange(&self, payment: &str) -> Exchange {
+        self.routing()
+            .router
+            .exchange(TENANT, payment)
+            .await
+            .unwrap()
+    }
+}
+
+fn outcome(response: &pb::AuthorizeResponse) -> pb::ExchangeOutcome {
+    pb::ExchangeOutcome::try_from(response.outcome).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decides_by_rules_approves_and_declines() {
+    let platform = Platform::start().await;
+    let a = sim(
+        r#"{"rules": [{"name": "too much", "when": {"amount_min": 100000}, "then": {"decline": "51"}}]}"#,
+        None,
+    )
+    .await;
+    let b = sim("{}", None).await;
+    platform
+        .configure("acq-a", settings(&a.addr().to_string()))
+        .await;
+    platform
+        .configure("acq-b", settings(&b.addr().to_string()))
+        .await;
+    let version = platform.publish(rules("acq-a", "acq-b")).await;
+    let client = client(&platform.backends).await;
+
+    let decision = client.decide(&decide_request("p-1", 1_000)).await.unwrap();
+    assert_eq!(decision.rule_id, "visa-first");
+    assert_eq!(decision.rule_version, version);
+    let ids: Vec<_> = decision
+        .candidates
+        .iter()
+        .map(|c| c.acquirer_id.as_str())
+        .collect();
+    assert_eq!(ids, ["acq-a", "acq-b"]);
+    assert!(!decision.explanation.is_empty());
+    // The same payment again: the recorded decision.
+    let again = client.decide(&decide_request("p-1", 1_000)).await.unwrap();
+    assert_eq!(again.decision_id, decision.decision_id);
+    let recorded = platform.exchange("p-1").await;
+    let decided = recorded.decided.unwrap();
+    assert_eq!(decided.rule_version, version);
+    assert_eq!(decided.explanation, decision.explanation);
+
+    let approved = client
+        .authorize(
+            authorize_request("p-1", &decision.decision_id, 1_000),
+            card(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome(&approved), pb::ExchangeOutcome::Approved);
+    assert_eq!(approved.acquirer_id, "acq-a");
+    assert_eq!(approved.response_code, "00");
+    assert_eq!(approved.auth_code.len(), 6);
+    assert_eq!(approved.rrn.len(), 12);
+    assert!(approved.rrn.ends_with(&approved.stan));
+    // A retry answers the recorded answer without another message.
+    let retry = client
+        .authorize(
+            authorize_request("p-1", &decision.decision_id, 1_000),
+            card(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(retry.auth_code, approved.auth_code);
+    assert_eq!(a.received().count("0200"), 1);
+
+    // An issuer decline.
+    let decision = client
+        .decide(&decide_request("p-2", 150_000))
+        .await
+        .unwrap();
+    let declined = client
+        .authorize(
+            authorize_request("p-2", &decision.decision_id, 150_000),
+            card(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome(&declined), pb::ExchangeOutcome::Declined);
+    assert_eq!(declined.response_code, "51");
+    assert!(declined.auth_code.is_empty());
+    // Nothing to reverse after a decline.
+    let reverse = client
+        .reverse(&pb::ReverseRequest {
+            tenant_id: TENANT.into(),
+            payment_id: "p-2".into(),
+            reason: "terminal_request".into(),
+        })
+        .await
+        .unwrap();
+    assert!(!reverse.queued);
+
+    // Bad input changes nothing and is a typed bad request.
+    let mut bad = decide_request("p-3", 1);
+    bad.bin = "4761".into();
+    let error = client.decide(&bad).await.unwrap_err();
+    assert_eq!(error.code(), mpos_errors::ErrorCode::BadRequest);
+    assert!(platform.exchange("p-3").await.decided.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn falls_back_when_an_acquirer_refuses_connections_and_its_breaker_opens() {
+    let platform = Platform::start().await;
+    // Nothing listens on A's port: every connection is refused.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_addr = dead.local_addr().unwrap().to_string();
+    drop(dead);
+    let b = sim("{}", None).await;
+    let mut a_settings = settings(&dead_addr);
+    a_settings.health = Some(pb::HealthPolicy {
+        window_seconds: 60,
+        min_requests: 2,
+        max_error_percent: 50,
+        max_timeout_percent: 50,
+        cool_down_seconds: 300,
+        half_open_probes: 1,
+    });
+    platform.configure("acq-a", a_settings).await;
+    platform
+        .configure("acq-b", settings(&b.addr().to_string()))
+        .await;
+    platform.publish(rules("acq-a", "acq-b")).await;
+    let client = client(&platform.backends).await;
+
+    for payment in ["f-1", "f-2"] {
+        let decision = client.decide(&decide_request(payment, 500)).await.unwrap();
+        assert_eq!(decision.candidates[0].acquirer_id, "acq-a");
+        let response = client
+            .authorize(
+                authorize_request(payment, &decision.decision_id, 500),
+                card(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome(&response),
+            pb::ExchangeOutcome::Approved,
+            "{response:?}"
+        );
+        assert_eq!(response.acquirer_id, "acq-b");
+        assert_eq!(
+            response.attempts[..2],
+            ["acq-a: unavailable", "acq-b: approved"]
+        );
+        let exchange = platform.exchange(payment).await;
+        assert_eq!(exchange.attempts.len(), 2);
+        assert_eq!(exchange.attempts[0].sent.acquirer_id, "acq-a");
+        assert!(exchange.reversal.is_none(), "nothing reached acq-a");
+    }
+    // Two errors of two: A's breaker is open, and the next decision leaves it out.
+    let health = platform
+        .routing()
+        .router
+        .acquirer_health(TENANT, "acq-a")
+        .await
+        .unwrap();
+    assert_eq!(health.errors, 2);
+    let decision = client.decide(&decide_request("f-3", 500)).await.unwrap();
+    let ids: Vec<_> = decision
+        .candidates
+        .iter()
+        .map(|c| c.acquirer_id.as_str())
+        .collect();
+    assert_eq!(ids, ["acq-b"]);
+    let decided = platform.exchange("f-3").await.decided.unwrap();
+    assert_eq!(decided.eliminated.len(), 1);
+    assert_eq!(decided.eliminated[0].acquirer_id, "acq-a");
+    assert!(
+        decided.eliminated[0].reason.starts_with("circuit open"),
+        "{:?}",
+        decided.eliminated
+    );
+    // The breaker's change is in the log.
+    let events = platform
+        .routing()
+        .store
+        .read_aggregate("acquirer", "acme/acq-a", 0)
+        .await
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event.event_type == "mpos.routing.v1.AcquirerHealthChanged")
+    );
+    assert_eq!(b.received().count("0200"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_is_reversed_and_the_reversal_survives_a_restart() {
+    let mut platform = Platform::start().await;
+    let a = sim("{}", None).await;
+    let b = sim("{}", None).await;
+    platform
+        .configure("acq-a", settings(&a.addr().to_string()))
+        .await;
+    platform
+        .configure("acq-b", settings(&b.addr().to_string()))
+        .await;
+    platform.publish(rules("acq-a", "acq-b")).await;
+    let client = client(&platform.backends).await;
+    a.set_blackhole(None, true);
+
+    let decision = client.decide(&decide_request("t-1", 700)).await.unwrap();
+    let response = client
+        .authorize(authorize_request("t-1", &decision.decision_id, 700), card())
+        .await
+        .unwrap();
+    assert_eq!(outcome(&response), pb::ExchangeOutcome::TimedOut);
+    assert_eq!(response.acquirer_id, "acq-a");
+    let exchange = platform.exchange("t-1").await;
+    let reversal = exchange.reversal.clone().expect("reversal queued");
+    assert_eq!(reversal.queued.reason, "acquirer_timeout");
+    assert_eq!(reversal.queued.acquirer_id, "acq-a");
+    // The worker tries while A is still a black hole, and fails.
+    eventually("a failed reversal delivery", || async {
+        platform
+            .exchange("t-1")
+            .await
+            .reversal
+            .is_some_and(|r| r.failures >= 1)
+    })
+    .await;
+    platform.restart().await;
+    a.clear_faults();
+    eventually("the reversal acknowledged", || async {
+        platform
+            .exchange("t-1")
+            .await
+            .reversal
+            .is_some_and(|r| r.acknowledged.is_some())
+    })
+    .await;
+    let received = a.received();
+    assert_eq!(received.count("0200"), 1, "exactly one authorisation");
+    assert_eq!(received.count("0400"), 1, "the first delivery is an 0400");
+    assert!(received.count("0401") >= 1, "the repeats are 0401s");
+    let original = received.messages.iter().find(|m| m.mti == "0200").unwrap();
+    for reversal in received
+        .messages
+        .iter()
+        .filter(|m| m.mti.starts_with("040"))
+    {
+        assert_eq!(reversal.pan_last4, None, "no card data in a reversal");
+        assert_eq!(reversal.reverses, Some(original.seq));
+    }
+    assert_eq!(b.received().count("0200"), 0, "a timeout is not rerouted");
+    // Reverse again: already queued, nothing new.
+    let again = client
+        .reverse(&pb::ReverseRequest {
+            tenant_id: TENANT.into(),
+            payment_id: "t-1".into(),
+            reason: "terminal_request".into(),
+        })
+        .await
+        .unwrap();
+    assert!(again.queued);
+    assert_eq!(again.acquirer_id, "acq-a");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_sent_and_never_answered_is_reversed_at_start() {
+    let mut platform = Platform::start().await;
+    let a = sim("{}", None).await;
+    platform
+        .configure("acq-a", settings(&a.addr().to_string()))
+        .await;
+    platform
+        .configure("acq-b", settings(&a.addr().to_string()))
+        .await;
+    platform.publish(rules("acq-a", "acq-b")).await;
+    let client = client(&platform.backends).await;
+    client.decide(&decide_request("c-1", 900)).await.unwrap();
+    // The process "crashed" after writing AcquirerRequestSent: the event, no answer.
+    let exchanges = mpos_es::snapshot_framework::<Exchange>(&platform.routing().store, 50);
+    let now = chrono::Utc::now();
+    mpos_es::execute(
+        &exchanges,
+        "acme/c-1",
+        ExchangeCommand::Send(pb::AcquirerRequestSent {
+            tenant_id: TENANT.into(),
+            payment_id: "c-1".into(),
+            acquirer_id: "acq-a".into(),
+            mti: "0200".into(),
+            stan: "004242".into(),
+            rrn: "500100004242".into(),
+            attempt: 1,
+            transaction_type: pb::TransactionType::Purchase.into(),
+            amount_minor: 900,
+            currency: "EUR".into(),
+            transmitted_at: now.format("%m%d%H%M%S").to_string(),
+            terminal_id: "TERM0001".into(),
+            merchant_id: "MERCHANT0000001".into(),
+        }),
+        mpos_es::CommandMetadata::default(),
+    )
+    .await
+    .unwrap();
+    platform.restart().await;
+    eventually("the unanswered attempt reversed", || async {
+        platform
+            .exchange("c-1")
+            .await
+            .reversal
+            .is_some_and(|r| r.acknowledged.is_some())
+    })
+    .await;
+    let exchange = platform.exchange("c-1").await;
+    let reversal = exchange.reversal.unwrap();
+    assert_eq!(reversal.queued.reason, "unanswered_at_start");
+    assert_eq!(reversal.queued.original_rrn, "500100004242");
+    let answer = exchange.attempts[0].answer.clone().unwrap();
+    assert_eq!(answer.outcome, i32::from(pb::ExchangeOutcome::TimedOut));
+    let received = a.received();
+    assert_eq!(received.count("0400"), 1);
+    assert_eq!(received.messages[0].rrn.as_deref(), Some("500100004242"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn macs_through_the_hsm_proxy() {
+    let platform = Platform::start().await;
+    platform._hsm.import("M3", "C", MAC_KEY, "zak").await;
+    let mac: Arc<dyn MacProvider> = Arc::new(HsmMac::new(
+        platform._hsm.client.clone(),
+        TENANT,
+        "alias/zak",
+    ));
+    let a = sim("{}", Some(mac)).await;
+    let mut with_mac = settings(&a.addr().to_string());
+    with_mac.zone_mac_key = "alias/zak".into();
+    with_mac.response_timeout_ms = 3_000;
+    platform.configure("acq-a", with_mac).await;
+    platform
+        .configure("acq-b", settings(&a.addr().to_string()))
+        .await;
+    platform.publish(rules("acq-a", "acq-b")).await;
+    let client = client(&platform.backends).await;
+    let decision = client.decide(&decide_request("m-1", 100)).await.unwrap();
+    let response = client
+        .authorize(authorize_request("m-1", &decision.decision_id, 100), card())
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome(&response),
+        pb::ExchangeOutcome::Approved,
+        "{response:?}"
+    );
+    assert_eq!(
+        response.response_code, "00",
+        "the simulator checked the MAC"
+    );
+    assert_eq!(a.received().count("0200"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authorize_request_on_the_bus_holds_no_card_data() {
+    let platform = Platform::start().await;
+    let a = sim("{}", None).await;
+    platform
+        .configure("acq-a", settings(&a.addr().to_string()))
+        .await;
+    platform
+        .configure("acq-b", settings(&a.addr().to_string()))
+        .await;
+    platform.publish(rules("acq-a", "acq-b")).await;
+    let client = client(&platform.backends).await;
+    let decision = client.decide(&decide_request("s-1", 100)).await.unwrap();
+
+    // What the client sends, built the same way, inspected byte by byte.
+    let key: mpos_proto::common::SealingKey = client
+        .call("GetSealingKey", &pb::GetSealingKeyRequest {})
+        .await
+        .unwrap();
+    let sealer = mpos_seal::Sealer::new().unwrap();
+    let sealed = sealer
+        .seal(
+            &mpos_seal::PublicKey::try_from(&key).unwrap(),
+            &routing::card::card_context("s-1"),
+            &card().encode_to_vec(),
+        )
+        .unwrap();
+    let mut request = authorize_request("s-1", &decision.decision_id, 100);
+    request.sealed_card = Some(sealed.into());
+    let bytes = request.encode_to_vec();
+    for secret in [PAN, "2812", &card().track2] {
+        assert!(
+            !bytes
+                .windows(secret.len())
+                .any(|window| window == secret.as_bytes()),
+            "{secret} in the clear"
+        );
+    }
+    // And it authorises.
+    let bus = mpos_bus::connect(&platform.backends.bus_url).await.unwrap();
+    let reply = bus
+        .requests
+        .unwrap()
+        .request(
+            &routing::rpc::subject("Authorize"),
+            mpos_bus::Message::new(bytes),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let response = pb::AuthorizeResponse::decode(reply.payload.as_ref()).unwrap();
+    assert_eq!(outcome(&response), pb::ExchangeOutcome::Approved);
+    // Sealed for another payment, it does not open: a typed error, nothing sent.
+    let mut replayed = authorize_request("s-2", "", 100);
+    client.decide(&decide_request("s-2", 100)).await.unwrap();
+    replayed.sealed_card = request.sealed_card.clone();
+    let error = client
+        .call::<_, pb::AuthorizeResponse>("Authorize", &replayed)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), mpos_errors::ErrorCode::BadRequest, "{error}");
+    assert_eq!(a.received().count("0200"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_postgres_and_nats() {
+    let Some(backends) = Backends::postgres_and_nats() else {
+        eprintln!("MPOS_TEST_POSTGRES_URL and MPOS_TEST_NATS_URL not set: skipped");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let platform = Platform::on(backends, dir).await;
+    let a = sim("{}", None).await;
+    platform
+        .configure("acq-a", settings(&a.addr().to_string()))
+        .await;
+    platform
+        .configure("acq-b", settings(&a.addr().to_string()))
+        .await;
+    platform.publish(rules("acq-a", "acq-b")).await;
+    let client = client(&platform.backends).await;
+    let decision = client.decide(&decide_request("n-1", 100)).await.unwrap();
+    let response = client
+        .authorize(authorize_request("n-1", &decision.decision_id, 100), card())
+        .await
+        .unwrap();
+    assert_eq!(outcome(&response), pb::ExchangeOutcome::Approved);
+    let exchange = platform.exchange("n-1").await;
+    assert_eq!(exchange.attempts.len(), 1);
+}
