@@ -1065,7 +1065,7 @@ impl Router {
             if tried.contains(acquirer_id) {
                 continue;
             }
-            if let Some((original_acquirer, _)) = &original
+            if let Some((original_acquirer, _, _)) = &original
                 && original_acquirer != acquirer_id
             {
                 notes.push(format!(
@@ -1138,7 +1138,9 @@ impl Router {
                     &card,
                     kind,
                     block,
-                    original.as_ref().map(|(_, data)| data.clone()),
+                    original
+                        .as_ref()
+                        .map(|(_, data, code)| (data.clone(), code.clone())),
                     acquirer_id,
                     &settings,
                     attempt,
@@ -1173,11 +1175,12 @@ impl Router {
         Ok(response)
     }
 
-    /// The pre-authorisation a completion refers to: its acquirer and field 90 data.
+    /// The pre-authorisation a completion refers to: its acquirer, field 90 data and
+    /// approval code.
     async fn completion_original(
         &self,
         request: &pb::AuthorizeRequest,
-    ) -> Result<(String, OriginalData), ServiceError> {
+    ) -> Result<(String, OriginalData, String), ServiceError> {
         if request.original_payment_id.is_empty() {
             return Err(ServiceError::bad_request(
                 "original_payment_id: required for a completion",
@@ -1205,6 +1208,15 @@ impl Router {
             .unwrap_or_default();
         let transmitted_at = parse_field7(&approved.sent.transmitted_at, Utc::now())
             .ok_or_else(|| ServiceError::internal("the original's field 7 is unreadable"))?;
+        let auth_code = if request.original_auth_code.is_empty() {
+            approved
+                .answer
+                .as_ref()
+                .map(|answer| answer.auth_code.clone())
+                .unwrap_or_default()
+        } else {
+            request.original_auth_code.clone()
+        };
         Ok((
             approved.sent.acquirer_id.clone(),
             OriginalData {
@@ -1217,6 +1229,7 @@ impl Router {
                     settings.acquiring_institution_id
                 },
             },
+            auth_code,
         ))
     }
 
@@ -1279,7 +1292,7 @@ impl Router {
         card: &CardData,
         kind: RequestKind,
         pin_block: Option<PinBlock>,
-        original: Option<OriginalData>,
+        original: Option<(OriginalData, String)>,
         acquirer_id: &str,
         settings: &pb::AcquirerSettings,
         attempt: u32,
@@ -1316,9 +1329,8 @@ impl Router {
             } else {
                 settings.acquiring_institution_id.clone()
             },
-            original,
-            auth_code: (kind == RequestKind::Completion)
-                .then(|| request.original_auth_code.clone()),
+            auth_code: original.as_ref().map(|(_, code)| code.clone()),
+            original: original.map(|(data, _)| data),
         };
         // Built before anything is recorded: a request that cannot be encoded changes nothing.
         let encoded = profile::to_message(&message)

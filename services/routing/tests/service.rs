@@ -178,6 +178,55 @@ async fn decides_by_rules_approves_and_declines() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_goes_as_an_advice_to_the_pre_authorisations_acquirer() {
+    let platform = Platform::start().await;
+    let a = sim("{}", None).await;
+    let b = sim("{}", None).await;
+    platform
+        .configure("acq-a", settings(&a.addr().to_string()))
+        .await;
+    platform
+        .configure("acq-b", settings(&b.addr().to_string()))
+        .await;
+    platform.publish(rules("acq-a", "acq-b")).await;
+    let client = client(&platform.backends).await;
+
+    let mut decide = decide_request("pre-1", 5_000);
+    decide.transaction_type = pb::TransactionType::PreAuthorization.into();
+    let decision = client.decide(&decide).await.unwrap();
+    let mut authorize = authorize_request("pre-1", &decision.decision_id, 5_000);
+    authorize.transaction_type = pb::TransactionType::PreAuthorization.into();
+    let pre = client.authorize(authorize, card()).await.unwrap();
+    assert_eq!(outcome(&pre), pb::ExchangeOutcome::Approved);
+    assert_eq!(a.received().count("0100"), 1);
+
+    let mut decide = decide_request("done-1", 4_200);
+    decide.transaction_type = pb::TransactionType::Completion.into();
+    let decision = client.decide(&decide).await.unwrap();
+    let mut completion = authorize_request("done-1", &decision.decision_id, 4_200);
+    completion.transaction_type = pb::TransactionType::Completion.into();
+    completion.original_payment_id = "pre-1".into();
+    let done = client.authorize(completion, card()).await.unwrap();
+    assert_eq!(outcome(&done), pb::ExchangeOutcome::Approved, "{done:?}");
+    assert_eq!(done.acquirer_id, "acq-a");
+    let received = a.received();
+    assert_eq!(received.count("0220"), 1);
+    let advice = received.messages.iter().find(|m| m.mti == "0220").unwrap();
+    assert_eq!(advice.response_code.as_deref(), Some("00"));
+    assert_eq!(advice.amount_minor, Some(4_200));
+    // A completion of nothing approved is refused and sends nothing.
+    let mut decide = decide_request("done-2", 100);
+    decide.transaction_type = pb::TransactionType::Completion.into();
+    let decision = client.decide(&decide).await.unwrap();
+    let mut orphan = authorize_request("done-2", &decision.decision_id, 100);
+    orphan.transaction_type = pb::TransactionType::Completion.into();
+    orphan.original_payment_id = "never".into();
+    let error = client.authorize(orphan, card()).await.unwrap_err();
+    assert_eq!(error.code(), mpos_errors::ErrorCode::Conflict, "{error}");
+    assert_eq!(a.received().count("0220"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn falls_back_when_an_acquirer_refuses_connections_and_its_breaker_opens() {
     let platform = Platform::start().await;
     // Nothing listens on A's port: every connection is refused.
