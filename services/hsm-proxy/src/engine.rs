@@ -1226,7 +1226,11 @@ impl Hsm {
                 request.ciphertext,
             )
             .await?;
-        Ok(pb::DecryptDataResponse { plaintext, kcv })
+        Ok(pb::DecryptDataResponse {
+            plaintext,
+            kcv,
+            sealed_plaintext: None,
+        })
     }
 
     /// ReEncryptData: the clear data never leaves the backend.

@@ -67,6 +67,7 @@ async fn a_lost_backend_costs_no_operation() {
         // X9.24-1:2009 A.4.2, KSN E00001.
         pin_block: "1B9C1845EB993A7A".into(),
         pan: "4012345678909".into(),
+        ..Default::default()
     };
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));

@@ -74,6 +74,7 @@ async fn translate_pin_dukpt_to_zpk(service: &TestService) {
                     }),
                     pin_block: block.into(),
                     pan: "4012345678909".into(),
+                    ..Default::default()
                 },
             )
             .await
@@ -104,6 +105,7 @@ async fn dukpt_mac_and_data(service: &TestService) {
                     dukpt: dukpt("FFFF9876543210E00001", direction),
                     message: message.clone(),
                     mac_length: 4,
+                    ..Default::default()
                 },
             )
             .await
@@ -126,6 +128,7 @@ async fn dukpt_mac_and_data(service: &TestService) {
                 tenant_id: TENANT.into(),
                 encryption: encryption.clone(),
                 ciphertext: ciphertext.clone(),
+                ..Default::default()
             },
         )
         .await
@@ -312,6 +315,7 @@ async fn card_validation(service: &TestService) {
                 pan: "4123456789012345".into(),
                 expiry: "8701".into(),
                 service_code: "101".into(),
+                ..Default::default()
             },
         )
         .await
@@ -329,6 +333,7 @@ async fn card_validation(service: &TestService) {
                     expiry: "8701".into(),
                     service_code: "101".into(),
                     value: value.into(),
+                    ..Default::default()
                 },
             )
             .await
@@ -451,6 +456,7 @@ async fn pin_data(service: &TestService) {
                     encryption: encryption.clone(),
                     pin_block: pin_block.clone(),
                     pan: pan.into(),
+                    ..Default::default()
                 },
             )
             .await
@@ -468,6 +474,7 @@ async fn pin_data(service: &TestService) {
                         pin_block: pin_block.clone(),
                         pan: pan.into(),
                         verification_value: value.into(),
+                        ..Default::default()
                     },
                 )
                 .await
@@ -523,6 +530,7 @@ async fn bad_input_changes_nothing(service: &TestService) {
         }),
         pin_block: block.into(),
         pan: "4012345678909".into(),
+        ..Default::default()
     };
     let cases: Vec<(&str, mpos_errors::ServiceError, ErrorCode)> = vec![
         (

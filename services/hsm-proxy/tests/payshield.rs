@@ -163,6 +163,7 @@ fn cc_request(block: &str) -> pb::TranslatePinDataRequest {
         }),
         pin_block: block.into(),
         pan: PAN.into(),
+        ..Default::default()
     }
 }
 
@@ -324,6 +325,7 @@ async fn data(custodian: &Custodian, service: &TestService) {
                     tenant_id: TENANT.into(),
                     encryption,
                     ciphertext: h(ciphertext),
+                    ..Default::default()
                 },
             )
             .await

@@ -234,6 +234,7 @@ async fn aes_data(service: &TestService) {
                 tenant_id: TENANT.into(),
                 encryption: cbc.clone(),
                 ciphertext: h("7649ABAC8119B246CEE98E9B12E9197D"),
+                ..Default::default()
             },
         )
         .await
@@ -474,6 +475,7 @@ async fn pin_data(service: &TestService) {
                     encryption: encryption.clone(),
                     pin_block: pin_block.clone(),
                     pan: pan.into(),
+                    ..Default::default()
                 },
             )
             .await
@@ -491,6 +493,7 @@ async fn pin_data(service: &TestService) {
                         pin_block: pin_block.clone(),
                         pan: pan.into(),
                         verification_value: value.into(),
+                        ..Default::default()
                     },
                 )
                 .await
@@ -516,6 +519,7 @@ async fn translate(
                 outgoing,
                 pin_block: block.into(),
                 pan: pan.into(),
+                ..Default::default()
             },
         )
         .await?;
@@ -766,6 +770,7 @@ async fn unsupported(service: &TestService) {
         pan: "4123456789012345".into(),
         expiry: "8701".into(),
         service_code: "101".into(),
+        ..Default::default()
     };
     assert_unsupported(
         "CVV",
@@ -899,6 +904,7 @@ async fn generated_keys(service: &TestService) {
                 tenant_id: TENANT.into(),
                 encryption,
                 ciphertext: encrypted.ciphertext,
+                ..Default::default()
             },
         )
         .await
@@ -1159,6 +1165,7 @@ async fn same_answers(services: &[&TestService; 2], case: Case, n: usize) {
                     tenant_id: TENANT.into(),
                     encryption,
                     ciphertext: case.data_blocks.clone(),
+                    ..Default::default()
                 },
             )
             .await;
@@ -1262,6 +1269,7 @@ async fn same_answers(services: &[&TestService; 2], case: Case, n: usize) {
             ),
             pin_block: block.clone(),
             pan: case.pan.clone(),
+            ..Default::default()
         },
     )
     .await;
@@ -1329,6 +1337,7 @@ async fn same_answers(services: &[&TestService; 2], case: Case, n: usize) {
                 tenant_id: TENANT.into(),
                 encryption,
                 ciphertext: case.data_blocks.clone(),
+                ..Default::default()
             },
         )
         .await;
@@ -1395,6 +1404,7 @@ async fn same_answers(services: &[&TestService; 2], case: Case, n: usize) {
             ),
             pin_block: hex::encode_upper(device_block),
             pan: case.pan.clone(),
+            ..Default::default()
         },
     )
     .await;
@@ -1429,6 +1439,7 @@ async fn same_answers(services: &[&TestService; 2], case: Case, n: usize) {
                 encryption: incoming.clone(),
                 pin_block: block.clone(),
                 pan: case.pan.clone(),
+                ..Default::default()
             },
         )
         .await;
@@ -1443,6 +1454,7 @@ async fn same_answers(services: &[&TestService; 2], case: Case, n: usize) {
                 pin_block: block.clone(),
                 pan: case.pan.clone(),
                 verification_value: generated.verification_value,
+                ..Default::default()
             },
         )
         .await;

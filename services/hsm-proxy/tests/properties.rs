@@ -102,6 +102,7 @@ fn dukpt_pin_pad_to_zpk_keeps_the_pin() {
                     }),
                     pin_block: hex::encode_upper(&block),
                     pan: pan.clone(),
+                    ..Default::default()
                 },
             ))
             .unwrap();
