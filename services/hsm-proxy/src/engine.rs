@@ -1318,8 +1318,10 @@ impl Hsm {
     /// TranslatePinData: DUKPT or PIN key in, PIN key out, ISO formats 0, 1, 3, 4.
     pub async fn translate_pin_data(
         &self,
-        request: pb::TranslatePinDataRequest,
+        mut request: pb::TranslatePinDataRequest,
     ) -> Result<pb::TranslatePinDataResponse, HsmError> {
+        // The PAN (in clear, or just opened from `sealed_pan`) is wiped when this returns.
+        let raw_pan = Zeroizing::new(std::mem::take(&mut request.pan));
         let tenant_id = check_tenant(&request.tenant_id)?;
         let (from, from_format) = self.resolve_pin_key(
             tenant_id,
@@ -1350,7 +1352,7 @@ impl Hsm {
             ));
         }
         let pan = if from_format.needs_pan() || to_format.needs_pan() {
-            Some(pan(&request.pan)?)
+            Some(pan(&raw_pan)?)
         } else {
             None
         };
@@ -1450,14 +1452,15 @@ impl Hsm {
             Ok(0) | Err(_) => paycrypto_mac_len(&resolved, algorithm),
             Ok(length) => length,
         };
-        let data = request.message;
+        // The message may hold a PAN (a card's keyed token): wiped when this returns.
+        let data = Zeroizing::new(request.message);
         let outcome = self
             .pool
             .run(
                 "GenerateMac",
                 &holds(vec![resolved.entry.clone()]),
                 |member: Arc<Member>| {
-                    let (resolved, data) = (resolved.clone(), data.clone());
+                    let (resolved, data) = (resolved.clone(), data.to_vec());
                     async move {
                         member
                             .backend
@@ -1491,14 +1494,15 @@ impl Hsm {
             request.dukpt.as_ref(),
             Capability::Verify,
         )?;
-        let (data, mac) = (request.message, request.mac);
+        // The message may hold a PAN (a card's keyed token): wiped when this returns.
+        let (data, mac) = (Zeroizing::new(request.message), request.mac);
         let outcome = self
             .pool
             .run(
                 "VerifyMac",
                 &holds(vec![resolved.entry.clone()]),
                 |member: Arc<Member>| {
-                    let (resolved, data, mac) = (resolved.clone(), data.clone(), mac.clone());
+                    let (resolved, data, mac) = (resolved.clone(), data.to_vec(), mac.clone());
                     async move {
                         member
                             .backend
@@ -1547,13 +1551,13 @@ impl Hsm {
     /// GenerateCardValidationData.
     pub async fn generate_card_validation_data(
         &self,
-        request: pb::GenerateCardValidationDataRequest,
+        mut request: pb::GenerateCardValidationDataRequest,
     ) -> Result<pb::GenerateCardValidationDataResponse, HsmError> {
         let tenant_id = check_tenant(&request.tenant_id)?;
         let entry = self.resolve_usable(tenant_id, "key", &request.key)?;
         entry.spec.permits(&["C0"], Capability::Generate)?;
         let kind = Self::card_validation(request.method, &request.service_code)?;
-        let pan = pan(&request.pan)?;
+        let pan = pan(&Zeroizing::new(std::mem::take(&mut request.pan)))?;
         let expiry = Self::check_expiry(&request.expiry)?;
         let outcome = self
             .pool
@@ -1588,13 +1592,13 @@ impl Hsm {
     /// VerifyCardValidationData.
     pub async fn verify_card_validation_data(
         &self,
-        request: pb::VerifyCardValidationDataRequest,
+        mut request: pb::VerifyCardValidationDataRequest,
     ) -> Result<pb::VerifyCardValidationDataResponse, HsmError> {
         let tenant_id = check_tenant(&request.tenant_id)?;
         let entry = self.resolve_usable(tenant_id, "key", &request.key)?;
         entry.spec.permits(&["C0"], Capability::Verify)?;
         let kind = Self::card_validation(request.method, &request.service_code)?;
-        let pan = pan(&request.pan)?;
+        let pan = pan(&Zeroizing::new(std::mem::take(&mut request.pan)))?;
         let expiry = Self::check_expiry(&request.expiry)?;
         let value = request.value.trim().to_owned();
         if !(3..=5).contains(&value.len()) || !value.bytes().all(|b| b.is_ascii_digit()) {
@@ -1636,9 +1640,11 @@ impl Hsm {
     /// VerifyAuthRequestCryptogram (ARQC), with ARPC method 1 or 2 when asked.
     pub async fn verify_auth_request_cryptogram(
         &self,
-        request: pb::VerifyAuthRequestCryptogramRequest,
+        mut request: pb::VerifyAuthRequestCryptogramRequest,
     ) -> Result<pb::VerifyAuthRequestCryptogramResponse, HsmError> {
         use paycrypto::emv::SessionKeyDerivation;
+        // The PAN (in clear, or just opened from `sealed_pan`) is wiped when this returns.
+        let raw_pan = Zeroizing::new(std::mem::take(&mut request.pan));
         let tenant_id = check_tenant(&request.tenant_id)?;
         let entry = self.resolve_usable(tenant_id, "key", &request.key)?;
         entry.spec.permits(&["E0"], Capability::Derive)?;
@@ -1704,7 +1710,7 @@ impl Hsm {
             derivation,
             session,
             padding,
-            pan(&request.pan)?,
+            pan(&raw_pan)?,
             psn,
             request.transaction_data,
             fixed::<8>("arqc", &request.arqc)?,
@@ -1866,15 +1872,17 @@ impl Hsm {
     /// GeneratePinData: the PVV or IBM 3624 offset of a customer-selected PIN.
     pub async fn generate_pin_data(
         &self,
-        request: pb::GeneratePinDataRequest,
+        mut request: pb::GeneratePinDataRequest,
     ) -> Result<pb::GeneratePinDataResponse, HsmError> {
+        // The PAN (in clear, or just opened from `sealed_pan`) is wiped when this returns.
+        let raw_pan = Zeroizing::new(std::mem::take(&mut request.pan));
         let tenant_id = check_tenant(&request.tenant_id)?;
         let fields = PinDataFields {
             verification_key: &request.verification_key,
             verification: request.verification.as_ref(),
             encryption: request.encryption.as_ref(),
             pin_block: &request.pin_block,
-            pan: &request.pan,
+            pan: &raw_pan,
         };
         let parts = self.resolve_pin_data(tenant_id, fields, Capability::Generate)?;
         let eligible = holds(vec![parts.pvk.clone(), parts.resolved.entry.clone()]);
@@ -1919,15 +1927,17 @@ impl Hsm {
     /// VerifyPinData: an enciphered PIN against the PVV or offset on file.
     pub async fn verify_pin_data(
         &self,
-        request: pb::VerifyPinDataRequest,
+        mut request: pb::VerifyPinDataRequest,
     ) -> Result<pb::VerifyPinDataResponse, HsmError> {
+        // The PAN (in clear, or just opened from `sealed_pan`) is wiped when this returns.
+        let raw_pan = Zeroizing::new(std::mem::take(&mut request.pan));
         let tenant_id = check_tenant(&request.tenant_id)?;
         let fields = PinDataFields {
             verification_key: &request.verification_key,
             verification: request.verification.as_ref(),
             encryption: request.encryption.as_ref(),
             pin_block: &request.pin_block,
-            pan: &request.pan,
+            pan: &raw_pan,
         };
         let parts = self.resolve_pin_data(tenant_id, fields, Capability::Verify)?;
         let value = request.verification_value.trim().to_owned();

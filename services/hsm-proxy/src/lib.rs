@@ -6,6 +6,7 @@
 //! * [`backend`]: the backends by URL (`soft://`, `pkcs11://`, `payshield://`); [`pool`]:
 //!   health checks, balancing and failover.
 //! * [`rpc`]: NATS request-reply (`mpos.hsm-proxy.v1.<Operation>`); [`api`]: the admin HTTP API.
+//! * [`sealing`]: card data sealed end to end on the bus (`crates/mpos-seal`).
 
 pub mod api;
 pub mod backend;
@@ -16,6 +17,7 @@ pub mod key;
 pub mod pool;
 pub mod registry;
 pub mod rpc;
+pub mod sealing;
 pub mod service;
 pub mod spec;
 

@@ -1,6 +1,10 @@
 //! The hsm-proxy on NATS request-reply: subject `mpos.hsm-proxy.v1.<Operation>`, protobuf
 //! bodies of `mpos.hsm.v1`, errors as the shared error code in the reply headers. Servers
 //! share the load in the queue group `hsm-proxy`. [`HsmClient`] is the typed caller side.
+//!
+//! Card data can travel sealed ([`crate::sealing`]): requests with `sealed_pan` or
+//! `sealed_message` are opened into their clear form before the engine runs, and a
+//! `DecryptData` with `reply_key` has its plaintext sealed after it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +14,7 @@ use mpos_errors::ServiceError;
 use mpos_proto::hsm as pb;
 
 use crate::engine::{Caller, Hsm};
+use crate::sealing::{SealedInput, Sealing};
 
 /// Request header naming the caller for the audit trail (`service:<name>`).
 pub const ACTOR_HEADER: &str = "Mpos-Actor";
@@ -18,6 +23,7 @@ pub const QUEUE_GROUP: &str = "hsm-proxy";
 
 /// Every operation served, by name.
 pub const OPERATIONS: &[&str] = &[
+    "GetSealingKey",
     "CreateKey",
     "ImportKey",
     "ExportKey",
@@ -59,6 +65,7 @@ fn reply(message: &impl prost::Message) -> Message {
 
 struct Handler {
     hsm: Arc<Hsm>,
+    sealing: Arc<Sealing>,
     operation: &'static str,
 }
 
@@ -75,6 +82,16 @@ impl RequestHandler for Handler {
 }
 
 impl Handler {
+    /// Decodes a request that may carry a sealed field, and opens it (the "unseal" step).
+    fn unseal<Q: prost::Message + Default + SealedInput>(
+        &self,
+        payload: &[u8],
+    ) -> Result<Q, ServiceError> {
+        let mut request = decode(payload)?;
+        self.sealing.unseal(&mut request)?;
+        Ok(request)
+    }
+
     async fn dispatch(&self, request: Message) -> Result<Message, ServiceError> {
         // Only control-plane operations record their caller (an event's actor, correlation
         // and trace); the data plane does not pay for it.
@@ -89,6 +106,10 @@ impl Handler {
         let hsm = &self.hsm;
         let body = &request.payload;
         let message = match self.operation {
+            "GetSealingKey" => {
+                let _: pb::GetSealingKeyRequest = decode(body)?;
+                reply(&self.sealing.sealing_key())
+            }
             "CreateKey" => reply(&hsm.create_key(decode(body)?, &caller()).await?),
             "ImportKey" => reply(&hsm.import_key(decode(body)?, &caller()).await?),
             "ExportKey" => reply(&hsm.export_key(decode(body)?, &caller()).await?),
@@ -102,37 +123,51 @@ impl Handler {
             "DeleteKey" => reply(&hsm.delete_key(decode(body)?, &caller()).await?),
             "RestoreKey" => reply(&hsm.restore_key(decode(body)?, &caller()).await?),
             "EncryptData" => reply(&hsm.encrypt_data(decode(body)?).await?),
-            "DecryptData" => reply(&hsm.decrypt_data(decode(body)?).await?),
+            "DecryptData" => {
+                let request: pb::DecryptDataRequest = decode(body)?;
+                let reply_to = self.sealing.reply_to(&request)?;
+                let mut response = hsm.decrypt_data(request).await?;
+                if let Some(reply_to) = &reply_to {
+                    // The "seal" step: the plaintext leaves only sealed to the caller.
+                    self.sealing.seal_plaintext(reply_to, &mut response)?;
+                }
+                reply(&response)
+            }
             "ReEncryptData" => reply(&hsm.re_encrypt_data(decode(body)?).await?),
-            "TranslatePinData" => reply(&hsm.translate_pin_data(decode(body)?).await?),
-            "GeneratePinData" => reply(&hsm.generate_pin_data(decode(body)?).await?),
-            "VerifyPinData" => reply(&hsm.verify_pin_data(decode(body)?).await?),
-            "GenerateCardValidationData" => {
-                reply(&hsm.generate_card_validation_data(decode(body)?).await?)
-            }
+            "TranslatePinData" => reply(&hsm.translate_pin_data(self.unseal(body)?).await?),
+            "GeneratePinData" => reply(&hsm.generate_pin_data(self.unseal(body)?).await?),
+            "VerifyPinData" => reply(&hsm.verify_pin_data(self.unseal(body)?).await?),
+            "GenerateCardValidationData" => reply(
+                &hsm.generate_card_validation_data(self.unseal(body)?)
+                    .await?,
+            ),
             "VerifyCardValidationData" => {
-                reply(&hsm.verify_card_validation_data(decode(body)?).await?)
+                reply(&hsm.verify_card_validation_data(self.unseal(body)?).await?)
             }
-            "VerifyAuthRequestCryptogram" => {
-                reply(&hsm.verify_auth_request_cryptogram(decode(body)?).await?)
-            }
-            "GenerateMac" => reply(&hsm.generate_mac(decode(body)?).await?),
-            "VerifyMac" => reply(&hsm.verify_mac(decode(body)?).await?),
+            "VerifyAuthRequestCryptogram" => reply(
+                &hsm.verify_auth_request_cryptogram(self.unseal(body)?)
+                    .await?,
+            ),
+            "GenerateMac" => reply(&hsm.generate_mac(self.unseal(body)?).await?),
+            "VerifyMac" => reply(&hsm.verify_mac(self.unseal(body)?).await?),
             other => return Err(ServiceError::not_found(format!("no operation {other}"))),
         };
         Ok(message)
     }
 }
 
-/// Serves every operation; dropping the handles stops serving.
+/// Serves every operation, opening and sealing card data with `sealing`; dropping the
+/// handles stops serving.
 pub async fn serve(
     requests: &Arc<dyn RequestReply>,
     hsm: Arc<Hsm>,
+    sealing: Arc<Sealing>,
 ) -> Result<Vec<ServeHandle>, BusError> {
     let mut handles = Vec::with_capacity(OPERATIONS.len());
     for operation in OPERATIONS {
         let handler = Arc::new(Handler {
             hsm: hsm.clone(),
+            sealing: sealing.clone(),
             operation,
         });
         handles.push(

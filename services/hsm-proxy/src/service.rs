@@ -21,6 +21,7 @@ use crate::engine::Hsm;
 use crate::health::{BackendHealth, Report};
 use crate::pool::{Pool, PoolConfig};
 use crate::registry::Registry;
+use crate::sealing::{SealedCardData, Sealing};
 
 /// Snapshot every this many events of a key.
 const SNAPSHOT_EVERY: usize = 50;
@@ -42,10 +43,13 @@ pub mod vars {
     pub const ATTEMPT_TIMEOUT_MS: &str = "MPOS_HSM_ATTEMPT_TIMEOUT_MS";
     /// How often backends are health-checked (ms).
     pub const CHECK_INTERVAL_MS: &str = "MPOS_HSM_CHECK_INTERVAL_MS";
+    /// `require` or `allow` (default): whether PANs, PAN-bearing MAC messages and DUKPT
+    /// `DecryptData` plaintexts must travel sealed on the bus.
+    pub const SEALED_CARD_DATA: &str = "MPOS_HSM_SEALED_CARD_DATA";
 }
 
 /// The hsm-proxy's own configuration.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct HsmConfig {
     /// Backend URLs.
     pub backends: Vec<String>,
@@ -55,6 +59,8 @@ pub struct HsmConfig {
     pub pkcs11_pin: Option<SecretString>,
     /// Pool tuning.
     pub pool: PoolConfig,
+    /// Whether card data must travel sealed on the bus.
+    pub sealed_card_data: SealedCardData,
 }
 
 impl HsmConfig {
@@ -74,6 +80,11 @@ impl HsmConfig {
             .hex_bytes::<32>(vars::SOFT_LMK)?
             .map(|lmk| SecretBytes::from_slice(lmk.expose_secret()));
         let pkcs11_pin = vars.optional_secret(vars::PKCS11_PIN, 4)?;
+        let sealed_card_data = vars.parse(
+            vars::SEALED_CARD_DATA,
+            Some(SealedCardData::Allow),
+            "require or allow",
+        )?;
         Ok(Self {
             backends,
             soft_lmk,
@@ -87,6 +98,7 @@ impl HsmConfig {
                 attempt_timeout: vars.duration_ms(vars::ATTEMPT_TIMEOUT_MS, 500)?,
                 check_interval: vars.duration_ms(vars::CHECK_INTERVAL_MS, 1_000)?,
             },
+            sealed_card_data,
         })
     }
 }
@@ -98,6 +110,8 @@ pub struct Running {
     pub http_addr: SocketAddr,
     /// The service core (for in-process callers and tests).
     pub hsm: Arc<Hsm>,
+    /// This process's sealer: its public key is what callers seal card data to.
+    pub sealer: Arc<mpos_seal::Sealer>,
     pipelines: Pipelines,
 }
 
@@ -123,6 +137,9 @@ pub enum StartError {
     /// The listener failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    /// No sealing key could be made (the operating system's generator failed).
+    #[error("sealing key: {0}")]
+    Seal(#[from] mpos_seal::SealError),
 }
 
 /// Starts the API, the request-reply servers and the background work on connected
@@ -169,6 +186,8 @@ pub async fn start(
     let registry = Arc::new(Registry::new(store.clone()));
     registry.catch_up().await?;
     let hsm = Arc::new(Hsm::new(cqrs, registry.clone(), pool.clone()));
+    // One sealer for the process: a new key pair at every start, never stored.
+    let sealer = Arc::new(mpos_seal::Sealer::new()?);
 
     let mut pipelines = Pipelines::start(
         &store,
@@ -242,7 +261,8 @@ pub async fn start(
     }
 
     if let Some(requests) = &bus.requests {
-        let handles = crate::rpc::serve(requests, hsm.clone()).await?;
+        let sealing = Arc::new(Sealing::new(sealer.clone(), hsm_config.sealed_card_data));
+        let handles = crate::rpc::serve(requests, hsm.clone(), sealing).await?;
         let cancel = cancel.clone();
         pipelines.spawn(async move {
             cancel.cancelled().await;
@@ -257,10 +277,17 @@ pub async fn start(
     let http_addr = listener.local_addr()?;
     let app = router(AppState::new(hsm.clone(), operator_token));
     pipelines.serve(listener, app, cancel);
-    tracing::info!(address = %http_addr, backends = hsm_config.backends.len(), "hsm-proxy started");
+    tracing::info!(
+        address = %http_addr,
+        backends = hsm_config.backends.len(),
+        sealing_key_id = %sealer.key_id(),
+        sealed_card_data = hsm_config.sealed_card_data.as_str(),
+        "hsm-proxy started"
+    );
     Ok(Running {
         http_addr,
         hsm,
+        sealer,
         pipelines,
     })
 }

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use hsm_proxy::rpc::HsmClient;
+use hsm_proxy::sealing::SealedCardData;
 use hsm_proxy::service::HsmConfig;
 use mpos_config::Vars;
 use mpos_es::EventStore;
@@ -29,6 +30,8 @@ pub struct TestService {
     /// The caller's raw request-reply port (for malformed bodies).
     pub requests: std::sync::Arc<dyn mpos_bus::RequestReply>,
     pub hsm: std::sync::Arc<hsm_proxy::engine::Hsm>,
+    /// The hsm-proxy process's sealer.
+    pub sealer: std::sync::Arc<mpos_seal::Sealer>,
     pub dir: tempfile::TempDir,
     cancel: CancellationToken,
     running: Option<hsm_proxy::service::Running>,
@@ -166,6 +169,28 @@ pub async fn start_with(
     pkcs11_pin: Option<&str>,
     attempt_timeout: Duration,
 ) -> TestService {
+    start_sealed(
+        dir,
+        database_url,
+        bus_url,
+        backends,
+        pkcs11_pin,
+        attempt_timeout,
+        SealedCardData::Allow,
+    )
+    .await
+}
+
+/// Like [`start_with`], with the `MPOS_HSM_SEALED_CARD_DATA` setting.
+pub async fn start_sealed(
+    dir: tempfile::TempDir,
+    database_url: &str,
+    bus_url: &str,
+    backends: Vec<String>,
+    pkcs11_pin: Option<&str>,
+    attempt_timeout: Duration,
+    sealed_card_data: SealedCardData,
+) -> TestService {
     let vars = Vars::from_pairs(vec![
         ("MPOS_DATABASE_URL", database_url.to_owned()),
         ("MPOS_BUS_URL", bus_url.to_owned()),
@@ -183,6 +208,7 @@ pub async fn start_with(
             attempt_timeout,
             check_interval: Duration::from_millis(100),
         },
+        sealed_card_data,
     };
     let cancel = CancellationToken::new();
     let infrastructure = Infrastructure::default();
@@ -215,6 +241,7 @@ pub async fn start_with(
         client,
         requests,
         hsm: running.hsm.clone(),
+        sealer: running.sealer.clone(),
         dir,
         cancel,
         running: Some(running),
