@@ -4,17 +4,21 @@
 //!
 //! Card data can travel sealed ([`crate::sealing`]): requests with `sealed_pan` or
 //! `sealed_message` are opened into their clear form before the engine runs, and a
-//! `DecryptData` with `reply_key` has its plaintext sealed after it.
+//! `DecryptData` with `reply_key` has its plaintext sealed after it; the `*_sealed` methods
+//! of [`HsmClient`] are the caller's side.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mpos_bus::{BusError, Message, RequestHandler, RequestReply, ServeHandle};
-use mpos_errors::ServiceError;
+use mpos_errors::{ErrorCode, ServiceError};
+use mpos_proto::common as common_pb;
 use mpos_proto::hsm as pb;
+use mpos_seal::{PublicKey, Sealed, Sealer};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::engine::{Caller, Hsm};
-use crate::sealing::{SealedInput, Sealing};
+use crate::sealing::{DECRYPT_DATA_PLAINTEXT, SealedInput, Sealing, UNKNOWN_SEALING_KEY};
 
 /// Request header naming the caller for the audit trail (`service:<name>`).
 pub const ACTOR_HEADER: &str = "Mpos-Actor";
@@ -179,12 +183,44 @@ pub async fn serve(
     Ok(handles)
 }
 
+/// A request id for a sealed request whose caller left it empty: a UUIDv7.
+fn new_request_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Whether the hsm-proxy refused a sealed field because it does not hold the key it was
+/// sealed to (it restarted, or rotated its key twice since the key was fetched).
+pub fn is_unknown_sealing_key(error: &ServiceError) -> bool {
+    error.code == ErrorCode::Conflict && error.message.contains(UNKNOWN_SEALING_KEY)
+}
+
+/// A local sealing failure (the operating system's generator, a bogus hsm-proxy key), with
+/// the code [`mpos_seal::SealError::code`] gives it. Never carries the clear value.
+fn local_seal_error(error: mpos_seal::SealError) -> BusError {
+    BusError::Rejected(ServiceError::new(
+        error.code(),
+        format!("cannot seal for the hsm-proxy: {error}"),
+    ))
+}
+
 /// A typed caller of the hsm-proxy over the bus.
+///
+/// With a [`Sealer`] ([`HsmClient::with_sealer`]: the caller process's one sealer), the
+/// `*_sealed` methods send the PAN or the PAN-bearing MAC message sealed to the hsm-proxy's
+/// key, and [`HsmClient::decrypt_data_sealed`] receives the plaintext sealed to the
+/// caller's key: neither crosses the bus in clear. The hsm-proxy's key is fetched with
+/// `GetSealingKey` on first use and cached (clones share the cache); when the hsm-proxy
+/// answers that it does not hold the key a field was sealed to (it restarted), the key is
+/// fetched again and the request sealed and sent once more. A request whose `request_id` is
+/// empty gets a new UUIDv7.
 #[derive(Clone, Debug)]
 pub struct HsmClient {
     requests: Arc<dyn RequestReply>,
     actor: String,
     timeout: Duration,
+    sealer: Option<Arc<Sealer>>,
+    /// The hsm-proxy's public sealing key, once fetched.
+    hsm_key: Arc<Mutex<Option<PublicKey>>>,
 }
 
 impl HsmClient {
@@ -198,7 +234,15 @@ impl HsmClient {
             requests,
             actor: actor.into(),
             timeout,
+            sealer: None,
+            hsm_key: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// The client with the caller process's sealer, for the `*_sealed` methods.
+    pub fn with_sealer(mut self, sealer: Arc<Sealer>) -> Self {
+        self.sealer = Some(sealer);
+        self
     }
 
     /// Calls `operation` with `request`; a service error comes back as
@@ -227,5 +271,190 @@ impl HsmClient {
         request: &pb::TranslatePinDataRequest,
     ) -> Result<pb::TranslatePinDataResponse, BusError> {
         self.call("TranslatePinData", request).await
+    }
+
+    fn sealer(&self) -> Result<&Arc<Sealer>, BusError> {
+        self.sealer.as_ref().ok_or_else(|| {
+            BusError::Unsupported(
+                "sealed calls need the caller's sealer: build the HsmClient with with_sealer"
+                    .into(),
+            )
+        })
+    }
+
+    fn cached_hsm_key(&self) -> std::sync::MutexGuard<'_, Option<PublicKey>> {
+        // Only a Copy value is stored under the lock; a poisoned lock still holds a whole key.
+        self.hsm_key.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The hsm-proxy's public sealing key: the cached one, or fetched with `GetSealingKey`
+    /// (first use, or `refresh`).
+    async fn hsm_key(&self, refresh: bool) -> Result<PublicKey, BusError> {
+        let cached = *self.cached_hsm_key();
+        if let Some(key) = cached.filter(|_| !refresh) {
+            return Ok(key);
+        }
+        let reply: common_pb::SealingKey = self
+            .call("GetSealingKey", &pb::GetSealingKeyRequest {})
+            .await?;
+        let key = PublicKey::try_from(&reply)
+            .map_err(|error| BusError::Decode(format!("GetSealingKey reply: {error}")))?;
+        *self.cached_hsm_key() = Some(key);
+        tracing::debug!(key_id = %key.key_id(), "fetched the hsm-proxy's sealing key");
+        Ok(key)
+    }
+
+    /// The hsm-proxy's public sealing key, cached after the first `GetSealingKey`.
+    pub async fn hsm_sealing_key(&self) -> Result<PublicKey, BusError> {
+        self.hsm_key(false).await
+    }
+
+    /// Sends `request` with `clear` sealed to the hsm-proxy's key in its sealed field (its
+    /// clear field emptied), fetching the key again and retrying once if the hsm-proxy no
+    /// longer holds the cached one.
+    async fn call_sealed<Q, R>(
+        &self,
+        operation: &str,
+        mut request: Q,
+        clear: &[u8],
+    ) -> Result<R, BusError>
+    where
+        Q: prost::Message + SealedInput,
+        R: prost::Message + Default,
+    {
+        let sealer = self.sealer()?;
+        request.wipe_clear();
+        if request.request_id().is_empty() {
+            *request.request_id_mut() = new_request_id();
+        }
+        let context = request.seal_context();
+        let mut refreshed = false;
+        loop {
+            let key = self.hsm_key(refreshed).await?;
+            let sealed = sealer
+                .seal(&key, &context, clear)
+                .map_err(local_seal_error)?;
+            request.put_sealed(common_pb::Sealed::from(sealed));
+            match self.call(operation, &request).await {
+                Err(BusError::Rejected(error)) if !refreshed && is_unknown_sealing_key(&error) => {
+                    tracing::debug!(
+                        operation,
+                        "the hsm-proxy's sealing key changed; fetching it again"
+                    );
+                    refreshed = true;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// DecryptData with the plaintext sealed to this client's key (`reply_key`) rather than
+    /// in clear on the bus; returns it opened. Sets `request_id` (a new UUIDv7) if empty.
+    pub async fn decrypt_data_sealed(
+        &self,
+        mut request: pb::DecryptDataRequest,
+    ) -> Result<Zeroizing<Vec<u8>>, BusError> {
+        let sealer = self.sealer()?;
+        if request.request_id.is_empty() {
+            request.request_id = new_request_id();
+        }
+        request.reply_key = Some(common_pb::SealingKey::from(&sealer.public_key()));
+        let mut response: pb::DecryptDataResponse = self.call("DecryptData", &request).await?;
+        // Empty when the hsm-proxy sealed the reply; wiped if it did not.
+        response.plaintext.zeroize();
+        let sealed = response.sealed_plaintext.as_ref().ok_or_else(|| {
+            BusError::Decode("DecryptData reply: no sealed plaintext for the reply key".into())
+        })?;
+        let sealed = Sealed::try_from(sealed).map_err(|error| {
+            BusError::Decode(format!("DecryptData reply: sealed plaintext: {error}"))
+        })?;
+        sealer
+            .open(
+                &sealed,
+                &mpos_seal::context(DECRYPT_DATA_PLAINTEXT, &request.request_id),
+            )
+            .map_err(|_| {
+                BusError::Decode("DecryptData reply: the sealed plaintext does not open".into())
+            })
+    }
+
+    /// TranslatePinData with `pan` sealed to the hsm-proxy (`sealed_pan`; `request.pan` is
+    /// not sent).
+    pub async fn translate_pin_data_sealed(
+        &self,
+        request: pb::TranslatePinDataRequest,
+        pan: &str,
+    ) -> Result<pb::TranslatePinDataResponse, BusError> {
+        self.call_sealed("TranslatePinData", request, pan.as_bytes())
+            .await
+    }
+
+    /// GeneratePinData with `pan` sealed to the hsm-proxy (`sealed_pan`).
+    pub async fn generate_pin_data_sealed(
+        &self,
+        request: pb::GeneratePinDataRequest,
+        pan: &str,
+    ) -> Result<pb::GeneratePinDataResponse, BusError> {
+        self.call_sealed("GeneratePinData", request, pan.as_bytes())
+            .await
+    }
+
+    /// VerifyPinData with `pan` sealed to the hsm-proxy (`sealed_pan`).
+    pub async fn verify_pin_data_sealed(
+        &self,
+        request: pb::VerifyPinDataRequest,
+        pan: &str,
+    ) -> Result<pb::VerifyPinDataResponse, BusError> {
+        self.call_sealed("VerifyPinData", request, pan.as_bytes())
+            .await
+    }
+
+    /// GenerateCardValidationData with `pan` sealed to the hsm-proxy (`sealed_pan`).
+    pub async fn generate_card_validation_data_sealed(
+        &self,
+        request: pb::GenerateCardValidationDataRequest,
+        pan: &str,
+    ) -> Result<pb::GenerateCardValidationDataResponse, BusError> {
+        self.call_sealed("GenerateCardValidationData", request, pan.as_bytes())
+            .await
+    }
+
+    /// VerifyCardValidationData with `pan` sealed to the hsm-proxy (`sealed_pan`).
+    pub async fn verify_card_validation_data_sealed(
+        &self,
+        request: pb::VerifyCardValidationDataRequest,
+        pan: &str,
+    ) -> Result<pb::VerifyCardValidationDataResponse, BusError> {
+        self.call_sealed("VerifyCardValidationData", request, pan.as_bytes())
+            .await
+    }
+
+    /// VerifyAuthRequestCryptogram with `pan` sealed to the hsm-proxy (`sealed_pan`).
+    pub async fn verify_auth_request_cryptogram_sealed(
+        &self,
+        request: pb::VerifyAuthRequestCryptogramRequest,
+        pan: &str,
+    ) -> Result<pb::VerifyAuthRequestCryptogramResponse, BusError> {
+        self.call_sealed("VerifyAuthRequestCryptogram", request, pan.as_bytes())
+            .await
+    }
+
+    /// GenerateMac with `message` (e.g. the PAN digits of a card's keyed token) sealed to
+    /// the hsm-proxy (`sealed_message`; `request.message` is not sent).
+    pub async fn generate_mac_sealed(
+        &self,
+        request: pb::GenerateMacRequest,
+        message: &[u8],
+    ) -> Result<pb::GenerateMacResponse, BusError> {
+        self.call_sealed("GenerateMac", request, message).await
+    }
+
+    /// VerifyMac with `message` sealed to the hsm-proxy (`sealed_message`).
+    pub async fn verify_mac_sealed(
+        &self,
+        request: pb::VerifyMacRequest,
+        message: &[u8],
+    ) -> Result<pb::VerifyMacResponse, BusError> {
+        self.call_sealed("VerifyMac", request, message).await
     }
 }
