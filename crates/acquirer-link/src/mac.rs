@@ -139,6 +139,7 @@ impl MacProvider for HsmMac {
             dukpt: None,
             message: data.to_vec(),
             mac_length: 8,
+            ..pb::GenerateMacRequest::default()
         };
         let response: pb::GenerateMacResponse = self
             .client
@@ -161,6 +162,7 @@ impl MacProvider for HsmMac {
             dukpt: None,
             message: data.to_vec(),
             mac: mac.to_vec(),
+            ..pb::VerifyMacRequest::default()
         };
         let response: pb::VerifyMacResponse = self
             .client

@@ -504,6 +504,7 @@ impl Fixture {
                     .collect(),
             )),
             pool: hsm_proxy::pool::PoolConfig::default(),
+            sealed_card_data: hsm_proxy::sealing::SealedCardData::Allow,
         };
         let cancel = CancellationToken::new();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -681,6 +682,7 @@ fn workload(config: &HsmBenchConfig, fixture: &Fixture) -> anyhow::Result<Worklo
             }),
             pin_block,
             pan: PAN.to_owned(),
+            ..Default::default()
         })
         .collect();
     let payloads = requests

@@ -394,6 +394,7 @@ async fn start(workers: usize) -> anyhow::Result<Services> {
                 attempt_timeout: Duration::from_secs(60),
                 check_interval: Duration::from_millis(200),
             },
+            sealed_card_data: hsm_proxy::sealing::SealedCardData::Allow,
         },
         hsm_store,
         &hsm_bus,

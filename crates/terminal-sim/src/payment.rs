@@ -105,6 +105,7 @@ pub fn build_payment_request(
             .unwrap_or_default(),
         original_payment_id: payment.original_payment_id.clone(),
         attestation_token: attestation_token.unwrap_or_default().to_owned(),
+        tenant_id: String::new(),
         pan_sequence_number: payment
             .emv
             .as_ref()
@@ -118,6 +119,8 @@ struct PaymentApi<'a> {
     client: &'a reqwest::Client,
     auth_url: &'a str,
     terminal_id: &'a str,
+    /// SoftPOS: the phone's tenant (empty for a PED: its certificate says).
+    tenant_id: &'a str,
     attestation_token: Option<&'a str>,
 }
 
@@ -170,6 +173,7 @@ impl PaymentApi<'_> {
         let body = pb::ReversalRequestBody {
             terminal_id: self.terminal_id.to_owned(),
             attestation_token: self.attestation_token.unwrap_or_default().to_owned(),
+            tenant_id: self.tenant_id.to_owned(),
         };
         let response = Self::answer(OPERATION, self.client.post(url).json(&body)).await?;
         tracing::info!(
@@ -185,7 +189,11 @@ impl PaymentApi<'_> {
         const OPERATION: &str = "payment status";
         check_payment_id(payment_id)?;
         let url = format!("{}/v1/payments/{payment_id}", self.base()?);
-        let mut request = self.client.get(url);
+        let mut query = vec![("terminal_id", self.terminal_id)];
+        if !self.tenant_id.is_empty() {
+            query.push(("tenant_id", self.tenant_id));
+        }
+        let mut request = self.client.get(url).query(&query);
         if let Some(token) = self.attestation_token {
             request = request.bearer_auth(token);
         }
@@ -216,6 +224,7 @@ impl Terminal {
             client: self.client(),
             auth_url: self.auth_url(),
             terminal_id: self.terminal_id(),
+            tenant_id: "",
             attestation_token: None,
         }
     }
@@ -278,6 +287,8 @@ impl Terminal {
 pub struct SoftPosConfig {
     /// The SoftPOS terminal id (the phone's terminal in terminal-management).
     pub terminal_id: String,
+    /// The tenant the phone belongs to (the payment API binds it to the token).
+    pub tenant_id: String,
     /// The authorization service's device API, e.g. `https://auth.example:8443`.
     pub auth_url: String,
     /// The CA certificates (DER) the phone trusts for the platform's TLS servers.
@@ -372,6 +383,7 @@ impl SoftPosTerminal {
             client: &self.client,
             auth_url: &self.config.auth_url,
             terminal_id: &self.config.terminal_id,
+            tenant_id: &self.config.tenant_id,
             attestation_token: self.attestation_token.as_deref(),
         }
     }
@@ -388,12 +400,14 @@ impl SoftPosTerminal {
     /// As [`Terminal::prepare_payment`], with the attestation token in the request.
     pub fn prepare_payment(&mut self, payment: &Payment) -> Result<pb::PaymentRequest, SimError> {
         let transaction = self.encrypt_transaction(&payment.track2, payment.pin.as_ref())?;
-        Ok(build_payment_request(
+        let mut request = build_payment_request(
             &self.config.terminal_id,
             payment,
             &transaction,
             self.attestation_token.as_deref(),
-        ))
+        );
+        request.tenant_id = self.config.tenant_id.clone();
+        Ok(request)
     }
 
     /// As [`Terminal::pay`], over server-authenticated TLS with the attestation token.

@@ -189,6 +189,7 @@ impl EncryptedCardData {
                 }),
             }),
             ciphertext: self.ciphertext.clone(),
+            ..Default::default()
         }
     }
 }

@@ -150,6 +150,7 @@ async fn keys_exported_by_the_hsm_proxy_install_and_its_dukpt_operations_accept_
                 attempt_timeout: Duration::from_secs(60),
                 check_interval: Duration::from_millis(200),
             },
+            sealed_card_data: hsm_proxy::sealing::SealedCardData::Allow,
         },
         store,
         &bus,
@@ -309,6 +310,7 @@ async fn keys_exported_by_the_hsm_proxy_install_and_its_dukpt_operations_accept_
                     }),
                     pin_block: hex::encode_upper(&block.block),
                     pan: "4012345678909".into(),
+                    ..Default::default()
                 },
             )
             .await
@@ -344,6 +346,7 @@ async fn keys_exported_by_the_hsm_proxy_install_and_its_dukpt_operations_accept_
                     }),
                     pin_block: payment.encrypted_pin_block.clone().expect("pin block"),
                     pan: "4012345678909".into(),
+                    ..hsm_pb::TranslatePinDataRequest::default()
                 },
             )
             .await

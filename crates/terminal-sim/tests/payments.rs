@@ -517,6 +517,7 @@ async fn a_ped_certificate_is_required_and_a_softpos_phone_pays_with_its_token()
     let (url, root) = serve(platform.clone(), None, &cancel).await;
     let mut phone = SoftPosTerminal::new(SoftPosConfig {
         terminal_id: "phone-1".to_owned(),
+        tenant_id: "acme".to_owned(),
         auth_url: url.clone(),
         server_roots: vec![root],
     })

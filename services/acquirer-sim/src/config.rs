@@ -278,7 +278,10 @@ impl Settings {
                 let requests = bus
                     .requests
                     .ok_or_else(|| "the bus has no request-reply".to_owned())?;
-                let client = HsmClient::new(requests, "service:acquirer-sim", *timeout);
+                let sealer =
+                    mpos_seal::Sealer::new().map_err(|error| format!("sealer: {error}"))?;
+                let client = HsmClient::new(requests, "service:acquirer-sim", *timeout)
+                    .with_sealer(Arc::new(sealer));
                 config.mac = mac_key.as_ref().map(|key| {
                     Arc::new(HsmMac::new(client.clone(), tenant.clone(), key.clone()))
                         as Arc<dyn MacProvider>

@@ -250,7 +250,8 @@ impl IssuerCrypto for ClearIssuer {
 /// The issuer keys in the hsm-proxy, by id or alias, of one tenant.
 #[derive(Clone, Debug)]
 pub struct HsmIssuer {
-    /// The hsm-proxy caller.
+    /// The hsm-proxy caller, with a sealer (`HsmClient::with_sealer`): PANs cross the bus
+    /// sealed to the hsm-proxy.
     pub client: HsmClient,
     /// The simulator's tenant in the hsm-proxy.
     pub tenant_id: String,
@@ -292,12 +293,13 @@ impl IssuerCrypto for HsmIssuer {
                 dukpt: None,
             }),
             pin_block: hex::encode_upper(pin_block),
-            pan: pan.expose().to_owned(),
             verification_value: pvv.to_owned(),
+            ..pb::VerifyPinDataRequest::default()
         };
-        let response: pb::VerifyPinDataResponse = self
+        // The PAN crosses the bus sealed to the hsm-proxy (the client carries a sealer).
+        let response = self
             .client
-            .call("VerifyPinData", &request)
+            .verify_pin_data_sealed(request, pan.expose())
             .await
             .map_err(|error| bus("verify pin data", &error))?;
         Ok(response.verified)
@@ -312,7 +314,6 @@ impl IssuerCrypto for HsmIssuer {
             key: imk.clone(),
             derivation: pb::MasterKeyDerivation::OptionA.into(),
             session_key_scheme: pb::SessionKeyScheme::EmvCommon.into(),
-            pan: input.pan.expose().to_owned(),
             pan_sequence_number: input.psn.clone(),
             atc: input.atc.to_vec(),
             unpredictable_number: input.un.to_vec(),
@@ -323,10 +324,11 @@ impl IssuerCrypto for HsmIssuer {
                     auth_response_code: input.arc.to_vec(),
                 }),
             ),
+            ..pb::VerifyAuthRequestCryptogramRequest::default()
         };
-        let response: pb::VerifyAuthRequestCryptogramResponse = self
+        let response = self
             .client
-            .call("VerifyAuthRequestCryptogram", &request)
+            .verify_auth_request_cryptogram_sealed(request, input.pan.expose())
             .await
             .map_err(|error| bus("verify arqc", &error))?;
         Ok(response.verified.then_some(response.arpc))

@@ -63,6 +63,7 @@ async fn start_hsm() -> Hsm {
             attempt_timeout: Duration::from_millis(2_000),
             check_interval: Duration::from_millis(100),
         },
+        ..HsmConfig::default()
     };
     let cancel = CancellationToken::new();
     let infrastructure = Infrastructure::default();
@@ -86,7 +87,8 @@ async fn start_hsm() -> Hsm {
         caller.requests.unwrap(),
         "service:acquirer-sim-test",
         Duration::from_secs(5),
-    );
+    )
+    .with_sealer(std::sync::Arc::new(mpos_seal::Sealer::new().unwrap()));
     Hsm {
         client,
         cancel,

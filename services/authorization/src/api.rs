@@ -23,9 +23,6 @@ use serde::Deserialize;
 use crate::engine::{Authorizer, Caller, response_of};
 use crate::routes;
 
-/// The header a SoftPOS phone presents its token in on reads.
-pub const TOKEN_HEADER: &str = "mpos-attestation-token";
-
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
@@ -159,9 +156,11 @@ async fn status(
 ) -> Result<Json<pb::PaymentResponse>, ServiceError> {
     check_id("payment_id", &payment_id)?;
     check_id("terminal_id", &query.terminal_id)?;
+    // A SoftPOS phone presents its token as a bearer token on reads.
     let token = headers
-        .get(TOKEN_HEADER)
+        .get(axum::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
         .unwrap_or_default();
     let caller = caller(peer.as_deref(), token);
     Ok(Json(

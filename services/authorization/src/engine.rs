@@ -32,7 +32,7 @@ pub enum Caller {
         certificate_sha256: String,
     },
     /// A SoftPOS phone (server-authenticated TLS only), with the attestation token it
-    /// presented (the request body's, or the `mpos-attestation-token` header).
+    /// presented (in the request body, or as the bearer token of a status read).
     SoftPos {
         /// The compact JWS.
         attestation_token: String,

@@ -6,6 +6,7 @@
 //! answers the terminal; if anything fails half-way after the request went out, the payment
 //! is reversed.
 
+pub mod adapters;
 pub mod api;
 pub mod card;
 pub mod checks;
@@ -15,6 +16,7 @@ pub mod keys;
 pub mod payment;
 pub mod ports;
 pub mod routes;
+pub mod service;
 pub mod terminals;
 pub mod tokens;
 

@@ -21,7 +21,7 @@ pub const INFO: ApiInfo = ApiInfo {
                   `declineReason`), not errors.\n\n\
                   **Device API** (tag `Payments`): a PED over mutual TLS with its device \
                   certificate; a SoftPOS phone over TLS with its attestation token (in the body, \
-                  or the `mpos-attestation-token` header for status reads) and its tenant id. \
+                  or as the bearer token of a status read) and its tenant id. \
                   **Admin API** (tag `Admin`): the platform operator's bearer token or a tenant \
                   API key (`mpk_...`, issued by terminal-management); another tenant's payment \
                   answers exactly like a missing one.\n\n\

@@ -535,6 +535,7 @@ async fn a_hundred_devices_boot_get_keys_survive_a_crash_and_are_rekeyed() {
                     }),
                     pin_block: hex::encode_upper(&block.block),
                     pan: "4012345678909".into(),
+                    ..Default::default()
                 },
             )
             .await

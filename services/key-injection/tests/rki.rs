@@ -288,6 +288,7 @@ async fn devices_get_fresh_ksns_and_initial_keys_only_they_can_open() {
                     }),
                     pin_block: hex::encode_upper(block),
                     pan: "4012345678909".into(),
+                    ..Default::default()
                 },
             )
             .await

@@ -19,7 +19,11 @@
 //! default: one generated once into the data directory, so tokens outlive a restart),
 //! `MPOS_ATT_STATUS_LIST_CACHE` (default: a file in the data directory), the other `MPOS_ATT_*`
 //! settings of attestation (`MPOS_ATT_ANCHORS`, `MPOS_ATT_STATUS_LIST`, ...), `MPOS_LOG`,
-//! `MPOS_LOG_FORMAT`, `MPOS_OTLP_ENDPOINT`.
+//! `MPOS_ROUTING_HTTP_ADDR` (routing's admin API, default `127.0.0.1:8088`) and the other
+//! `MPOS_ROUTING_*` settings, `MPOS_AUTH_HTTP_ADDR` (authorization's admin API and the
+//! SoftPOS payment routes, default `127.0.0.1:8089`; PEDs pay on `MPOS_DEVICE_ADDR`) and the
+//! other `MPOS_AUTH_*` settings (not `MPOS_AUTH_DEVICE_ADDR` / `MPOS_AUTH_DEVICE_TLS_*`:
+//! refused), `MPOS_LOG`, `MPOS_LOG_FORMAT`, `MPOS_OTLP_ENDPOINT`.
 //!
 //! The attestation service starts even when Google's status list cannot be fetched (no
 //! network) and there is no cached copy yet: with an empty list flagged stale, so verdicts
@@ -50,6 +54,8 @@ const PARAMETER_KEY_FILE: &str = "parameter-signing.key";
 const HSM_HTTP_ADDR: &str = "MPOS_HSM_HTTP_ADDR";
 const KI_HTTP_ADDR: &str = "MPOS_KI_HTTP_ADDR";
 const ATT_HTTP_ADDR: &str = "MPOS_ATT_HTTP_ADDR";
+const ROUTING_HTTP_ADDR: &str = "MPOS_ROUTING_HTTP_ADDR";
+const AUTH_HTTP_ADDR: &str = "MPOS_AUTH_HTTP_ADDR";
 const ATT_TOKEN_KEY_FILE: &str = "attestation-token.key";
 const ATT_STATUS_LIST_CACHE_FILE: &str = "attestation-status-list.json";
 
@@ -95,7 +101,41 @@ struct Embedded {
     /// The same settings for attestation: its own log, its own listener, its token key and
     /// status list cache in the data directory.
     att_vars: Vars,
+    /// The same settings for routing: its own log, its own listener.
+    routing_vars: Vars,
+    /// The same settings for authorization: its own log, its own listener (admin and SoftPOS
+    /// payments; PEDs pay on the shared device listener).
+    auth_vars: Vars,
     operator_token: SecretString,
+}
+
+/// A service's settings: `pairs` with its own SQLite log and its listener (`addr_var`, else
+/// `default_addr`).
+fn service_pairs(
+    environment: &Vars,
+    data_dir: &Path,
+    mut pairs: Vec<(String, String)>,
+    service: &str,
+    addr_var: &str,
+    default_addr: &str,
+) -> Result<Vec<(String, String)>, String> {
+    pairs.retain(|(name, _)| {
+        name != mpos_service::vars::DATABASE_URL && name != mpos_service::vars::HTTP_ADDR
+    });
+    pairs.push((
+        mpos_service::vars::DATABASE_URL.to_owned(),
+        format!(
+            "sqlite://{}",
+            data_dir.join(format!("{service}.db")).display()
+        ),
+    ));
+    pairs.push((
+        mpos_service::vars::HTTP_ADDR.to_owned(),
+        environment
+            .string(addr_var, Some(default_addr), "host:port")
+            .map_err(|error| error.to_string())?,
+    ));
+    Ok(pairs)
 }
 
 /// The embedded defaults, with what the environment overrides.
@@ -104,6 +144,9 @@ fn embedded_settings(environment: &Vars) -> Result<Embedded, String> {
         key_injection::service::vars::DEVICE_ADDR,
         key_injection::service::vars::DEVICE_TLS_CERT,
         key_injection::service::vars::DEVICE_TLS_KEY,
+        authorization::service::vars::DEVICE_ADDR,
+        authorization::service::vars::DEVICE_TLS_CERT,
+        authorization::service::vars::DEVICE_TLS_KEY,
     ] {
         if environment.is_set(separate) {
             return Err(format!(
@@ -203,6 +246,22 @@ fn embedded_settings(environment: &Vars) -> Result<Embedded, String> {
     let mut hsm_pairs = pairs.clone();
     let mut ki_pairs = pairs.clone();
     let att_pairs = attestation_pairs(environment, &data_dir, pairs.clone())?;
+    let routing_pairs = service_pairs(
+        environment,
+        &data_dir,
+        pairs.clone(),
+        routing::SERVICE,
+        ROUTING_HTTP_ADDR,
+        "127.0.0.1:8088",
+    )?;
+    let auth_pairs = service_pairs(
+        environment,
+        &data_dir,
+        pairs.clone(),
+        authorization::SERVICE,
+        AUTH_HTTP_ADDR,
+        "127.0.0.1:8089",
+    )?;
     ki_pairs.retain(|(name, _)| {
         name != mpos_service::vars::DATABASE_URL && name != mpos_service::vars::HTTP_ADDR
     });
@@ -241,6 +300,8 @@ fn embedded_settings(environment: &Vars) -> Result<Embedded, String> {
         hsm_vars: Vars::from_pairs(hsm_pairs),
         ki_vars: Vars::from_pairs(ki_pairs),
         att_vars: Vars::from_pairs(att_pairs),
+        routing_vars: Vars::from_pairs(routing_pairs),
+        auth_vars: Vars::from_pairs(auth_pairs),
         operator_token,
     })
 }
@@ -355,12 +416,37 @@ async fn main() -> ExitCode {
     // One machine, maybe without network: start without Google's status list rather than not
     // at all (flagged stale in every verdict until a refresh succeeds).
     att_options.trust.start_without_list = true;
+    let routing_common = exit_on_error(CommonConfig::from_vars(
+        &embedded.routing_vars,
+        routing::SERVICE,
+        "127.0.0.1:8088",
+        "127.0.0.1:9090",
+    ));
+    let mut routing_options = exit_on_error(routing::service::RoutingOptions::from_vars(
+        &embedded.routing_vars,
+        embedded.operator_token.clone(),
+    ));
+    let auth_common = exit_on_error(CommonConfig::from_vars(
+        &embedded.auth_vars,
+        authorization::SERVICE,
+        "127.0.0.1:8089",
+        "127.0.0.1:9090",
+    ));
+    let mut auth_options = exit_on_error(authorization::service::AuthOptions::from_vars(
+        &embedded.auth_vars,
+        embedded.operator_token.clone(),
+    ));
+    // PEDs pay on the shared device listener, SoftPOS phones on authorization's own.
+    auth_options.device_addr = None;
+    auth_options.softpos_addr = None;
     let mut listeners = Vec::new();
     for address in [
         config.http_addr,
         hsm_common.http_addr,
         ki_common.http_addr,
         att_common.http_addr,
+        routing_common.http_addr,
+        auth_common.http_addr,
     ] {
         match tokio::net::TcpListener::bind(address).await {
             Ok(listener) => listeners.push(listener),
@@ -370,12 +456,22 @@ async fn main() -> ExitCode {
             }
         }
     }
-    let (Some(att_listener), Some(ki_listener), Some(hsm_listener), Some(api_listener)) = (
+    let (
+        Some(auth_listener),
+        Some(routing_listener),
+        Some(att_listener),
+        Some(ki_listener),
+        Some(hsm_listener),
+        Some(api_listener),
+    ) = (
         listeners.pop(),
         listeners.pop(),
         listeners.pop(),
         listeners.pop(),
-    ) else {
+        listeners.pop(),
+        listeners.pop(),
+    )
+    else {
         return ExitCode::FAILURE;
     };
     let launch = match Launch::start(&config, telemetry.metrics()).await {
@@ -475,9 +571,92 @@ async fn main() -> ExitCode {
         }
     };
 
-    // terminal-management, with key-injection's device routes on its device listener.
+    // routing: its own SQLite log; terminal-management's events (API keys) read from its log.
+    routing_options.feed = Some(mpos_feed::follow::FeedSource::Store {
+        store: store.clone(),
+        codec: std::sync::Arc::new(terminal_management::codec()),
+    });
+    let routing_infrastructure = mpos_service::Infrastructure::default();
+    let Some((routing_store, routing_bus)) = routing_infrastructure
+        .connect(&routing_common, &cancel)
+        .await
+    else {
+        return ExitCode::SUCCESS;
+    };
+    let routing = match routing::service::start(
+        &routing_common,
+        routing_store.clone(),
+        &routing_bus,
+        &routing_infrastructure,
+        &routing_options,
+        routing_listener,
+        &cancel,
+    )
+    .await
+    {
+        Ok(running) => running,
+        Err(error) => {
+            eprintln!("cannot start routing: {error}");
+            cancel.cancel();
+            hsm.join().await;
+            ki.join().await;
+            att.join().await;
+            return ExitCode::FAILURE;
+        }
+    };
+
+    // authorization: its own SQLite log; terminal-management's, key-injection's and
+    // routing's events read from their logs; attestation's token key handed over in process.
+    let (kid, token_key) = att.attestor.token_key();
+    auth_options.token_keys = authorization::tokens::KeySource::Fixed(
+        attestation_token::PublishedKeys::of([(kid.as_str(), &token_key)]),
+    );
+    auth_options.feeds = authorization::service::FeedSources {
+        tms: Some(mpos_feed::follow::FeedSource::Store {
+            store: store.clone(),
+            codec: std::sync::Arc::new(terminal_management::codec()),
+        }),
+        ki: Some(mpos_feed::follow::FeedSource::Store {
+            store: ki_store.clone(),
+            codec: std::sync::Arc::new(key_injection::codec()),
+        }),
+        routing: Some(mpos_feed::follow::FeedSource::Store {
+            store: routing_store.clone(),
+            codec: std::sync::Arc::new(routing::codec()),
+        }),
+    };
+    let auth_infrastructure = mpos_service::Infrastructure::default();
+    let Some((auth_store, auth_bus)) = auth_infrastructure.connect(&auth_common, &cancel).await
+    else {
+        return ExitCode::SUCCESS;
+    };
+    let auth = match authorization::service::start(
+        &auth_common,
+        auth_store.clone(),
+        &auth_bus,
+        &auth_infrastructure,
+        &auth_options,
+        auth_listener,
+        &cancel,
+    )
+    .await
+    {
+        Ok(running) => running,
+        Err(error) => {
+            eprintln!("cannot start authorization: {error}");
+            cancel.cancel();
+            hsm.join().await;
+            ki.join().await;
+            att.join().await;
+            routing.join().await;
+            return ExitCode::FAILURE;
+        }
+    };
+
+    // terminal-management, with key-injection's and authorization's device routes on its
+    // device listener.
     let tm_options = terminal_management::service::TmOptions {
-        more_device_routes: Some(ki.device_routes.clone()),
+        more_device_routes: Some(ki.device_routes.clone().merge(auth.device_routes.clone())),
         ..tm_options
     };
     let running = match terminal_management::service::start(
@@ -498,6 +677,8 @@ async fn main() -> ExitCode {
             hsm.join().await;
             ki.join().await;
             att.join().await;
+            routing.join().await;
+            auth.join().await;
             return ExitCode::FAILURE;
         }
     };
@@ -532,6 +713,14 @@ async fn main() -> ExitCode {
         att.http_addr
     );
     println!(
+        "mposd: routing http://{}  (routing admin api: rules, acquirers, health, decisions)",
+        routing.http_addr
+    );
+    println!(
+        "mposd: payments http://{}  (payments admin api; softpos payments; peds pay on the device api)",
+        auth.http_addr
+    );
+    println!(
         "mposd: admin http://{}  (/livez /readyz /metrics)",
         launch.admin_addr
     );
@@ -542,11 +731,15 @@ async fn main() -> ExitCode {
     hsm.join().await;
     ki.join().await;
     att.join().await;
+    routing.join().await;
+    auth.join().await;
     launch.finish().await;
     store.close().await;
     hsm_store.close().await;
     ki_store.close().await;
     att_store.close().await;
+    routing_store.close().await;
+    auth_store.close().await;
     println!("mposd: stopped");
     ExitCode::SUCCESS
 }

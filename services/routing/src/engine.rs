@@ -1261,17 +1261,18 @@ impl Router {
             format: hsm_pb::PinBlockFormat::Iso0.into(),
             dukpt: None,
         };
-        // The PAN goes to the hsm-proxy in the request body (the proto has no sealed form
-        // yet): see docs/routing.md.
+        // The PAN goes to the hsm-proxy sealed to it (ADR 15).
         let mut translate = hsm_pb::TranslatePinDataRequest {
             tenant_id: tenant_id.to_owned(),
             incoming: Some(key(&from.zone_pin_key)),
             outgoing: Some(key(&to.zone_pin_key)),
             pin_block: hex::encode_upper(block.expose()),
-            pan: card.pan.expose().to_owned(),
+            ..hsm_pb::TranslatePinDataRequest::default()
         };
-        let result = self.hsm.translate_pin_data(&translate).await;
-        zeroize::Zeroize::zeroize(&mut translate.pan);
+        let result = self
+            .hsm
+            .translate_pin_data_sealed(translate.clone(), card.pan.expose())
+            .await;
         zeroize::Zeroize::zeroize(&mut translate.pin_block);
         let mut response = result.map_err(ServiceError::from)?;
         let bytes: Option<[u8; 8]> = hex::decode(&response.pin_block)

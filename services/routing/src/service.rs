@@ -179,7 +179,8 @@ pub async fn start(
         requests.clone(),
         format!("service:{}", crate::SERVICE),
         options.hsm_timeout,
-    );
+    )
+    .with_sealer(sealer.clone());
     let router = Arc::new(Router::new(
         store.clone(),
         hsm,

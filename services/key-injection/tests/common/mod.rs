@@ -155,6 +155,7 @@ pub(crate) async fn start_soft_hsm(
                 attempt_timeout: Duration::from_secs(60),
                 check_interval: Duration::from_millis(200),
             },
+            sealed_card_data: hsm_proxy::sealing::SealedCardData::Allow,
         },
         store,
         &bus,

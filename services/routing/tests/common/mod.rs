@@ -115,6 +115,7 @@ impl Hsm {
                 attempt_timeout: Duration::from_millis(2_000),
                 check_interval: Duration::from_millis(100),
             },
+            ..HsmConfig::default()
         };
         let cancel = CancellationToken::new();
         let infrastructure = Infrastructure::default();
