@@ -476,6 +476,35 @@ pub async fn tms_documents(
     })
 }
 
+/// A follower of terminal-management that keeps its documents and does nothing else per
+/// event: what a service needs whose admin API authenticates tenant API keys and looks at
+/// tenants and terminals.
+#[derive(Clone, Debug)]
+pub struct TmsDocuments {
+    /// The documents' view.
+    pub view: TmsView,
+}
+
+impl crate::follow::Follower for TmsDocuments {
+    type Work = ();
+
+    async fn apply(
+        &self,
+        overlay: &Overlay,
+        envelope: &EventEnvelope,
+    ) -> Result<crate::follow::Applied<()>, ServiceError> {
+        Ok((tms_documents(&self.view, overlay, envelope).await?, None))
+    }
+
+    async fn work(&self, _: &Overlay, _: &str, _: Vec<()>) -> Result<(), ServiceError> {
+        Ok(())
+    }
+
+    async fn committed(&self, _: &[Document], _: &[String]) -> Result<(), ServiceError> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

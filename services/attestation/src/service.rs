@@ -10,10 +10,9 @@ use std::time::Duration;
 use attestation_token::TokenIssuer;
 use attestation_trust::{Source, TrustConfig, TrustSources};
 use mpos_bus::Bus;
-use mpos_errors::ServiceError;
-use mpos_es::{Document, EventStore};
-use mpos_feed::follow::{Applied, FeedNames, FeedSource, Follower, Overlay};
-use mpos_feed::tms::{TMS_SOURCE, TmsView, tms_documents};
+use mpos_es::EventStore;
+use mpos_feed::follow::{FeedNames, FeedSource};
+use mpos_feed::tms::{TMS_SOURCE, TmsDocuments, TmsView};
 use mpos_service::{CommonConfig, Infrastructure, Pipelines};
 use secrecy::SecretString;
 use tokio::net::TcpListener;
@@ -108,31 +107,6 @@ impl Running {
     }
 }
 
-/// Keeps terminal-management's documents: nothing else to do per event.
-struct TmsFollower {
-    view: TmsView,
-}
-
-impl Follower for TmsFollower {
-    type Work = ();
-
-    async fn apply(
-        &self,
-        overlay: &Overlay,
-        envelope: &mpos_bus::EventEnvelope,
-    ) -> Result<Applied<()>, ServiceError> {
-        Ok((tms_documents(&self.view, overlay, envelope).await?, None))
-    }
-
-    async fn work(&self, _: &Overlay, _: &str, _: Vec<()>) -> Result<(), ServiceError> {
-        Ok(())
-    }
-
-    async fn committed(&self, _: &[Document], _: &[String]) -> Result<(), ServiceError> {
-        Ok(())
-    }
-}
-
 /// Starts the API and the background work; everything stops when `cancel` fires.
 pub async fn start(
     config: &CommonConfig,
@@ -177,7 +151,7 @@ pub async fn start(
         store.clone(),
         FEED,
         source,
-        Arc::new(TmsFollower { view: view.clone() }),
+        Arc::new(TmsDocuments { view: view.clone() }),
         cancel.clone(),
     ));
     {

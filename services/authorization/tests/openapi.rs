@@ -32,7 +32,12 @@ fn the_published_openapi_document_is_current_and_complete() {
     }
     // The request and answer bodies are the protobuf messages, by their JSON names.
     let text = document.to_string();
-    for field in ["idempotencyKey", "encryptedCardData", "declineReason", "issuerEmvData"] {
+    for field in [
+        "idempotencyKey",
+        "encryptedCardData",
+        "declineReason",
+        "issuerEmvData",
+    ] {
         assert!(text.contains(field), "{field} missing from the document");
     }
 }

@@ -11,6 +11,8 @@ struct Mposd {
     hsm: String,
     keys: String,
     attest: String,
+    routing: String,
+    payments: String,
     admin: String,
     lines: std::sync::mpsc::Receiver<String>,
 }
@@ -50,6 +52,8 @@ fn start_with(data_dir: &std::path::Path, more: &[(&str, String)]) -> Mposd {
         .env("MPOS_DEVICE_ADDR", "127.0.0.1:0")
         .env("MPOS_KI_HTTP_ADDR", "127.0.0.1:0")
         .env("MPOS_ATT_HTTP_ADDR", "127.0.0.1:0")
+        .env("MPOS_ROUTING_HTTP_ADDR", "127.0.0.1:0")
+        .env("MPOS_AUTH_HTTP_ADDR", "127.0.0.1:0")
         .env("MPOS_ATT_STATUS_LIST", unreachable_status_list())
         .env("MPOS_LOG", "warn")
         .envs(more.iter().map(|(name, value)| (*name, value.as_str())))
@@ -68,6 +72,7 @@ fn start_with(data_dir: &std::path::Path, more: &[(&str, String)]) -> Mposd {
     });
     let (mut api, mut devices, mut hsm, mut keys, mut attest, mut admin) =
         (None, None, None, None, None, None);
+    let (mut routing, mut payments) = (None, None);
     loop {
         let line = lines
             .recv_timeout(Duration::from_secs(60))
@@ -87,6 +92,12 @@ fn start_with(data_dir: &std::path::Path, more: &[(&str, String)]) -> Mposd {
         if let Some(rest) = line.strip_prefix("mposd: attest ") {
             attest = rest.split_whitespace().next().map(str::to_owned);
         }
+        if let Some(rest) = line.strip_prefix("mposd: routing ") {
+            routing = rest.split_whitespace().next().map(str::to_owned);
+        }
+        if let Some(rest) = line.strip_prefix("mposd: payments ") {
+            payments = rest.split_whitespace().next().map(str::to_owned);
+        }
         if let Some(rest) = line.strip_prefix("mposd: admin ") {
             admin = rest.split_whitespace().next().map(str::to_owned);
         }
@@ -101,6 +112,8 @@ fn start_with(data_dir: &std::path::Path, more: &[(&str, String)]) -> Mposd {
         hsm: hsm.expect("hsm"),
         keys: keys.expect("key-injection"),
         attest: attest.expect("attestation"),
+        routing: routing.expect("routing"),
+        payments: payments.expect("payments"),
         admin: admin.expect("admin"),
         lines,
     }
@@ -145,6 +158,31 @@ async fn mposd_starts_on_a_fresh_data_dir_serves_and_stops_cleanly() {
         .await
         .expect("create");
     assert_eq!(response.status().as_u16(), 201);
+    // Routing and the payments API run beside it: the tenant has no acquirers yet, and no
+    // payment answers like a missing one.
+    let response = client
+        .get(format!("{}/v1/tenants/acme/acquirers", mposd.routing))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("acquirers");
+    assert_eq!(response.status().as_u16(), 200);
+    let response = client
+        .get(format!(
+            "{}/v1/tenants/acme/payments/p-unknown",
+            mposd.payments
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("payment");
+    assert_eq!(response.status().as_u16(), 404);
+    let response = client
+        .get(format!("{}/openapi.json", mposd.payments))
+        .send()
+        .await
+        .expect("openapi");
+    assert_eq!(response.status().as_u16(), 200);
     // The hsm-proxy runs beside it, on a soft:// backend in the data directory.
     let response = client
         .post(format!("{}/v1/tenants/acme/keys", mposd.hsm))

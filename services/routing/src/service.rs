@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use hsm_proxy::rpc::HsmClient;
 use mpos_bus::Bus;
-use mpos_errors::ServiceError;
-use mpos_es::{Document, EventStore};
-use mpos_feed::follow::{Applied, FeedNames, FeedSource, Follower, Overlay};
-use mpos_feed::tms::{TMS_SOURCE, TmsView, tms_documents};
+use mpos_es::EventStore;
+use mpos_feed::follow::{FeedNames, FeedSource};
+use mpos_feed::tms::{TMS_SOURCE, TmsDocuments, TmsView};
 use mpos_seal::Sealer;
 use mpos_service::{CommonConfig, Infrastructure, Pipelines};
 use secrecy::SecretString;
@@ -123,31 +122,6 @@ impl Running {
     }
 }
 
-/// Keeps terminal-management's documents: nothing else to do per event.
-struct TmsFollower {
-    view: TmsView,
-}
-
-impl Follower for TmsFollower {
-    type Work = ();
-
-    async fn apply(
-        &self,
-        overlay: &Overlay,
-        envelope: &mpos_bus::EventEnvelope,
-    ) -> Result<Applied<()>, ServiceError> {
-        Ok((tms_documents(&self.view, overlay, envelope).await?, None))
-    }
-
-    async fn work(&self, _: &Overlay, _: &str, _: Vec<()>) -> Result<(), ServiceError> {
-        Ok(())
-    }
-
-    async fn committed(&self, _: &[Document], _: &[String]) -> Result<(), ServiceError> {
-        Ok(())
-    }
-}
-
 /// Starts the request-reply operations, the admin API and the background work; everything
 /// stops when `cancel` fires. The bus must offer request-reply (NATS or `memory://`).
 pub async fn start(
@@ -219,7 +193,7 @@ pub async fn start(
         store.clone(),
         FEED,
         source,
-        Arc::new(TmsFollower { view: view.clone() }),
+        Arc::new(TmsDocuments { view: view.clone() }),
         cancel.clone(),
     ));
     let state = AppState {
