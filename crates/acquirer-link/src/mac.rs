@@ -104,7 +104,9 @@ impl MacProvider for SoftMac {
 }
 
 /// The MAC computed by the hsm-proxy (`GenerateMac`/`VerifyMac` over the bus) under the
-/// zone MAC key (key usage M3): ISO 9797-1 algorithm 3, padding method 1, 8 bytes.
+/// zone MAC key (key usage M3): ISO 9797-1 algorithm 3, padding method 1, 8 bytes. The
+/// message (PAN, track 2, PIN block) is sealed to the hsm-proxy when the client has a sealer
+/// (`HsmClient::with_sealer`), else sent in clear.
 #[derive(Clone, Debug)]
 pub struct HsmMac {
     client: HsmClient,
@@ -137,15 +139,25 @@ impl MacProvider for HsmMac {
             algorithm: pb::MacAlgorithm::Iso9797Alg3.into(),
             padding: pb::MacPadding::Method1.into(),
             dukpt: None,
-            message: data.to_vec(),
             mac_length: 8,
             ..pb::GenerateMacRequest::default()
         };
-        let response: pb::GenerateMacResponse = self
-            .client
-            .call("GenerateMac", &request)
-            .await
-            .map_err(|error| hsm_error("generate mac", &error))?;
+        // An ISO 8583 request carries the PAN, track 2 and the PIN block: sealed to the
+        // hsm-proxy when the client can seal, so that the bus never sees them.
+        let response: pb::GenerateMacResponse = if self.client.seals() {
+            self.client.generate_mac_sealed(request, data).await
+        } else {
+            self.client
+                .call(
+                    "GenerateMac",
+                    &pb::GenerateMacRequest {
+                        message: data.to_vec(),
+                        ..request
+                    },
+                )
+                .await
+        }
+        .map_err(|error| hsm_error("generate mac", &error))?;
         response
             .mac
             .as_slice()
@@ -160,15 +172,23 @@ impl MacProvider for HsmMac {
             algorithm: pb::MacAlgorithm::Iso9797Alg3.into(),
             padding: pb::MacPadding::Method1.into(),
             dukpt: None,
-            message: data.to_vec(),
             mac: mac.to_vec(),
             ..pb::VerifyMacRequest::default()
         };
-        let response: pb::VerifyMacResponse = self
-            .client
-            .call("VerifyMac", &request)
-            .await
-            .map_err(|error| hsm_error("verify mac", &error))?;
+        let response: pb::VerifyMacResponse = if self.client.seals() {
+            self.client.verify_mac_sealed(request, data).await
+        } else {
+            self.client
+                .call(
+                    "VerifyMac",
+                    &pb::VerifyMacRequest {
+                        message: data.to_vec(),
+                        ..request
+                    },
+                )
+                .await
+        }
+        .map_err(|error| hsm_error("verify mac", &error))?;
         Ok(response.verified)
     }
 }

@@ -245,6 +245,11 @@ impl HsmClient {
         self
     }
 
+    /// Whether the client has a sealer (the `*_sealed` methods work).
+    pub fn seals(&self) -> bool {
+        self.sealer.is_some()
+    }
+
     /// Calls `operation` with `request`; a service error comes back as
     /// [`BusError::Rejected`] with the shared error code.
     pub async fn call<Q: prost::Message, R: prost::Message + Default>(
