@@ -93,6 +93,13 @@ pub fn acquirer_key(tenant_id: &str, acquirer_id: &str) -> String {
     format!("{tenant_id}/{acquirer_id}")
 }
 
+/// A card acceptor id (field 41: 8, field 42: 15 characters) at its field's width: left
+/// justified and padded with spaces, as ISO 8583 fixed-width `ans` fields are (the platform's
+/// terminal and merchant ids are often shorter).
+fn field_width(value: &str, width: usize) -> String {
+    format!("{value:<width$}")
+}
+
 /// The exchange aggregate's id.
 pub fn exchange_key(tenant_id: &str, payment_id: &str) -> String {
     format!("{tenant_id}/{payment_id}")
@@ -919,14 +926,21 @@ impl Router {
         currency_numeric(&request.currency)?;
         request_kind(request.transaction_type)?;
         link_entry_mode(request.entry_mode)?;
+        // Fields 41 and 42 are fixed width: shorter ids are padded with spaces (see
+        // `field_width`), longer ones do not fit.
         let printable = |value: &str, len: usize| {
-            value.len() == len && value.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+            (1..=len).contains(&value.len())
+                && value.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
         };
         if !printable(&request.terminal_id, 8) {
-            return Err(ServiceError::bad_request("terminal_id: 8 characters"));
+            return Err(ServiceError::bad_request(
+                "terminal_id: 1 to 8 printable characters",
+            ));
         }
         if !printable(&request.merchant_id, 15) {
-            return Err(ServiceError::bad_request("merchant_id: 15 characters"));
+            return Err(ServiceError::bad_request(
+                "merchant_id: 1 to 15 printable characters",
+            ));
         }
         if !digits(&request.merchant_category_code, 4..=4) {
             return Err(ServiceError::bad_request(
@@ -1323,8 +1337,8 @@ impl Router {
             pin_capable: pin_block.is_some(),
             pin_block,
             icc_data: (!request.emv_data.is_empty()).then(|| request.emv_data.clone()),
-            terminal_id: request.terminal_id.clone(),
-            merchant_id: request.merchant_id.clone(),
+            terminal_id: field_width(&request.terminal_id, 8),
+            merchant_id: field_width(&request.merchant_id, 15),
             acquirer_institution_id: if settings.acquiring_institution_id.is_empty() {
                 "0".to_owned()
             } else {
@@ -1349,8 +1363,8 @@ impl Router {
             amount_minor: request.amount_minor,
             currency: request.currency.clone(),
             transmitted_at: now.format("%m%d%H%M%S").to_string(),
-            terminal_id: request.terminal_id.clone(),
-            merchant_id: request.merchant_id.clone(),
+            terminal_id: field_width(&request.terminal_id, 8),
+            merchant_id: field_width(&request.merchant_id, 15),
         };
         mpos_es::execute(
             &self.exchanges,
