@@ -554,6 +554,23 @@ impl Authorizer {
                     decided_at,
                 }),
             },
+            // Routing refused the request as it stands before it recorded or sent anything
+            // (its checks come first): nothing reached an acquirer, so there is nothing to
+            // reverse.
+            Err(error) if error.code == mpos_errors::ErrorCode::BadRequest => {
+                tracing::warn!(error = %error.message, %payment_id, "routing refused the request");
+                PaymentCommand::Decline(pb::PaymentDeclined {
+                    tenant_id: tenant_id.clone(),
+                    payment_id: payment_id.clone(),
+                    reason: pb::DeclineReason::SystemUnavailable.into(),
+                    stage: pb::PaymentStatus::Routed.into(),
+                    message: "the payment could not be sent to the acquirer; nothing was charged"
+                        .into(),
+                    acquirer_id: first.clone(),
+                    decided_at,
+                    ..pb::PaymentDeclined::default()
+                })
+            }
             Err(error) => {
                 // The routing service did not answer: the outcome is unknown, so it is
                 // treated as a time-out and reversed (routing reverses an unanswered
