@@ -1,0 +1,389 @@
+//! The payment path end to end: the whole platform in process (see `mpos_e2e`), a PED and a
+//! SoftPOS phone of the terminal simulator paying through the real device APIs, two acquirer
+//! simulators behind routing, and a scan of every bus message, log line and event of the run
+//! for card data and key values.
+//!
+//! Over PostgreSQL and NATS (and Kafka when `MPOS_TEST_KAFKA_URL` is set) when the test
+//! environment names them (`MPOS_TEST_POSTGRES_URL`, `MPOS_TEST_NATS_URL`; CI sets them);
+//! the approved payment also on SQLite and the in-process bus (the embedded platform).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use attestation_token::{Claims, Verdict};
+use mpos_e2e::capture::{self, Item, Needles};
+use mpos_e2e::{Backends, DECLINED_AMOUNT, FLOOR_LIMIT, PHONE, Platform, TENANT};
+use mpos_proto::authorization::{DeclineReason, PaymentResponse, PaymentStatus};
+use paycrypto::pin::Pin;
+use terminal_sim::SimError;
+use terminal_sim::card::{TestCard, test_card, test_cards};
+use terminal_sim::emv::{CardDecision, EmvCard, EmvTransaction};
+use terminal_sim::payment::Payment;
+use terminal_sim::terminal::Terminal;
+
+fn visa() -> TestCard {
+    test_card("visa").expect("visa")
+}
+
+/// A chip payment of `card` with its PIN and the card's answer to GENERATE AC; the card, to
+/// check the issuer's answer.
+fn chip(
+    card: &TestCard,
+    key: &str,
+    amount: u64,
+    decision: CardDecision,
+    atc: u16,
+) -> (Payment, EmvCard) {
+    let mut emv_card = card.emv_card(atc);
+    let emv = emv_card
+        .generate_ac(&EmvTransaction::purchase_today(amount, 978, 276), decision)
+        .expect("generate ac");
+    let mut payment = Payment::purchase(key, amount, "EUR", card.track2.clone());
+    payment.pin = Some(card.pin.clone());
+    payment.emv = Some(emv);
+    (payment, emv_card)
+}
+
+fn assert_declined(response: &PaymentResponse, reason: DeclineReason) {
+    assert!(!response.approved, "{response:?}");
+    assert_eq!(response.decline_reason(), reason, "{response:?}");
+    assert_eq!(response.status(), PaymentStatus::Declined, "{response:?}");
+}
+
+/// The 0200s simulator `index` received.
+fn authorizations(platform: &Platform, index: usize) -> u64 {
+    platform.sims[index].received().count("0200")
+}
+
+async fn until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn sim_rules() -> String {
+    let cards: Vec<_> = test_cards()
+        .iter()
+        .map(|card| (card.pan().clone(), mpos_e2e::pvv(card)))
+        .collect();
+    mpos_e2e::sim_rules(&cards)
+}
+
+/// Approved: chip and PIN, the ARQC verified by the issuer through the hsm-proxy, the ARPC
+/// verified by the card.
+async fn approved(platform: &Platform, terminal: &mut Terminal) {
+    let before = authorizations(platform, 0);
+    let (payment, card) = chip(&visa(), "approved-1", 1_000, CardDecision::Arqc, 10);
+    let response = terminal.pay(payment).await.expect("pay");
+    assert!(response.approved, "{response:?}");
+    assert_eq!(response.status(), PaymentStatus::Approved);
+    assert_eq!(response.response_code, "00");
+    assert_eq!(response.acquirer_id, "acq-a");
+    assert!(!response.auth_code.is_empty(), "{response:?}");
+    assert!(
+        card.verify_arpc(&response.issuer_emv_data),
+        "the card refuses the issuer's ARPC: {response:?}"
+    );
+    assert_eq!(authorizations(platform, 0), before + 1);
+    let status = terminal
+        .payment_status(&response.payment_id)
+        .await
+        .expect("status");
+    assert_eq!(status.status(), PaymentStatus::Approved);
+    let recorded = platform.payment(&response.payment_id).await;
+    assert_eq!(recorded["status"], "PAYMENT_STATUS_APPROVED", "{recorded}");
+}
+
+#[tokio::test]
+async fn the_payment_path_end_to_end_on_postgres_and_nats() {
+    let Some(backends) = Backends::postgres_and_nats() else {
+        eprintln!(
+            "skipped: MPOS_TEST_POSTGRES_URL and MPOS_TEST_NATS_URL name the PostgreSQL and NATS to run on"
+        );
+        return;
+    };
+    let started = Instant::now();
+    let logs = capture::logs();
+    let (nats_url, namespace) = backends.nats.clone().expect("nats");
+    let bus = capture::NatsCapture::start(&nats_url, &namespace).await;
+    let platform = Platform::start(backends, &sim_rules()).await;
+    let mut terminal = platform.provision().await;
+    eprintln!("provisioned in {:?}", started.elapsed());
+
+    // 1. Approved.
+    approved(&platform, &mut terminal).await;
+
+    // 2. Declined by the issuer: the amount rule answers 51.
+    let (payment, _) = chip(
+        &visa(),
+        "declined-1",
+        DECLINED_AMOUNT,
+        CardDecision::Arqc,
+        11,
+    );
+    let response = terminal.pay(payment).await.expect("pay");
+    assert_declined(&response, DeclineReason::IssuerDeclined);
+    assert_eq!(response.response_code, "51");
+
+    // 3. Wrong PIN: the issuer checks it against the PVV on file.
+    let (mut payment, _) = chip(&visa(), "wrong-pin-1", 1_200, CardDecision::Arqc, 12);
+    payment.pin = Some(Pin::new("9999").expect("pin"));
+    let response = terminal.pay(payment).await.expect("pay");
+    assert_declined(&response, DeclineReason::IssuerDeclined);
+    assert_eq!(response.response_code, "55");
+
+    // 4. Blocked BIN (the terminal's parameters): no acquirer sees it.
+    let seen = (authorizations(&platform, 0), authorizations(&platform, 1));
+    let blocked = test_card("blocked-bin").expect("blocked");
+    let (payment, _) = chip(&blocked, "blocked-bin-1", 1_000, CardDecision::Arqc, 13);
+    let response = terminal.pay(payment).await.expect("pay");
+    assert_declined(&response, DeclineReason::BinBlocked);
+
+    // 5. A TC above the floor limit.
+    let (payment, _) = chip(&visa(), "offline-1", FLOOR_LIMIT + 1, CardDecision::Tc, 14);
+    let response = terminal.pay(payment).await.expect("pay");
+    assert_declined(&response, DeclineReason::OverFloorLimit);
+    assert_eq!(
+        seen,
+        (authorizations(&platform, 0), authorizations(&platform, 1)),
+        "a payment declined by a check reached an acquirer"
+    );
+
+    // 6. A SoftPOS phone with an expired attestation token (signed by the attestation
+    // service's key).
+    let mut phone = platform.phone();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let expired = platform
+        .token_issuer
+        .issue(&Claims {
+            iss: "mpos:attestation".into(),
+            sub: PHONE.into(),
+            tenant: TENANT.into(),
+            verdict: Verdict::Allow,
+            reasons: Vec::new(),
+            iat: now - 7_200,
+            nbf: now - 7_200,
+            exp: now - 3_600,
+            jti: "expired-1".into(),
+            policy_version: 1,
+        })
+        .expect("token");
+    phone.set_attestation_token(expired);
+    let mut payment = Payment::purchase("phone-expired-1", 900, "EUR", visa().track2.clone());
+    payment.entry_mode = mpos_proto::authorization::EntryMode::Contactless;
+    let response = phone.pay(payment).await.expect("pay");
+    assert_declined(&response, DeclineReason::AttestationInvalid);
+    // The phone reads the answer again with a valid token (a new attestation) as its bearer
+    // token.
+    let verdict = platform.attest_phone().await;
+    phone.set_attestation_token(verdict["token"].as_str().expect("token"));
+    let status = phone
+        .payment_status(&response.payment_id)
+        .await
+        .expect("status");
+    assert_eq!(status.decline_reason(), DeclineReason::AttestationInvalid);
+
+    // The device API's errors: a malformed request is refused (nothing recorded), an
+    // unknown payment is not found, a device of an unknown vendor cannot connect.
+    let refused = terminal
+        .pay(Payment::purchase("", 100, "EUR", visa().track2.clone()))
+        .await
+        .expect_err("no idempotency key");
+    assert!(
+        matches!(&refused, SimError::Refused { status: 400, code, .. } if code == "bad_request"),
+        "{refused}"
+    );
+    assert!(matches!(
+        terminal.payment_status("p-nope").await,
+        Err(SimError::Refused { status: 404, .. })
+    ));
+    let mut stranger = platform.stranger();
+    let (payment, _) = chip(&visa(), "stranger-1", 100, CardDecision::Arqc, 9);
+    let result = stranger.pay(payment).await;
+    assert!(
+        matches!(result, Err(SimError::Transport { .. })),
+        "{result:?}"
+    );
+
+    // 9. The same request twice: one authorization, the same answer.
+    let before = authorizations(&platform, 0);
+    let (payment, _) = chip(&visa(), "duplicate-1", 1_300, CardDecision::Arqc, 15);
+    let request = terminal.prepare_payment(&payment).expect("prepare");
+    let first = terminal.submit(&request).await.expect("first");
+    let again = terminal.resend(&request).await.expect("again");
+    assert!(first.approved, "{first:?}");
+    assert_eq!(first, again);
+    assert_eq!(authorizations(&platform, 0), before + 1);
+    // The terminal reverses it (the card refused the issuer's answer): delivered to A and
+    // acknowledged.
+    let reversal = terminal.reverse(&first.payment_id).await.expect("reverse");
+    assert!(
+        matches!(
+            reversal.status(),
+            PaymentStatus::ReversalPending | PaymentStatus::Reversed
+        ),
+        "{reversal:?}"
+    );
+    until(
+        "the terminal's reversal",
+        Duration::from_secs(20),
+        || async {
+            terminal
+                .payment_status(&first.payment_id)
+                .await
+                .expect("status")
+                .status()
+                == PaymentStatus::Reversed
+        },
+    )
+    .await;
+
+    // 7. Acquirer A does not answer: timed out, then reversed once A answers again.
+    platform.sims[0].set_blackhole(Some("0200"), true);
+    platform.sims[0].set_blackhole(Some("0400"), true);
+    platform.sims[0].set_blackhole(Some("0401"), true);
+    let (payment, _) = chip(&visa(), "timeout-1", 1_400, CardDecision::Arqc, 16);
+    let response = terminal.pay(payment).await.expect("pay");
+    assert!(!response.approved, "{response:?}");
+    assert!(
+        matches!(
+            response.status(),
+            PaymentStatus::TimedOut | PaymentStatus::ReversalPending
+        ),
+        "{response:?}"
+    );
+    let timed_out = response.payment_id.clone();
+    platform.sims[0].clear_faults();
+    until(
+        "the reversal at acquirer A",
+        Duration::from_secs(20),
+        || async {
+            platform.sims[0].received().messages.iter().any(|message| {
+                matches!(message.mti.as_str(), "0400" | "0401") && message.response_code.is_some()
+            })
+        },
+    )
+    .await;
+    let received = platform.sims[0].received();
+    for reversal in received
+        .messages
+        .iter()
+        .filter(|message| matches!(message.mti.as_str(), "0400" | "0401"))
+    {
+        assert_eq!(reversal.pan_last4, None, "a reversal carries no PAN");
+        assert!(reversal.reverses.is_some(), "{reversal:?}");
+    }
+    until("the payment reversed", Duration::from_secs(20), || async {
+        terminal
+            .payment_status(&timed_out)
+            .await
+            .expect("status")
+            .status()
+            == PaymentStatus::Reversed
+    })
+    .await;
+
+    // 8. Acquirer A down: B approves, routing's exchange shows both.
+    platform.sims[0].refuse_connections(true);
+    platform.taps[0].go_down();
+    platform.sims[0].drop_connections();
+    let before_b = authorizations(&platform, 1);
+    let (payment, card) = chip(&visa(), "fallback-1", 1_500, CardDecision::Arqc, 17);
+    let response = terminal.pay(payment).await.expect("pay");
+    assert!(response.approved, "{response:?}");
+    assert_eq!(response.acquirer_id, "acq-b");
+    assert!(card.verify_arpc(&response.issuer_emv_data));
+    assert_eq!(authorizations(&platform, 1), before_b + 1);
+    let exchange = platform.exchange(&response.payment_id).await;
+    let text = exchange.to_string();
+    assert!(
+        text.contains("acq-a") && text.contains("acq-b"),
+        "{exchange}"
+    );
+    eprintln!("exchange of the fallback: {exchange}");
+
+    // 10. The scan: no PAN, track 2, clear PIN block or clear key anywhere.
+    let mut needles = Needles::default();
+    for card in test_cards() {
+        let pan = card.pan().expose().to_owned();
+        needles.text(&format!("{} PAN", card.name), &pan);
+        if pan.len() % 2 == 0 {
+            needles.hex(&format!("{} PAN (BCD)", card.name), &pan);
+        }
+        let track = format!("{pan}D{}201100000000", card.expiry);
+        needles.text(&format!("{} track 2", card.name), &track);
+        needles.text(&format!("{} track 2", card.name), &track.replace('D', "="));
+        needles.hex(
+            &format!("{} PIN block", card.name),
+            &mpos_e2e::clear_pin_block(&card.pin, card.pan()),
+        );
+    }
+    needles.hex(
+        "wrong PIN block",
+        &mpos_e2e::clear_pin_block(&Pin::new("9999").expect("pin"), visa().pan()),
+    );
+    for key in mpos_e2e::clear_keys() {
+        needles.hex(&format!("key {}…", &key[..4]), &key);
+    }
+    // The needles are right: the PAN and track 2 are in what acquirer A received (off the
+    // bus), as they must be.
+    let sent = platform.taps[0].sent();
+    let found = needles.found_in(&sent);
+    assert!(found.iter().any(|name| name == "visa PAN"), "{found:?}");
+    assert!(found.iter().any(|name| name == "visa track 2"), "{found:?}");
+
+    let mut items = bus.items();
+    let bus_count = items.len();
+    let events = capture::event_items(&platform.all_events().await);
+    let event_count = events.len();
+    items.extend(events);
+    if let Some(kafka) = platform.backends.kafka_url.clone() {
+        let services = [
+            "terminal-management",
+            "hsm-proxy",
+            "key-injection",
+            "attestation",
+            "routing",
+            "authorization",
+        ];
+        let records = capture::kafka_items(&kafka, &services, Duration::from_secs(1)).await;
+        assert!(!records.is_empty(), "nothing on kafka");
+        eprintln!("kafka records: {}", records.len());
+        items.extend(records);
+    }
+    let log_bytes = logs.contents();
+    let log_lines = log_bytes.split(|byte| *byte == b'\n').count();
+    items.extend(log_bytes.split(|byte| *byte == b'\n').map(|line| Item {
+        source: "log".into(),
+        bytes: line.to_vec(),
+    }));
+    eprintln!(
+        "scanned {bus_count} bus messages, {event_count} events, {log_lines} log lines in {:?}",
+        started.elapsed()
+    );
+    assert!(bus_count > 0 && event_count > 0 && log_lines > 0);
+    let leaks = needles.leaks(&items);
+    assert!(leaks.is_empty(), "leaks:\n{}", leaks.join("\n"));
+    platform.stop().await;
+    eprintln!("done in {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn the_embedded_platform_approves_a_payment() {
+    let _ = capture::logs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let platform = Platform::start(Backends::sqlite(dir.path()), &sim_rules()).await;
+    let mut terminal = platform.provision().await;
+    approved(&platform, &mut terminal).await;
+    platform.stop().await;
+}
