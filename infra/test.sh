@@ -14,6 +14,12 @@ export MPOS_TEST_NATS_URL="${MPOS_TEST_NATS_URL:-nats://127.0.0.1:4222}"
 export MPOS_TEST_KAFKA_URL="${MPOS_TEST_KAFKA_URL:-kafka://127.0.0.1:9092}"
 export MPOS_TEST_PYTHON="${MPOS_TEST_PYTHON:-${MPOS_INFRA_DIR:-/tmp/mpos-infra}/py/bin/python}"
 
+# CI builds once per run: incremental compilation only costs time and disk there, and full
+# debug info makes every test binary several times larger (a shared target directory reached
+# tens of gigabytes); line tables keep backtraces readable.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
+
 echo "== format"
 cargo fmt --all -- --check
 
