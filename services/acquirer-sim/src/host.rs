@@ -243,7 +243,10 @@ impl Host {
                         Ok(Some(issuer_data)) => response.icc_data = Some(issuer_data),
                         Ok(None) => code.clone_from(failure_code),
                         Err(error) => {
-                            tracing::warn!(error = %error, "acquirer-sim: arqc check not made");
+                            tracing::warn!(
+                                reason = error.kind(),
+                                "acquirer-sim: arqc check not made"
+                            );
                             code = SYSTEM_MALFUNCTION.to_owned();
                         }
                     }
@@ -281,7 +284,7 @@ impl Host {
             Ok(true) => None,
             Ok(false) => Some(WRONG_PIN_CODE),
             Err(error) => {
-                tracing::warn!(error = %error, "acquirer-sim: pin check not made");
+                tracing::warn!(reason = error.kind(), "acquirer-sim: pin check not made");
                 Some(SYSTEM_MALFUNCTION)
             }
         }
@@ -311,7 +314,10 @@ impl Host {
         ) {
             Ok(input) => input,
             Err(error) => {
-                tracing::info!(error = %error, "acquirer-sim: icc data unusable, arqc declined");
+                tracing::info!(
+                    reason = error.kind(),
+                    "acquirer-sim: icc data unusable, arqc declined"
+                );
                 return Ok(None);
             }
         };

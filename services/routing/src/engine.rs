@@ -1137,7 +1137,7 @@ impl Router {
                             Some(translated)
                         }
                         Err(error) => {
-                            tracing::warn!(acquirer = %acquirer_id, error = %error.message, "pin translation failed");
+                            tracing::warn!(acquirer = %acquirer_id, code = error.code.as_str(), "pin translation failed");
                             notes.push(format!("{acquirer_id}: skipped, PIN translation failed"));
                             continue;
                         }
