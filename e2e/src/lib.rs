@@ -21,6 +21,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod capture;
+pub mod processes;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -156,25 +157,32 @@ impl Backends {
     pub fn postgres_and_nats() -> Option<Self> {
         let postgres = std::env::var("MPOS_TEST_POSTGRES_URL").ok()?;
         let nats = std::env::var("MPOS_TEST_NATS_URL").ok()?;
+        let kafka = std::env::var("MPOS_TEST_KAFKA_URL")
+            .ok()
+            .filter(|url| !url.is_empty());
+        Some(Self::postgres_and_nats_at(
+            &postgres,
+            &nats,
+            kafka.as_deref(),
+        ))
+    }
+
+    /// PostgreSQL at `postgres` (a fresh schema per service and run), NATS at `nats` (a fresh
+    /// namespace), and Kafka at `kafka` if given (the same namespace).
+    pub fn postgres_and_nats_at(postgres: &str, nats: &str, kafka: Option<&str>) -> Self {
         let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let namespace = format!("e2e{run}");
-        let schema_run = run.clone();
-        let kafka_url = std::env::var("MPOS_TEST_KAFKA_URL")
-            .ok()
-            .filter(|url| !url.is_empty())
-            .map(|url| format!("{url}?namespace={namespace}"));
-        Some(Self {
+        let postgres = postgres.to_owned();
+        let kafka_url = kafka.map(|url| format!("{url}?namespace={namespace}"));
+        Self {
             bus_url: format!("{nats}?namespace={namespace}"),
-            nats: Some((nats, namespace)),
+            nats: Some((nats.to_owned(), namespace)),
             kafka_url,
             embedded: false,
             database: Arc::new(move |service| {
-                format!(
-                    "{postgres}?schema={}_{schema_run}",
-                    service.replace('-', "_")
-                )
+                format!("{postgres}?schema={}_{run}", service.replace('-', "_"))
             }),
-        })
+        }
     }
 
     fn config(&self, service: &str) -> CommonConfig {
@@ -291,24 +299,34 @@ pub struct Platform {
     pub hsm_api: String,
     /// key-injection's admin API.
     pub ki_api: String,
-    /// attestation's API (SoftPOS device routes beside the admin routes).
+    /// attestation's API (in process and in `mposd`: the SoftPOS device routes beside the
+    /// admin routes).
     pub att_api: String,
+    /// Where SoftPOS phones are attested (attestation's device routes; TLS).
+    pub att_devices_url: String,
     /// routing's admin API.
     pub routing_api: String,
     /// authorization's admin API.
     pub auth_api: String,
-    /// The shared device listener (PEDs: activation, keys, payments; mTLS).
+    /// The device listener of terminal-management (PEDs: activation; in process and in
+    /// `mposd` also keys and payments; mTLS).
     pub devices_url: String,
+    /// Where PEDs fetch their keys (key-injection's device routes; mTLS).
+    pub ki_devices_url: String,
+    /// Where PEDs pay (authorization's device routes; mTLS).
+    pub auth_devices_url: String,
     /// SoftPOS payments (TLS).
     pub softpos_url: String,
     /// The root the devices trust for the platform's TLS listeners (DER).
     pub server_root: Vec<u8>,
     /// The attestation service's token issuer (its public key is authorization's).
     pub token_issuer: Arc<TokenIssuer>,
-    /// Acquirer simulators A and B.
-    pub sims: [RunningSim; 2],
-    /// The taps in front of them.
-    pub taps: [Tap; 2],
+    /// Acquirer simulators A and B, when they run in this process.
+    pub sims: Vec<RunningSim>,
+    /// The taps in front of them, when they run in this process.
+    pub taps: Vec<Tap>,
+    /// Where routing reaches acquirers A and B (the taps, or the simulator processes).
+    pub acquirers: [SocketAddr; 2],
     /// Every service's log.
     pub logs: Vec<Log>,
     /// The HTTP client for the admin APIs.
@@ -318,6 +336,8 @@ pub struct Platform {
     dir: tempfile::TempDir,
     cancel: CancellationToken,
     joins: Vec<tokio::task::JoinHandle<()>>,
+    /// The service processes, when the platform runs as processes ([`processes`]).
+    children: Vec<processes::Child>,
 }
 
 impl std::fmt::Debug for Platform {
@@ -665,29 +685,33 @@ impl Platform {
             taps.push(Tap::start(sim.addr(), cancel.child_token()).await);
             sims.push(sim);
         }
-        let [sim_a, sim_b]: [RunningSim; 2] = sims.try_into().expect("two sims");
-        let [tap_a, tap_b]: [Tap; 2] = taps.try_into().expect("two taps");
+        let acquirers = [taps[0].addr, taps[1].addr];
 
         Self {
             backends,
             tm_api,
             hsm_api,
             ki_api,
-            att_api,
+            att_api: att_api.clone(),
             routing_api,
             auth_api,
+            att_devices_url: att_api.clone(),
+            ki_devices_url: devices_url.clone(),
+            auth_devices_url: devices_url.clone(),
             devices_url,
             softpos_url: format!("https://localhost:{softpos_port}"),
             server_root: server.cert.der().to_vec(),
             token_issuer,
-            sims: [sim_a, sim_b],
-            taps: [tap_a, tap_b],
+            sims,
+            taps,
+            acquirers,
             logs,
             http: reqwest::Client::new(),
             attestation_pki,
             dir,
             cancel,
             joins,
+            children: Vec::new(),
         }
     }
 
@@ -696,6 +720,9 @@ impl Platform {
         self.cancel.cancel();
         for join in std::mem::take(&mut self.joins) {
             let _ = tokio::time::timeout(WAIT, join).await;
+        }
+        for child in std::mem::take(&mut self.children) {
+            child.stop().await;
         }
     }
 
@@ -892,7 +919,7 @@ impl Platform {
                 ),
                 json!({
                     "name": format!("acquirer {suffix}"),
-                    "address": self.taps[index].addr.to_string(),
+                    "address": self.acquirers[index].to_string(),
                     "spec": "ascii-1987",
                     "lengthPrefix": "binary2",
                     "acquiringInstitutionId": "12345678",
@@ -918,27 +945,8 @@ impl Platform {
         )
         .await;
 
-        // The PED: activation and its key over mTLS on the shared device listener.
-        let mut terminal = Terminal::new(TerminalConfig {
-            terminal_id: PED.to_owned(),
-            identity,
-            tms_url: self.devices_url.clone(),
-            ki_url: self.devices_url.clone(),
-            server_roots: vec![self.server_root.clone()],
-            kdh_trust: Vec::new(),
-            parameter_verifying_key: None,
-        })
-        .expect("terminal")
-        .with_auth_url(self.devices_url.clone());
-        let activated = terminal.activate().await.expect("activated");
-        assert_eq!(activated.state, "TERMINAL_STATE_ACTIVE");
-        tokio::time::timeout(
-            Duration::from_secs(60),
-            terminal.receive_key(Instant::now() + Duration::from_secs(55)),
-        )
-        .await
-        .expect("the key in time")
-        .expect("key installed");
+        // The PED: activation and its key over mTLS.
+        let terminal = self.activate_ped(PED, identity).await;
 
         // The phone: attested by the attestation service, which activates it.
         let verdict = self.attest_phone().await;
@@ -951,15 +959,91 @@ impl Platform {
         terminal
     }
 
+    /// A PED of `identity`, bound as `terminal_id`: activated over mTLS, its DUKPT key
+    /// injected (P-256 ECDH); the terminal, ready to pay.
+    pub async fn activate_ped(
+        &self,
+        terminal_id: &str,
+        identity: terminal_sim::DeviceIdentity,
+    ) -> Terminal {
+        let mut terminal = Terminal::new(TerminalConfig {
+            terminal_id: terminal_id.to_owned(),
+            identity,
+            tms_url: self.devices_url.clone(),
+            ki_url: self.ki_devices_url.clone(),
+            server_roots: vec![self.server_root.clone()],
+            kdh_trust: Vec::new(),
+            parameter_verifying_key: None,
+        })
+        .expect("terminal")
+        .with_auth_url(self.auth_devices_url.clone());
+        let activated = terminal.activate().await.expect("activated");
+        assert_eq!(activated.state, "TERMINAL_STATE_ACTIVE");
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            terminal.receive_key(Instant::now() + Duration::from_secs(55)),
+        )
+        .await
+        .expect("the key in time")
+        .expect("key installed");
+        terminal
+    }
+
+    /// `count` more PEDs of a vendor of their own (`p0000001` …), bound under the terminal
+    /// group of [`Platform::provision`] (which must have run), activated and keyed,
+    /// `concurrency` at a time; authorization has followed them when this returns.
+    pub async fn add_peds(&self, count: usize, concurrency: usize) -> Vec<Terminal> {
+        use futures::StreamExt as _;
+        let tm = &self.tm_api;
+        let vendor = ManufacturerCa::generate("Vendor Q CA").expect("vendor CA");
+        self.post(
+            format!("{tm}/v1/manufacturer-cas"),
+            json!({"name": "Vendor Q", "certificatePem": vendor.certificate_pem()}),
+        )
+        .await;
+        let terminals: Vec<Terminal> = futures::stream::iter(0..count)
+            .map(|index| {
+                let vendor = &vendor;
+                async move {
+                    let serial = u32::try_from(index + 1).expect("count").to_be_bytes();
+                    let identity = vendor
+                        .issue(&[0x71, serial[0], serial[1], serial[2], serial[3]], DeviceKeyKind::P256)
+                        .expect("device");
+                    // Eight characters: the terminal id goes into field 41 as it is.
+                    let terminal_id = format!("p{:07}", index + 1);
+                    self.post(
+                        format!("{tm}/v1/tenants/{TENANT}/terminals"),
+                        json!({"terminalId": terminal_id, "kind": "TERMINAL_KIND_PED", "parentId": "g-1", "certificatePem": identity.certificate_pem()}),
+                    )
+                    .await;
+                    self.activate_ped(&terminal_id, identity).await
+                }
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        self.wait_for_feeds().await;
+        terminals
+    }
+
     /// The phone's challenge and evidence against the attestation API; the answer.
     pub async fn attest_phone(&self) -> Value {
         use base64::Engine as _;
         let engine = base64::engine::general_purpose::STANDARD;
-        let device = format!("{}/v1/tenants/{TENANT}/devices/{PHONE}", self.att_api);
+        let device = format!(
+            "{}/v1/tenants/{TENANT}/devices/{PHONE}",
+            self.att_devices_url
+        );
+        // The phone trusts the platform's TLS root.
+        let http = if self.att_devices_url.starts_with("https://") {
+            terminal_sim::client::server_auth_client(std::slice::from_ref(&self.server_root))
+                .expect("client")
+        } else {
+            self.http.clone()
+        };
         let deadline = Instant::now() + WAIT;
         let challenge: Value = loop {
-            let response = self
-                .http
+            let response = http
                 .post(format!("{device}/challenges"))
                 .json(&json!({}))
                 .send()
@@ -998,8 +1082,7 @@ impl Platform {
                 "securityPatchLevel": signals["security_patch_level"], "packageName": signals["package_name"],
             },
         });
-        let response = self
-            .http
+        let response = http
             .post(format!("{device}/attestations"))
             .json(&body)
             .send()
@@ -1087,13 +1170,13 @@ impl Platform {
                 .issue(&[0x70, 0x02], DeviceKeyKind::P256)
                 .expect("device"),
             tms_url: self.devices_url.clone(),
-            ki_url: self.devices_url.clone(),
+            ki_url: self.ki_devices_url.clone(),
             server_roots: vec![self.server_root.clone()],
             kdh_trust: Vec::new(),
             parameter_verifying_key: None,
         })
         .expect("terminal")
-        .with_auth_url(self.devices_url.clone());
+        .with_auth_url(self.auth_devices_url.clone());
         terminal
             .load_initial_key(
                 mpos_proto::key_injection::DukptAlgorithm::Tdes,
