@@ -979,6 +979,14 @@ impl Platform {
         .with_auth_url(self.auth_devices_url.clone());
         let activated = terminal.activate().await.expect("activated");
         assert_eq!(activated.state, "TERMINAL_STATE_ACTIVE");
+        // key-injection knows the device once it has followed terminal-management this far
+        // (over the bus, when they are separate processes).
+        self.wait_for_feed(
+            key_injection::SERVICE,
+            key_injection::feed::CONSUMER,
+            terminal_management::SERVICE,
+        )
+        .await;
         tokio::time::timeout(
             Duration::from_secs(60),
             terminal.receive_key(Instant::now() + Duration::from_secs(55)),
@@ -1106,6 +1114,21 @@ impl Platform {
                 "{terminal} never {state}: {body}"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until `follower`'s feed `consumer` has applied `followed`'s log up to its current
+    /// head.
+    pub async fn wait_for_feed(&self, follower: &str, consumer: &str, followed: &str) {
+        let head = head(self.store(followed)).await;
+        let store = self.store(follower);
+        let deadline = Instant::now() + WAIT;
+        while store.consumer_position(consumer).await.expect("position") < head {
+            assert!(
+                Instant::now() < deadline,
+                "{follower}'s {consumer} never reached {followed}'s {head}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use mpos_e2e::processes::Layout;
-use mpos_e2e::{Backends, DECLINED_AMOUNT, Platform};
+use mpos_e2e::{Backends, DECLINED_AMOUNT, PED, Platform, TENANT};
 use mpos_proto::authorization::{DeclineReason, PaymentStatus};
 use serde_json::json;
 use terminal_sim::card::{TestCard, test_card, test_cards};
@@ -103,6 +103,25 @@ async fn every_service_as_its_own_process_on_postgres_and_nats() {
     assert!(
         exchange.contains("acq-a") && exchange.contains("acq-b"),
         "{exchange}"
+    );
+
+    // The PED suspended in terminal-management: authorization, which remembers a terminal's
+    // facts between payments, reads them again once its feed brings the change over NATS.
+    platform
+        .call(
+            reqwest::Method::POST,
+            &format!("{}/v1/tenants/{TENANT}/terminals/{PED}/suspend", platform.tm_api),
+            Some(json!({"reason": "lost in the shop"})),
+        )
+        .await;
+    platform.wait_for_feeds().await;
+    let (payment, _) = chip(&visa(), "after-suspension-1", 1_000, 13);
+    let response = terminal.pay(payment).await.expect("pay");
+    assert!(!response.approved, "{response:?}");
+    assert_eq!(
+        response.decline_reason(),
+        DeclineReason::TerminalNotActive,
+        "{response:?}"
     );
 
     assert_no_card_data_in_logs(&platform);

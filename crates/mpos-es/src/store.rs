@@ -85,6 +85,11 @@ struct Inner {
     /// The head this process saw last: lets an append skip the locking read when no other
     /// writer intervened (checked in the same statement that moves the head).
     head_cache: Mutex<Option<(u64, [u8; 32])>>,
+    /// PostgreSQL: this process's appends one at a time. They queue on the head row's lock
+    /// in the database anyway; queued here instead, each finds the head it cached still
+    /// current and moves it in one statement, where two racing appends made the second miss
+    /// and lock and read the head (three statements).
+    append_turn: tokio::sync::Mutex<()>,
 }
 
 fn install_drivers() {
@@ -179,6 +184,13 @@ impl EventStore {
         let pool = AnyPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))
+            // No ping before every query: it was one more round trip to PostgreSQL for each
+            // read and each commit (a third of them on the payment path, docs/benchmarks.md).
+            // A connection that broke (a server restart) fails its next query, which sqlx
+            // then closes; the caller's error is retryable (503) and the pool opens a new
+            // one. Connections idle for a minute are closed before they go stale.
+            .test_before_acquire(false)
+            .idle_timeout(Duration::from_secs(60))
             .connect_with(options)
             .await?;
         let store = Self::from_pools(BackendKind::Postgres, pool.clone(), pool, service);
@@ -255,6 +267,7 @@ impl EventStore {
                 sqlite_writer: None,
                 appended: Notify::new(),
                 head_cache: Mutex::new(None),
+                append_turn: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -333,6 +346,7 @@ impl EventStore {
         snapshot: Option<Snapshot>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let count = u64::try_from(events.len()).unwrap_or(u64::MAX);
+        let _turn = self.inner.append_turn.lock().await;
         let mut tx = self.inner.writer.begin().await?;
 
         let cached = *self
@@ -839,31 +853,14 @@ impl EventStore {
                 .await?;
             return Ok(());
         }
-        let mut tx = self.inner.writer.begin().await?;
-        sqlx::query(
-            "INSERT INTO es_consumer_positions (name, position, updated_at_us) VALUES ($1, 0, $2) \
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(consumer)
-        .bind(now_micros())
-        .execute(&mut *tx)
-        .await?;
-        let moved = sqlx::query(
-            "UPDATE es_consumer_positions SET position = $1, updated_at_us = $2 WHERE name = $3 AND position = $4",
-        )
-        .bind(to_i64(to_position)?)
-        .bind(now_micros())
-        .bind(consumer)
-        .bind(to_i64(from_position)?)
-        .execute(&mut *tx)
-        .await?;
-        if moved.rows_affected() != 1 {
-            return Err(StoreError::Conflict {
-                aggregate_type: "checkpoint".into(),
-                aggregate_id: consumer.to_owned(),
-                sequence: from_position,
-            });
+        // Without documents the checkpoint's move is the whole commit: one statement, no
+        // transaction around it.
+        if documents.is_empty() {
+            let mut connection = self.inner.writer.acquire().await?;
+            return advance_checkpoint(&mut connection, consumer, from_position, to_position).await;
         }
+        let mut tx = self.inner.writer.begin().await?;
+        advance_checkpoint(&mut tx, consumer, from_position, to_position).await?;
         upsert_documents(&mut tx, projection, documents).await?;
         tx.commit().await?;
         Ok(())
@@ -1115,6 +1112,52 @@ fn native_event(row: &rusqlite::Row<'_>) -> Result<StoredEvent, StoreError> {
         previous_hash: hash(11)?,
         hash: hash(12)?,
     })
+}
+
+/// Moves consumer `consumer`'s checkpoint from `from_position` to `to_position` (PostgreSQL):
+/// one `UPDATE` where it still is at `from_position`; the row is created only from position
+/// 0. Anything else — another runner moved it — is [`StoreError::Conflict`].
+async fn advance_checkpoint(
+    connection: &mut sqlx::AnyConnection,
+    consumer: &str,
+    from_position: u64,
+    to_position: u64,
+) -> Result<(), StoreError> {
+    let conflict = || StoreError::Conflict {
+        aggregate_type: "checkpoint".into(),
+        aggregate_id: consumer.to_owned(),
+        sequence: from_position,
+    };
+    let moved = sqlx::query(
+        "UPDATE es_consumer_positions SET position = $1, updated_at_us = $2 \
+         WHERE name = $3 AND position = $4",
+    )
+    .bind(to_i64(to_position)?)
+    .bind(now_micros())
+    .bind(consumer)
+    .bind(to_i64(from_position)?)
+    .execute(&mut *connection)
+    .await?;
+    if moved.rows_affected() == 1 {
+        return Ok(());
+    }
+    if from_position != 0 {
+        return Err(conflict());
+    }
+    let created = sqlx::query(
+        "INSERT INTO es_consumer_positions (name, position, updated_at_us) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(consumer)
+    .bind(to_i64(to_position)?)
+    .bind(now_micros())
+    .execute(&mut *connection)
+    .await?;
+    if created.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(conflict())
+    }
 }
 
 /// Inserts or replaces documents of a projection inside a transaction.

@@ -279,3 +279,64 @@ async fn concurrent_writes_fail_alone_and_the_rest_commit() {
         );
     }
 }
+
+/// A projection's checkpoint moves only from where it is: created only from 0, moved only
+/// from its current position, with or without documents; anything else is a conflict that
+/// writes nothing.
+#[tokio::test]
+async fn a_checkpoint_moves_only_from_where_it_is() {
+    for (backend, test) in each_backend("svc").await {
+        let store = &test.store;
+        let document = |id: &str, position: u64| mpos_es::Document {
+            id: id.to_owned(),
+            tenant_id: "t".to_owned(),
+            position,
+            payload: "{}".to_owned(),
+        };
+        // Not created from anywhere but 0.
+        let error = store
+            .commit_documents("view", &[], "runner", 3, 4)
+            .await
+            .expect_err("created from 3");
+        assert!(matches!(error, StoreError::Conflict { .. }), "{backend}");
+        assert_eq!(store.consumer_position("runner").await.expect("position"), 0);
+        // Created from 0, then moved from where it is, without and with documents.
+        store
+            .commit_documents("view", &[], "runner", 0, 2)
+            .await
+            .expect("from 0");
+        store
+            .commit_documents("view", &[document("d1", 5)], "runner", 2, 5)
+            .await
+            .expect("from 2");
+        assert_eq!(
+            store.consumer_position("runner").await.expect("position"),
+            5,
+            "{backend}"
+        );
+        // A stale runner (from 0 again, or from 2) moves nothing and writes no document.
+        for from in [0, 2] {
+            let error = store
+                .commit_documents("view", &[document("d2", 6)], "runner", from, 6)
+                .await
+                .expect_err("stale");
+            assert!(matches!(error, StoreError::Conflict { .. }), "{backend}");
+            let error = store
+                .commit_documents("view", &[], "runner", from, 6)
+                .await
+                .expect_err("stale");
+            assert!(matches!(error, StoreError::Conflict { .. }), "{backend}");
+        }
+        assert_eq!(
+            store.consumer_position("runner").await.expect("position"),
+            5,
+            "{backend}"
+        );
+        let documents = store.list_documents("view", None).await.expect("documents");
+        assert_eq!(
+            documents.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            vec!["d1"],
+            "{backend}"
+        );
+    }
+}

@@ -16,6 +16,7 @@ use prost::Message as _;
 
 use crate::engine::Authorizer;
 use crate::keys::{KI_SOURCE, KeyView};
+use crate::terminals::FactsCache;
 
 /// terminal-management's feed.
 pub const TMS_FEED: FeedNames = FeedNames {
@@ -48,6 +49,8 @@ pub struct TmsFollower {
     pub tms: TmsView,
     /// The estate.
     pub estate: EstateView,
+    /// Read again after every commit.
+    pub cache: Arc<FactsCache>,
 }
 
 impl Follower for TmsFollower {
@@ -73,6 +76,9 @@ impl Follower for TmsFollower {
     }
 
     async fn committed(&self, documents: &[Document], _: &[String]) -> Result<(), ServiceError> {
+        if !documents.is_empty() {
+            self.cache.invalidate();
+        }
         if mpos_feed::tms::changes_trust(documents) {
             self.tms.reload_trust().await?;
         }
@@ -85,6 +91,8 @@ impl Follower for TmsFollower {
 pub struct KeyFollower {
     /// The key documents.
     pub keys: KeyView,
+    /// Read again after every commit.
+    pub cache: Arc<FactsCache>,
 }
 
 impl Follower for KeyFollower {
@@ -102,7 +110,10 @@ impl Follower for KeyFollower {
         Ok(())
     }
 
-    async fn committed(&self, _: &[Document], _: &[String]) -> Result<(), ServiceError> {
+    async fn committed(&self, documents: &[Document], _: &[String]) -> Result<(), ServiceError> {
+        if !documents.is_empty() {
+            self.cache.invalidate();
+        }
         Ok(())
     }
 }

@@ -22,7 +22,7 @@ use crate::api::{AppState, admin_router, device_router, device_routes};
 use crate::engine::{Authorizer, Ports};
 use crate::feeds::{KI_FEED, KeyFollower, ROUTING_FEED, RoutingFollower, TMS_FEED, TmsFollower};
 use crate::keys::KeyView;
-use crate::terminals::ProjectedTerminals;
+use crate::terminals::{FactsCache, ProjectedTerminals};
 use crate::tokens::{KeySource, TokenPort, Tokens};
 
 /// The service's own settings.
@@ -155,11 +155,13 @@ pub async fn start(
             .map_err(|error| std::io::Error::other(format!("attestation token keys: {error}")))?,
     );
     pipelines.spawn(tokens.clone().run(Duration::from_secs(300), cancel.clone()));
+    let facts_cache = Arc::new(FactsCache::default());
     let ports = Ports {
         terminals: Arc::new(ProjectedTerminals {
             tms: tms.clone(),
             estate: estate.clone(),
             keys: keys.clone(),
+            cache: facts_cache.clone(),
         }),
         hsm: Arc::new(crate::adapters::HsmPort::new(
             requests.clone(),
@@ -188,6 +190,7 @@ pub async fn start(
         Arc::new(TmsFollower {
             tms: tms.clone(),
             estate,
+            cache: facts_cache.clone(),
         }),
         cancel.clone(),
     ));
@@ -195,7 +198,10 @@ pub async fn start(
         store.clone(),
         KI_FEED,
         source(&options.feeds.ki),
-        Arc::new(KeyFollower { keys }),
+        Arc::new(KeyFollower {
+            keys,
+            cache: facts_cache,
+        }),
         cancel.clone(),
     ));
     pipelines.spawn(mpos_feed::follow::run(

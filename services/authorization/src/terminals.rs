@@ -2,6 +2,10 @@
 //! keys, tenants, terminals and their certificates: `mpos_feed::tms`; the estate and
 //! parameters: `mpos_feed::estate`) and key-injection's ([`crate::keys`]).
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
 use async_trait::async_trait;
 use mpos_errors::ServiceError;
 use mpos_feed::estate::EstateView;
@@ -11,7 +15,8 @@ use crate::checks::{TerminalContext, TerminalState};
 use crate::keys::KeyView;
 use crate::ports::{DeviceKind, TerminalFacts, TerminalKeyFacts, Terminals};
 
-/// The terminal facts over the projections.
+/// The terminal facts over the projections, remembered between payments until the feeds
+/// that keep those projections commit anything ([`FactsCache`]).
 #[derive(Clone, Debug)]
 pub struct ProjectedTerminals {
     /// terminal-management's documents.
@@ -20,6 +25,76 @@ pub struct ProjectedTerminals {
     pub estate: EstateView,
     /// The keys.
     pub keys: KeyView,
+    /// What was read, until the projections change.
+    pub cache: Arc<FactsCache>,
+}
+
+/// Most entries kept; past it the cache starts afresh.
+const CACHE_LIMIT: usize = 100_000;
+
+/// A terminal's facts and the binding of a certificate, as read at a generation of the
+/// projections. terminal-management's and key-injection's followers in this process call
+/// [`FactsCache::invalidate`] after every commit of documents, so an entry read at an older
+/// generation is read again: a suspension, a new key or new parameters apply to the next
+/// payment as before, without the documents being read for every payment.
+#[derive(Debug, Default)]
+pub struct FactsCache {
+    generation: AtomicU64,
+    facts: Mutex<HashMap<(String, String), (u64, TerminalFacts)>>,
+    certificates: Mutex<HashMap<String, (u64, Option<(String, String)>)>>,
+}
+
+impl FactsCache {
+    /// The projections changed: every entry is read again.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn facts(&self, key: &(String, String)) -> Option<TerminalFacts> {
+        let current = self.generation();
+        let facts = self.facts.lock().ok()?;
+        facts
+            .get(key)
+            .filter(|(generation, _)| *generation == current)
+            .map(|(_, facts)| facts.clone())
+    }
+
+    /// Keeps `facts`, read after `generation` was current.
+    fn keep_facts(&self, key: (String, String), generation: u64, facts: TerminalFacts) {
+        if let Ok(mut map) = self.facts.lock() {
+            if map.len() >= CACHE_LIMIT {
+                map.clear();
+            }
+            map.insert(key, (generation, facts));
+        }
+    }
+
+    fn certificate(&self, certificate_sha256: &str) -> Option<Option<(String, String)>> {
+        let current = self.generation();
+        let certificates = self.certificates.lock().ok()?;
+        certificates
+            .get(certificate_sha256)
+            .filter(|(generation, _)| *generation == current)
+            .map(|(_, binding)| binding.clone())
+    }
+
+    fn keep_certificate(
+        &self,
+        certificate_sha256: &str,
+        generation: u64,
+        binding: Option<(String, String)>,
+    ) {
+        if let Ok(mut map) = self.certificates.lock() {
+            if map.len() >= CACHE_LIMIT {
+                map.clear();
+            }
+            map.insert(certificate_sha256.to_owned(), (generation, binding));
+        }
+    }
 }
 
 fn state_of(status: TerminalStatus) -> TerminalState {
@@ -39,14 +114,41 @@ impl Terminals for ProjectedTerminals {
         &self,
         certificate_sha256: &str,
     ) -> Result<Option<(String, String)>, ServiceError> {
-        Ok(self
+        if let Some(binding) = self.cache.certificate(certificate_sha256) {
+            return Ok(binding);
+        }
+        let generation = self.cache.generation();
+        let binding = self
             .tms
             .terminal_by_certificate(certificate_sha256)
             .await?
-            .map(|terminal| (terminal.tenant_id, terminal.terminal_id)))
+            .map(|terminal| (terminal.tenant_id, terminal.terminal_id));
+        self.cache
+            .keep_certificate(certificate_sha256, generation, binding.clone());
+        Ok(binding)
     }
 
     async fn facts(
+        &self,
+        tenant_id: &str,
+        terminal_id: &str,
+    ) -> Result<Option<TerminalFacts>, ServiceError> {
+        let key = (tenant_id.to_owned(), terminal_id.to_owned());
+        if let Some(facts) = self.cache.facts(&key) {
+            return Ok(Some(facts));
+        }
+        let generation = self.cache.generation();
+        let facts = self.read_facts(tenant_id, terminal_id).await?;
+        if let Some(facts) = &facts {
+            self.cache.keep_facts(key, generation, facts.clone());
+        }
+        Ok(facts)
+    }
+}
+
+impl ProjectedTerminals {
+    /// The facts, read from the projections.
+    async fn read_facts(
         &self,
         tenant_id: &str,
         terminal_id: &str,
