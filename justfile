@@ -20,4 +20,5 @@ infra-up:
 # Benchmarks: figures next to floors measured in the same run.
 bench:
     infra/up.sh
+    cargo build --release --bins
     cargo run --release -p mpos-bench -- all

@@ -1135,8 +1135,7 @@ impl Platform {
     /// Waits until authorization's feeds have applied terminal-management's and
     /// key-injection's logs up to their current heads.
     pub async fn wait_for_feeds(&self) {
-        let auth = self.store(authorization::SERVICE);
-        for (service, consumer) in [
+        for (followed, consumer) in [
             (
                 terminal_management::SERVICE,
                 authorization::feeds::TMS_FEED.consumer,
@@ -1146,15 +1145,8 @@ impl Platform {
                 authorization::feeds::KI_FEED.consumer,
             ),
         ] {
-            let head = head(self.store(service)).await;
-            let deadline = Instant::now() + WAIT;
-            while auth.consumer_position(consumer).await.expect("position") < head {
-                assert!(
-                    Instant::now() < deadline,
-                    "authorization's {consumer} never reached {service}'s {head}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            self.wait_for_feed(authorization::SERVICE, consumer, followed)
+                .await;
         }
     }
 

@@ -96,12 +96,19 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
-/// A free loopback port (bound and released: the process binds it right after).
+/// A free loopback port for a process to bind: chosen at random below the kernel's
+/// ephemeral range (32768–60999 by default), so that no outgoing connection of this machine
+/// can take it between this check and the process binding it; checked bindable now.
 fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
+    use rand::Rng as _;
+    let mut rng = rand::thread_rng();
+    for _ in 0..1_000 {
+        let port: u16 = rng.gen_range(20_000..32_000);
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().expect("addr");
+        }
+    }
+    panic!("no free port between 20000 and 32000");
 }
 
 fn spawn(dir: &Path, name: &str, binary: &str, vars: &[(String, String)]) -> Child {

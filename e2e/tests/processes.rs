@@ -110,7 +110,10 @@ async fn every_service_as_its_own_process_on_postgres_and_nats() {
     platform
         .call(
             reqwest::Method::POST,
-            &format!("{}/v1/tenants/{TENANT}/terminals/{PED}/suspend", platform.tm_api),
+            &format!(
+                "{}/v1/tenants/{TENANT}/terminals/{PED}/suspend",
+                platform.tm_api
+            ),
             Some(json!({"reason": "lost in the shop"})),
         )
         .await;

@@ -279,7 +279,7 @@ impl RequestReply for Namespaced {
 }
 
 /// Replies with the request's payload.
-struct Echo;
+pub(crate) struct Echo;
 
 #[async_trait::async_trait]
 impl RequestHandler for Echo {

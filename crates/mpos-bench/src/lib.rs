@@ -9,7 +9,9 @@
 //! * [`attestation`]: a real device's key attestation chain examined and judged by a tenant
 //!   policy per second, against `verify_chain` alone and the bare signature checks;
 //! * [`ki`]: key-injection's keys injected per second for a batch of simulated devices
-//!   against the bare hsm-proxy `ExportKey` of the same format.
+//!   against the bare hsm-proxy `ExportKey` of the same format;
+//! * [`payments`]: authorizations per second and latency from the terminal to its answer, on
+//!   `mposd` and on the services as processes, against a durable commit and a round trip.
 //!
 //! Run it with `cargo run --release -p mpos-bench -- [append|replay|outbox|hsm|all] [--quick]`.
 
@@ -21,6 +23,7 @@ pub mod hsm;
 pub mod ki;
 pub mod machine;
 pub mod outbox;
+pub mod payments;
 pub mod replay;
 pub mod report;
 pub mod stats;

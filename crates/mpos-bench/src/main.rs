@@ -1,4 +1,4 @@
-//! `mpos-bench [append|replay|outbox|hsm|tms|ki|token|attestation|all] [--quick] [--markdown]`:
+//! `mpos-bench [append|replay|outbox|hsm|tms|ki|token|attestation|payments|all] [--quick] [--markdown]`:
 //! kernel, hsm-proxy, terminal-management and attestation benchmarks, each figure next to a
 //! floor measured in the same run.
 
@@ -28,6 +28,9 @@ enum What {
     Token,
     /// SoftPOS attestation: a real key attestation chain plus policy, verifications per second.
     Attestation,
+    /// The payment path: authorizations per second and latency, on mposd and distributed
+    /// (needs the release binaries: `cargo build --release --bins`).
+    Payments,
     All,
 }
 
@@ -66,6 +69,19 @@ struct Cli {
     /// ki: key-injection's derivation workers (default 8, as MPOS_KI_WORKERS).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
     ki_workers: Option<u32>,
+    /// payments: load levels, PEDs paying in a closed loop, comma-separated (default 1,4,32;
+    /// 1,4 with --quick).
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    payments_peds: Option<Vec<u32>>,
+    /// payments: measured seconds per repetition (default 20; 3 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3_600))]
+    payments_seconds: Option<u32>,
+    /// payments: repetitions per deployment (default 3; 1 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    payments_repetitions: Option<u32>,
+    /// payments: only `mposd` or only `distributed` (default both).
+    #[arg(long)]
+    payments_only: Option<String>,
     /// ki: repetitions, each on fresh services and devices (default 1).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
     ki_repetitions: Option<u32>,
@@ -253,6 +269,41 @@ async fn main() -> std::process::ExitCode {
             Err(error) => {
                 failed = true;
                 report.notes.push(format!("ki FAILED: {error:#}"));
+            }
+        }
+    }
+
+    if matches!(cli.what, What::Payments | What::All) {
+        let mut config = if cli.quick {
+            mpos_bench::payments::PaymentsBenchConfig::quick()
+        } else {
+            mpos_bench::payments::PaymentsBenchConfig::full()
+        };
+        if let Some(levels) = cli.payments_peds {
+            config.levels = levels.into_iter().map(|level| level as usize).collect();
+        }
+        if let Some(seconds) = cli.payments_seconds {
+            config.duration = std::time::Duration::from_secs(seconds.into());
+        }
+        if let Some(repetitions) = cli.payments_repetitions {
+            config.repetitions = repetitions as usize;
+        }
+        match cli.payments_only.as_deref() {
+            None => {}
+            Some("mposd") => config.layouts = vec![mpos_e2e::processes::Layout::Mposd],
+            Some("distributed") => {
+                config.layouts = vec![mpos_e2e::processes::Layout::PerService];
+            }
+            Some(other) => {
+                eprintln!("--payments-only: mposd or distributed, not {other}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+        match mpos_bench::payments::run(&config, &urls).await {
+            Ok(series) => mpos_bench::payments::add_to(&mut report, &config, &series),
+            Err(error) => {
+                failed = true;
+                report.notes.push(format!("payments FAILED: {error:#}"));
             }
         }
     }

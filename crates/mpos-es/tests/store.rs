@@ -299,7 +299,10 @@ async fn a_checkpoint_moves_only_from_where_it_is() {
             .await
             .expect_err("created from 3");
         assert!(matches!(error, StoreError::Conflict { .. }), "{backend}");
-        assert_eq!(store.consumer_position("runner").await.expect("position"), 0);
+        assert_eq!(
+            store.consumer_position("runner").await.expect("position"),
+            0
+        );
         // Created from 0, then moved from where it is, without and with documents.
         store
             .commit_documents("view", &[], "runner", 0, 2)

@@ -29,6 +29,9 @@ pub struct ProjectedTerminals {
     pub cache: Arc<FactsCache>,
 }
 
+/// The terminal a certificate is bound to: (tenant, terminal); `None` when unbound.
+type Binding = Option<(String, String)>;
+
 /// Most entries kept; past it the cache starts afresh.
 const CACHE_LIMIT: usize = 100_000;
 
@@ -41,7 +44,7 @@ const CACHE_LIMIT: usize = 100_000;
 pub struct FactsCache {
     generation: AtomicU64,
     facts: Mutex<HashMap<(String, String), (u64, TerminalFacts)>>,
-    certificates: Mutex<HashMap<String, (u64, Option<(String, String)>)>>,
+    certificates: Mutex<HashMap<String, (u64, Binding)>>,
 }
 
 impl FactsCache {
@@ -73,7 +76,7 @@ impl FactsCache {
         }
     }
 
-    fn certificate(&self, certificate_sha256: &str) -> Option<Option<(String, String)>> {
+    fn certificate(&self, certificate_sha256: &str) -> Option<Binding> {
         let current = self.generation();
         let certificates = self.certificates.lock().ok()?;
         certificates
@@ -86,7 +89,7 @@ impl FactsCache {
         &self,
         certificate_sha256: &str,
         generation: u64,
-        binding: Option<(String, String)>,
+        binding: Binding,
     ) {
         if let Ok(mut map) = self.certificates.lock() {
             if map.len() >= CACHE_LIMIT {

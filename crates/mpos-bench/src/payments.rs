@@ -1,0 +1,638 @@
+//! The payment path: authorizations per second and latency from the terminal simulator's
+//! request to its answer, on the platform as processes (`mpos_e2e::processes`):
+//!
+//! - **embedded**: the one `mposd` process on its defaults (SQLite, in-process bus, soft HSM);
+//! - **distributed**: hsm-proxy, terminal-management, key-injection, attestation, routing and
+//!   authorization each its own process on PostgreSQL (a schema each) and NATS.
+//!
+//! Set-up (not timed): the tenant provisioned through the services' APIs, as many PEDs as the
+//! largest load level bound,
+//! activated and keyed over mTLS, routing's rules sending Visa to acquirer A; two
+//! `acquirer-sim` processes that approve everything at once (MACs checked with the clear zone
+//! MAC key, so the platform's HSM does not also work for the acquirer).
+//!
+//! Timed, at each load level (a light one for the latency, a saturating one for the
+//! throughput): that many PEDs in a closed loop, each on its own mTLS keep-alive connection; every
+//! payment a chip purchase with an online PIN and an ARQC (DUKPT card data and PIN block, the
+//! card's cryptogram built before the clock starts). Latency = `submit` of the prepared request
+//! → the decoded answer. Throughput counts payments completed inside the measured window
+//! after a warm-up.
+//!
+//! Floors, in the same run, between the repetitions: one durable commit (a single-row
+//! autocommit `INSERT` of a 1 KiB payload, PostgreSQL or SQLite with the store's PRAGMAs),
+//! and one request-reply round trip of a 1 KiB payload (NATS; or the in-process bus). The
+//! path's unavoidable sequence is [`PATH_COMMITS`] commits and [`PATH_ROUND_TRIPS`] round trips:
+//! routing's decision, authorization's point of no return, routing's request and its answer,
+//! authorization's outcome; `DecryptData`, `Decide` (beside the card token), `TranslatePinData`,
+//! `Authorize`, and the MAC generated on the request and verified on the answer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use mpos_bus::{Message, RequestReply};
+use mpos_e2e::processes::{Layout, SimKeys};
+use mpos_e2e::{Backends, Platform};
+use serde_json::json;
+use sqlx::Connection as _;
+use terminal_sim::card::{TestCard, test_card};
+use terminal_sim::emv::{CardDecision, EmvTransaction};
+use terminal_sim::payment::Payment;
+
+use crate::hsm::Echo;
+use crate::report::{Report, Row, thousands};
+use crate::stats::{median, min_max, percentile, rate};
+use crate::{Urls, unique};
+
+/// Goal (distributed): authorizations per second on 2 cores.
+pub const RATE_GOAL: f64 = 1_000.0;
+/// Goal (distributed): p99 latency, ms.
+pub const P99_GOAL_MS: f64 = 15.0;
+/// Goal (distributed): p50 at most this multiple of the floor's sum.
+pub const FLOOR_RATIO_GOAL: f64 = 1.5;
+/// Durable commits on the path, one after another.
+pub const PATH_COMMITS: u32 = 5;
+/// Request-reply round trips on the path, one after another.
+pub const PATH_ROUND_TRIPS: u32 = 6;
+/// Bytes of a floor commit's payload and of a floor round trip's payload.
+const FLOOR_PAYLOAD: usize = 1_024;
+
+/// Sizes.
+#[derive(Clone, Debug)]
+pub struct PaymentsBenchConfig {
+    /// Load levels: PEDs paying in a closed loop (payments in flight), one run each.
+    pub levels: Vec<usize>,
+    /// Warm-up before each measured window.
+    pub warmup: Duration,
+    /// Measured window per repetition.
+    pub duration: Duration,
+    /// Repetitions per deployment.
+    pub repetitions: usize,
+    /// Sequential samples of each floor per repetition.
+    pub floor_samples: usize,
+    /// The deployments to measure.
+    pub layouts: Vec<Layout>,
+}
+
+impl PaymentsBenchConfig {
+    /// The figures for docs/benchmarks.md.
+    pub fn full() -> Self {
+        Self {
+            levels: vec![1, 4, 32],
+            warmup: Duration::from_secs(5),
+            duration: Duration::from_secs(20),
+            repetitions: 3,
+            floor_samples: 1_000,
+            layouts: vec![Layout::Mposd, Layout::PerService],
+        }
+    }
+
+    /// A smoke run.
+    pub fn quick() -> Self {
+        Self {
+            levels: vec![1, 4],
+            warmup: Duration::from_secs(1),
+            duration: Duration::from_secs(3),
+            repetitions: 1,
+            floor_samples: 200,
+            layouts: vec![Layout::Mposd, Layout::PerService],
+        }
+    }
+}
+
+/// One measured window.
+#[derive(Clone, Debug)]
+pub struct LoadRun {
+    /// Payments completed in the window per second.
+    pub rate: f64,
+    /// Latency percentiles, µs.
+    pub p50_us: f64,
+    /// p99, µs.
+    pub p99_us: f64,
+    /// p99.9, µs.
+    pub p999_us: f64,
+    /// Payments answered in the window.
+    pub completed: usize,
+    /// Of which approved.
+    pub approved: usize,
+    /// Payments that failed (an error, or not approved).
+    pub failed: usize,
+}
+
+/// One floor's samples, µs.
+#[derive(Clone, Debug)]
+pub struct FloorRun {
+    /// Median durable commit.
+    pub commit_us: f64,
+    /// Median round trip.
+    pub round_trip_us: f64,
+}
+
+impl FloorRun {
+    /// The path's unavoidable commits and round trips, µs.
+    pub fn path_us(&self) -> f64 {
+        f64::from(PATH_COMMITS) * self.commit_us + f64::from(PATH_ROUND_TRIPS) * self.round_trip_us
+    }
+}
+
+/// A deployment's results.
+#[derive(Clone, Debug)]
+pub struct PaymentsSeries {
+    /// Which deployment.
+    pub layout: Layout,
+    /// The measured windows: (PEDs in flight, the run).
+    pub runs: Vec<(usize, LoadRun)>,
+    /// The floors, one per repetition.
+    pub floors: Vec<FloorRun>,
+    /// Set-up time (start and provisioning), s.
+    pub setup_s: f64,
+}
+
+fn layout_name(layout: Layout) -> &'static str {
+    match layout {
+        Layout::Mposd => "embedded (mposd: SQLite, in-process bus)",
+        Layout::PerService => "distributed (6 processes, PostgreSQL, NATS)",
+    }
+}
+
+/// Runs every configured deployment.
+pub async fn run(config: &PaymentsBenchConfig, urls: &Urls) -> anyhow::Result<Vec<PaymentsSeries>> {
+    let mut series = Vec::new();
+    for layout in &config.layouts {
+        series.push(run_layout(config, *layout, urls).await?);
+    }
+    Ok(series)
+}
+
+/// Every card approved at once; declines of nothing.
+fn approve_all() -> String {
+    json!({"rules": [{"name": "everything", "when": {}, "then": "approve"}]}).to_string()
+}
+
+async fn run_layout(
+    config: &PaymentsBenchConfig,
+    layout: Layout,
+    urls: &Urls,
+) -> anyhow::Result<PaymentsSeries> {
+    eprintln!("payments: starting {} …", layout_name(layout));
+    let started = Instant::now();
+    let dir = tempfile::tempdir().context("temp dir")?;
+    let backends = match layout {
+        Layout::PerService => Backends::postgres_and_nats_at(&urls.postgres, &urls.nats, None),
+        Layout::Mposd => Backends::sqlite(dir.path()),
+    };
+    let platform =
+        Platform::start_processes_with(layout, backends, &approve_all(), SimKeys::Clear).await;
+    platform.provision().await;
+    let most = config.levels.iter().copied().max().unwrap_or(1);
+    let peds = platform.add_peds(most, 16).await;
+    let setup_s = started.elapsed().as_secs_f64();
+    eprintln!("payments: {} PEDs ready in {setup_s:.1} s", peds.len());
+    let card = test_card("visa").context("the visa test card")?;
+    let mut peds: Vec<Ped> = peds
+        .into_iter()
+        .enumerate()
+        .map(|(index, terminal)| Ped {
+            terminal,
+            index,
+            sequence: 0,
+        })
+        .collect();
+
+    let mut floor = Floor::start(layout, urls, dir.path()).await?;
+    let mut runs = Vec::new();
+    let mut floors = Vec::new();
+    for repetition in 0..config.repetitions {
+        eprintln!(
+            "payments: {} repetition {} of {} …",
+            layout_name(layout),
+            repetition + 1,
+            config.repetitions
+        );
+        for level in &config.levels {
+            let rest = peds.split_off((*level).min(peds.len()));
+            let (run, mut returned) = load(config, peds, &card, repetition).await;
+            eprintln!(
+                "payments: {level} in flight: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} failed",
+                run.rate,
+                run.p50_us / 1_000.0,
+                run.p99_us / 1_000.0,
+                run.failed
+            );
+            returned.extend(rest);
+            peds = returned;
+            runs.push((*level, run));
+        }
+        floors.push(floor.measure(config.floor_samples).await?);
+    }
+    floor.stop().await;
+    platform.stop().await;
+    Ok(PaymentsSeries {
+        layout,
+        runs,
+        floors,
+        setup_s,
+    })
+}
+
+struct Ped {
+    terminal: terminal_sim::terminal::Terminal,
+    index: usize,
+    sequence: u32,
+}
+
+impl Ped {
+    /// The next chip payment with PIN and ARQC (built off the clock).
+    fn next(
+        &mut self,
+        card: &TestCard,
+        repetition: usize,
+    ) -> anyhow::Result<mpos_proto::authorization::PaymentRequest> {
+        self.sequence += 1;
+        let amount = 1_000;
+        let atc = u16::try_from(self.sequence % 60_000).unwrap_or(1);
+        let emv = card
+            .emv_card(atc)
+            .generate_ac(
+                &EmvTransaction::purchase_today(amount, 978, 276),
+                CardDecision::Arqc,
+            )
+            .context("generate ac")?;
+        let key = format!("bench-{repetition}-{}-{}", self.index, self.sequence);
+        let mut payment = Payment::purchase(&key, amount, "EUR", card.track2.clone());
+        payment.pin = Some(card.pin.clone());
+        payment.emv = Some(emv);
+        Ok(self.terminal.prepare_payment(&payment)?)
+    }
+}
+
+async fn load(
+    config: &PaymentsBenchConfig,
+    peds: Vec<Ped>,
+    card: &TestCard,
+    repetition: usize,
+) -> (LoadRun, Vec<Ped>) {
+    let start = Instant::now();
+    let measure_from = start + config.warmup;
+    let measure_until = measure_from + config.duration;
+    let failed = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for mut ped in peds {
+        let card = card.clone();
+        let failed = failed.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut approved = 0_usize;
+            loop {
+                if Instant::now() >= measure_until {
+                    break;
+                }
+                let request = match ped.next(&card, repetition) {
+                    Ok(request) => request,
+                    Err(error) => {
+                        eprintln!("payments: cannot build a payment: {error:#}");
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                };
+                let sent = Instant::now();
+                let answer = ped.terminal.submit(&request).await;
+                let done = Instant::now();
+                let counted = sent >= measure_from && done <= measure_until;
+                match answer {
+                    Ok(response) if response.approved => {
+                        if counted {
+                            approved += 1;
+                            latencies.push(
+                                u64::try_from(done.duration_since(sent).as_micros())
+                                    .unwrap_or(u64::MAX),
+                            );
+                        }
+                    }
+                    Ok(response) => {
+                        if counted {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        eprintln!(
+                            "payments: not approved: {:?} {}",
+                            response.decline_reason(),
+                            response.message
+                        );
+                    }
+                    Err(error) => {
+                        if counted {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        eprintln!("payments: failed: {error}");
+                    }
+                }
+            }
+            (ped, latencies, approved)
+        }));
+    }
+    let mut peds = Vec::new();
+    let mut latencies = Vec::new();
+    let mut approved = 0;
+    for task in tasks {
+        if let Ok((ped, mut ped_latencies, ped_approved)) = task.await {
+            peds.push(ped);
+            latencies.append(&mut ped_latencies);
+            approved += ped_approved;
+        }
+    }
+    latencies.sort_unstable();
+    let failed = failed.load(Ordering::Relaxed);
+    #[allow(clippy::cast_precision_loss)]
+    let at = |p: f64| percentile(&latencies, p) as f64;
+    (
+        LoadRun {
+            rate: rate(latencies.len(), config.duration),
+            p50_us: at(50.0),
+            p99_us: at(99.0),
+            p999_us: at(99.9),
+            completed: latencies.len() + failed,
+            approved,
+            failed,
+        },
+        peds,
+    )
+}
+
+/// The floors' connections.
+enum Floor {
+    Distributed {
+        postgres: sqlx::PgConnection,
+        table: String,
+        schema: String,
+        nats: async_nats::Client,
+        subject: String,
+        responder: tokio::task::JoinHandle<()>,
+    },
+    Embedded {
+        sqlite: sqlx::SqliteConnection,
+        bus: Arc<dyn RequestReply>,
+        serving: mpos_bus::ServeHandle,
+    },
+}
+
+const ECHO_SUBJECT: &str = "mpos.bench.v1.PaymentsFloorEcho";
+
+impl Floor {
+    async fn start(layout: Layout, urls: &Urls, dir: &std::path::Path) -> anyhow::Result<Self> {
+        match layout {
+            Layout::PerService => {
+                let mut postgres = sqlx::PgConnection::connect(&urls.postgres)
+                    .await
+                    .context("connecting to PostgreSQL")?;
+                let schema = unique("bench_payments");
+                let table = format!("{schema}.floor");
+                sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                    .execute(&mut postgres)
+                    .await?;
+                sqlx::query(&format!(
+                    "CREATE TABLE {table} (id BIGSERIAL PRIMARY KEY, payload BYTEA NOT NULL)"
+                ))
+                .execute(&mut postgres)
+                .await?;
+                let nats = async_nats::connect(&urls.nats)
+                    .await
+                    .context("connecting to NATS")?;
+                let subject = format!("{}.{ECHO_SUBJECT}", unique("bench"));
+                let mut subscription = nats.subscribe(subject.clone()).await?;
+                let replier = async_nats::connect(&urls.nats).await?;
+                // The responder is on its own connection, as a service is.
+                let responder = tokio::spawn(async move {
+                    use futures::StreamExt as _;
+                    while let Some(message) = subscription.next().await {
+                        if let Some(reply) = message.reply {
+                            let _ = replier.publish(reply, message.payload).await;
+                        }
+                    }
+                });
+                Ok(Self::Distributed {
+                    postgres,
+                    table,
+                    schema,
+                    nats,
+                    subject,
+                    responder,
+                })
+            }
+            Layout::Mposd => {
+                let path = dir.join("floor.db");
+                let options = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(&path)
+                    .create_if_missing(true)
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sqlx::sqlite::SqliteSynchronous::Full);
+                let mut sqlite = sqlx::SqliteConnection::connect_with(&options)
+                    .await
+                    .context("opening SQLite")?;
+                sqlx::query(
+                    "CREATE TABLE floor (id INTEGER PRIMARY KEY AUTOINCREMENT, payload BLOB NOT NULL)",
+                )
+                .execute(&mut sqlite)
+                .await?;
+                let connection = mpos_bus::connect(&format!("memory://{}", unique("floor")))
+                    .await
+                    .context("the in-process bus")?;
+                let bus = connection
+                    .requests
+                    .clone()
+                    .context("the in-process bus has request-reply")?;
+                let serving = bus
+                    .serve(ECHO_SUBJECT, "bench", Arc::new(Echo))
+                    .await
+                    .context("serving the echo")?;
+                Ok(Self::Embedded {
+                    sqlite,
+                    bus,
+                    serving,
+                })
+            }
+        }
+    }
+
+    async fn measure(&mut self, samples: usize) -> anyhow::Result<FloorRun> {
+        let payload = vec![0x5A_u8; FLOOR_PAYLOAD];
+        let mut commits = Vec::with_capacity(samples);
+        let mut round_trips = Vec::with_capacity(samples);
+        match self {
+            Self::Distributed {
+                postgres,
+                table,
+                nats,
+                subject,
+                ..
+            } => {
+                let insert = format!("INSERT INTO {table} (payload) VALUES ($1)");
+                for _ in 0..samples {
+                    let started = Instant::now();
+                    sqlx::query(&insert)
+                        .bind(&payload)
+                        .execute(&mut *postgres)
+                        .await?;
+                    commits.push(started.elapsed().as_secs_f64() * 1e6);
+                }
+                for _ in 0..samples {
+                    let started = Instant::now();
+                    nats.request(subject.clone(), payload.clone().into())
+                        .await
+                        .context("nats echo")?;
+                    round_trips.push(started.elapsed().as_secs_f64() * 1e6);
+                }
+            }
+            Self::Embedded { sqlite, bus, .. } => {
+                for _ in 0..samples {
+                    let started = Instant::now();
+                    sqlx::query("INSERT INTO floor (payload) VALUES ($1)")
+                        .bind(&payload)
+                        .execute(&mut *sqlite)
+                        .await?;
+                    commits.push(started.elapsed().as_secs_f64() * 1e6);
+                }
+                for _ in 0..samples {
+                    let started = Instant::now();
+                    bus.request(
+                        ECHO_SUBJECT,
+                        Message::new(payload.clone()),
+                        Duration::from_secs(5),
+                    )
+                    .await
+                    .context("in-process bus echo")?;
+                    round_trips.push(started.elapsed().as_secs_f64() * 1e6);
+                }
+            }
+        }
+        Ok(FloorRun {
+            commit_us: median(&commits),
+            round_trip_us: median(&round_trips),
+        })
+    }
+
+    async fn stop(self) {
+        match self {
+            Self::Distributed {
+                mut postgres,
+                schema,
+                responder,
+                ..
+            } => {
+                responder.abort();
+                let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                    .execute(&mut postgres)
+                    .await;
+            }
+            Self::Embedded { serving, .. } => serving.stop().await,
+        }
+    }
+}
+
+/// Adds the rows and notes.
+pub fn add_to(report: &mut Report, config: &PaymentsBenchConfig, series: &[PaymentsSeries]) {
+    report.notes.push(format!(
+        "payments: load levels {:?} PEDs in a closed loop (terminal-sim over mTLS, one keep-alive connection each), every payment a chip purchase with online PIN and ARQC; {:.0} s warm-up then {:.0} s measured per level, {} repetitions per deployment, each followed by the floors ({} sequential samples each: a single-row autocommit INSERT of {FLOOR_PAYLOAD} B, a request-reply echo of {FLOOR_PAYLOAD} B); path = {PATH_COMMITS} commits + {PATH_ROUND_TRIPS} round trips; acquirer-sim processes approve at once",
+        config.levels,
+        config.warmup.as_secs_f64(),
+        config.duration.as_secs_f64(),
+        config.repetitions,
+        config.floor_samples
+    ));
+    for entry in series {
+        let name = layout_name(entry.layout);
+        let distributed = entry.layout == Layout::PerService;
+        let commit = median(&entry.floors.iter().map(|f| f.commit_us).collect::<Vec<_>>()) / 1e3;
+        let round_trip = median(
+            &entry
+                .floors
+                .iter()
+                .map(|f| f.round_trip_us)
+                .collect::<Vec<_>>(),
+        ) / 1e3;
+        let path = median(
+            &entry
+                .floors
+                .iter()
+                .map(FloorRun::path_us)
+                .collect::<Vec<_>>(),
+        ) / 1e3;
+        let (commit_name, trip_name) = if distributed {
+            ("PostgreSQL commit", "NATS request-reply")
+        } else {
+            ("SQLite commit", "in-process bus request-reply")
+        };
+        for level in &config.levels {
+            let runs: Vec<&LoadRun> = entry
+                .runs
+                .iter()
+                .filter(|(at, _)| at == level)
+                .map(|(_, run)| run)
+                .collect();
+            let rates: Vec<f64> = runs.iter().map(|run| run.rate).collect();
+            let ms = |pick: fn(&LoadRun) -> f64| {
+                median(
+                    &runs
+                        .iter()
+                        .map(|run| pick(run) / 1_000.0)
+                        .collect::<Vec<_>>(),
+                )
+            };
+            let (p50, p99, p999) = (ms(|r| r.p50_us), ms(|r| r.p99_us), ms(|r| r.p999_us));
+            let rate = median(&rates);
+            let (low, high) = min_max(&rates);
+            let failed: usize = runs.iter().map(|run| run.failed).sum();
+            let approved: usize = runs.iter().map(|run| run.approved).sum();
+            let ratio = p50 / path;
+            let verdict = |met: bool| {
+                let base = if !distributed {
+                    "n/a (goal is distributed)".to_owned()
+                } else if met {
+                    "met".to_owned()
+                } else {
+                    "MISSED".to_owned()
+                };
+                if failed > 0 {
+                    format!("{base} ({failed} failed)")
+                } else {
+                    base
+                }
+            };
+            report.rows.push(Row {
+                benchmark: "payments".into(),
+                case: format!("{name}, {level} in flight, throughput"),
+                figure: format!(
+                    "{} auth/s ({}–{})",
+                    thousands(rate),
+                    thousands(low),
+                    thousands(high)
+                ),
+                floor: format!("{commit_name} {commit:.2} ms, {trip_name} {round_trip:.3} ms"),
+                ratio: "—".into(),
+                goal: format!(
+                    "≥ {} auth/s with p99 < {P99_GOAL_MS:.0} ms",
+                    thousands(RATE_GOAL)
+                ),
+                verdict: verdict(rate >= RATE_GOAL && p99 < P99_GOAL_MS),
+            });
+            report.rows.push(Row {
+                benchmark: "payments".into(),
+                case: format!("{name}, {level} in flight, latency p50 / p99 / p99.9"),
+                figure: format!("{p50:.2} / {p99:.2} / {p999:.2} ms"),
+                floor: format!(
+                    "path floor {path:.2} ms ({PATH_COMMITS} × {commit:.2} + {PATH_ROUND_TRIPS} × {round_trip:.3})"
+                ),
+                ratio: format!("{ratio:.2}× (p50)"),
+                goal: format!("p99 < {P99_GOAL_MS:.0} ms, p50 ≤ {FLOOR_RATIO_GOAL}× floor"),
+                verdict: verdict(p99 < P99_GOAL_MS && ratio <= FLOOR_RATIO_GOAL),
+            });
+            report.notes.push(format!(
+                "payments {name}, {level} in flight: {approved} approved in the measured windows, {failed} failed"
+            ));
+        }
+        report.notes.push(format!(
+            "payments {name}: set-up (start, provisioning, PEDs keyed) {:.1} s",
+            entry.setup_s
+        ));
+    }
+}
