@@ -85,12 +85,7 @@ impl FactsCache {
             .map(|(_, binding)| binding.clone())
     }
 
-    fn keep_certificate(
-        &self,
-        certificate_sha256: &str,
-        generation: u64,
-        binding: Binding,
-    ) {
+    fn keep_certificate(&self, certificate_sha256: &str, generation: u64, binding: Binding) {
         if let Ok(mut map) = self.certificates.lock() {
             if map.len() >= CACHE_LIMIT {
                 map.clear();
