@@ -3,7 +3,7 @@
 //!
 //! | method and path | body | effect |
 //! |---|---|---|
-//! | `GET /v1/received` | — | `{"total", "counts": {"0200": 1}, "messages": [{"seq", "mti", "stan", "rrn", "amount_minor", "pan_last4", "response_code"}]}` |
+//! | `GET /v1/received` | — | `{"total", "counts": {"0200": 1}, "messages": [{"seq", "mti", "stan", "rrn", "amount_minor", "pan_last4", "mcc", "pos_entry_mode", "response_code", "reverses"}]}` |
 //! | `DELETE /v1/received` | — | forgets what was received |
 //! | `GET /v1/faults` | — | the faults in force ([`Faults`]) |
 //! | `PUT /v1/faults` | [`Faults`] | replaces the faults |

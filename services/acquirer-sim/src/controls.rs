@@ -63,6 +63,12 @@ pub struct ReceivedMessage {
     pub amount_minor: Option<u64>,
     /// The PAN's last four digits.
     pub pan_last4: Option<String>,
+    /// Field 18, the merchant category code.
+    #[serde(default)]
+    pub mcc: Option<String>,
+    /// Field 22, the POS entry mode.
+    #[serde(default)]
+    pub pos_entry_mode: Option<String>,
     /// The response code answered (`None`: not answered, e.g. blackholed or a bad MAC
     /// dropped).
     pub response_code: Option<String>,

@@ -101,6 +101,8 @@ impl Host {
             rrn: text(&message, field::RRN),
             amount_minor: text(&message, field::AMOUNT).and_then(|amount| amount.parse().ok()),
             pan_last4: last4(&message),
+            mcc: text(&message, field::MCC),
+            pos_entry_mode: text(&message, field::POS_ENTRY_MODE),
             response_code: None,
             reverses: None,
         });

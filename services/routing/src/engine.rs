@@ -1318,6 +1318,7 @@ impl Router {
         let stan = self.links.next_stan(tenant_id, acquirer_id);
         let now = Utc::now().trunc_subsecs(0);
         let rrn = rrn(now, stan);
+        let pin_capable = pin_block.is_some();
         let message = AuthorizationRequest {
             kind,
             pan: card.pan.clone(),
@@ -1334,7 +1335,7 @@ impl Router {
             local_at: now.naive_utc(),
             mcc: request.merchant_category_code.clone(),
             entry_mode: link_entry_mode(request.entry_mode)?,
-            pin_capable: pin_block.is_some(),
+            pin_capable,
             pin_block,
             icc_data: (!request.emv_data.is_empty()).then(|| request.emv_data.clone()),
             terminal_id: field_width(&request.terminal_id, 8),
@@ -1365,6 +1366,9 @@ impl Router {
             transmitted_at: now.format("%m%d%H%M%S").to_string(),
             terminal_id: field_width(&request.terminal_id, 8),
             merchant_id: field_width(&request.merchant_id, 15),
+            merchant_category_code: request.merchant_category_code.clone(),
+            entry_mode: request.entry_mode,
+            pin_capable,
         };
         mpos_es::execute(
             &self.exchanges,
@@ -1751,9 +1755,13 @@ impl Router {
             rrn: queued.original_rrn.clone(),
             transmitted_at,
             local_at: transmitted_at.naive_utc(),
-            // Neither is in the log: the acquirer finds the original by field 90 and RRN.
-            mcc: None,
-            entry_mode: None,
+            // Fields 18 and 22 as the request carried them (absent from attempts recorded
+            // before they were kept: the acquirer finds the original by field 90 and RRN).
+            mcc: Some(original_attempt.sent.merchant_category_code.clone())
+                .filter(|mcc| !mcc.is_empty()),
+            entry_mode: link_entry_mode(original_attempt.sent.entry_mode)
+                .ok()
+                .map(|mode| (mode, original_attempt.sent.pin_capable)),
             terminal_id: queued.terminal_id.clone(),
             merchant_id: queued.merchant_id.clone(),
             acquirer_institution_id: if settings.acquiring_institution_id.is_empty() {

@@ -370,6 +370,10 @@ async fn a_timeout_is_reversed_and_the_reversal_survives_a_restart() {
     {
         assert_eq!(reversal.pan_last4, None, "no card data in a reversal");
         assert_eq!(reversal.reverses, Some(original.seq));
+        // Fields 18 and 22 repeat the original's.
+        assert!(original.mcc.is_some() && original.pos_entry_mode.is_some());
+        assert_eq!(reversal.mcc, original.mcc);
+        assert_eq!(reversal.pos_entry_mode, original.pos_entry_mode);
     }
     assert_eq!(b.received().count("0200"), 0, "a timeout is not rerouted");
     // Reverse again: already queued, nothing new.
@@ -418,6 +422,8 @@ async fn an_attempt_sent_and_never_answered_is_reversed_at_start() {
             transmitted_at: now.format("%m%d%H%M%S").to_string(),
             terminal_id: "TERM0001".into(),
             merchant_id: "MERCHANT0000001".into(),
+            // Recorded before the MCC and entry mode were kept.
+            ..pb::AcquirerRequestSent::default()
         }),
         mpos_es::CommandMetadata::default(),
     )
