@@ -25,9 +25,7 @@ use attestation_token::TokenIssuer;
 use mpos_es::EventStore;
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    Backends, CHAIN_SIGNING_KEY, LMK, Log, OPERATOR_TOKEN, Platform, SIM_TENANTS, WAIT, ZAK,
-};
+use crate::{Backends, CHAIN_SIGNING_KEY, LMK, Log, OPERATOR_TOKEN, Platform, SIM_TENANTS, ZAK};
 
 /// How the services are laid out in processes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,10 +161,14 @@ async fn ready(http: &reqwest::Client, dir: &Path, name: &str, url: &str) {
 
 impl Platform {
     /// Starts the platform as processes in `layout` (see the module documentation), the
-    /// simulators with `sim_rules`. `backends` must be [`Backends::postgres_and_nats`] for
-    /// [`Layout::PerService`]; for [`Layout::Mposd`] it is ignored (`mposd` runs on its
-    /// embedded defaults in the platform's directory).
-    pub async fn start_processes(layout: Layout, backends: Backends, sim_rules: &str) -> Self {
+    /// simulators with `sim_rules`. [`Layout::PerService`] runs on `backends` (PostgreSQL and
+    /// NATS, [`Backends::postgres_and_nats`]); [`Layout::Mposd`] takes none: `mposd` runs on
+    /// its embedded defaults in the platform's directory.
+    pub async fn start_processes(
+        layout: Layout,
+        backends: Option<Backends>,
+        sim_rules: &str,
+    ) -> Self {
         let keys = match layout {
             Layout::PerService => SimKeys::Hsm,
             Layout::Mposd => SimKeys::Clear,
@@ -177,7 +179,7 @@ impl Platform {
     /// As [`Platform::start_processes`], with the simulators' keys where `sim_keys` says.
     pub async fn start_processes_with(
         layout: Layout,
-        backends: Backends,
+        backends: Option<Backends>,
         sim_rules: &str,
         sim_keys: SimKeys,
     ) -> Self {
@@ -194,15 +196,18 @@ impl Platform {
         let path = dir.path();
         eprintln!("platform processes in {}", path.display());
         let http = reqwest::Client::new();
-        let backends = match layout {
-            Layout::PerService => {
+        let backends = match (layout, backends) {
+            (Layout::PerService, Some(backends)) => {
                 assert!(
                     !backends.embedded,
                     "per-service processes need a shared bus"
                 );
                 backends
             }
-            Layout::Mposd => Backends::sqlite(&path.join("data")),
+            (Layout::PerService, None) => panic!("per-service processes need their backends"),
+            // mposd's own layout: a SQLite log per service in its data directory.
+            (Layout::Mposd, None) => Backends::sqlite(&path.join("data")),
+            (Layout::Mposd, Some(_)) => panic!("mposd runs on its embedded defaults"),
         };
 
         // The platform's TLS identity for devices, the attestation token key, the simulators'
@@ -462,10 +467,5 @@ impl Platform {
     /// The log lines a process wrote so far.
     pub fn process_log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir().join(format!("{name}.log"))).unwrap_or_default()
-    }
-
-    /// How long anything asynchronous may take.
-    pub fn wait(&self) -> Duration {
-        WAIT
     }
 }

@@ -64,7 +64,7 @@ async fn every_service_as_its_own_process_on_postgres_and_nats() {
         return;
     };
     let mut platform =
-        Platform::start_processes(Layout::PerService, backends, &checking_rules()).await;
+        Platform::start_processes(Layout::PerService, Some(backends), &checking_rules()).await;
     assert_eq!(platform.process_names().len(), 8);
     let mut terminal = platform.provision().await;
 
@@ -133,15 +133,13 @@ async fn every_service_as_its_own_process_on_postgres_and_nats() {
 
 #[tokio::test]
 async fn mposd_as_one_process_on_its_embedded_defaults() {
-    let dir = tempfile::tempdir().expect("tempdir");
     // The simulators run beside mposd without its in-process bus: no PIN or ARQC checks.
     let rules = json!({"rules": [
         {"name": "declined amount", "when": {"amount_min": DECLINED_AMOUNT, "amount_max": DECLINED_AMOUNT}, "then": {"decline": "51"}},
         {"name": "the rest", "when": {}, "then": "approve"}
     ]})
     .to_string();
-    let platform =
-        Platform::start_processes(Layout::Mposd, Backends::sqlite(dir.path()), &rules).await;
+    let platform = Platform::start_processes(Layout::Mposd, None, &rules).await;
     assert_eq!(platform.process_names().len(), 3);
     let mut terminal = platform.provision().await;
 

@@ -179,8 +179,12 @@ async fn run_layout(
     let started = Instant::now();
     let dir = tempfile::tempdir().context("temp dir")?;
     let backends = match layout {
-        Layout::PerService => Backends::postgres_and_nats_at(&urls.postgres, &urls.nats, None),
-        Layout::Mposd => Backends::sqlite(dir.path()),
+        Layout::PerService => Some(Backends::postgres_and_nats_at(
+            &urls.postgres,
+            &urls.nats,
+            None,
+        )),
+        Layout::Mposd => None,
     };
     let platform =
         Platform::start_processes_with(layout, backends, &approve_all(), SimKeys::Clear).await;
