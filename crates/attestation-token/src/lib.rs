@@ -199,6 +199,53 @@ pub struct Claims {
     pub jti: String,
     /// Version of the tenant policy the verdict was evaluated against.
     pub policy_version: u64,
+    /// The key the token is bound to (RFC 7800 `cnf`): the attested key's certificate, so
+    /// that a service delivering secrets to the device (key-injection's SoftPOS key) can
+    /// check that the certificate it is shown is the one attestation verified. Absent from
+    /// tokens issued before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// A token's confirmation claim (RFC 7800 §3.1), by certificate thumbprint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// RFC 8705 §3.1 `x5t#S256`: the base64url (no padding) SHA-256 of the DER certificate
+    /// of the key attestation leaf — the device key the attestation vouched for.
+    #[serde(rename = "x5t#S256")]
+    pub x5t_s256: String,
+}
+
+impl Confirmation {
+    /// The confirmation of a certificate (DER).
+    pub fn of_certificate(certificate_der: &[u8]) -> Self {
+        let digest = ring::digest::digest(&ring::digest::SHA256, certificate_der);
+        Self {
+            x5t_s256: URL_SAFE_NO_PAD.encode(digest.as_ref()),
+        }
+    }
+
+    /// The confirmation of a certificate known by its SHA-256 in hexadecimal (as the
+    /// attestation service records it); `None` unless it is 64 hexadecimal digits.
+    pub fn of_sha256_hex(sha256_hex: &str) -> Option<Self> {
+        let bytes = sha256_hex.as_bytes();
+        if bytes.len() != 64 {
+            return None;
+        }
+        let mut digest = [0_u8; 32];
+        for (index, pair) in bytes.chunks_exact(2).enumerate() {
+            let text = std::str::from_utf8(pair).ok()?;
+            digest[index] = u8::from_str_radix(text, 16).ok()?;
+        }
+        Some(Self {
+            x5t_s256: URL_SAFE_NO_PAD.encode(digest),
+        })
+    }
+
+    /// Whether `certificate_der` is the certificate this confirmation names.
+    pub fn confirms(&self, certificate_der: &[u8]) -> bool {
+        Self::of_certificate(certificate_der) == *self
+    }
 }
 
 /// The header this crate writes.

@@ -30,6 +30,7 @@ fn claims(device: &str) -> Claims {
         exp: NOW + 300,
         jti: format!("jti-{device}"),
         policy_version: 3,
+        cnf: None,
     }
 }
 

@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 use attestation_token::{
-    Claims, Expected, MAX_TOKEN_LEN, PublicKey, TOKEN_TYPE, TokenError, TokenIssuer, TokenVerifier,
-    Verdict, verify_es256_jws,
+    Claims, Confirmation, Expected, MAX_TOKEN_LEN, PublicKey, TOKEN_TYPE, TokenError, TokenIssuer,
+    TokenVerifier, Verdict, verify_es256_jws,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -39,6 +39,7 @@ fn claims() -> Claims {
         exp: NOW + 300,
         jti: "0193a6f2-7c1e-7000-8000-000000000001".into(),
         policy_version: 7,
+        cnf: None,
     }
 }
 
@@ -538,4 +539,76 @@ fn published_keys_round_trip_into_a_verifier() {
     let mut garbage = read;
     garbage.keys[0].sec1 = "AAAA".into();
     assert!(matches!(garbage.verifier(), Err(TokenError::InvalidKey(_))));
+}
+
+/// The first certificate of `p256_sha384_intermediate.pem` in android/keyattestation's
+/// `testdata/` (copied in `crates/android-attestation/tests/data/testdata/`).
+const KEYATTESTATION_TEST_LEAF: &str = "\
+MIIBdzCCAR2gAwIBAgIBAjAKBggqhkjOPQQDAzAcMRowGAYDVQQDDBFUZXN0IElu\
+dGVybWVkaWF0ZTAeFw0yNDAxMDEwMDAwMDBaFw0zNDAxMDEwMDAwMDBaMBQxEjAQ\
+BgNVBAMMCVRlc3QgTGVhZjBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABBqQpJH6\
+/KMGJcJyFrn1O5UFKfgFY0IpfJ6CFoijMxgd0wEkHfJxmr+raceuTykXXVVxdOpy\
+UoQmZiXBmtw1PNujWDBWMBQGCisGAQQB1nkCAREEBgQEBAIFADAdBgNVHQ4EFgQU\
+bIoAns4i7eKpY7/wWAY3dBcDKTcwHwYDVR0jBBgwFoAU2PaTsAJyUGeWGHR1//Xk\
+G5yCfJAwCgYIKoZIzj0EAwMDSAAwRQIhAKkafkMZhoVFTrOE7T8o5oRFV79FzO0/\
+P7n8s6KuwiLXAiA5qUmDUXEiI94HddoysULan5oiq73YDh2pwKOxkRv5Qw==";
+
+#[test]
+fn the_confirmation_is_the_certificates_sha256_thumbprint() {
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(KEYATTESTATION_TEST_LEAF)
+        .unwrap();
+    // Expected values computed outside this crate, with OpenSSL 3.0 and coreutils:
+    // `openssl x509 -outform der | sha256sum` and `| openssl dgst -sha256 -binary | basenc
+    // --base64url` (RFC 8705 §3.1: base64url of the SHA-256 of the DER, without padding).
+    let hex = "4909e1544c5403d84b2690939b4476c6d6f00d3f46670401feb7ed7a99a96215";
+    let thumbprint = "SQnhVExUA9hLJpCTm0R2xtbwDT9GZwQB_rftepmpYhU";
+    let confirmation = Confirmation::of_certificate(&der);
+    assert_eq!(confirmation.x5t_s256, thumbprint);
+    assert_eq!(Confirmation::of_sha256_hex(hex), Some(confirmation.clone()));
+    assert_eq!(
+        Confirmation::of_sha256_hex(&hex.to_ascii_uppercase()),
+        Some(confirmation.clone())
+    );
+    assert!(confirmation.confirms(&der));
+    let mut other = der.clone();
+    if let Some(last) = other.last_mut() {
+        *last ^= 1;
+    }
+    assert!(!confirmation.confirms(&other));
+    for bad in ["", "4909", &hex[1..], &format!("{}g", &hex[1..])] {
+        assert_eq!(Confirmation::of_sha256_hex(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn the_confirmation_travels_in_the_token_and_older_tokens_have_none() {
+    let (issuer, verifier) = setup();
+    let mut bound = claims();
+    bound.cnf = Some(Confirmation::of_certificate(b"certificate"));
+    let token = issuer.issue(&bound).unwrap();
+    let payload: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts(&token)[1]).unwrap()).unwrap();
+    // RFC 7800 §3.1 / RFC 8705 §3.1 member names.
+    assert_eq!(
+        payload["cnf"]["x5t#S256"],
+        bound.cnf.as_ref().unwrap().x5t_s256.as_str()
+    );
+    assert_eq!(
+        verifier.verify(&token, &expected(NOW)).unwrap().claims,
+        bound
+    );
+    // A token without the claim (as issued before it existed) has no `cnf` member at all.
+    let unbound = issuer.issue(&claims()).unwrap();
+    let payload: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts(&unbound)[1]).unwrap()).unwrap();
+    assert!(payload.get("cnf").is_none());
+    assert_eq!(
+        verifier
+            .verify(&unbound, &expected(NOW))
+            .unwrap()
+            .claims
+            .cnf,
+        None
+    );
 }

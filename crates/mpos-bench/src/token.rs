@@ -108,6 +108,7 @@ pub fn run(config: &TokenBenchConfig) -> anyhow::Result<Vec<TokenRun>> {
                 exp: NOW + 840,
                 jti: format!("jti-{index}"),
                 policy_version: 7,
+                cnf: None,
             })
             .context("issue")?;
         tokens.push((format!("device-{index:05}"), token));

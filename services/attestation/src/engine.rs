@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use attestation_token::{Claims, TokenIssuer, Verdict as TokenVerdict};
+use attestation_token::{Claims, Confirmation, TokenIssuer, Verdict as TokenVerdict};
 use attestation_trust::TrustSources;
 use mpos_errors::ServiceError;
 use mpos_es::Cqrs;
@@ -60,6 +60,21 @@ impl std::fmt::Debug for Attestor {
 fn unreadable(error: serde_json::Error) -> ServiceError {
     tracing::error!(%error, "unreadable event");
     ServiceError::internal("unreadable event")
+}
+
+/// The key a token vouches for (its `cnf` claim): the attestation leaf, only when its chain
+/// verified to a trusted root and it was generated for this challenge. A service that
+/// delivers a secret to the device (key-injection's SoftPOS initial key) sends it to this
+/// certificate's key and to no other.
+pub fn attested_key(summary: &pb::EvidenceSummary) -> Option<Confirmation> {
+    let unproven = summary.evidence_findings.iter().any(|finding| {
+        finding.code == crate::rules::KA_CHAIN_INVALID.code
+            || finding.code == crate::rules::KA_CHALLENGE_MISMATCH.code
+    });
+    if unproven {
+        return None;
+    }
+    Confirmation::of_sha256_hex(&summary.leaf_sha256)
 }
 
 fn micros_of(duration: Duration) -> i64 {
@@ -285,6 +300,7 @@ impl Attestor {
         );
         let token_id = uuid::Uuid::now_v7().to_string();
         let key = device_key(tenant_id, device_id);
+        let confirmation = attested_key(&summary);
         mpos_es::execute(
             &self.devices,
             &key,
@@ -331,6 +347,7 @@ impl Attestor {
                     exp: u64::try_from(valid_until_us / 1_000_000).unwrap_or(0),
                     jti: token_id,
                     policy_version: policy.version,
+                    cnf: confirmation,
                 };
                 self.tokens
                     .issue(&claims)

@@ -302,6 +302,11 @@ mod tests {
         // The same chain for another challenge is a mismatch.
         let other = examine(&evidence, &[0; 32], trust, &pb::Policy::default(), now_ms);
         assert_eq!(codes(&other), ["KA_CHALLENGE_MISMATCH"]);
+        // The token vouches for the verified leaf, and for no key attested for another
+        // challenge.
+        let bound = crate::engine::attested_key(&summary).expect("bound");
+        assert!(bound.confirms(&chain[0]));
+        assert_eq!(crate::engine::attested_key(&other), None);
     }
 
     proptest! {
