@@ -300,13 +300,8 @@ impl AuthOptions {
             Some("https://attestation:8445/v1/attestation/token-keys"),
             "an https URL",
         )?;
-        if !keys_url.starts_with("https://") && !keys_url.starts_with("http://") {
-            return Err(ConfigError::invalid(
-                vars::TOKEN_KEYS_URL,
-                "an https URL",
-                &keys_url,
-            ));
-        }
+        let token_keys = KeySource::url(keys_url)
+            .map_err(|url| ConfigError::invalid(vars::TOKEN_KEYS_URL, "an https URL", &url))?;
         Ok(Self {
             operator_token,
             device_addr: Some(vars.socket_addr(vars::DEVICE_ADDR, "0.0.0.0:8446")?),
@@ -316,7 +311,7 @@ impl AuthOptions {
                 vars::DEVICE_TLS_CERT,
                 vars::DEVICE_TLS_KEY,
             )?,
-            token_keys: KeySource::Url(keys_url),
+            token_keys,
             card_token_key: vars.string(
                 vars::CARD_TOKEN_KEY,
                 Some("alias/card-token"),
