@@ -439,6 +439,10 @@ async fn start(workers: usize) -> anyhow::Result<Services> {
                 store: tms_store.clone(),
                 codec: Arc::new(terminal_management::codec()),
             }),
+            softpos_addr: None,
+            token_keys: attestation_keys::KeySource::Fixed(attestation_token::PublishedKeys {
+                keys: Vec::new(),
+            }),
         },
         TcpListener::bind("127.0.0.1:0").await?,
         &cancel,

@@ -239,6 +239,7 @@ async fn request_injection(
                 injection_id: None,
                 reason: request.reason.clone(),
                 background: false,
+                attested: false,
             },
         )
         .await?;
@@ -310,6 +311,7 @@ pub(crate) async fn reinject_terminal(
                     reason.to_owned()
                 },
                 background: true,
+                attested: false,
             },
         )
         .await

@@ -228,6 +228,12 @@ async fn do_work(injector: &Injector, work: Work) -> Result<(), ServiceError> {
                 tracing::warn!(%tenant_id, %terminal_id, "activated terminal unknown; no injection");
                 return Ok(());
             };
+            if terminal.kind == TerminalKind::SoftPos {
+                // A phone has no device certificate: it asks for its key with its attestation
+                // token once attested (the SoftPOS key API).
+                tracing::info!(%tenant_id, %terminal_id, "softpos terminal activated; its key waits for an attested request");
+                return Ok(());
+            }
             if injector.current_bdk(&tenant_id).await?.is_none() {
                 tracing::warn!(%tenant_id, %terminal_id, "no bdk assigned to the tenant; no injection");
                 metrics::counter!("mpos_ki_injections_skipped_total").increment(1);
@@ -245,6 +251,7 @@ async fn do_work(injector: &Injector, work: Work) -> Result<(), ServiceError> {
                         injection_id: Some(injection_id),
                         reason: "activation".to_owned(),
                         background: true,
+                        attested: false,
                     },
                 )
                 .await;

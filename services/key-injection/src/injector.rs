@@ -86,6 +86,10 @@ pub struct InjectionSpec {
     pub reason: String,
     /// Whether the background workers derive the key (`false`: the caller derives it).
     pub background: bool,
+    /// The certificate is a SoftPOS phone's key attestation leaf, named by a verified
+    /// attestation token (its `cnf`): the attestation service verified its chain to the
+    /// Android attestation roots, so it is not checked against the manufacturer CAs.
+    pub attested: bool,
 }
 
 /// The settings of the flow.
@@ -683,7 +687,12 @@ impl Injector {
         self.save_pending(&pending, false).await?;
         // The device's certificate must chain to a trusted CA before it gets an identity; a
         // refusal is recorded.
-        if let Err(reason) = self.check_certificate(method, &spec.certificate_der) {
+        let checked = if spec.attested {
+            key_fits(&spec.certificate_der, method)
+        } else {
+            self.check_certificate(method, &spec.certificate_der)
+        };
+        if let Err(reason) = checked {
             self.fail(
                 actor,
                 &tenant_id,

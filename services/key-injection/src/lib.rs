@@ -20,6 +20,7 @@ pub mod matrix;
 pub mod rotation;
 pub mod service;
 pub mod slots;
+pub mod softpos_api;
 
 /// The service's name: its log, its stream and its topic are named after it.
 pub const SERVICE: &str = "key-injection";

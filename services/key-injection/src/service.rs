@@ -22,6 +22,8 @@ use crate::feed::{FeedSource, TmsView};
 use crate::injector::{Actor, FlowSettings, Injector};
 use crate::rotation::Rotations;
 use crate::slots::DeviceKeysCommand;
+use crate::softpos_api::{SoftPosState, softpos_router, softpos_routes};
+use attestation_keys::{KeySource, Tokens};
 
 /// Snapshot every this many events of an aggregate (a BDK collects one per device).
 const SNAPSHOT_EVERY: usize = 100;
@@ -50,6 +52,11 @@ pub mod vars {
     pub const CRYPTOPERIOD_DAYS: &str = "MPOS_KI_CRYPTOPERIOD_DAYS";
     /// How long an injection waits for the device's confirmation, in seconds.
     pub const CONFIRMATION_WINDOW_S: &str = "MPOS_KI_CONFIRMATION_WINDOW_S";
+    /// Where SoftPOS phones ask for their key (TLS, server certificate only: the attestation
+    /// token authenticates); its certificate and key are the device API's.
+    pub const SOFTPOS_ADDR: &str = "MPOS_KI_SOFTPOS_ADDR";
+    /// The attestation service's published token keys (`…/v1/attestation/token-keys`).
+    pub const TOKEN_KEYS_URL: &str = "MPOS_KI_TOKEN_KEYS_URL";
 }
 
 /// What key-injection needs beyond the common configuration.
@@ -82,6 +89,11 @@ pub struct KiOptions {
     pub cryptoperiod_check_interval: Duration,
     /// Where terminal-management's events come from; `None`: the bus.
     pub feed: Option<FeedSource>,
+    /// Where SoftPOS phones ask for their key over TLS; `None`: on the admin listener
+    /// (`mposd`, whose listeners are local).
+    pub softpos_addr: Option<SocketAddr>,
+    /// The attestation service's token keys, which authenticate SoftPOS phones.
+    pub token_keys: KeySource,
 }
 
 impl std::fmt::Debug for KiOptions {
@@ -89,6 +101,7 @@ impl std::fmt::Debug for KiOptions {
         f.debug_struct("KiOptions")
             .field("kdh_key", &self.kdh_key)
             .field("device_addr", &self.device_addr)
+            .field("softpos_addr", &self.softpos_addr)
             .finish_non_exhaustive()
     }
 }
@@ -100,6 +113,8 @@ pub struct Running {
     pub http_addr: SocketAddr,
     /// Where the device API (mTLS) listens, if it has a listener of its own.
     pub device_addr: Option<SocketAddr>,
+    /// Where SoftPOS phones ask for their key (TLS), if on a listener of its own.
+    pub softpos_addr: Option<SocketAddr>,
     /// The device routes without a fallback, for a device listener shared with another
     /// service (they expect [`device_identity::serve`]'s verified peer certificate).
     pub device_routes: axum::Router,
@@ -240,7 +255,7 @@ pub async fn start(
     // The device API, over mTLS with the manufacturer CAs.
     let device_state = DeviceState {
         injector: injector.clone(),
-        view,
+        view: view.clone(),
     };
     let device_routes = crate::device_api::device_routes(device_state.clone());
     let device_addr = match options.device_addr {
@@ -270,13 +285,55 @@ pub async fn start(
         }
     };
 
+    // The SoftPOS key API: TLS, the attestation token authenticates.
+    let tokens = Arc::new(
+        Tokens::new(options.token_keys.clone())
+            .map_err(|error| std::io::Error::other(format!("attestation token keys: {error}")))?,
+    );
+    pipelines.spawn(tokens.clone().run(Duration::from_secs(300), cancel.clone()));
+    let softpos_state = SoftPosState {
+        injector: injector.clone(),
+        view: view.clone(),
+        tokens,
+    };
+    let softpos_addr = match options.softpos_addr {
+        None => None,
+        Some(address) => {
+            let softpos_listener = TcpListener::bind(address).await?;
+            let softpos_addr = softpos_listener.local_addr()?;
+            let ServerIdentity { chain, key } = ServerIdentity::or_self_signed(
+                options.device_tls.as_ref(),
+                "key-injection softpos",
+            )
+            .map_err(std::io::Error::other)?;
+            let tls = Arc::new(
+                device_identity::server_config(chain, key).map_err(std::io::Error::other)?,
+            );
+            let phones = softpos_router(softpos_state.clone());
+            let shutdown = cancel.clone().cancelled_owned();
+            pipelines.spawn(async move {
+                if let Err(error) =
+                    device_identity::serve(softpos_listener, tls, None, phones, shutdown).await
+                {
+                    tracing::error!(%error, "softpos key api server failed");
+                }
+            });
+            tracing::info!(address = %softpos_addr, "key-injection softpos key api (tls) started");
+            Some(softpos_addr)
+        }
+    };
+
     let http_addr = listener.local_addr()?;
-    let app = router(state);
+    let mut app = router(state);
+    if softpos_addr.is_none() {
+        app = app.merge(softpos_routes(softpos_state));
+    }
     pipelines.serve(listener, app, cancel);
     tracing::info!(address = %http_addr, "key-injection api started");
     Ok(Running {
         http_addr,
         device_addr,
+        softpos_addr,
         device_routes,
         pipelines,
     })
@@ -342,6 +399,14 @@ impl KiOptions {
         operator_token: SecretString,
         device_addr: &str,
     ) -> Result<Self, mpos_config::ConfigError> {
+        let keys_url = vars.string(
+            vars::TOKEN_KEYS_URL,
+            Some("https://attestation:8445/v1/attestation/token-keys"),
+            "an https URL",
+        )?;
+        let token_keys = KeySource::url(keys_url).map_err(|url| {
+            mpos_config::ConfigError::invalid(vars::TOKEN_KEYS_URL, "an https URL", &url)
+        })?;
         use device_identity::rustls::pki_types::CertificateDer;
         use device_identity::rustls::pki_types::pem::PemObject;
         use mpos_config::ConfigError;
@@ -409,6 +474,8 @@ impl KiOptions {
             cryptoperiod_check_interval: vars
                 .duration_ms("MPOS_KI_CRYPTOPERIOD_CHECK_INTERVAL_MS", 3_600_000)?,
             feed: None,
+            softpos_addr: Some(vars.socket_addr(vars::SOFTPOS_ADDR, "0.0.0.0:8449")?),
+            token_keys,
         })
     }
 }

@@ -129,6 +129,10 @@ async fn devices_get_fresh_ksns_and_initial_keys_only_they_can_open() {
             sweep_interval: Duration::from_secs(60),
             cryptoperiod_check_interval: Duration::from_secs(3_600),
             feed: None,
+            softpos_addr: None,
+            token_keys: attestation_keys::KeySource::Fixed(attestation_token::PublishedKeys {
+                keys: Vec::new(),
+            }),
         },
         TcpListener::bind("127.0.0.1:0").await.expect("bind"),
         &cancel,

@@ -416,6 +416,15 @@ async fn main() -> ExitCode {
     // One machine, maybe without network: start without Google's status list rather than not
     // at all (flagged stale in every verdict until a refresh succeeds).
     att_options.trust.start_without_list = true;
+    // The attestation token key, known before any service starts: key-injection (SoftPOS
+    // keys) and authorization (SoftPOS payments) verify tokens with it in process.
+    let token_keys = attestation_token::PublishedKeys::of([(
+        att_options.token_issuer.kid(),
+        &att_options.token_issuer.public_key(),
+    )]);
+    // Phones ask for their key on key-injection's local listener.
+    ki_options.softpos_addr = None;
+    ki_options.token_keys = attestation_keys::KeySource::Fixed(token_keys.clone());
     let routing_common = exit_on_error(CommonConfig::from_vars(
         &embedded.routing_vars,
         routing::SERVICE,
@@ -607,10 +616,7 @@ async fn main() -> ExitCode {
 
     // authorization: its own SQLite log; terminal-management's, key-injection's and
     // routing's events read from their logs; attestation's token key handed over in process.
-    let (kid, token_key) = att.attestor.token_key();
-    auth_options.token_keys = authorization::tokens::KeySource::Fixed(
-        attestation_token::PublishedKeys::of([(kid.as_str(), &token_key)]),
-    );
+    auth_options.token_keys = attestation_keys::KeySource::Fixed(token_keys);
     auth_options.feeds = authorization::service::FeedSources {
         tms: Some(mpos_feed::follow::FeedSource::Store {
             store: store.clone(),
@@ -705,7 +711,7 @@ async fn main() -> ExitCode {
         hsm.http_addr
     );
     println!(
-        "mposd: keys  http://{}  (key-injection admin api)",
+        "mposd: keys  http://{}  (key-injection admin api; softpos phones receive their key here with their attestation token)",
         ki.http_addr
     );
     println!(
