@@ -317,6 +317,8 @@ pub struct Platform {
     pub auth_devices_url: String,
     /// SoftPOS payments (TLS).
     pub softpos_url: String,
+    /// Where SoftPOS phones receive their key (key-injection's SoftPOS key API; TLS).
+    pub ki_softpos_url: String,
     /// The root the devices trust for the platform's TLS listeners (DER).
     pub server_root: Vec<u8>,
     /// The attestation service's token issuer (its public key is authorization's).
@@ -498,7 +500,16 @@ impl Platform {
         let hsm_api = format!("http://{}", hsm.http_addr);
         joins.push(tokio::spawn(hsm.join()));
 
-        // key-injection.
+        // The attestation token issuer, shared with key-injection and authorization.
+        let token_issuer = Arc::new(
+            attestation::service::generated_issuer("att-e2e".into()).expect("token issuer"),
+        );
+        let token_keys = attestation_keys::KeySource::Fixed(PublishedKeys::of([(
+            token_issuer.kid(),
+            &token_issuer.public_key(),
+        )]));
+
+        // key-injection: PEDs on the shared device listener, phones on its own TLS listener.
         let ki_options = key_injection::service::KiOptions {
             operator_token: token.clone(),
             kdh_key: "alias/kdh".into(),
@@ -508,11 +519,13 @@ impl Platform {
             confirmation_window: Duration::from_secs(600),
             cryptoperiod: Duration::from_secs(365 * 86_400),
             device_addr: None,
-            device_tls: None,
+            device_tls: Some(identity.clone()),
             workers: 2,
             sweep_interval: Duration::from_secs(1),
             cryptoperiod_check_interval: Duration::from_secs(3_600),
             feed: log_of(&tm_store, terminal_management::codec()),
+            softpos_addr: Some("127.0.0.1:0".parse().expect("addr")),
+            token_keys: token_keys.clone(),
         };
         let ki = key_injection::service::start(
             &ki_config,
@@ -526,6 +539,10 @@ impl Platform {
         .await
         .expect("key-injection");
         let ki_api = format!("http://{}", ki.http_addr);
+        let ki_softpos_url = format!(
+            "https://localhost:{}",
+            ki.softpos_addr.expect("softpos listener").port()
+        );
         let ki_routes = ki.device_routes.clone();
         joins.push(tokio::spawn(ki.join()));
 
@@ -536,9 +553,6 @@ impl Platform {
         std::fs::write(&anchors, attestation_pki.root_pem()).expect("write");
         let status_list = dir.path().join("status.json");
         std::fs::write(&status_list, r#"{"entries": {}}"#).expect("write");
-        let token_issuer = Arc::new(
-            attestation::service::generated_issuer("att-e2e".into()).expect("token issuer"),
-        );
         let att_options = attestation::service::AttOptions {
             operator_token: token.clone(),
             token_issuer: token_issuer.clone(),
@@ -604,10 +618,7 @@ impl Platform {
             device_addr: None,
             softpos_addr: Some("127.0.0.1:0".parse().expect("addr")),
             device_tls: Some(identity.clone()),
-            token_keys: authorization::tokens::KeySource::Fixed(PublishedKeys::of([(
-                token_issuer.kid(),
-                &token_issuer.public_key(),
-            )])),
+            token_keys,
             card_token_key: "alias/card-token".into(),
             hsm_timeout: Duration::from_secs(5),
             routing_timeout: Duration::from_secs(10),
@@ -700,6 +711,7 @@ impl Platform {
             auth_devices_url: devices_url.clone(),
             devices_url,
             softpos_url: format!("https://localhost:{softpos_port}"),
+            ki_softpos_url,
             server_root: server.cert.der().to_vec(),
             token_issuer,
             sims,
@@ -1034,8 +1046,19 @@ impl Platform {
         terminals
     }
 
-    /// The phone's challenge and evidence against the attestation API; the answer.
+    /// The phone's challenge and evidence (for a key of its own it does not keep) against
+    /// the attestation API; the answer.
     pub async fn attest_phone(&self) -> Value {
+        let key = terminal_sim::softpos::AttestedKey::generate().expect("key");
+        self.attest_phone_with(&key).await.0
+    }
+
+    /// The phone's challenge and evidence for its key `key` against the attestation API;
+    /// the answer and the attested certificate (the chain's leaf).
+    pub async fn attest_phone_with(
+        &self,
+        key: &terminal_sim::softpos::AttestedKey,
+    ) -> (Value, Vec<u8>) {
         use base64::Engine as _;
         let engine = base64::engine::general_purpose::STANDARD;
         let device = format!(
@@ -1070,13 +1093,12 @@ impl Platform {
         let bytes = engine
             .decode(challenge["challenge"].as_str().expect("challenge"))
             .expect("base64");
-        let chain: Vec<String> = self
+        let chain = self
             .attestation_pki
-            .attest(&profile, &bytes)
-            .expect("chain")
-            .iter()
-            .map(|der| engine.encode(der))
-            .collect();
+            .attest_key(&profile, &bytes, key)
+            .expect("chain");
+        let leaf = chain.first().cloned().expect("leaf");
+        let chain: Vec<String> = chain.iter().map(|der| engine.encode(der)).collect();
         let signals = serde_json::to_value(profile.signals()).expect("signals");
         let body = json!({
             "challengeId": challenge["challengeId"],
@@ -1097,7 +1119,39 @@ impl Platform {
             .await
             .expect("attest");
         assert_eq!(response.status().as_u16(), 200);
-        response.json().await.expect("json")
+        (response.json().await.expect("json"), leaf)
+    }
+
+    /// The SoftPOS phone attested with a key of its own, which receives its DUKPT initial
+    /// key from key-injection (ECDH to the attested key, the attestation token as its
+    /// credential); once authorization has followed key-injection, ready to pay.
+    pub async fn keyed_phone(&self) -> terminal_sim::payment::SoftPosTerminal {
+        let key = terminal_sim::softpos::AttestedKey::generate().expect("key");
+        let (verdict, leaf) = self.attest_phone_with(&key).await;
+        let mut phone = self.softpos_terminal();
+        phone.set_attestation_token(verdict["token"].as_str().expect("token"));
+        // key-injection knows the phone as an active SoftPOS terminal from its feed.
+        self.wait_for_feed(
+            key_injection::SERVICE,
+            key_injection::feed::CONSUMER,
+            terminal_management::SERVICE,
+        )
+        .await;
+        phone.receive_key(&key, &leaf).await.expect("softpos key");
+        self.wait_for_feeds().await;
+        phone
+    }
+
+    /// The SoftPOS phone's payment side, without a key.
+    pub fn softpos_terminal(&self) -> terminal_sim::payment::SoftPosTerminal {
+        terminal_sim::payment::SoftPosTerminal::new(terminal_sim::payment::SoftPosConfig {
+            terminal_id: PHONE.into(),
+            tenant_id: TENANT.into(),
+            auth_url: self.softpos_url.clone(),
+            ki_url: self.ki_softpos_url.clone(),
+            server_roots: vec![self.server_root.clone()],
+        })
+        .expect("phone")
     }
 
     /// Waits until terminal-management reports `terminal` in `state`.
@@ -1202,17 +1256,11 @@ impl Platform {
         terminal
     }
 
-    /// The SoftPOS phone's payment side, with a DUKPT key of its own loaded locally (a phone
-    /// has no remote key injection yet).
+    /// The SoftPOS phone's payment side, with a DUKPT key loaded locally that the platform
+    /// never issued (for payments refused before the key matters; [`Platform::keyed_phone`]
+    /// receives a real one).
     pub fn phone(&self) -> terminal_sim::payment::SoftPosTerminal {
-        let mut phone =
-            terminal_sim::payment::SoftPosTerminal::new(terminal_sim::payment::SoftPosConfig {
-                terminal_id: PHONE.into(),
-                tenant_id: TENANT.into(),
-                auth_url: self.softpos_url.clone(),
-                server_roots: vec![self.server_root.clone()],
-            })
-            .expect("phone");
+        let mut phone = self.softpos_terminal();
         phone
             .load_initial_key(
                 mpos_proto::key_injection::DukptAlgorithm::Tdes,

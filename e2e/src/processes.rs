@@ -259,7 +259,8 @@ impl Platform {
             free_addr(),
             free_addr(),
         );
-        let (tm_devices, ki_devices, auth_devices, softpos, att_devices) = (
+        let (tm_devices, ki_devices, auth_devices, softpos, att_devices, ki_softpos) = (
+            free_addr(),
             free_addr(),
             free_addr(),
             free_addr(),
@@ -304,7 +305,11 @@ impl Platform {
                 let att_keys = format!("http://{att_http}/v1/attestation/token-keys");
                 let mut tm_extra = vec![("MPOS_DEVICE_ADDR".to_owned(), tm_devices.to_string())];
                 tm_extra.extend(tls("MPOS_DEVICE"));
-                let mut ki_extra = vec![("MPOS_KI_DEVICE_ADDR".to_owned(), ki_devices.to_string())];
+                let mut ki_extra = pairs(&[
+                    ("MPOS_KI_DEVICE_ADDR", ki_devices.to_string()),
+                    ("MPOS_KI_SOFTPOS_ADDR", ki_softpos.to_string()),
+                    ("MPOS_KI_TOKEN_KEYS_URL", att_keys.clone()),
+                ]);
                 ki_extra.extend(tls("MPOS_KI_DEVICE"));
                 let mut att_extra =
                     vec![("MPOS_ATT_DEVICE_ADDR".to_owned(), att_devices.to_string())];
@@ -406,20 +411,23 @@ impl Platform {
             logs.push(Log { service, store });
         }
 
-        let (att_devices_url, ki_devices_url, auth_devices_url, softpos_url) = match layout {
-            Layout::PerService => (
-                format!("https://localhost:{}", att_devices.port()),
-                format!("https://localhost:{}", ki_devices.port()),
-                format!("https://localhost:{}", auth_devices.port()),
-                format!("https://localhost:{}", softpos.port()),
-            ),
-            Layout::Mposd => (
-                format!("http://{att_http}"),
-                format!("https://localhost:{}", tm_devices.port()),
-                format!("https://localhost:{}", tm_devices.port()),
-                format!("http://localhost:{}", auth_http.port()),
-            ),
-        };
+        let (att_devices_url, ki_devices_url, auth_devices_url, softpos_url, ki_softpos_url) =
+            match layout {
+                Layout::PerService => (
+                    format!("https://localhost:{}", att_devices.port()),
+                    format!("https://localhost:{}", ki_devices.port()),
+                    format!("https://localhost:{}", auth_devices.port()),
+                    format!("https://localhost:{}", softpos.port()),
+                    format!("https://localhost:{}", ki_softpos.port()),
+                ),
+                Layout::Mposd => (
+                    format!("http://{att_http}"),
+                    format!("https://localhost:{}", tm_devices.port()),
+                    format!("https://localhost:{}", tm_devices.port()),
+                    format!("http://localhost:{}", auth_http.port()),
+                    format!("http://localhost:{}", ki_http.port()),
+                ),
+            };
         Self {
             backends,
             tm_api: format!("http://{tm_http}"),
@@ -433,6 +441,7 @@ impl Platform {
             ki_devices_url,
             auth_devices_url,
             softpos_url,
+            ki_softpos_url,
             server_root: server.cert.der().to_vec(),
             token_issuer,
             sims: Vec::new(),

@@ -51,6 +51,105 @@ fn assert_declined(response: &PaymentResponse, reason: DeclineReason) {
     assert_eq!(response.status(), PaymentStatus::Declined, "{response:?}");
 }
 
+/// key-injection's SoftPOS key API refuses, and records nothing for, a request without a
+/// token, with a token for another device, with a token that names no attested key, and
+/// with a certificate other than the one the token names.
+async fn softpos_key_requests_are_refused_without_a_bound_token(platform: &Platform) {
+    use attestation_token::Confirmation;
+    use base64::Engine as _;
+    let http =
+        terminal_sim::client::server_auth_client(std::slice::from_ref(&platform.server_root))
+            .expect("client");
+    let url = format!(
+        "{}/v1/tenants/{TENANT}/devices/{PHONE}/keys",
+        platform.ki_softpos_url
+    );
+    let key = terminal_sim::softpos::AttestedKey::generate().expect("key");
+    let (verdict, leaf) = platform.attest_phone_with(&key).await;
+    let token = verdict["token"].as_str().expect("token").to_owned();
+    let body = serde_json::json!({
+        "attestedCertificate": base64::engine::general_purpose::STANDARD.encode(&leaf)
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let issue = |sub: &str, cnf: Option<Confirmation>| {
+        platform
+            .token_issuer
+            .issue(&Claims {
+                iss: "mpos:attestation".into(),
+                sub: sub.into(),
+                tenant: TENANT.into(),
+                verdict: Verdict::Allow,
+                reasons: Vec::new(),
+                iat: now,
+                nbf: now,
+                exp: now + 600,
+                jti: format!("forged-{sub}"),
+                policy_version: 1,
+                cnf,
+            })
+            .expect("token")
+    };
+    let injections_before = platform
+        .store(key_injection::SERVICE)
+        .read_aggregate_type(key_injection::injection::AGGREGATE_TYPE)
+        .await
+        .expect("read")
+        .len();
+    let cases = [
+        (None, body.clone(), 401, "no token"),
+        (
+            Some(issue("sp-other", Some(Confirmation::of_certificate(&leaf)))),
+            body.clone(),
+            401,
+            "another device's token",
+        ),
+        (
+            Some(issue(PHONE, None)),
+            body.clone(),
+            403,
+            "a token naming no key",
+        ),
+        (
+            Some(issue(
+                PHONE,
+                Some(Confirmation::of_certificate(b"another key")),
+            )),
+            body.clone(),
+            403,
+            "a token naming another key",
+        ),
+        (
+            Some(token.clone()),
+            serde_json::json!({"attestedCertificate": base64::engine::general_purpose::STANDARD.encode(b"not it")}),
+            403,
+            "another certificate than the token's",
+        ),
+    ];
+    for (bearer, body, status, case) in cases {
+        let mut request = http.post(&url).json(&body);
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        let response = request.send().await.expect("send");
+        assert_eq!(response.status().as_u16(), status, "{case}");
+        let error: serde_json::Value = response.json().await.expect("json");
+        assert!(error["code"].is_string(), "{case}: {error}");
+    }
+    assert_eq!(
+        platform
+            .store(key_injection::SERVICE)
+            .read_aggregate_type(key_injection::injection::AGGREGATE_TYPE)
+            .await
+            .expect("read")
+            .len(),
+        injections_before,
+        "a refused request recorded an injection"
+    );
+}
+
 /// The 0200s simulator `index` received.
 fn authorizations(platform: &Platform, index: usize) -> u64 {
     platform.sims[index].received().count("0200")
@@ -176,6 +275,7 @@ async fn the_payment_path_end_to_end_on_postgres_and_nats() {
             exp: now - 3_600,
             jti: "expired-1".into(),
             policy_version: 1,
+            cnf: None,
         })
         .expect("token");
     phone.set_attestation_token(expired);
@@ -192,6 +292,20 @@ async fn the_payment_path_end_to_end_on_postgres_and_nats() {
         .await
         .expect("status");
     assert_eq!(status.decline_reason(), DeclineReason::AttestationInvalid);
+
+    // 6b. The phone attested with a key of its own receives its DUKPT initial key from
+    // key-injection (ECDH to the attested key; the attestation token, which names the key's
+    // certificate, is its credential) and pays contactless: approved.
+    softpos_key_requests_are_refused_without_a_bound_token(&platform).await;
+    // A contactless card with online PIN entered on the phone: PIN and ARQC verified by the
+    // issuer simulator, the ARPC accepted by the card.
+    let mut keyed = platform.keyed_phone().await;
+    let (mut payment, card) = chip(&visa(), "phone-approved-1", 1_100, CardDecision::Arqc, 30);
+    payment.entry_mode = mpos_proto::authorization::EntryMode::Contactless;
+    let response = keyed.pay(payment).await.expect("pay");
+    assert!(response.approved, "{response:?}");
+    assert_eq!(response.status(), PaymentStatus::Approved, "{response:?}");
+    assert!(card.verify_arpc(&response.issuer_emv_data), "{response:?}");
 
     // The device API's errors: a malformed request is refused (nothing recorded), an
     // unknown payment is not found, a device of an unknown vendor cannot connect.

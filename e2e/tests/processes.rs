@@ -55,6 +55,16 @@ fn assert_no_card_data_in_logs(platform: &Platform) {
     }
 }
 
+/// The SoftPOS phone, attested with a key of its own, receives its DUKPT key by ECDH to it
+/// and pays contactless with online PIN: approved.
+async fn softpos_phone_pays(platform: &Platform, idempotency_key: &str) {
+    let mut phone = platform.keyed_phone().await;
+    let (mut payment, _) = chip(&visa(), idempotency_key, 1_100, 30);
+    payment.entry_mode = mpos_proto::authorization::EntryMode::Contactless;
+    let response = phone.pay(payment).await.expect("pay");
+    assert!(response.approved, "{response:?}");
+}
+
 #[tokio::test]
 async fn every_service_as_its_own_process_on_postgres_and_nats() {
     let Some(backends) = Backends::postgres_and_nats() else {
@@ -91,6 +101,10 @@ async fn every_service_as_its_own_process_on_postgres_and_nats() {
     assert!(again.approved, "{again:?}");
     assert_eq!(again.payment_id, approved.payment_id);
     assert_eq!(again.auth_code, approved.auth_code);
+
+    // The SoftPOS phone receives its key from key-injection's own TLS listener (the token
+    // checked with the keys fetched from attestation's process) and pays.
+    softpos_phone_pays(&platform, "phone-1").await;
 
     // Acquirer A's process killed: routing falls back to B.
     platform.kill("acquirer-sim-a").await;
@@ -152,6 +166,9 @@ async fn mposd_as_one_process_on_its_embedded_defaults() {
     let (payment, _) = chip(&visa(), "declined-1", DECLINED_AMOUNT, 11);
     let response = terminal.pay(payment).await.expect("pay");
     assert_eq!(response.decline_reason(), DeclineReason::IssuerDeclined);
+
+    // The SoftPOS phone receives its key on key-injection's local listener and pays.
+    softpos_phone_pays(&platform, "phone-1").await;
 
     // More PEDs, keyed through mposd's one device listener, pay too.
     let mut more = platform.add_peds(3, 3).await;

@@ -48,6 +48,33 @@ pub fn server_auth_client(server_roots: &[Vec<u8>]) -> Result<reqwest::Client, S
     with_roots(base_builder(), server_roots)
 }
 
+/// Whether `url` is plain HTTP to this machine's loopback interface (`mposd`'s local
+/// listeners).
+pub fn is_loopback_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    };
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+}
+
+/// A SoftPOS phone's client for `urls`: [`server_auth_client`], or, when every URL is plain
+/// HTTP to the loopback interface (a phone simulated beside `mposd`, whose listeners are
+/// local), a client that also speaks plain HTTP.
+pub fn phone_client(server_roots: &[Vec<u8>], urls: &[&str]) -> Result<reqwest::Client, SimError> {
+    if !urls.is_empty() && urls.iter().all(|url| is_loopback_http(url)) {
+        return base_builder()
+            .https_only(false)
+            .build()
+            .map_err(|error| SimError::pki(format!("client: {error}")));
+    }
+    server_auth_client(server_roots)
+}
+
 fn base_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .use_rustls_tls()
@@ -70,4 +97,31 @@ fn with_roots(
     builder
         .build()
         .map_err(|error| SimError::pki(format!("https client: {error}")))
+}
+
+#[cfg(test)]
+mod loopback_tests {
+    use super::is_loopback_http;
+
+    #[test]
+    fn only_plain_http_to_the_loopback_interface_is_loopback_http() {
+        for yes in [
+            "http://localhost:8089",
+            "http://127.0.0.1:8086/v1/x",
+            "http://[::1]:80",
+            "http://localhost",
+        ] {
+            assert!(is_loopback_http(yes), "{yes}");
+        }
+        for no in [
+            "https://localhost:8089",
+            "http://example.com",
+            "http://localhost.example.com:80",
+            "http://127.0.0.2:80",
+            "http://user@evil:1",
+            "",
+        ] {
+            assert!(!is_loopback_http(no), "{no}");
+        }
+    }
 }

@@ -24,10 +24,12 @@ use mpos_proto::authorization as pb;
 use paycrypto::SecretBytes;
 use paycrypto::pin::Pin;
 
-use crate::client::server_auth_client;
+use crate::client::phone_client;
 use crate::emv::EmvData;
+use crate::softpos::AttestedKey;
 use crate::terminal::{
-    DukptRegisters, EncryptedTransaction, InstalledKey, exchange, json, refused,
+    DukptRegisters, EncryptedTransaction, InstalledKey, exchange, json, load_delivered, refused,
+    send, unwrap_ecdh,
 };
 use crate::{SimError, Terminal, Track2};
 
@@ -291,6 +293,8 @@ pub struct SoftPosConfig {
     pub tenant_id: String,
     /// The authorization service's device API, e.g. `https://auth.example:8443`.
     pub auth_url: String,
+    /// key-injection's SoftPOS key API, e.g. `https://keys.example:8449`.
+    pub ki_url: String,
     /// The CA certificates (DER) the phone trusts for the platform's TLS servers.
     pub server_roots: Vec<Vec<u8>>,
 }
@@ -325,13 +329,73 @@ impl SoftPosTerminal {
             return Err(SimError::InvalidInput("terminal id: empty".to_owned()));
         }
         config.auth_url = config.auth_url.trim().trim_end_matches('/').to_owned();
-        let client = server_auth_client(&config.server_roots)?;
+        config.ki_url = config.ki_url.trim().trim_end_matches('/').to_owned();
+        let client = phone_client(&config.server_roots, &[&config.auth_url, &config.ki_url])?;
         Ok(Self {
             config,
             client,
             dukpt: DukptRegisters::default(),
             attestation_token: None,
         })
+    }
+
+    /// Receives the phone's DUKPT initial key from key-injection's SoftPOS key API, wrapped
+    /// by ECDH for its attested key `key`, installs it and confirms it with its KCV; both
+    /// requests carry the attestation token, which must name `attested_certificate` (the
+    /// leaf of the chain the phone attested `key` with). A refused confirmation discards
+    /// the key.
+    pub async fn receive_key(
+        &mut self,
+        key: &AttestedKey,
+        attested_certificate: &[u8],
+    ) -> Result<InstalledKey, SimError> {
+        use mpos_proto::key_injection as ki_pb;
+        const OPERATION: &str = "receive softpos key";
+        let token = self.attestation_token.clone().ok_or_else(|| {
+            SimError::InvalidInput("no attestation token: attest before asking for a key".into())
+        })?;
+        let keys = format!(
+            "{}/v1/tenants/{}/devices/{}/keys",
+            self.config.ki_url, self.config.tenant_id, self.config.terminal_id
+        );
+        let request = self
+            .client
+            .post(&keys)
+            .bearer_auth(&token)
+            .json(&ki_pb::SoftPosKeyRequest {
+                attested_certificate: attested_certificate.to_vec(),
+            });
+        let delivery: ki_pb::DeviceKeyDelivery =
+            json(OPERATION, send(OPERATION, request, 200).await?)?;
+        let (header, secret) = unwrap_ecdh(key.private_key_der(), &delivery)?;
+        let installed = load_delivered(&mut self.dukpt, &delivery, &header, &secret)?;
+        let request = self
+            .client
+            .post(format!("{keys}/{}/confirm", installed.injection_id))
+            .bearer_auth(&token)
+            .json(&ki_pb::ConfirmInjectionRequest {
+                kcv: installed.kcv.clone(),
+            });
+        let confirmed = send("confirm softpos key", request, 200)
+            .await
+            .and_then(|body| json::<ki_pb::InjectionResponse>("confirm softpos key", body));
+        match confirmed {
+            Ok(response) if response.state() == ki_pb::InjectionState::Confirmed => {
+                tracing::info!(terminal_id = %self.config.terminal_id, injection_id = %installed.injection_id, initial_key_id = %installed.initial_key_id, "softpos initial key confirmed");
+                Ok(installed)
+            }
+            Ok(response) => {
+                self.dukpt.clear();
+                Err(SimError::protocol(
+                    "confirm softpos key",
+                    format!("the injection is {}", response.state().as_str_name()),
+                ))
+            }
+            Err(error) => {
+                self.dukpt.clear();
+                Err(error)
+            }
+        }
     }
 
     /// The terminal id.

@@ -36,6 +36,9 @@ const KEY_DESCRIPTION_OID: [u64; 10] = [1, 3, 6, 1, 4, 1, 11129, 2, 1, 17];
 
 /// KeyMint `KeyPurpose::SIGN`.
 const PURPOSE_SIGN: u64 = 2;
+/// KeyMint `KeyPurpose::AGREE_KEY` (ECDH, Android 12 and later): the attested key also
+/// receives the phone's DUKPT initial key.
+const PURPOSE_AGREE_KEY: u64 = 6;
 /// KeyMint `Algorithm::EC`.
 const ALGORITHM_EC: u64 = 3;
 /// KeyMint `Digest::SHA_2_256`.
@@ -421,7 +424,13 @@ pub fn encode_key_description_at(
         der::octet_string(&profile.verified_boot_hash),
     ]);
     let key_properties: Vec<(u32, Vec<u8>)> = vec![
-        (1, der::set_of(vec![der::integer(PURPOSE_SIGN)])),
+        (
+            1,
+            der::set_of(vec![
+                der::integer(PURPOSE_SIGN),
+                der::integer(PURPOSE_AGREE_KEY),
+            ]),
+        ),
         (2, der::integer(ALGORITHM_EC)),
         (3, der::integer(256)),
         (5, der::set_of(vec![der::integer(DIGEST_SHA_2_256)])),
@@ -525,6 +534,42 @@ pub fn play_integrity_verdict(
     .to_string()
 }
 
+/// The key a SoftPOS app generates in Android Keystore and has attested (P-256, purposes
+/// SIGN and AGREE_KEY): the simulator keeps its private key (PKCS#8 DER) in memory. `Debug`
+/// shows no key.
+pub struct AttestedKey {
+    pkcs8: paycrypto::SecretBytes,
+}
+
+impl fmt::Debug for AttestedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AttestedKey").finish_non_exhaustive()
+    }
+}
+
+impl AttestedKey {
+    /// A fresh random key.
+    pub fn generate() -> Result<Self, SimError> {
+        let key = p256_key()?;
+        Ok(Self {
+            pkcs8: paycrypto::SecretBytes::new(key.serialize_der()),
+        })
+    }
+
+    /// The private key, PKCS#8 DER.
+    pub(crate) fn private_key_der(&self) -> &[u8] {
+        self.pkcs8.expose()
+    }
+
+    fn key_pair(&self) -> Result<KeyPair, SimError> {
+        KeyPair::from_pkcs8_der_and_sign_algo(
+            &self.pkcs8.expose().to_vec().into(),
+            &PKCS_ECDSA_P256_SHA256,
+        )
+        .map_err(|error| SimError::pki(format!("attested key: {error}")))
+    }
+}
+
 /// Failure paths for [`AttestationPki::attest_with`], for an attestation service's negative
 /// tests. `Default` is a good chain.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -625,7 +670,11 @@ fn leaf_params(
         .distinguished_name
         .push(DnType::CommonName, LEAF_NAME);
     params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    // As Keystore writes it for a key with the purposes SIGN and AGREE_KEY.
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyAgreement,
+    ];
     params.serial_number = Some(random_serial());
     set_validity(&mut params, not_before, not_after);
     params.custom_extensions = vec![extension];
@@ -694,6 +743,28 @@ impl AttestationPki {
         challenge: &[u8],
         options: &AttestOptions,
     ) -> Result<Vec<Vec<u8>>, SimError> {
+        self.attest_key_with(profile, challenge, options, &AttestedKey::generate()?)
+    }
+
+    /// [`AttestationPki::attest`] for the phone's own key (`key`), which the phone keeps:
+    /// the leaf certifies its public key, so that the platform can deliver the phone's DUKPT
+    /// initial key to it ([`crate::payment::SoftPosTerminal::receive_key`]).
+    pub fn attest_key(
+        &self,
+        profile: &SoftPosProfile,
+        challenge: &[u8],
+        key: &AttestedKey,
+    ) -> Result<Vec<Vec<u8>>, SimError> {
+        self.attest_key_with(profile, challenge, &AttestOptions::default(), key)
+    }
+
+    fn attest_key_with(
+        &self,
+        profile: &SoftPosProfile,
+        challenge: &[u8],
+        options: &AttestOptions,
+        key: &AttestedKey,
+    ) -> Result<Vec<Vec<u8>>, SimError> {
         let now = now_seconds();
         let key_description = encode_key_description(profile, challenge);
         let extension = CustomExtension::from_oid_content(&KEY_DESCRIPTION_OID, key_description);
@@ -723,7 +794,7 @@ impl AttestationPki {
             &self.intermediate
         };
 
-        let leaf_key = p256_key()?;
+        let leaf_key = key.key_pair()?;
         let params = leaf_params(extension.clone(), not_before, not_after)?;
         let mut leaf_der = params
             .signed_by(&leaf_key, intermediate)

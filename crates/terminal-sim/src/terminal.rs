@@ -445,13 +445,13 @@ impl DukptRegisters {
         self.0.as_mut().ok_or(SimError::NoKey)?.next_keys()
     }
 
-    fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.0 = None;
     }
 }
 
 /// What an unwrapped key block says about its key.
-struct KeyHeader {
+pub(crate) struct KeyHeader {
     usage: String,
     algorithm: char,
 }
@@ -775,41 +775,19 @@ impl Terminal {
         let (header, key) = match delivery.method() {
             ki_pb::DeliveryMethod::Tr34 => self.open_tr34(delivery)?,
             ki_pb::DeliveryMethod::EcdhTr31 => {
-                let (header, key) = self.unwrap_ecdh(delivery)?;
-                (
-                    KeyHeader {
-                        usage: header.key_usage.code().to_owned(),
-                        algorithm: header.algorithm.code().chars().next().unwrap_or('?'),
-                    },
-                    key,
-                )
+                let identity = &self.config.identity;
+                if identity.kind() != DeviceKeyKind::P256 {
+                    return Err(SimError::Delivery(
+                        "an ECDH delivery needs a P-256 device key".to_owned(),
+                    ));
+                }
+                unwrap_ecdh(identity.private_key_der().expose(), delivery)?
             }
             ki_pb::DeliveryMethod::Unspecified => {
                 return Err(SimError::Delivery("no delivery method".to_owned()));
             }
         };
-        if header.usage != tr31::KeyUsage::B1.code() {
-            return Err(SimError::Delivery(format!(
-                "key usage {} is not a DUKPT initial key (B1)",
-                header.usage
-            )));
-        }
-        match delivery.algorithm() {
-            ki_pb::DukptAlgorithm::Tdes => expect_algorithm(&header, 'T', &key)?,
-            ki_pb::DukptAlgorithm::Aes128 => expect_algorithm(&header, 'A', &key)?,
-            ki_pb::DukptAlgorithm::Unspecified => {
-                return Err(SimError::Delivery("no DUKPT algorithm".to_owned()));
-            }
-        }
-        let kcv = self
-            .dukpt
-            .load(delivery.algorithm(), &key, &delivery.initial_key_id)?;
-        Ok(InstalledKey {
-            injection_id: delivery.injection_id.clone(),
-            algorithm: delivery.algorithm(),
-            initial_key_id: delivery.initial_key_id.to_ascii_uppercase(),
-            kcv,
-        })
+        load_delivered(&mut self.dukpt, delivery, &header, &key)
     }
 
     /// TR-34 one-pass: verifies the token against the preloaded KDH CA and opens it with the
@@ -852,26 +830,6 @@ impl Terminal {
             algorithm: received.header.chars().nth(7).unwrap_or('?'),
         };
         Ok((header, received.key))
-    }
-
-    /// ECDH (P-256) with the device's key and the platform's one-time public key to a KBPK,
-    /// then the TR-31 version D key block.
-    fn unwrap_ecdh(
-        &self,
-        delivery: &ki_pb::DeviceKeyDelivery,
-    ) -> Result<(tr31::KeyBlockHeader, SecretBytes), SimError> {
-        let identity = &self.config.identity;
-        if identity.kind() != DeviceKeyKind::P256 {
-            return Err(SimError::Delivery(
-                "an ECDH delivery needs a P-256 device key".to_owned(),
-            ));
-        }
-        paycrypto::ecdh::unwrap_on_device(
-            identity.private_key_der().expose(),
-            &delivery.ephemeral_public_key,
-            &delivery.key_block,
-        )
-        .map_err(SimError::from)
     }
 
     // -----------------------------------------------------------------------------------
@@ -951,6 +909,61 @@ impl Terminal {
 }
 
 /// The key must be 16 bytes of the header's algorithm.
+/// ECDH (P-256) with the device's private key (PKCS#8 DER) and the platform's one-time
+/// public key to a KBPK, then the TR-31 version D key block: what a PED with a P-256 device
+/// key and a SoftPOS phone with its attested key both do.
+pub(crate) fn unwrap_ecdh(
+    private_key_der: &[u8],
+    delivery: &ki_pb::DeviceKeyDelivery,
+) -> Result<(KeyHeader, SecretBytes), SimError> {
+    if delivery.method() != ki_pb::DeliveryMethod::EcdhTr31 {
+        return Err(SimError::Delivery("not an ECDH delivery".to_owned()));
+    }
+    let (header, key) = paycrypto::ecdh::unwrap_on_device(
+        private_key_der,
+        &delivery.ephemeral_public_key,
+        &delivery.key_block,
+    )
+    .map_err(SimError::from)?;
+    Ok((
+        KeyHeader {
+            usage: header.key_usage.code().to_owned(),
+            algorithm: header.algorithm.code().chars().next().unwrap_or('?'),
+        },
+        key,
+    ))
+}
+
+/// Loads an unwrapped delivery into the DUKPT registers: it must be a DUKPT initial key
+/// (usage `B1`) of the delivery's algorithm. Answers what the device confirms with.
+pub(crate) fn load_delivered(
+    dukpt: &mut DukptRegisters,
+    delivery: &ki_pb::DeviceKeyDelivery,
+    header: &KeyHeader,
+    key: &SecretBytes,
+) -> Result<InstalledKey, SimError> {
+    if header.usage != tr31::KeyUsage::B1.code() {
+        return Err(SimError::Delivery(format!(
+            "key usage {} is not a DUKPT initial key (B1)",
+            header.usage
+        )));
+    }
+    match delivery.algorithm() {
+        ki_pb::DukptAlgorithm::Tdes => expect_algorithm(header, 'T', key)?,
+        ki_pb::DukptAlgorithm::Aes128 => expect_algorithm(header, 'A', key)?,
+        ki_pb::DukptAlgorithm::Unspecified => {
+            return Err(SimError::Delivery("no DUKPT algorithm".to_owned()));
+        }
+    }
+    let kcv = dukpt.load(delivery.algorithm(), key, &delivery.initial_key_id)?;
+    Ok(InstalledKey {
+        injection_id: delivery.injection_id.clone(),
+        algorithm: delivery.algorithm(),
+        initial_key_id: delivery.initial_key_id.to_ascii_uppercase(),
+        kcv,
+    })
+}
+
 fn expect_algorithm(
     header: &KeyHeader,
     algorithm: char,
@@ -981,7 +994,7 @@ fn zero_pad(data: &[u8], block: usize) -> Zeroizing<Vec<u8>> {
 }
 
 /// Sends `request`; the body when the status is `expected`, else the platform's error.
-async fn send(
+pub(crate) async fn send(
     operation: &'static str,
     request: reqwest::RequestBuilder,
     expected: u16,

@@ -65,7 +65,9 @@ fn attested_boot_state(state: VerifiedBootState) -> android_attestation::Verifie
 /// The `KeyDescription` a profile must produce for `challenge`, created at `creation_millis`.
 fn expected(profile: &SoftPosProfile, challenge: &[u8], creation_millis: u64) -> KeyDescription {
     let key_properties = AuthorizationList {
-        purposes: Some(vec![2]),
+        // KeyMint KeyPurpose.aidl: SIGN = 2, AGREE_KEY = 6 (the key also receives the
+        // phone's DUKPT key by ECDH).
+        purposes: Some(vec![2, 6]),
         algorithm: Some(3),
         key_size: Some(256),
         digests: Some(vec![4]),
