@@ -10,6 +10,7 @@
 //! | [`RequestKind::Refund`] | 0200 | 200000 | |
 //! | [`RequestKind::PreAuthorization`] | 0100 | 000000 | |
 //! | [`RequestKind::Completion`] | 0220 | 000000 | advice; field 38 (the pre-authorisation's approval code) and 90 |
+//! | repeat advice ([`advice_repeat_message`]) | 0221 | 000000 | the 0220 again (same STAN, RRN and field 7, 38, 90) without card data: never fields 2, 14, 23, 35, 52, 55 |
 //! | reversal ([`reversal_message_for`]) | 0400, 0401 when repeated | the original's | field 90, the original's RRN, amount, terminal and merchant; field 39 the reason; never fields 2, 14, 23, 35, 52, 55 |
 //! | echo, sign-on ([`network_message`]) | 0800 | — | field 70 = 301 (echo), 001 (sign-on), 002 (sign-off) |
 //!
@@ -508,8 +509,18 @@ impl NetworkCode {
 /// A request as the acquirer host receives it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HostRequest {
-    /// 0100, 0200, 0220 (or their repeats).
+    /// 0100, 0200, 0220 (or the repeats 0101, 0201).
     Authorization(Box<AuthorizationRequest>),
+    /// 0221: the repeat of a completion advice, without card data (whatever it carries in
+    /// fields 2 and 35 is not read). The host recognises it as the 0220 it repeats by STAN and
+    /// RRN, or by field 90.
+    AdviceRepeat {
+        /// The advice as repeated: its own STAN, RRN and transmission time (the 0220's),
+        /// amount, terminal, merchant, approval code (field 38).
+        advice: Box<OriginalTransaction>,
+        /// Field 90: the pre-authorisation the advice completes.
+        original: OriginalData,
+    },
     /// 0400 or 0401: the original as carried (no card data; STAN, transmission time and
     /// acquirer from field 90) and the reversal's own data.
     Reversal {
@@ -1062,7 +1073,91 @@ pub fn reversal_message_for(
     Ok(message)
 }
 
-/// Reads a reversal's original (the host side): card data is neither needed nor read.
+/// The repeat (0221) of the completion advice `advice` (a [`RequestKind::Completion`] as
+/// recorded when its 0220 went out), which completes the pre-authorisation `original`
+/// (field 90). ISO 8583:1987 repeats keep the original's identifiers: the 0221 carries the
+/// 0220's STAN (11), RRN (37) and transmission time (7), its processing code, amount, local
+/// time, MCC and entry mode (when known), acquirer, terminal, merchant, currency, the
+/// pre-authorisation's approval code (38, required) and field 90; and no card data (fields
+/// 2, 14, 23, 35, 52, 55), which the platform does not keep: the acquirer matches the repeat
+/// by STAN, RRN and field 90, as it matches a reversal. The answer is an 0230. The MAC field
+/// is not set here: the link adds it.
+pub fn advice_repeat_message(
+    advice: &OriginalTransaction,
+    original: &OriginalData,
+) -> Result<Message, LinkError> {
+    if advice.kind != RequestKind::Completion {
+        return Err(LinkError::protocol(
+            "only a completion advice is repeated as 0221",
+        ));
+    }
+    check_stan(advice.stan)?;
+    check_digits("currency", &advice.currency_numeric, 3, 3)?;
+    check_digits("acquirer id", &advice.acquirer_institution_id, 1, 11)?;
+    check_printable("rrn", &advice.rrn, 12)?;
+    check_printable("terminal id", &advice.terminal_id, 8)?;
+    check_printable("merchant id", &advice.merchant_id, 15)?;
+    let auth_code = advice
+        .auth_code
+        .as_deref()
+        .ok_or_else(|| LinkError::protocol("a completion needs the approval code"))?;
+    check_auth_code(auth_code)?;
+    let field90 = original.field90()?;
+    let mut message = wire::new_message("0221")?;
+    wire::set_text(
+        &mut message,
+        field::PROCESSING_CODE,
+        advice.kind.processing_code(),
+    );
+    wire::set_text(
+        &mut message,
+        field::AMOUNT,
+        &amount_text(advice.amount_minor)?,
+    );
+    wire::set_text(
+        &mut message,
+        field::TRANSMISSION_DATE_TIME,
+        &advice.transmitted_at.format("%m%d%H%M%S").to_string(),
+    );
+    wire::set_text(&mut message, field::STAN, &format!("{:06}", advice.stan));
+    wire::set_text(
+        &mut message,
+        field::LOCAL_TIME,
+        &advice.local_at.format("%H%M%S").to_string(),
+    );
+    wire::set_text(
+        &mut message,
+        field::LOCAL_DATE,
+        &advice.local_at.format("%m%d").to_string(),
+    );
+    if let Some(mcc) = &advice.mcc {
+        check_digits("mcc", mcc, 4, 4)?;
+        wire::set_text(&mut message, field::MCC, mcc);
+    }
+    if let Some((mode, pin_capable)) = advice.entry_mode {
+        wire::set_text(
+            &mut message,
+            field::POS_ENTRY_MODE,
+            &mode.field22(pin_capable),
+        );
+    }
+    wire::set_text(&mut message, field::POS_CONDITION, "00");
+    wire::set_text(
+        &mut message,
+        field::ACQUIRER_ID,
+        &advice.acquirer_institution_id,
+    );
+    wire::set_text(&mut message, field::RRN, &advice.rrn);
+    wire::set_text(&mut message, field::AUTH_CODE, auth_code);
+    wire::set_text(&mut message, field::TERMINAL_ID, &advice.terminal_id);
+    wire::set_text(&mut message, field::MERCHANT_ID, &advice.merchant_id);
+    wire::set_text(&mut message, field::CURRENCY, &advice.currency_numeric);
+    wire::set_text(&mut message, field::ORIGINAL_DATA, &field90);
+    Ok(message)
+}
+
+/// Reads the transaction a reversal or a repeated advice carries (the host side): card data
+/// is neither needed nor read.
 fn original_from_reversal(
     message: &Message,
     kind: RequestKind,
@@ -1325,6 +1420,31 @@ pub fn request_from_message_at(
                     transmitted_at,
                     repeat: mti == "0401",
                 },
+            })
+        }
+        "0221" => {
+            let processing_code = required(message, field::PROCESSING_CODE, "processing code (3)")?;
+            if RequestKind::from_mti(&mti, processing_code) != Some(RequestKind::Completion) {
+                return Err(LinkError::protocol("repeat of an unknown advice"));
+            }
+            let original = OriginalData::parse_field90(
+                required(message, field::ORIGINAL_DATA, "original data (90)")?,
+                now,
+            )?;
+            // The advice's own identifiers: its STAN and field 7 (the 0220's), its acquirer.
+            let own = OriginalData {
+                mti: RequestKind::Completion.mti().to_owned(),
+                stan,
+                transmitted_at,
+                acquirer_id: required(message, field::ACQUIRER_ID, "acquirer id (32)")?.to_owned(),
+            };
+            let advice = original_from_reversal(message, RequestKind::Completion, own)?;
+            if advice.auth_code.is_none() {
+                return Err(LinkError::protocol("missing approval code (38)"));
+            }
+            Ok(HostRequest::AdviceRepeat {
+                advice: Box::new(advice),
+                original,
             })
         }
         _ => {

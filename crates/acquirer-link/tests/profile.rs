@@ -238,6 +238,76 @@ fn a_reversal_needs_no_card_data() {
     assert!(profile::reversal_message_for(&bad, &reversal).is_err());
 }
 
+/// The repeat of a completion advice, built from what the routing service records: the
+/// 0220's fields and identifiers (STAN, RRN, field 7, 38, 90), MTI 0221, and none of the card
+/// data the 0220 carried.
+#[test]
+fn an_advice_repeat_is_the_advice_again_without_card_data() {
+    let completion = request(RequestKind::Completion);
+    let advice_message = through_the_wire(&profile::to_message(&completion).unwrap());
+    let preauthorization = completion.original.clone().unwrap();
+    let recorded = OriginalTransaction::from(&completion);
+    let repeat =
+        through_the_wire(&profile::advice_repeat_message(&recorded, &preauthorization).unwrap());
+    assert_eq!(repeat.mti().to_string(), "0221");
+    assert_eq!(
+        profile::response_mti("0221").as_deref(),
+        Some("0230"),
+        "a repeat advice is answered by 0230"
+    );
+    for same in [
+        3_u8, 4, 7, 11, 12, 13, 18, 22, 25, 32, 37, 38, 41, 42, 49, 90,
+    ] {
+        assert!(repeat.get_text(same).is_some(), "field {same}");
+        assert_eq!(
+            repeat.get_text(same),
+            advice_message.get_text(same),
+            "field {same} as in the 0220"
+        );
+    }
+    let card_data = [2_u8, 14, 23, 35, 52, 55];
+    for absent in card_data {
+        assert!(
+            advice_message.contains(absent),
+            "the 0220 carried field {absent}"
+        );
+        assert!(!repeat.contains(absent), "field {absent} in a repeat");
+    }
+    let present: Vec<u8> = repeat.fields().map(|(number, _)| number).collect();
+    let expected: Vec<u8> = advice_message
+        .fields()
+        .map(|(number, _)| number)
+        .filter(|number| !card_data.contains(number))
+        .collect();
+    assert_eq!(present, expected, "the 0220's fields less the card data");
+    let HostRequest::AdviceRepeat {
+        advice: back,
+        original,
+    } = profile::request_from_message(&repeat).unwrap()
+    else {
+        panic!("not a repeat advice");
+    };
+    assert_eq!(*back, recorded);
+    assert_eq!(original, preauthorization);
+
+    // Recorded before MCC and entry mode were kept: fields 18 and 22 are left out.
+    let mut older = recorded.clone();
+    older.mcc = None;
+    older.entry_mode = None;
+    let message = profile::advice_repeat_message(&older, &preauthorization).unwrap();
+    assert!(!message.contains(18) && !message.contains(22));
+    // Only a completion is an advice; it needs its approval code and a readable original.
+    let mut purchase = recorded.clone();
+    purchase.kind = RequestKind::Purchase;
+    assert!(profile::advice_repeat_message(&purchase, &preauthorization).is_err());
+    let mut no_code = recorded.clone();
+    no_code.auth_code = None;
+    assert!(profile::advice_repeat_message(&no_code, &preauthorization).is_err());
+    let mut bad_original = preauthorization;
+    bad_original.mti = "01".into();
+    assert!(profile::advice_repeat_message(&recorded, &bad_original).is_err());
+}
+
 #[test]
 fn network_messages() {
     let at = now();

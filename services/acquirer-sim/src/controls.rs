@@ -77,6 +77,19 @@ pub struct ReceivedMessage {
     /// original was never received here).
     #[serde(default)]
     pub reverses: Option<u64>,
+    /// Field 38, the approval code (a completion advice carries the pre-authorisation's).
+    #[serde(default)]
+    pub approval_code: Option<String>,
+    /// Field 90, the original data elements (a completion advice's pre-authorisation, a
+    /// reversal's original).
+    #[serde(default)]
+    pub original_data: Option<String>,
+    /// For a completion advice (0220, or its repeat 0221): the sequence number of the advice
+    /// received earlier that this one repeats, found by STAN and RRN, or else by field 90 (the
+    /// same pre-authorisation completed again). Such a duplicate is acknowledged and not
+    /// captured a second time (`None`: not an advice, or the first of its kind here).
+    #[serde(default)]
+    pub repeats: Option<u64>,
 }
 
 /// What was received: counts by MTI and the list.
@@ -96,6 +109,20 @@ impl Received {
     pub fn count(&self, mti: &str) -> u64 {
         self.counts.get(mti).copied().unwrap_or(0)
     }
+
+    /// The completion advices captured (0220 or 0221 received, not duplicates of one
+    /// received before), among those listed.
+    pub fn captures(&self) -> Vec<&ReceivedMessage> {
+        self.messages
+            .iter()
+            .filter(|message| is_advice(&message.mti) && message.repeats.is_none())
+            .collect()
+    }
+}
+
+/// Whether an MTI is a completion advice or its repeat.
+pub(crate) fn is_advice(mti: &str) -> bool {
+    mti == "0220" || mti == "0221"
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -221,6 +248,46 @@ impl Controls {
             message.reverses = Some(original);
         }
         Some(original)
+    }
+
+    /// Notes which earlier advice the advice `seq` repeats: the last advice (0220, 0221)
+    /// received with the same STAN and RRN, or else with the same field 90; returns its
+    /// sequence number (that of the first of the chain: the capture).
+    pub(crate) fn match_advice(&self, seq: u64) -> Option<u64> {
+        let mut received = lock(&self.received);
+        let current = received
+            .messages
+            .iter()
+            .rev()
+            .find(|message| message.seq == seq)?
+            .clone();
+        let earlier = |matches: &dyn Fn(&ReceivedMessage) -> bool| {
+            received
+                .messages
+                .iter()
+                .rev()
+                .find(|message| message.seq < seq && is_advice(&message.mti) && matches(message))
+                .map(|message| message.repeats.unwrap_or(message.seq))
+        };
+        let same_ids = |message: &ReceivedMessage| {
+            current.stan.is_some()
+                && current.rrn.is_some()
+                && message.stan == current.stan
+                && message.rrn == current.rrn
+        };
+        let same_original = |message: &ReceivedMessage| {
+            current.original_data.is_some() && message.original_data == current.original_data
+        };
+        let first = earlier(&same_ids).or_else(|| earlier(&same_original))?;
+        if let Some(message) = received
+            .messages
+            .iter_mut()
+            .rev()
+            .find(|message| message.seq == seq)
+        {
+            message.repeats = Some(first);
+        }
+        Some(first)
     }
 
     /// Notes the response code a recorded message was answered with.

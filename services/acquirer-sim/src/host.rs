@@ -7,7 +7,7 @@ use acquirer_link::profile::{self, AuthorizationResponse, HostRequest, RequestKi
 use acquirer_link::{AuthorizationRequest, LinkError, MacProvider, mac};
 use iso8583::{Message, Mti, Spec};
 
-use crate::controls::{Controls, ReceivedMessage};
+use crate::controls::{self, Controls, ReceivedMessage};
 use crate::issuer::{ArqcInput, IssuerCrypto, IssuerError, issuer_authentication_data};
 use crate::rules::{Check, Outcome, RuleInput, RuleSet, WRONG_PIN_CODE};
 
@@ -105,9 +105,18 @@ impl Host {
             pos_entry_mode: text(&message, field::POS_ENTRY_MODE),
             response_code: None,
             reverses: None,
+            approval_code: text(&message, field::AUTH_CODE),
+            original_data: text(&message, field::ORIGINAL_DATA),
+            repeats: None,
         });
         if mti == "0400" || mti == "0401" {
             self.match_reversal(&message, seq);
+        }
+        if controls::is_advice(&mti) {
+            let repeats = self.controls.match_advice(seq);
+            if repeats.is_some() {
+                tracing::info!(mti = %mti, "acquirer-sim: duplicate advice, acknowledged, not captured again");
+            }
         }
         let faults = self.controls.faults();
         if faults.blackholed(&mti) {
@@ -196,6 +205,14 @@ impl Host {
             // Reversing something never received is still acknowledged (the acquirer has
             // nothing to undo).
             HostRequest::Reversal { .. } => echo_answer(message, "00"),
+            // A repeated advice is acknowledged like the advice (a duplicate is noted, see
+            // `Controls::match_advice`, and not captured again).
+            HostRequest::AdviceRepeat { advice, .. } => match &self.acquirer_id {
+                Some(expected) if *expected != advice.acquirer_institution_id => {
+                    echo_answer(message, UNKNOWN_ACQUIRER)
+                }
+                _ => echo_answer(message, "00"),
+            },
             HostRequest::Authorization(request) => {
                 let processing_code = text(message, field::PROCESSING_CODE).unwrap_or_default();
                 let response = self.authorize(&request, mti, &processing_code).await;

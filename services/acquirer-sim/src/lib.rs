@@ -7,9 +7,11 @@
 //!   (with a generated approval code), decline with a code, check the PIN (Visa PVV) or the
 //!   ARQC (with an ARPC in tag 91 of field 55) through the hsm-proxy or clear test keys
 //!   ([`issuer`]);
-//! * completion advices (0220) with 0230 `00`; reversals (0400, 0401, which carry no card
-//!   data: the original is matched by RRN and field 90, see [`ReceivedMessage::reverses`])
-//!   with 0410 `00`; echo
+//! * completion advices (0220) and their repeats (0221, which carry no card data) with 0230
+//!   `00`: an advice that repeats one received before (same STAN and RRN, or same field 90)
+//!   is a duplicate, not a second capture ([`ReceivedMessage::repeats`],
+//!   [`Received::captures`]); reversals (0400, 0401, which carry no card data: the original
+//!   is matched by RRN and field 90, see [`ReceivedMessage::reverses`]) with 0410 `00`; echo
 //!   tests and sign-ons (0800) with 0810 `00`;
 //! * a request it cannot read with response code `30`; a bad MAC per [`BadMacPolicy`].
 //!
