@@ -1,6 +1,7 @@
 //! The service's operations over its log: rules and acquirers (the admin API), decisions
 //! (`Decide`), the conversation with the acquirers (`Authorize`), reversals (`Reverse` and
-//! the store-and-forward worker of [`crate::forward`]) and the reads.
+//! the store-and-forward worker of [`crate::forward`]), stored completion advices (repeated
+//! by the same worker) and the reads.
 //!
 //! Health is kept in memory, one [`HealthBook`] per tenant: the breaker counts what this
 //! process saw; every change of a breaker is recorded as `AcquirerHealthChanged` on the
@@ -177,6 +178,7 @@ fn outcome_name(outcome: pb::ExchangeOutcome) -> &'static str {
         pb::ExchangeOutcome::Unavailable => "unavailable",
         pb::ExchangeOutcome::TimedOut => "timed_out",
         pb::ExchangeOutcome::InvalidResponse => "invalid_response",
+        pb::ExchangeOutcome::Stored => "stored",
         pb::ExchangeOutcome::Unspecified => "unspecified",
     }
 }
@@ -980,7 +982,7 @@ impl Router {
         let answer = last
             .and_then(|attempt| attempt.answer.clone())
             .unwrap_or_default();
-        pb::AuthorizeResponse {
+        let mut response = pb::AuthorizeResponse {
             outcome: if answer.outcome == 0 {
                 pb::ExchangeOutcome::Unavailable.into()
             } else {
@@ -993,12 +995,32 @@ impl Router {
             rrn: last.map(|a| a.sent.rrn.clone()).unwrap_or_default(),
             issuer_emv_data: Vec::new(),
             attempts,
+        };
+        // A completion advice in doubt, stored for repeat (and not superseded by a
+        // reversal): the completion stands on the pre-authorisation's approval code; the
+        // response code is the acquirer's acknowledgement once there is one.
+        if let Some(advice) = exchange
+            .advice
+            .as_ref()
+            .filter(|_| exchange.reversal.is_none())
+        {
+            response.outcome = pb::ExchangeOutcome::Stored.into();
+            response.acquirer_id.clone_from(&advice.queued.acquirer_id);
+            response.auth_code.clone_from(&advice.queued.approval_code);
+            response.response_code = advice
+                .acknowledged
+                .as_ref()
+                .map(|acknowledged| acknowledged.response_code.clone())
+                .unwrap_or_default();
         }
+        response
     }
 
     /// Sends the payment to its decided acquirers, the first, then the next while one is
     /// unavailable, and answers the acquirer's answer. An answer in doubt (no answer in
-    /// time, an answer that fails its MAC or cannot be read) queues the reversal.
+    /// time, an answer that fails its MAC or cannot be read) queues the reversal; for a
+    /// completion advice (0220) it stores the advice for repeat (0221) instead and answers
+    /// `STORED`: the completion stands.
     pub async fn authorize(
         &self,
         actor: &Actor,
@@ -1030,6 +1052,7 @@ impl Router {
             ));
         }
         let finished = exchange.reversal.is_some()
+            || exchange.advice.is_some()
             || exchange.attempts.last().is_some_and(|attempt| {
                 attempt.answer.as_ref().is_some_and(|answer| {
                     answer.outcome != i32::from(pb::ExchangeOutcome::Unavailable)
@@ -1175,8 +1198,15 @@ impl Router {
                 } else {
                     "invalid_response"
                 };
-                self.queue_reversal(actor, &tenant_id, &request.payment_id, reason)
-                    .await?;
+                self.queue_in_doubt(
+                    actor,
+                    &tenant_id,
+                    &request.payment_id,
+                    reason,
+                    kind == RequestKind::Completion,
+                )
+                .await?;
+                exchange = self.load(exchange::AGGREGATE_TYPE, &key).await?;
             }
             let mut response = Self::answer_of(&exchange);
             response.issuer_emv_data = result.issuer_emv_data;
@@ -1319,6 +1349,15 @@ impl Router {
         let now = Utc::now().trunc_subsecs(0);
         let rrn = rrn(now, stan);
         let pin_capable = pin_block.is_some();
+        // What a repeat of a completion advice needs (fields 38 and 90), recorded with it.
+        let (approval_code, original_data_elements) = match &original {
+            Some((data, code)) => (
+                code.clone(),
+                data.field90()
+                    .map_err(|error| ServiceError::bad_request(format!("request: {error}")))?,
+            ),
+            None => (String::new(), String::new()),
+        };
         let message = AuthorizationRequest {
             kind,
             pan: card.pan.clone(),
@@ -1369,6 +1408,8 @@ impl Router {
             merchant_category_code: request.merchant_category_code.clone(),
             entry_mode: request.entry_mode,
             pin_capable,
+            approval_code,
+            original_data_elements,
         };
         mpos_es::execute(
             &self.exchanges,
@@ -1518,8 +1559,86 @@ impl Router {
         Ok(Some(acquirer_id))
     }
 
+    /// Stores the payment's last delivered completion advice for repeat (idempotent); `None`
+    /// when there is none to store: nothing reached an acquirer, or the attempt was recorded
+    /// before fields 38 and 90 were kept with it.
+    pub(crate) async fn queue_advice(
+        &self,
+        actor: &Actor,
+        tenant_id: &str,
+        payment_id: &str,
+        reason: &str,
+    ) -> Result<Option<String>, ServiceError> {
+        let key = exchange_key(tenant_id, payment_id);
+        let exchange: Exchange = self.load(exchange::AGGREGATE_TYPE, &key).await?;
+        if let Some(advice) = &exchange.advice {
+            return Ok(Some(advice.queued.acquirer_id.clone()));
+        }
+        let Some(delivered) = exchange.last_delivered() else {
+            return Ok(None);
+        };
+        let sent = &delivered.sent;
+        if sent.approval_code.is_empty() || sent.original_data_elements.is_empty() {
+            return Ok(None);
+        }
+        let queued = pb::AdviceQueued {
+            tenant_id: tenant_id.to_owned(),
+            payment_id: payment_id.to_owned(),
+            acquirer_id: sent.acquirer_id.clone(),
+            reason: reason.to_owned(),
+            original_mti: sent.mti.clone(),
+            original_stan: sent.stan.clone(),
+            original_rrn: sent.rrn.clone(),
+            original_transmitted_at: sent.transmitted_at.clone(),
+            amount_minor: sent.amount_minor,
+            currency: sent.currency.clone(),
+            terminal_id: sent.terminal_id.clone(),
+            merchant_id: sent.merchant_id.clone(),
+            approval_code: sent.approval_code.clone(),
+            original_data_elements: sent.original_data_elements.clone(),
+        };
+        let acquirer_id = queued.acquirer_id.clone();
+        mpos_es::execute_retrying(
+            &self.exchanges,
+            &key,
+            ExchangeCommand::QueueAdvice(queued),
+            Self::metadata(actor, tenant_id),
+            8,
+        )
+        .await?;
+        tracing::info!(tenant = %tenant_id, acquirer = %acquirer_id, reason, "completion advice stored for repeat");
+        metrics::counter!("mpos_routing_advices_queued_total").increment(1);
+        self.wake.notify_one();
+        Ok(Some(acquirer_id))
+    }
+
+    /// What follows an attempt in doubt: a completion advice is stored for repeat; anything
+    /// else, and an advice that cannot be repeated (recorded before fields 38 and 90 were
+    /// kept), is reversed.
+    async fn queue_in_doubt(
+        &self,
+        actor: &Actor,
+        tenant_id: &str,
+        payment_id: &str,
+        reason: &str,
+        completion: bool,
+    ) -> Result<(), ServiceError> {
+        if completion
+            && self
+                .queue_advice(actor, tenant_id, payment_id, reason)
+                .await?
+                .is_some()
+        {
+            return Ok(());
+        }
+        self.queue_reversal(actor, tenant_id, payment_id, reason)
+            .await?;
+        Ok(())
+    }
+
     /// Queues a reversal of the payment's last delivered request; `queued = false` when
-    /// nothing reached an acquirer.
+    /// nothing reached an acquirer. A stored completion advice is superseded: its repeats
+    /// stop and the 0220 is reversed.
     pub async fn reverse(
         &self,
         actor: &Actor,
@@ -1571,7 +1690,8 @@ impl Router {
     }
 
     /// Queues the reversal of every attempt that was sent before `started_us` and never
-    /// answered (the process stopped between send and answer); how many.
+    /// answered (the process stopped between send and answer), or, for a completion advice,
+    /// stores the advice for repeat; how many.
     pub async fn reverse_unanswered(
         &self,
         actor: &Actor,
@@ -1581,7 +1701,11 @@ impl Router {
         let mut queued = 0;
         for document in self.store.list_documents(PENDING, None).await? {
             let view: PendingView = serde_json::from_str(&document.payload).map_err(unreadable)?;
-            if !view.in_flight || view.reversal_pending || view.sent_at_us >= started_us {
+            if !view.in_flight
+                || view.reversal_pending
+                || view.advice_pending
+                || view.sent_at_us >= started_us
+            {
                 continue;
             }
             let key = exchange_key(&view.tenant_id, &view.payment_id);
@@ -1589,6 +1713,8 @@ impl Router {
             let Some(in_flight) = exchange.in_flight() else {
                 continue;
             };
+            let completion =
+                in_flight.sent.transaction_type == i32::from(pb::TransactionType::Completion);
             let answer = pb::AcquirerResponded {
                 tenant_id: view.tenant_id.clone(),
                 payment_id: view.payment_id.clone(),
@@ -1606,11 +1732,12 @@ impl Router {
                 8,
             )
             .await?;
-            self.queue_reversal(
+            self.queue_in_doubt(
                 actor,
                 &view.tenant_id,
                 &view.payment_id,
                 "unanswered_at_start",
+                completion,
             )
             .await?;
             queued += 1;
@@ -1618,28 +1745,28 @@ impl Router {
         if queued > 0 {
             tracing::warn!(
                 exchanges = queued,
-                "unanswered attempts found at start, reversals queued"
+                "unanswered attempts found at start, reversals queued or advices stored"
             );
         }
         Ok(queued)
     }
 
-    /// Delivers every reversal that is due; answers when the next one is due (Unix
-    /// microseconds), if any is pending.
+    /// Delivers every reversal and stored completion advice that is due; answers when the
+    /// next one is due (Unix microseconds), if any is pending.
     pub async fn deliver_due(&self, actor: &Actor) -> Result<Option<i64>, ServiceError> {
         self.pending.catch_up().await?;
         let now_us = mpos_es::now_micros();
         let mut next: Option<i64> = None;
         for document in self.store.list_documents(PENDING, None).await? {
             let view: PendingView = serde_json::from_str(&document.payload).map_err(unreadable)?;
-            if !view.reversal_pending {
+            if !view.reversal_pending && !view.advice_pending {
                 continue;
             }
             let due = if view.next_attempt_at_us <= now_us {
                 match self.deliver(actor, &view.tenant_id, &view.payment_id).await {
                     Ok(next_at) => next_at,
                     Err(error) => {
-                        tracing::warn!(error = %error.message, "reversal delivery not recorded");
+                        tracing::warn!(error = %error.message, "delivery not recorded");
                         Some(now_us + 1_000_000)
                     }
                 }
@@ -1661,7 +1788,8 @@ impl Router {
             .min(self.settings.reversal_backoff_max)
     }
 
-    /// One delivery of a payment's pending reversal; when the next is due if it failed.
+    /// One delivery of a payment's pending reversal, or else of its stored completion
+    /// advice; when the next is due if it failed.
     async fn deliver(
         &self,
         actor: &Actor,
@@ -1670,6 +1798,11 @@ impl Router {
     ) -> Result<Option<i64>, ServiceError> {
         let key = exchange_key(tenant_id, payment_id);
         let exchange: Exchange = self.load(exchange::AGGREGATE_TYPE, &key).await?;
+        if exchange.advice_pending() {
+            return self
+                .deliver_advice(actor, tenant_id, payment_id, &exchange)
+                .await;
+        }
         let Some(reversal) = exchange.reversal.clone() else {
             return Ok(None);
         };
@@ -1722,6 +1855,145 @@ impl Router {
                 Ok(Some(next_us))
             }
         }
+    }
+
+    /// One repeat (0221) of a stored completion advice; when the next is due if it failed.
+    async fn deliver_advice(
+        &self,
+        actor: &Actor,
+        tenant_id: &str,
+        payment_id: &str,
+        exchange: &Exchange,
+    ) -> Result<Option<i64>, ServiceError> {
+        let key = exchange_key(tenant_id, payment_id);
+        let Some(advice) = exchange.advice.clone() else {
+            return Ok(None);
+        };
+        let queued = &advice.queued;
+        let attempt = advice.failures + 1;
+        match self.send_advice(tenant_id, exchange, &advice).await {
+            Ok(response) => {
+                tracing::info!(tenant = %tenant_id, acquirer = %queued.acquirer_id, attempts = attempt, response_code = %response.response_code, "completion advice acknowledged");
+                metrics::counter!("mpos_routing_advices_acknowledged_total").increment(1);
+                mpos_es::execute_retrying(
+                    &self.exchanges,
+                    &key,
+                    ExchangeCommand::AcknowledgeAdvice(pb::AdviceAcknowledged {
+                        tenant_id: tenant_id.to_owned(),
+                        payment_id: payment_id.to_owned(),
+                        acquirer_id: queued.acquirer_id.clone(),
+                        response_code: response.response_code,
+                        attempts: attempt,
+                    }),
+                    Self::metadata(actor, tenant_id),
+                    8,
+                )
+                .await?;
+                Ok(None)
+            }
+            Err(error) => {
+                let next_us = mpos_es::now_micros()
+                    + i64::try_from(self.backoff(advice.failures).as_micros())
+                        .unwrap_or(i64::MAX / 2);
+                tracing::info!(tenant = %tenant_id, acquirer = %queued.acquirer_id, attempt, error = %error, "completion advice delivery failed");
+                metrics::counter!("mpos_routing_advice_delivery_failures_total").increment(1);
+                mpos_es::execute_retrying(
+                    &self.exchanges,
+                    &key,
+                    ExchangeCommand::AdviceFailed(pb::AdviceAttemptFailed {
+                        tenant_id: tenant_id.to_owned(),
+                        payment_id: payment_id.to_owned(),
+                        attempt,
+                        error,
+                        next_attempt_at: Some(mpos_proto::timestamp_from_micros(next_us)),
+                    }),
+                    Self::metadata(actor, tenant_id),
+                    8,
+                )
+                .await?;
+                Ok(Some(next_us))
+            }
+        }
+    }
+
+    /// Sends the repeat (0221) of a stored completion advice, built from what the log keeps
+    /// (the 0220's STAN, RRN, field 7, amount, terminal, merchant, MCC, entry mode, fields 38
+    /// and 90; no card data), and waits for its 0230. An 0230 that says the host could not
+    /// process it (`91`, `96`) is a failed delivery; any other acknowledges the advice. The
+    /// error is a short label for the log.
+    async fn send_advice(
+        &self,
+        tenant_id: &str,
+        exchange: &Exchange,
+        advice: &crate::exchange::Advice,
+    ) -> Result<acquirer_link::AuthorizationResponse, String> {
+        let queued = &advice.queued;
+        let settings = match self.acquirer(tenant_id, &queued.acquirer_id).await {
+            Ok(configured) => configured.settings.unwrap_or_default(),
+            Err(error) => return Err(format!("acquirer: {}", error.message)),
+        };
+        let sent = &exchange
+            .attempts
+            .iter()
+            .rev()
+            .find(|attempt| {
+                attempt.sent.stan == queued.original_stan && attempt.sent.rrn == queued.original_rrn
+            })
+            .ok_or_else(|| "the advice's attempt is not in the exchange".to_owned())?
+            .sent;
+        let now = Utc::now();
+        let transmitted_at = parse_field7(&queued.original_transmitted_at, now)
+            .ok_or_else(|| "the advice's field 7 is unreadable".to_owned())?;
+        let preauthorization = OriginalData::parse_field90(&queued.original_data_elements, now)
+            .map_err(|error| error.to_string())?;
+        let recorded = OriginalTransaction {
+            kind: RequestKind::Completion,
+            amount_minor: queued.amount_minor,
+            currency_numeric: currency_numeric(&queued.currency).map_err(|error| error.message)?,
+            stan: queued
+                .original_stan
+                .parse()
+                .map_err(|_| "the advice's stan is unreadable".to_owned())?,
+            rrn: queued.original_rrn.clone(),
+            transmitted_at,
+            // As the 0220 had them: fields 12/13 carried its transmission time.
+            local_at: transmitted_at.naive_utc(),
+            mcc: Some(sent.merchant_category_code.clone()).filter(|mcc| !mcc.is_empty()),
+            entry_mode: link_entry_mode(sent.entry_mode)
+                .ok()
+                .map(|mode| (mode, sent.pin_capable)),
+            terminal_id: queued.terminal_id.clone(),
+            merchant_id: queued.merchant_id.clone(),
+            acquirer_institution_id: if settings.acquiring_institution_id.is_empty() {
+                "0".to_owned()
+            } else {
+                settings.acquiring_institution_id.clone()
+            },
+            auth_code: Some(queued.approval_code.clone()),
+        };
+        let message = profile::advice_repeat_message(&recorded, &preauthorization)
+            .map_err(|error| error.to_string())?;
+        let link = self
+            .links
+            .link(tenant_id, &queued.acquirer_id, &settings)
+            .await
+            .map_err(|error| error.message)?;
+        let reply = link
+            .exchange(message)
+            .await
+            .map_err(|error| error.label().to_owned())?;
+        let response =
+            profile::response_from_message(&reply).map_err(|error| error.label().to_owned())?;
+        if response.mti != "0230" {
+            return Err(format!("answered {} instead of 0230", response.mti));
+        }
+        if matches!(response.response_code.as_str(), "91" | "96") {
+            return Err(format!(
+                "answered 0230 {}: not processed",
+                response.response_code
+            ));
+        }
+        Ok(response)
     }
 
     /// Sends the reversal (0400, 0401 when repeated) and waits for its 0410; the error is a

@@ -1,15 +1,20 @@
 //! The exchange aggregate (id `<tenant>/<payment id>`): one payment's routing decision, each
 //! message sent to an acquirer and its answer, and the reversal that follows a payment whose
-//! outcome the platform cannot stand behind, kept until the acquirer acknowledges it.
+//! outcome the platform cannot stand behind, kept until the acquirer acknowledges it; or, for
+//! a completion advice (0220) in doubt, the advice itself, stored and repeated (0221) until
+//! the acquirer acknowledges it.
 //!
 //! ```text
 //! decided → sent(1) → answered | unavailable → sent(2) → ...
 //! sent(n) | answered → reversal queued → (attempt failed)* → reversal acknowledged
+//! sent(n) advice, timed out | invalid → advice queued → (attempt failed)* → advice acknowledged
 //! ```
 //!
 //! `AcquirerRequestSent` is written *before* the message goes out, so a crash between send and
-//! answer leaves a sent attempt without an answer, which the service reverses at start. Pure
-//! domain logic.
+//! answer leaves a sent attempt without an answer, which the service reverses (or, for an
+//! advice, stores for repeat) at start. A stored advice means the completion stands; a
+//! reversal asked for later (the terminal's, or a caller that treated the advice as timed
+//! out) supersedes it: the repeats stop and the 0220 is reversed. Pure domain logic.
 
 use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
@@ -61,6 +66,12 @@ pub enum ExchangeCommand {
     ReversalFailed(pb::ReversalAttemptFailed),
     /// The acquirer acknowledged the reversal.
     AcknowledgeReversal(pb::ReversalAcknowledged),
+    /// Store a completion advice in doubt for repeat until the acquirer acknowledges it.
+    QueueAdvice(pb::AdviceQueued),
+    /// A delivery of the stored advice failed.
+    AdviceFailed(pb::AdviceAttemptFailed),
+    /// The acquirer acknowledged the stored advice.
+    AcknowledgeAdvice(pb::AdviceAcknowledged),
 }
 
 mpos_es::proto_events! {
@@ -78,6 +89,12 @@ mpos_es::proto_events! {
         ReversalAttemptFailed(pb::ReversalAttemptFailed) = "mpos.routing.v1.ReversalAttemptFailed",
         /// The reversal acknowledged.
         ReversalAcknowledged(pb::ReversalAcknowledged) = "mpos.routing.v1.ReversalAcknowledged",
+        /// A completion advice stored for repeat.
+        AdviceQueued(pb::AdviceQueued) = "mpos.routing.v1.AdviceQueued",
+        /// A repeat of the advice failed.
+        AdviceAttemptFailed(pb::AdviceAttemptFailed) = "mpos.routing.v1.AdviceAttemptFailed",
+        /// The advice acknowledged.
+        AdviceAcknowledged(pb::AdviceAcknowledged) = "mpos.routing.v1.AdviceAcknowledged",
     }
 }
 
@@ -103,6 +120,19 @@ pub struct Reversal {
     pub acknowledged: Option<pb::ReversalAcknowledged>,
 }
 
+/// A stored completion advice's progress.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Advice {
+    /// What is repeated.
+    pub queued: pb::AdviceQueued,
+    /// Failed deliveries so far.
+    pub failures: u32,
+    /// The last failure's next attempt time, Unix microseconds (0: now).
+    pub next_attempt_at_us: i64,
+    /// The acknowledgement.
+    pub acknowledged: Option<pb::AdviceAcknowledged>,
+}
+
 /// An exchange's state.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Exchange {
@@ -112,6 +142,10 @@ pub struct Exchange {
     pub attempts: Vec<Attempt>,
     /// The reversal, if one was queued.
     pub reversal: Option<Reversal>,
+    /// The stored completion advice, if its 0220 was in doubt (absent from snapshots taken
+    /// before advices were stored).
+    #[serde(default)]
+    pub advice: Option<Advice>,
 }
 
 fn outcome(answer: &pb::AcquirerResponded) -> pb::ExchangeOutcome {
@@ -143,6 +177,16 @@ impl Exchange {
             .is_some_and(|reversal| reversal.acknowledged.is_none())
     }
 
+    /// Whether a completion advice is stored, not acknowledged, and not superseded by a
+    /// reversal.
+    pub fn advice_pending(&self) -> bool {
+        self.reversal.is_none()
+            && self
+                .advice
+                .as_ref()
+                .is_some_and(|advice| advice.acknowledged.is_none())
+    }
+
     fn decide(&self, command: ExchangeCommand) -> Result<Vec<ExchangeEvent>, ExchangeError> {
         use ExchangeError::InvalidTransition as Invalid;
         match command {
@@ -161,6 +205,9 @@ impl Exchange {
                 }
                 if self.reversal.is_some() {
                     return Err(Invalid("the payment is being reversed"));
+                }
+                if self.advice.is_some() {
+                    return Err(Invalid("the completion advice is stored for repeat"));
                 }
                 if let Some(last) = self.attempts.last() {
                     match &last.answer {
@@ -209,6 +256,56 @@ impl Exchange {
                 None => Err(Invalid("no reversal queued")),
                 Some(reversal) if reversal.acknowledged.is_some() => Ok(Vec::new()),
                 Some(_) => Ok(vec![ExchangeEvent::ReversalAcknowledged(acknowledged)]),
+            },
+            ExchangeCommand::QueueAdvice(queued) => {
+                if self.advice.is_some() {
+                    return Ok(Vec::new());
+                }
+                if self.reversal.is_some() {
+                    return Err(Invalid("the payment is being reversed"));
+                }
+                let Some(delivered) = self.last_delivered() else {
+                    return Err(Invalid(
+                        "nothing was sent to an acquirer: no advice to store",
+                    ));
+                };
+                if pb::TransactionType::try_from(delivered.sent.transaction_type)
+                    != Ok(pb::TransactionType::Completion)
+                {
+                    return Err(Invalid("only a completion advice is stored for repeat"));
+                }
+                if delivered.sent.stan != queued.original_stan
+                    || delivered.sent.rrn != queued.original_rrn
+                {
+                    return Err(Invalid("the advice stored is not the one sent"));
+                }
+                if queued.approval_code.is_empty() || queued.original_data_elements.is_empty() {
+                    return Err(Invalid("a repeat needs the advice's fields 38 and 90"));
+                }
+                if delivered.answer.as_ref().is_some_and(|answer| {
+                    matches!(
+                        outcome(answer),
+                        pb::ExchangeOutcome::Approved | pb::ExchangeOutcome::Declined
+                    )
+                }) {
+                    return Err(Invalid(
+                        "the acquirer answered the advice: nothing to repeat",
+                    ));
+                }
+                Ok(vec![ExchangeEvent::AdviceQueued(queued)])
+            }
+            ExchangeCommand::AdviceFailed(failed) => {
+                if !self.advice_pending() {
+                    return Err(Invalid("no advice pending"));
+                }
+                Ok(vec![ExchangeEvent::AdviceAttemptFailed(failed)])
+            }
+            // An acknowledgement is recorded even when a reversal superseded the advice
+            // meanwhile: the acquirer did get it (and gets the reversal too).
+            ExchangeCommand::AcknowledgeAdvice(acknowledged) => match &self.advice {
+                None => Err(Invalid("no advice stored")),
+                Some(advice) if advice.acknowledged.is_some() => Ok(Vec::new()),
+                Some(_) => Ok(vec![ExchangeEvent::AdviceAcknowledged(acknowledged)]),
             },
         }
     }
@@ -260,6 +357,26 @@ impl Aggregate for Exchange {
             ExchangeEvent::ReversalAcknowledged(acknowledged) => {
                 if let Some(reversal) = self.reversal.as_mut() {
                     reversal.acknowledged = Some(acknowledged);
+                }
+            }
+            ExchangeEvent::AdviceQueued(queued) => {
+                self.advice = Some(Advice {
+                    queued,
+                    ..Advice::default()
+                });
+            }
+            ExchangeEvent::AdviceAttemptFailed(failed) => {
+                if let Some(advice) = self.advice.as_mut() {
+                    advice.failures = advice.failures.max(failed.attempt);
+                    advice.next_attempt_at_us = failed
+                        .next_attempt_at
+                        .as_ref()
+                        .map_or(0, mpos_proto::timestamp_to_micros);
+                }
+            }
+            ExchangeEvent::AdviceAcknowledged(acknowledged) => {
+                if let Some(advice) = self.advice.as_mut() {
+                    advice.acknowledged = Some(acknowledged);
                 }
             }
         }
@@ -415,6 +532,240 @@ mod tests {
                 pb::ReversalAttemptFailed::default(),
             ))
             .then_expect_error(ExchangeError::InvalidTransition("no reversal pending"));
+    }
+
+    fn completion_sent(attempt: u32) -> pb::AcquirerRequestSent {
+        pb::AcquirerRequestSent {
+            mti: "0220".into(),
+            rrn: format!("50010000{attempt:04}"),
+            transaction_type: pb::TransactionType::Completion.into(),
+            ..sent("acq-a", attempt)
+        }
+    }
+
+    /// A completion whose 0220 (attempt 1) got `outcome`, or no answer.
+    fn advice_history(outcome: Option<pb::ExchangeOutcome>) -> Vec<ExchangeEvent> {
+        let mut events = vec![ExchangeEvent::Decided(decided())];
+        events.push(ExchangeEvent::RequestSent(completion_sent(1)));
+        if let Some(outcome) = outcome {
+            events.push(ExchangeEvent::Responded(answered(outcome)));
+        }
+        events
+    }
+
+    fn advice_queued(reason: &str) -> pb::AdviceQueued {
+        let sent = completion_sent(1);
+        pb::AdviceQueued {
+            reason: reason.into(),
+            acquirer_id: sent.acquirer_id,
+            original_mti: sent.mti,
+            original_stan: sent.stan,
+            original_rrn: sent.rrn,
+            approval_code: "A1B2C3".into(),
+            original_data_elements: "0100004700".to_owned() + &"0".repeat(32),
+            ..pb::AdviceQueued::default()
+        }
+    }
+
+    #[test]
+    fn a_completion_advice_in_doubt_is_stored_once_until_acknowledged() {
+        let queued = advice_queued("acquirer_timeout");
+        for doubt in [
+            Some(pb::ExchangeOutcome::TimedOut),
+            Some(pb::ExchangeOutcome::InvalidResponse),
+            // Unanswered at a crash.
+            None,
+        ] {
+            Test::with(())
+                .given(advice_history(doubt))
+                .when(ExchangeCommand::QueueAdvice(queued.clone()))
+                .then_expect_events(vec![ExchangeEvent::AdviceQueued(queued.clone())]);
+        }
+        let mut pending = advice_history(Some(pb::ExchangeOutcome::TimedOut));
+        pending.push(ExchangeEvent::AdviceQueued(queued.clone()));
+        // Queued again: nothing new.
+        Test::with(())
+            .given(pending.clone())
+            .when(ExchangeCommand::QueueAdvice(queued.clone()))
+            .then_expect_events(vec![]);
+        let failed = pb::AdviceAttemptFailed {
+            attempt: 1,
+            error: "timeout".into(),
+            ..pb::AdviceAttemptFailed::default()
+        };
+        Test::with(())
+            .given(pending.clone())
+            .when(ExchangeCommand::AdviceFailed(failed.clone()))
+            .then_expect_events(vec![ExchangeEvent::AdviceAttemptFailed(failed.clone())]);
+        let acknowledged = pb::AdviceAcknowledged {
+            response_code: "00".into(),
+            attempts: 2,
+            ..pb::AdviceAcknowledged::default()
+        };
+        let mut failed_once = pending.clone();
+        failed_once.push(ExchangeEvent::AdviceAttemptFailed(failed));
+        Test::with(())
+            .given(failed_once)
+            .when(ExchangeCommand::AcknowledgeAdvice(acknowledged.clone()))
+            .then_expect_events(vec![ExchangeEvent::AdviceAcknowledged(
+                acknowledged.clone(),
+            )]);
+        let mut done = pending;
+        done.push(ExchangeEvent::AdviceAcknowledged(acknowledged.clone()));
+        Test::with(())
+            .given(done.clone())
+            .when(ExchangeCommand::AcknowledgeAdvice(acknowledged))
+            .then_expect_events(vec![]);
+        Test::with(())
+            .given(done)
+            .when(ExchangeCommand::AdviceFailed(
+                pb::AdviceAttemptFailed::default(),
+            ))
+            .then_expect_error(ExchangeError::InvalidTransition("no advice pending"));
+        Test::with(())
+            .given(advice_history(Some(pb::ExchangeOutcome::TimedOut)))
+            .when(ExchangeCommand::AcknowledgeAdvice(
+                pb::AdviceAcknowledged::default(),
+            ))
+            .then_expect_error(ExchangeError::InvalidTransition("no advice stored"));
+    }
+
+    #[test]
+    fn only_a_completion_advice_in_doubt_is_stored() {
+        let queued = advice_queued("acquirer_timeout");
+        // A purchase that timed out is reversed, not repeated.
+        Test::with(())
+            .given(history(&[pb::ExchangeOutcome::TimedOut]))
+            .when(ExchangeCommand::QueueAdvice(pb::AdviceQueued {
+                original_stan: sent("acq", 1).stan,
+                ..queued.clone()
+            }))
+            .then_expect_error(ExchangeError::InvalidTransition(
+                "only a completion advice is stored for repeat",
+            ));
+        for answered in [pb::ExchangeOutcome::Approved, pb::ExchangeOutcome::Declined] {
+            Test::with(())
+                .given(advice_history(Some(answered)))
+                .when(ExchangeCommand::QueueAdvice(queued.clone()))
+                .then_expect_error(ExchangeError::InvalidTransition(
+                    "the acquirer answered the advice: nothing to repeat",
+                ));
+        }
+        Test::with(())
+            .given(advice_history(Some(pb::ExchangeOutcome::Unavailable)))
+            .when(ExchangeCommand::QueueAdvice(queued.clone()))
+            .then_expect_error(ExchangeError::InvalidTransition(
+                "nothing was sent to an acquirer: no advice to store",
+            ));
+        Test::with(())
+            .given(advice_history(Some(pb::ExchangeOutcome::TimedOut)))
+            .when(ExchangeCommand::QueueAdvice(pb::AdviceQueued {
+                original_stan: "999999".into(),
+                ..queued.clone()
+            }))
+            .then_expect_error(ExchangeError::InvalidTransition(
+                "the advice stored is not the one sent",
+            ));
+        // Recorded before fields 38 and 90 were kept: it cannot be repeated.
+        Test::with(())
+            .given(advice_history(Some(pb::ExchangeOutcome::TimedOut)))
+            .when(ExchangeCommand::QueueAdvice(pb::AdviceQueued {
+                original_data_elements: String::new(),
+                ..queued.clone()
+            }))
+            .then_expect_error(ExchangeError::InvalidTransition(
+                "a repeat needs the advice's fields 38 and 90",
+            ));
+        // Being reversed already: no advice.
+        let mut reversed = advice_history(Some(pb::ExchangeOutcome::TimedOut));
+        reversed.push(ExchangeEvent::ReversalQueued(pb::ReversalQueued::default()));
+        Test::with(())
+            .given(reversed)
+            .when(ExchangeCommand::QueueAdvice(queued))
+            .then_expect_error(ExchangeError::InvalidTransition(
+                "the payment is being reversed",
+            ));
+    }
+
+    #[test]
+    fn a_stored_advice_is_not_sent_again_and_a_reversal_supersedes_it() {
+        let mut pending = advice_history(Some(pb::ExchangeOutcome::TimedOut));
+        pending.push(ExchangeEvent::AdviceQueued(advice_queued(
+            "acquirer_timeout",
+        )));
+        Test::with(())
+            .given(pending.clone())
+            .when(ExchangeCommand::Send(completion_sent(2)))
+            .then_expect_error(ExchangeError::InvalidTransition(
+                "the completion advice is stored for repeat",
+            ));
+        let reversal = pb::ReversalQueued {
+            reason: "terminal_request".into(),
+            ..pb::ReversalQueued::default()
+        };
+        Test::with(())
+            .given(pending.clone())
+            .when(ExchangeCommand::QueueReversal(reversal.clone()))
+            .then_expect_events(vec![ExchangeEvent::ReversalQueued(reversal.clone())]);
+        let mut superseded = pending.clone();
+        superseded.push(ExchangeEvent::ReversalQueued(reversal.clone()));
+        Test::with(())
+            .given(superseded.clone())
+            .when(ExchangeCommand::AdviceFailed(
+                pb::AdviceAttemptFailed::default(),
+            ))
+            .then_expect_error(ExchangeError::InvalidTransition("no advice pending"));
+        let mut exchange = Exchange::default();
+        for event in superseded {
+            exchange.apply(event);
+        }
+        assert!(!exchange.advice_pending() && exchange.reversal_pending());
+        // Once acknowledged, the completion is reversed like any delivered request.
+        let mut acknowledged = pending;
+        acknowledged.push(ExchangeEvent::AdviceAcknowledged(
+            pb::AdviceAcknowledged::default(),
+        ));
+        Test::with(())
+            .given(acknowledged)
+            .when(ExchangeCommand::QueueReversal(reversal.clone()))
+            .then_expect_events(vec![ExchangeEvent::ReversalQueued(reversal)]);
+    }
+
+    #[test]
+    fn the_state_tells_a_pending_advice() {
+        let mut exchange = Exchange::default();
+        for event in advice_history(Some(pb::ExchangeOutcome::TimedOut)) {
+            exchange.apply(event);
+        }
+        assert!(!exchange.advice_pending());
+        exchange.apply(ExchangeEvent::AdviceQueued(advice_queued(
+            "acquirer_timeout",
+        )));
+        assert!(exchange.advice_pending());
+        assert!(!exchange.reversal_pending());
+        exchange.apply(ExchangeEvent::AdviceAttemptFailed(
+            pb::AdviceAttemptFailed {
+                attempt: 1,
+                next_attempt_at: Some(mpos_proto::timestamp_from_micros(7_000_000)),
+                ..pb::AdviceAttemptFailed::default()
+            },
+        ));
+        assert_eq!(
+            exchange
+                .advice
+                .as_ref()
+                .map(|a| (a.failures, a.next_attempt_at_us)),
+            Some((1, 7_000_000))
+        );
+        exchange.apply(ExchangeEvent::AdviceAcknowledged(
+            pb::AdviceAcknowledged::default(),
+        ));
+        assert!(!exchange.advice_pending());
+        // A snapshot taken before advices existed still reads.
+        let old: Exchange =
+            serde_json::from_str(r#"{"decided": null, "attempts": [], "reversal": null}"#)
+                .expect("an old snapshot reads");
+        assert!(old.advice.is_none());
     }
 
     #[test]

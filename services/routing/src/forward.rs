@@ -1,16 +1,19 @@
-//! Store-and-forward of reversals: a background task that
+//! Store-and-forward of reversals and completion advices: a background task that
 //!
 //! 1. at start, finds every exchange with an attempt sent before the start and never
 //!    answered (the process stopped between writing `AcquirerRequestSent` and the answer),
-//!    records it as timed out and queues its reversal (`unanswered_at_start`);
+//!    records it as timed out and queues its reversal, or, for a completion advice (0220),
+//!    stores the advice for repeat (`unanswered_at_start`);
 //! 2. then delivers every pending reversal: 0400 the first time, 0401 for each repeat, until
-//!    a 0410 arrives (`ReversalAcknowledged`); each failed delivery is recorded
-//!    (`ReversalAttemptFailed`) with the time of the next, backing off exponentially from
-//!    `reversal_backoff_min` to `reversal_backoff_max`.
+//!    a 0410 arrives (`ReversalAcknowledged`); and every stored advice: 0221 (the 0220's
+//!    STAN, RRN and fields, no card data) until an 0230 arrives (`AdviceAcknowledged`); each
+//!    failed delivery is recorded (`ReversalAttemptFailed`, `AdviceAttemptFailed`) with the
+//!    time of the next, backing off exponentially from `reversal_backoff_min` to
+//!    `reversal_backoff_max`.
 //!
 //! The to-do list is a projection of the log ([`crate::views::PENDING`]), so pending
-//! reversals survive restarts. The task wakes when a reversal is queued in this process, when
-//! the next one is due, and at least every `poll`.
+//! reversals and advices survive restarts. The task wakes when one is queued in this
+//! process, when the next one is due, and at least every `poll`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +49,7 @@ pub async fn run(router: Arc<Router>, started_us: i64, poll: Duration, cancel: C
             }
             Ok(None) => poll,
             Err(error) => {
-                tracing::warn!(error = %error.message, "reversal delivery round failed");
+                tracing::warn!(error = %error.message, "store-and-forward round failed");
                 poll
             }
         };

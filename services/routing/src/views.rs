@@ -3,9 +3,9 @@
 //! * [`ACQUIRERS`]: one document per acquirer (`<tenant>/<acquirer>`), its state as the
 //!   aggregate folds it: which acquirers a tenant has, without reading every aggregate.
 //! * [`PENDING`]: one document per exchange (`<tenant>/<payment>`) saying whether an attempt
-//!   is in flight (sent, not answered) and whether a reversal waits for delivery, and when:
-//!   the store-and-forward worker's to-do list, which survives restarts because it is
-//!   rebuilt from the log.
+//!   is in flight (sent, not answered) and whether a reversal or a stored completion advice
+//!   waits for delivery, and when: the store-and-forward worker's to-do list, which survives
+//!   restarts because it is rebuilt from the log.
 
 use cqrs_es::Aggregate as _;
 use mpos_es::{Projection, StoreError, StoredEvent};
@@ -57,8 +57,13 @@ pub struct PendingView {
     pub sent_at_us: i64,
     /// A reversal is queued and not acknowledged.
     pub reversal_pending: bool,
-    /// When its next delivery is due, Unix microseconds (0: now).
+    /// When the next delivery of the pending reversal or advice is due, Unix microseconds
+    /// (0: now).
     pub next_attempt_at_us: i64,
+    /// A completion advice is stored and not acknowledged (absent from documents written
+    /// before advices were stored).
+    #[serde(default)]
+    pub advice_pending: bool,
 }
 
 /// One document per exchange: [`PendingView`].
@@ -93,6 +98,8 @@ impl Projection for PendingProjection {
             ExchangeEvent::Responded(_) => view.in_flight = false,
             ExchangeEvent::ReversalQueued(_) => {
                 view.reversal_pending = true;
+                // A reversal supersedes a stored advice.
+                view.advice_pending = false;
                 view.next_attempt_at_us = 0;
             }
             ExchangeEvent::ReversalAttemptFailed(failed) => {
@@ -102,7 +109,33 @@ impl Projection for PendingProjection {
                     .map_or(0, mpos_proto::timestamp_to_micros);
             }
             ExchangeEvent::ReversalAcknowledged(_) => view.reversal_pending = false,
+            ExchangeEvent::AdviceQueued(_) => {
+                view.advice_pending = true;
+                view.next_attempt_at_us = 0;
+            }
+            ExchangeEvent::AdviceAttemptFailed(failed) => {
+                view.next_attempt_at_us = failed
+                    .next_attempt_at
+                    .as_ref()
+                    .map_or(0, mpos_proto::timestamp_to_micros);
+            }
+            ExchangeEvent::AdviceAcknowledged(_) => view.advice_pending = false,
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pending_document_written_before_advices_still_reads() {
+        let old = r#"{"tenant_id": "acme", "payment_id": "p-1", "in_flight": false,
+            "sent_at_us": 5, "reversal_pending": true, "next_attempt_at_us": 9}"#;
+        let view: PendingView = serde_json::from_str(old).expect("an old document reads");
+        assert!(view.reversal_pending);
+        assert!(!view.advice_pending);
+        assert_eq!(view.next_attempt_at_us, 9);
     }
 }
