@@ -180,7 +180,11 @@ pub fn response_of(payment: &Payment) -> pb::PaymentResponse {
         response.rrn = approved.rrn.clone();
         response.acquirer_id = approved.acquirer_id.clone();
         response.decided_at = approved.decided_at;
-        response.message = "approved".into();
+        response.message = if approved.advice_stored {
+            "approved; the completion is stored and sent to the acquirer until acknowledged".into()
+        } else {
+            "approved".into()
+        };
     }
     if let Some(declined) = &payment.declined {
         response.decline_reason = declined.reason;
@@ -516,8 +520,23 @@ impl Authorizer {
                         rrn: answer.rrn,
                         issuer_emv_data: answer.issuer_emv_data,
                         decided_at,
+                        advice_stored: false,
                     })
                 }
+                // A completion advice in doubt that routing stored and repeats until the
+                // acquirer acknowledges it: the completion stands (nothing to reverse).
+                Ok(rpb::ExchangeOutcome::Stored) => PaymentCommand::Approve(pb::PaymentApproved {
+                    tenant_id: tenant_id.clone(),
+                    payment_id: payment_id.clone(),
+                    acquirer_id: answer.acquirer_id,
+                    response_code: answer.response_code,
+                    auth_code: answer.auth_code,
+                    stan: answer.stan,
+                    rrn: answer.rrn,
+                    issuer_emv_data: answer.issuer_emv_data,
+                    decided_at,
+                    advice_stored: true,
+                }),
                 Ok(rpb::ExchangeOutcome::Declined) => {
                     PaymentCommand::Decline(pb::PaymentDeclined {
                         tenant_id: tenant_id.clone(),
