@@ -1,8 +1,9 @@
 //! The routing service in process: an hsm-proxy (soft backend), two acquirer simulators, the
 //! in-process bus and SQLite; decisions by rules with their explanation, approvals and
 //! declines, fallback and the breaker, timeouts and the store-and-forward of reversals
-//! across a restart, unanswered attempts found at start, MACs through the hsm-proxy, and no
-//! card data in the clear on the bus.
+//! across a restart, completion advices in doubt stored and repeated (0221) across a restart
+//! (on SQLite and on Postgres and NATS), unanswered attempts found at start, MACs through the
+//! hsm-proxy, and no card data in the clear on the bus.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -574,4 +575,276 @@ async fn over_postgres_and_nats() {
     assert_eq!(outcome(&response), pb::ExchangeOutcome::Approved);
     let exchange = platform.exchange("n-1").await;
     assert_eq!(exchange.attempts.len(), 1);
+}
+
+/// The event types recorded on an exchange.
+async fn event_types(platform: &Platform, payment: &str) -> Vec<String> {
+    platform
+        .routing()
+        .store
+        .read_aggregate("exchange", &format!("{TENANT}/{payment}"), 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|stored| stored.event.event_type)
+        .collect()
+}
+
+/// A pre-authorisation approved by acq-a (the simulator `a`), then a completion of it whose
+/// 0220 gets no answer: the completion stands (`STORED`), the advice is stored, not
+/// reversed, and repeated as 0221 (same STAN and RRN, no card data) across a restart of the
+/// router until the simulator answers again.
+async fn a_completion_advice_in_doubt_is_stored_and_repeated(mut platform: Platform) {
+    let a = sim("{}", None).await;
+    let b = sim("{}", None).await;
+    platform
+        .configure("acq-a", settings(&a.addr().to_string()))
+        .await;
+    platform
+        .configure("acq-b", settings(&b.addr().to_string()))
+        .await;
+    platform.publish(rules("acq-a", "acq-b")).await;
+    let client = client(&platform.backends).await;
+
+    let mut decide = decide_request("pre-s", 5_000);
+    decide.transaction_type = pb::TransactionType::PreAuthorization.into();
+    let decision = client.decide(&decide).await.unwrap();
+    let mut authorize = authorize_request("pre-s", &decision.decision_id, 5_000);
+    authorize.transaction_type = pb::TransactionType::PreAuthorization.into();
+    let pre = client.authorize(authorize, card()).await.unwrap();
+    assert_eq!(outcome(&pre), pb::ExchangeOutcome::Approved, "{pre:?}");
+    assert_eq!(pre.auth_code.len(), 6);
+
+    // The acquirer stops answering: the 0220 times out.
+    a.set_blackhole(None, true);
+    let mut decide = decide_request("done-s", 4_200);
+    decide.transaction_type = pb::TransactionType::Completion.into();
+    let decision = client.decide(&decide).await.unwrap();
+    let mut completion = authorize_request("done-s", &decision.decision_id, 4_200);
+    completion.transaction_type = pb::TransactionType::Completion.into();
+    completion.original_payment_id = "pre-s".into();
+    let done = client.authorize(completion.clone(), card()).await.unwrap();
+    assert_eq!(outcome(&done), pb::ExchangeOutcome::Stored, "{done:?}");
+    assert_eq!(done.acquirer_id, "acq-a");
+    assert_eq!(
+        done.auth_code, pre.auth_code,
+        "the completion stands on the pre-authorisation's approval code"
+    );
+    assert_eq!(done.attempts[..1], ["acq-a: timed_out"]);
+    let exchange = platform.exchange("done-s").await;
+    let advice = exchange.advice.clone().expect("the advice is stored");
+    assert_eq!(advice.queued.reason, "acquirer_timeout");
+    assert_eq!(advice.queued.acquirer_id, "acq-a");
+    assert_eq!(advice.queued.original_mti, "0220");
+    assert_eq!(advice.queued.original_stan, done.stan);
+    assert_eq!(advice.queued.original_rrn, done.rrn);
+    assert_eq!(advice.queued.approval_code, pre.auth_code);
+    assert_eq!(advice.queued.original_data_elements.len(), 42);
+    assert!(exchange.reversal.is_none(), "an advice is not reversed");
+    let types = event_types(&platform, "done-s").await;
+    assert!(types.iter().any(|t| t == "mpos.routing.v1.AdviceQueued"));
+    assert!(!types.iter().any(|t| t == "mpos.routing.v1.ReversalQueued"));
+
+    // The worker repeats it while the acquirer is still silent, and fails.
+    eventually("a failed repeat of the advice", || async {
+        platform
+            .exchange("done-s")
+            .await
+            .advice
+            .is_some_and(|advice| advice.failures >= 1)
+    })
+    .await;
+    platform.restart().await;
+    let exchange = platform.exchange("done-s").await;
+    assert!(exchange.advice_pending(), "the advice survives the restart");
+    assert!(exchange.reversal.is_none());
+    a.clear_faults();
+    eventually("the advice acknowledged", || async {
+        platform
+            .exchange("done-s")
+            .await
+            .advice
+            .is_some_and(|advice| advice.acknowledged.is_some())
+    })
+    .await;
+    let exchange = platform.exchange("done-s").await;
+    let acknowledged = exchange.advice.unwrap().acknowledged.unwrap();
+    assert_eq!(acknowledged.response_code, "00");
+    assert!(acknowledged.attempts >= 2, "{acknowledged:?}");
+    assert!(exchange.reversal.is_none());
+    let types = event_types(&platform, "done-s").await;
+    assert!(
+        types
+            .iter()
+            .any(|t| t == "mpos.routing.v1.AdviceAttemptFailed")
+    );
+    assert!(
+        types
+            .iter()
+            .any(|t| t == "mpos.routing.v1.AdviceAcknowledged")
+    );
+    assert!(
+        !types
+            .iter()
+            .any(|t| t.starts_with("mpos.routing.v1.Reversal"))
+    );
+
+    // What arrived at the acquirer: one 0220 with the card, then 0221s without it.
+    let received = a.received();
+    assert_eq!(received.count("0220"), 1, "the advice went once as 0220");
+    assert!(
+        received.count("0221") >= 2,
+        "repeats before and after the restart"
+    );
+    assert_eq!(
+        received.count("0400") + received.count("0401"),
+        0,
+        "no reversal"
+    );
+    let advice = received.messages.iter().find(|m| m.mti == "0220").unwrap();
+    assert_eq!(
+        advice.stan.map(|stan| format!("{stan:06}")),
+        Some(done.stan.clone())
+    );
+    assert_eq!(advice.pan_last4.as_deref(), Some(&PAN[PAN.len() - 4..]));
+    let repeats: Vec<_> = received
+        .messages
+        .iter()
+        .filter(|m| m.mti == "0221")
+        .collect();
+    for repeat in &repeats {
+        assert_eq!(repeat.stan, advice.stan, "a repeat keeps the STAN");
+        assert_eq!(repeat.rrn, advice.rrn, "a repeat keeps the RRN");
+        assert_eq!(
+            repeat.pan_last4, None,
+            "no card data (fields 2, 35) in a repeat"
+        );
+        assert_eq!(
+            repeat.approval_code.as_deref(),
+            Some(pre.auth_code.as_str())
+        );
+        assert!(repeat.original_data.is_some());
+        assert_eq!(
+            repeat.original_data, advice.original_data,
+            "field 90 as in the 0220"
+        );
+        assert_eq!(repeat.amount_minor, Some(4_200));
+        assert_eq!(repeat.mcc, advice.mcc);
+        assert_eq!(repeat.pos_entry_mode, advice.pos_entry_mode);
+        assert_eq!(repeat.repeats, Some(advice.seq), "a duplicate of the 0220");
+    }
+    assert_eq!(
+        repeats.last().and_then(|m| m.response_code.as_deref()),
+        Some("00"),
+        "the last repeat was acknowledged"
+    );
+    let captures = received.captures();
+    assert_eq!(captures.len(), 1, "one capture, however many repeats");
+    assert_eq!(captures[0].seq, advice.seq);
+    assert_eq!(b.received().total, 0, "an advice is not rerouted");
+
+    // A retry of the completion answers the recorded answer and sends nothing.
+    let sent_before = a.received().total;
+    let retry = client.authorize(completion, card()).await.unwrap();
+    assert_eq!(outcome(&retry), pb::ExchangeOutcome::Stored);
+    assert_eq!(retry.response_code, "00");
+    assert_eq!(retry.auth_code, pre.auth_code);
+    assert_eq!(a.received().total, sent_before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_advice_that_times_out_is_repeated_until_acknowledged() {
+    a_completion_advice_in_doubt_is_stored_and_repeated(Platform::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_advice_is_repeated_over_postgres_and_nats() {
+    let Some(backends) = Backends::postgres_and_nats() else {
+        eprintln!("MPOS_TEST_POSTGRES_URL and MPOS_TEST_NATS_URL not set: skipped");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    a_completion_advice_in_doubt_is_stored_and_repeated(Platform::on(backends, dir).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_advice_sent_and_never_answered_is_repeated_at_start() {
+    let mut platform = Platform::start().await;
+    let a = sim("{}", None).await;
+    platform
+        .configure("acq-a", settings(&a.addr().to_string()))
+        .await;
+    platform
+        .configure("acq-b", settings(&a.addr().to_string()))
+        .await;
+    platform.publish(rules("acq-a", "acq-b")).await;
+    let client = client(&platform.backends).await;
+    let mut decide = decide_request("c-2", 800);
+    decide.transaction_type = pb::TransactionType::Completion.into();
+    client.decide(&decide).await.unwrap();
+    // The process "crashed" after writing the 0220's AcquirerRequestSent: no answer.
+    let exchanges = mpos_es::snapshot_framework::<Exchange>(&platform.routing().store, 50);
+    let now = chrono::Utc::now();
+    let preauthorized = now - chrono::Duration::hours(1);
+    let field90 = format!(
+        "0100004200{}0000123456700000000000",
+        preauthorized.format("%m%d%H%M%S")
+    );
+    mpos_es::execute(
+        &exchanges,
+        "acme/c-2",
+        ExchangeCommand::Send(pb::AcquirerRequestSent {
+            tenant_id: TENANT.into(),
+            payment_id: "c-2".into(),
+            acquirer_id: "acq-a".into(),
+            mti: "0220".into(),
+            stan: "004243".into(),
+            rrn: "500100004243".into(),
+            attempt: 1,
+            transaction_type: pb::TransactionType::Completion.into(),
+            amount_minor: 800,
+            currency: "EUR".into(),
+            transmitted_at: now.format("%m%d%H%M%S").to_string(),
+            terminal_id: "TERM0001".into(),
+            merchant_id: "MERCHANT0000001".into(),
+            merchant_category_code: "5999".into(),
+            entry_mode: pb::EntryMode::Contactless.into(),
+            pin_capable: false,
+            approval_code: "A1B2C3".into(),
+            original_data_elements: field90.clone(),
+        }),
+        mpos_es::CommandMetadata::default(),
+    )
+    .await
+    .unwrap();
+    platform.restart().await;
+    eventually(
+        "the unanswered advice repeated and acknowledged",
+        || async {
+            platform
+                .exchange("c-2")
+                .await
+                .advice
+                .is_some_and(|advice| advice.acknowledged.is_some())
+        },
+    )
+    .await;
+    let exchange = platform.exchange("c-2").await;
+    let advice = exchange.advice.unwrap();
+    assert_eq!(advice.queued.reason, "unanswered_at_start");
+    assert!(exchange.reversal.is_none());
+    let received = a.received();
+    assert_eq!(received.count("0400"), 0);
+    assert_eq!(received.count("0221"), 1);
+    let repeat = &received.messages[0];
+    assert_eq!(repeat.mti, "0221");
+    assert_eq!(repeat.stan, Some(4_243));
+    assert_eq!(repeat.rrn.as_deref(), Some("500100004243"));
+    assert_eq!(repeat.pan_last4, None);
+    assert_eq!(repeat.approval_code.as_deref(), Some("A1B2C3"));
+    assert_eq!(repeat.original_data.as_deref(), Some(field90.as_str()));
+    assert_eq!(repeat.pos_entry_mode.as_deref(), Some("072"));
+    assert_eq!(repeat.response_code.as_deref(), Some("00"));
+    // An advice the acquirer never saw is its first capture.
+    assert_eq!(received.captures().len(), 1);
 }
