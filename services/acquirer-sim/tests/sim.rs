@@ -1,5 +1,5 @@
 //! The simulator over real TCP with the acquirer-link `Link` as its client: rules, reversals,
-//! echo, faults (slow, drop, blackhole), MACs, the received record and the admin API; PIN and
+//! completion advices and their repeats (duplicates recognised), echo, faults (slow, drop, blackhole), MACs, the received record and the admin API; PIN and
 //! ARQC checks with clear test keys (published vectors).
 
 #![allow(clippy::unwrap_used)]
@@ -239,6 +239,80 @@ async fn a_reversal_without_card_data_is_matched_to_its_original() {
         assert_eq!(reversal.pan_last4, None, "no card data in a reversal");
         assert_eq!(reversal.rrn.as_deref(), Some("000000000020"));
     }
+    cancel.cancel();
+    sim.shutdown().await;
+}
+
+fn completion(stan: u32, preauthorization_stan: u32) -> AuthorizationRequest {
+    let mut request = purchase(stan, "4761739001010010", 3_300);
+    request.kind = RequestKind::Completion;
+    request.auth_code = Some("A1B2C3".into());
+    request.original = Some(profile::OriginalData {
+        mti: "0100".into(),
+        stan: preauthorization_stan,
+        transmitted_at: request.transmitted_at - chrono::Duration::hours(1),
+        acquirer_id: "12345678".into(),
+    });
+    request
+}
+
+#[tokio::test]
+async fn a_repeated_advice_is_acknowledged_as_a_duplicate_not_a_second_capture() {
+    let sim = sim("{}", Some(soft_mac())).await;
+    let (link, cancel) = link(&sim, Some(soft_mac())).await;
+    let advice = completion(30, 29);
+    let answer = authorize(&link, &advice).await.unwrap();
+    assert_eq!(
+        (answer.mti.as_str(), answer.response_code.as_str()),
+        ("0230", "00")
+    );
+    // Its repeat, from what the routing service keeps (no card data), twice.
+    let kept = profile::OriginalTransaction::from(&advice);
+    for _ in 0..2 {
+        let message =
+            profile::advice_repeat_message(&kept, advice.original.as_ref().unwrap()).unwrap();
+        let answer =
+            profile::response_from_message(&link.exchange(message).await.unwrap()).unwrap();
+        assert_eq!(
+            (
+                answer.mti.as_str(),
+                answer.response_code.as_str(),
+                answer.stan
+            ),
+            ("0230", "00", 30)
+        );
+    }
+    // A repeat of an advice never received here is its first capture.
+    let unseen = completion(40, 39);
+    let message = profile::advice_repeat_message(
+        &profile::OriginalTransaction::from(&unseen),
+        unseen.original.as_ref().unwrap(),
+    )
+    .unwrap();
+    let answer = profile::response_from_message(&link.exchange(message).await.unwrap()).unwrap();
+    assert_eq!(answer.response_code, "00");
+    // Another advice completing the first pre-authorisation again (same field 90) is a
+    // duplicate too.
+    let again = completion(50, 29);
+    assert_eq!(authorize(&link, &again).await.unwrap().response_code, "00");
+
+    let received = sim.received();
+    assert_eq!(received.count("0220"), 2);
+    assert_eq!(received.count("0221"), 3);
+    let first = &received.messages[0];
+    assert_eq!(first.mti, "0220");
+    assert_eq!(first.repeats, None);
+    for repeat in &received.messages[1..3] {
+        assert_eq!(repeat.mti, "0221");
+        assert_eq!(repeat.repeats, Some(first.seq), "a duplicate of the 0220");
+        assert_eq!(repeat.pan_last4, None, "no card data in a repeat");
+        assert_eq!(repeat.approval_code.as_deref(), Some("A1B2C3"));
+        assert_eq!(repeat.original_data, first.original_data);
+    }
+    assert_eq!(received.messages[3].repeats, None);
+    assert_eq!(received.messages[4].repeats, Some(first.seq));
+    let captured: Vec<Option<u32>> = received.captures().iter().map(|m| m.stan).collect();
+    assert_eq!(captured, [Some(30), Some(40)]);
     cancel.cancel();
     sim.shutdown().await;
 }
