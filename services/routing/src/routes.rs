@@ -207,8 +207,11 @@ pub const ADMIN_ROUTES: &[Route] = &[
         description: "`{\"decided\": RouteDecided, \"attempts\": [{\"sent\": \
              AcquirerRequestSent, \"answer\": AcquirerResponded}], \"reversal\": {\"queued\": \
              ReversalQueued, \"failures\", \"next_attempt_at_us\", \"acknowledged\": \
-             ReversalAcknowledged}}`: the decision with its explanation and rule version, \
-             every message sent and its answer, and the reversal. No card data.\n\nErrors: \
+             ReversalAcknowledged}, \"advice\": {\"queued\": AdviceQueued, \"failures\", \
+             \"next_attempt_at_us\", \"acknowledged\": AdviceAcknowledged}}`: the decision \
+             with its explanation and rule version, every message sent and its answer, the \
+             reversal, and the stored completion advice (repeated as 0221 until \
+             acknowledged). No card data.\n\nErrors: \
              400 for a malformed id; 404 when the payment was never routed or for a tenant key \
              of another tenant. 503 when the event store is unavailable.",
         tag: "Payments",
