@@ -1258,4 +1258,32 @@ mod tests {
             i32::from(pb::DeclineReason::BinBlocked)
         );
     }
+
+    #[test]
+    fn a_completion_whose_advice_is_stored_is_answered_approved() {
+        let mut payment = Payment::default();
+        for event in [
+            payment::PaymentEvent::Received(pb::PaymentReceived {
+                payment_id: "p".into(),
+                transaction_type: pb::TransactionType::Completion.into(),
+                ..pb::PaymentReceived::default()
+            }),
+            payment::PaymentEvent::Approved(pb::PaymentApproved {
+                auth_code: "A1B2C3".into(),
+                stan: "004711".into(),
+                advice_stored: true,
+                ..pb::PaymentApproved::default()
+            }),
+        ] {
+            cqrs_es::Aggregate::apply(&mut payment, event);
+        }
+        let answer = response_of(&payment);
+        assert!(answer.approved);
+        assert_eq!(answer.auth_code, "A1B2C3");
+        assert!(
+            answer.response_code.is_empty(),
+            "the acquirer has not answered"
+        );
+        assert!(answer.message.contains("stored"), "{}", answer.message);
+    }
 }
