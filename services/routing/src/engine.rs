@@ -1187,6 +1187,24 @@ impl Router {
                 .unwrap_or(pb::ExchangeOutcome::Unspecified);
             exchange = self.load(exchange::AGGREGATE_TYPE, &key).await?;
             if outcome == pb::ExchangeOutcome::Unavailable {
+                // A completion goes only to the pre-authorisation's acquirer: when its link
+                // is down the advice is stored and sent once it is up (store and forward).
+                if kind == RequestKind::Completion
+                    && self
+                        .queue_advice(
+                            actor,
+                            &tenant_id,
+                            &request.payment_id,
+                            "acquirer_unavailable",
+                        )
+                        .await?
+                        .is_some()
+                {
+                    exchange = self.load(exchange::AGGREGATE_TYPE, &key).await?;
+                    let mut response = Self::answer_of(&exchange);
+                    response.attempts.extend(notes);
+                    return Ok(response);
+                }
                 continue;
             }
             if matches!(
@@ -1559,9 +1577,9 @@ impl Router {
         Ok(Some(acquirer_id))
     }
 
-    /// Stores the payment's last delivered completion advice for repeat (idempotent); `None`
-    /// when there is none to store: nothing reached an acquirer, or the attempt was recorded
-    /// before fields 38 and 90 were kept with it.
+    /// Stores the payment's last completion advice for repeat (idempotent), whether it was
+    /// sent or refused before it could be sent; `None` when there is none to store: nothing
+    /// was attempted, or the attempt was recorded before fields 38 and 90 were kept with it.
     pub(crate) async fn queue_advice(
         &self,
         actor: &Actor,
@@ -1574,7 +1592,9 @@ impl Router {
         if let Some(advice) = &exchange.advice {
             return Ok(Some(advice.queued.acquirer_id.clone()));
         }
-        let Some(delivered) = exchange.last_delivered() else {
+        // The last attempt, delivered or not: a completion the link could not send is
+        // stored as well.
+        let Some(delivered) = exchange.attempts.last() else {
             return Ok(None);
         };
         let sent = &delivered.sent;

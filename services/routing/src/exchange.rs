@@ -264,7 +264,10 @@ impl Exchange {
                 if self.reversal.is_some() {
                     return Err(Invalid("the payment is being reversed"));
                 }
-                let Some(delivered) = self.last_delivered() else {
+                // The last attempt: delivered, or refused before it could be sent (the
+                // link was down) — the sale happened either way, so the advice goes out
+                // once the acquirer can be reached.
+                let Some(delivered) = self.attempts.last() else {
                     return Err(Invalid(
                         "nothing was sent to an acquirer: no advice to store",
                     ));
@@ -651,8 +654,15 @@ mod tests {
                     "the acquirer answered the advice: nothing to repeat",
                 ));
         }
+        // A completion the link could not send (the acquirer unreachable) is stored too: the
+        // sale happened, the advice goes out once the acquirer is up.
         Test::with(())
             .given(advice_history(Some(pb::ExchangeOutcome::Unavailable)))
+            .when(ExchangeCommand::QueueAdvice(queued.clone()))
+            .then_expect_events(vec![ExchangeEvent::AdviceQueued(queued.clone())]);
+        // Nothing attempted at all: nothing to store.
+        Test::with(())
+            .given(vec![ExchangeEvent::Decided(decided())])
             .when(ExchangeCommand::QueueAdvice(queued.clone()))
             .then_expect_error(ExchangeError::InvalidTransition(
                 "nothing was sent to an acquirer: no advice to store",

@@ -752,6 +752,82 @@ async fn a_completion_advice_in_doubt_is_stored_and_repeated(mut platform: Platf
     assert_eq!(a.received().total, sent_before);
 }
 
+/// A completion whose acquirer cannot be reached at all (the link is down before anything is
+/// sent) is stored too, answered as standing, and delivered once the acquirer is reachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_the_acquirer_cannot_take_is_stored_and_sent_when_it_is_back() {
+    let platform = Platform::start().await;
+    let a = sim("{}", None).await;
+    let b = sim("{}", None).await;
+    platform
+        .configure("acq-a", settings(&a.addr().to_string()))
+        .await;
+    platform
+        .configure("acq-b", settings(&b.addr().to_string()))
+        .await;
+    platform.publish(rules("acq-a", "acq-b")).await;
+    let client = client(&platform.backends).await;
+
+    let mut decide = decide_request("pre-u", 5_000);
+    decide.transaction_type = pb::TransactionType::PreAuthorization.into();
+    let decision = client.decide(&decide).await.unwrap();
+    let mut authorize = authorize_request("pre-u", &decision.decision_id, 5_000);
+    authorize.transaction_type = pb::TransactionType::PreAuthorization.into();
+    let pre = client.authorize(authorize, card()).await.unwrap();
+    assert_eq!(outcome(&pre), pb::ExchangeOutcome::Approved, "{pre:?}");
+
+    // Acquirer A moves to an address where nothing listens: every connection is refused.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_addr = dead.local_addr().unwrap().to_string();
+    drop(dead);
+    platform.configure("acq-a", settings(&dead_addr)).await;
+    let mut decide = decide_request("done-u", 4_100);
+    decide.transaction_type = pb::TransactionType::Completion.into();
+    let decision = client.decide(&decide).await.unwrap();
+    let mut completion = authorize_request("done-u", &decision.decision_id, 4_100);
+    completion.transaction_type = pb::TransactionType::Completion.into();
+    completion.original_payment_id = "pre-u".into();
+    let done = client.authorize(completion, card()).await.unwrap();
+    assert_eq!(outcome(&done), pb::ExchangeOutcome::Stored, "{done:?}");
+    assert_eq!(done.auth_code, pre.auth_code);
+    assert_eq!(done.attempts[..1], ["acq-a: unavailable"]);
+    let advice = platform
+        .exchange("done-u")
+        .await
+        .advice
+        .expect("the advice is stored");
+    assert_eq!(advice.queued.reason, "acquirer_unavailable");
+    assert_eq!(advice.queued.acquirer_id, "acq-a");
+    assert_eq!(a.received().count("0220"), 0, "nothing reached A");
+    assert_eq!(b.received().total, 0, "a completion is not rerouted");
+
+    // A is reachable again: the advice goes out (as a repeat, without card data) and is
+    // acknowledged; it is captured once, never reversed.
+    platform
+        .configure("acq-a", settings(&a.addr().to_string()))
+        .await;
+    eventually("the stored advice acknowledged", || async {
+        platform
+            .exchange("done-u")
+            .await
+            .advice
+            .is_some_and(|advice| advice.acknowledged.is_some())
+    })
+    .await;
+    let received = a.received();
+    assert!(received.count("0221") >= 1);
+    assert_eq!(received.count("0400") + received.count("0401"), 0);
+    let repeat = received.messages.iter().find(|m| m.mti == "0221").unwrap();
+    assert_eq!(repeat.pan_last4, None, "no card data in a repeat");
+    assert_eq!(
+        repeat.approval_code.as_deref(),
+        Some(pre.auth_code.as_str())
+    );
+    assert_eq!(repeat.amount_minor, Some(4_100));
+    assert_eq!(received.captures().len(), 1, "one capture");
+    assert!(platform.exchange("done-u").await.reversal.is_none());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_completion_advice_that_times_out_is_repeated_until_acknowledged() {
     a_completion_advice_in_doubt_is_stored_and_repeated(Platform::start().await).await;
