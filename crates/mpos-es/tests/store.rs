@@ -104,6 +104,51 @@ async fn a_conflicting_append_is_a_typed_error_and_writes_nothing() {
     }
 }
 
+/// The process that wrote the head appends on it in one statement (PostgreSQL): a sequence
+/// already taken is the same typed conflict, and neither the head nor the log moves.
+#[tokio::test]
+async fn a_conflict_on_the_cached_head_writes_nothing() {
+    for (backend, test) in each_backend("svc").await {
+        let store = &test.store;
+        store
+            .append(vec![new_event("a", 1, serde_json::json!({}))], None)
+            .await
+            .expect("first");
+        store
+            .append(vec![new_event("a", 2, serde_json::json!({}))], None)
+            .await
+            .expect("second, on the cached head");
+        let head = store.head().await.expect("head");
+        let result = store
+            .append(
+                vec![
+                    new_event("c", 1, serde_json::json!({})),
+                    new_event("a", 2, serde_json::json!({})),
+                ],
+                None,
+            )
+            .await;
+        assert!(
+            matches!(result, Err(StoreError::Conflict { .. })),
+            "{backend}: {result:?}"
+        );
+        assert_eq!(store.head().await.expect("head"), head, "{backend}");
+        assert_eq!(
+            store.read_after(0, 100).await.expect("read").len(),
+            2,
+            "{backend}"
+        );
+        // The next append goes on from the unchanged head, and the chain verifies.
+        let next = store
+            .append(vec![new_event("a", 3, serde_json::json!({}))], None)
+            .await
+            .expect("after the conflict");
+        assert_eq!(next[0].global_position, 3, "{backend}");
+        let report = mpos_es::verify(store, &[]).await.expect("verify");
+        assert!(report.is_intact(), "{backend}: {report:?}");
+    }
+}
+
 #[tokio::test]
 async fn invalid_urls_are_typed_errors() {
     for url in [
