@@ -50,6 +50,10 @@ pub struct ProjectionRunner<P> {
     /// One catch-up at a time in this process; other processes are fenced by the
     /// compare-and-set on the checkpoint.
     running: tokio::sync::Mutex<()>,
+    /// The checkpoint as this runner last read or moved it, so that a catch-up does not
+    /// read it again; forgotten on any failure (another process may have moved it: the
+    /// compare-and-set refuses the stale value, and the next try reads it).
+    checkpoint: std::sync::Mutex<Option<u64>>,
 }
 
 impl<P: Projection> ProjectionRunner<P> {
@@ -59,6 +63,7 @@ impl<P: Projection> ProjectionRunner<P> {
             store,
             projection,
             running: tokio::sync::Mutex::new(()),
+            checkpoint: std::sync::Mutex::new(None),
         }
     }
 
@@ -77,17 +82,38 @@ impl<P: Projection> ProjectionRunner<P> {
         let _running = self.running.lock().await;
         let mut attempts = 0;
         loop {
-            match self.catch_up_once().await {
+            let result = self.catch_up_once().await;
+            if result.is_err() {
+                self.remember_checkpoint(None);
+            }
+            match result {
                 Err(StoreError::Conflict { .. }) if attempts < 5 => attempts += 1,
                 result => return result,
             }
         }
     }
 
+    fn remember_checkpoint(&self, position: Option<u64>) {
+        *self
+            .checkpoint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = position;
+    }
+
+    fn remembered_checkpoint(&self) -> Option<u64> {
+        *self
+            .checkpoint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     async fn catch_up_once(&self) -> Result<u64, StoreError> {
         let consumer = self.consumer_name();
         let name = self.projection.name();
-        let mut committed = self.store.consumer_position(&consumer).await?;
+        let mut committed = match self.remembered_checkpoint() {
+            Some(position) => position,
+            None => self.store.consumer_position(&consumer).await?,
+        };
         let mut position = committed;
         let mut read = 0_u64;
         // Documents read or written during this catch-up, so that a long catch-up (a rebuild)
@@ -136,6 +162,7 @@ impl<P: Projection> ProjectionRunner<P> {
                 self.commit(&documents, &mut dirty, &consumer, committed, position)
                     .await?;
                 committed = position;
+                self.remember_checkpoint(Some(position));
                 if documents.len() > CACHED_DOCUMENTS {
                     documents.clear();
                 }
@@ -145,6 +172,7 @@ impl<P: Projection> ProjectionRunner<P> {
             self.commit(&documents, &mut dirty, &consumer, committed, position)
                 .await?;
         }
+        self.remember_checkpoint(Some(position));
         Ok(read)
     }
 
@@ -177,9 +205,12 @@ impl<P: Projection> ProjectionRunner<P> {
 
     /// Drops the read model and rebuilds it from the whole log.
     pub async fn rebuild(&self) -> Result<u64, StoreError> {
+        let running = self.running.lock().await;
+        self.remember_checkpoint(None);
         self.store
             .drop_documents(self.projection.name(), &self.consumer_name())
             .await?;
+        drop(running);
         self.catch_up().await
     }
 

@@ -154,20 +154,45 @@ async fn concurrent_runners_apply_each_event_once() {
             test.reopen().await,
             TotalsByAggregate,
         ));
-        let tasks: Vec<_> = [first.clone(), second, first.clone()]
+        let tasks: Vec<_> = [first.clone(), second.clone(), first.clone()]
             .into_iter()
             .map(|runner| tokio::spawn(async move { runner.catch_up().await.expect("catch up") }))
             .collect();
         for task in tasks {
             task.await.expect("task");
         }
-        let document = test
-            .store
-            .document("totals", "acme", "shared")
-            .await
-            .expect("get")
-            .expect("exists");
-        let totals: Totals = serde_json::from_str(&document.payload).expect("doc");
-        assert_eq!((totals.events, totals.sum), (200, 200), "{backend}");
+        let totals = || async {
+            let document = test
+                .store
+                .document("totals", "acme", "shared")
+                .await
+                .expect("get")
+                .expect("exists");
+            let totals: Totals = serde_json::from_str(&document.payload).expect("doc");
+            (totals.events, totals.sum)
+        };
+        assert_eq!(totals().await, (200, 200), "{backend}");
+        // Each runner remembers its checkpoint; the other moves it meanwhile (a second
+        // process): the stale one is refused by the compare-and-set, read again, and no
+        // event is applied twice.
+        let mut next = 201_u64;
+        for runner in [&second, &first, &second, &first] {
+            for _ in 0..25 {
+                test.store
+                    .append(
+                        vec![new_event("shared", next, serde_json::json!({"n": 1}))],
+                        None,
+                    )
+                    .await
+                    .expect("append");
+                next += 1;
+            }
+            runner.catch_up().await.expect("catch up");
+            assert_eq!(
+                totals().await,
+                (next - 1, i64::try_from(next - 1).expect("n")),
+                "{backend}"
+            );
+        }
     }
 }
