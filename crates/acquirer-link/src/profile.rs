@@ -1000,65 +1000,13 @@ pub fn reversal_message_for(
     original: &OriginalTransaction,
     reversal: &Reversal,
 ) -> Result<Message, LinkError> {
-    check_stan(reversal.stan)?;
-    check_digits("currency", &original.currency_numeric, 3, 3)?;
-    check_digits("acquirer id", &original.acquirer_institution_id, 1, 11)?;
-    check_printable("rrn", &original.rrn, 12)?;
-    check_printable("terminal id", &original.terminal_id, 8)?;
-    check_printable("merchant id", &original.merchant_id, 15)?;
-    let mut message = wire::new_message(if reversal.repeat { "0401" } else { "0400" })?;
-    wire::set_text(
-        &mut message,
-        field::PROCESSING_CODE,
-        original.kind.processing_code(),
-    );
-    wire::set_text(
-        &mut message,
-        field::AMOUNT,
-        &amount_text(original.amount_minor)?,
-    );
-    wire::set_text(
-        &mut message,
-        field::TRANSMISSION_DATE_TIME,
-        &reversal.transmitted_at.format("%m%d%H%M%S").to_string(),
-    );
-    wire::set_text(&mut message, field::STAN, &format!("{:06}", reversal.stan));
-    wire::set_text(
-        &mut message,
-        field::LOCAL_TIME,
-        &original.local_at.format("%H%M%S").to_string(),
-    );
-    wire::set_text(
-        &mut message,
-        field::LOCAL_DATE,
-        &original.local_at.format("%m%d").to_string(),
-    );
-    if let Some(mcc) = &original.mcc {
-        check_digits("mcc", mcc, 4, 4)?;
-        wire::set_text(&mut message, field::MCC, mcc);
-    }
-    if let Some((mode, pin_capable)) = original.entry_mode {
-        wire::set_text(
-            &mut message,
-            field::POS_ENTRY_MODE,
-            &mode.field22(pin_capable),
-        );
-    }
-    wire::set_text(&mut message, field::POS_CONDITION, "00");
-    wire::set_text(
-        &mut message,
-        field::ACQUIRER_ID,
-        &original.acquirer_institution_id,
-    );
-    wire::set_text(&mut message, field::RRN, &original.rrn);
+    let mti = if reversal.repeat { "0401" } else { "0400" };
+    let mut message = recorded_message(mti, original, reversal.stan, reversal.transmitted_at)?;
     if let Some(code) = &original.auth_code {
         check_auth_code(code)?;
         wire::set_text(&mut message, field::AUTH_CODE, code);
     }
     wire::set_text(&mut message, field::RESPONSE_CODE, reversal.reason.code());
-    wire::set_text(&mut message, field::TERMINAL_ID, &original.terminal_id);
-    wire::set_text(&mut message, field::MERCHANT_ID, &original.merchant_id);
-    wire::set_text(&mut message, field::CURRENCY, &original.currency_numeric);
     let original_data = OriginalData {
         mti: original.kind.mti().to_owned(),
         stan: original.stan,
@@ -1091,50 +1039,66 @@ pub fn advice_repeat_message(
             "only a completion advice is repeated as 0221",
         ));
     }
-    check_stan(advice.stan)?;
-    check_digits("currency", &advice.currency_numeric, 3, 3)?;
-    check_digits("acquirer id", &advice.acquirer_institution_id, 1, 11)?;
-    check_printable("rrn", &advice.rrn, 12)?;
-    check_printable("terminal id", &advice.terminal_id, 8)?;
-    check_printable("merchant id", &advice.merchant_id, 15)?;
     let auth_code = advice
         .auth_code
         .as_deref()
         .ok_or_else(|| LinkError::protocol("a completion needs the approval code"))?;
     check_auth_code(auth_code)?;
     let field90 = original.field90()?;
-    let mut message = wire::new_message("0221")?;
+    let mut message = recorded_message("0221", advice, advice.stan, advice.transmitted_at)?;
+    wire::set_text(&mut message, field::AUTH_CODE, auth_code);
+    wire::set_text(&mut message, field::ORIGINAL_DATA, &field90);
+    Ok(message)
+}
+
+/// The fields a reversal and an advice's repeat both take from the recorded transaction,
+/// under `mti` with `stan` and `transmitted_at` (field 7): processing code, amount, local time
+/// and date, MCC and entry mode when known, POS condition, acquirer, RRN, terminal, merchant
+/// and currency — and no card data.
+fn recorded_message(
+    mti: &str,
+    recorded: &OriginalTransaction,
+    stan: u32,
+    transmitted_at: DateTime<Utc>,
+) -> Result<Message, LinkError> {
+    check_stan(stan)?;
+    check_digits("currency", &recorded.currency_numeric, 3, 3)?;
+    check_digits("acquirer id", &recorded.acquirer_institution_id, 1, 11)?;
+    check_printable("rrn", &recorded.rrn, 12)?;
+    check_printable("terminal id", &recorded.terminal_id, 8)?;
+    check_printable("merchant id", &recorded.merchant_id, 15)?;
+    let mut message = wire::new_message(mti)?;
     wire::set_text(
         &mut message,
         field::PROCESSING_CODE,
-        advice.kind.processing_code(),
+        recorded.kind.processing_code(),
     );
     wire::set_text(
         &mut message,
         field::AMOUNT,
-        &amount_text(advice.amount_minor)?,
+        &amount_text(recorded.amount_minor)?,
     );
     wire::set_text(
         &mut message,
         field::TRANSMISSION_DATE_TIME,
-        &advice.transmitted_at.format("%m%d%H%M%S").to_string(),
+        &transmitted_at.format("%m%d%H%M%S").to_string(),
     );
-    wire::set_text(&mut message, field::STAN, &format!("{:06}", advice.stan));
+    wire::set_text(&mut message, field::STAN, &format!("{stan:06}"));
     wire::set_text(
         &mut message,
         field::LOCAL_TIME,
-        &advice.local_at.format("%H%M%S").to_string(),
+        &recorded.local_at.format("%H%M%S").to_string(),
     );
     wire::set_text(
         &mut message,
         field::LOCAL_DATE,
-        &advice.local_at.format("%m%d").to_string(),
+        &recorded.local_at.format("%m%d").to_string(),
     );
-    if let Some(mcc) = &advice.mcc {
+    if let Some(mcc) = &recorded.mcc {
         check_digits("mcc", mcc, 4, 4)?;
         wire::set_text(&mut message, field::MCC, mcc);
     }
-    if let Some((mode, pin_capable)) = advice.entry_mode {
+    if let Some((mode, pin_capable)) = recorded.entry_mode {
         wire::set_text(
             &mut message,
             field::POS_ENTRY_MODE,
@@ -1145,14 +1109,12 @@ pub fn advice_repeat_message(
     wire::set_text(
         &mut message,
         field::ACQUIRER_ID,
-        &advice.acquirer_institution_id,
+        &recorded.acquirer_institution_id,
     );
-    wire::set_text(&mut message, field::RRN, &advice.rrn);
-    wire::set_text(&mut message, field::AUTH_CODE, auth_code);
-    wire::set_text(&mut message, field::TERMINAL_ID, &advice.terminal_id);
-    wire::set_text(&mut message, field::MERCHANT_ID, &advice.merchant_id);
-    wire::set_text(&mut message, field::CURRENCY, &advice.currency_numeric);
-    wire::set_text(&mut message, field::ORIGINAL_DATA, &field90);
+    wire::set_text(&mut message, field::RRN, &recorded.rrn);
+    wire::set_text(&mut message, field::TERMINAL_ID, &recorded.terminal_id);
+    wire::set_text(&mut message, field::MERCHANT_ID, &recorded.merchant_id);
+    wire::set_text(&mut message, field::CURRENCY, &recorded.currency_numeric);
     Ok(message)
 }
 

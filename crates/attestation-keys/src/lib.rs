@@ -19,6 +19,17 @@ const REFETCH_PAUSE: Duration = Duration::from_secs(5);
 /// The first wait before a failed fetch is tried again.
 const RETRY_FIRST: Duration = Duration::from_millis(500);
 
+/// What a token must be: for `tenant` and `device`, valid at `now_unix` give or take
+/// [`LEEWAY_SECONDS`].
+fn expected<'a>(tenant: &'a str, device: &'a str, now_unix: u64) -> Expected<'a> {
+    Expected {
+        tenant,
+        device,
+        now_unix,
+        leeway_seconds: LEEWAY_SECONDS,
+    }
+}
+
 /// Where the keys come from.
 #[derive(Clone, Debug)]
 pub enum KeySource {
@@ -174,13 +185,9 @@ impl Tokens {
         device: &str,
         now_unix: u64,
     ) -> Result<VerifiedToken, TokenError> {
-        let expected = Expected {
-            tenant,
-            device,
-            now_unix,
-            leeway_seconds: LEEWAY_SECONDS,
-        };
-        let verified = self.current().verify(token, &expected);
+        let verified = self
+            .current()
+            .verify(token, &expected(tenant, device, now_unix));
         if matches!(verified, Err(TokenError::UnknownKey { .. })) {
             self.refetch_in_background();
         }
@@ -198,12 +205,7 @@ impl Tokens {
         device: &str,
         now_unix: u64,
     ) -> Result<VerifiedToken, TokenError> {
-        let expected = Expected {
-            tenant,
-            device,
-            now_unix,
-            leeway_seconds: LEEWAY_SECONDS,
-        };
+        let expected = expected(tenant, device, now_unix);
         let verified = self.current().verify(token, &expected);
         if matches!(verified, Err(TokenError::UnknownKey { .. })) && self.may_refetch() {
             if let Err(error) = self.refresh().await {

@@ -509,7 +509,9 @@ impl Authorizer {
         let decided_at = Some(timestamp_from_micros(mpos_es::now_micros()));
         let command = match answer {
             Ok(answer) => match rpb::ExchangeOutcome::try_from(answer.outcome) {
-                Ok(rpb::ExchangeOutcome::Approved) => {
+                // Stored: a completion advice in doubt that routing stored and repeats until
+                // the acquirer acknowledges it: the completion stands (nothing to reverse).
+                Ok(outcome @ (rpb::ExchangeOutcome::Approved | rpb::ExchangeOutcome::Stored)) => {
                     PaymentCommand::Approve(pb::PaymentApproved {
                         tenant_id: tenant_id.clone(),
                         payment_id: payment_id.clone(),
@@ -520,23 +522,9 @@ impl Authorizer {
                         rrn: answer.rrn,
                         issuer_emv_data: answer.issuer_emv_data,
                         decided_at,
-                        advice_stored: false,
+                        advice_stored: outcome == rpb::ExchangeOutcome::Stored,
                     })
                 }
-                // A completion advice in doubt that routing stored and repeats until the
-                // acquirer acknowledges it: the completion stands (nothing to reverse).
-                Ok(rpb::ExchangeOutcome::Stored) => PaymentCommand::Approve(pb::PaymentApproved {
-                    tenant_id: tenant_id.clone(),
-                    payment_id: payment_id.clone(),
-                    acquirer_id: answer.acquirer_id,
-                    response_code: answer.response_code,
-                    auth_code: answer.auth_code,
-                    stan: answer.stan,
-                    rrn: answer.rrn,
-                    issuer_emv_data: answer.issuer_emv_data,
-                    decided_at,
-                    advice_stored: true,
-                }),
                 Ok(rpb::ExchangeOutcome::Declined) => {
                     PaymentCommand::Decline(pb::PaymentDeclined {
                         tenant_id: tenant_id.clone(),

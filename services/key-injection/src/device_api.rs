@@ -91,17 +91,22 @@ impl DeviceState {
             ));
         }
         if terminal.status != TerminalStatus::Active {
-            return Err(ServiceError::forbidden(format!(
-                "the terminal is {}",
-                serde_json::to_value(terminal.status)
-                    .ok()
-                    .and_then(|value| value.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-                    .replace('_', " ")
-            )));
+            return Err(not_active(terminal.status));
         }
         Ok(terminal)
     }
+}
+
+/// The refusal for a terminal that is not active: "the terminal is suspended", ….
+pub(crate) fn not_active(status: TerminalStatus) -> ServiceError {
+    ServiceError::forbidden(format!(
+        "the terminal is {}",
+        serde_json::to_value(status)
+            .ok()
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .unwrap_or_default()
+            .replace('_', " ")
+    ))
 }
 
 fn actor(terminal: &TerminalDoc) -> Actor {

@@ -126,14 +126,7 @@ impl SoftPosState {
             ));
         }
         if terminal.status != TerminalStatus::Active {
-            return Err(ServiceError::forbidden(format!(
-                "the terminal is {}",
-                serde_json::to_value(terminal.status)
-                    .ok()
-                    .and_then(|value| value.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-                    .replace('_', " ")
-            )));
+            return Err(crate::device_api::not_active(terminal.status));
         }
         Ok((verified.claims, terminal))
     }

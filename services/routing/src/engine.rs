@@ -258,6 +258,31 @@ struct AttemptResult {
     issuer_emv_data: Vec<u8>,
 }
 
+/// A message the store-and-forward worker delivers until it is acknowledged.
+#[derive(Clone, Copy, Debug)]
+enum Stored {
+    /// A reversal (0400, 0401).
+    Reversal,
+    /// A completion advice's repeat (0221).
+    Advice,
+}
+
+impl Stored {
+    fn acknowledged(self) -> &'static str {
+        match self {
+            Self::Reversal => "reversal acknowledged",
+            Self::Advice => "completion advice acknowledged",
+        }
+    }
+
+    fn failed(self) -> &'static str {
+        match self {
+            Self::Reversal => "reversal delivery failed",
+            Self::Advice => "completion advice delivery failed",
+        }
+    }
+}
+
 impl Router {
     /// The operations over `store`; MACs and PIN translation through `hsm`; card data opened
     /// with `sealer`; links stop when `cancel` fires.
@@ -1829,52 +1854,17 @@ impl Router {
         if reversal.acknowledged.is_some() {
             return Ok(None);
         }
-        let queued = &reversal.queued;
-        let attempt = reversal.failures + 1;
         let result = self.send_reversal(tenant_id, &exchange, &reversal).await;
-        match result {
-            Ok(response) => {
-                tracing::info!(tenant = %tenant_id, acquirer = %queued.acquirer_id, attempts = attempt, "reversal acknowledged");
-                metrics::counter!("mpos_routing_reversals_acknowledged_total").increment(1);
-                mpos_es::execute_retrying(
-                    &self.exchanges,
-                    &key,
-                    ExchangeCommand::AcknowledgeReversal(pb::ReversalAcknowledged {
-                        tenant_id: tenant_id.to_owned(),
-                        payment_id: payment_id.to_owned(),
-                        acquirer_id: queued.acquirer_id.clone(),
-                        response_code: response.response_code,
-                        attempts: attempt,
-                    }),
-                    Self::metadata(actor, tenant_id),
-                    8,
-                )
-                .await?;
-                Ok(None)
-            }
-            Err(error) => {
-                let next_us = mpos_es::now_micros()
-                    + i64::try_from(self.backoff(reversal.failures).as_micros())
-                        .unwrap_or(i64::MAX / 2);
-                tracing::info!(tenant = %tenant_id, acquirer = %queued.acquirer_id, attempt, error = %error, "reversal delivery failed");
-                metrics::counter!("mpos_routing_reversal_delivery_failures_total").increment(1);
-                mpos_es::execute_retrying(
-                    &self.exchanges,
-                    &key,
-                    ExchangeCommand::ReversalFailed(pb::ReversalAttemptFailed {
-                        tenant_id: tenant_id.to_owned(),
-                        payment_id: payment_id.to_owned(),
-                        attempt,
-                        error,
-                        next_attempt_at: Some(mpos_proto::timestamp_from_micros(next_us)),
-                    }),
-                    Self::metadata(actor, tenant_id),
-                    8,
-                )
-                .await?;
-                Ok(Some(next_us))
-            }
-        }
+        self.record_delivery(
+            actor,
+            tenant_id,
+            payment_id,
+            Stored::Reversal,
+            &reversal.queued.acquirer_id,
+            reversal.failures,
+            result,
+        )
+        .await
     }
 
     /// One repeat (0221) of a stored completion advice; when the next is due if it failed.
@@ -1885,55 +1875,106 @@ impl Router {
         payment_id: &str,
         exchange: &Exchange,
     ) -> Result<Option<i64>, ServiceError> {
-        let key = exchange_key(tenant_id, payment_id);
         let Some(advice) = exchange.advice.clone() else {
             return Ok(None);
         };
-        let queued = &advice.queued;
-        let attempt = advice.failures + 1;
-        match self.send_advice(tenant_id, exchange, &advice).await {
+        let result = self.send_advice(tenant_id, exchange, &advice).await;
+        self.record_delivery(
+            actor,
+            tenant_id,
+            payment_id,
+            Stored::Advice,
+            &advice.queued.acquirer_id,
+            advice.failures,
+            result,
+        )
+        .await
+    }
+
+    /// Records one delivery of a stored message: its acknowledgement, or its failure with
+    /// the time of the next attempt (backing off after `failures` earlier ones); when the
+    /// next is due if it failed.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_delivery(
+        &self,
+        actor: &Actor,
+        tenant_id: &str,
+        payment_id: &str,
+        stored: Stored,
+        acquirer_id: &str,
+        failures: u32,
+        result: Result<acquirer_link::AuthorizationResponse, String>,
+    ) -> Result<Option<i64>, ServiceError> {
+        let key = exchange_key(tenant_id, payment_id);
+        let attempt = failures + 1;
+        let (command, next) = match result {
             Ok(response) => {
-                tracing::info!(tenant = %tenant_id, acquirer = %queued.acquirer_id, attempts = attempt, response_code = %response.response_code, "completion advice acknowledged");
-                metrics::counter!("mpos_routing_advices_acknowledged_total").increment(1);
-                mpos_es::execute_retrying(
-                    &self.exchanges,
-                    &key,
-                    ExchangeCommand::AcknowledgeAdvice(pb::AdviceAcknowledged {
-                        tenant_id: tenant_id.to_owned(),
-                        payment_id: payment_id.to_owned(),
-                        acquirer_id: queued.acquirer_id.clone(),
-                        response_code: response.response_code,
-                        attempts: attempt,
-                    }),
-                    Self::metadata(actor, tenant_id),
-                    8,
-                )
-                .await?;
-                Ok(None)
+                tracing::info!(tenant = %tenant_id, acquirer = %acquirer_id, attempts = attempt, response_code = %response.response_code, "{}", stored.acknowledged());
+                let command = match stored {
+                    Stored::Reversal => {
+                        metrics::counter!("mpos_routing_reversals_acknowledged_total").increment(1);
+                        ExchangeCommand::AcknowledgeReversal(pb::ReversalAcknowledged {
+                            tenant_id: tenant_id.to_owned(),
+                            payment_id: payment_id.to_owned(),
+                            acquirer_id: acquirer_id.to_owned(),
+                            response_code: response.response_code,
+                            attempts: attempt,
+                        })
+                    }
+                    Stored::Advice => {
+                        metrics::counter!("mpos_routing_advices_acknowledged_total").increment(1);
+                        ExchangeCommand::AcknowledgeAdvice(pb::AdviceAcknowledged {
+                            tenant_id: tenant_id.to_owned(),
+                            payment_id: payment_id.to_owned(),
+                            acquirer_id: acquirer_id.to_owned(),
+                            response_code: response.response_code,
+                            attempts: attempt,
+                        })
+                    }
+                };
+                (command, None)
             }
             Err(error) => {
                 let next_us = mpos_es::now_micros()
-                    + i64::try_from(self.backoff(advice.failures).as_micros())
-                        .unwrap_or(i64::MAX / 2);
-                tracing::info!(tenant = %tenant_id, acquirer = %queued.acquirer_id, attempt, error = %error, "completion advice delivery failed");
-                metrics::counter!("mpos_routing_advice_delivery_failures_total").increment(1);
-                mpos_es::execute_retrying(
-                    &self.exchanges,
-                    &key,
-                    ExchangeCommand::AdviceFailed(pb::AdviceAttemptFailed {
-                        tenant_id: tenant_id.to_owned(),
-                        payment_id: payment_id.to_owned(),
-                        attempt,
-                        error,
-                        next_attempt_at: Some(mpos_proto::timestamp_from_micros(next_us)),
-                    }),
-                    Self::metadata(actor, tenant_id),
-                    8,
-                )
-                .await?;
-                Ok(Some(next_us))
+                    + i64::try_from(self.backoff(failures).as_micros()).unwrap_or(i64::MAX / 2);
+                tracing::info!(tenant = %tenant_id, acquirer = %acquirer_id, attempt, error = %error, "{}", stored.failed());
+                let next_attempt_at = Some(mpos_proto::timestamp_from_micros(next_us));
+                let command = match stored {
+                    Stored::Reversal => {
+                        metrics::counter!("mpos_routing_reversal_delivery_failures_total")
+                            .increment(1);
+                        ExchangeCommand::ReversalFailed(pb::ReversalAttemptFailed {
+                            tenant_id: tenant_id.to_owned(),
+                            payment_id: payment_id.to_owned(),
+                            attempt,
+                            error,
+                            next_attempt_at,
+                        })
+                    }
+                    Stored::Advice => {
+                        metrics::counter!("mpos_routing_advice_delivery_failures_total")
+                            .increment(1);
+                        ExchangeCommand::AdviceFailed(pb::AdviceAttemptFailed {
+                            tenant_id: tenant_id.to_owned(),
+                            payment_id: payment_id.to_owned(),
+                            attempt,
+                            error,
+                            next_attempt_at,
+                        })
+                    }
+                };
+                (command, Some(next_us))
             }
-        }
+        };
+        mpos_es::execute_retrying(
+            &self.exchanges,
+            &key,
+            command,
+            Self::metadata(actor, tenant_id),
+            8,
+        )
+        .await?;
+        Ok(next)
     }
 
     /// Sends the repeat (0221) of a stored completion advice, built from what the log keeps

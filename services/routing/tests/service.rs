@@ -13,10 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use acquirer_link::{HsmMac, MacProvider};
+use acquirer_sim::RunningSim;
 use common::*;
 use mpos_proto::routing as pb;
 use prost::Message as _;
 use routing::exchange::{Exchange, ExchangeCommand};
+use routing::rpc::RoutingClient;
 
 struct Platform {
     backends: Backends,
@@ -594,7 +596,12 @@ async fn event_types(platform: &Platform, payment: &str) -> Vec<String> {
 /// 0220 gets no answer: the completion stands (`STORED`), the advice is stored, not
 /// reversed, and repeated as 0221 (same STAN and RRN, no card data) across a restart of the
 /// router until the simulator answers again.
-async fn a_completion_advice_in_doubt_is_stored_and_repeated(mut platform: Platform) {
+/// Two simulators, acquirer A first and B second, and a pre-authorisation `payment` of
+/// 50.00 approved by A.
+async fn pre_authorised(
+    platform: &Platform,
+    payment: &str,
+) -> (RunningSim, RunningSim, RoutingClient, pb::AuthorizeResponse) {
     let a = sim("{}", None).await;
     let b = sim("{}", None).await;
     platform
@@ -605,15 +612,19 @@ async fn a_completion_advice_in_doubt_is_stored_and_repeated(mut platform: Platf
         .await;
     platform.publish(rules("acq-a", "acq-b")).await;
     let client = client(&platform.backends).await;
-
-    let mut decide = decide_request("pre-s", 5_000);
+    let mut decide = decide_request(payment, 5_000);
     decide.transaction_type = pb::TransactionType::PreAuthorization.into();
     let decision = client.decide(&decide).await.unwrap();
-    let mut authorize = authorize_request("pre-s", &decision.decision_id, 5_000);
+    let mut authorize = authorize_request(payment, &decision.decision_id, 5_000);
     authorize.transaction_type = pb::TransactionType::PreAuthorization.into();
     let pre = client.authorize(authorize, card()).await.unwrap();
     assert_eq!(outcome(&pre), pb::ExchangeOutcome::Approved, "{pre:?}");
     assert_eq!(pre.auth_code.len(), 6);
+    (a, b, client, pre)
+}
+
+async fn a_completion_advice_in_doubt_is_stored_and_repeated(mut platform: Platform) {
+    let (a, b, client, pre) = pre_authorised(&platform, "pre-s").await;
 
     // The acquirer stops answering: the 0220 times out.
     a.set_blackhole(None, true);
@@ -757,24 +768,7 @@ async fn a_completion_advice_in_doubt_is_stored_and_repeated(mut platform: Platf
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_completion_the_acquirer_cannot_take_is_stored_and_sent_when_it_is_back() {
     let platform = Platform::start().await;
-    let a = sim("{}", None).await;
-    let b = sim("{}", None).await;
-    platform
-        .configure("acq-a", settings(&a.addr().to_string()))
-        .await;
-    platform
-        .configure("acq-b", settings(&b.addr().to_string()))
-        .await;
-    platform.publish(rules("acq-a", "acq-b")).await;
-    let client = client(&platform.backends).await;
-
-    let mut decide = decide_request("pre-u", 5_000);
-    decide.transaction_type = pb::TransactionType::PreAuthorization.into();
-    let decision = client.decide(&decide).await.unwrap();
-    let mut authorize = authorize_request("pre-u", &decision.decision_id, 5_000);
-    authorize.transaction_type = pb::TransactionType::PreAuthorization.into();
-    let pre = client.authorize(authorize, card()).await.unwrap();
-    assert_eq!(outcome(&pre), pb::ExchangeOutcome::Approved, "{pre:?}");
+    let (a, b, client, pre) = pre_authorised(&platform, "pre-u").await;
 
     // Acquirer A moves to an address where nothing listens: every connection is refused.
     let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
