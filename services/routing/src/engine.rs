@@ -1308,7 +1308,9 @@ impl Router {
             approved.sent.acquirer_id.clone(),
             OriginalData {
                 mti: approved.sent.mti.clone(),
-                stan: approved.sent.stan.parse().unwrap_or(0),
+                stan: approved.sent.stan.parse().map_err(|_| {
+                    ServiceError::internal("the pre-authorisation's STAN is unreadable")
+                })?,
                 transmitted_at,
                 acquirer_id: if settings.acquiring_institution_id.is_empty() {
                     "0".to_owned()
@@ -2084,7 +2086,10 @@ impl Router {
             kind,
             amount_minor: queued.amount_minor,
             currency_numeric: currency_numeric(&queued.currency).map_err(|error| error.message)?,
-            stan: queued.original_stan.parse().unwrap_or(0),
+            stan: queued
+                .original_stan
+                .parse()
+                .map_err(|_| "the original's STAN is unreadable".to_owned())?,
             rrn: queued.original_rrn.clone(),
             transmitted_at,
             local_at: transmitted_at.naive_utc(),
