@@ -359,16 +359,18 @@ pub type Running = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send
 
 /// The life of a service process, the same for every service binary: telemetry from `vars`,
 /// the admin listener, the store and bus (retried until they answer or a signal comes), the
-/// API listener, then `start`; on SIGINT/SIGTERM it waits for the service to stop and closes
-/// the store. Returns the process's exit status.
-pub async fn run_process<F, Fut, E>(
+/// API listener, then `start`; on SIGINT/SIGTERM it waits for the service to stop (the future
+/// `start` answers, e.g. a [`Running`]) and closes the store. Returns the process's exit
+/// status.
+pub async fn run_process<F, Fut, R, E>(
     vars: &Vars,
     config: &CommonConfig,
     start: F,
 ) -> std::process::ExitCode
 where
     F: FnOnce(Started) -> Fut,
-    Fut: std::future::Future<Output = Result<Running, E>>,
+    Fut: std::future::Future<Output = Result<R, E>>,
+    R: std::future::Future<Output = ()>,
     E: std::fmt::Display,
 {
     let telemetry_config = mpos_config::exit_on_error(mpos_telemetry::TelemetryConfig::from_vars(
@@ -419,6 +421,79 @@ where
     store.close().await;
     tracing::info!("stopped");
     std::process::ExitCode::SUCCESS
+}
+
+/// What the `main` of a service run by [`service_main`] names: the service, its default
+/// listen addresses and the variable holding the platform operator's token.
+#[derive(Clone, Copy, Debug)]
+pub struct ServiceBinary<'a> {
+    /// The service's name, e.g. `routing`.
+    pub service: &'a str,
+    /// The API listener's default address.
+    pub default_http: &'a str,
+    /// The admin listener's default address.
+    pub default_admin: &'a str,
+    /// The variable holding the platform operator's bearer token (at least 32 characters).
+    pub operator_token: &'a str,
+}
+
+/// The whole `main` of a service whose options are read from the variables and the operator
+/// token, and whose start function takes the common configuration, the connections, its
+/// options and the API listener: reads [`CommonConfig`], the token and the options (exiting
+/// with the configuration error if one is wrong), then runs [`run_process`] with `start`,
+/// waiting for `join` of what `start` answers. Returns the process's exit status.
+///
+/// ```ignore
+/// mpos_service::service_main(
+///     ServiceBinary { service: SERVICE, default_http: "0.0.0.0:8080", /* … */ },
+///     RoutingOptions::from_vars,
+///     routing::service::start,
+///     routing::service::Running::join,
+/// )
+/// .await
+/// ```
+pub async fn service_main<O, R, E>(
+    binary: ServiceBinary<'_>,
+    options: impl FnOnce(&Vars, secrecy::SecretString) -> Result<O, ConfigError>,
+    start: impl AsyncFnOnce(
+        &CommonConfig,
+        EventStore,
+        &Bus,
+        &Infrastructure,
+        &O,
+        tokio::net::TcpListener,
+        &CancellationToken,
+    ) -> Result<R, E>,
+    join: impl AsyncFnOnce(R),
+) -> std::process::ExitCode
+where
+    E: std::fmt::Display,
+{
+    use mpos_config::exit_on_error;
+    let vars = Vars::from_env();
+    let config = exit_on_error(CommonConfig::from_vars(
+        &vars,
+        binary.service,
+        binary.default_http,
+        binary.default_admin,
+    ));
+    let token = exit_on_error(vars.secret(binary.operator_token, 32));
+    let options = exit_on_error(options(&vars, token));
+    let (config, options) = (&config, &options);
+    run_process(&vars, config, |started: Started| async move {
+        let running = start(
+            config,
+            started.store,
+            &started.bus,
+            &started.infrastructure,
+            options,
+            started.listener,
+            &started.cancel,
+        )
+        .await?;
+        Ok::<_, E>(join(running))
+    })
+    .await
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM.

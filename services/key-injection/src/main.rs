@@ -1,9 +1,8 @@
 //! The key-injection service as its own process (distributed deployment).
 
 use key_injection::SERVICE;
-use key_injection::service::{KiOptions, vars};
-use mpos_config::{Vars, exit_on_error};
-use mpos_service::{CommonConfig, Running, Started};
+use key_injection::service::{KiOptions, Running, start, vars};
+use mpos_service::ServiceBinary;
 
 /// mimalloc instead of glibc's malloc: request handling allocates from many threads at once
 /// (ADR 12, docs/benchmarks.md).
@@ -12,28 +11,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let vars = Vars::from_env();
-    let config = exit_on_error(CommonConfig::from_vars(
-        &vars,
-        SERVICE,
-        "0.0.0.0:8080",
-        "0.0.0.0:9090",
-    ));
-    let token = exit_on_error(vars.secret(vars::OPERATOR_TOKEN, 32));
-    let options = exit_on_error(KiOptions::from_vars(&vars, token, "0.0.0.0:8444"));
-    let (config, options) = (&config, &options);
-    mpos_service::run_process(&vars, config, |started: Started| async move {
-        let running = key_injection::service::start(
-            config,
-            started.store,
-            &started.bus,
-            &started.infrastructure,
-            options,
-            started.listener,
-            &started.cancel,
-        )
-        .await?;
-        Ok::<Running, std::io::Error>(Box::pin(running.join()))
-    })
-    .await
+    let binary = ServiceBinary {
+        service: SERVICE,
+        default_http: "0.0.0.0:8080",
+        default_admin: "0.0.0.0:9090",
+        operator_token: vars::OPERATOR_TOKEN,
+    };
+    // The device API's default address is this binary's, like the listeners'.
+    let options = |vars: &_, token| KiOptions::from_vars(vars, token, "0.0.0.0:8444");
+    mpos_service::service_main(binary, options, start, Running::join).await
 }

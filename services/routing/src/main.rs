@@ -1,9 +1,8 @@
 //! The routing service as its own process.
 
-use mpos_config::{Vars, exit_on_error};
-use mpos_service::{CommonConfig, Running, Started};
+use mpos_service::ServiceBinary;
 use routing::SERVICE;
-use routing::service::{RoutingOptions, vars};
+use routing::service::{RoutingOptions, Running, start, vars};
 
 /// mimalloc instead of glibc's malloc, like every service (ADR 12).
 #[global_allocator]
@@ -11,28 +10,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let vars = Vars::from_env();
-    let config = exit_on_error(CommonConfig::from_vars(
-        &vars,
-        SERVICE,
-        "0.0.0.0:8080",
-        "0.0.0.0:9090",
-    ));
-    let token = exit_on_error(vars.secret(vars::OPERATOR_TOKEN, 32));
-    let options = exit_on_error(RoutingOptions::from_vars(&vars, token));
-    let (config, options) = (&config, &options);
-    mpos_service::run_process(&vars, config, |started: Started| async move {
-        let running = routing::service::start(
-            config,
-            started.store,
-            &started.bus,
-            &started.infrastructure,
-            options,
-            started.listener,
-            &started.cancel,
-        )
-        .await?;
-        Ok::<Running, std::io::Error>(Box::pin(running.join()))
-    })
-    .await
+    let binary = ServiceBinary {
+        service: SERVICE,
+        default_http: "0.0.0.0:8080",
+        default_admin: "0.0.0.0:9090",
+        operator_token: vars::OPERATOR_TOKEN,
+    };
+    mpos_service::service_main(binary, RoutingOptions::from_vars, start, Running::join).await
 }
