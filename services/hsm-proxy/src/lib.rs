@@ -7,6 +7,8 @@
 //!   health checks, balancing and failover.
 //! * [`rpc`]: NATS request-reply (`mpos.hsm-proxy.v1.<Operation>`); [`api`]: the admin HTTP API.
 //! * [`sealing`]: card data sealed end to end on the bus (`crates/mpos-seal`).
+//! * `test_support` (feature `test-support`): clear test keys entered as components, for the
+//!   tests of the services that call the hsm-proxy.
 
 pub mod api;
 pub mod backend;
@@ -20,6 +22,8 @@ pub mod rpc;
 pub mod sealing;
 pub mod service;
 pub mod spec;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 
 /// The service's name: its log, its stream, its topic and its subjects are named after it.
 pub const SERVICE: &str = "hsm-proxy";
