@@ -7,16 +7,9 @@
 
 mod common;
 
-use common::{TestService, attributes, h, import_known};
+use common::{INITIAL_KSN, IPEK, KBPK, TestService, attributes, h, import_known};
 use mpos_proto::hsm as pb;
 use serde_json::json;
-
-/// ANSI X9.24-1:2009 A.4: BDK, initial KSN and the initial key (IPEK) of the example.
-const BDK: &str = "0123456789ABCDEFFEDCBA9876543210";
-const INITIAL_KSN: &str = "FFFF9876543210E00000";
-const IPEK: &str = "6AC292FAA1315B4D858AB3A3D7D5933A";
-/// A key block protection key the test knows.
-const KBPK: &str = "88E1AB2A2E3DD38C1FA039A536500CC8A87AB9D62DC92C01058FA79F44657DE6";
 
 async fn lifecycle(service: TestService) {
     // Authentication.
@@ -170,14 +163,7 @@ async fn lifecycle(service: TestService) {
     assert_eq!(status, 400, "{refused}");
 
     // DUKPT initial key export: opened with the KBPK, it is the published IPEK.
-    import_known(
-        &service,
-        "acme",
-        attributes(pb::KeyAlgorithm::Tdes2key, "B0", "X", ""),
-        BDK,
-        "bdk",
-    )
-    .await;
+    common::import_bdk(&service, "").await;
     let (status, exported) = service
         .post(
             "/v1/tenants/acme/keys/alias%2Fbdk/export",

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::{AES_BDK, BDK, INITIAL_KSN, IPEK};
 use mpos_errors::ErrorCode;
 use mpos_proto::hsm as pb;
 use paycrypto::SecretBytes;
@@ -15,17 +16,9 @@ use rcgen::{
 };
 use rsa::pkcs1::EncodeRsaPublicKey;
 
-/// ANSI X9.24-1:2009 Annex A.4: the test BDK, the example device's initial KSN, and its IPEK
-/// ("Initially Loaded PIN Entry Device Key"), as transcribed in openemv/dukpt
-/// (test/dukpt_tdes_test.c); the same constants as tests/tr34.rs.
-const BDK: &str = "0123456789ABCDEFFEDCBA9876543210";
-const INITIAL_KSN: &str = "FFFF9876543210E00000";
-const IPEK: &str = "6AC292FAA1315B4D858AB3A3D7D5933A";
-
 /// ANSI X9.24-3-2017 supplement test vectors ("X9.24 Part 3 Test Vectors"), as transcribed in
 /// openemv/dukpt test/dukpt_aes128_test.c and cited in paycrypto's tests/dukpt_aes.rs: the
-/// AES-128 BDK, the initial key ID 1234567890123456 and the initial key derived from them.
-const AES_BDK: &str = "FEDCBA9876543210F1F1F1F1F1F1F1F1";
+/// initial key ID 1234567890123456 and the initial key derived from it and `common::AES_BDK`.
 const AES_INITIAL_KSN: &str = "123456789012345600000000";
 const AES_INITIAL_KEY: &str = "1273671EA26AC29AFA4D1084127652A1";
 
@@ -88,14 +81,7 @@ fn export(key: &str, ksn: &str, device_certificate: Vec<u8>) -> pb::ExportKeyReq
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_devices_initial_key_reaches_only_that_devices_p256_key() {
     let service = common::embedded().await;
-    common::import_known(
-        &service,
-        "acme",
-        common::attributes(pb::KeyAlgorithm::Tdes2key, "B0", "X", "N"),
-        BDK,
-        "bdk",
-    )
-    .await;
+    common::import_bdk(&service, "N").await;
     common::import_known(
         &service,
         "acme",
@@ -300,14 +286,7 @@ fn expected_tdes_kcv() -> String {
 async fn concurrent_exports_are_each_recorded_with_their_own_request() {
     const DEVICES: usize = 24;
     let service = common::embedded().await;
-    common::import_known(
-        &service,
-        "acme",
-        common::attributes(pb::KeyAlgorithm::Tdes2key, "B0", "X", "N"),
-        BDK,
-        "bdk",
-    )
-    .await;
+    common::import_bdk(&service, "N").await;
     let ca = ca();
     let (_, device_certificate) = device(&ca, "PED together");
     let before = service.store.head().await.expect("head").0;

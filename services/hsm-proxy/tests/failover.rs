@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{attributes, import_known};
 use mpos_proto::hsm as pb;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -31,22 +30,8 @@ async fn a_lost_backend_costs_no_operation() {
     let bus = format!("memory://{}", common::unique("failover"));
     let service = common::start(dir, &common::postgres_url(), &bus, backends).await;
     // ANSI X9.24-1:2009 A.4 BDK and a PIN key, replicated to all three backends.
-    let bdk = import_known(
-        &service,
-        "acme",
-        attributes(pb::KeyAlgorithm::Tdes2key, "B0", "X", ""),
-        "0123456789ABCDEFFEDCBA9876543210",
-        "bdk",
-    )
-    .await;
-    import_known(
-        &service,
-        "acme",
-        attributes(pb::KeyAlgorithm::Tdes2key, "P0", "B", ""),
-        "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBB",
-        "zpk",
-    )
-    .await;
+    let bdk = common::import_bdk(&service, "").await;
+    common::import_zpk(&service).await;
     assert_eq!(bdk.backend_ids, vec!["soft-a", "soft-b", "soft-c"]);
 
     let request = pb::TranslatePinDataRequest {

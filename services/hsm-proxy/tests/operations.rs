@@ -8,45 +8,14 @@
 
 mod common;
 
-use common::{TestService, attributes, h, import_known};
+use common::{BDK, TENANT, TestService, ZPK, attributes, dukpt, h, import_known};
 use mpos_errors::ErrorCode;
 use mpos_proto::hsm as pb;
-use paycrypto::SecretBytes;
-use paycrypto::pin::{Pan, Pin, PinBlockFormat, encrypt_pin_block};
 use paycrypto::primitives::tdes_decrypt_ecb;
 
-const TENANT: &str = "acme";
-/// ANSI X9.24-1:2009 A.4: the DUKPT test BDK.
-const BDK: &str = "0123456789ABCDEFFEDCBA9876543210";
-/// A PIN key known to the test, to open the translated PIN blocks (psec's test key).
-const ZPK: &str = "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBB";
-
-fn dukpt(ksn: &str, direction: pb::DukptDirection) -> Option<pb::Dukpt> {
-    Some(pb::Dukpt {
-        ksn: ksn.into(),
-        direction: direction.into(),
-        ..Default::default()
-    })
-}
-
 async fn known_keys(service: &TestService) {
-    use pb::KeyAlgorithm::Tdes2key;
-    import_known(
-        service,
-        TENANT,
-        attributes(Tdes2key, "B0", "X", ""),
-        BDK,
-        "bdk",
-    )
-    .await;
-    import_known(
-        service,
-        TENANT,
-        attributes(Tdes2key, "P0", "B", ""),
-        ZPK,
-        "zpk",
-    )
-    .await;
+    common::import_bdk(service, "").await;
+    common::import_zpk(service).await;
 }
 
 /// ANSI X9.24-1:2009 A.4.2: the DUKPT PIN blocks of PIN 1234 / PAN 4012345678909 for KSNs
@@ -391,99 +360,6 @@ async fn arqc(service: &TestService) {
     }
 }
 
-fn iso0_under_zpk(pin: &str, pan: &str) -> String {
-    let block = encrypt_pin_block(
-        PinBlockFormat::Iso0,
-        &SecretBytes::new(h(ZPK)),
-        &Pin::new(pin).unwrap(),
-        Some(&Pan::new(pan).unwrap()),
-        &mut rand::rngs::OsRng,
-    )
-    .unwrap();
-    hex::encode_upper(block)
-}
-
-/// Visa PVV: jPOS `JCESecurityModuleTest.testCalculatePVVImpl1/2` (PVK "4 times 12345678",
-/// PAN 1234567890123, PVKI 0, PIN 1234 → 1226). IBM 3624: psec tests/test_pin.py (PVK
-/// 0123456789ABCDEFFEDCBA9876543210, decimalization table 1234567890123456, validation data
-/// 1122334455667788, PIN 1234 → offset 7710). Both cited in paycrypto's tests/pinver.rs.
-async fn pin_data(service: &TestService) {
-    use pb::KeyAlgorithm::Tdes2key;
-    import_known(
-        service,
-        TENANT,
-        attributes(Tdes2key, "V2", "C", ""),
-        "12345678123456781234567812345678",
-        "pvk",
-    )
-    .await;
-    import_known(
-        service,
-        TENANT,
-        attributes(Tdes2key, "V1", "C", ""),
-        BDK,
-        "ibm-pvk",
-    )
-    .await;
-    let pvv = Some(pb::PinVerification {
-        method: pb::PinVerificationMethod::VisaPvv.into(),
-        pvki: 0,
-        ..Default::default()
-    });
-    let ibm = Some(pb::PinVerification {
-        method: pb::PinVerificationMethod::Ibm3624Offset.into(),
-        decimalization_table: "1234567890123456".into(),
-        validation_data: "1122334455667788".into(),
-        ..Default::default()
-    });
-    for (key, verification, pan, expected, wrong) in [
-        ("alias/pvk", pvv, "1234567890123", "1226", "1227"),
-        ("alias/ibm-pvk", ibm, "1122334455667788", "7710", "7711"),
-    ] {
-        let encryption = Some(pb::PinBlockKey {
-            key: "alias/zpk".into(),
-            format: pb::PinBlockFormat::Iso0.into(),
-            dukpt: None,
-        });
-        let pin_block = iso0_under_zpk("1234", pan);
-        let generated: pb::GeneratePinDataResponse = service
-            .call(
-                "GeneratePinData",
-                &pb::GeneratePinDataRequest {
-                    tenant_id: TENANT.into(),
-                    verification_key: key.into(),
-                    verification: verification.clone(),
-                    encryption: encryption.clone(),
-                    pin_block: pin_block.clone(),
-                    pan: pan.into(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .expect("generate pin data");
-        assert_eq!(generated.verification_value, expected, "{key}");
-        for (value, verified) in [(expected, true), (wrong, false)] {
-            let response: pb::VerifyPinDataResponse = service
-                .call(
-                    "VerifyPinData",
-                    &pb::VerifyPinDataRequest {
-                        tenant_id: TENANT.into(),
-                        verification_key: key.into(),
-                        verification: verification.clone(),
-                        encryption: encryption.clone(),
-                        pin_block: pin_block.clone(),
-                        pan: pan.into(),
-                        verification_value: value.into(),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .expect("verify pin data");
-            assert_eq!(response.verified, verified, "{key} {value}");
-        }
-    }
-}
-
 /// Bad input: each a typed error with the shared code, and nothing written.
 async fn bad_input_changes_nothing(service: &TestService) {
     import_known(
@@ -701,7 +577,7 @@ async fn all_operations(service: TestService) {
     macs(&service).await;
     card_validation(&service).await;
     arqc(&service).await;
-    pin_data(&service).await;
+    common::pin_data(&service).await;
     bad_input_changes_nothing(&service).await;
     events_hold_no_key_material(&service).await;
     registry_replays(&service).await;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{TestService, attributes, h};
+use common::{BDK, PAN, TENANT, TestService, ZPK, attributes, dukpt, h};
 use mpos_errors::ErrorCode;
 use mpos_proto::hsm as pb;
 use paycrypto::SecretBytes;
@@ -23,16 +23,10 @@ use paycrypto::tr31::{
 };
 use payshield_sim::{RunningSimulator, SimConfig, Simulator};
 
-const TENANT: &str = "acme";
-/// ANSI X9.24-1:2009 A.4: the DUKPT test BDK.
-const BDK: &str = "0123456789ABCDEFFEDCBA9876543210";
-/// PIN keys known to the test, to make and open PIN blocks (psec's test key, and one with
-/// no published role).
-const ZPK: &str = "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBB";
+/// A second PIN key known to the test (`common::ZPK` is the first), with no published role.
 const ZPK_B: &str = "1C1C1C1C1C1C1C1C2A2A2A2A2A2A2A2A";
 /// ANSI X9.24-1:2009 A.4: the clear ISO format 0 PIN block of PIN 1234, PAN 4012345678909.
 const CLEAR_PIN_BLOCK: &str = "041274EDCBA9876F";
-const PAN: &str = "4012345678909";
 
 /// The tests of this file run one at a time: the failover test measures a rate, and the
 /// machine's cores are shared.
@@ -51,14 +45,6 @@ fn url(sim: &RunningSimulator, id: &str) -> String {
         "payshield://{}?id={id}&site=local&header=4&connections=8&timeout_ms=300",
         sim.local_addr()
     )
-}
-
-fn dukpt(ksn: &str) -> Option<pb::Dukpt> {
-    Some(pb::Dukpt {
-        ksn: ksn.into(),
-        direction: pb::DukptDirection::Request.into(),
-        ..Default::default()
-    })
 }
 
 /// The clear KEK of the pool: the test plays the key custodian who holds the LMK, opens the
@@ -208,7 +194,7 @@ async fn translate_pins(custodian: &Custodian, service: &TestService) {
                     incoming: Some(pb::PinBlockKey {
                         key: "alias/bdk".into(),
                         format: pb::PinBlockFormat::Iso0.into(),
-                        dukpt: dukpt(ksn),
+                        dukpt: dukpt(ksn, pb::DukptDirection::Request),
                     }),
                     ..cc_request(block)
                 },
@@ -476,7 +462,7 @@ async fn unsupported_and_bad_input(service: &TestService) {
                 key: "alias/bdk".into(),
                 algorithm: pb::MacAlgorithm::Iso9797Alg3.into(),
                 message: b"4012345678909D987".to_vec(),
-                dukpt: dukpt("FFFF9876543210E00001"),
+                dukpt: dukpt("FFFF9876543210E00001", pb::DukptDirection::Request),
                 mac_length: 4,
                 ..Default::default()
             },

@@ -11,7 +11,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestService, attributes, h, import_known};
+use common::{
+    AES_BDK, TENANT, TestService, ZPK, attributes, dukpt, h, import_known, iso0_under, pin_key,
+};
 use mpos_errors::ErrorCode;
 use mpos_proto::hsm as pb;
 use paycrypto::SecretBytes;
@@ -20,20 +22,16 @@ use paycrypto::primitives::{aes_decrypt_ecb, tdes_decrypt_ecb};
 use proptest::prelude::*;
 use secrecy::SecretString;
 
-const TENANT: &str = "acme";
 const USER_PIN: &str = "user-1234";
 const SO_PIN: &str = "so-5678";
-/// A PIN key known to the test, to make and open PIN blocks (psec's test key).
-const ZPK: &str = "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBB";
 /// ANSI X9.24-1:2009 A.4: the TDES DUKPT test BDK (also a second known TDES key here).
-const TDES_BDK: &str = "0123456789ABCDEFFEDCBA9876543210";
+const TDES_BDK: &str = common::BDK;
 /// ANSI X9.24-3-2017 supplement test vectors (ASC X9, "X9.24 Part 3 Test Vectors"), as
 /// transcribed in openemv/dukpt test/dukpt_aes128_test.c and cited in paycrypto's
-/// tests/dukpt_aes.rs: the AES-128 BDK, the KSNs of counters 1 to 3 (initial key ID
-/// 1234567890123456), their data encryption (3000) and MAC generation (2000) working keys, and
-/// the format 4 PIN blocks of PIN 1234 / PAN 4111111111111111 ("Calculation of AES PIN Block
-/// Format 4", page 31).
-const AES_BDK: &str = "FEDCBA9876543210F1F1F1F1F1F1F1F1";
+/// tests/dukpt_aes.rs: for the AES-128 BDK (`common::AES_BDK`), the KSNs of counters 1 to 3
+/// (initial key ID 1234567890123456), their data encryption (3000) and MAC generation (2000)
+/// working keys, and the format 4 PIN blocks of PIN 1234 / PAN 4111111111111111 ("Calculation
+/// of AES PIN Block Format 4", page 31).
 const AES_KSNS: [&str; 3] = [
     "123456789012345600000001",
     "123456789012345600000002",
@@ -147,14 +145,6 @@ async fn pkcs11_service(tag: &str) -> (TestService, String) {
     (service, label)
 }
 
-fn dukpt(ksn: &str, direction: pb::DukptDirection) -> Option<pb::Dukpt> {
-    Some(pb::Dukpt {
-        ksn: ksn.into(),
-        direction: direction.into(),
-        ..Default::default()
-    })
-}
-
 fn cipher(key: &str, mode: pb::CipherMode, iv: Vec<u8>) -> Option<pb::Encryption> {
     Some(pb::Encryption {
         key: key.into(),
@@ -162,30 +152,6 @@ fn cipher(key: &str, mode: pb::CipherMode, iv: Vec<u8>) -> Option<pb::Encryption
         iv,
         dukpt: None,
     })
-}
-
-fn pin_key(
-    key: &str,
-    format: pb::PinBlockFormat,
-    dukpt: Option<pb::Dukpt>,
-) -> Option<pb::PinBlockKey> {
-    Some(pb::PinBlockKey {
-        key: key.into(),
-        format: format.into(),
-        dukpt,
-    })
-}
-
-fn iso0_under(key: &str, pin: &str, pan: &str) -> String {
-    let block = encrypt_pin_block(
-        PinBlockFormat::Iso0,
-        &SecretBytes::new(h(key)),
-        &Pin::new(pin).unwrap(),
-        Some(&Pan::new(pan).unwrap()),
-        &mut rand::rngs::OsRng,
-    )
-    .unwrap();
-    hex::encode_upper(block)
 }
 
 /// NIST SP 800-38A F.2.1 (CBC-AES128.Encrypt, first block) and FIPS-197 C.1 (AES-128 ECB);
@@ -415,91 +381,6 @@ async fn macs(service: &TestService) {
             )
             .await
         );
-    }
-}
-
-/// Visa PVV: jPOS `JCESecurityModuleTest.testCalculatePVVImpl1/2` (PVK "4 times 12345678",
-/// PAN 1234567890123, PVKI 0, PIN 1234 → 1226). IBM 3624: psec tests/test_pin.py (PVK
-/// 0123456789ABCDEFFEDCBA9876543210, decimalization table 1234567890123456, validation data
-/// 1122334455667788, PIN 1234 → offset 7710). Both cited in paycrypto's tests/pinver.rs.
-async fn pin_data(service: &TestService) {
-    use pb::KeyAlgorithm::Tdes2key;
-    import_known(
-        service,
-        TENANT,
-        attributes(Tdes2key, "P0", "B", ""),
-        ZPK,
-        "zpk",
-    )
-    .await;
-    import_known(
-        service,
-        TENANT,
-        attributes(Tdes2key, "V2", "C", ""),
-        "12345678123456781234567812345678",
-        "pvk",
-    )
-    .await;
-    import_known(
-        service,
-        TENANT,
-        attributes(Tdes2key, "V1", "C", ""),
-        TDES_BDK,
-        "ibm-pvk",
-    )
-    .await;
-    let pvv = Some(pb::PinVerification {
-        method: pb::PinVerificationMethod::VisaPvv.into(),
-        pvki: 0,
-        ..Default::default()
-    });
-    let ibm = Some(pb::PinVerification {
-        method: pb::PinVerificationMethod::Ibm3624Offset.into(),
-        decimalization_table: "1234567890123456".into(),
-        validation_data: "1122334455667788".into(),
-        ..Default::default()
-    });
-    for (key, verification, pan, expected, wrong) in [
-        ("alias/pvk", pvv, "1234567890123", "1226", "1227"),
-        ("alias/ibm-pvk", ibm, "1122334455667788", "7710", "7711"),
-    ] {
-        let encryption = pin_key("alias/zpk", pb::PinBlockFormat::Iso0, None);
-        let pin_block = iso0_under(ZPK, "1234", pan);
-        let generated: pb::GeneratePinDataResponse = service
-            .call(
-                "GeneratePinData",
-                &pb::GeneratePinDataRequest {
-                    tenant_id: TENANT.into(),
-                    verification_key: key.into(),
-                    verification: verification.clone(),
-                    encryption: encryption.clone(),
-                    pin_block: pin_block.clone(),
-                    pan: pan.into(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .expect("generate pin data");
-        assert_eq!(generated.verification_value, expected, "{key}");
-        for (value, verified) in [(expected, true), (wrong, false)] {
-            let response: pb::VerifyPinDataResponse = service
-                .call(
-                    "VerifyPinData",
-                    &pb::VerifyPinDataRequest {
-                        tenant_id: TENANT.into(),
-                        verification_key: key.into(),
-                        verification: verification.clone(),
-                        encryption: encryption.clone(),
-                        pin_block: pin_block.clone(),
-                        pan: pan.into(),
-                        verification_value: value.into(),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .expect("verify pin data");
-            assert_eq!(response.verified, verified, "{key} {value}");
-        }
     }
 }
 
@@ -951,7 +832,8 @@ async fn pkcs11_operations_with_published_vectors() {
     let (service, label) = pkcs11_service("ops").await;
     aes_data(&service).await;
     macs(&service).await;
-    pin_data(&service).await;
+    common::import_zpk(&service).await;
+    common::pin_data(&service).await;
     translate_pin(&service).await;
     aes_dukpt(&service).await;
     generated_keys(&service).await;

@@ -10,15 +10,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{attributes, h, import_known};
+use common::{BDK, ZPK, h};
 use mpos_proto::hsm as pb;
 use paycrypto::SecretBytes;
 use paycrypto::dukpt::tdes::{DataKeyDerivation, Device, KeyUsage, Ksn, derive_ipek};
 use paycrypto::pin::{Pan, Pin, PinBlockFormat, decrypt_pin_block, encrypt_pin_block};
 use proptest::prelude::*;
-
-const BDK: &str = "0123456789ABCDEFFEDCBA9876543210";
-const ZPK: &str = "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBB";
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -33,22 +30,8 @@ fn dukpt_pin_pad_to_zpk_keeps_the_pin() {
     let runtime = runtime();
     let service = runtime.block_on(async {
         let service = common::embedded().await;
-        import_known(
-            &service,
-            "acme",
-            attributes(pb::KeyAlgorithm::Tdes2key, "B0", "X", ""),
-            BDK,
-            "bdk",
-        )
-        .await;
-        import_known(
-            &service,
-            "acme",
-            attributes(pb::KeyAlgorithm::Tdes2key, "P0", "B", ""),
-            ZPK,
-            "zpk",
-        )
-        .await;
+        common::import_bdk(&service, "").await;
+        common::import_zpk(&service).await;
         service
     });
     let bdk = SecretBytes::new(h(BDK));
@@ -118,14 +101,7 @@ fn any_bytes_to_any_operation_are_answered() {
     let runtime = runtime();
     let service = runtime.block_on(async {
         let service = common::embedded().await;
-        import_known(
-            &service,
-            "acme",
-            attributes(pb::KeyAlgorithm::Tdes2key, "P0", "B", ""),
-            ZPK,
-            "zpk",
-        )
-        .await;
+        common::import_zpk(&service).await;
         service
     });
     let config = ProptestConfig {

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::{TestService, attributes, h, import_known, unique};
+use common::{
+    BDK, KBPK, PAN, TENANT, TestService, ZPK, attributes, dukpt, h, import_known, unique,
+};
 use hsm_proxy::rpc::{HsmClient, is_unknown_sealing_key};
 use hsm_proxy::sealing::{SealedCardData, UNKNOWN_SEALING_KEY};
 use mpos_bus::{BusError, Message, RequestHandler, RequestReply, ServeHandle};
@@ -30,17 +32,8 @@ use paycrypto::tr31::{
 };
 use prost::Message as _;
 
-const TENANT: &str = "acme";
-/// ANSI X9.24-1:2009 A.4: the DUKPT test BDK.
-const BDK: &str = "0123456789ABCDEFFEDCBA9876543210";
-/// A PIN key known to the test, to open the translated PIN blocks (psec's test key).
-const ZPK: &str = "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBB";
 /// The tenant's card-token key (HMAC-SHA-256, M7), known to the test.
 const TOKEN_KEY: &str = "000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F";
-/// The key block protection key (K0, AES-256) the token key is imported under.
-const KBPK: &str = "88E1AB2A2E3DD38C1FA039A536500CC8A87AB9D62DC92C01058FA79F44657DE6";
-/// ANSI X9.24-1:2009 A.4.2: the PAN of the published DUKPT vectors.
-const PAN: &str = "4012345678909";
 /// ANSI X9.24-1:2009 A.4.2, KSN E00001: "4012345678909D987" zero-padded to 24 bytes,
 /// TDES-CBC with a zero IV under the data request key.
 const CARD_DATA_CIPHERTEXT: &str = "FC0D53B7EA1FDA9EE68AAF2E70D9B9506229BE2AA993F04F";
@@ -170,23 +163,9 @@ fn leaks<'m>(messages: &'m [(String, Vec<u8>)], pan: &str, secret: &[u8]) -> Vec
 // ------------------------------------------------------------------------------------------
 
 async fn known_keys(service: &TestService) {
-    use pb::KeyAlgorithm::{Aes256, Tdes2key};
-    import_known(
-        service,
-        TENANT,
-        attributes(Tdes2key, "B0", "X", ""),
-        BDK,
-        "bdk",
-    )
-    .await;
-    import_known(
-        service,
-        TENANT,
-        attributes(Tdes2key, "P0", "B", ""),
-        ZPK,
-        "zpk",
-    )
-    .await;
+    use pb::KeyAlgorithm::Aes256;
+    common::import_bdk(service, "").await;
+    common::import_zpk(service).await;
     // HMAC keys cannot be entered as components: the known token key comes as a TR-31
     // version D block under a key block protection key entered as components.
     import_known(
@@ -228,14 +207,6 @@ async fn known_keys(service: &TestService) {
         .expect("import the token key");
 }
 
-fn dukpt(ksn: &str) -> Option<pb::Dukpt> {
-    Some(pb::Dukpt {
-        ksn: ksn.into(),
-        direction: pb::DukptDirection::Request.into(),
-        ..Default::default()
-    })
-}
-
 fn decrypt_request(ksn: &str, ciphertext: Vec<u8>) -> pb::DecryptDataRequest {
     pb::DecryptDataRequest {
         tenant_id: TENANT.into(),
@@ -243,7 +214,7 @@ fn decrypt_request(ksn: &str, ciphertext: Vec<u8>) -> pb::DecryptDataRequest {
             key: "alias/bdk".into(),
             mode: pb::CipherMode::Cbc.into(),
             iv: vec![0; 8],
-            dukpt: dukpt(ksn),
+            dukpt: dukpt(ksn, pb::DukptDirection::Request),
         }),
         ciphertext,
         ..Default::default()
@@ -256,7 +227,7 @@ fn translate_request(ksn: &str, pin_block: &str) -> pb::TranslatePinDataRequest 
         incoming: Some(pb::PinBlockKey {
             key: "alias/bdk".into(),
             format: pb::PinBlockFormat::Iso0.into(),
-            dukpt: dukpt(ksn),
+            dukpt: dukpt(ksn, pb::DukptDirection::Request),
         }),
         outgoing: Some(pb::PinBlockKey {
             key: "alias/zpk".into(),
@@ -1081,7 +1052,7 @@ async fn require_refuses_clear_card_data() {
             tenant_id: TENANT.into(),
             key: "alias/bdk".into(),
             algorithm: pb::MacAlgorithm::Iso9797Alg3.into(),
-            dukpt: dukpt("FFFF9876543210E00001"),
+            dukpt: dukpt("FFFF9876543210E00001", pb::DukptDirection::Request),
             message: PAN.as_bytes().to_vec(),
             mac: vec![0; 4],
             ..Default::default()
@@ -1111,7 +1082,7 @@ async fn require_refuses_clear_card_data() {
                 key: "alias/bdk".into(),
                 algorithm: pb::MacAlgorithm::Iso9797Alg3.into(),
                 padding: pb::MacPadding::Method1.into(),
-                dukpt: dukpt("FFFF9876543210E00001"),
+                dukpt: dukpt("FFFF9876543210E00001", pb::DukptDirection::Request),
                 message: CARD_DATA.to_vec(),
                 mac_length: 4,
                 ..Default::default()

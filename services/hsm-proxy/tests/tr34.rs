@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::{INITIAL_KSN, IPEK};
 use std::str::FromStr;
 
 use base64::Engine as _;
@@ -24,13 +25,6 @@ use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, KeyUsages};
 use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::{Time, Validity};
-
-/// ANSI X9.24-1:2009 Annex A.4: the test BDK, the example device's initial KSN, and its IPEK
-/// ("Initially Loaded PIN Entry Device Key"), as transcribed in openemv/dukpt
-/// (test/dukpt_tdes_test.c).
-const BDK: &str = "0123456789ABCDEFFEDCBA9876543210";
-const INITIAL_KSN: &str = "FFFF9876543210E00000";
-const IPEK: &str = "6AC292FAA1315B4D858AB3A3D7D5933A";
 
 const CA_NAME: &str = "CN=RKI Test CA,O=mPOS Test";
 
@@ -116,14 +110,7 @@ fn spki(key: &RsaPrivateKey) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_devices_initial_key_leaves_in_a_tr34_token_only_that_device_opens() {
     let service = common::embedded().await;
-    common::import_known(
-        &service,
-        "acme",
-        common::attributes(pb::KeyAlgorithm::Tdes2key, "B0", "X", "N"),
-        BDK,
-        "bdk",
-    )
-    .await;
+    common::import_bdk(&service, "N").await;
     // The key distribution host's key pair lives in the HSM; the platform's CA certifies it.
     let kdh: pb::Key = service
         .call(

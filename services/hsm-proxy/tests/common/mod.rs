@@ -13,6 +13,7 @@ use mpos_es::EventStore;
 use mpos_proto::hsm as pb;
 use mpos_service::{CommonConfig, Infrastructure};
 use paycrypto::SecretBytes;
+use paycrypto::pin::{Pan, Pin, PinBlockFormat, encrypt_pin_block};
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +22,25 @@ pub const TOKEN: &str = "operator-token-for-tests-0123456789abcdef";
 pub const SIGNING_KEY: &str = "2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a";
 /// The soft backends' LMK in tests.
 pub const LMK: &str = "000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F";
+
+/// The tenant of the tests' keys.
+pub const TENANT: &str = "acme";
+/// ANSI X9.24-1:2009 A.4: the DUKPT test BDK, the example device's initial KSN and its initial
+/// key (IPEK, "Initially Loaded PIN Entry Device Key"), as transcribed in openemv/dukpt
+/// (test/dukpt_tdes_test.c).
+pub const BDK: &str = "0123456789ABCDEFFEDCBA9876543210";
+pub const INITIAL_KSN: &str = "FFFF9876543210E00000";
+pub const IPEK: &str = "6AC292FAA1315B4D858AB3A3D7D5933A";
+/// ANSI X9.24-1:2009 A.4.2: the PAN of the published DUKPT vectors.
+pub const PAN: &str = "4012345678909";
+/// ANSI X9.24-3-2017 supplement test vectors ("X9.24 Part 3 Test Vectors"), as transcribed in
+/// openemv/dukpt test/dukpt_aes128_test.c and cited in paycrypto's tests/dukpt_aes.rs: the
+/// AES-128 BDK.
+pub const AES_BDK: &str = "FEDCBA9876543210F1F1F1F1F1F1F1F1";
+/// A PIN key known to the tests, to make and open PIN blocks (psec's test key).
+pub const ZPK: &str = "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBB";
+/// A key block protection key (AES-256) the tests know.
+pub const KBPK: &str = "88E1AB2A2E3DD38C1FA039A536500CC8A87AB9D62DC92C01058FA79F44657DE6";
 
 pub struct TestService {
     pub base: String,
@@ -252,23 +272,44 @@ pub fn h(text: &str) -> Vec<u8> {
     hex::decode(text.replace(' ', "")).expect("hex")
 }
 
-pub fn attributes(
-    algorithm: pb::KeyAlgorithm,
-    usage: &str,
-    mode: &str,
-    exportability: &str,
-) -> pb::KeyAttributes {
-    pb::KeyAttributes {
-        algorithm: algorithm.into(),
-        key_usage: usage.into(),
-        mode_of_use: mode.into(),
-        exportability: exportability.into(),
-    }
+pub use hsm_proxy::test_support::attributes;
+
+pub fn dukpt(ksn: &str, direction: pb::DukptDirection) -> Option<pb::Dukpt> {
+    Some(pb::Dukpt {
+        ksn: ksn.into(),
+        direction: direction.into(),
+        ..Default::default()
+    })
 }
 
-/// Imports a known key (a published test key) as two clear components whose XOR is `key`:
-/// the first is all 0x11 bytes, the second `key` XOR that. KCVs come from paycrypto's
-/// published-vector-tested KCV functions.
+pub fn pin_key(
+    key: &str,
+    format: pb::PinBlockFormat,
+    dukpt: Option<pb::Dukpt>,
+) -> Option<pb::PinBlockKey> {
+    Some(pb::PinBlockKey {
+        key: key.into(),
+        format: format.into(),
+        dukpt,
+    })
+}
+
+/// An ISO format 0 PIN block of `pin` and `pan` under the clear TDES key `key` (hex).
+pub fn iso0_under(key: &str, pin: &str, pan: &str) -> String {
+    let block = encrypt_pin_block(
+        PinBlockFormat::Iso0,
+        &SecretBytes::new(h(key)),
+        &Pin::new(pin).expect("pin"),
+        Some(&Pan::new(pan).expect("pan")),
+        &mut rand::rngs::OsRng,
+    )
+    .expect("pin block");
+    hex::encode_upper(block)
+}
+
+/// Imports a known key (a published test key) as two clear components whose XOR is `key`
+/// (`hsm_proxy::test_support::components_import`: the first all 0x11 bytes, the second `key`
+/// XOR that). KCVs come from paycrypto's published-vector-tested KCV functions.
 pub async fn import_known(
     service: &TestService,
     tenant: &str,
@@ -276,47 +317,112 @@ pub async fn import_known(
     key_hex: &str,
     alias: &str,
 ) -> pb::Key {
-    let key = h(key_hex);
-    let first = vec![0x11_u8; key.len()];
-    let second: Vec<u8> = key.iter().zip(&first).map(|(a, b)| a ^ b).collect();
-    let algorithm = pb::KeyAlgorithm::try_from(attrs.algorithm).expect("algorithm");
-    let kcv = |bytes: &[u8]| -> String {
-        let secret = SecretBytes::from_slice(bytes);
-        match algorithm {
-            pb::KeyAlgorithm::Aes128 | pb::KeyAlgorithm::Aes192 | pb::KeyAlgorithm::Aes256 => {
-                paycrypto::kcv::aes_kcv_cmac(&secret).expect("kcv").to_hex()
-            }
-            pb::KeyAlgorithm::HmacSha256 => {
-                let mac = paycrypto::mac::MacAlgorithm::HmacSha256
-                    .generate(&secret, &[0_u8; 16], 32)
-                    .expect("hmac");
-                hex::encode_upper(&mac[..3])
-            }
-            _ => paycrypto::kcv::tdes_kcv(&secret).expect("kcv").to_hex(),
-        }
-    };
-    let request = pb::ImportKeyRequest {
-        tenant_id: tenant.into(),
-        alias: alias.into(),
-        material: Some(pb::import_key_request::Material::Components(
-            pb::ComponentsImport {
-                attributes: Some(attrs),
-                components: vec![
-                    pb::KeyComponent {
-                        value: hex::encode_upper(&first),
-                        kcv: kcv(&first),
-                    },
-                    pb::KeyComponent {
-                        value: hex::encode_upper(&second),
-                        kcv: kcv(&second),
-                    },
-                ],
-                kcv: kcv(&key),
-            },
-        )),
-    };
+    let request = hsm_proxy::test_support::components_import(tenant, alias, attrs, &h(key_hex))
+        .expect("import request");
     service
         .call::<_, pb::Key>("ImportKey", &request)
         .await
         .expect("import")
+}
+
+/// [`BDK`] as `bdk` of [`TENANT`] (B0, derive only), with `exportability`.
+pub async fn import_bdk(service: &TestService, exportability: &str) -> pb::Key {
+    import_known(
+        service,
+        TENANT,
+        attributes(pb::KeyAlgorithm::Tdes2key, "B0", "X", exportability),
+        BDK,
+        "bdk",
+    )
+    .await
+}
+
+/// [`ZPK`] as `zpk` of [`TENANT`] (P0, both ways).
+pub async fn import_zpk(service: &TestService) -> pb::Key {
+    import_known(
+        service,
+        TENANT,
+        attributes(pb::KeyAlgorithm::Tdes2key, "P0", "B", ""),
+        ZPK,
+        "zpk",
+    )
+    .await
+}
+
+/// Visa PVV: jPOS `JCESecurityModuleTest.testCalculatePVVImpl1/2` (PVK "4 times 12345678",
+/// PAN 1234567890123, PVKI 0, PIN 1234 → 1226). IBM 3624: psec tests/test_pin.py (PVK
+/// 0123456789ABCDEFFEDCBA9876543210, decimalization table 1234567890123456, validation data
+/// 1122334455667788, PIN 1234 → offset 7710). Both cited in paycrypto's tests/pinver.rs. The PIN
+/// blocks are made under [`ZPK`], which the caller has imported as `zpk` for [`TENANT`].
+pub async fn pin_data(service: &TestService) {
+    use pb::KeyAlgorithm::Tdes2key;
+    import_known(
+        service,
+        TENANT,
+        attributes(Tdes2key, "V2", "C", ""),
+        "12345678123456781234567812345678",
+        "pvk",
+    )
+    .await;
+    import_known(
+        service,
+        TENANT,
+        attributes(Tdes2key, "V1", "C", ""),
+        BDK,
+        "ibm-pvk",
+    )
+    .await;
+    let pvv = Some(pb::PinVerification {
+        method: pb::PinVerificationMethod::VisaPvv.into(),
+        pvki: 0,
+        ..Default::default()
+    });
+    let ibm = Some(pb::PinVerification {
+        method: pb::PinVerificationMethod::Ibm3624Offset.into(),
+        decimalization_table: "1234567890123456".into(),
+        validation_data: "1122334455667788".into(),
+        ..Default::default()
+    });
+    for (key, verification, pan, expected, wrong) in [
+        ("alias/pvk", pvv, "1234567890123", "1226", "1227"),
+        ("alias/ibm-pvk", ibm, "1122334455667788", "7710", "7711"),
+    ] {
+        let encryption = pin_key("alias/zpk", pb::PinBlockFormat::Iso0, None);
+        let pin_block = iso0_under(ZPK, "1234", pan);
+        let generated: pb::GeneratePinDataResponse = service
+            .call(
+                "GeneratePinData",
+                &pb::GeneratePinDataRequest {
+                    tenant_id: TENANT.into(),
+                    verification_key: key.into(),
+                    verification: verification.clone(),
+                    encryption: encryption.clone(),
+                    pin_block: pin_block.clone(),
+                    pan: pan.into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("generate pin data");
+        assert_eq!(generated.verification_value, expected, "{key}");
+        for (value, verified) in [(expected, true), (wrong, false)] {
+            let response: pb::VerifyPinDataResponse = service
+                .call(
+                    "VerifyPinData",
+                    &pb::VerifyPinDataRequest {
+                        tenant_id: TENANT.into(),
+                        verification_key: key.into(),
+                        verification: verification.clone(),
+                        encryption: encryption.clone(),
+                        pin_block: pin_block.clone(),
+                        pan: pan.into(),
+                        verification_value: value.into(),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .expect("verify pin data");
+            assert_eq!(response.verified, verified, "{key} {value}");
+        }
+    }
 }
