@@ -32,6 +32,7 @@ use acquirer_link::{HsmMac, MacProvider};
 use acquirer_sim::{AcquirerSim, HsmIssuer, RuleSet, RunningSim, SimConfig};
 use attestation_token::{PublishedKeys, TokenIssuer};
 use hsm_proxy::rpc::HsmClient;
+use hsm_proxy::test_support;
 use iso8583::Spec;
 use iso8583::framing::{Framing, LengthPrefix};
 use mpos_config::Vars;
@@ -80,8 +81,6 @@ pub const ZAK: [&str; 2] = [
 pub const PVK: &str = "12345678123456781234567812345678";
 /// The issuer master key for application cryptograms (E0): terminal-sim's test cards'.
 pub const IMK: &str = terminal_sim::card::TEST_IMK_HEX;
-/// The first clear component of every imported key (the second is key XOR this).
-const COMPONENT: u8 = 0x11;
 /// The amount the simulators' issuer declines with `51`.
 pub const DECLINED_AMOUNT: u64 = 90_000;
 /// The floor limit in the tenant's parameters (EUR, minor units).
@@ -107,9 +106,7 @@ pub fn clear_keys() -> Vec<String> {
 }
 
 fn components(key_hex: &str) -> (String, String) {
-    let key = hex::decode(key_hex).expect("hex");
-    let first = vec![COMPONENT; key.len()];
-    let second: Vec<u8> = key.iter().zip(&first).map(|(a, b)| a ^ b).collect();
+    let [first, second] = test_support::components(&hex::decode(key_hex).expect("hex"));
     (hex::encode_upper(first), hex::encode_upper(second))
 }
 
@@ -795,37 +792,10 @@ impl Platform {
         key_hex: &str,
         alias: &str,
     ) {
-        let (first, second) = components(key_hex);
-        let kcv = |hex_text: &str| {
-            paycrypto::kcv::tdes_kcv(&SecretBytes::from_hex("key", hex_text).expect("hex"))
-                .expect("kcv")
-                .to_hex()
-        };
-        let request = hsm_pb::ImportKeyRequest {
-            tenant_id: tenant.into(),
-            alias: alias.into(),
-            material: Some(hsm_pb::import_key_request::Material::Components(
-                hsm_pb::ComponentsImport {
-                    attributes: Some(hsm_pb::KeyAttributes {
-                        algorithm: hsm_pb::KeyAlgorithm::Tdes2key.into(),
-                        key_usage: usage.into(),
-                        mode_of_use: mode.into(),
-                        exportability: String::new(),
-                    }),
-                    components: vec![
-                        hsm_pb::KeyComponent {
-                            kcv: kcv(&first),
-                            value: first,
-                        },
-                        hsm_pb::KeyComponent {
-                            kcv: kcv(&second),
-                            value: second,
-                        },
-                    ],
-                    kcv: kcv(key_hex),
-                },
-            )),
-        };
+        let attributes = test_support::attributes(hsm_pb::KeyAlgorithm::Tdes2key, usage, mode, "");
+        let key = hex::decode(key_hex).expect("hex");
+        let request =
+            test_support::components_import(tenant, alias, attributes, &key).expect("request");
         self.post(
             format!("{}/v1/tenants/{tenant}/keys/import", self.hsm_api),
             serde_json::to_value(&request).expect("json"),

@@ -15,6 +15,7 @@ use acquirer_sim::{AcquirerSim, RuleSet, SimConfig};
 use chrono::{SubsecRound, Utc};
 use hsm_proxy::rpc::HsmClient;
 use hsm_proxy::service::HsmConfig;
+use hsm_proxy::test_support::{attributes, components_import};
 use iso8583::Spec;
 use mpos_config::Vars;
 use mpos_proto::hsm as pb;
@@ -97,42 +98,12 @@ async fn start_hsm() -> Hsm {
     }
 }
 
-/// Imports `key_hex` as two clear components (0x11… and key XOR 0x11…), as the
+/// Imports `key_hex` (TDES) as two clear components (0x11… and key XOR 0x11…), as the
 /// hsm-proxy's own tests do.
 async fn import(hsm: &Hsm, usage: &str, mode: &str, key_hex: &str, alias: &str) {
+    let attributes = attributes(pb::KeyAlgorithm::Tdes2key, usage, mode, "");
     let key = hex::decode(key_hex).unwrap();
-    let first = vec![0x11_u8; key.len()];
-    let second: Vec<u8> = key.iter().zip(&first).map(|(a, b)| a ^ b).collect();
-    let kcv = |bytes: &[u8]| {
-        paycrypto::kcv::tdes_kcv(&SecretBytes::from_slice(bytes))
-            .unwrap()
-            .to_hex()
-    };
-    let request = pb::ImportKeyRequest {
-        tenant_id: TENANT.into(),
-        alias: alias.into(),
-        material: Some(pb::import_key_request::Material::Components(
-            pb::ComponentsImport {
-                attributes: Some(pb::KeyAttributes {
-                    algorithm: pb::KeyAlgorithm::Tdes2key.into(),
-                    key_usage: usage.into(),
-                    mode_of_use: mode.into(),
-                    exportability: String::new(),
-                }),
-                components: vec![
-                    pb::KeyComponent {
-                        value: hex::encode_upper(&first),
-                        kcv: kcv(&first),
-                    },
-                    pb::KeyComponent {
-                        value: hex::encode_upper(&second),
-                        kcv: kcv(&second),
-                    },
-                ],
-                kcv: kcv(&key),
-            },
-        )),
-    };
+    let request = components_import(TENANT, alias, attributes, &key).unwrap();
     let _: pb::Key = hsm.client.call("ImportKey", &request).await.unwrap();
 }
 

@@ -13,6 +13,7 @@ use acquirer_link::framing::{Framing, LengthPrefix};
 use acquirer_sim::{AcquirerSim, RuleSet, RunningSim, SimConfig};
 use hsm_proxy::rpc::HsmClient;
 use hsm_proxy::service::HsmConfig;
+use hsm_proxy::test_support::{attributes, components_import};
 use iso8583::Spec;
 use mpos_config::Vars;
 use mpos_proto::hsm as hsm_pb;
@@ -147,41 +148,11 @@ impl Hsm {
         }
     }
 
-    /// Imports `key_hex` as two clear components under `alias`, for the test tenant.
+    /// Imports `key_hex` (TDES) as two clear components under `alias`, for the test tenant.
     pub async fn import(&self, usage: &str, mode: &str, key_hex: &str, alias: &str) {
+        let attributes = attributes(hsm_pb::KeyAlgorithm::Tdes2key, usage, mode, "");
         let key = hex::decode(key_hex).unwrap();
-        let first = vec![0x11_u8; key.len()];
-        let second: Vec<u8> = key.iter().zip(&first).map(|(a, b)| a ^ b).collect();
-        let kcv = |bytes: &[u8]| {
-            paycrypto::kcv::tdes_kcv(&SecretBytes::from_slice(bytes))
-                .unwrap()
-                .to_hex()
-        };
-        let request = hsm_pb::ImportKeyRequest {
-            tenant_id: TENANT.into(),
-            alias: alias.into(),
-            material: Some(hsm_pb::import_key_request::Material::Components(
-                hsm_pb::ComponentsImport {
-                    attributes: Some(hsm_pb::KeyAttributes {
-                        algorithm: hsm_pb::KeyAlgorithm::Tdes2key.into(),
-                        key_usage: usage.into(),
-                        mode_of_use: mode.into(),
-                        exportability: String::new(),
-                    }),
-                    components: vec![
-                        hsm_pb::KeyComponent {
-                            value: hex::encode_upper(&first),
-                            kcv: kcv(&first),
-                        },
-                        hsm_pb::KeyComponent {
-                            value: hex::encode_upper(&second),
-                            kcv: kcv(&second),
-                        },
-                    ],
-                    kcv: kcv(&key),
-                },
-            )),
-        };
+        let request = components_import(TENANT, alias, attributes, &key).unwrap();
         let _: hsm_pb::Key = self.client.call("ImportKey", &request).await.unwrap();
     }
 }
