@@ -504,14 +504,7 @@ async fn generate_mac_sealed_equals_clear(service: &TestService) {
 /// ARQC (pyemv `test_visa_cvn10`: → 29CCA15AE665FA2E, ARPC 28993816AFAE4AEB).
 async fn other_pan_operations_sealed(service: &TestService) {
     use pb::KeyAlgorithm::Tdes2key;
-    import_known(
-        service,
-        TENANT,
-        attributes(Tdes2key, "V2", "C", ""),
-        "12345678123456781234567812345678",
-        "pvk",
-    )
-    .await;
+    common::import_pvk(service).await;
     import_known(
         service,
         TENANT,

@@ -349,6 +349,18 @@ pub async fn import_zpk(service: &TestService) -> pb::Key {
     .await
 }
 
+/// jPOS `JCESecurityModuleTest`'s Visa PVK ("4 times 12345678") as `pvk` of [`TENANT`] (V2).
+pub async fn import_pvk(service: &TestService) -> pb::Key {
+    import_known(
+        service,
+        TENANT,
+        attributes(pb::KeyAlgorithm::Tdes2key, "V2", "C", ""),
+        "12345678123456781234567812345678",
+        "pvk",
+    )
+    .await
+}
+
 /// Visa PVV: jPOS `JCESecurityModuleTest.testCalculatePVVImpl1/2` (PVK "4 times 12345678",
 /// PAN 1234567890123, PVKI 0, PIN 1234 → 1226). IBM 3624: psec tests/test_pin.py (PVK
 /// 0123456789ABCDEFFEDCBA9876543210, decimalization table 1234567890123456, validation data
@@ -356,14 +368,7 @@ pub async fn import_zpk(service: &TestService) -> pb::Key {
 /// blocks are made under [`ZPK`], which the caller has imported as `zpk` for [`TENANT`].
 pub async fn pin_data(service: &TestService) {
     use pb::KeyAlgorithm::Tdes2key;
-    import_known(
-        service,
-        TENANT,
-        attributes(Tdes2key, "V2", "C", ""),
-        "12345678123456781234567812345678",
-        "pvk",
-    )
-    .await;
+    import_pvk(service).await;
     import_known(
         service,
         TENANT,
