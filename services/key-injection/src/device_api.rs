@@ -109,7 +109,7 @@ pub(crate) fn not_active(status: TerminalStatus) -> ServiceError {
     ))
 }
 
-fn actor(terminal: &TerminalDoc) -> Actor {
+pub(crate) fn actor(terminal: &TerminalDoc) -> Actor {
     Actor(format!("device:{}", terminal.terminal_id))
 }
 
@@ -199,24 +199,28 @@ async fn confirm(
     ApiJson(request): ApiJson<pb::ConfirmInjectionRequest>,
 ) -> Result<Json<pb::InjectionResponse>, ServiceError> {
     let terminal = state.terminal(&peer, &terminal_id).await?;
-    let injection = state
-        .injector
-        .load(&terminal.tenant_id, &injection_id)
-        .await?;
+    confirm_for(&state.injector, &terminal, &injection_id, &request.kcv)
+        .await
+        .map(Json)
+}
+
+/// A device's confirmation of the key it installed, for the injection `injection_id` of its
+/// own terminal (another terminal's injection is not found), by a PED or a SoftPOS phone.
+pub(crate) async fn confirm_for(
+    injector: &Injector,
+    terminal: &TerminalDoc,
+    injection_id: &str,
+    kcv: &str,
+) -> Result<pb::InjectionResponse, ServiceError> {
+    let injection = injector.load(&terminal.tenant_id, injection_id).await?;
     if injection.terminal_id() != terminal.terminal_id {
         return Err(ServiceError::not_found("injection not found"));
     }
-    let response = state
-        .injector
-        .confirm(
-            &actor(&terminal),
-            &terminal.tenant_id,
-            &injection_id,
-            &request.kcv,
-        )
+    let response = injector
+        .confirm(&actor(terminal), &terminal.tenant_id, injection_id, kcv)
         .await?;
-    tracing::info!(tenant_id = %terminal.tenant_id, terminal_id = %terminal.terminal_id, %injection_id, "initial key confirmed");
-    Ok(Json(response))
+    tracing::info!(tenant_id = %terminal.tenant_id, terminal_id = %terminal.terminal_id, kind = ?terminal.kind, %injection_id, "initial key confirmed");
+    Ok(response)
 }
 
 /// A counter report.

@@ -30,8 +30,9 @@ use mpos_http::ApiJson;
 use mpos_proto::key_injection as pb;
 use sha2::{Digest as _, Sha256};
 
+use crate::device_api::actor;
 use crate::feed::{TerminalDoc, TerminalKind, TerminalStatus, TmsView};
-use crate::injector::{Actor, InjectionSpec, Injector};
+use crate::injector::{InjectionSpec, Injector};
 
 /// What the SoftPOS handlers share.
 #[derive(Clone, Debug)]
@@ -146,10 +147,6 @@ fn refusal(error: &TokenError) -> &'static str {
     }
 }
 
-fn actor(terminal: &TerminalDoc) -> Actor {
-    Actor(format!("device:{}", terminal.terminal_id))
-}
-
 /// The injection of an attested key: one per tenant, terminal and certificate.
 fn injection_id(tenant_id: &str, terminal_id: &str, certificate: &[u8]) -> String {
     let mut digest = Sha256::new();
@@ -212,10 +209,7 @@ async fn request_key(
             },
         )
         .await?;
-    let injection = state.injector.load(&tenant_id, &injection_id).await?;
-    if injection.terminal_id() != terminal.terminal_id {
-        return Err(ServiceError::not_found("injection not found"));
-    }
+    // The id derives from this terminal: the delivery must be that injection.
     let delivery = state
         .injector
         .deliver(&actor, &tenant_id, &terminal.terminal_id)
@@ -239,16 +233,9 @@ async fn confirm(
     ApiJson(request): ApiJson<pb::ConfirmInjectionRequest>,
 ) -> Result<Json<pb::InjectionResponse>, ServiceError> {
     let (_, terminal) = state.admit(&headers, &tenant_id, &device_id).await?;
-    let injection = state.injector.load(&tenant_id, &injection_id).await?;
-    if injection.terminal_id() != terminal.terminal_id {
-        return Err(ServiceError::not_found("injection not found"));
-    }
-    let response = state
-        .injector
-        .confirm(&actor(&terminal), &tenant_id, &injection_id, &request.kcv)
-        .await?;
-    tracing::info!(%tenant_id, terminal_id = %terminal.terminal_id, %injection_id, "softpos initial key confirmed");
-    Ok(Json(response))
+    crate::device_api::confirm_for(&state.injector, &terminal, &injection_id, &request.kcv)
+        .await
+        .map(Json)
 }
 
 #[cfg(test)]

@@ -1590,18 +1590,42 @@ impl Router {
             merchant_id: sent.merchant_id.clone(),
         };
         let acquirer_id = queued.acquirer_id.clone();
-        mpos_es::execute_retrying(
-            &self.exchanges,
+        self.queue_stored(
+            actor,
+            tenant_id,
             &key,
             ExchangeCommand::QueueReversal(queued),
+            Stored::Reversal,
+        )
+        .await?;
+        tracing::info!(tenant = %tenant_id, acquirer = %acquirer_id, reason, "reversal queued");
+        Ok(Some(acquirer_id))
+    }
+
+    /// Records a message queued for the store-and-forward worker and wakes it.
+    async fn queue_stored(
+        &self,
+        actor: &Actor,
+        tenant_id: &str,
+        key: &str,
+        command: ExchangeCommand,
+        stored: Stored,
+    ) -> Result<(), ServiceError> {
+        mpos_es::execute_retrying(
+            &self.exchanges,
+            key,
+            command,
             Self::metadata(actor, tenant_id),
             8,
         )
         .await?;
-        tracing::info!(tenant = %tenant_id, acquirer = %acquirer_id, reason, "reversal queued");
-        metrics::counter!("mpos_routing_reversals_queued_total").increment(1);
+        match stored {
+            Stored::Reversal => metrics::counter!("mpos_routing_reversals_queued_total"),
+            Stored::Advice => metrics::counter!("mpos_routing_advices_queued_total"),
+        }
+        .increment(1);
         self.wake.notify_one();
-        Ok(Some(acquirer_id))
+        Ok(())
     }
 
     /// Stores the payment's last completion advice for repeat (idempotent), whether it was
@@ -1645,17 +1669,15 @@ impl Router {
             original_data_elements: sent.original_data_elements.clone(),
         };
         let acquirer_id = queued.acquirer_id.clone();
-        mpos_es::execute_retrying(
-            &self.exchanges,
+        self.queue_stored(
+            actor,
+            tenant_id,
             &key,
             ExchangeCommand::QueueAdvice(queued),
-            Self::metadata(actor, tenant_id),
-            8,
+            Stored::Advice,
         )
         .await?;
         tracing::info!(tenant = %tenant_id, acquirer = %acquirer_id, reason, "completion advice stored for repeat");
-        metrics::counter!("mpos_routing_advices_queued_total").increment(1);
-        self.wake.notify_one();
         Ok(Some(acquirer_id))
     }
 
