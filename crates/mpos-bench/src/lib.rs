@@ -18,6 +18,7 @@
 pub mod append;
 pub mod attestation;
 mod backend;
+pub mod cpu;
 mod data;
 pub mod hsm;
 pub mod ki;

@@ -18,6 +18,9 @@
 //! → the decoded answer. Throughput counts payments completed inside the measured window
 //! after a warm-up.
 //!
+//! Beside each window, the CPU every program on the machine spent during it per payment
+//! ([`crate::cpu`]): where the payment's cost lies, in a figure the machine's noise hardly moves.
+//!
 //! Floors, in the same run, between the repetitions: one durable commit (a single-row
 //! autocommit `INSERT` of a 1 KiB payload, PostgreSQL or SQLite with the store's PRAGMAs),
 //! and one request-reply round trip of a 1 KiB payload (NATS; or the in-process bus). The
@@ -40,6 +43,7 @@ use terminal_sim::card::{TestCard, test_card};
 use terminal_sim::emv::{CardDecision, EmvTransaction};
 use terminal_sim::payment::Payment;
 
+use crate::cpu::{self, CpuSpent};
 use crate::hsm::Echo;
 use crate::report::{Report, Row, thousands};
 use crate::stats::{median, min_max, percentile, rate};
@@ -118,6 +122,8 @@ pub struct LoadRun {
     pub approved: usize,
     /// Payments that failed (an error, or not approved).
     pub failed: usize,
+    /// The CPU the machine's programs spent during the window.
+    pub cpu: CpuSpent,
 }
 
 /// One floor's samples, µs.
@@ -218,11 +224,12 @@ async fn run_layout(
             let rest = peds.split_off((*level).min(peds.len()));
             let (run, mut returned) = load(config, peds, &card, repetition).await;
             eprintln!(
-                "payments: {level} in flight: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} failed",
+                "payments: {level} in flight: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} failed; CPU ms per payment: {}",
                 run.rate,
                 run.p50_us / 1_000.0,
                 run.p99_us / 1_000.0,
-                run.failed
+                run.failed,
+                cpu::per_unit(&run.cpu, run.completed, 8)
             );
             returned.extend(rest);
             peds = returned;
@@ -281,6 +288,12 @@ async fn load(
     let measure_from = start + config.warmup;
     let measure_until = measure_from + config.duration;
     let failed = Arc::new(AtomicUsize::new(0));
+    let cpu_window = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_from.into()).await;
+        let before = cpu::snapshot();
+        tokio::time::sleep_until(measure_until.into()).await;
+        cpu::spent(&before, &cpu::snapshot())
+    });
     let mut tasks = Vec::new();
     for mut ped in peds {
         let card = card.clone();
@@ -347,6 +360,7 @@ async fn load(
     }
     latencies.sort_unstable();
     let failed = failed.load(Ordering::Relaxed);
+    let cpu = cpu_window.await.unwrap_or_default();
     #[allow(clippy::cast_precision_loss)]
     let at = |p: f64| percentile(&latencies, p) as f64;
     (
@@ -358,6 +372,7 @@ async fn load(
             completed: latencies.len() + failed,
             approved,
             failed,
+            cpu,
         },
         peds,
     )
@@ -633,6 +648,15 @@ pub fn add_to(report: &mut Report, config: &PaymentsBenchConfig, series: &[Payme
             report.notes.push(format!(
                 "payments {name}, {level} in flight: {approved} approved in the measured windows, {failed} failed"
             ));
+            if let Some(run) = runs
+                .iter()
+                .min_by(|a, b| (a.rate - rate).abs().total_cmp(&(b.rate - rate).abs()))
+            {
+                report.notes.push(format!(
+                    "payments {name}, {level} in flight, CPU ms per payment in the median window (per program, then the whole machine): {}",
+                    cpu::per_unit(&run.cpu, run.completed, 8)
+                ));
+            }
         }
         report.notes.push(format!(
             "payments {name}: set-up (start, provisioning, PEDs keyed) {:.1} s",
