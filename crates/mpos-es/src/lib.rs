@@ -20,9 +20,11 @@ mod outbox;
 mod projection;
 mod repository;
 mod schema;
+mod session;
 mod signer;
 mod sqlite_writer;
 mod store;
+mod tail;
 mod verify;
 
 pub use chain::{Checkpoint, Tamper};
@@ -36,8 +38,10 @@ pub use event::{
 pub use outbox::{CHECKPOINT_EVERY, OutboxRelay, RelayError};
 pub use projection::{Projection, ProjectionRunner, digest_documents};
 pub use repository::{EventRepository, to_serialized, upcast};
+pub use session::{Aggregates, Loaded};
 pub use signer::ChainSigner;
 pub use store::{BackendKind, Document, EventStore, Snapshot};
+pub use tail::Horizon;
 pub use verify::{VerifyReport, verify};
 
 /// The cqrs-es framework over an [`EventRepository`].

@@ -16,6 +16,7 @@ use crate::codec::EventCodec;
 use crate::error::StoreError;
 use crate::event::now_micros;
 use crate::store::EventStore;
+use crate::tail::Horizon;
 
 /// What stops a relay's pass.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +71,7 @@ impl OutboxRelay {
     /// many events were published.
     pub async fn publish_pending(&self) -> Result<u64, RelayError> {
         let mut cursor = self.load_cursor().await?;
-        let published = self.publish_from(&mut cursor).await?;
+        let published = self.publish_from(&mut cursor, Horizon::Log).await?;
         self.persist(&mut cursor).await?;
         Ok(published)
     }
@@ -84,12 +85,16 @@ impl OutboxRelay {
         })
     }
 
-    /// Publishes everything after the cursor, moving it; the checkpoint is not stored.
-    async fn publish_from(&self, cursor: &mut Cursor) -> Result<u64, RelayError> {
+    /// Publishes everything after the cursor up to the `horizon`, moving it; the checkpoint
+    /// is not stored.
+    async fn publish_from(&self, cursor: &mut Cursor, horizon: Horizon) -> Result<u64, RelayError> {
         let service = self.store.service().to_owned();
         let mut published = 0_u64;
         loop {
-            let events = self.store.read_after(cursor.position, self.batch).await?;
+            let events = self
+                .store
+                .read_new(cursor.position, self.batch, horizon)
+                .await?;
             let Some(last) = events.last() else { break };
             let last_position = last.global_position;
             let envelopes = events
@@ -124,8 +129,9 @@ impl OutboxRelay {
         Ok(())
     }
 
-    /// Relays until `shutdown` resolves: wakes on appends of this process, polls every `poll`
-    /// for other writers, retries with back-off while the broker or database is down, and
+    /// Relays until `shutdown` resolves: wakes on appends of this process (and publishes what
+    /// it appended, from memory), polls every `poll` for other writers (reading the log to
+    /// its end), retries with back-off while the broker or database is down, and
     /// stores its checkpoint at most every [`CHECKPOINT_EVERY`] (and at shutdown): a
     /// checkpoint per pass would cost a commit per append. After a crash the events since
     /// the last stored checkpoint are published again, and de-duplicated by event id.
@@ -133,6 +139,7 @@ impl OutboxRelay {
         tokio::pin!(shutdown);
         let mut backoff = Duration::from_millis(100);
         let mut cursor: Option<Cursor> = None;
+        let mut horizon = Horizon::Log;
         loop {
             let appended = self.store.appended();
             tokio::pin!(appended);
@@ -142,7 +149,7 @@ impl OutboxRelay {
                     Some(cursor) => cursor,
                     None => cursor.insert(self.load_cursor().await?),
                 };
-                self.publish_from(cursor).await?;
+                self.publish_from(cursor, horizon).await?;
                 if cursor.persisted_at.elapsed() >= CHECKPOINT_EVERY {
                     self.persist(cursor).await?;
                 }
@@ -160,11 +167,11 @@ impl OutboxRelay {
                     (wait, false)
                 }
             };
-            tokio::select! {
+            horizon = tokio::select! {
                 () = &mut shutdown => break,
-                () = appended, if healthy => {}
-                () = tokio::time::sleep(wait) => {}
-            }
+                () = appended, if healthy => Horizon::Appended,
+                () = tokio::time::sleep(wait) => Horizon::Log,
+            };
         }
         if let Some(cursor) = &mut cursor
             && let Err(error) = self.persist(cursor).await

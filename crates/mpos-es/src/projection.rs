@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::error::StoreError;
 use crate::event::StoredEvent;
 use crate::store::{Document, EventStore};
+use crate::tail::Horizon;
 
 /// Events read per page while catching up.
 const BATCH: u32 = 5_000;
@@ -40,6 +41,13 @@ pub trait Projection: Send + Sync + 'static {
     fn document_id(&self, event: &StoredEvent) -> Option<String>;
     /// Folds an event into its document.
     fn apply(&self, view: &mut Self::View, event: &StoredEvent) -> Result<(), StoreError>;
+
+    /// Whether a document is kept: one that is not is removed from the read model (and
+    /// starts again from the default view if a later event names it). For read models of
+    /// what is outstanding, which would otherwise grow with every aggregate ever seen.
+    fn retains(&self, _view: &Self::View) -> bool {
+        true
+    }
 }
 
 /// Keeps a projection up to date with the log.
@@ -79,10 +87,16 @@ impl<P: Projection> ProjectionRunner<P> {
 
     /// Applies every event after the checkpoint; returns how many events were read.
     pub async fn catch_up(&self) -> Result<u64, StoreError> {
+        self.catch_up_to(Horizon::Log).await
+    }
+
+    /// Applies the events after the checkpoint up to the `horizon`: [`Horizon::Appended`]
+    /// after an append of this process, which is then applied from memory.
+    pub async fn catch_up_to(&self, horizon: Horizon) -> Result<u64, StoreError> {
         let _running = self.running.lock().await;
         let mut attempts = 0;
         loop {
-            let result = self.catch_up_once().await;
+            let result = self.catch_up_once(horizon).await;
             if result.is_err() {
                 self.remember_checkpoint(None);
             }
@@ -107,7 +121,7 @@ impl<P: Projection> ProjectionRunner<P> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    async fn catch_up_once(&self) -> Result<u64, StoreError> {
+    async fn catch_up_once(&self, horizon: Horizon) -> Result<u64, StoreError> {
         let consumer = self.consumer_name();
         let name = self.projection.name();
         let mut committed = match self.remembered_checkpoint() {
@@ -121,7 +135,7 @@ impl<P: Projection> ProjectionRunner<P> {
         let mut documents: HashMap<String, Loaded<P::View>> = HashMap::new();
         let mut dirty: BTreeSet<String> = BTreeSet::new();
         loop {
-            let events = self.store.read_after(position, BATCH).await?;
+            let events = self.store.read_new(position, BATCH, horizon).await?;
             let Some(last) = events.last() else { break };
             let last_position = last.global_position;
             read += u64::try_from(events.len()).unwrap_or(0);
@@ -184,20 +198,32 @@ impl<P: Projection> ProjectionRunner<P> {
         from: u64,
         to: u64,
     ) -> Result<(), StoreError> {
-        let changed = dirty
+        let mut changed = Vec::new();
+        let mut removed = Vec::new();
+        for (id, loaded) in dirty
             .iter()
             .filter_map(|id| documents.get(id).map(|loaded| (id, loaded)))
-            .map(|(id, loaded)| {
-                Ok(Document {
+        {
+            if self.projection.retains(&loaded.view) {
+                changed.push(Document {
                     id: id.clone(),
                     tenant_id: loaded.tenant_id.clone(),
                     position: loaded.position,
                     payload: serde_json::to_string(&loaded.view)?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+                });
+            } else {
+                removed.push(id.clone());
+            }
+        }
         self.store
-            .commit_documents(self.projection.name(), &changed, consumer, from, to)
+            .commit_document_changes(
+                self.projection.name(),
+                &changed,
+                &removed,
+                consumer,
+                from,
+                to,
+            )
             .await?;
         dirty.clear();
         Ok(())
@@ -224,22 +250,23 @@ impl<P: Projection> ProjectionRunner<P> {
         Ok(digest_documents(&documents))
     }
 
-    /// Follows the log until `shutdown` resolves, waking on appends of this process and
-    /// polling every `poll` for other writers.
+    /// Follows the log until `shutdown` resolves, waking on appends of this process (applied
+    /// from memory) and polling every `poll` for other writers (reading the log to its end).
     pub async fn run(self, poll: Duration, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut horizon = Horizon::Log;
         loop {
             let appended = self.store.appended();
             tokio::pin!(appended);
             appended.as_mut().enable();
-            if let Err(error) = self.catch_up().await {
+            if let Err(error) = self.catch_up_to(horizon).await {
                 tracing::warn!(projection = self.projection.name(), %error, "projection catch-up failed");
             }
-            tokio::select! {
+            horizon = tokio::select! {
                 () = &mut shutdown => break,
-                () = appended => {}
-                () = tokio::time::sleep(poll) => {}
-            }
+                () = appended => Horizon::Appended,
+                () = tokio::time::sleep(poll) => Horizon::Log,
+            };
         }
     }
 }

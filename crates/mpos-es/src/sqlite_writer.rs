@@ -8,6 +8,7 @@
 //! sequence conflict, a moved checkpoint) is rolled back alone and answered its own error,
 //! while the others commit together; nobody is answered before the commit is durable.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior, params};
@@ -17,6 +18,7 @@ use crate::chain::Checkpoint;
 use crate::error::StoreError;
 use crate::event::{NewEvent, StoredEvent, now_micros};
 use crate::store::{Document, Snapshot, chain_events, sqlite_error, to_i64};
+use crate::tail::Tail;
 
 /// Writes queued before the writer stops to commit.
 const QUEUE: usize = 4096;
@@ -31,10 +33,11 @@ pub(crate) enum Write {
         events: Vec<NewEvent>,
         snapshot: Option<Snapshot>,
     },
-    /// Documents and a projection checkpoint moved from `from` to `to`.
+    /// Documents written and removed, and a projection checkpoint moved from `from` to `to`.
     CommitDocuments {
         projection: String,
         documents: Vec<Document>,
+        removed: Vec<String>,
         consumer: String,
         from: u64,
         to: u64,
@@ -78,7 +81,12 @@ fn is_unique_violation(error: &rusqlite::Error) -> bool {
 impl SqliteWriter {
     /// Opens the writer connection to the database at `path` (the schema exists) and starts
     /// its thread.
-    pub(crate) fn start(path: &str, service: &str) -> Result<Self, StoreError> {
+    /// Every committed append is recorded in `tail`, in commit order, before it is answered.
+    pub(crate) fn start(
+        path: &str,
+        service: &str,
+        tail: Arc<Mutex<Tail>>,
+    ) -> Result<Self, StoreError> {
         let connection = Connection::open(path).map_err(sqlite_error)?;
         connection
             .busy_timeout(Duration::from_secs(10))
@@ -91,7 +99,7 @@ impl SqliteWriter {
         let (jobs, queue) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
             .name(format!("sqlite-writer-{service}"))
-            .spawn(move || run(connection, queue))
+            .spawn(move || run(connection, queue, &tail))
             .map_err(|error| StoreError::Unavailable(format!("sqlite writer thread: {error}")))?;
         Ok(Self { jobs })
     }
@@ -109,7 +117,7 @@ impl SqliteWriter {
     }
 }
 
-fn run(mut connection: Connection, mut queue: mpsc::Receiver<(Write, Reply)>) {
+fn run(mut connection: Connection, mut queue: mpsc::Receiver<(Write, Reply)>, tail: &Mutex<Tail>) {
     while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -120,6 +128,14 @@ fn run(mut connection: Connection, mut queue: mpsc::Receiver<(Write, Reply)>) {
         }
         let (writes, replies): (Vec<Write>, Vec<Reply>) = batch.into_iter().unzip();
         let results = commit_batch(&mut connection, writes);
+        {
+            let mut tail = tail
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for stored in results.iter().flatten() {
+                tail.record(stored);
+            }
+        }
         for (reply, result) in replies.into_iter().zip(results) {
             // The caller may have given up waiting; the write stands either way.
             let _ = reply.send(result);
@@ -203,6 +219,7 @@ fn apply(
         Write::CommitDocuments {
             projection,
             documents,
+            removed,
             consumer,
             from,
             to,
@@ -232,6 +249,16 @@ fn apply(
                 });
             }
             upsert_documents(connection, &projection, &documents)?;
+            let mut remove = connection
+                .prepare_cached(
+                    "DELETE FROM es_documents WHERE projection = ?1 AND document_id = ?2",
+                )
+                .map_err(sqlite_error)?;
+            for id in &removed {
+                remove
+                    .execute(params![projection, id])
+                    .map_err(sqlite_error)?;
+            }
             Ok((Vec::new(), head))
         }
         Write::PutDocuments {

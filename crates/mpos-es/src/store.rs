@@ -20,9 +20,17 @@ use crate::error::StoreError;
 use crate::event::{NewEvent, StoredEvent, now_micros};
 use crate::schema;
 use crate::sqlite_writer::{SqliteWriter, Write};
+use crate::tail::{Horizon, Tail, TailRead};
 
 const EVENT_COLUMNS: &str = "global_position, event_id, tenant_id, aggregate_type, aggregate_id, sequence, \
      event_type, event_version, payload, metadata, occurred_at_us, previous_hash, hash";
+/// PostgreSQL connections per store unless the URL says `pool_size`: six services on one
+/// server stay well inside PostgreSQL's default `max_connections` of 100 (at 16 each, a
+/// loaded deployment ran out of server connections and payments failed after the pool's
+/// 5 s wait; docs/benchmarks.md).
+const DEFAULT_POOL_SIZE: u32 = 8;
+/// The most a URL may ask for.
+const MAX_POOL_SIZE: u32 = 64;
 /// Rows per INSERT statement (13 parameters each stays far below SQLite's variable limit).
 const INSERT_CHUNK: usize = 500;
 
@@ -90,6 +98,9 @@ struct Inner {
     /// current and moves it in one statement, where two racing appends made the second miss
     /// and lock and read the head (three statements).
     append_turn: tokio::sync::Mutex<()>,
+    /// The newest events this process appended (see [`EventStore::read_new`]), recorded
+    /// in commit order: under the append turn (PostgreSQL) or by the writer thread (SQLite).
+    tail: Arc<Mutex<Tail>>,
 }
 
 fn install_drivers() {
@@ -127,8 +138,9 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
 impl EventStore {
     /// Opens (and creates if needed) the log of `service` at `url`.
     ///
-    /// Accepted URLs: `postgres://user@host:port/db[?schema=name]` (the schema is created
-    /// if missing and used as the search path) and `sqlite://path/to/file.db` (the file and
+    /// Accepted URLs: `postgres://user@host:port/db[?schema=name][&pool_size=n]` (the schema
+    /// is created if missing and used as the search path; `pool_size` connections at most,
+    /// 8 unless given) and `sqlite://path/to/file.db` (the file and
     /// its directory are created if missing).
     pub async fn connect(url: &str, service: &str) -> Result<Self, StoreError> {
         install_drivers();
@@ -149,9 +161,21 @@ impl EventStore {
             .query_pairs()
             .find(|(key, _)| key == "schema")
             .map(|(_, value)| value.into_owned());
+        let pool_size = match url.query_pairs().find(|(key, _)| key == "pool_size") {
+            None => DEFAULT_POOL_SIZE,
+            Some((_, value)) => value
+                .parse::<u32>()
+                .ok()
+                .filter(|size| (1..=MAX_POOL_SIZE).contains(size))
+                .ok_or_else(|| {
+                    StoreError::InvalidUrl(format!(
+                        "pool_size {value:?}: expected a number of connections from 1 to {MAX_POOL_SIZE}"
+                    ))
+                })?,
+        };
         let other_pairs: Vec<(String, String)> = url
             .query_pairs()
-            .filter(|(key, _)| key != "schema")
+            .filter(|(key, _)| key != "schema" && key != "pool_size")
             .map(|(key, value)| (key.into_owned(), value.into_owned()))
             .collect();
         url.set_query(None);
@@ -182,7 +206,7 @@ impl EventStore {
         }
         let options: AnyConnectOptions = url.as_str().parse()?;
         let pool = AnyPoolOptions::new()
-            .max_connections(16)
+            .max_connections(pool_size)
             .acquire_timeout(Duration::from_secs(5))
             // No ping before every query: it was one more round trip to PostgreSQL for each
             // read and each commit (a third of them on the payment path, docs/benchmarks.md).
@@ -248,7 +272,7 @@ impl EventStore {
         let reader = pool(4).await?;
         let mut store = Self::from_pools(BackendKind::Sqlite, writer, reader, service);
         store.migrate().await?;
-        let sqlite_writer = SqliteWriter::start(path, service)?;
+        let sqlite_writer = SqliteWriter::start(path, service, store.inner.tail.clone())?;
         if let Some(inner) = Arc::get_mut(&mut store.inner) {
             inner.sqlite_reader = Some(Arc::new(SqliteReader::new(path)));
             inner.sqlite_writer = Some(sqlite_writer);
@@ -268,6 +292,7 @@ impl EventStore {
                 appended: Notify::new(),
                 head_cache: Mutex::new(None),
                 append_turn: tokio::sync::Mutex::new(()),
+                tail: Arc::new(Mutex::new(Tail::default())),
             }),
         }
     }
@@ -328,6 +353,7 @@ impl EventStore {
             None => self.append_sqlx(events, snapshot).await?,
         };
         if !stored.is_empty() {
+            // The events are in the tail already: a woken relay finds them there.
             self.inner.appended.notify_waiters();
             for event in &stored {
                 metrics::counter!("mpos_events_appended_total",
@@ -368,6 +394,7 @@ impl EventStore {
                 if let (Some(last), Ok(mut cache)) = (stored.last(), self.inner.head_cache.lock()) {
                     *cache = Some((last.global_position, new_head));
                 }
+                self.record_tail(&stored);
                 return Ok(stored);
             }
         }
@@ -440,7 +467,18 @@ impl EventStore {
         if let (Some(position), Ok(mut cache)) = (last_position, self.inner.head_cache.lock()) {
             *cache = Some((position, new_head));
         }
+        self.record_tail(&stored);
         Ok(stored)
+    }
+
+    /// Records a committed append in the tail; called while this process's appends still
+    /// take turns, so the tail sees them in commit order.
+    fn record_tail(&self, stored: &[StoredEvent]) {
+        self.inner
+            .tail
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .record(stored);
     }
 
     /// PostgreSQL: moves the head from where this process left it and inserts `stored` in
@@ -476,7 +514,36 @@ impl EventStore {
         }
     }
 
-    /// Events after `position`, in position order, at most `limit`.
+    /// Events after `position`, in position order, at most `limit`, for relays and projection
+    /// runners: taken from memory when this process appended them recently, else read from
+    /// the log. With [`Horizon::Appended`], nothing is looked for after this process's last
+    /// append (no read of the log to find that nothing follows). The log's rows never change,
+    /// so the events are the ones [`EventStore::read_after`] returns; that one always reads
+    /// the log, as the audit must.
+    pub async fn read_new(
+        &self,
+        position: u64,
+        limit: u32,
+        horizon: Horizon,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let known = self
+            .inner
+            .tail
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .after(position, limit);
+        match known {
+            TailRead::Events(events) => {
+                metrics::counter!("mpos_events_read_from_memory_total", "service" => self.inner.service.clone())
+                    .increment(u64::try_from(events.len()).unwrap_or(0));
+                Ok(events)
+            }
+            TailRead::AtEnd if horizon == Horizon::Appended => Ok(Vec::new()),
+            TailRead::AtEnd | TailRead::Unknown => self.read_after(position, limit).await,
+        }
+    }
+
+    /// Events after `position`, in position order, at most `limit`, as the log holds them.
     pub async fn read_after(
         &self,
         position: u64,
@@ -868,11 +935,34 @@ impl EventStore {
         from_position: u64,
         to_position: u64,
     ) -> Result<(), StoreError> {
+        self.commit_document_changes(
+            projection,
+            documents,
+            &[],
+            consumer,
+            from_position,
+            to_position,
+        )
+        .await
+    }
+
+    /// [`EventStore::commit_documents`] that also removes the documents `removed` (by id),
+    /// in the same transaction.
+    pub async fn commit_document_changes(
+        &self,
+        projection: &str,
+        documents: &[Document],
+        removed: &[String],
+        consumer: &str,
+        from_position: u64,
+        to_position: u64,
+    ) -> Result<(), StoreError> {
         if let Some(writer) = &self.inner.sqlite_writer {
             writer
                 .write(Write::CommitDocuments {
                     projection: projection.to_owned(),
                     documents: documents.to_vec(),
+                    removed: removed.to_vec(),
                     consumer: consumer.to_owned(),
                     from: from_position,
                     to: to_position,
@@ -882,13 +972,27 @@ impl EventStore {
         }
         // Without documents the checkpoint's move is the whole commit: one statement, no
         // transaction around it.
-        if documents.is_empty() {
+        if documents.is_empty() && removed.is_empty() {
             let mut connection = self.inner.writer.acquire().await?;
             return advance_checkpoint(&mut connection, consumer, from_position, to_position).await;
         }
         let mut tx = self.inner.writer.begin().await?;
         advance_checkpoint(&mut tx, consumer, from_position, to_position).await?;
         upsert_documents(&mut tx, projection, documents).await?;
+        for chunk in removed.chunks(INSERT_CHUNK) {
+            let ids: Vec<String> = (0..chunk.len())
+                .map(|index| format!("${}", index + 2))
+                .collect();
+            let sql = format!(
+                "DELETE FROM es_documents WHERE projection = $1 AND document_id IN ({})",
+                ids.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(projection);
+            for id in chunk {
+                query = query.bind(id.clone());
+            }
+            query.execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -9,13 +9,13 @@ use cqrs_es::{Aggregate, AggregateError, CqrsFramework, DomainEvent, EventStore 
 use mpos_es::{CommandMetadata, EventRepository};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Counter {
     opened: bool,
     total: u64,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum CounterCommand {
     Open,
     Add(u64),
@@ -229,5 +229,109 @@ async fn old_event_versions_are_upcast_on_load() {
             test.store.clone(),
         ));
         assert!(plain.load_events("c1").await.is_err(), "{backend}");
+    }
+}
+
+fn command_metadata() -> CommandMetadata {
+    CommandMetadata::from_map(&metadata())
+}
+
+/// An aggregate loaded once and changed by several commands (`mpos_es::Aggregates`): the
+/// state it holds is the state the log yields, snapshots included, and a write by someone
+/// else since the load is refused without changing what is held.
+#[tokio::test]
+async fn an_aggregate_held_by_a_request_changes_like_the_log_and_refuses_a_stale_write() {
+    for (backend, test) in each_backend("svc").await {
+        // Snapshots every 3 events, so that the commands below cross one.
+        let held = mpos_es::Aggregates::<Counter>::new(&test.store, 3, ());
+        let mut counter = held.load("c1").await.expect("load");
+        assert_eq!(
+            (counter.state(), counter.sequence()),
+            (&Counter::default(), 0)
+        );
+        held.execute(&mut counter, CounterCommand::Open, command_metadata())
+            .await
+            .expect("open");
+        for amount in [2, 3, 4] {
+            held.execute(
+                &mut counter,
+                CounterCommand::Add(amount),
+                command_metadata(),
+            )
+            .await
+            .expect("add");
+        }
+        let expected = Counter {
+            opened: true,
+            total: 9,
+        };
+        assert_eq!(counter.state(), &expected, "{backend}");
+        assert_eq!(counter.sequence(), 4, "{backend}");
+        // The log (snapshot and events) yields the same state.
+        let reloaded = held.load("c1").await.expect("reload");
+        assert_eq!(reloaded.state(), &expected, "{backend}");
+        assert_eq!(reloaded.sequence(), 4, "{backend}");
+        let snapshot = test
+            .store
+            .snapshot(Counter::TYPE, "c1")
+            .await
+            .expect("snapshot")
+            .expect("a snapshot was taken");
+        assert_eq!(snapshot.last_sequence, 3, "{backend}");
+        let read: Counter = serde_json::from_str(&snapshot.payload).expect("snapshot payload");
+        assert_eq!(
+            read,
+            Counter {
+                opened: true,
+                total: 5
+            },
+            "{backend}"
+        );
+
+        // A refused command changes nothing.
+        match held
+            .execute(&mut counter, CounterCommand::Open, command_metadata())
+            .await
+        {
+            Err(AggregateError::UserError(_)) => {}
+            other => panic!("{backend}: expected the aggregate's refusal, got {other:?}"),
+        }
+        assert_eq!(counter.sequence(), 4, "{backend}");
+
+        // Someone else adds meanwhile: the held state is stale and its write is refused.
+        let mut other = held.load("c1").await.expect("load");
+        held.execute(&mut other, CounterCommand::Add(10), command_metadata())
+            .await
+            .expect("the other writer");
+        match held
+            .execute(&mut counter, CounterCommand::Add(1), command_metadata())
+            .await
+        {
+            Err(AggregateError::AggregateConflict) => {}
+            other => panic!("{backend}: expected a conflict, got {other:?}"),
+        }
+        assert_eq!(
+            counter.state(),
+            &expected,
+            "{backend}: unchanged after the conflict"
+        );
+        let log = held.load("c1").await.expect("reload");
+        assert_eq!(
+            log.state().total,
+            19,
+            "{backend}: the stale write left no trace"
+        );
+        assert_eq!(log.sequence(), 5, "{backend}");
+        // Decided again on the reloaded state, it goes through.
+        held.execute_retrying(&mut counter, CounterCommand::Add(1), command_metadata(), 3)
+            .await
+            .expect("decided again");
+        assert_eq!(counter.state().total, 20, "{backend}");
+        assert_eq!(counter.sequence(), 6, "{backend}");
+        assert_eq!(
+            held.load("c1").await.expect("reload").state().total,
+            20,
+            "{backend}"
+        );
     }
 }

@@ -156,6 +156,9 @@ async fn invalid_urls_are_typed_errors() {
         "not a url",
         "sqlite://",
         "postgres://localhost/x?schema=drop;table",
+        "postgres://localhost/x?pool_size=0",
+        "postgres://localhost/x?schema=a&pool_size=65",
+        "postgres://localhost/x?pool_size=many",
     ] {
         match EventStore::connect(url, "svc").await {
             Err(StoreError::InvalidUrl(_)) => {}
@@ -387,4 +390,110 @@ async fn a_checkpoint_moves_only_from_where_it_is() {
             "{backend}"
         );
     }
+}
+
+/// ADR 18: what this process appended is read from memory, exactly as the log holds it; the
+/// log is still read for what other processes appended, except by a pass woken by this
+/// process's own append (`Horizon::Appended`), which stops at this process's last append.
+#[tokio::test]
+async fn new_events_come_from_memory_as_the_log_holds_them_and_other_writers_are_found() {
+    use mpos_es::Horizon;
+    for (backend, test) in each_backend("svc").await {
+        let store = &test.store;
+        let first = store
+            .append(
+                vec![
+                    new_event("a", 1, serde_json::json!({"n": 1})),
+                    new_event("a", 2, serde_json::json!({"n": "two", "x": [1, 2]})),
+                ],
+                None,
+            )
+            .await
+            .expect("append");
+        let second = store
+            .append(vec![new_event("b", 1, serde_json::json!({"n": 3}))], None)
+            .await
+            .expect("append");
+        let log = store.read_after(0, 100).await.expect("read the log");
+        assert_eq!(log.len(), 3, "{backend}");
+        for horizon in [Horizon::Log, Horizon::Appended] {
+            assert_eq!(
+                store.read_new(0, 100, horizon).await.expect("read new"),
+                log,
+                "{backend}"
+            );
+            assert_eq!(
+                store.read_new(1, 1, horizon).await.expect("read new"),
+                log[1..2].to_vec(),
+                "{backend}"
+            );
+        }
+        assert_eq!(
+            [first, second].concat(),
+            log,
+            "{backend}: the append answers what the log holds"
+        );
+
+        // Another process appends after this one's last append.
+        let other = test.reopen().await;
+        let others = other
+            .append(vec![new_event("c", 1, serde_json::json!({}))], None)
+            .await
+            .expect("the other process's append");
+        assert_eq!(others[0].global_position, 4, "{backend}");
+        // Woken by its own append, this process stops at it…
+        assert!(
+            store
+                .read_new(3, 100, Horizon::Appended)
+                .await
+                .expect("read new")
+                .is_empty(),
+            "{backend}"
+        );
+        // …and its periodic pass reads the log and finds the other process's event.
+        assert_eq!(
+            store
+                .read_new(3, 100, Horizon::Log)
+                .await
+                .expect("read new"),
+            others,
+            "{backend}"
+        );
+        // Its next append follows the other's: both are found from before the gap.
+        let next = store
+            .append(vec![new_event("a", 3, serde_json::json!({}))], None)
+            .await
+            .expect("append after the other process");
+        assert_eq!(next[0].global_position, 5, "{backend}");
+        let after_two = store
+            .read_new(2, 100, Horizon::Appended)
+            .await
+            .expect("read new");
+        assert_eq!(
+            after_two,
+            store.read_after(2, 100).await.expect("read the log"),
+            "{backend}"
+        );
+        assert_eq!(after_two.len(), 3, "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn a_pool_size_in_the_url_is_taken() {
+    let schema = common::unique_name("es_pool");
+    let url = format!(
+        "{}?schema={schema}&pool_size=2",
+        common::postgres_base_url()
+    );
+    let store = EventStore::connect(&url, "svc").await.expect("connect");
+    let appended = store
+        .append(vec![new_event("a", 1, serde_json::json!({}))], None)
+        .await
+        .expect("append");
+    // Three reads at once on two connections: the third waits for one, none fails.
+    let reads = futures::future::join_all((0..3).map(|_| store.read_after(0, 10))).await;
+    for read in reads {
+        assert_eq!(read.expect("read"), appended);
+    }
+    store.close().await;
 }
