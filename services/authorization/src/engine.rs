@@ -62,6 +62,8 @@ impl std::fmt::Debug for Ports {
 pub struct Authorizer {
     store: EventStore,
     payments: Arc<Cqrs<Payment>>,
+    /// The payment path's commands, on the payment as the request loaded it once.
+    held: mpos_es::Aggregates<Payment>,
     ports: Ports,
 }
 
@@ -70,6 +72,9 @@ impl std::fmt::Debug for Authorizer {
         f.debug_struct("Authorizer").finish_non_exhaustive()
     }
 }
+
+/// A payment's snapshot is taken every this many events.
+const PAYMENT_SNAPSHOT_EVERY: usize = 20;
 
 fn unreadable(error: serde_json::Error) -> ServiceError {
     tracing::error!(%error, "unreadable event");
@@ -279,7 +284,8 @@ impl Authorizer {
     /// The operations over `store` and the ports.
     pub fn new(store: EventStore, ports: Ports) -> Self {
         Self {
-            payments: mpos_es::snapshot_framework(&store, 20),
+            payments: mpos_es::snapshot_framework(&store, PAYMENT_SNAPSHOT_EVERY),
+            held: mpos_es::Aggregates::new(&store, PAYMENT_SNAPSHOT_EVERY, ()),
             store,
             ports,
         }
@@ -396,8 +402,14 @@ impl Authorizer {
         let payment_id =
             payment::payment_id(&tenant_id, &request.terminal_id, &request.idempotency_key);
         let digest = request_digest(&request);
-        let existing = self.payment(&tenant_id, &payment_id).await?;
-        if let Some(answer) = retry_answer(&existing, &digest)? {
+        let aggregate_id = payment::aggregate_id(&tenant_id, &payment_id);
+        // Loaded once: the submission and the outcome are decided on this state and keep it.
+        let mut held = self
+            .held
+            .load(&aggregate_id)
+            .await
+            .map_err(mpos_es::command_error)?;
+        if let Some(answer) = retry_answer(held.state(), &digest)? {
             return Ok(answer);
         }
         let now_us = mpos_es::now_micros();
@@ -418,7 +430,6 @@ impl Authorizer {
         };
         let actor = format!("terminal:{}", request.terminal_id);
         let metadata = Self::metadata(&tenant_id, &actor, &payment_id);
-        let aggregate_id = payment::aggregate_id(&tenant_id, &payment_id);
 
         let prepared = match self
             .prepare(caller, &tenant_id, &payment_id, &request, now_us)
@@ -436,7 +447,7 @@ impl Authorizer {
                     ..pb::PaymentDeclined::default()
                 }));
                 return self
-                    .submit(&aggregate_id, received, steps, metadata, &digest)
+                    .submit(&mut held, received, steps, metadata, &digest)
                     .await;
             }
         };
@@ -457,16 +468,18 @@ impl Authorizer {
             rule_version: prepared.decision.rule_version,
             rule_id: prepared.decision.rule_id.clone(),
         }));
-        match mpos_es::execute(
-            &self.payments,
-            &aggregate_id,
-            PaymentCommand::Submit {
-                received: received.clone(),
-                steps,
-            },
-            metadata.clone(),
-        )
-        .await
+        match self
+            .held
+            .execute(
+                &mut held,
+                PaymentCommand::Submit {
+                    received: received.clone(),
+                    steps,
+                },
+                metadata.clone(),
+            )
+            .await
+            .map_err(mpos_es::command_error)
         {
             Ok(()) => {}
             Err(error) => {
@@ -592,17 +605,21 @@ impl Authorizer {
             }
         };
         let timed_out = matches!(command, PaymentCommand::TimeOut(_));
-        mpos_es::execute(&self.payments, &aggregate_id, command, metadata.clone()).await?;
-        if timed_out {
-            self.reverse_now(
-                &tenant_id,
-                &payment_id,
-                pb::ReversalReason::AcquirerTimeout,
-                &first,
-                metadata,
-            )
-            .await?;
+        self.held
+            .execute(&mut held, command, metadata.clone())
+            .await
+            .map_err(mpos_es::command_error)?;
+        if !timed_out {
+            return Ok(response_of(held.state()));
         }
+        self.reverse_now(
+            &tenant_id,
+            &payment_id,
+            pb::ReversalReason::AcquirerTimeout,
+            &first,
+            metadata,
+        )
+        .await?;
         let payment = self.payment(&tenant_id, &payment_id).await?;
         Ok(response_of(&payment))
     }
@@ -654,7 +671,7 @@ impl Authorizer {
     /// Records a submission that ended before routing (declined).
     async fn submit(
         &self,
-        aggregate_id: &str,
+        held: &mut mpos_es::Loaded<Payment>,
         received: pb::PaymentReceived,
         steps: Vec<Step>,
         metadata: CommandMetadata,
@@ -662,19 +679,17 @@ impl Authorizer {
     ) -> Result<pb::PaymentResponse, ServiceError> {
         let tenant_id = received.tenant_id.clone();
         let payment_id = received.payment_id.clone();
-        if let Err(error) = mpos_es::execute(
-            &self.payments,
-            aggregate_id,
-            PaymentCommand::Submit { received, steps },
-            metadata,
-        )
-        .await
+        if let Err(error) = self
+            .held
+            .execute(held, PaymentCommand::Submit { received, steps }, metadata)
+            .await
+            .map_err(mpos_es::command_error)
         {
             return self
                 .after_lost_race(&tenant_id, &payment_id, digest, error)
                 .await;
         }
-        Ok(response_of(&self.payment(&tenant_id, &payment_id).await?))
+        Ok(response_of(held.state()))
     }
 
     /// A submission whose commit failed: if another submission of the same key won, answer

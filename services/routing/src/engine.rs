@@ -16,7 +16,7 @@ use acquirer_link::{AuthorizationRequest, LinkError, PinBlock, RequestKind};
 use chrono::{DateTime, SubsecRound, Utc};
 use hsm_proxy::rpc::HsmClient;
 use mpos_errors::{ErrorCode, ServiceError};
-use mpos_es::{CommandMetadata, Cqrs, EventStore, ProjectionRunner};
+use mpos_es::{CommandMetadata, Cqrs, EventStore, ProjectionRunner, command_error};
 use mpos_http::check_id;
 use mpos_proto::hsm as hsm_pb;
 use mpos_proto::routing as pb;
@@ -67,6 +67,8 @@ pub struct Router {
     rules: Arc<Cqrs<TenantRules>>,
     acquirers: Arc<Cqrs<Acquirer>>,
     exchanges: Arc<Cqrs<Exchange>>,
+    /// The payment path's commands on an exchange, on the state the request loaded once.
+    held: mpos_es::Aggregates<Exchange>,
     health: Mutex<HashMap<String, HealthBook>>,
     links: LinkRegistry,
     hsm: HsmClient,
@@ -83,6 +85,17 @@ impl std::fmt::Debug for Router {
         f.debug_struct("Router").finish_non_exhaustive()
     }
 }
+
+/// A decision not yet recorded: what was decided, the breaker changes it caused, and the
+/// tenant's acquirers it was decided on (their zone PIN keys go into the answer).
+struct Decision {
+    decided: pb::RouteDecided,
+    transitions: Vec<HealthTransition>,
+    configured: Vec<pb::AcquirerConfigured>,
+}
+
+/// An exchange's snapshot is taken every this many events.
+const EXCHANGE_SNAPSHOT_EVERY: usize = 50;
 
 fn unreadable(error: serde_json::Error) -> ServiceError {
     tracing::error!(%error, "unreadable event");
@@ -296,7 +309,8 @@ impl Router {
         Self {
             rules: mpos_es::snapshot_framework(&store, 50),
             acquirers: mpos_es::snapshot_framework(&store, 100),
-            exchanges: mpos_es::snapshot_framework(&store, 50),
+            exchanges: mpos_es::snapshot_framework(&store, EXCHANGE_SNAPSHOT_EVERY),
+            held: mpos_es::Aggregates::new(&store, EXCHANGE_SNAPSHOT_EVERY, ()),
             health: Mutex::new(HashMap::new()),
             links: LinkRegistry::new(hsm.clone(), settings.link_tuning, cancel),
             hsm,
@@ -734,7 +748,7 @@ impl Router {
         &self,
         request: &pb::DecideRequest,
         dry_run: bool,
-    ) -> Result<(pb::RouteDecided, Vec<HealthTransition>), ServiceError> {
+    ) -> Result<Decision, ServiceError> {
         Self::check_decide(request)?;
         let tenant_id = &request.tenant_id;
         let current: TenantRules = self.load(rules::AGGREGATE_TYPE, tenant_id).await?;
@@ -855,7 +869,11 @@ impl Router {
             no_route_reason,
             draw,
         };
-        Ok((decided, decision.transitions))
+        Ok(Decision {
+            decided,
+            transitions: decision.transitions,
+            configured,
+        })
     }
 
     async fn answer_decision(
@@ -863,6 +881,15 @@ impl Router {
         decided: &pb::RouteDecided,
     ) -> Result<pb::DecideResponse, ServiceError> {
         let configured = self.acquirers(&decided.tenant_id).await?;
+        Ok(Self::answer_with(decided, &configured))
+    }
+
+    /// The answer to a decision, with the zone PIN keys of the tenant's `configured`
+    /// acquirers.
+    fn answer_with(
+        decided: &pb::RouteDecided,
+        configured: &[pb::AcquirerConfigured],
+    ) -> pb::DecideResponse {
         let pin_key = |acquirer_id: &str| {
             configured
                 .iter()
@@ -871,7 +898,7 @@ impl Router {
                 .map(|s| s.zone_pin_key.clone())
                 .unwrap_or_default()
         };
-        Ok(pb::DecideResponse {
+        pb::DecideResponse {
             decision_id: decided.decision_id.clone(),
             rule_version: decided.rule_version,
             rule_id: decided.rule_id.clone(),
@@ -886,7 +913,7 @@ impl Router {
                 .collect(),
             no_route_reason: decided.no_route_reason.clone(),
             explanation: decided.explanation.clone(),
-        })
+        }
     }
 
     /// Chooses the acquirers for a payment and records the decision; a second Decide of the
@@ -898,18 +925,24 @@ impl Router {
     ) -> Result<pb::DecideResponse, ServiceError> {
         Self::check_decide(&request)?;
         let key = exchange_key(&request.tenant_id, &request.payment_id);
-        let existing: Exchange = self.load(exchange::AGGREGATE_TYPE, &key).await?;
-        if let Some(decided) = &existing.decided {
+        let mut held = self.held.load(&key).await.map_err(command_error)?;
+        if let Some(decided) = &held.state().decided {
             return self.answer_decision(decided).await;
         }
-        let (decided, transitions) = self.decision(&request, false).await?;
-        let result = mpos_es::execute(
-            &self.exchanges,
-            &key,
-            ExchangeCommand::Decide(decided.clone()),
-            Self::metadata(actor, &request.tenant_id),
-        )
-        .await;
+        let Decision {
+            decided,
+            transitions,
+            configured,
+        } = self.decision(&request, false).await?;
+        let result = self
+            .held
+            .execute(
+                &mut held,
+                ExchangeCommand::Decide(decided.clone()),
+                Self::metadata(actor, &request.tenant_id),
+            )
+            .await
+            .map_err(command_error);
         self.record_transitions(actor, &request.tenant_id, transitions)
             .await;
         match result {
@@ -919,7 +952,7 @@ impl Router {
                     "outcome" => if decided.no_route_reason.is_empty() { "routed" } else { "no_route" }
                 )
                 .increment(1);
-                self.answer_decision(&decided).await
+                Ok(Self::answer_with(&decided, &configured))
             }
             // Decided concurrently: the first decision stands.
             Err(error) if matches!(error.code, ErrorCode::AlreadyExists | ErrorCode::Conflict) => {
@@ -939,8 +972,12 @@ impl Router {
         &self,
         request: pb::DecideRequest,
     ) -> Result<pb::DecideResponse, ServiceError> {
-        let (decided, _) = self.decision(&request, true).await?;
-        self.answer_decision(&decided).await
+        let Decision {
+            decided,
+            configured,
+            ..
+        } = self.decision(&request, true).await?;
+        Ok(Self::answer_with(&decided, &configured))
     }
 
     // ---------------------------------------------------------------------------------
@@ -1054,7 +1091,9 @@ impl Router {
         Self::check_authorize(&request)?;
         let tenant_id = request.tenant_id.clone();
         let key = exchange_key(&tenant_id, &request.payment_id);
-        let mut exchange: Exchange = self.load(exchange::AGGREGATE_TYPE, &key).await?;
+        // Loaded once: the attempts are recorded on this state, which keeps their events.
+        let mut held = self.held.load(&key).await.map_err(command_error)?;
+        let mut exchange: Exchange = held.state().clone();
         let Some(decided) = exchange.decided.clone() else {
             return Err(ServiceError::conflict(
                 "the payment has no routing decision: Decide first",
@@ -1196,6 +1235,7 @@ impl Router {
             let result = self
                 .attempt(
                     actor,
+                    &mut held,
                     &request,
                     &card,
                     kind,
@@ -1210,7 +1250,7 @@ impl Router {
                 .await?;
             let outcome = pb::ExchangeOutcome::try_from(result.answer.outcome)
                 .unwrap_or(pb::ExchangeOutcome::Unspecified);
-            exchange = self.load(exchange::AGGREGATE_TYPE, &key).await?;
+            exchange = held.state().clone();
             if outcome == pb::ExchangeOutcome::Unavailable {
                 // A completion goes only to the pre-authorisation's acquirer: when its link
                 // is down the advice is stored and sent once it is up (store and forward).
@@ -1378,6 +1418,7 @@ impl Router {
     async fn attempt(
         &self,
         actor: &Actor,
+        held: &mut mpos_es::Loaded<Exchange>,
         request: &pb::AuthorizeRequest,
         card: &CardData,
         kind: RequestKind,
@@ -1388,7 +1429,6 @@ impl Router {
         attempt: u32,
     ) -> Result<AttemptResult, ServiceError> {
         let tenant_id = &request.tenant_id;
-        let key = exchange_key(tenant_id, &request.payment_id);
         let link = self.links.link(tenant_id, acquirer_id, settings).await?;
         let stan = self.links.next_stan(tenant_id, acquirer_id);
         let now = Utc::now().trunc_subsecs(0);
@@ -1456,13 +1496,14 @@ impl Router {
             approval_code,
             original_data_elements,
         };
-        mpos_es::execute(
-            &self.exchanges,
-            &key,
-            ExchangeCommand::Send(sent),
-            Self::metadata(actor, tenant_id),
-        )
-        .await?;
+        self.held
+            .execute(
+                held,
+                ExchangeCommand::Send(sent),
+                Self::metadata(actor, tenant_id),
+            )
+            .await
+            .map_err(command_error)?;
         let started = Instant::now();
         let result = link.exchange(encoded).await;
         let duration_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
@@ -1530,14 +1571,15 @@ impl Router {
             "outcome" => outcome_name(pb::ExchangeOutcome::try_from(answer.outcome).unwrap_or_default())
         )
         .increment(1);
-        mpos_es::execute_retrying(
-            &self.exchanges,
-            &key,
-            ExchangeCommand::Respond(answer.clone()),
-            Self::metadata(actor, tenant_id),
-            8,
-        )
-        .await?;
+        self.held
+            .execute_retrying(
+                held,
+                ExchangeCommand::Respond(answer.clone()),
+                Self::metadata(actor, tenant_id),
+                8,
+            )
+            .await
+            .map_err(command_error)?;
         let transition = self.books().entry(tenant_id.clone()).or_default().record(
             acquirer_id,
             health,

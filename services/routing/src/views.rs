@@ -2,10 +2,11 @@
 //!
 //! * [`ACQUIRERS`]: one document per acquirer (`<tenant>/<acquirer>`), its state as the
 //!   aggregate folds it: which acquirers a tenant has, without reading every aggregate.
-//! * [`PENDING`]: one document per exchange (`<tenant>/<payment>`) saying whether an attempt
-//!   is in flight (sent, not answered) and whether a reversal or a stored completion advice
-//!   waits for delivery, and when: the store-and-forward worker's to-do list, which survives
-//!   restarts because it is rebuilt from the log.
+//! * [`PENDING`]: one document per exchange (`<tenant>/<payment>`) with something
+//!   outstanding — an attempt in flight (sent, not answered), a reversal or a stored
+//!   completion advice waiting for delivery, and when: the store-and-forward worker's to-do
+//!   list, which survives restarts because it is rebuilt from the log. A document is removed
+//!   once nothing is outstanding, so the list does not grow with every payment.
 
 use cqrs_es::Aggregate as _;
 use mpos_es::{Projection, StoreError, StoredEvent};
@@ -86,6 +87,19 @@ impl Projection for PendingProjection {
         if event.event.aggregate_type != exchange::AGGREGATE_TYPE {
             return Ok(());
         }
+        // A document removed when nothing was outstanding starts again from the default
+        // view: its ids come from the event (the aggregate id is `tenant/payment`).
+        if view.tenant_id.is_empty() {
+            view.tenant_id.clone_from(&event.event.tenant_id);
+            if let Some(payment_id) = event
+                .event
+                .aggregate_id
+                .strip_prefix(&event.event.tenant_id)
+                .and_then(|rest| rest.strip_prefix('/'))
+            {
+                view.payment_id = payment_id.to_owned();
+            }
+        }
         match serde_json::from_str::<ExchangeEvent>(&event.event.payload)? {
             ExchangeEvent::Decided(decided) => {
                 view.tenant_id = decided.tenant_id;
@@ -121,13 +135,94 @@ impl Projection for PendingProjection {
             }
             ExchangeEvent::AdviceAcknowledged(_) => view.advice_pending = false,
         }
+        // Nothing outstanding: the document is removed, and what it held must not matter
+        // to a later one, so that the live read model equals its replay.
+        if !self.retains(view) {
+            *view = PendingView {
+                tenant_id: std::mem::take(&mut view.tenant_id),
+                payment_id: std::mem::take(&mut view.payment_id),
+                ..PendingView::default()
+            };
+        }
         Ok(())
+    }
+
+    /// Only exchanges with something outstanding (an attempt in flight, a reversal or an
+    /// advice to deliver) keep a document: the delivery sweep and the start-up check read
+    /// every document, so the read model must not grow with every payment ever routed.
+    fn retains(&self, view: &PendingView) -> bool {
+        view.in_flight || view.reversal_pending || view.advice_pending
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stored(position: u64, event: &ExchangeEvent) -> StoredEvent {
+        StoredEvent {
+            global_position: position,
+            event: mpos_es::NewEvent {
+                event_id: format!("e{position}"),
+                tenant_id: "acme".into(),
+                aggregate_type: exchange::AGGREGATE_TYPE.into(),
+                aggregate_id: "acme/p-1".into(),
+                sequence: position,
+                event_type: "x".into(),
+                event_version: "1.0".into(),
+                payload: serde_json::to_string(event).expect("payload"),
+                metadata: "{}".into(),
+                occurred_at_us: 7,
+            },
+            previous_hash: [0; 32],
+            hash: [0; 32],
+        }
+    }
+
+    #[test]
+    fn only_exchanges_with_something_outstanding_keep_a_document() {
+        use mpos_proto::routing as pb;
+        let projection = PendingProjection;
+        let mut view = PendingView::default();
+        let apply = |view: &mut PendingView, position, event: ExchangeEvent| {
+            projection
+                .apply(view, &stored(position, &event))
+                .expect("apply");
+            projection.retains(view)
+        };
+        assert!(!apply(
+            &mut view,
+            1,
+            ExchangeEvent::Decided(pb::RouteDecided::default())
+        ));
+        assert!(apply(
+            &mut view,
+            2,
+            ExchangeEvent::RequestSent(pb::AcquirerRequestSent::default())
+        ));
+        assert!(!apply(
+            &mut view,
+            3,
+            ExchangeEvent::Responded(pb::AcquirerResponded::default())
+        ));
+        // Removed, then a reversal: the document starts again, its ids from the event.
+        let mut again = PendingView::default();
+        assert!(apply(
+            &mut again,
+            4,
+            ExchangeEvent::ReversalQueued(pb::ReversalQueued::default())
+        ));
+        assert_eq!(
+            (again.tenant_id.as_str(), again.payment_id.as_str()),
+            ("acme", "p-1")
+        );
+        assert!(again.reversal_pending);
+        assert!(!apply(
+            &mut again,
+            5,
+            ExchangeEvent::ReversalAcknowledged(pb::ReversalAcknowledged::default())
+        ));
+    }
 
     #[test]
     fn a_pending_document_written_before_advices_still_reads() {
