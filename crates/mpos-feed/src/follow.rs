@@ -759,6 +759,45 @@ mod tests {
         subscriptions: AtomicUsize,
     }
 
+    impl FakeBus {
+        fn new(events: Vec<EventEnvelope>) -> Arc<Self> {
+            Arc::new(Self {
+                events,
+                acked: Arc::new(Mutex::new(BTreeSet::new())),
+                subscriptions: AtomicUsize::new(0),
+            })
+        }
+
+        /// Waits until `count` deliveries are acknowledged.
+        async fn wait_for_acks(&self, count: usize) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.acked.lock().unwrap().len() < count {
+                assert!(
+                    Instant::now() < deadline,
+                    "not every delivery was acknowledged"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    /// Runs the feed from `bus` until the token is cancelled.
+    fn follow_bus(
+        store: &EventStore,
+        follower: &Arc<Recorder>,
+        bus: &Arc<FakeBus>,
+    ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let cancel = CancellationToken::new();
+        let running = tokio::spawn(run(
+            store.clone(),
+            NAMES,
+            FeedSource::Bus(bus.clone()),
+            follower.clone(),
+            cancel.clone(),
+        ));
+        (cancel, running)
+    }
+
     #[derive(Debug)]
     struct FakeAck {
         index: usize,
@@ -804,34 +843,16 @@ mod tests {
         let store = sqlite(&dir, "follower").await;
         // The second event's work fails once; the third is delivered twice.
         let follower = Arc::new(Recorder::new(store.clone(), 0));
-        let bus = Arc::new(FakeBus {
-            events: vec![event(1), event(2), event(3), event(3), event(4)],
-            acked: Arc::new(Mutex::new(BTreeSet::new())),
-            subscriptions: AtomicUsize::new(0),
-        });
+        let bus = FakeBus::new(vec![event(1), event(2), event(3), event(3), event(4)]);
         feed(&store, &follower)
             .handle_batch(0, &[event(1)])
             .await
             .unwrap();
         follower.failing.store(1, Ordering::SeqCst);
-        let cancel = CancellationToken::new();
-        let running = tokio::spawn(run(
-            store.clone(),
-            NAMES,
-            FeedSource::Bus(bus.clone()),
-            follower.clone(),
-            cancel.clone(),
-        ));
+        let (cancel, running) = follow_bus(&store, &follower, &bus);
 
         wait_for_checkpoint(&store, 4).await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while bus.acked.lock().unwrap().len() < 5 {
-            assert!(
-                Instant::now() < deadline,
-                "not every delivery was acknowledged"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        bus.wait_for_acks(5).await;
         assert_eq!(log(&store).await, vec![1, 2, 3, 4]);
         assert!(bus.subscriptions.load(Ordering::SeqCst) >= 2);
         // The deliveries that arrived together (2, 3, 3 again, 4) are one batch, its
@@ -863,26 +884,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = sqlite(&dir, "follower").await;
         let follower = Arc::new(Recorder::new(store.clone(), 0));
-        let bus = Arc::new(FakeBus {
-            // 5 and 6 are missing: 7 waits for them.
-            events: vec![event(3), event(1), event(7), event(2), event(4)],
-            acked: Arc::new(Mutex::new(BTreeSet::new())),
-            subscriptions: AtomicUsize::new(0),
-        });
-        let cancel = CancellationToken::new();
-        let running = tokio::spawn(run(
-            store.clone(),
-            NAMES,
-            FeedSource::Bus(bus.clone()),
-            follower.clone(),
-            cancel.clone(),
-        ));
+        // 5 and 6 are missing: 7 waits for them.
+        let bus = FakeBus::new(vec![event(3), event(1), event(7), event(2), event(4)]);
+        let (cancel, running) = follow_bus(&store, &follower, &bus);
         wait_for_checkpoint(&store, 4).await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while bus.acked.lock().unwrap().len() < 4 {
-            assert!(Instant::now() < deadline, "the run was not acknowledged");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        bus.wait_for_acks(4).await;
         assert_eq!(log(&store).await, vec![1, 2, 3, 4]);
         assert_eq!(
             *bus.acked.lock().unwrap(),
