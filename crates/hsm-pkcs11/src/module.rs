@@ -99,8 +99,20 @@ pub(crate) fn token_lock(module: &Path, slot: Slot) -> Arc<RwLock<()>> {
     Arc::clone(locks.entry((module.to_owned(), slot.id())).or_default())
 }
 
+/// Held while this process reads the slot list or initialises a token. SoftHSM2 adds the
+/// tokens it finds on disk to its slot table whenever the slot list is read; a read racing a
+/// token's initialisation in another thread of the process inserted the new token twice and
+/// aborted the process (`SlotManager::insertToken: Assertion 'result.second' failed`, seen in
+/// a CI run of the hsm-pkcs11 tests).
+static SLOT_LIST: Mutex<()> = Mutex::new(());
+
 /// The slot holding the initialised token labelled `label` (blank padding ignored).
 pub(crate) fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Slot, Error> {
+    let _slot_list = SLOT_LIST.lock().unwrap_or_else(PoisonError::into_inner);
+    find_slot_unlocked(ctx, label)
+}
+
+fn find_slot_unlocked(ctx: &Pkcs11, label: &str) -> Result<Slot, Error> {
     for slot in ctx.get_slots_with_initialized_token()? {
         let info = ctx.get_token_info(slot)?;
         if info.label().trim_end() == label {
@@ -122,8 +134,7 @@ pub fn init_token(
     so_pin: &SecretString,
     user_pin: &SecretString,
 ) -> Result<(), Error> {
-    static PROVISIONING: Mutex<()> = Mutex::new(());
-    let _one_at_a_time = PROVISIONING.lock().unwrap_or_else(PoisonError::into_inner);
+    let _one_at_a_time = SLOT_LIST.lock().unwrap_or_else(PoisonError::into_inner);
 
     if label.trim().is_empty() || label.len() > MAX_TOKEN_LABEL {
         return Err(Error::InvalidInput {
@@ -132,7 +143,7 @@ pub fn init_token(
         });
     }
     let ctx = module(module_path)?;
-    if find_slot(&ctx, label).is_ok() {
+    if find_slot_unlocked(&ctx, label).is_ok() {
         return Err(Error::InvalidInput {
             what: "token label",
             reason: format!("a token labelled {label:?} exists already"),
