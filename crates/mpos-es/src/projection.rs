@@ -29,6 +29,9 @@ struct Loaded<V> {
     tenant_id: String,
     position: u64,
     view: V,
+    /// The read model holds this document (read from it, or written to it since): a
+    /// document that is not retained is removed only then.
+    stored: bool,
 }
 
 /// A read model made of JSON documents, one per id, each owned by a tenant.
@@ -155,6 +158,7 @@ impl<P: Projection> ProjectionRunner<P> {
                         tenant_id: document.tenant_id,
                         position: document.position,
                         view,
+                        stored: true,
                     },
                 );
             }
@@ -166,6 +170,7 @@ impl<P: Projection> ProjectionRunner<P> {
                     tenant_id: event.event.tenant_id.clone(),
                     position: 0,
                     view: P::View::default(),
+                    stored: false,
                 });
                 self.projection.apply(&mut loaded.view, event)?;
                 loaded.position = event.global_position;
@@ -173,7 +178,7 @@ impl<P: Projection> ProjectionRunner<P> {
             }
             position = last_position;
             if dirty.len() >= COMMIT_DOCUMENTS || position - committed >= COMMIT_EVENTS {
-                self.commit(&documents, &mut dirty, &consumer, committed, position)
+                self.commit(&mut documents, &mut dirty, &consumer, committed, position)
                     .await?;
                 committed = position;
                 self.remember_checkpoint(Some(position));
@@ -183,7 +188,7 @@ impl<P: Projection> ProjectionRunner<P> {
             }
         }
         if position != committed {
-            self.commit(&documents, &mut dirty, &consumer, committed, position)
+            self.commit(&mut documents, &mut dirty, &consumer, committed, position)
                 .await?;
         }
         self.remember_checkpoint(Some(position));
@@ -192,7 +197,7 @@ impl<P: Projection> ProjectionRunner<P> {
 
     async fn commit(
         &self,
-        documents: &HashMap<String, Loaded<P::View>>,
+        documents: &mut HashMap<String, Loaded<P::View>>,
         dirty: &mut BTreeSet<String>,
         consumer: &str,
         from: u64,
@@ -200,10 +205,10 @@ impl<P: Projection> ProjectionRunner<P> {
     ) -> Result<(), StoreError> {
         let mut changed = Vec::new();
         let mut removed = Vec::new();
-        for (id, loaded) in dirty
-            .iter()
-            .filter_map(|id| documents.get(id).map(|loaded| (id, loaded)))
-        {
+        for id in dirty.iter() {
+            let Some(loaded) = documents.get(id) else {
+                continue;
+            };
             if self.projection.retains(&loaded.view) {
                 changed.push(Document {
                     id: id.clone(),
@@ -211,9 +216,11 @@ impl<P: Projection> ProjectionRunner<P> {
                     position: loaded.position,
                     payload: serde_json::to_string(&loaded.view)?,
                 });
-            } else {
+            } else if loaded.stored {
                 removed.push(id.clone());
             }
+            // A document never stored and not retained (outstanding and settled within
+            // one catch-up) costs nothing.
         }
         self.store
             .commit_document_changes(
@@ -225,6 +232,16 @@ impl<P: Projection> ProjectionRunner<P> {
                 to,
             )
             .await?;
+        for document in &changed {
+            if let Some(loaded) = documents.get_mut(&document.id) {
+                loaded.stored = true;
+            }
+        }
+        for id in &removed {
+            if let Some(loaded) = documents.get_mut(id) {
+                loaded.stored = false;
+            }
+        }
         dirty.clear();
         Ok(())
     }

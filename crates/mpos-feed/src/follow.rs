@@ -189,7 +189,9 @@ impl<F: Follower> Feed<F> {
                 // checkpoint for the lot instead of one per event (under load the broker
                 // delivers faster than one commit per event keeps up with).
                 let mut ended = false;
-                while deliveries.len() < BUS_BATCH {
+                // Bounded by items taken, not deliveries kept: a stream that keeps yielding
+                // errors must not hold the loop here.
+                for _ in 1..BUS_BATCH {
                     match futures::FutureExt::now_or_never(stream.next()) {
                         Some(Some(Ok(delivery))) => deliveries.push(delivery),
                         Some(Some(Err(error))) => {
