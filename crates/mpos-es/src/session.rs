@@ -20,6 +20,7 @@ use crate::{CommandMetadata, EventRepository, EventStore};
 /// Loads and changes aggregates of type `A` in a service's log.
 pub struct Aggregates<A: Aggregate> {
     store: PersistedEventStore<EventRepository, A>,
+    log: EventStore,
     services: A::Services,
     snapshot_every: usize,
 }
@@ -72,20 +73,63 @@ where
                 EventRepository::new(store.clone()),
                 snapshot_every,
             ),
+            log: store.clone(),
             services,
             snapshot_every,
         }
     }
 
-    /// The aggregate as the log holds it now (its default state if it has no events).
+    /// The aggregate as the log holds it now (its default state if it has no events): its
+    /// snapshot and the events after it, read together ([`EventStore::load_stream`], one
+    /// statement on PostgreSQL where cqrs-es's `load_aggregate` takes two), folded as cqrs-es
+    /// folds them. A snapshot that no longer deserializes is ignored and every event is
+    /// folded, as cqrs-es does.
     pub async fn load(&self, aggregate_id: &str) -> Result<Loaded<A>, AggregateError<A::Error>> {
-        let context = self.store.load_aggregate(aggregate_id).await?;
-        Ok(Loaded {
-            aggregate_id: context.aggregate_id,
-            state: context.aggregate,
-            sequence: context.current_sequence,
-            snapshot: context.current_snapshot,
-        })
+        let persistence = |error: crate::StoreError| {
+            AggregateError::from(cqrs_es::persist::PersistenceError::from(error))
+        };
+        let (snapshot, mut events) = self
+            .log
+            .load_stream(A::TYPE, aggregate_id)
+            .await
+            .map_err(persistence)?;
+        let mut loaded = Loaded {
+            aggregate_id: aggregate_id.to_owned(),
+            state: A::default(),
+            sequence: 0,
+            snapshot: None,
+        };
+        if let Some(snapshot) = snapshot {
+            match serde_json::from_str::<A>(&snapshot.payload) {
+                Ok(state) => {
+                    loaded.state = state;
+                    loaded.sequence = usize::try_from(snapshot.last_sequence).map_err(|_| {
+                        persistence(crate::StoreError::Corrupt("sequence exceeds usize".into()))
+                    })?;
+                    loaded.snapshot =
+                        Some(usize::try_from(snapshot.snapshot_version).map_err(|_| {
+                            persistence(crate::StoreError::Corrupt(
+                                "snapshot version exceeds usize".into(),
+                            ))
+                        })?);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, aggregate_type = A::TYPE, "snapshot unreadable; folding every event");
+                    events = self
+                        .log
+                        .read_aggregate(A::TYPE, aggregate_id, 0)
+                        .await
+                        .map_err(persistence)?;
+                }
+            }
+        }
+        for stored in &events {
+            let serialized = crate::to_serialized(stored).map_err(persistence)?;
+            let envelope = cqrs_es::EventEnvelope::<A>::try_from(serialized)?;
+            loaded.sequence = envelope.sequence;
+            loaded.state.apply(envelope.payload);
+        }
+        Ok(loaded)
     }
 
     /// Decides `command` on the state held, commits the events it yields (refused as a

@@ -667,6 +667,62 @@ impl EventStore {
         Ok(row.try_get::<i64, _>(0)? > 0)
     }
 
+    /// An aggregate's latest snapshot and the events after it, in sequence order, as of one
+    /// moment (on PostgreSQL one statement: what loading an aggregate reads).
+    pub async fn load_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<(Option<Snapshot>, Vec<StoredEvent>), StoreError> {
+        if self.inner.sqlite_reader.is_some() {
+            // In process, and one writer: two point reads see one state unless an append
+            // came between them, which only adds events after the snapshot's.
+            let snapshot = self.snapshot(aggregate_type, aggregate_id).await?;
+            let after = snapshot.as_ref().map_or(0, |s| s.last_sequence);
+            let events = self
+                .read_aggregate(aggregate_type, aggregate_id, after)
+                .await?;
+            return Ok((snapshot, events));
+        }
+        let columns = EVENT_COLUMNS
+            .split(", ")
+            .map(|column| format!("e.{}", column.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT s.last_sequence, s.snapshot_version, s.payload, {columns} \
+             FROM (SELECT 1) AS one \
+             LEFT JOIN es_snapshots s ON s.aggregate_type = $1 AND s.aggregate_id = $2 \
+             LEFT JOIN es_events e ON e.aggregate_type = $1 AND e.aggregate_id = $2 \
+             AND e.sequence > COALESCE(s.last_sequence, 0) \
+             ORDER BY e.sequence"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .fetch_all(&self.inner.reader)
+            .await?;
+        let mut snapshot = None;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if snapshot.is_none()
+                && let Some(last_sequence) = row.try_get::<Option<i64>, _>(0)?
+            {
+                snapshot = Some(Snapshot {
+                    aggregate_type: aggregate_type.to_owned(),
+                    aggregate_id: aggregate_id.to_owned(),
+                    last_sequence: to_u64(last_sequence)?,
+                    snapshot_version: to_u64(row.try_get::<i64, _>(1)?)?,
+                    payload: row.try_get::<String, _>(2)?,
+                });
+            }
+            if row.try_get::<Option<i64>, _>(3)?.is_some() {
+                events.push(decode_event_at(row, 3)?);
+            }
+        }
+        Ok((snapshot, events))
+    }
+
     /// The latest snapshot of an aggregate.
     pub async fn snapshot(
         &self,
@@ -1137,22 +1193,27 @@ fn insert_error(error: sqlx::Error, events: &[StoredEvent]) -> StoreError {
 }
 
 fn decode_event(row: &AnyRow) -> Result<StoredEvent, StoreError> {
+    decode_event_at(row, 0)
+}
+
+/// The event in [`EVENT_COLUMNS`] order from column `at` on.
+fn decode_event_at(row: &AnyRow, at: usize) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
-        global_position: to_u64(row.try_get::<i64, _>(0)?)?,
+        global_position: to_u64(row.try_get::<i64, _>(at)?)?,
         event: NewEvent {
-            event_id: row.try_get(1)?,
-            tenant_id: row.try_get(2)?,
-            aggregate_type: row.try_get(3)?,
-            aggregate_id: row.try_get(4)?,
-            sequence: to_u64(row.try_get::<i64, _>(5)?)?,
-            event_type: row.try_get(6)?,
-            event_version: row.try_get(7)?,
-            payload: row.try_get(8)?,
-            metadata: row.try_get(9)?,
-            occurred_at_us: row.try_get(10)?,
+            event_id: row.try_get(at + 1)?,
+            tenant_id: row.try_get(at + 2)?,
+            aggregate_type: row.try_get(at + 3)?,
+            aggregate_id: row.try_get(at + 4)?,
+            sequence: to_u64(row.try_get::<i64, _>(at + 5)?)?,
+            event_type: row.try_get(at + 6)?,
+            event_version: row.try_get(at + 7)?,
+            payload: row.try_get(at + 8)?,
+            metadata: row.try_get(at + 9)?,
+            occurred_at_us: row.try_get(at + 10)?,
         },
-        previous_hash: to_hash(row.try_get::<Vec<u8>, _>(11)?)?,
-        hash: to_hash(row.try_get::<Vec<u8>, _>(12)?)?,
+        previous_hash: to_hash(row.try_get::<Vec<u8>, _>(at + 11)?)?,
+        hash: to_hash(row.try_get::<Vec<u8>, _>(at + 12)?)?,
     })
 }
 

@@ -335,3 +335,55 @@ async fn an_aggregate_held_by_a_request_changes_like_the_log_and_refuses_a_stale
         );
     }
 }
+
+/// `Aggregates::load` reads the snapshot and the events after it together; what it yields
+/// is what cqrs-es's own `load_aggregate` yields at every length of the stream, snapshots
+/// crossed, and a snapshot that no longer reads is passed over for the events.
+#[tokio::test]
+async fn a_held_load_equals_cqrs_es_own_load() {
+    for (backend, test) in each_backend("svc").await {
+        let held = mpos_es::Aggregates::<Counter>::new(&test.store, 3, ());
+        let framework = PersistedEventStore::<_, Counter>::new_snapshot_store(
+            EventRepository::new(test.store.clone()),
+            3,
+        );
+        let mut counter = held.load("c2").await.expect("load");
+        held.execute(&mut counter, CounterCommand::Open, command_metadata())
+            .await
+            .expect("open");
+        for amount in 1..=8 {
+            held.execute(
+                &mut counter,
+                CounterCommand::Add(amount),
+                command_metadata(),
+            )
+            .await
+            .expect("add");
+            let mine = held.load("c2").await.expect("held load");
+            let theirs = framework.load_aggregate("c2").await.expect("cqrs-es load");
+            assert_eq!(mine.state(), &theirs.aggregate, "{backend} after +{amount}");
+            assert_eq!(mine.sequence(), theirs.current_sequence, "{backend}");
+            assert_eq!(mine.state(), counter.state(), "{backend}");
+        }
+        assert_eq!(counter.state().total, 36, "{backend}");
+        assert!(
+            test.store
+                .snapshot(Counter::TYPE, "c2")
+                .await
+                .expect("snapshot")
+                .is_some(),
+            "{backend}: a snapshot was crossed"
+        );
+        // A snapshot whose shape changed (it no longer deserializes): every event is folded.
+        test.execute(
+            "UPDATE es_snapshots SET payload = '{\"shape\": \"changed\"}' WHERE aggregate_id = 'c2'",
+        )
+        .await;
+        let mine = held.load("c2").await.expect("load past the snapshot");
+        assert_eq!(mine.state().total, 36, "{backend}");
+        assert_eq!(mine.sequence(), 9, "{backend}");
+        // And an aggregate with no events is the default state.
+        let none = held.load("never").await.expect("load");
+        assert_eq!((none.state(), none.sequence()), (&Counter::default(), 0));
+    }
+}
