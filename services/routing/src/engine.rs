@@ -33,6 +33,7 @@ use crate::card::CardData;
 use crate::convert;
 use crate::exchange::{self, Exchange, ExchangeCommand};
 use crate::links::{LinkRegistry, LinkTuning, rrn};
+use crate::recent::{ConfigCache, Handoff};
 use crate::rules::{self, PublishRules, TenantRules};
 use crate::views::{ACQUIRERS, AcquirersProjection, PENDING, PendingProjection, PendingView};
 
@@ -49,7 +50,14 @@ pub struct RouterSettings {
     pub reversal_backoff_max: Duration,
     /// How links reconnect.
     pub link_tuning: LinkTuning,
+    /// How long a tenant's rules and acquirers, once read, serve payments before they are
+    /// read again (changes made through this process are seen at once; zero: read for every
+    /// payment). See ADR 20.
+    pub config_ttl: Duration,
 }
+
+/// How long a `Decide`'s exchange waits for its `Authorize` in memory.
+const HANDOFF_TTL: Duration = Duration::from_secs(5);
 
 impl Default for RouterSettings {
     fn default() -> Self {
@@ -57,6 +65,7 @@ impl Default for RouterSettings {
             reversal_backoff_min: Duration::from_secs(5),
             reversal_backoff_max: Duration::from_secs(600),
             link_tuning: LinkTuning::default(),
+            config_ttl: Duration::from_secs(1),
         }
     }
 }
@@ -69,6 +78,10 @@ pub struct Router {
     exchanges: Arc<Cqrs<Exchange>>,
     /// The payment path's commands on an exchange, on the state the request loaded once.
     held: mpos_es::Aggregates<Exchange>,
+    /// Each tenant's rules and acquirers as last read.
+    config: ConfigCache<TenantConfig>,
+    /// The exchange each `Decide` recorded, for its `Authorize`.
+    decided: Handoff<mpos_es::Loaded<Exchange>>,
     health: Mutex<HashMap<String, HealthBook>>,
     links: LinkRegistry,
     hsm: HsmClient,
@@ -91,7 +104,24 @@ impl std::fmt::Debug for Router {
 struct Decision {
     decided: pb::RouteDecided,
     transitions: Vec<HealthTransition>,
-    configured: Vec<pb::AcquirerConfigured>,
+    config: Arc<TenantConfig>,
+}
+
+/// A tenant's rules and acquirers, as one payment's decision and attempts use them.
+#[derive(Debug)]
+struct TenantConfig {
+    /// The rules as the decision logic takes them; `None`: the stored rules cannot be read.
+    rules: Option<rr::RuleSet>,
+    /// The configured acquirers, by id.
+    acquirers: Vec<pb::AcquirerConfigured>,
+}
+
+impl TenantConfig {
+    fn acquirer(&self, acquirer_id: &str) -> Option<&pb::AcquirerConfigured> {
+        self.acquirers
+            .iter()
+            .find(|configured| configured.acquirer_id == acquirer_id)
+    }
 }
 
 /// An exchange's snapshot is taken every this many events.
@@ -311,6 +341,8 @@ impl Router {
             acquirers: mpos_es::snapshot_framework(&store, 100),
             exchanges: mpos_es::snapshot_framework(&store, EXCHANGE_SNAPSHOT_EVERY),
             held: mpos_es::Aggregates::new(&store, EXCHANGE_SNAPSHOT_EVERY, ()),
+            config: ConfigCache::new(settings.config_ttl),
+            decided: Handoff::new(HANDOFF_TTL),
             health: Mutex::new(HashMap::new()),
             links: LinkRegistry::new(hsm.clone(), settings.link_tuning, cancel),
             hsm,
@@ -399,7 +431,7 @@ impl Router {
             .into_iter()
             .map(|configured| configured.acquirer_id)
             .collect();
-        mpos_es::execute(
+        let published = mpos_es::execute(
             &self.rules,
             tenant_id,
             PublishRules {
@@ -410,13 +442,38 @@ impl Router {
             },
             Self::metadata(actor, tenant_id),
         )
-        .await?;
+        .await;
+        self.config.invalidate(tenant_id);
+        published?;
         self.rules(tenant_id).await
     }
 
     // ---------------------------------------------------------------------------------
     // Acquirers
     // ---------------------------------------------------------------------------------
+
+    /// The tenant's rules and acquirers for a payment: as read less than the configured
+    /// time ago, or read now.
+    async fn tenant_config(&self, tenant_id: &str) -> Result<Arc<TenantConfig>, ServiceError> {
+        if let Some(config) = self.config.get(tenant_id) {
+            return Ok(config);
+        }
+        let start = self.config.read_start();
+        let current: TenantRules = self.load(rules::AGGREGATE_TYPE, tenant_id).await?;
+        let rules = match current.domain() {
+            Ok(rules) => Some(rules),
+            Err(error) => {
+                tracing::error!(%error, "stored rules unreadable");
+                None
+            }
+        };
+        let config = Arc::new(TenantConfig {
+            rules,
+            acquirers: self.acquirers(tenant_id).await?,
+        });
+        self.config.put(tenant_id, start, config.clone());
+        Ok(config)
+    }
 
     /// The tenant's configured acquirers, by id.
     pub async fn acquirers(
@@ -479,7 +536,7 @@ impl Router {
     ) -> Result<pb::AcquirerConfigured, ServiceError> {
         check_id("tenant_id", tenant_id)?;
         check_id("acquirer_id", acquirer_id)?;
-        mpos_es::execute(
+        let configured = mpos_es::execute(
             &self.acquirers,
             &acquirer_key(tenant_id, acquirer_id),
             AcquirerCommand::Configure {
@@ -493,7 +550,9 @@ impl Router {
             },
             Self::metadata(actor, tenant_id),
         )
-        .await?;
+        .await;
+        self.config.invalidate(tenant_id);
+        configured?;
         let configured = self.acquirer(tenant_id, acquirer_id).await?;
         if let Some(settings) = &configured.settings {
             self.books()
@@ -528,13 +587,15 @@ impl Router {
                 current.version
             )));
         }
-        mpos_es::execute(
+        let removed = mpos_es::execute(
             &self.acquirers,
             &acquirer_key(tenant_id, acquirer_id),
             AcquirerCommand::Remove,
             Self::metadata(actor, tenant_id),
         )
-        .await?;
+        .await;
+        self.config.invalidate(tenant_id);
+        removed?;
         self.links.remove(tenant_id, acquirer_id);
         if let Some(book) = self.books().get_mut(tenant_id) {
             book.remove(acquirer_id);
@@ -751,12 +812,12 @@ impl Router {
     ) -> Result<Decision, ServiceError> {
         Self::check_decide(request)?;
         let tenant_id = &request.tenant_id;
-        let current: TenantRules = self.load(rules::AGGREGATE_TYPE, tenant_id).await?;
-        let rule_set = current.domain().map_err(|error| {
-            tracing::error!(%error, "stored rules unreadable");
-            ServiceError::internal("the stored rules cannot be read")
-        })?;
-        let configured = self.acquirers(tenant_id).await?;
+        let config = self.tenant_config(tenant_id).await?;
+        let rule_set = config
+            .rules
+            .as_ref()
+            .ok_or_else(|| ServiceError::internal("the stored rules cannot be read"))?;
+        let configured = &config.acquirers;
         let input = RouteInput {
             bin: &request.bin,
             pan_length: u8::try_from(request.pan_length).unwrap_or(0),
@@ -776,7 +837,7 @@ impl Router {
         let mut decision = {
             let mut books = self.books();
             let book = books.entry(tenant_id.clone()).or_default();
-            for acquirer in &configured {
+            for acquirer in configured {
                 let policy = health_policy(
                     acquirer
                         .settings
@@ -790,9 +851,9 @@ impl Router {
             if dry_run {
                 // A copy: a dry run claims no probe and changes no breaker.
                 let mut copy = book.clone();
-                rr::decide(&rule_set, &input, &mut copy, draw, now)
+                rr::decide(rule_set, &input, &mut copy, draw, now)
             } else {
-                rr::decide(&rule_set, &input, book, draw, now)
+                rr::decide(rule_set, &input, book, draw, now)
             }
         };
         // Acquirers disabled in their settings (or no longer configured) are left out too.
@@ -872,7 +933,7 @@ impl Router {
         Ok(Decision {
             decided,
             transitions: decision.transitions,
-            configured,
+            config,
         })
     }
 
@@ -880,8 +941,8 @@ impl Router {
         &self,
         decided: &pb::RouteDecided,
     ) -> Result<pb::DecideResponse, ServiceError> {
-        let configured = self.acquirers(&decided.tenant_id).await?;
-        Ok(Self::answer_with(decided, &configured))
+        let config = self.tenant_config(&decided.tenant_id).await?;
+        Ok(Self::answer_with(decided, &config.acquirers))
     }
 
     /// The answer to a decision, with the zone PIN keys of the tenant's `configured`
@@ -932,7 +993,7 @@ impl Router {
         let Decision {
             decided,
             transitions,
-            configured,
+            config,
         } = self.decision(&request, false).await?;
         let result = self
             .held
@@ -952,7 +1013,10 @@ impl Router {
                     "outcome" => if decided.no_route_reason.is_empty() { "routed" } else { "no_route" }
                 )
                 .increment(1);
-                Ok(Self::answer_with(&decided, &configured))
+                if decided.no_route_reason.is_empty() {
+                    self.decided.leave(&key, held);
+                }
+                Ok(Self::answer_with(&decided, &config.acquirers))
             }
             // Decided concurrently: the first decision stands.
             Err(error) if matches!(error.code, ErrorCode::AlreadyExists | ErrorCode::Conflict) => {
@@ -973,11 +1037,9 @@ impl Router {
         request: pb::DecideRequest,
     ) -> Result<pb::DecideResponse, ServiceError> {
         let Decision {
-            decided,
-            configured,
-            ..
+            decided, config, ..
         } = self.decision(&request, true).await?;
-        Ok(Self::answer_with(&decided, &configured))
+        Ok(Self::answer_with(&decided, &config.acquirers))
     }
 
     // ---------------------------------------------------------------------------------
@@ -1089,10 +1151,33 @@ impl Router {
         request: pb::AuthorizeRequest,
     ) -> Result<pb::AuthorizeResponse, ServiceError> {
         Self::check_authorize(&request)?;
+        let key = exchange_key(&request.tenant_id, &request.payment_id);
+        // Right after its Decide, the exchange that Decide recorded, not read again. The
+        // first attempt is recorded before its request goes out, a commit refused if anyone
+        // wrote to the exchange since (another replica authorised it meanwhile): then it is
+        // all done again on the exchange as the log holds it.
+        if let Some(handed) = self.decided.take(&key) {
+            match self.authorize_on(actor, &request, handed).await {
+                Err(error) if error.code == ErrorCode::Conflict => {
+                    tracing::info!("exchange changed since its decision; authorising again");
+                }
+                answered => return answered,
+            }
+        }
+        let held = self.held.load(&key).await.map_err(command_error)?;
+        self.authorize_on(actor, &request, held).await
+    }
+
+    /// [`Router::authorize`] on the exchange `held` (as loaded, or as its Decide left it).
+    async fn authorize_on(
+        &self,
+        actor: &Actor,
+        request: &pb::AuthorizeRequest,
+        mut held: mpos_es::Loaded<Exchange>,
+    ) -> Result<pb::AuthorizeResponse, ServiceError> {
         let tenant_id = request.tenant_id.clone();
         let key = exchange_key(&tenant_id, &request.payment_id);
-        // Loaded once: the attempts are recorded on this state, which keeps their events.
-        let mut held = self.held.load(&key).await.map_err(command_error)?;
+        // Held throughout: the attempts are recorded on this state, which keeps their events.
         let mut exchange: Exchange = held.state().clone();
         let Some(decided) = exchange.decided.clone() else {
             return Err(ServiceError::conflict(
@@ -1133,7 +1218,7 @@ impl Router {
         )?;
         let kind = request_kind(request.transaction_type)?;
         let original = if kind == RequestKind::Completion {
-            Some(self.completion_original(&request).await?)
+            Some(self.completion_original(request).await?)
         } else {
             None
         };
@@ -1161,6 +1246,7 @@ impl Router {
             .map(|attempt| attempt.sent.acquirer_id.clone())
             .collect();
         let mut notes: Vec<String> = Vec::new();
+        let config = self.tenant_config(&tenant_id).await?;
         for candidate in &decided.candidates {
             let acquirer_id = &candidate.acquirer_id;
             if tried.contains(acquirer_id) {
@@ -1174,15 +1260,11 @@ impl Router {
                 ));
                 continue;
             }
-            let configured = match self.acquirer(&tenant_id, acquirer_id).await {
-                Ok(configured) => configured,
-                Err(error) if error.code == ErrorCode::NotFound => {
-                    notes.push(format!("{acquirer_id}: skipped, not configured"));
-                    continue;
-                }
-                Err(error) => return Err(error),
+            let Some(configured) = config.acquirer(acquirer_id) else {
+                notes.push(format!("{acquirer_id}: skipped, not configured"));
+                continue;
             };
-            let settings = configured.settings.unwrap_or_default();
+            let settings = configured.settings.clone().unwrap_or_default();
             if settings.disabled {
                 notes.push(format!("{acquirer_id}: skipped, disabled"));
                 continue;
@@ -1236,7 +1318,7 @@ impl Router {
                 .attempt(
                     actor,
                     &mut held,
-                    &request,
+                    request,
                     &card,
                     kind,
                     block,

@@ -22,6 +22,7 @@ pub mod engine;
 pub mod exchange;
 pub mod forward;
 pub mod links;
+pub mod recent;
 pub mod routes;
 pub mod rpc;
 pub mod rules;

@@ -41,6 +41,9 @@ pub mod vars {
     pub const RECONNECT_MAX_MS: &str = "MPOS_ROUTING_RECONNECT_MAX_MS";
     /// How long connecting to an acquirer may take, in milliseconds.
     pub const CONNECT_TIMEOUT_MS: &str = "MPOS_ROUTING_CONNECT_TIMEOUT_MS";
+    /// How long a tenant's rules and acquirers, once read, serve payments, in milliseconds
+    /// (0: read for every payment). A change through another replica is seen after it.
+    pub const CONFIG_TTL_MS: &str = "MPOS_ROUTING_CONFIG_TTL_MS";
 }
 
 /// The feed's names.
@@ -97,6 +100,7 @@ impl RoutingOptions {
                         .duration_ms(vars::RECONNECT_MAX_MS, 10_000)?
                         .max(reconnect_min),
                 },
+                config_ttl: vars.duration_ms(vars::CONFIG_TTL_MS, 1_000)?,
             },
             forward_poll: vars.duration_ms(vars::FORWARD_POLL_MS, 1_000)?,
             feed: None,

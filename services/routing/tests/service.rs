@@ -918,3 +918,93 @@ async fn a_completion_advice_sent_and_never_answered_is_repeated_at_start() {
     // An advice the acquirer never saw is its first capture.
     assert_eq!(received.captures().len(), 1);
 }
+
+/// `request` with the test card sealed to `router` (as [`RoutingClient::authorize`] seals it
+/// to whichever replica answers its key request).
+fn sealed_to(
+    router: &routing::engine::Router,
+    mut request: pb::AuthorizeRequest,
+) -> pb::AuthorizeRequest {
+    let recipient = mpos_seal::PublicKey::try_from(&router.sealing_key()).unwrap();
+    let plaintext = card().encode_to_vec();
+    let context = routing::card::card_context(&request.payment_id);
+    let sealed = mpos_seal::Sealer::new()
+        .unwrap()
+        .seal(&recipient, &context, &plaintext)
+        .unwrap();
+    request.sealed_card = Some(mpos_proto::common::Sealed::from(sealed));
+    request
+}
+
+/// Two replicas of routing on one log (ADR 20): a replica sees the rules changed through it
+/// at once and those changed through the other within the configured time; an `Authorize`
+/// on the exchange its `Decide` left in memory, after the other replica authorised that
+/// payment meanwhile, sends nothing and answers what the log holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_see_each_others_changes_and_never_authorise_twice() {
+    let platform = Platform::start().await;
+    let a = sim("{}", None).await;
+    let b = sim("{}", None).await;
+    platform
+        .configure("acq-a", settings(&a.addr().to_string()))
+        .await;
+    platform
+        .configure("acq-b", settings(&b.addr().to_string()))
+        .await;
+    let first = platform.publish(rules("acq-a", "acq-b")).await;
+    let one = &platform.routing().router;
+    let other = Routing::start(&platform.backends).await;
+    let two = &other.router;
+
+    // The other replica reads the rules and keeps them.
+    let decided = two
+        .decide(&actor(), decide_request("p-1", 1_000))
+        .await
+        .unwrap();
+    assert_eq!(decided.rule_version, first);
+    assert_eq!(decided.candidates[0].acquirer_id, "acq-a");
+
+    // A change through this replica is seen by it at once...
+    let second = platform.publish(rules("acq-b", "acq-a")).await;
+    assert!(second > first);
+    let decided = one
+        .decide(&actor(), decide_request("p-2", 1_000))
+        .await
+        .unwrap();
+    assert_eq!(decided.rule_version, second);
+    assert_eq!(decided.candidates[0].acquirer_id, "acq-b");
+    // ... and by the other once its copy is older than the configured second.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let decided = two
+        .decide(&actor(), decide_request("p-3", 1_000))
+        .await
+        .unwrap();
+    assert_eq!(decided.rule_version, second);
+    assert_eq!(decided.candidates[0].acquirer_id, "acq-b");
+
+    // p-3 was decided by the other replica, which keeps its exchange for the Authorize; this
+    // replica authorises it first.
+    let request = authorize_request("p-3", &decided.decision_id, 1_000);
+    let approved = one
+        .authorize(&actor(), sealed_to(one, request.clone()))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&approved), pb::ExchangeOutcome::Approved);
+    assert_eq!(approved.acquirer_id, "acq-b");
+    let sent = b.received().count("0200");
+    assert_eq!(sent, 1);
+    // The other replica, on the exchange as its Decide left it: its attempt is refused by
+    // the log, nothing is sent, and the answer is the recorded one.
+    let again = two
+        .authorize(&actor(), sealed_to(two, request))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&again), pb::ExchangeOutcome::Approved);
+    assert_eq!(again.auth_code, approved.auth_code);
+    assert_eq!(again.rrn, approved.rrn);
+    assert_eq!(b.received().count("0200"), sent);
+    assert_eq!(a.received().count("0200"), 0);
+    let exchange = platform.exchange("p-3").await;
+    assert_eq!(exchange.attempts.len(), 1);
+    other.stop().await;
+}

@@ -198,6 +198,7 @@ impl Routing {
                     reconnect_min: Duration::from_millis(20),
                     reconnect_max: Duration::from_millis(100),
                 },
+                config_ttl: Duration::from_secs(1),
             },
             forward_poll: Duration::from_millis(100),
             feed: None,
