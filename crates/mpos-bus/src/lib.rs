@@ -102,6 +102,11 @@ pub struct SubscribeOptions {
     pub tenant_id: Option<String>,
     /// Only events of this aggregate type.
     pub aggregate_type: Option<String>,
+    /// Only events of this type (the full protobuf name, e.g.
+    /// `mpos.routing.v1.ReversalAcknowledged`). On NATS the broker filters by the subject's
+    /// last token (the name after the last `.`), so a follower of one event type is not sent
+    /// the others.
+    pub event_type: Option<String>,
 }
 
 impl SubscribeOptions {
@@ -112,10 +117,16 @@ impl SubscribeOptions {
             durable_name: durable_name.into(),
             tenant_id: None,
             aggregate_type: None,
+            event_type: None,
         }
     }
 
-    /// Whether an envelope passes the tenant and aggregate type filters.
+    /// Whether the broker is asked to filter at all.
+    pub fn is_filtered(&self) -> bool {
+        self.tenant_id.is_some() || self.aggregate_type.is_some() || self.event_type.is_some()
+    }
+
+    /// Whether an envelope passes the tenant, aggregate type and event type filters.
     pub fn matches(&self, envelope: &EventEnvelope) -> bool {
         self.tenant_id
             .as_deref()
@@ -124,6 +135,10 @@ impl SubscribeOptions {
                 .aggregate_type
                 .as_deref()
                 .is_none_or(|kind| subject_token(kind) == subject_token(&envelope.aggregate_type))
+            && self
+                .event_type
+                .as_deref()
+                .is_none_or(|event_type| event_type == envelope.event_type)
     }
 }
 
@@ -438,15 +453,37 @@ fn event_subject_prefix(namespace: Option<&str>, service: &str) -> String {
     with_namespace(namespace, format!("mpos.events.{}", subject_token(service)))
 }
 
-/// The NATS subject of an event: `[<ns>.]mpos.events.<service>.<tenant or "_platform">.<aggregate_type>`.
+/// The NATS subject of an event:
+/// `[<ns>.]mpos.events.<service>.<tenant or "_platform">.<aggregate_type>.<event name>`, the
+/// event name being its protobuf type's last component (`ReversalAcknowledged` for
+/// `mpos.routing.v1.ReversalAcknowledged`).
 ///
 /// Characters that are special in NATS subjects (`.`, `*`, `>`, whitespace) become `_`.
 pub fn event_subject(namespace: Option<&str>, envelope: &EventEnvelope) -> String {
     format!(
-        "{}.{}.{}",
+        "{}.{}.{}.{}",
         event_subject_prefix(namespace, &envelope.service),
         tenant_token(&envelope.tenant_id),
-        subject_token(&envelope.aggregate_type)
+        subject_token(&envelope.aggregate_type),
+        event_token(&envelope.event_type)
+    )
+}
+
+/// The subject token of an event type: the name after its last `.`.
+fn event_token(event_type: &str) -> String {
+    subject_token(event_type.rsplit('.').next().unwrap_or(event_type))
+}
+
+/// The NATS filter subject of `options` (whatever is not filtered is `*`).
+fn filter_subject(namespace: Option<&str>, options: &SubscribeOptions) -> String {
+    let token =
+        |value: Option<&str>, token: fn(&str) -> String| value.map_or("*".to_owned(), token);
+    format!(
+        "{}.{}.{}.{}",
+        event_subject_prefix(namespace, &options.service),
+        token(options.tenant_id.as_deref(), tenant_token),
+        token(options.aggregate_type.as_deref(), subject_token),
+        token(options.event_type.as_deref(), event_token)
     )
 }
 
@@ -488,17 +525,35 @@ mod tests {
 
     #[test]
     fn names_follow_the_documented_patterns() {
+        let mut terminal = envelope("acme", "terminal");
+        terminal.event_type = "mpos.terminal_management.v1.TerminalActivated".into();
         assert_eq!(
-            event_subject(None, &envelope("acme", "terminal")),
-            "mpos.events.terminal-management.acme.terminal"
+            event_subject(None, &terminal),
+            "mpos.events.terminal-management.acme.terminal.TerminalActivated"
         );
         assert_eq!(
             event_subject(Some("t1"), &envelope("", "tenant")),
-            "t1.mpos.events.terminal-management._platform.tenant"
+            "t1.mpos.events.terminal-management._platform.tenant._"
         );
         assert_eq!(
             event_subject(None, &envelope("a.b*", "x y")),
-            "mpos.events.terminal-management.a_b_.x_y"
+            "mpos.events.terminal-management.a_b_.x_y._"
+        );
+        let options = SubscribeOptions {
+            event_type: Some("mpos.routing.v1.ReversalAcknowledged".into()),
+            ..SubscribeOptions::new("routing", "d")
+        };
+        assert_eq!(
+            filter_subject(Some("t1"), &options),
+            "t1.mpos.events.routing.*.*.ReversalAcknowledged"
+        );
+        let options = SubscribeOptions {
+            tenant_id: Some("acme".into()),
+            ..SubscribeOptions::new("routing", "d")
+        };
+        assert_eq!(
+            filter_subject(None, &options),
+            "mpos.events.routing.acme.*.*"
         );
         assert_eq!(
             stream_name(None, "terminal-management"),
@@ -529,6 +584,15 @@ mod tests {
         };
         assert!(options.matches(&envelope("acme", "terminal")));
         assert!(!options.matches(&envelope("acme", "tenant")));
+        let options = SubscribeOptions {
+            event_type: Some("mpos.routing.v1.ReversalAcknowledged".into()),
+            ..SubscribeOptions::new("routing", "d")
+        };
+        let mut acknowledged = envelope("acme", "exchange");
+        acknowledged.event_type = "mpos.routing.v1.ReversalAcknowledged".into();
+        assert!(options.matches(&acknowledged));
+        acknowledged.event_type = "mpos.routing.v1.RouteDecided".into();
+        assert!(!options.matches(&acknowledged));
     }
 
     #[test]

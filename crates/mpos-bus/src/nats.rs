@@ -19,8 +19,8 @@ use mpos_proto::Message as _;
 use crate::{
     Acker, Bus, BusError, Delivery, ERROR_CODE_HEADER, ERROR_MESSAGE_HEADER, EventEnvelope,
     EventPublisher, EventStream, EventSubscriber, Message, RequestHandler, RequestReply,
-    ServeHandle, SubscribeOptions, event_subject, event_subject_prefix, stream_name, subject_token,
-    tenant_token, validate_durable_name, with_namespace,
+    ServeHandle, SubscribeOptions, event_subject, event_subject_prefix, filter_subject,
+    stream_name, validate_durable_name, with_namespace,
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -263,21 +263,10 @@ impl EventSubscriber for NatsBus {
     async fn subscribe(&self, options: SubscribeOptions) -> Result<EventStream, BusError> {
         validate_durable_name(&options.durable_name)?;
         let name = self.ensure_stream(&options.service).await?;
-        let filter_subject = if options.tenant_id.is_none() && options.aggregate_type.is_none() {
-            String::new()
+        let filter_subject = if options.is_filtered() {
+            filter_subject(self.namespace(), &options)
         } else {
-            format!(
-                "{}.{}.{}",
-                event_subject_prefix(self.namespace(), &options.service),
-                options
-                    .tenant_id
-                    .as_deref()
-                    .map_or("*".to_owned(), tenant_token),
-                options
-                    .aggregate_type
-                    .as_deref()
-                    .map_or("*".to_owned(), subject_token)
-            )
+            String::new()
         };
         let config = pull::Config {
             durable_name: Some(options.durable_name.clone()),

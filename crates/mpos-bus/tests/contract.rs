@@ -175,23 +175,30 @@ async fn durable_resume(url: &str) {
     assert_quiet(&mut stream, Duration::from_millis(500)).await;
 }
 
-/// Filters by tenant, by aggregate type and by both.
+/// Filters by tenant, by aggregate type, by event type and by several.
 async fn filters(url: &str) {
+    const SHARED: &str = "mpos.terminal_management.v1.Shared";
     let bus = bus(url).await;
     let mut sent = events(9);
     sent.push(envelope(9, "", "tenant"));
+    // Two events of one type, of two tenants.
+    sent[2].event_type = SHARED.to_owned();
+    sent[5].event_type = SHARED.to_owned();
     bus.publisher.publish(&sent).await.expect("publish");
 
-    let cases: [(Option<&str>, Option<&str>); 4] = [
-        (Some("acme"), None),
-        (None, Some("terminal")),
-        (Some("globex"), Some("tenant")),
-        (Some(""), None),
+    let cases: [(Option<&str>, Option<&str>, Option<&str>); 6] = [
+        (Some("acme"), None, None),
+        (None, Some("terminal"), None),
+        (Some("globex"), Some("tenant"), None),
+        (Some(""), None, None),
+        (None, None, Some(SHARED)),
+        (Some("acme"), None, Some(SHARED)),
     ];
-    for (number, (tenant, kind)) in cases.into_iter().enumerate() {
+    for (number, (tenant, kind, event_type)) in cases.into_iter().enumerate() {
         let options = SubscribeOptions {
             tenant_id: tenant.map(str::to_owned),
             aggregate_type: kind.map(str::to_owned),
+            event_type: event_type.map(str::to_owned),
             ..SubscribeOptions::new(SERVICE, format!("filter-{number}"))
         };
         let expected: Vec<EventEnvelope> = sent
@@ -205,7 +212,7 @@ async fn filters(url: &str) {
         let received = receive_envelopes(&mut stream, expected.len()).await;
         assert_eq!(
             received, expected,
-            "tenant {tenant:?}, aggregate type {kind:?}"
+            "tenant {tenant:?}, aggregate type {kind:?}, event type {event_type:?}"
         );
         assert_quiet(&mut stream, Duration::from_millis(300)).await;
     }

@@ -28,6 +28,13 @@ pub struct FeedNames {
     pub consumer: &'static str,
     /// The durable consumer on the bus.
     pub durable: &'static str,
+    /// Only events of this type (full protobuf name), when the follower acts on no other: on
+    /// the bus the broker sends only those. Such a feed is *sparse*: the positions it sees
+    /// have gaps by design, so it neither waits for missing positions nor skips an event at
+    /// or before its checkpoint (a redelivery after a crash may come after later events were
+    /// applied). Its follower's work must therefore be idempotent and not depend on order,
+    /// and it keeps no documents; the checkpoint is the highest position applied.
+    pub event_type: Option<&'static str>,
 }
 
 /// Where the followed service's events come from.
@@ -157,9 +164,11 @@ impl<F: Follower> Feed<F> {
         let mut retry = FIRST_RETRY;
         let mut gap_since = None;
         while !cancel.is_cancelled() {
-            let subscription = subscriber
-                .subscribe(SubscribeOptions::new(source, self.names.durable))
-                .await;
+            let options = SubscribeOptions {
+                event_type: self.names.event_type.map(str::to_owned),
+                ..SubscribeOptions::new(source, self.names.durable)
+            };
+            let subscription = subscriber.subscribe(options).await;
             let mut stream = match subscription {
                 Ok(stream) => stream,
                 Err(error) => {
@@ -232,6 +241,9 @@ impl<F: Follower> Feed<F> {
     ) -> Result<(), ()> {
         let source = self.names.source;
         deliveries.sort_by_key(|delivery| delivery.envelope.global_position);
+        if self.names.event_type.is_some() {
+            return self.handle_sparse(deliveries).await;
+        }
         let mut rest = deliveries.into_iter().peekable();
         while let Some(first) = rest.next() {
             // The followed log has no gaps: an event past the next position was delivered
@@ -267,6 +279,33 @@ impl<F: Follower> Feed<F> {
                 if let Err(error) = delivery.ack().await {
                     tracing::warn!(%error, source, "cannot acknowledge a followed event");
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies deliveries of a sparse feed (one event type): all of them, whatever the
+    /// checkpoint, acknowledged once committed.
+    async fn handle_sparse(&self, deliveries: Vec<mpos_bus::Delivery>) -> Result<(), ()> {
+        let source = self.names.source;
+        let checkpoint = match self.store.consumer_position(self.names.consumer).await {
+            Ok(checkpoint) => checkpoint,
+            Err(error) => {
+                tracing::warn!(%error, source, "cannot read the feed position");
+                return Err(());
+            }
+        };
+        let envelopes: Vec<EventEnvelope> = deliveries
+            .iter()
+            .map(|delivery| delivery.envelope.clone())
+            .collect();
+        if let Err(error) = self.handle_batch(checkpoint, &envelopes).await {
+            tracing::warn!(error = %error.message, source, events = envelopes.len(), "followed events not applied; retrying");
+            return Err(());
+        }
+        for delivery in deliveries {
+            if let Err(error) = delivery.ack().await {
+                tracing::warn!(%error, source, "cannot acknowledge a followed event");
             }
         }
         Ok(())
@@ -364,18 +403,22 @@ impl<F: Follower> Feed<F> {
     /// then the documents with the position of the last, in one transaction. Work is
     /// idempotent: a batch that failed half-way is applied again. `checkpoint` is the
     /// position the batch follows (moved by compare-and-set: another instance's progress
-    /// wins). Events at or before it (duplicates, redeliveries) are skipped.
+    /// wins). Events at or before it (duplicates, redeliveries) are skipped, except on a
+    /// sparse feed, which applies every event it is given and moves the checkpoint to the
+    /// highest position.
     async fn handle_batch(
         &self,
         checkpoint: u64,
         envelopes: &[EventEnvelope],
     ) -> Result<(), ServiceError> {
         let follower = &*self.follower;
+        let sparse = self.names.event_type.is_some();
         let mut overlay = Overlay::new();
         let mut work: BTreeMap<String, Vec<F::Work>> = BTreeMap::new();
         let mut last = checkpoint;
+        let mut applied = 0_usize;
         for envelope in envelopes {
-            if envelope.global_position <= last {
+            if !sparse && envelope.global_position <= last {
                 continue;
             }
             let (documents, next) = follower.apply(&overlay, envelope).await?;
@@ -385,9 +428,10 @@ impl<F: Follower> Feed<F> {
             if let Some((key, item)) = next {
                 work.entry(key).or_default().push(item);
             }
-            last = envelope.global_position;
+            last = last.max(envelope.global_position);
+            applied += 1;
         }
-        if last == checkpoint {
+        if applied == 0 {
             return Ok(());
         }
         let keys: Vec<String> = work.keys().cloned().collect();
@@ -404,6 +448,10 @@ impl<F: Follower> Feed<F> {
             .await;
         results.into_iter().collect::<Result<Vec<()>, _>>()?;
         let documents: Vec<Document> = overlay.into_values().collect();
+        if last == checkpoint && documents.is_empty() {
+            // A sparse feed's redeliveries: the work is done, the checkpoint stays.
+            return follower.committed(&documents, &keys).await;
+        }
         match self
             .store
             .commit_documents(
@@ -442,6 +490,7 @@ mod tests {
         projection: "test-projection",
         consumer: "test-feed",
         durable: "test",
+        event_type: None,
     };
 
     /// Keeps one document, `log`, with every position applied in order (read from the batch's
@@ -876,6 +925,58 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+    }
+
+    /// A sparse feed (one event type; its positions have gaps by design) applies every
+    /// delivery: it waits for no missing position, and a redelivery older than its
+    /// checkpoint (after a crash, the broker redelivers unacknowledged events after later
+    /// ones) is applied too, its work being idempotent. The checkpoint is the highest
+    /// position applied; every delivery is acknowledged once committed.
+    #[tokio::test]
+    async fn a_sparse_feed_applies_every_delivery_whatever_its_position() {
+        const SPARSE: FeedNames = FeedNames {
+            event_type: Some("test.Happened"),
+            ..NAMES
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite(&dir, "follower").await;
+        let follower = Arc::new(Recorder::new(store.clone(), 0));
+        let feed = Feed {
+            store: store.clone(),
+            names: SPARSE,
+            follower: follower.clone(),
+        };
+        let acked = Arc::new(Mutex::new(BTreeSet::new()));
+        let deliver = |index: usize, position: u64| {
+            Delivery::new(
+                event(position),
+                Box::new(FakeAck {
+                    index,
+                    acked: acked.clone(),
+                }),
+            )
+        };
+        let checkpoint = || store.consumer_position(SPARSE.consumer);
+
+        // Positions 3 and 9 of the followed log: no wait for 1, 2 or 4 to 8.
+        feed.handle_deliveries(vec![deliver(0, 9), deliver(1, 3)], &mut None)
+            .await
+            .unwrap();
+        assert_eq!(checkpoint().await.unwrap(), 9);
+        assert_eq!(follower.worked(), vec![("odd".to_owned(), vec![3, 9])]);
+        // 5, redelivered after 9 was applied, and 9 again: applied, the checkpoint stays.
+        feed.handle_deliveries(vec![deliver(2, 5), deliver(3, 9)], &mut None)
+            .await
+            .unwrap();
+        assert_eq!(checkpoint().await.unwrap(), 9);
+        assert_eq!(
+            follower.worked(),
+            vec![
+                ("odd".to_owned(), vec![3, 9]),
+                ("odd".to_owned(), vec![5, 9]),
+            ]
+        );
+        assert_eq!(*acked.lock().unwrap(), BTreeSet::from([0, 1, 2, 3]));
     }
 
     /// Deliveries that arrive together out of order are applied in stream order; one after a

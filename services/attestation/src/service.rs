@@ -56,6 +56,7 @@ pub const FEED: FeedNames = FeedNames {
     projection: "att-tms",
     consumer: "att-tms-feed",
     durable: "attestation",
+    event_type: None,
 };
 
 /// What attestation needs beyond the common configuration.

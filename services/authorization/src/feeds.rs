@@ -24,6 +24,7 @@ pub const TMS_FEED: FeedNames = FeedNames {
     projection: "auth-tms",
     consumer: "auth-tms-feed",
     durable: "authorization-tms",
+    event_type: None,
 };
 
 /// key-injection's feed.
@@ -32,15 +33,23 @@ pub const KI_FEED: FeedNames = FeedNames {
     projection: "auth-ki",
     consumer: "auth-ki-feed",
     durable: "authorization-ki",
+    event_type: None,
 };
 
-/// routing's feed.
+/// routing's feed: only the reversals the acquirer acknowledged, the one event it acts on
+/// (a sparse feed; the broker sends no other routing event).
 pub const ROUTING_FEED: FeedNames = FeedNames {
     source: "routing",
     projection: "auth-routing",
     consumer: "auth-routing-feed",
-    durable: "authorization-routing",
+    // Not "authorization-routing", the durable consumer of every routing event it replaces:
+    // a durable consumer's filter cannot be changed on NATS 2.9.
+    durable: "authorization-routing-reversals",
+    event_type: Some(REVERSAL_ACKNOWLEDGED),
 };
+
+/// The event of routing's that concludes a reversed payment.
+const REVERSAL_ACKNOWLEDGED: &str = "mpos.routing.v1.ReversalAcknowledged";
 
 /// Keeps terminal-management's documents and the estate.
 #[derive(Debug)]
@@ -133,7 +142,7 @@ impl Follower for RoutingFollower {
         _: &Overlay,
         envelope: &EventEnvelope,
     ) -> Result<Applied<rpb::ReversalAcknowledged>, ServiceError> {
-        if envelope.event_type != "mpos.routing.v1.ReversalAcknowledged" {
+        if envelope.event_type != REVERSAL_ACKNOWLEDGED {
             return Ok((Vec::new(), None));
         }
         let acknowledged = rpb::ReversalAcknowledged::decode(envelope.payload.as_slice())

@@ -39,6 +39,7 @@ pub const NAMES: FeedNames = FeedNames {
     projection: PROJECTION,
     consumer: CONSUMER,
     durable: DURABLE,
+    event_type: None,
 };
 
 const TYPE_PREFIX: &str = "mpos.terminal_management.v1.";

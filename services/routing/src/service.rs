@@ -52,6 +52,7 @@ pub const FEED: FeedNames = FeedNames {
     projection: "routing-tms",
     consumer: "routing-tms-feed",
     durable: "routing",
+    event_type: None,
 };
 
 /// What routing needs beyond the common configuration.

@@ -63,6 +63,7 @@ pub const NAMES: FeedNames = FeedNames {
     projection: PROJECTION,
     consumer: CONSUMER,
     durable: DURABLE,
+    event_type: None,
 };
 
 const TYPE_PREFIX: &str = "mpos.attestation.v1.";

@@ -27,6 +27,7 @@ const NAMES: FeedNames = FeedNames {
     projection: "estate",
     consumer: "estate-feed",
     durable: "estate",
+    event_type: None,
 };
 
 /// Keeps the estate documents; no work.
