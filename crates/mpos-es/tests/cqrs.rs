@@ -236,6 +236,17 @@ fn command_metadata() -> CommandMetadata {
     CommandMetadata::from_map(&metadata())
 }
 
+/// Adds `amount` to the counter `held` holds.
+async fn add(
+    held: &mpos_es::Aggregates<Counter>,
+    counter: &mut mpos_es::Loaded<Counter>,
+    amount: u64,
+) {
+    held.execute(counter, CounterCommand::Add(amount), command_metadata())
+        .await
+        .expect("add");
+}
+
 /// An aggregate loaded once and changed by several commands (`mpos_es::Aggregates`): the
 /// state it holds is the state the log yields, snapshots included, and a write by someone
 /// else since the load is refused without changing what is held.
@@ -253,13 +264,7 @@ async fn an_aggregate_held_by_a_request_changes_like_the_log_and_refuses_a_stale
             .await
             .expect("open");
         for amount in [2, 3, 4] {
-            held.execute(
-                &mut counter,
-                CounterCommand::Add(amount),
-                command_metadata(),
-            )
-            .await
-            .expect("add");
+            add(&held, &mut counter, amount).await;
         }
         let expected = Counter {
             opened: true,
@@ -352,13 +357,7 @@ async fn a_held_load_equals_cqrs_es_own_load() {
             .await
             .expect("open");
         for amount in 1..=8 {
-            held.execute(
-                &mut counter,
-                CounterCommand::Add(amount),
-                command_metadata(),
-            )
-            .await
-            .expect("add");
+            add(&held, &mut counter, amount).await;
             let mine = held.load("c2").await.expect("held load");
             let theirs = framework.load_aggregate("c2").await.expect("cqrs-es load");
             assert_eq!(mine.state(), &theirs.aggregate, "{backend} after +{amount}");

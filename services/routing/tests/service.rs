@@ -64,6 +64,14 @@ impl Platform {
             .unwrap();
     }
 
+    /// Configures `a` as acq-a and `b` as acq-b.
+    async fn configure_both(&self, a: &RunningSim, b: &RunningSim) {
+        self.configure("acq-a", settings(&a.addr().to_string()))
+            .await;
+        self.configure("acq-b", settings(&b.addr().to_string()))
+            .await;
+    }
+
     async fn publish(&self, rules: pb::RuleSet) -> u64 {
         self.routing()
             .router
@@ -95,12 +103,7 @@ async fn decides_by_rules_approves_and_declines() {
     )
     .await;
     let b = sim("{}", None).await;
-    platform
-        .configure("acq-a", settings(&a.addr().to_string()))
-        .await;
-    platform
-        .configure("acq-b", settings(&b.addr().to_string()))
-        .await;
+    platform.configure_both(&a, &b).await;
     let version = platform.publish(rules("acq-a", "acq-b")).await;
     let client = client(&platform.backends).await;
 
@@ -185,12 +188,7 @@ async fn a_completion_goes_as_an_advice_to_the_pre_authorisations_acquirer() {
     let platform = Platform::start().await;
     let a = sim("{}", None).await;
     let b = sim("{}", None).await;
-    platform
-        .configure("acq-a", settings(&a.addr().to_string()))
-        .await;
-    platform
-        .configure("acq-b", settings(&b.addr().to_string()))
-        .await;
+    platform.configure_both(&a, &b).await;
     platform.publish(rules("acq-a", "acq-b")).await;
     let client = client(&platform.backends).await;
 
@@ -321,12 +319,7 @@ async fn a_timeout_is_reversed_and_the_reversal_survives_a_restart() {
     let mut platform = Platform::start().await;
     let a = sim("{}", None).await;
     let b = sim("{}", None).await;
-    platform
-        .configure("acq-a", settings(&a.addr().to_string()))
-        .await;
-    platform
-        .configure("acq-b", settings(&b.addr().to_string()))
-        .await;
+    platform.configure_both(&a, &b).await;
     platform.publish(rules("acq-a", "acq-b")).await;
     let client = client(&platform.backends).await;
     a.set_blackhole(None, true);
@@ -604,12 +597,7 @@ async fn pre_authorised(
 ) -> (RunningSim, RunningSim, RoutingClient, pb::AuthorizeResponse) {
     let a = sim("{}", None).await;
     let b = sim("{}", None).await;
-    platform
-        .configure("acq-a", settings(&a.addr().to_string()))
-        .await;
-    platform
-        .configure("acq-b", settings(&b.addr().to_string()))
-        .await;
+    platform.configure_both(&a, &b).await;
     platform.publish(rules("acq-a", "acq-b")).await;
     let client = client(&platform.backends).await;
     let mut decide = decide_request(payment, 5_000);
@@ -945,12 +933,7 @@ async fn replicas_see_each_others_changes_and_never_authorise_twice() {
     let platform = Platform::start().await;
     let a = sim("{}", None).await;
     let b = sim("{}", None).await;
-    platform
-        .configure("acq-a", settings(&a.addr().to_string()))
-        .await;
-    platform
-        .configure("acq-b", settings(&b.addr().to_string()))
-        .await;
+    platform.configure_both(&a, &b).await;
     let first = platform.publish(rules("acq-a", "acq-b")).await;
     let one = &platform.routing().router;
     let other = Routing::start(&platform.backends).await;
