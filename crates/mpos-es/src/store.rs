@@ -684,20 +684,23 @@ impl EventStore {
                 .await?;
             return Ok((snapshot, events));
         }
-        let columns = EVENT_COLUMNS
-            .split(", ")
-            .map(|column| format!("e.{}", column.trim()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "SELECT s.last_sequence, s.snapshot_version, s.payload, {columns} \
-             FROM (SELECT 1) AS one \
-             LEFT JOIN es_snapshots s ON s.aggregate_type = $1 AND s.aggregate_id = $2 \
-             LEFT JOIN es_events e ON e.aggregate_type = $1 AND e.aggregate_id = $2 \
-             AND e.sequence > COALESCE(s.last_sequence, 0) \
-             ORDER BY e.sequence"
-        );
-        let rows = sqlx::query(&sql)
+        // Built once: it is read on every command.
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let columns = EVENT_COLUMNS
+                .split(", ")
+                .map(|column| format!("e.{}", column.trim()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "SELECT s.last_sequence, s.snapshot_version, s.payload, {columns} \
+                 FROM (SELECT 1) AS one \
+                 LEFT JOIN es_snapshots s ON s.aggregate_type = $1 AND s.aggregate_id = $2 \
+                 LEFT JOIN es_events e ON e.aggregate_type = $1 AND e.aggregate_id = $2 \
+                 AND e.sequence > COALESCE(s.last_sequence, 0) \
+                 ORDER BY e.sequence"
+            )
+        });
+        let rows = sqlx::query(SQL.as_str())
             .bind(aggregate_type)
             .bind(aggregate_id)
             .fetch_all(&self.inner.reader)

@@ -267,19 +267,7 @@ impl<F: Follower> Feed<F> {
                 end = end.max(next.envelope.global_position);
                 run.push(next);
             }
-            let envelopes: Vec<EventEnvelope> = run
-                .iter()
-                .map(|delivery| delivery.envelope.clone())
-                .collect();
-            if let Err(error) = self.handle_batch(checkpoint, &envelopes).await {
-                tracing::warn!(error = %error.message, source, events = envelopes.len(), first_event_type = %envelopes[0].event_type, "followed events not applied; retrying");
-                return Err(());
-            }
-            for delivery in run {
-                if let Err(error) = delivery.ack().await {
-                    tracing::warn!(%error, source, "cannot acknowledge a followed event");
-                }
-            }
+            self.apply_and_ack(checkpoint, run).await?;
         }
         Ok(())
     }
@@ -287,20 +275,33 @@ impl<F: Follower> Feed<F> {
     /// Applies deliveries of a sparse feed (one event type): all of them, whatever the
     /// checkpoint, acknowledged once committed.
     async fn handle_sparse(&self, deliveries: Vec<mpos_bus::Delivery>) -> Result<(), ()> {
-        let source = self.names.source;
         let checkpoint = match self.store.consumer_position(self.names.consumer).await {
             Ok(checkpoint) => checkpoint,
             Err(error) => {
-                tracing::warn!(%error, source, "cannot read the feed position");
+                tracing::warn!(%error, source = self.names.source, "cannot read the feed position");
                 return Err(());
             }
         };
+        self.apply_and_ack(checkpoint, deliveries).await
+    }
+
+    /// Applies `deliveries` as one batch after `checkpoint` and acknowledges them once
+    /// committed; `Err` (none acknowledged: they come again) when the batch failed.
+    async fn apply_and_ack(
+        &self,
+        checkpoint: u64,
+        deliveries: Vec<mpos_bus::Delivery>,
+    ) -> Result<(), ()> {
+        let source = self.names.source;
         let envelopes: Vec<EventEnvelope> = deliveries
             .iter()
             .map(|delivery| delivery.envelope.clone())
             .collect();
         if let Err(error) = self.handle_batch(checkpoint, &envelopes).await {
-            tracing::warn!(error = %error.message, source, events = envelopes.len(), "followed events not applied; retrying");
+            let first_event_type = envelopes
+                .first()
+                .map_or("", |first| first.event_type.as_str());
+            tracing::warn!(error = %error.message, source, events = envelopes.len(), first_event_type, "followed events not applied; retrying");
             return Err(());
         }
         for delivery in deliveries {

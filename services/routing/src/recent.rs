@@ -26,6 +26,28 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// not enough, the oldest.
 const CAPACITY: usize = 4096;
 
+/// Makes room for `key` in `values` (each stamped with when it was put) when they are at
+/// [`CAPACITY`]: the entries older than `ttl` go, and if none is, the oldest.
+fn make_room<V>(
+    values: &mut HashMap<String, (Instant, V)>,
+    key: &str,
+    ttl: Duration,
+    now: Instant,
+) {
+    if values.len() < CAPACITY || values.contains_key(key) {
+        return;
+    }
+    values.retain(|_, (at, _)| now.saturating_duration_since(*at) < ttl);
+    if values.len() >= CAPACITY
+        && let Some(oldest) = values
+            .iter()
+            .min_by_key(|(_, (at, _))| *at)
+            .map(|(key, _)| key.clone())
+    {
+        values.remove(&oldest);
+    }
+}
+
 /// Values by key that expire `ttl` after they were read.
 #[derive(Debug)]
 pub struct ConfigCache<V> {
@@ -87,21 +109,7 @@ impl<V> ConfigCache<V> {
         if inner.generation != start.0 {
             return;
         }
-        if inner.values.len() >= CAPACITY && !inner.values.contains_key(key) {
-            let ttl = self.ttl;
-            inner
-                .values
-                .retain(|_, (read_at, _)| now.saturating_duration_since(*read_at) < ttl);
-            if inner.values.len() >= CAPACITY
-                && let Some(oldest) = inner
-                    .values
-                    .iter()
-                    .min_by_key(|(_, (read_at, _))| *read_at)
-                    .map(|(key, _)| key.clone())
-            {
-                inner.values.remove(&oldest);
-            }
-        }
+        make_room(&mut inner.values, key, self.ttl, now);
         inner.values.insert(key.to_owned(), (now, value));
     }
 
@@ -141,18 +149,7 @@ impl<V> Handoff<V> {
             return;
         }
         let mut values = lock(&self.values);
-        if values.len() >= CAPACITY && !values.contains_key(key) {
-            let ttl = self.ttl;
-            values.retain(|_, (left_at, _)| now.saturating_duration_since(*left_at) < ttl);
-            if values.len() >= CAPACITY
-                && let Some(oldest) = values
-                    .iter()
-                    .min_by_key(|(_, (left_at, _))| *left_at)
-                    .map(|(key, _)| key.clone())
-            {
-                values.remove(&oldest);
-            }
-        }
+        make_room(&mut values, key, self.ttl, now);
         values.insert(key.to_owned(), (now, value));
     }
 
@@ -167,17 +164,20 @@ impl<V> Handoff<V> {
     }
 
     /// Forgets what was left for `key`.
-    pub fn forget(&self, key: &str) {
+    #[cfg(test)]
+    fn forget(&self, key: &str) {
         lock(&self.values).remove(key);
     }
 
     /// How many values are left (expired ones included).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         lock(&self.values).len()
     }
 
     /// Whether none is left.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
