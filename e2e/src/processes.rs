@@ -16,6 +16,7 @@
 //!
 //! Each process writes its log (JSON lines) to `<name>.log` in the platform's directory.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -96,13 +97,24 @@ pub fn bin_dir() -> PathBuf {
 
 /// A free loopback port for a process to bind: chosen at random below the kernel's
 /// ephemeral range (32768–60999 by default), so that no outgoing connection of this machine
-/// can take it between this check and the process binding it; checked bindable now.
+/// can take it between this check and the process binding it; checked bindable now, and
+/// never handed out twice by this test process (a platform asks for some twenty ports, and
+/// two platforms may start side by side: a port drawn twice is bindable at both checks and
+/// then taken by whichever process binds it first).
 fn free_addr() -> SocketAddr {
     use rand::Rng as _;
+    static HANDED_OUT: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut rng = rand::thread_rng();
     for _ in 0..1_000 {
         let port: u16 = rng.gen_range(20_000..32_000);
+        if handed_out.contains(&port) {
+            continue;
+        }
         if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            handed_out.insert(port);
             return listener.local_addr().expect("addr");
         }
     }
