@@ -8,6 +8,7 @@
 //! sequence conflict, a moved checkpoint) is rolled back alone and answered its own error,
 //! while the others commit together; nobody is answered before the commit is durable.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -86,6 +87,7 @@ impl SqliteWriter {
         path: &str,
         service: &str,
         tail: Arc<Mutex<Tail>>,
+        append_commits: Arc<AtomicU64>,
     ) -> Result<Self, StoreError> {
         let connection = Connection::open(path).map_err(sqlite_error)?;
         connection
@@ -99,7 +101,7 @@ impl SqliteWriter {
         let (jobs, queue) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
             .name(format!("sqlite-writer-{service}"))
-            .spawn(move || run(connection, queue, &tail))
+            .spawn(move || run(connection, queue, &tail, &append_commits))
             .map_err(|error| StoreError::Unavailable(format!("sqlite writer thread: {error}")))?;
         Ok(Self { jobs })
     }
@@ -117,7 +119,12 @@ impl SqliteWriter {
     }
 }
 
-fn run(mut connection: Connection, mut queue: mpsc::Receiver<(Write, Reply)>, tail: &Mutex<Tail>) {
+fn run(
+    mut connection: Connection,
+    mut queue: mpsc::Receiver<(Write, Reply)>,
+    tail: &Mutex<Tail>,
+    append_commits: &AtomicU64,
+) {
     while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -135,6 +142,9 @@ fn run(mut connection: Connection, mut queue: mpsc::Receiver<(Write, Reply)>, ta
             for stored in results.iter().flatten() {
                 tail.record(stored);
             }
+        }
+        if results.iter().flatten().any(|stored| !stored.is_empty()) {
+            append_commits.fetch_add(1, Ordering::Relaxed);
         }
         for (reply, result) in replies.into_iter().zip(results) {
             // The caller may have given up waiting; the write stands either way.

@@ -71,6 +71,14 @@ pub struct Document {
     pub payload: String,
 }
 
+/// An append waiting for its turn (PostgreSQL), and who waits for its result.
+#[derive(Debug)]
+struct QueuedAppend {
+    events: Vec<NewEvent>,
+    snapshot: Option<Snapshot>,
+    answer: tokio::sync::oneshot::Sender<Result<Vec<StoredEvent>, StoreError>>,
+}
+
 /// One service's event log.
 #[derive(Clone, Debug)]
 pub struct EventStore {
@@ -93,11 +101,17 @@ struct Inner {
     /// The head this process saw last: lets an append skip the locking read when no other
     /// writer intervened (checked in the same statement that moves the head).
     head_cache: Mutex<Option<(u64, [u8; 32])>>,
-    /// PostgreSQL: this process's appends one at a time. They queue on the head row's lock
-    /// in the database anyway; queued here instead, each finds the head it cached still
+    /// PostgreSQL: this process's appends one turn at a time. They queue on the head row's
+    /// lock in the database anyway; queued here instead, each finds the head it cached still
     /// current and moves it in one statement, where two racing appends made the second miss
     /// and lock and read the head (three statements).
     append_turn: tokio::sync::Mutex<()>,
+    /// PostgreSQL: appends waiting for a turn. A turn takes every one queued meanwhile and
+    /// commits them in one statement (group commit, ADR 22).
+    queued: Mutex<Vec<QueuedAppend>>,
+    /// Commits that wrote appended events, however many appends each carried (counted by
+    /// the SQLite writer thread too).
+    append_commits: Arc<std::sync::atomic::AtomicU64>,
     /// The newest events this process appended (see [`EventStore::read_new`]), recorded
     /// in commit order: under the append turn (PostgreSQL) or by the writer thread (SQLite).
     tail: Arc<Mutex<Tail>>,
@@ -272,7 +286,12 @@ impl EventStore {
         let reader = pool(4).await?;
         let mut store = Self::from_pools(BackendKind::Sqlite, writer, reader, service);
         store.migrate().await?;
-        let sqlite_writer = SqliteWriter::start(path, service, store.inner.tail.clone())?;
+        let sqlite_writer = SqliteWriter::start(
+            path,
+            service,
+            store.inner.tail.clone(),
+            store.inner.append_commits.clone(),
+        )?;
         if let Some(inner) = Arc::get_mut(&mut store.inner) {
             inner.sqlite_reader = Some(Arc::new(SqliteReader::new(path)));
             inner.sqlite_writer = Some(sqlite_writer);
@@ -292,6 +311,8 @@ impl EventStore {
                 appended: Notify::new(),
                 head_cache: Mutex::new(None),
                 append_turn: tokio::sync::Mutex::new(()),
+                queued: Mutex::new(Vec::new()),
+                append_commits: Arc::new(std::sync::atomic::AtomicU64::new(0)),
                 tail: Arc::new(Mutex::new(Tail::default())),
             }),
         }
@@ -364,15 +385,155 @@ impl EventStore {
         Ok(stored)
     }
 
-    /// [`EventStore::append`] on PostgreSQL: one transaction per append, the head row
-    /// serialising writers.
+    /// How many commits wrote appended events since this store was opened, however many
+    /// appends each carried (PostgreSQL: ADR 22; SQLite: ADR 12): appends over commits is how
+    /// well concurrent appends were grouped.
+    pub fn append_commits(&self) -> u64 {
+        self.inner
+            .append_commits
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// [`EventStore::append`] on PostgreSQL (ADR 22): the append is queued, and a turn takes
+    /// every append queued meanwhile. Appends without a snapshot on the head this process
+    /// left are committed together, in queue order, in one statement (all or none); if that
+    /// statement is refused (a conflict, a head another writer moved) each is appended on its
+    /// own, so that each is answered its own result. The turn runs in a task of its own: an
+    /// append whose caller gives up still commits or fails whole, never half-way through
+    /// someone else's batch.
     async fn append_sqlx(
         &self,
         events: Vec<NewEvent>,
         snapshot: Option<Snapshot>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let count = u64::try_from(events.len()).unwrap_or(u64::MAX);
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.inner
+            .queued
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(QueuedAppend {
+                events,
+                snapshot,
+                answer,
+            });
+        let store = self.clone();
+        tokio::spawn(async move { store.append_turn().await });
+        answered
+            .await
+            .map_err(|_| StoreError::Unavailable("the append's turn ended without it".into()))?
+    }
+
+    /// One turn: appends everything queued, a batch at a time, until the queue is empty.
+    async fn append_turn(&self) {
         let _turn = self.inner.append_turn.lock().await;
+        loop {
+            let batch = self.next_batch();
+            match batch.len() {
+                0 => return,
+                1 => {
+                    for queued in batch {
+                        let result = self.append_in_turn(queued.events, queued.snapshot).await;
+                        // A caller that gave up still had its append done.
+                        let _ = queued.answer.send(result);
+                    }
+                }
+                _ => self.append_together(batch).await,
+            }
+        }
+    }
+
+    /// The next appends to commit together, in queue order: those without a snapshot, up to
+    /// [`INSERT_CHUNK`] events in all, while this process knows the head; otherwise the first
+    /// alone.
+    fn next_batch(&self) -> Vec<QueuedAppend> {
+        let mut queued = self
+            .inner
+            .queued
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let head_known = self
+            .inner
+            .head_cache
+            .lock()
+            .map(|cache| cache.is_some())
+            .unwrap_or(false);
+        let mut take = 0;
+        let mut events = 0;
+        for append in queued.iter() {
+            let joinable = head_known
+                && append.snapshot.is_none()
+                && !append.events.is_empty()
+                && events + append.events.len() <= INSERT_CHUNK;
+            if !joinable {
+                break;
+            }
+            events += append.events.len();
+            take += 1;
+        }
+        let take = take.max(1).min(queued.len());
+        queued.drain(..take).collect()
+    }
+
+    /// Commits `batch` (two or more appends without a snapshot) in one statement on the
+    /// cached head; if it is refused, appends each on its own.
+    async fn append_together(&self, batch: Vec<QueuedAppend>) {
+        let cached = self.inner.head_cache.lock().ok().and_then(|cache| *cache);
+        if let Some((cached_position, cached_hash)) = cached {
+            let all: Vec<NewEvent> = batch
+                .iter()
+                .flat_map(|append| append.events.iter().cloned())
+                .collect();
+            let (stored, new_head) = chain_events(all, cached_position, cached_hash);
+            match self
+                .append_at_cached_head(&stored, cached_position, cached_hash, new_head)
+                .await
+            {
+                Ok(true) => {
+                    self.committed_append();
+                    if let (Some(last), Ok(mut cache)) =
+                        (stored.last(), self.inner.head_cache.lock())
+                    {
+                        *cache = Some((last.global_position, new_head));
+                    }
+                    self.record_tail(&stored);
+                    let mut rest = stored.into_iter();
+                    for append in batch {
+                        let own: Vec<StoredEvent> =
+                            rest.by_ref().take(append.events.len()).collect();
+                        let _ = append.answer.send(Ok(own));
+                    }
+                    return;
+                }
+                // The head moved, or one append conflicts: each on its own below.
+                Ok(false) | Err(StoreError::Conflict { .. }) => {}
+                Err(error) => {
+                    for append in batch {
+                        let _ = append.answer.send(Err(error.clone()));
+                    }
+                    return;
+                }
+            }
+        }
+        for append in batch {
+            let result = self.append_in_turn(append.events, append.snapshot).await;
+            let _ = append.answer.send(result);
+        }
+    }
+
+    fn committed_append(&self) {
+        self.inner
+            .append_commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// One append, in this process's turn: one transaction, the head row serialising writers
+    /// of other processes.
+    async fn append_in_turn(
+        &self,
+        events: Vec<NewEvent>,
+        snapshot: Option<Snapshot>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let count = u64::try_from(events.len()).unwrap_or(u64::MAX);
         let cached = *self
             .inner
             .head_cache
@@ -391,6 +552,7 @@ impl EventStore {
                 .append_at_cached_head(&stored, cached_position, cached_hash, new_head)
                 .await?
             {
+                self.committed_append();
                 if let (Some(last), Ok(mut cache)) = (stored.last(), self.inner.head_cache.lock()) {
                     *cache = Some((last.global_position, new_head));
                 }
@@ -462,6 +624,9 @@ impl EventStore {
             .await?;
         }
         tx.commit().await?;
+        if !stored.is_empty() {
+            self.committed_append();
+        }
 
         let last_position = stored.last().map(|event| event.global_position);
         if let (Some(position), Ok(mut cache)) = (last_position, self.inner.head_cache.lock()) {

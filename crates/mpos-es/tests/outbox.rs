@@ -290,3 +290,72 @@ async fn a_running_relay_wakes_on_appends_and_stores_its_checkpoint_at_shutdown(
         30
     );
 }
+
+/// Counts the publish calls and the events of each, forwarding to a real publisher.
+#[derive(Debug)]
+struct CountingPublisher {
+    inner: Arc<dyn EventPublisher>,
+    calls: std::sync::Mutex<Vec<usize>>,
+}
+
+#[async_trait::async_trait]
+impl EventPublisher for CountingPublisher {
+    async fn publish(&self, events: &[EventEnvelope]) -> Result<(), BusError> {
+        self.inner.publish(events).await?;
+        self.calls.lock().expect("calls").push(events.len());
+        Ok(())
+    }
+    async fn check(&self) -> Result<(), BusError> {
+        self.inner.check().await
+    }
+}
+
+/// A relay with a linger publishes the events appended during it together, each once and in
+/// order, on the real broker; without one it publishes an append at once.
+#[tokio::test]
+async fn a_lingering_relay_publishes_the_appends_of_its_linger_together() {
+    let namespace = common::unique_name("linger");
+    let test = common::postgres(SERVICE).await;
+    let bus = mpos_bus::connect(&nats_url(&namespace))
+        .await
+        .expect("nats");
+    let publisher = Arc::new(CountingPublisher {
+        inner: bus.publisher.clone(),
+        calls: std::sync::Mutex::new(Vec::new()),
+    });
+    let relay = OutboxRelay::new(test.store.clone(), publisher.clone(), codec(), "nats")
+        .with_linger(Duration::from_millis(300));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(relay.run(Duration::from_secs(60), async move {
+        let _ = stopped.await;
+    }));
+    let mut stream = bus
+        .subscriber
+        .subscribe(SubscribeOptions::new(SERVICE, "reader"))
+        .await
+        .expect("subscribe");
+    // Twenty appends, one after the other, well inside one linger.
+    append_created(&test.store, 20).await;
+    for position in 1..=20_u64 {
+        let delivery = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("published after the linger")
+            .expect("open")
+            .expect("delivery");
+        assert_eq!(delivery.envelope.global_position, position);
+        delivery.ack().await.expect("ack");
+    }
+    let calls = publisher.calls.lock().expect("calls").clone();
+    assert_eq!(
+        calls.iter().sum::<usize>(),
+        20,
+        "every event once: {calls:?}"
+    );
+    assert!(
+        calls.len() <= 2,
+        "twenty appends inside one linger took {} publishes: {calls:?}",
+        calls.len()
+    );
+    stop.send(()).expect("stop");
+    task.await.expect("relay task");
+}

@@ -328,6 +328,74 @@ async fn concurrent_writes_fail_alone_and_the_rest_commit() {
     }
 }
 
+/// Appends that arrive while another commits share the next commit (PostgreSQL: ADR 22;
+/// SQLite: ADR 12). Each is answered its own events, and the log is gap-free and chained
+/// exactly as if they had committed one by one.
+#[tokio::test]
+async fn concurrent_appends_share_commits_and_each_is_answered_its_own_events() {
+    const APPENDS: usize = 64;
+    for (backend, test) in each_backend("svc").await {
+        // The first append caches the head, as a running service has.
+        test.store
+            .append(vec![new_event("seed", 1, serde_json::json!({}))], None)
+            .await
+            .expect("seed");
+        let before = test.store.append_commits();
+        // Another connection holds the head row, so the first turn waits in the database
+        // while the other appends queue behind it.
+        let raw = test.raw().await;
+        let mut holder = raw.begin().await.expect("begin");
+        sqlx::query("UPDATE es_log_head SET position = position WHERE id = 1")
+            .execute(&mut *holder)
+            .await
+            .expect("hold the head");
+        let mut appends = tokio::task::JoinSet::new();
+        for index in 0..APPENDS {
+            let store = test.store.clone();
+            appends.spawn(async move {
+                let aggregate = format!("a{index}");
+                // Some appends carry two events.
+                let events = (1..=1 + u64::try_from(index % 2).expect("small"))
+                    .map(|sequence| new_event(&aggregate, sequence, serde_json::json!({})))
+                    .collect::<Vec<_>>();
+                let sent = events.len();
+                let stored = store.append(events, None).await;
+                (aggregate, sent, stored)
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        holder.commit().await.expect("release the head");
+        let mut positions = Vec::new();
+        while let Some(joined) = appends.join_next().await {
+            let (aggregate, sent, stored) = joined.expect("task");
+            let stored = stored.unwrap_or_else(|error| panic!("{backend}: {error}"));
+            assert_eq!(stored.len(), sent, "{backend}: {aggregate}");
+            for (index, event) in stored.iter().enumerate() {
+                assert_eq!(event.event.aggregate_id, aggregate, "{backend}");
+                assert_eq!(event.event.sequence, index as u64 + 1, "{backend}");
+                positions.push(event.global_position);
+            }
+        }
+        positions.sort_unstable();
+        let events = APPENDS + APPENDS / 2;
+        assert_eq!(
+            positions,
+            (2..=1 + events as u64).collect::<Vec<_>>(),
+            "{backend}: every position once, no gap"
+        );
+        let commits = test.store.append_commits() - before;
+        assert!(
+            commits <= 4,
+            "{backend}: {APPENDS} appends queued behind one commit took {commits} commits"
+        );
+        let log = test.store.read_after(0, 1_000).await.expect("read");
+        assert_eq!(log.len(), events + 1, "{backend}");
+        let report = mpos_es::verify(&test.store, &[]).await.expect("verify");
+        assert!(report.is_intact(), "{backend}: {report:?}");
+        raw.close().await;
+    }
+}
+
 /// A projection's checkpoint moves only from where it is: created only from 0, moved only
 /// from its current position, with or without documents; anything else is a conflict that
 /// writes nothing.
