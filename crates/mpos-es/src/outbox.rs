@@ -37,7 +37,6 @@ pub struct OutboxRelay {
     codec: Arc<EventCodec>,
     sink: String,
     batch: u32,
-    linger: Duration,
 }
 
 impl OutboxRelay {
@@ -54,16 +53,7 @@ impl OutboxRelay {
             codec,
             sink: sink.to_owned(),
             batch: 500,
-            linger: Duration::ZERO,
         }
-    }
-
-    /// How long a relay woken by an append waits before publishing, so that the events of
-    /// that time go to the broker together (one write, one wake-up of the broker and of the
-    /// relay for many events) instead of one by one. Zero (the default) publishes at once.
-    pub fn with_linger(mut self, linger: Duration) -> Self {
-        self.linger = linger;
-        self
     }
 
     /// Events per publish call.
@@ -140,7 +130,7 @@ impl OutboxRelay {
     }
 
     /// Relays until `shutdown` resolves: wakes on appends of this process (and publishes what
-    /// it appended, from memory, after its linger), polls every `poll` for other writers (reading the log to
+    /// it appended, from memory), polls every `poll` for other writers (reading the log to
     /// its end), retries with back-off while the broker or database is down, and
     /// stores its checkpoint at most every [`CHECKPOINT_EVERY`] (and at shutdown): a
     /// checkpoint per pass would cost a commit per append. After a crash the events since
@@ -182,12 +172,6 @@ impl OutboxRelay {
                 () = appended, if healthy => Horizon::Appended,
                 () = tokio::time::sleep(wait) => Horizon::Log,
             };
-            if matches!(horizon, Horizon::Appended) && !self.linger.is_zero() {
-                tokio::select! {
-                    () = &mut shutdown => break,
-                    () = tokio::time::sleep(self.linger) => {}
-                }
-            }
         }
         if let Some(cursor) = &mut cursor
             && let Err(error) = self.persist(cursor).await

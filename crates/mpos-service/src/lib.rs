@@ -37,9 +37,6 @@ pub mod vars {
     pub const CHECKPOINT_INTERVAL_MS: &str = "MPOS_CHECKPOINT_INTERVAL_MS";
     /// How often relays and projections look for events written by other processes.
     pub const POLL_INTERVAL_MS: &str = "MPOS_POLL_INTERVAL_MS";
-    /// How long an outbox relay woken by an append waits to publish the events of that time
-    /// together (milliseconds, 0 publishes at once).
-    pub const OUTBOX_LINGER_MS: &str = "MPOS_OUTBOX_LINGER_MS";
 }
 
 /// Configuration every service reads.
@@ -63,14 +60,7 @@ pub struct CommonConfig {
     pub checkpoint_interval: Duration,
     /// How often relays and projections poll for other writers' events.
     pub poll_interval: Duration,
-    /// How long an outbox relay woken by an append waits before publishing.
-    pub outbox_linger: Duration,
 }
-
-/// The outbox linger unless `MPOS_OUTBOX_LINGER_MS` says otherwise: short beside the outbox's
-/// 50 ms goal for an event's way to the broker, long enough for the events of a busy second
-/// to travel in batches (docs/benchmarks.md).
-const DEFAULT_OUTBOX_LINGER_MS: u64 = 5;
 
 impl CommonConfig {
     /// Reads and validates the common variables; `default_http` and `default_admin` are the
@@ -111,7 +101,6 @@ impl CommonConfig {
             signing_key,
             checkpoint_interval: vars.duration_ms(vars::CHECKPOINT_INTERVAL_MS, 60_000)?,
             poll_interval: vars.duration_ms(vars::POLL_INTERVAL_MS, 200)?,
-            outbox_linger: vars.duration_ms(vars::OUTBOX_LINGER_MS, DEFAULT_OUTBOX_LINGER_MS)?,
         })
     }
 }
@@ -235,24 +224,21 @@ impl Pipelines {
             bus.publisher.clone(),
             codec.clone(),
             bus_sink,
-        )
-        .with_linger(config.outbox_linger);
+        );
         tasks.spawn(relay.run(config.poll_interval, cancel.clone().cancelled_owned()));
         if let Some(url) = config.kafka_url.clone() {
-            let (store, cell, cancel, poll, linger) = (
+            let (store, cell, cancel, poll) = (
                 store.clone(),
                 infrastructure.kafka.clone(),
                 cancel.clone(),
                 config.poll_interval,
-                config.outbox_linger,
             );
             tasks.spawn(async move {
                 let Some(kafka) = retry("kafka", &cancel, || mpos_bus::connect(&url)).await else {
                     return;
                 };
                 let _ = cell.set(kafka.clone());
-                let relay = OutboxRelay::new(store, kafka.publisher.clone(), codec, "kafka")
-                    .with_linger(linger);
+                let relay = OutboxRelay::new(store, kafka.publisher.clone(), codec, "kafka");
                 relay.run(poll, cancel.cancelled_owned()).await;
             });
         }
