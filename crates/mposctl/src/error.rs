@@ -19,6 +19,8 @@ pub(crate) struct CliError {
     message: String,
     /// The step of a multi-step command (`sim terminal`) that failed.
     step: Option<&'static str>,
+    /// The full result of a check that found something (`audit verify`'s report).
+    report: Option<serde_json::Value>,
 }
 
 impl CliError {
@@ -28,6 +30,7 @@ impl CliError {
             code: "bad_request",
             message: message.into(),
             step: None,
+            report: None,
         }
     }
 
@@ -37,6 +40,20 @@ impl CliError {
             code: "internal",
             message: message.into(),
             step: None,
+            report: None,
+        }
+    }
+
+    /// A check that found something (exit status 1), with its full report.
+    pub(crate) fn verification_failed(
+        message: impl Into<String>,
+        report: serde_json::Value,
+    ) -> Self {
+        Self {
+            code: "verification_failed",
+            message: message.into(),
+            step: None,
+            report: Some(report),
         }
     }
 
@@ -48,12 +65,16 @@ impl CliError {
 
     /// The JSON error object.
     pub(crate) fn to_json(&self) -> serde_json::Value {
-        match self.step {
-            Some(step) => {
-                serde_json::json!({ "code": self.code, "message": self.message, "step": step })
+        let mut json = serde_json::json!({ "code": self.code, "message": self.message });
+        if let Some(object) = json.as_object_mut() {
+            if let Some(step) = self.step {
+                object.insert("step".to_owned(), step.into());
             }
-            None => serde_json::json!({ "code": self.code, "message": self.message }),
+            if let Some(report) = &self.report {
+                object.insert("report".to_owned(), report.clone());
+            }
         }
+        json
     }
 
     /// The process exit status for this error.
@@ -72,6 +93,7 @@ impl From<CryptoError> for CliError {
             code: err.code(),
             message: err.to_string(),
             step: None,
+            report: None,
         }
     }
 }
@@ -83,6 +105,7 @@ impl From<terminal_sim::SimError> for CliError {
             code: err.code(),
             message: err.to_string(),
             step: None,
+            report: None,
         }
     }
 }

@@ -2,19 +2,23 @@
 //!
 //! Commands: [`calc`], the operator's payment-crypto calculator over the `paycrypto` crate
 //! (hex in, one JSON object out), and [`sim`], the terminal simulator (`sim terminal` prints
-//! one JSON line per step, the last one the summary or the error). Later commands
-//! (`replay`, `audit verify`, `events tail`, `inspect`) become siblings in [`Command`].
+//! one JSON line per step, the last one the summary or the error), and [`audit`]
+//! (`audit verify`: every service's hash chain and signed checkpoints, with the first bad
+//! position of a log that is not intact). Later commands (`replay`, `events tail`,
+//! `inspect`) become siblings in [`Command`].
 //!
 //! Output contract (every command):
 //!
 //! * success: exactly one JSON object on stdout, exit status 0;
 //! * a caller error (bad hex, wrong length, unknown value, missing argument): one JSON object
 //!   `{"code":"bad_request"|"unsupported","message":"…"}` on stdout, exit status 2;
-//! * a verification that does not match (MAC, CVV, KCV): `{"code":"verification_failed",…}`,
-//!   exit status 1.
+//! * a verification that does not match (MAC, CVV, KCV, an audit trail that is not intact):
+//!   `{"code":"verification_failed",…}` (with the full `report` for `audit verify`), exit
+//!   status 1.
 //!
 //! Error messages never contain key bytes, PINs or PANs.
 
+mod audit;
 mod calc;
 mod error;
 mod sim;
@@ -35,8 +39,7 @@ struct Cli {
     command: Command,
 }
 
-/// The top-level commands. Later issues add `replay`, `audit verify`, `events tail` and
-/// `inspect` here.
+/// The top-level commands. Later issues add `replay`, `events tail` and `inspect` here.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Payment-crypto calculator: one subcommand per paycrypto operation, hex in, JSON out.
@@ -44,12 +47,16 @@ enum Command {
     /// Terminal simulator: manufacturer CA, device identities, and a simulated PED run
     /// against the platform's device APIs.
     Sim(sim::SimArgs),
+    /// The audit trail: `audit verify` checks every service's hash chain and signed
+    /// checkpoints, embedded (`--data-dir`) or distributed (`--database SERVICE=URL`).
+    Audit(audit::AuditArgs),
 }
 
 fn run(cli: Cli) -> Result<serde_json::Value, CliError> {
     match cli.command {
         Command::Calc(args) => calc::run(args),
         Command::Sim(args) => sim::run(args),
+        Command::Audit(args) => audit::run(args),
     }
 }
 

@@ -1,0 +1,218 @@
+//! `mposctl audit verify` against real logs: an embedded data directory (SQLite logs, the
+//! trusted key from its `chain-signing.key`) and PostgreSQL logs named by URL, first intact,
+//! then tampered with directly in the database as an attacker with write access would.
+
+use std::path::Path;
+use std::process::Command;
+
+use ed25519_dalek::SigningKey;
+use mpos_es::{ChainSigner, EventStore, NewEvent, now_micros};
+use serde_json::Value;
+
+/// The chain signing seed of these logs.
+const SEED: [u8; 32] = [42; 32];
+
+fn event(aggregate: &str, sequence: u64, n: usize) -> NewEvent {
+    NewEvent {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        tenant_id: "acme".into(),
+        aggregate_type: "counter".into(),
+        aggregate_id: aggregate.into(),
+        sequence,
+        event_type: "mpos.test.v1.Incremented".into(),
+        event_version: "1.0".into(),
+        payload: serde_json::json!({ "n": n }).to_string(),
+        metadata: r#"{"actor":"test"}"#.into(),
+        occurred_at_us: now_micros(),
+    }
+}
+
+/// Ten events over two aggregates, one append each, with the head signed at 5 and at 10.
+async fn log_of_ten(store: &EventStore) {
+    let signer = ChainSigner::new(store.clone(), SigningKey::from_bytes(&SEED));
+    let mut sequences = [0_u64; 2];
+    for n in 0..10_usize {
+        let slot = n % 2;
+        sequences[slot] += 1;
+        store
+            .append(vec![event(["a", "b"][slot], sequences[slot], n)], None)
+            .await
+            .expect("append");
+        if n == 4 || n == 9 {
+            signer.sign_head().await.expect("sign").expect("checkpoint");
+        }
+    }
+}
+
+/// Runs `mposctl`; its exit status and the JSON object it printed.
+fn mposctl(args: &[&str]) -> (i32, Value) {
+    let output = Command::new(env!("CARGO_BIN_EXE_mposctl"))
+        .args(args)
+        .output()
+        .expect("run mposctl");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let json = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|error| panic!("not one JSON object ({error}): {stdout:?}"));
+    (output.status.code().unwrap_or(-1), json)
+}
+
+fn service<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["services"]
+        .as_array()
+        .and_then(|services| services.iter().find(|service| service["service"] == name))
+        .unwrap_or_else(|| panic!("no {name} in {report}"))
+}
+
+fn public_key(seed: [u8; 32]) -> String {
+    hex::encode(SigningKey::from_bytes(&seed).verifying_key().as_bytes())
+}
+
+async fn sqlite_log(dir: &Path, service: &str) {
+    let url = format!("sqlite://{}", dir.join(format!("{service}.db")).display());
+    let store = EventStore::connect(&url, service).await.expect("sqlite");
+    log_of_ten(&store).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn an_embedded_data_directory_verifies_and_an_altered_event_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("chain-signing.key"), hex::encode(SEED)).expect("key");
+    for name in ["routing", "authorization"] {
+        sqlite_log(dir.path(), name).await;
+    }
+    let data_dir = dir.path().display().to_string();
+
+    let (status, report) = mposctl(&["audit", "verify", "--data-dir", &data_dir]);
+    assert_eq!(status, 0, "{report}");
+    assert_eq!(report["intact"], true, "{report}");
+    assert_eq!(report["trusted_keys"][0], public_key(SEED).as_str());
+    assert_eq!(report["services"].as_array().map(Vec::len), Some(2));
+    for name in ["routing", "authorization"] {
+        let log = service(&report, name);
+        assert_eq!(log["intact"], true, "{report}");
+        assert_eq!(log["events_checked"], 10, "{report}");
+        assert_eq!(log["checkpoints_checked"], 2, "{report}");
+        assert_eq!(log["last_position"], 10, "{report}");
+    }
+
+    // An attacker changes one event's payload in routing's log.
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("routing.db").display()
+    ))
+    .await
+    .expect("raw sqlite");
+    sqlx::query(r#"UPDATE es_events SET payload = '{"n":999}' WHERE global_position = 4"#)
+        .execute(&pool)
+        .await
+        .expect("tamper");
+    pool.close().await;
+    let (status, answer) = mposctl(&["audit", "verify", "--data-dir", &data_dir]);
+    assert_eq!(status, 1, "{answer}");
+    assert_eq!(answer["code"], "verification_failed", "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("routing: altered at position 4")),
+        "{answer}"
+    );
+    let report = &answer["report"];
+    assert_eq!(report["intact"], false, "{answer}");
+    let routing = service(report, "routing");
+    assert_eq!(routing["intact"], false);
+    assert_eq!(routing["finding"]["kind"], "altered", "{answer}");
+    assert_eq!(routing["finding"]["position"], 4, "{answer}");
+    assert_eq!(service(report, "authorization")["intact"], true, "{answer}");
+
+    // Checkpoints under a key the auditor does not trust are named, and --service narrows.
+    let (status, answer) = mposctl(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        &data_dir,
+        "--trusted-key",
+        &public_key([7; 32]),
+        "--service",
+        "authorization",
+    ]);
+    assert_eq!(status, 1, "{answer}");
+    let authorization = service(&answer["report"], "authorization");
+    assert_eq!(
+        authorization["finding"]["kind"], "checkpoint_signature",
+        "{answer}"
+    );
+    assert_eq!(authorization["finding"]["position"], 5, "{answer}");
+    assert_eq!(
+        answer["report"]["services"].as_array().map(Vec::len),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn postgres_logs_named_by_url_verify_and_a_deleted_event_is_named() {
+    let base = std::env::var("MPOS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let schema = format!("audit_{}", uuid::Uuid::new_v4().simple());
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{separator}schema={schema}");
+    let store = EventStore::connect(&url, "routing")
+        .await
+        .expect("postgres (is it running? infra/postgres.sh)");
+    log_of_ten(&store).await;
+    store.close().await;
+    let database = format!("routing={url}");
+    let key = public_key(SEED);
+    let args = [
+        "audit",
+        "verify",
+        "--database",
+        &database,
+        "--trusted-key",
+        &key,
+    ];
+
+    let (status, report) = mposctl(&args);
+    assert_eq!(status, 0, "{report}");
+    let routing = service(&report, "routing");
+    assert_eq!(routing["events_checked"], 10, "{report}");
+    assert_eq!(routing["checkpoints_checked"], 2, "{report}");
+
+    let pool = sqlx::PgPool::connect(&base).await.expect("raw postgres");
+    sqlx::query(&format!(
+        "DELETE FROM {schema}.es_events WHERE global_position = 7"
+    ))
+    .execute(&pool)
+    .await
+    .expect("tamper");
+    let (status, answer) = mposctl(&args);
+    assert_eq!(status, 1, "{answer}");
+    let routing = service(&answer["report"], "routing");
+    assert_eq!(routing["finding"]["kind"], "deleted", "{answer}");
+    assert_eq!(routing["finding"]["position"], 7, "{answer}");
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&pool)
+        .await
+        .expect("drop");
+    pool.close().await;
+}
+
+#[test]
+fn logs_that_cannot_be_found_are_a_bad_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing").display().to_string();
+    let (status, answer) = mposctl(&["audit", "verify", "--data-dir", &missing]);
+    assert_eq!(status, 2, "{answer}");
+    assert_eq!(answer["code"], "bad_request", "{answer}");
+    let empty = dir.path().display().to_string();
+    let (status, answer) = mposctl(&["audit", "verify", "--data-dir", &empty]);
+    assert_eq!(status, 2, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("no service log")),
+        "{answer}"
+    );
+    let (status, answer) = mposctl(&["audit", "verify"]);
+    assert_eq!(status, 2, "{answer}");
+}
