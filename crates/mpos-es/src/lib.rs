@@ -42,7 +42,7 @@ pub use session::{Aggregates, Loaded};
 pub use signer::ChainSigner;
 pub use store::{BackendKind, Document, EventStore, Snapshot};
 pub use tail::Horizon;
-pub use verify::{VerifyReport, verify};
+pub use verify::{VerifyReport, verify, verify_range};
 
 /// The cqrs-es framework over an [`EventRepository`].
 pub type Cqrs<A> =

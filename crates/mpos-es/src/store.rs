@@ -821,6 +821,31 @@ impl EventStore {
         row.map(|row| to_u64(row.try_get::<i64, _>(0)?)).transpose()
     }
 
+    /// The positions of the first and the last event that occurred within
+    /// `[from_us, to_us]` (microseconds since the Unix epoch), for an audit of a time window;
+    /// `None` when no event did.
+    pub async fn positions_between(
+        &self,
+        from_us: i64,
+        to_us: i64,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT MIN(global_position), MAX(global_position) FROM es_events \
+             WHERE occurred_at_us >= $1 AND occurred_at_us <= $2",
+        )
+        .bind(from_us)
+        .bind(to_us)
+        .fetch_one(&self.inner.reader)
+        .await?;
+        match (
+            row.try_get::<Option<i64>, _>(0)?,
+            row.try_get::<Option<i64>, _>(1)?,
+        ) {
+            (Some(first), Some(last)) => Ok(Some((to_u64(first)?, to_u64(last)?))),
+            _ => Ok(None),
+        }
+    }
+
     /// Whether some aggregate's stream has a hole (its events are not numbered 1..=count).
     pub async fn has_sequence_gap(&self) -> Result<bool, StoreError> {
         let row = sqlx::query(

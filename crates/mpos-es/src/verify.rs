@@ -7,7 +7,6 @@ use ed25519_dalek::VerifyingKey;
 
 use crate::chain::{BreakContext, GENESIS_HASH, Tamper, classify_break, event_hash};
 use crate::error::StoreError;
-use crate::event::StoredEvent;
 use crate::store::EventStore;
 
 const PAGE: u32 = 10_000;
@@ -37,13 +36,33 @@ pub async fn verify(
     store: &EventStore,
     trusted_keys: &[VerifyingKey],
 ) -> Result<VerifyReport, StoreError> {
+    verify_range(store, trusted_keys, 1, u64::MAX).await
+}
+
+/// Checks the events at positions `first..=last` of `store` (an audit of a window): the
+/// link of the first to the event before it, every link and hash inside, each aggregate's
+/// sequence from its first event in the window on, and the signed checkpoints at positions
+/// inside. An open window (`last` = `u64::MAX`) also checks the head row and that no
+/// checkpoint points past the log; `1..=u64::MAX` is [`verify`].
+pub async fn verify_range(
+    store: &EventStore,
+    trusted_keys: &[VerifyingKey],
+    first: u64,
+    last: u64,
+) -> Result<VerifyReport, StoreError> {
+    let first = first.max(1);
     let mut report = VerifyReport {
         events_checked: 0,
         checkpoints_checked: 0,
         last_position: 0,
         tamper: None,
     };
-    let checkpoints = store.checkpoints().await?;
+    let checkpoints: Vec<_> = store
+        .checkpoints()
+        .await?
+        .into_iter()
+        .filter(|checkpoint| checkpoint.position >= first && checkpoint.position <= last)
+        .collect();
     let mut checkpoint_hashes: HashMap<u64, [u8; 32]> = HashMap::new();
     for checkpoint in &checkpoints {
         if !checkpoint.verify(trusted_keys) {
@@ -55,15 +74,38 @@ pub async fn verify(
         checkpoint_hashes.insert(checkpoint.position, checkpoint.head_hash);
     }
 
-    let mut before_previous: Option<StoredEvent> = None;
-    let mut previous: Option<StoredEvent> = None;
+    // The two events before the window: the first link is checked against them.
+    let (mut before_previous, mut previous) = if first > 1 {
+        let before = store.read_after(first.saturating_sub(3), 2).await?;
+        let mut before = before
+            .into_iter()
+            .filter(|event| event.global_position < first);
+        let (one, two) = (before.next(), before.next());
+        match two {
+            Some(two) => (one, Some(two)),
+            None => (None, one),
+        }
+    } else {
+        (None, None)
+    };
+    if first > 1 && previous.is_none() {
+        // The event before the window is gone.
+        report.tamper = Some(crate::chain::Tamper::Deleted {
+            position: first - 1,
+        });
+        return Ok(report);
+    }
+    // Sequences are checked from each aggregate's first event in the window on.
     let mut sequences: HashMap<(String, String), u64> = HashMap::new();
-    let mut after = 0_u64;
-    loop {
+    let mut after = first - 1;
+    'pages: loop {
         let page = store.read_after(after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.global_position;
+        let Some(last_read) = page.last() else { break };
+        after = last_read.global_position;
         for (index, current) in page.iter().enumerate() {
+            if current.global_position > last {
+                break 'pages;
+            }
             report.events_checked += 1;
             report.last_position = current.global_position;
             let expected_previous = previous.as_ref().map_or(GENESIS_HASH, |event| event.hash);
@@ -104,7 +146,11 @@ pub async fn verify(
                 current.event.aggregate_type.clone(),
                 current.event.aggregate_id.clone(),
             );
-            let last_sequence = sequences.get(&key).copied().unwrap_or(0);
+            let last_sequence = match sequences.get(&key) {
+                Some(sequence) => *sequence,
+                None if first > 1 => current.event.sequence.saturating_sub(1),
+                None => 0,
+            };
             if current.event.sequence != last_sequence + 1 {
                 // The chain is consistent but an aggregate's stream is not: the chain was
                 // recomputed after events were removed or moved.
@@ -134,6 +180,10 @@ pub async fn verify(
         }
     }
 
+    if last != u64::MAX {
+        // The window has an end: what follows it is not this audit's.
+        return Ok(report);
+    }
     // Events removed from the end leave the head row (and maybe checkpoints) pointing past the log.
     let (head_position, head_hash) = store.head().await?;
     let last_hash = previous.as_ref().map_or(GENESIS_HASH, |event| event.hash);

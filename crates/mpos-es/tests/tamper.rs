@@ -313,3 +313,78 @@ async fn a_checkpoint_not_signed_by_a_trusted_key_is_named() {
         );
     }
 }
+
+/// A window of the log is checked alone: a tampering outside it is not its finding, one
+/// inside it is named as in a whole-log check, and the event before the window anchors its
+/// first link.
+#[tokio::test]
+async fn a_window_names_what_is_inside_it_and_only_that() {
+    for (backend, test) in each_backend("svc").await {
+        let events = log_of_twenty(&test.store).await;
+        let keys = [key().verifying_key()];
+        let window = mpos_es::verify_range(&test.store, &keys, 5, 15)
+            .await
+            .expect("verify");
+        assert!(window.is_intact(), "{backend}: {window:?}");
+        assert_eq!(window.events_checked, 11, "{backend}");
+        assert_eq!(window.checkpoints_checked, 1, "{backend}: the one at 10");
+        assert_eq!(window.last_position, 15, "{backend}");
+
+        // The time window of events 5..=15 is found by their times.
+        let positions = test
+            .store
+            .positions_between(
+                events[4].event.occurred_at_us,
+                events[14].event.occurred_at_us,
+            )
+            .await
+            .expect("positions");
+        let (from, to) = positions.expect("events in the window");
+        assert!(from <= 5 && to >= 15, "{backend}: {from}..={to}");
+        assert_eq!(
+            test.store.positions_between(0, 1).await.expect("positions"),
+            None,
+            "{backend}: no event in 1970"
+        );
+
+        test.execute(r#"UPDATE es_events SET payload = '{"n":999}' WHERE global_position = 3"#)
+            .await;
+        test.execute(r#"UPDATE es_events SET payload = '{"n":999}' WHERE global_position = 18"#)
+            .await;
+        let window = mpos_es::verify_range(&test.store, &keys, 5, 15)
+            .await
+            .expect("verify");
+        assert!(
+            window.is_intact(),
+            "{backend}: outside the window: {window:?}"
+        );
+        assert_eq!(
+            mpos_es::verify_range(&test.store, &keys, 4, 19)
+                .await
+                .expect("verify")
+                .tamper,
+            Some(Tamper::Altered { position: 18 }),
+            "{backend}"
+        );
+        assert_eq!(
+            mpos_es::verify_range(&test.store, &keys, 2, 10)
+                .await
+                .expect("verify")
+                .tamper,
+            Some(Tamper::Altered { position: 3 }),
+            "{backend}"
+        );
+
+        // The event before the window deleted: the window's first link names it.
+        test.execute("DELETE FROM es_events WHERE global_position = 11")
+            .await;
+        assert_eq!(
+            mpos_es::verify_range(&test.store, &keys, 12, 15)
+                .await
+                .expect("verify")
+                .tamper,
+            Some(Tamper::Deleted { position: 11 }),
+            "{backend}"
+        );
+    }
+}

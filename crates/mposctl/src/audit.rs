@@ -9,6 +9,10 @@
 //! * against a distributed deployment: `--database SERVICE=URL` for each log (the service's
 //!   own `MPOS_DATABASE_URL`) and `--trusted-key HEX` for each checkpoint signing key.
 //!
+//! `--from` / `--to` (RFC 3339) check only the events that occurred in that window: from the
+//! first of them (linked to the event before it) to the last, each aggregate's sequence from
+//! its first event in the window on, and the checkpoints inside.
+//!
 //! An intact set of logs prints the report and exits 0; a finding prints the same report as
 //! `{"code":"verification_failed",…,"report":…}` and exits 1. No event or checkpoint is
 //! changed (connecting creates a log's tables where none exist, as a service does; an embedded
@@ -76,6 +80,27 @@ pub(crate) struct VerifyArgs {
     /// Only these services (default: every one given or found).
     #[arg(long, value_name = "SERVICE")]
     service: Vec<String>,
+    /// Only the events that occurred at or after this time (RFC 3339, e.g.
+    /// 2026-12-07T00:00:00Z): from the first of them, linked to the event before it.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    from: Option<i64>,
+    /// Only the events that occurred at or before this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    to: Option<i64>,
+}
+
+/// An RFC 3339 time as microseconds since the Unix epoch.
+fn parse_time(value: &str) -> std::result::Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|time| time.timestamp_micros())
+        .map_err(|_| "expected an RFC 3339 time, like 2026-12-07T00:00:00Z".to_owned())
+}
+
+/// The part of a log to check: all of it, or the events of a time window.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    from_us: Option<i64>,
+    to_us: Option<i64>,
 }
 
 /// Runs `mposctl audit`.
@@ -108,18 +133,46 @@ fn verify(args: &VerifyArgs) -> Result<Value> {
         .enable_all()
         .build()
         .map_err(|error| CliError::failed(format!("cannot start the runtime: {error}")))?;
+    let window = Window {
+        from_us: args.from,
+        to_us: args.to,
+    };
+    if let (Some(from), Some(to)) = (window.from_us, window.to_us)
+        && from > to
+    {
+        return Err(CliError::bad_request("--from is after --to"));
+    }
     let mut services = Vec::new();
     let mut intact = true;
     for (service, url) in &logs {
-        let report = runtime.block_on(verify_one(service, url, &keys))?;
+        let (report, positions) = runtime.block_on(verify_one(service, url, &keys, window))?;
         intact &= report.is_intact();
-        services.push(report_json(service, &report));
+        let mut json = report_json(service, &report);
+        if let (Some(object), true) = (
+            json.as_object_mut(),
+            window.from_us.is_some() || window.to_us.is_some(),
+        ) {
+            object.insert(
+                "window_positions".to_owned(),
+                positions.map_or(Value::Null, |(first, last)| json!([first, last])),
+            );
+        }
+        services.push(json);
     }
-    let report = json!({
+    let mut report = json!({
         "intact": intact,
         "trusted_keys": keys.iter().map(|key| hex::encode(key.as_bytes())).collect::<Vec<_>>(),
         "services": services,
     });
+    if let (Some(object), true) = (
+        report.as_object_mut(),
+        window.from_us.is_some() || window.to_us.is_some(),
+    ) {
+        object.insert(
+            "window".to_owned(),
+            json!({ "from_us": window.from_us, "to_us": window.to_us }),
+        );
+    }
     if intact {
         Ok(report)
     } else {
@@ -142,15 +195,52 @@ fn verify(args: &VerifyArgs) -> Result<Value> {
     }
 }
 
-async fn verify_one(service: &str, url: &str, keys: &[VerifyingKey]) -> Result<VerifyReport> {
+/// Verifies one log, or its events of `window`; with a window, also the positions it
+/// covered (`None`: no event in it, nothing to check).
+async fn verify_one(
+    service: &str,
+    url: &str,
+    keys: &[VerifyingKey],
+    window: Window,
+) -> Result<(VerifyReport, Option<(u64, u64)>)> {
     let store = EventStore::connect(url, service)
         .await
         .map_err(|error| CliError::failed(format!("{service}: {error}")))?;
-    let report = mpos_es::verify(&store, keys)
-        .await
-        .map_err(|error| CliError::failed(format!("{service}: {error}")));
+    let failed = |error: mpos_es::StoreError| CliError::failed(format!("{service}: {error}"));
+    let result = async {
+        if window.from_us.is_none() && window.to_us.is_none() {
+            return Ok((mpos_es::verify(&store, keys).await.map_err(failed)?, None));
+        }
+        let positions = store
+            .positions_between(
+                window.from_us.unwrap_or(i64::MIN),
+                window.to_us.unwrap_or(i64::MAX),
+            )
+            .await
+            .map_err(failed)?;
+        let Some((first, last)) = positions else {
+            let empty = VerifyReport {
+                events_checked: 0,
+                checkpoints_checked: 0,
+                last_position: 0,
+                tamper: None,
+            };
+            return Ok((empty, None));
+        };
+        // Without --to the window is open: the end of the log is checked too.
+        let last = if window.to_us.is_some() {
+            last
+        } else {
+            u64::MAX
+        };
+        let report = mpos_es::verify_range(&store, keys, first, last)
+            .await
+            .map_err(failed)?;
+        Ok((report, positions))
+    }
+    .await;
     store.close().await;
-    report
+    result
 }
 
 fn report_json(service: &str, report: &VerifyReport) -> Value {

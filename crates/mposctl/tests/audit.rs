@@ -216,3 +216,81 @@ fn logs_that_cannot_be_found_are_a_bad_request() {
     let (status, answer) = mposctl(&["audit", "verify"]);
     assert_eq!(status, 2, "{answer}");
 }
+
+/// `--from` / `--to` check the events of a time window: a tampering before it is not its
+/// finding, one inside is named, a window without events checks nothing.
+#[tokio::test]
+async fn a_time_window_is_checked_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("chain-signing.key"), hex::encode(SEED)).expect("key");
+    sqlite_log(dir.path(), "routing").await;
+    let url = format!("sqlite://{}", dir.path().join("routing.db").display());
+    let store = EventStore::connect(&url, "routing").await.expect("sqlite");
+    let events = store.read_after(0, 100).await.expect("read");
+    store.close().await;
+    let time = |index: usize| {
+        chrono::DateTime::from_timestamp_micros(events[index].event.occurred_at_us)
+            .expect("time")
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    };
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("raw sqlite");
+    sqlx::query(r#"UPDATE es_events SET payload = '{"n":999}' WHERE global_position = 2"#)
+        .execute(&pool)
+        .await
+        .expect("tamper");
+    pool.close().await;
+    let data_dir = dir.path().display().to_string();
+
+    let from = time(3);
+    let (status, report) = mposctl(&["audit", "verify", "--data-dir", &data_dir, "--from", &from]);
+    assert_eq!(status, 0, "{report}");
+    let routing = service(&report, "routing");
+    let first = routing["window_positions"][0].as_u64().expect("first");
+    assert!((2..=4).contains(&first), "{report}");
+    assert_eq!(routing["window_positions"][1], 10, "{report}");
+    assert_eq!(routing["last_position"], 10, "{report}");
+
+    let to = time(2);
+    let (status, answer) = mposctl(&["audit", "verify", "--data-dir", &data_dir, "--to", &to]);
+    assert_eq!(status, 1, "{answer}");
+    let routing = service(&answer["report"], "routing");
+    assert_eq!(routing["finding"]["kind"], "altered", "{answer}");
+    assert_eq!(routing["finding"]["position"], 2, "{answer}");
+
+    let (status, report) = mposctl(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        &data_dir,
+        "--from",
+        "1970-01-01T00:00:00Z",
+        "--to",
+        "1970-01-02T00:00:00Z",
+    ]);
+    assert_eq!(status, 0, "{report}");
+    let routing = service(&report, "routing");
+    assert_eq!(routing["events_checked"], 0, "{report}");
+    assert!(routing["window_positions"].is_null(), "{report}");
+
+    let (status, answer) = mposctl(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        &data_dir,
+        "--from",
+        &from,
+        "--to",
+        &to,
+    ]);
+    assert_eq!(status, 2, "{answer}");
+    let (status, answer) = mposctl(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        &data_dir,
+        "--from",
+        "yesterday",
+    ]);
+    assert_eq!(status, 2, "{answer}");
+    assert_eq!(answer["code"], "bad_request", "{answer}");
+}
