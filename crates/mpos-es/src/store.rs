@@ -79,6 +79,14 @@ struct QueuedAppend {
     answer: tokio::sync::oneshot::Sender<Result<Vec<StoredEvent>, StoreError>>,
 }
 
+/// PostgreSQL: the appends waiting, and whether a turn is running to take them.
+#[derive(Debug, Default)]
+struct AppendQueue {
+    waiting: Vec<QueuedAppend>,
+    /// A turn task is running; it takes whatever is queued until the queue is empty.
+    turn_running: bool,
+}
+
 /// One service's event log.
 #[derive(Clone, Debug)]
 pub struct EventStore {
@@ -101,19 +109,16 @@ struct Inner {
     /// The head this process saw last: lets an append skip the locking read when no other
     /// writer intervened (checked in the same statement that moves the head).
     head_cache: Mutex<Option<(u64, [u8; 32])>>,
-    /// PostgreSQL: this process's appends one turn at a time. They queue on the head row's
-    /// lock in the database anyway; queued here instead, each finds the head it cached still
-    /// current and moves it in one statement, where two racing appends made the second miss
-    /// and lock and read the head (three statements).
-    append_turn: tokio::sync::Mutex<()>,
-    /// PostgreSQL: appends waiting for a turn. A turn takes every one queued meanwhile and
-    /// commits them in one statement (group commit, ADR 22).
-    queued: Mutex<Vec<QueuedAppend>>,
+    /// PostgreSQL: this process's appends, taken by one turn task at a time (ADR 22). They
+    /// would queue on the head row's lock in the database anyway; queued here instead, each
+    /// finds the head it cached still current, and those queued during a commit go together
+    /// in the next one.
+    queued: Mutex<AppendQueue>,
     /// Commits that wrote appended events, however many appends each carried (counted by
     /// the SQLite writer thread too).
     append_commits: Arc<std::sync::atomic::AtomicU64>,
     /// The newest events this process appended (see [`EventStore::read_new`]), recorded
-    /// in commit order: under the append turn (PostgreSQL) or by the writer thread (SQLite).
+    /// in commit order: by the turn task (PostgreSQL) or by the writer thread (SQLite).
     tail: Arc<Mutex<Tail>>,
 }
 
@@ -310,8 +315,7 @@ impl EventStore {
                 sqlite_writer: None,
                 appended: Notify::new(),
                 head_cache: Mutex::new(None),
-                append_turn: tokio::sync::Mutex::new(()),
-                queued: Mutex::new(Vec::new()),
+                queued: Mutex::new(AppendQueue::default()),
                 append_commits: Arc::new(std::sync::atomic::AtomicU64::new(0)),
                 tail: Arc::new(Mutex::new(Tail::default())),
             }),
@@ -394,63 +398,70 @@ impl EventStore {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// [`EventStore::append`] on PostgreSQL (ADR 22): the append is queued, and a turn takes
-    /// every append queued meanwhile. Appends without a snapshot on the head this process
-    /// left are committed together, in queue order, in one statement (all or none); if that
-    /// statement is refused (a conflict, a head another writer moved) each is appended on its
-    /// own, so that each is answered its own result. The turn runs in a task of its own: an
-    /// append whose caller gives up still commits or fails whole, never half-way through
-    /// someone else's batch.
+    /// [`EventStore::append`] on PostgreSQL (ADR 22): the append is queued, and the turn task
+    /// (started if none runs) takes every append queued meanwhile. Appends without a snapshot
+    /// on the head this process left are committed together, in queue order, in one statement
+    /// (all or none); if that statement is refused (a conflict, a head another writer moved)
+    /// each is appended on its own, so that each is answered its own result. The turn is a
+    /// task of its own: an append whose caller gives up still commits or fails whole, never
+    /// half-way through someone else's batch.
     async fn append_sqlx(
         &self,
         events: Vec<NewEvent>,
         snapshot: Option<Snapshot>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let (answer, answered) = tokio::sync::oneshot::channel();
-        self.inner
-            .queued
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(QueuedAppend {
+        let start_turn = {
+            let mut queue = self
+                .inner
+                .queued
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            queue.waiting.push(QueuedAppend {
                 events,
                 snapshot,
                 answer,
             });
-        let store = self.clone();
-        tokio::spawn(async move { store.append_turn().await });
+            !std::mem::replace(&mut queue.turn_running, true)
+        };
+        if start_turn {
+            let store = self.clone();
+            tokio::spawn(async move { store.append_turn().await });
+        }
         answered
             .await
             .map_err(|_| StoreError::Unavailable("the append's turn ended without it".into()))?
     }
 
-    /// One turn: appends everything queued, a batch at a time, until the queue is empty.
+    /// The turn: appends everything queued, a batch at a time, until the queue is empty.
     async fn append_turn(&self) {
-        let _turn = self.inner.append_turn.lock().await;
         loop {
-            let batch = self.next_batch();
-            match batch.len() {
-                0 => return,
-                1 => {
-                    for queued in batch {
-                        let result = self.append_in_turn(queued.events, queued.snapshot).await;
-                        // A caller that gave up still had its append done.
-                        let _ = queued.answer.send(result);
-                    }
-                }
-                _ => self.append_together(batch).await,
+            let mut batch = self.next_batch();
+            if batch.len() > 1 {
+                self.append_together(batch).await;
+                continue;
             }
+            let Some(queued) = batch.pop() else { return };
+            let result = self.append_in_turn(queued.events, queued.snapshot).await;
+            // A caller that gave up still had its append done.
+            let _ = queued.answer.send(result);
         }
     }
 
     /// The next appends to commit together, in queue order: those without a snapshot, up to
     /// [`INSERT_CHUNK`] events in all, while this process knows the head; otherwise the first
-    /// alone.
+    /// alone. Empty when nothing is queued, and then the turn ends (under the same lock as
+    /// the appends that would start the next one).
     fn next_batch(&self) -> Vec<QueuedAppend> {
-        let mut queued = self
+        let mut queue = self
             .inner
             .queued
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if queue.waiting.is_empty() {
+            queue.turn_running = false;
+            return Vec::new();
+        }
         let head_known = self
             .inner
             .head_cache
@@ -459,7 +470,7 @@ impl EventStore {
             .unwrap_or(false);
         let mut take = 0;
         let mut events = 0;
-        for append in queued.iter() {
+        for append in &queue.waiting {
             let joinable = head_known
                 && append.snapshot.is_none()
                 && !append.events.is_empty()
@@ -470,8 +481,7 @@ impl EventStore {
             events += append.events.len();
             take += 1;
         }
-        let take = take.max(1).min(queued.len());
-        queued.drain(..take).collect()
+        queue.waiting.drain(..take.max(1)).collect()
     }
 
     /// Commits `batch` (two or more appends without a snapshot) in one statement on the
@@ -489,13 +499,7 @@ impl EventStore {
                 .await
             {
                 Ok(true) => {
-                    self.committed_append();
-                    if let (Some(last), Ok(mut cache)) =
-                        (stored.last(), self.inner.head_cache.lock())
-                    {
-                        *cache = Some((last.global_position, new_head));
-                    }
-                    self.record_tail(&stored);
+                    self.committed(&stored, new_head);
                     let mut rest = stored.into_iter();
                     for append in batch {
                         let own: Vec<StoredEvent> =
@@ -520,10 +524,21 @@ impl EventStore {
         }
     }
 
-    fn committed_append(&self) {
+    /// After a commit that wrote `stored`, in the turn task (one commit at a time): counts
+    /// it, caches the head it left and records the events in the tail, in commit order.
+    fn committed(&self, stored: &[StoredEvent], new_head: [u8; 32]) {
+        let Some(last) = stored.last() else { return };
         self.inner
             .append_commits
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut cache) = self.inner.head_cache.lock() {
+            *cache = Some((last.global_position, new_head));
+        }
+        self.inner
+            .tail
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .record(stored);
     }
 
     /// One append, in this process's turn: one transaction, the head row serialising writers
@@ -552,11 +567,7 @@ impl EventStore {
                 .append_at_cached_head(&stored, cached_position, cached_hash, new_head)
                 .await?
             {
-                self.committed_append();
-                if let (Some(last), Ok(mut cache)) = (stored.last(), self.inner.head_cache.lock()) {
-                    *cache = Some((last.global_position, new_head));
-                }
-                self.record_tail(&stored);
+                self.committed(&stored, new_head);
                 return Ok(stored);
             }
         }
@@ -624,26 +635,8 @@ impl EventStore {
             .await?;
         }
         tx.commit().await?;
-        if !stored.is_empty() {
-            self.committed_append();
-        }
-
-        let last_position = stored.last().map(|event| event.global_position);
-        if let (Some(position), Ok(mut cache)) = (last_position, self.inner.head_cache.lock()) {
-            *cache = Some((position, new_head));
-        }
-        self.record_tail(&stored);
+        self.committed(&stored, new_head);
         Ok(stored)
-    }
-
-    /// Records a committed append in the tail; called while this process's appends still
-    /// take turns, so the tail sees them in commit order.
-    fn record_tail(&self, stored: &[StoredEvent]) {
-        self.inner
-            .tail
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .record(stored);
     }
 
     /// PostgreSQL: moves the head from where this process left it and inserts `stored` in
