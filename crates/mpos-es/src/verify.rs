@@ -90,7 +90,7 @@ pub async fn verify_range(
     };
     if first > 1 && previous.is_none() {
         // The event before the window is gone.
-        report.tamper = Some(crate::chain::Tamper::Deleted {
+        report.tamper = Some(Tamper::Deleted {
             position: first - 1,
         });
         return Ok(report);

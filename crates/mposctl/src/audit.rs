@@ -103,6 +103,13 @@ struct Window {
     to_us: Option<i64>,
 }
 
+impl Window {
+    /// Whether a bound is given (otherwise the whole log is checked).
+    fn is_set(self) -> bool {
+        self.from_us.is_some() || self.to_us.is_some()
+    }
+}
+
 /// Runs `mposctl audit`.
 pub(crate) fn run(args: AuditArgs) -> Result<Value> {
     match args.op {
@@ -129,10 +136,6 @@ fn verify(args: &VerifyArgs) -> Result<Value> {
             .filter(|(service, _)| args.service.contains(service))
             .collect()
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|error| CliError::failed(format!("cannot start the runtime: {error}")))?;
     let window = Window {
         from_us: args.from,
         to_us: args.to,
@@ -142,52 +145,35 @@ fn verify(args: &VerifyArgs) -> Result<Value> {
     {
         return Err(CliError::bad_request("--from is after --to"));
     }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| CliError::failed(format!("cannot start the runtime: {error}")))?;
     let mut services = Vec::new();
-    let mut intact = true;
+    let mut findings = Vec::new();
     for (service, url) in &logs {
         let (report, positions) = runtime.block_on(verify_one(service, url, &keys, window))?;
-        intact &= report.is_intact();
+        if let Some(tamper) = &report.tamper {
+            findings.push(format!("{service}: {tamper}"));
+        }
         let mut json = report_json(service, &report);
-        if let (Some(object), true) = (
-            json.as_object_mut(),
-            window.from_us.is_some() || window.to_us.is_some(),
-        ) {
-            object.insert(
-                "window_positions".to_owned(),
-                positions.map_or(Value::Null, |(first, last)| json!([first, last])),
-            );
+        if window.is_set() {
+            json["window_positions"] =
+                positions.map_or(Value::Null, |(first, last)| json!([first, last]));
         }
         services.push(json);
     }
     let mut report = json!({
-        "intact": intact,
+        "intact": findings.is_empty(),
         "trusted_keys": keys.iter().map(|key| hex::encode(key.as_bytes())).collect::<Vec<_>>(),
         "services": services,
     });
-    if let (Some(object), true) = (
-        report.as_object_mut(),
-        window.from_us.is_some() || window.to_us.is_some(),
-    ) {
-        object.insert(
-            "window".to_owned(),
-            json!({ "from_us": window.from_us, "to_us": window.to_us }),
-        );
+    if window.is_set() {
+        report["window"] = json!({ "from_us": window.from_us, "to_us": window.to_us });
     }
-    if intact {
+    if findings.is_empty() {
         Ok(report)
     } else {
-        let findings: Vec<String> = services
-            .iter()
-            .filter_map(|service| {
-                let finding = service.get("finding")?;
-                Some(format!(
-                    "{}: {} at position {}",
-                    service.get("service")?.as_str()?,
-                    finding.get("kind")?.as_str()?,
-                    finding.get("position")?
-                ))
-            })
-            .collect();
         Err(CliError::verification_failed(
             format!("the audit trail is not intact: {}", findings.join("; ")),
             report,
@@ -208,7 +194,7 @@ async fn verify_one(
         .map_err(|error| CliError::failed(format!("{service}: {error}")))?;
     let failed = |error: mpos_es::StoreError| CliError::failed(format!("{service}: {error}"));
     let result = async {
-        if window.from_us.is_none() && window.to_us.is_none() {
+        if !window.is_set() {
             return Ok((mpos_es::verify(&store, keys).await.map_err(failed)?, None));
         }
         let positions = store
@@ -251,15 +237,12 @@ fn report_json(service: &str, report: &VerifyReport) -> Value {
         "checkpoints_checked": report.checkpoints_checked,
         "last_position": report.last_position,
     });
-    if let (Some(tamper), Some(object)) = (&report.tamper, value.as_object_mut()) {
-        object.insert(
-            "finding".to_owned(),
-            json!({
-                "kind": tamper.kind(),
-                "position": tamper.position(),
-                "message": finding_message(tamper),
-            }),
-        );
+    if let Some(tamper) = &report.tamper {
+        value["finding"] = json!({
+            "kind": tamper.kind(),
+            "position": tamper.position(),
+            "message": finding_message(tamper),
+        });
     }
     value
 }
