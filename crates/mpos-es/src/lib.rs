@@ -38,7 +38,7 @@ pub use event::{
 pub use outbox::{CHECKPOINT_EVERY, OutboxRelay, RelayError};
 pub use projection::{Projection, ProjectionRunner, digest_documents};
 pub use repository::{EventRepository, to_serialized, upcast};
-pub use session::{Aggregates, Loaded};
+pub use session::{Aggregates, Loaded, fold};
 pub use signer::ChainSigner;
 pub use store::{BackendKind, Document, EventStore, Snapshot};
 pub use tail::Horizon;

@@ -17,6 +17,25 @@ use cqrs_es::{Aggregate, AggregateError, EventStore as _};
 
 use crate::{CommandMetadata, EventRepository, EventStore};
 
+/// Applies `events` (an aggregate's, in sequence order) to `state` as cqrs-es folds them, and
+/// returns the sequence of the last one (`None` without events). The events are decoded by
+/// the aggregate's own event type: an event it cannot decode is an error, nothing is skipped.
+pub fn fold<A: Aggregate>(
+    state: &mut A,
+    events: &[crate::StoredEvent],
+) -> Result<Option<usize>, AggregateError<A::Error>> {
+    let mut last = None;
+    for stored in events {
+        let serialized = crate::to_serialized(stored).map_err(|error| {
+            AggregateError::from(cqrs_es::persist::PersistenceError::from(error))
+        })?;
+        let envelope = cqrs_es::EventEnvelope::<A>::try_from(serialized)?;
+        last = Some(envelope.sequence);
+        state.apply(envelope.payload);
+    }
+    Ok(last)
+}
+
 /// Loads and changes aggregates of type `A` in a service's log.
 pub struct Aggregates<A: Aggregate> {
     store: PersistedEventStore<EventRepository, A>,
@@ -123,11 +142,8 @@ where
                 }
             }
         }
-        for stored in &events {
-            let serialized = crate::to_serialized(stored).map_err(persistence)?;
-            let envelope = cqrs_es::EventEnvelope::<A>::try_from(serialized)?;
-            loaded.sequence = envelope.sequence;
-            loaded.state.apply(envelope.payload);
+        if let Some(sequence) = fold(&mut loaded.state, &events)? {
+            loaded.sequence = sequence;
         }
         Ok(loaded)
     }
