@@ -19,7 +19,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::{
     Acker, Bus, BusError, Delivery, EventEnvelope, EventPublisher, EventStream, EventSubscriber,
-    SubscribeOptions, kafka_topic, validate_durable_name,
+    FollowOptions, SubscribeOptions, followed, kafka_topic, validate_durable_name,
 };
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -440,6 +440,32 @@ impl EventSubscriber for KafkaBus {
         let subscription = Subscription {
             consumer: Some(Arc::new(consumer)),
             options,
+            recorded: true,
+        };
+        Ok(EventStream::new(futures::stream::unfold(
+            subscription,
+            |subscription| async move {
+                let item = subscription.next().await?;
+                Some((item, subscription))
+            },
+        )))
+    }
+
+    async fn follow(&self, options: FollowOptions) -> Result<EventStream, BusError> {
+        let topic = kafka_topic(self.inner.namespace.as_deref(), &options.service);
+        let bootstrap = self.inner.bootstrap.clone();
+        let from_start = options.from_start;
+        let consumer = {
+            let topic = topic.clone();
+            tokio::task::spawn_blocking(move || follower(&bootstrap, &topic, from_start))
+                .await
+                .map_err(|error| unavailable("follow task failed", error))??
+        };
+        tracing::debug!(topic = %topic, from_start, "following");
+        let subscription = Subscription {
+            consumer: Some(Arc::new(consumer)),
+            options: options.filters(),
+            recorded: false,
         };
         Ok(EventStream::new(futures::stream::unfold(
             subscription,
@@ -451,10 +477,61 @@ impl EventSubscriber for KafkaBus {
     }
 }
 
+/// Reads every partition of `topic` from its start or its end, assigned rather than
+/// subscribed, so it joins no consumer group: no offset is committed and the broker keeps no
+/// state for the reader. (librdkafka wants a `group.id` all the same; a fresh one is never
+/// joined.)
+fn follower(bootstrap: &str, topic: &str, from_start: bool) -> Result<StreamConsumer, BusError> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("client.id", "mpos-bus-follower")
+        .set(
+            "group.id",
+            format!("mpos-follow-{}", uuid::Uuid::new_v4().simple()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS)
+        .set_debug()
+        .create()
+        .map_err(|error| unavailable("cannot create kafka consumer", error))?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), ADMIN_TIMEOUT)
+        .map_err(|error| unavailable(&format!("no topic {topic}"), error))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|found| found.name() == topic && found.error().is_none())
+        .flat_map(|found| found.partitions().iter().map(|partition| partition.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(BusError::Unavailable(format!("no topic {topic}")));
+    }
+    let mut assignment = TopicPartitionList::new();
+    for partition in partitions {
+        let offset = if from_start {
+            Offset::Beginning
+        } else {
+            Offset::End
+        };
+        assignment
+            .add_partition_offset(topic, partition, offset)
+            .map_err(|error| unavailable("cannot build the assignment", error))?;
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(|error| unavailable(&format!("cannot read {topic}"), error))?;
+    Ok(consumer)
+}
+
 struct Subscription {
     /// `Some` until dropped; closing a consumer blocks, so it is closed on a blocking thread.
     consumer: Option<Arc<StreamConsumer>>,
     options: SubscribeOptions,
+    /// Whether acknowledgements commit offsets (a durable subscription) or do nothing (a
+    /// followed topic, read without a consumer group).
+    recorded: bool,
 }
 
 impl Subscription {
@@ -474,6 +551,9 @@ impl Subscription {
             };
             if !self.options.matches(&envelope) {
                 continue;
+            }
+            if !self.recorded {
+                return Some(Ok(followed(envelope)));
             }
             let acker = KafkaAcker {
                 consumer: consumer.clone(),

@@ -142,11 +142,62 @@ impl SubscribeOptions {
     }
 }
 
+/// What to follow ([`EventSubscriber::follow`]): a service's events, filtered as a
+/// subscription is, with no durable position.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FollowOptions {
+    /// The service whose event stream to follow.
+    pub service: String,
+    /// Only events of this tenant (as [`SubscribeOptions::tenant_id`]).
+    pub tenant_id: Option<String>,
+    /// Only events of this aggregate type.
+    pub aggregate_type: Option<String>,
+    /// Only events of this type (the full protobuf name).
+    pub event_type: Option<String>,
+    /// From the start of the stream; otherwise only the events published from now on.
+    pub from_start: bool,
+}
+
+impl FollowOptions {
+    /// The same filters as subscription options (the durable name unused).
+    fn filters(&self) -> SubscribeOptions {
+        SubscribeOptions {
+            service: self.service.clone(),
+            durable_name: String::new(),
+            tenant_id: self.tenant_id.clone(),
+            aggregate_type: self.aggregate_type.clone(),
+            event_type: self.event_type.clone(),
+        }
+    }
+}
+
 /// Subscribes to a service's event stream.
 #[async_trait::async_trait]
 pub trait EventSubscriber: Send + Sync + fmt::Debug {
     /// Durable subscription from the start of the service's stream, resuming where the durable name left off.
     async fn subscribe(&self, options: SubscribeOptions) -> Result<EventStream, BusError>;
+
+    /// Follows a service's stream without a durable position, for operators and tools
+    /// (`mposctl events tail`): nothing is recorded on the broker, a delivery needs no
+    /// acknowledgement (acknowledging it does nothing), and dropping the stream leaves
+    /// nothing to resume. On NATS, a stream that does not exist yet is
+    /// `BusError::Unavailable`.
+    async fn follow(&self, options: FollowOptions) -> Result<EventStream, BusError>;
+}
+
+/// The acknowledgement of a followed delivery: there is nothing to record.
+#[derive(Debug)]
+struct Unrecorded;
+
+impl Acker for Unrecorded {
+    fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), BusError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// A delivery of a followed stream.
+fn followed(envelope: EventEnvelope) -> Delivery {
+    Delivery::new(envelope, Box::new(Unrecorded))
 }
 
 /// The deliveries of a subscription, in stream order.

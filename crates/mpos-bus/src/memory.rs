@@ -12,7 +12,8 @@ use tokio::sync::Notify;
 
 use crate::{
     Acker, Bus, BusError, Delivery, EventEnvelope, EventPublisher, EventStream, EventSubscriber,
-    Message, RequestHandler, RequestReply, ServeHandle, SubscribeOptions, validate_durable_name,
+    FollowOptions, Message, RequestHandler, RequestReply, ServeHandle, SubscribeOptions, followed,
+    validate_durable_name,
 };
 
 /// Process-wide registry: the same name yields the same broker.
@@ -190,6 +191,55 @@ impl EventSubscriber for MemoryBus {
                 Some((Ok(delivery), subscription))
             },
         )))
+    }
+
+    async fn follow(&self, options: FollowOptions) -> Result<EventStream, BusError> {
+        let log = self.broker.log(&options.service);
+        let cursor = if options.from_start {
+            0
+        } else {
+            lock(&log.state).events.len()
+        };
+        let follower = Follower {
+            log,
+            filters: options.filters(),
+            cursor,
+        };
+        Ok(EventStream::new(futures::stream::unfold(
+            follower,
+            |mut follower| async move {
+                let delivery = follower.next().await;
+                Some((Ok(delivery), follower))
+            },
+        )))
+    }
+}
+
+/// A followed log: a cursor of its own, no consumer state.
+struct Follower {
+    log: Arc<Log>,
+    filters: SubscribeOptions,
+    cursor: usize,
+}
+
+impl Follower {
+    async fn next(&mut self) -> Delivery {
+        let log = self.log.clone();
+        loop {
+            let appended = log.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            {
+                let state = lock(&log.state);
+                while let Some(envelope) = state.events.get(self.cursor) {
+                    self.cursor += 1;
+                    if self.filters.matches(envelope) {
+                        return followed(envelope.clone());
+                    }
+                }
+            }
+            appended.await;
+        }
     }
 }
 

@@ -18,9 +18,9 @@ use mpos_proto::Message as _;
 
 use crate::{
     Acker, Bus, BusError, Delivery, ERROR_CODE_HEADER, ERROR_MESSAGE_HEADER, EventEnvelope,
-    EventPublisher, EventStream, EventSubscriber, Message, RequestHandler, RequestReply,
-    ServeHandle, SubscribeOptions, event_subject, event_subject_prefix, filter_subject,
-    stream_name, validate_durable_name, with_namespace,
+    EventPublisher, EventStream, EventSubscriber, FollowOptions, Message, RequestHandler,
+    RequestReply, ServeHandle, SubscribeOptions, event_subject, event_subject_prefix,
+    filter_subject, followed, stream_name, validate_durable_name, with_namespace,
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -305,6 +305,51 @@ impl EventSubscriber for NatsBus {
                 Some((deliver(item), pending))
             },
         )))
+    }
+
+    async fn follow(&self, options: FollowOptions) -> Result<EventStream, BusError> {
+        let name = stream_name(self.namespace(), &options.service);
+        let stream = self
+            .inner
+            .jetstream
+            .get_stream(name.as_str())
+            .await
+            .map_err(|error| unavailable(&format!("no stream {name}"), error))?;
+        let filters = options.filters();
+        let filter_subject = if filters.is_filtered() {
+            filter_subject(self.namespace(), &filters)
+        } else {
+            String::new()
+        };
+        // An ordered consumer: ephemeral, unacknowledged, recreated by the client from the
+        // last sequence seen if the server loses it; the server forgets it once unused.
+        let consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: filter_subject.clone(),
+                deliver_policy: if options.from_start {
+                    DeliverPolicy::All
+                } else {
+                    DeliverPolicy::New
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|error| unavailable(&format!("cannot follow {name}"), error))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|error| unavailable(&format!("cannot follow {name}"), error))?;
+        tracing::debug!(stream = %name, filter = %filter_subject, "following");
+        Ok(EventStream::new(messages.map(|item| {
+            let message = item.map_err(|error| unavailable("cannot receive events", error))?;
+            let envelope = EventEnvelope::decode(message.payload.as_ref()).map_err(|error| {
+                BusError::Decode(format!(
+                    "message on {} is not an EventEnvelope: {error}",
+                    message.subject
+                ))
+            })?;
+            Ok(followed(envelope))
+        })))
     }
 }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mpos_bus::{
-    Bus, BusError, Delivery, EventEnvelope, EventStream, Message, RequestHandler, SubscribeOptions,
-    connect,
+    Bus, BusError, Delivery, EventEnvelope, EventStream, FollowOptions, Message, RequestHandler,
+    SubscribeOptions, connect,
 };
 use mpos_errors::{ErrorCode, ServiceError};
 
@@ -173,6 +173,70 @@ async fn durable_resume(url: &str) {
     bus.publisher.publish(&more).await.expect("publish");
     assert_eq!(receive_envelopes(&mut stream, 1).await, more);
     assert_quiet(&mut stream, Duration::from_millis(500)).await;
+}
+
+/// Following a stream: from its start, filtered, or only what is published from now on;
+/// acknowledging a followed delivery records nothing, so a durable subscriber still gets
+/// every event.
+async fn follow(url: &str) {
+    let bus = bus(url).await;
+    let sent = events(6);
+    bus.publisher.publish(&sent).await.expect("publish");
+
+    let mut acme = bus
+        .subscriber
+        .follow(FollowOptions {
+            service: SERVICE.to_owned(),
+            tenant_id: Some("acme".to_owned()),
+            from_start: true,
+            ..FollowOptions::default()
+        })
+        .await
+        .expect("follow from the start");
+    let expected: Vec<EventEnvelope> = sent
+        .iter()
+        .filter(|event| event.tenant_id == "acme")
+        .cloned()
+        .collect();
+    assert_eq!(receive_envelopes(&mut acme, expected.len()).await, expected);
+    assert_quiet(&mut acme, Duration::from_millis(500)).await;
+    drop(acme);
+
+    // From now on: events published before it started are not delivered. A broker may take a
+    // moment to place a new reader at the end, so events are published until one arrives.
+    let mut live = bus
+        .subscriber
+        .follow(FollowOptions {
+            service: SERVICE.to_owned(),
+            ..FollowOptions::default()
+        })
+        .await
+        .expect("follow from now");
+    let mut published = Vec::new();
+    let first = loop {
+        assert!(published.len() < 60, "nothing followed live");
+        let event = envelope(200 + published.len() as u64, "globex", "terminal");
+        bus.publisher
+            .publish(std::slice::from_ref(&event))
+            .await
+            .expect("publish");
+        published.push(event);
+        if let Ok(Some(item)) = tokio::time::timeout(Duration::from_millis(500), live.next()).await
+        {
+            break item.expect("delivery");
+        }
+    };
+    assert!(
+        published.contains(&first.envelope),
+        "a live follower got an earlier event: {:?}",
+        first.envelope
+    );
+    first.ack().await.expect("ack does nothing");
+    drop(live);
+
+    let mut durable = subscribe(&bus, "after-follow").await;
+    let received = receive_envelopes(&mut durable, sent.len()).await;
+    assert_eq!(received, sent);
 }
 
 /// Filters by tenant, by aggregate type, by event type and by several.
@@ -394,6 +458,11 @@ mod memory {
     }
 
     #[tokio::test]
+    async fn follow() {
+        super::follow(&memory_url(&namespace())).await;
+    }
+
+    #[tokio::test]
     async fn request_reply() {
         let namespace = namespace();
         super::request_reply(&memory_url(&namespace), &namespace).await;
@@ -459,6 +528,27 @@ mod nats {
         let namespace = namespace();
         super::filters(&nats_url(&namespace)).await;
         delete_stream(&namespace).await;
+    }
+
+    #[tokio::test]
+    async fn follow() {
+        let namespace = namespace();
+        super::follow(&nats_url(&namespace)).await;
+        delete_stream(&namespace).await;
+    }
+
+    #[tokio::test]
+    async fn following_a_stream_that_does_not_exist_is_unavailable() {
+        let bus = bus(&nats_url(&namespace())).await;
+        let error = bus
+            .subscriber
+            .follow(FollowOptions {
+                service: SERVICE.to_owned(),
+                ..FollowOptions::default()
+            })
+            .await
+            .expect_err("no stream yet");
+        assert_eq!(error.code(), ErrorCode::Unavailable, "{error}");
     }
 
     #[tokio::test]
@@ -548,6 +638,11 @@ mod kafka {
     #[tokio::test]
     async fn filters() {
         super::filters(&kafka_url(&namespace())).await;
+    }
+
+    #[tokio::test]
+    async fn follow() {
+        super::follow(&kafka_url(&namespace())).await;
     }
 
     #[tokio::test]

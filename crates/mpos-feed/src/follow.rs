@@ -865,6 +865,12 @@ mod tests {
 
     #[async_trait::async_trait]
     impl EventSubscriber for FakeBus {
+        async fn follow(&self, _: mpos_bus::FollowOptions) -> Result<EventStream, BusError> {
+            Err(BusError::Unsupported(
+                "the feed subscribes, it never follows".into(),
+            ))
+        }
+
         async fn subscribe(&self, options: SubscribeOptions) -> Result<EventStream, BusError> {
             assert_eq!(options, SubscribeOptions::new("followed", "test"));
             self.subscriptions.fetch_add(1, Ordering::SeqCst);
