@@ -90,7 +90,7 @@ pub(crate) struct VerifyArgs {
 }
 
 /// An RFC 3339 time as microseconds since the Unix epoch.
-fn parse_time(value: &str) -> std::result::Result<i64, String> {
+pub(crate) fn parse_time(value: &str) -> std::result::Result<i64, String> {
     chrono::DateTime::parse_from_rfc3339(value)
         .map(|time| time.timestamp_micros())
         .map_err(|_| "expected an RFC 3339 time, like 2026-12-07T00:00:00Z".to_owned())

@@ -34,6 +34,26 @@ impl CliError {
         }
     }
 
+    /// `not_found`: what the arguments name does not exist (exit status 2).
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            code: "not_found",
+            message: message.into(),
+            step: None,
+            report: None,
+        }
+    }
+
+    /// `unavailable`: the broker or database cannot be reached or failed (exit status 1).
+    pub(crate) fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            code: "unavailable",
+            message: message.into(),
+            step: None,
+            report: None,
+        }
+    }
+
     /// An internal failure (exit status 1).
     pub(crate) fn failed(message: impl Into<String>) -> Self {
         Self {
@@ -80,7 +100,7 @@ impl CliError {
     /// The process exit status for this error.
     pub(crate) fn exit_status(&self) -> u8 {
         match self.code {
-            "bad_request" | "unsupported" => EXIT_BAD_REQUEST,
+            "bad_request" | "unsupported" | "not_found" => EXIT_BAD_REQUEST,
             _ => EXIT_FAILED,
         }
     }
