@@ -28,18 +28,58 @@ use crate::error::CliError;
 
 type Result<T> = std::result::Result<T, CliError>;
 
-/// `mposctl inspect`.
+/// One service's log: in an embedded data directory or a database.
 #[derive(Debug, Args)]
-pub(crate) struct InspectArgs {
+pub(crate) struct LogArgs {
     /// The embedded platform's data directory (`MPOS_DATA_DIR` of `mposd`).
     #[arg(long, value_name = "DIR", conflicts_with = "database")]
     data_dir: Option<PathBuf>,
     /// The service's log in a distributed deployment (its MPOS_DATABASE_URL).
     #[arg(long, value_name = "URL")]
     database: Option<String>,
-    /// The service whose log holds the aggregate, e.g. authorization.
+    /// The service whose log to read, e.g. authorization.
     #[arg(long, value_name = "SERVICE")]
-    service: String,
+    pub(crate) service: String,
+}
+
+impl LogArgs {
+    /// The URL of the log: `DIR/<service>.db` of an embedded data directory (which must
+    /// exist: connecting would create an empty one), or the database URL given; the service
+    /// must be one of the platform's.
+    pub(crate) fn url(&self) -> Result<String> {
+        let service = &self.service;
+        if !SERVICES.contains(&service.as_str()) {
+            return Err(CliError::bad_request(format!(
+                "--service {service:?}: not a service of the platform (one of {})",
+                SERVICES.join(", ")
+            )));
+        }
+        match (&self.data_dir, &self.database) {
+            (Some(dir), _) => {
+                let path = dir.join(format!("{service}.db"));
+                if !path.is_file() {
+                    return Err(CliError::bad_request(format!(
+                        "--data-dir {}: no log of {service} ({} does not exist)",
+                        dir.display(),
+                        path.display()
+                    )));
+                }
+                Ok(format!("sqlite://{}", path.display()))
+            }
+            (None, Some(url)) => Ok(url.clone()),
+            (None, None) => Err(CliError::bad_request(
+                "name the log: --data-dir DIR (embedded) or --database URL (distributed)",
+            )),
+        }
+    }
+}
+
+/// `mposctl inspect`.
+#[derive(Debug, Args)]
+pub(crate) struct InspectArgs {
+    /// The log that holds the aggregate.
+    #[command(flatten)]
+    log: LogArgs,
     /// The aggregate type, e.g. payment (an unknown one is answered with the service's
     /// types).
     #[arg(long, value_name = "TYPE")]
@@ -105,53 +145,43 @@ fn kinds() -> [Kind; 15] {
 
 /// Runs `mposctl inspect`.
 pub(crate) fn run(args: &InspectArgs) -> Result<Value> {
-    if !SERVICES.contains(&args.service.as_str()) {
-        return Err(CliError::bad_request(format!(
-            "--service {:?}: not a service of the platform (one of {})",
-            args.service,
-            SERVICES.join(", ")
-        )));
-    }
+    let url = args.log.url()?;
+    let service = &args.log.service;
     let kinds = kinds();
     let Some(kind) = kinds
         .iter()
-        .find(|kind| kind.service == args.service && kind.aggregate_type == args.aggregate_type)
+        .find(|kind| kind.service == *service && kind.aggregate_type == args.aggregate_type)
     else {
         let known: Vec<&str> = kinds
             .iter()
-            .filter(|kind| kind.service == args.service)
+            .filter(|kind| kind.service == *service)
             .map(|kind| kind.aggregate_type)
             .collect();
         return Err(CliError::bad_request(format!(
             "--aggregate-type {:?}: {} has no such aggregate (it has {})",
             args.aggregate_type,
-            args.service,
+            service,
             known.join(", ")
         )));
     };
     if args.aggregate_id.is_empty() {
         return Err(CliError::bad_request("--aggregate-id is empty"));
     }
-    let url = log_url(
-        args.data_dir.as_deref(),
-        args.database.as_deref(),
-        &args.service,
-    )?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|error| CliError::failed(format!("cannot start the runtime: {error}")))?;
-    let (events, snapshot) = runtime.block_on(read(&args.service, &url, kind, args))?;
+    let (events, snapshot) = runtime.block_on(read(service, &url, kind, args))?;
     if events.is_empty() {
         return Err(CliError::not_found(format!(
             "{}: no {} aggregate {:?} in the log",
-            args.service, args.aggregate_type, args.aggregate_id
+            service, args.aggregate_type, args.aggregate_id
         )));
     }
     let state = (kind.fold)(&events).map_err(|error| {
         CliError::failed(format!(
             "{}: the events of {} {:?} do not fold: {error}",
-            args.service, args.aggregate_type, args.aggregate_id
+            service, args.aggregate_type, args.aggregate_id
         ))
     })?;
     let snapshot = match snapshot {
@@ -174,7 +204,7 @@ pub(crate) fn run(args: &InspectArgs) -> Result<Value> {
     let first = &events[0].event;
     let version = events.last().map_or(0, |event| event.event.sequence);
     Ok(json!({
-        "service": args.service,
+        "service": service,
         "aggregate_type": args.aggregate_type,
         "aggregate_id": args.aggregate_id,
         "tenant_id": first.tenant_id,
@@ -183,32 +213,6 @@ pub(crate) fn run(args: &InspectArgs) -> Result<Value> {
         "snapshot": snapshot,
         "events": events.iter().map(event_json).collect::<Vec<_>>(),
     }))
-}
-
-/// The URL of a service's log: `DIR/<service>.db` of an embedded data directory (which must
-/// exist: connecting would create an empty one), or the database URL given.
-pub(crate) fn log_url(
-    data_dir: Option<&std::path::Path>,
-    database: Option<&str>,
-    service: &str,
-) -> Result<String> {
-    match (data_dir, database) {
-        (Some(dir), _) => {
-            let path = dir.join(format!("{service}.db"));
-            if !path.is_file() {
-                return Err(CliError::bad_request(format!(
-                    "--data-dir {}: no log of {service} ({} does not exist)",
-                    dir.display(),
-                    path.display()
-                )));
-            }
-            Ok(format!("sqlite://{}", path.display()))
-        }
-        (None, Some(url)) => Ok(url.to_owned()),
-        (None, None) => Err(CliError::bad_request(
-            "name the log: --data-dir DIR (embedded) or --database URL (distributed)",
-        )),
-    }
 }
 
 /// The aggregate's events and its stored snapshot, if any.

@@ -18,7 +18,6 @@ use mpos_es::{EventStore, StoredEvent};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::audit::SERVICES;
 use crate::error::CliError;
 
 type Result<T> = std::result::Result<T, CliError>;
@@ -29,15 +28,9 @@ const PAGE: u32 = 5_000;
 /// `mposctl replay`.
 #[derive(Debug, Args)]
 pub(crate) struct ReplayArgs {
-    /// The embedded platform's data directory (`MPOS_DATA_DIR` of `mposd`).
-    #[arg(long, value_name = "DIR", conflicts_with = "database")]
-    data_dir: Option<PathBuf>,
-    /// The service's log in a distributed deployment (its MPOS_DATABASE_URL).
-    #[arg(long, value_name = "URL")]
-    database: Option<String>,
-    /// The service whose log to replay, e.g. authorization.
-    #[arg(long, value_name = "SERVICE")]
-    service: String,
+    /// The log to replay.
+    #[command(flatten)]
+    log: crate::inspect::LogArgs,
     /// The JSON-lines file to write (created; an existing file is refused).
     #[arg(long, value_name = "FILE")]
     output: PathBuf,
@@ -87,23 +80,12 @@ impl ReplayArgs {
 
 /// Runs `mposctl replay`.
 pub(crate) fn run(args: &ReplayArgs) -> Result<Value> {
-    if !SERVICES.contains(&args.service.as_str()) {
-        return Err(CliError::bad_request(format!(
-            "--service {:?}: not a service of the platform (one of {})",
-            args.service,
-            SERVICES.join(", ")
-        )));
-    }
+    let url = args.log.url()?;
     if let (Some(from), Some(to)) = (args.from, args.to)
         && from > to
     {
         return Err(CliError::bad_request("--from is after --to"));
     }
-    let url = crate::inspect::log_url(
-        args.data_dir.as_deref(),
-        args.database.as_deref(),
-        &args.service,
-    )?;
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -130,7 +112,7 @@ pub(crate) fn run(args: &ReplayArgs) -> Result<Value> {
         CliError::failed(format!("{}: cannot write ({error})", args.output.display()))
     })?;
     Ok(json!({
-        "service": args.service,
+        "service": args.log.service,
         "output": args.output.display().to_string(),
         "events_read": read,
         "events_written": out.written,
@@ -167,7 +149,7 @@ impl Output {
 /// Reads the whole log page by page and writes the events that pass the filters; the number
 /// of events read.
 async fn replay(url: &str, args: &ReplayArgs, out: &mut Output) -> Result<u64> {
-    let service = &args.service;
+    let service = &args.log.service;
     let store = EventStore::connect(url, service)
         .await
         .map_err(|error| CliError::unavailable(format!("{service}: {error}")))?;

@@ -3,11 +3,14 @@
 //! then tampered with directly in the database as an attacker with write access would.
 
 use std::path::Path;
-use std::process::Command;
 
 use ed25519_dalek::SigningKey;
 use mpos_es::{ChainSigner, EventStore, NewEvent, now_micros};
 use serde_json::Value;
+
+mod common;
+
+use common::mposctl;
 
 /// The chain signing seed of these logs.
 const SEED: [u8; 32] = [42; 32];
@@ -42,18 +45,6 @@ async fn log_of_ten(store: &EventStore) {
             signer.sign_head().await.expect("sign").expect("checkpoint");
         }
     }
-}
-
-/// Runs `mposctl`; its exit status and the JSON object it printed.
-fn mposctl(args: &[&str]) -> (i32, Value) {
-    let output = Command::new(env!("CARGO_BIN_EXE_mposctl"))
-        .args(args)
-        .output()
-        .expect("run mposctl");
-    let stdout = String::from_utf8(output.stdout).expect("utf-8");
-    let json = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|error| panic!("not one JSON object ({error}): {stdout:?}"));
-    (output.status.code().unwrap_or(-1), json)
 }
 
 fn service<'a>(report: &'a Value, name: &str) -> &'a Value {
@@ -151,12 +142,9 @@ async fn an_embedded_data_directory_verifies_and_an_altered_event_is_named() {
 
 #[tokio::test]
 async fn postgres_logs_named_by_url_verify_and_a_deleted_event_is_named() {
-    let base = std::env::var("MPOS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let schema = format!("audit_{}", uuid::Uuid::new_v4().simple());
-    let separator = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{separator}schema={schema}");
-    let store = EventStore::connect(&url, "routing")
+    let log = common::PgLog::new("audit");
+    let (base, schema, url) = (&log.base, &log.schema, &log.url);
+    let store = EventStore::connect(url, "routing")
         .await
         .expect("postgres (is it running? infra/postgres.sh)");
     log_of_ten(&store).await;
@@ -178,7 +166,7 @@ async fn postgres_logs_named_by_url_verify_and_a_deleted_event_is_named() {
     assert_eq!(routing["events_checked"], 10, "{report}");
     assert_eq!(routing["checkpoints_checked"], 2, "{report}");
 
-    let pool = sqlx::PgPool::connect(&base).await.expect("raw postgres");
+    let pool = sqlx::PgPool::connect(base).await.expect("raw postgres");
     sqlx::query(&format!(
         "DELETE FROM {schema}.es_events WHERE global_position = 7"
     ))
@@ -190,11 +178,8 @@ async fn postgres_logs_named_by_url_verify_and_a_deleted_event_is_named() {
     let routing = service(&answer["report"], "routing");
     assert_eq!(routing["finding"]["kind"], "deleted", "{answer}");
     assert_eq!(routing["finding"]["position"], 7, "{answer}");
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&pool)
-        .await
-        .expect("drop");
     pool.close().await;
+    log.drop_schema().await;
 }
 
 #[test]

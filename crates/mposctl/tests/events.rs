@@ -12,6 +12,8 @@ use mpos_proto::Message as _;
 use mpos_proto::routing as pb;
 use serde_json::Value;
 
+mod common;
+
 fn namespace() -> String {
     format!("t{}", uuid::Uuid::new_v4().simple())
 }
@@ -56,20 +58,7 @@ fn rules_published(tenant: &str, version: u64, position: u64, acquirer: &str) ->
     let payload = pb::RulesPublished {
         tenant_id: tenant.to_owned(),
         version,
-        rules: Some(pb::RuleSet {
-            rules: vec![pb::Rule {
-                id: "all".into(),
-                enabled: true,
-                conditions: Some(pb::Conditions::default()),
-                route: Some(pb::Route {
-                    kind: Some(pb::route::Kind::Priority(pb::PriorityRoute {
-                        acquirer_ids: vec![acquirer.to_owned()],
-                    })),
-                }),
-                ..pb::Rule::default()
-            }],
-            default_route: None,
-        }),
+        rules: Some(common::rules(&[acquirer])),
     };
     EventEnvelope {
         event_id: uuid::Uuid::now_v7().to_string(),
@@ -101,6 +90,18 @@ fn three() -> Vec<EventEnvelope> {
     ]
 }
 
+/// Publishes [`three`] on the broker of `url`.
+async fn publish_three(url: &str) -> Vec<EventEnvelope> {
+    let sent = three();
+    bus(url)
+        .await
+        .publisher
+        .publish(&sent)
+        .await
+        .expect("publish");
+    sent
+}
+
 /// Runs `mposctl`; its exit status and the JSON lines it printed.
 fn mposctl(args: &[&str]) -> (i32, Vec<Value>) {
     let output = Command::new(env!("CARGO_BIN_EXE_mposctl"))
@@ -118,8 +119,21 @@ fn mposctl(args: &[&str]) -> (i32, Vec<Value>) {
     (output.status.code().unwrap_or(-1), lines)
 }
 
-/// The two acme events, decoded, then the summary.
-fn assert_acme_from_the_start(status: i32, lines: &[Value], sent: &[EventEnvelope]) {
+/// Tailing acme's events from the start prints its two events, decoded, then the summary.
+fn assert_acme_from_the_start(url: &str, sent: &[EventEnvelope]) {
+    let (status, lines) = mposctl(&[
+        "events",
+        "tail",
+        "--bus",
+        url,
+        "--service",
+        "routing",
+        "--from-start",
+        "--tenant",
+        "acme",
+        "--limit",
+        "2",
+    ]);
     assert_eq!(status, 0, "{lines:?}");
     assert_eq!(lines.len(), 3, "{lines:?}");
     for (line, sent) in lines[..2].iter().zip([&sent[0], &sent[2]]) {
@@ -152,28 +166,9 @@ fn assert_acme_from_the_start(status: i32, lines: &[Value], sent: &[EventEnvelop
 async fn nats_events_are_followed_filtered_and_decoded() {
     let namespace = namespace();
     let url = nats_url(&namespace);
-    let sent = three();
-    bus(&url)
-        .await
-        .publisher
-        .publish(&sent)
-        .await
-        .expect("publish");
+    let sent = publish_three(&url).await;
 
-    let (status, lines) = mposctl(&[
-        "events",
-        "tail",
-        "--bus",
-        &url,
-        "--service",
-        "routing",
-        "--from-start",
-        "--tenant",
-        "acme",
-        "--limit",
-        "2",
-    ]);
-    assert_acme_from_the_start(status, &lines, &sent);
+    assert_acme_from_the_start(&url, &sent);
 
     // Every event, then quiet: it stops when idle.
     let (status, lines) = mposctl(&[
@@ -257,28 +252,9 @@ async fn a_live_tail_prints_only_what_is_published_after_it_started() {
 #[tokio::test]
 async fn kafka_events_are_followed_filtered_and_decoded() {
     let url = kafka_url(&namespace());
-    let sent = three();
-    bus(&url)
-        .await
-        .publisher
-        .publish(&sent)
-        .await
-        .expect("publish");
+    let sent = publish_three(&url).await;
 
-    let (status, lines) = mposctl(&[
-        "events",
-        "tail",
-        "--bus",
-        &url,
-        "--service",
-        "routing",
-        "--from-start",
-        "--tenant",
-        "acme",
-        "--limit",
-        "2",
-    ]);
-    assert_acme_from_the_start(status, &lines, &sent);
+    assert_acme_from_the_start(&url, &sent);
 }
 
 #[test]

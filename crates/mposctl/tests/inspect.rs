@@ -6,40 +6,28 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 
 use mpos_es::{Aggregates, CommandMetadata, EventStore};
-use mpos_proto::routing as pb;
 use routing::rules::{PublishRules, TenantRules};
 use serde_json::Value;
 
-/// Runs `mposctl`; its exit status and the JSON object it printed.
-fn mposctl(args: &[&str]) -> (i32, Value) {
-    let output = Command::new(env!("CARGO_BIN_EXE_mposctl"))
-        .args(args)
-        .output()
-        .expect("run mposctl");
-    let stdout = String::from_utf8(output.stdout).expect("utf-8");
-    let json = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|error| panic!("not one JSON object ({error}): {stdout:?}"));
-    (output.status.code().unwrap_or(-1), json)
-}
+mod common;
 
-fn rules(acquirers: &[&str]) -> pb::RuleSet {
-    pb::RuleSet {
-        rules: vec![pb::Rule {
-            id: "all".into(),
-            enabled: true,
-            conditions: Some(pb::Conditions::default()),
-            route: Some(pb::Route {
-                kind: Some(pb::route::Kind::Priority(pb::PriorityRoute {
-                    acquirer_ids: acquirers.iter().map(|id| (*id).to_owned()).collect(),
-                })),
-            }),
-            ..pb::Rule::default()
-        }],
-        default_route: None,
-    }
+use common::{PgLog, mposctl, rules};
+
+/// `mposctl inspect` of acme's rules in an embedded data directory.
+fn inspect_acme(data_dir: &str) -> (i32, Value) {
+    mposctl(&[
+        "inspect",
+        "--data-dir",
+        data_dir,
+        "--service",
+        "routing",
+        "--aggregate-type",
+        "rules",
+        "--aggregate-id",
+        "acme",
+    ])
 }
 
 /// Tenant acme's rules published three times, the last routing to acq-b then acq-a; a
@@ -133,8 +121,9 @@ fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("routing.db").display())
 }
 
-#[tokio::test]
-async fn an_embedded_aggregate_is_shown_with_its_history_and_a_changed_snapshot_is_flagged() {
+/// A data directory holding routing's log with acme's three versions; the directory and its
+/// path as an argument.
+async fn embedded_rules_log() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = EventStore::connect(&sqlite_url(dir.path()), "routing")
         .await
@@ -142,19 +131,13 @@ async fn an_embedded_aggregate_is_shown_with_its_history_and_a_changed_snapshot_
     publish_three_versions(&store).await;
     store.close().await;
     let data_dir = dir.path().display().to_string();
-    let args = [
-        "inspect",
-        "--data-dir",
-        &data_dir,
-        "--service",
-        "routing",
-        "--aggregate-type",
-        "rules",
-        "--aggregate-id",
-        "acme",
-    ];
+    (dir, data_dir)
+}
 
-    let (status, answer) = mposctl(&args);
+#[tokio::test]
+async fn an_embedded_aggregate_is_shown_with_its_history_and_a_changed_snapshot_is_flagged() {
+    let (dir, data_dir) = embedded_rules_log().await;
+    let (status, answer) = inspect_acme(&data_dir);
     assert_eq!(status, 0, "{answer}");
     assert_history(&answer);
     assert_eq!(answer["snapshot"]["last_sequence"], 2, "{answer}");
@@ -169,7 +152,7 @@ async fn an_embedded_aggregate_is_shown_with_its_history_and_a_changed_snapshot_
         .await
         .expect("tamper");
     pool.close().await;
-    let (status, answer) = mposctl(&args);
+    let (status, answer) = inspect_acme(&data_dir);
     assert_eq!(status, 0, "{answer}");
     assert_history(&answer);
     assert_eq!(answer["snapshot"]["matches_events"], false, "{answer}");
@@ -177,11 +160,8 @@ async fn an_embedded_aggregate_is_shown_with_its_history_and_a_changed_snapshot_
 
 #[tokio::test]
 async fn a_postgres_aggregate_named_by_url_is_shown_with_its_history() {
-    let base = std::env::var("MPOS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let schema = format!("inspect_{}", uuid::Uuid::new_v4().simple());
-    let separator = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{separator}schema={schema}");
+    let log = PgLog::new("inspect");
+    let url = log.url.clone();
     let store = EventStore::connect(&url, "routing")
         .await
         .expect("postgres (is it running? infra/postgres.sh)");
@@ -202,24 +182,12 @@ async fn a_postgres_aggregate_named_by_url_is_shown_with_its_history() {
     assert_eq!(status, 0, "{answer}");
     assert_history(&answer);
     assert_eq!(answer["snapshot"]["matches_events"], true, "{answer}");
-
-    let pool = sqlx::PgPool::connect(&base).await.expect("raw postgres");
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&pool)
-        .await
-        .expect("drop");
-    pool.close().await;
+    log.drop_schema().await;
 }
 
 #[tokio::test]
 async fn what_names_nothing_is_a_clear_error() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = EventStore::connect(&sqlite_url(dir.path()), "routing")
-        .await
-        .expect("sqlite");
-    publish_three_versions(&store).await;
-    store.close().await;
-    let data_dir = dir.path().display().to_string();
+    let (dir, data_dir) = embedded_rules_log().await;
     let inspect = |service: &str, kind: &str, id: &str| {
         mposctl(&[
             "inspect",
@@ -320,17 +288,7 @@ async fn an_embedded_log_replays_into_a_file_filtered_with_its_digest() {
         );
     }
     // The same lines as inspect prints for the aggregate's history.
-    let (_, inspected) = mposctl(&[
-        "inspect",
-        "--data-dir",
-        &data_dir,
-        "--service",
-        "routing",
-        "--aggregate-type",
-        "rules",
-        "--aggregate-id",
-        "acme",
-    ]);
+    let (_, inspected) = inspect_acme(&data_dir);
     for (line, event) in lines
         .iter()
         .zip(inspected["events"].as_array().expect("events"))
@@ -380,11 +338,8 @@ async fn an_embedded_log_replays_into_a_file_filtered_with_its_digest() {
 
 #[tokio::test]
 async fn a_postgres_log_named_by_url_replays_into_a_file() {
-    let base = std::env::var("MPOS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let schema = format!("replay_{}", uuid::Uuid::new_v4().simple());
-    let separator = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{separator}schema={schema}");
+    let log = PgLog::new("replay");
+    let url = log.url.clone();
     four_events(&url).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let output = dir.path().join("routing.jsonl");
@@ -409,11 +364,5 @@ async fn a_postgres_log_named_by_url_replays_into_a_file() {
         priority_of(&lines[2]["payload"]["rules"]),
         serde_json::json!(["acq-b", "acq-a"])
     );
-
-    let pool = sqlx::PgPool::connect(&base).await.expect("raw postgres");
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&pool)
-        .await
-        .expect("drop");
-    pool.close().await;
+    log.drop_schema().await;
 }
