@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Makes pyiso8583 (PyPI, a third-party ISO 8583 implementation) available to the iso8583
-# crate's interop test (crates/iso8583/tests/pyiso8583.rs, run when MPOS_TEST_PYTHON is set).
+# crate's interop test (crates/iso8583/tests/pyiso8583.rs, run when MPOS_TEST_PYTHON is set),
+# and the packages of the Python integrator example (examples/integrator-python, run by
+# crates/mposctl/tests/python_consumer.rs).
 # Idempotent: creates a venv at ${MPOS_INFRA_DIR:-/tmp/mpos-infra}/py when missing (installing
 # the Debian package python3-venv if needed), installs the pinned pyiso8583 version into it
 # unless already there, and prints the interpreter to set MPOS_TEST_PYTHON to. Python 3.11+
@@ -32,6 +34,20 @@ fi
 installed="$("$PYTHON" -m pip show pyiso8583 2>/dev/null | sed -n 's/^Version: //p' || true)"
 if [ "$installed" != "$PYISO8583_VERSION" ]; then
   "$PYTHON" -m pip install --quiet --disable-pip-version-check "pyiso8583==$PYISO8583_VERSION"
+fi
+
+# The integrator example's pinned packages, unless every one is there already.
+REQUIREMENTS="$(cd "$(dirname "$0")/.." && pwd)/examples/integrator-python/requirements.txt"
+missing=""
+while read -r requirement; do
+  [ -z "$requirement" ] && continue
+  name="${requirement%%==*}"
+  version="${requirement##*==}"
+  have="$("$PYTHON" -m pip show "$name" 2>/dev/null | sed -n 's/^Version: //p' || true)"
+  if [ "$have" != "$version" ]; then missing="yes"; fi
+done < "$REQUIREMENTS"
+if [ -n "$missing" ]; then
+  "$PYTHON" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
 fi
 
 echo "$PYTHON"
