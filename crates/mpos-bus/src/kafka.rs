@@ -177,9 +177,10 @@ impl KafkaBus {
     }
 }
 
-/// The CloudEvents binary-mode headers of an envelope, with extensions that carry every
-/// envelope field.
-pub(crate) fn envelope_headers(envelope: &EventEnvelope) -> Vec<(&'static str, String)> {
+/// The CloudEvents binary-mode headers of an envelope on Kafka, with extensions that carry
+/// every envelope field (the record's value is the payload alone). Public as
+/// `mpos_bus::kafka_headers`, so that the integrator documentation is generated from them.
+pub fn envelope_headers(envelope: &EventEnvelope) -> Vec<(&'static str, String)> {
     let mut headers = vec![
         (header::SPECVERSION, "1.0".to_owned()),
         (header::ID, envelope.event_id.clone()),

@@ -28,6 +28,7 @@ use futures::Stream;
 use futures::future::BoxFuture;
 use mpos_errors::{ErrorCode, ServiceError};
 
+pub use kafka::envelope_headers as kafka_headers;
 pub use mpos_proto::common::EventEnvelope;
 
 /// Request and reply header carrying the [`ErrorCode::as_str`] of a handler error.

@@ -13,44 +13,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::Command;
 
-use cqrs_es::Aggregate;
 use mpos_bus::EventEnvelope;
-use mpos_es::ProtoEvent;
 use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MapKey, MessageDescriptor, Value};
 use serde_json::Value as Json;
 
-/// The event types of an aggregate: its service, its type, and each event's protobuf name.
-fn events_of<A: Aggregate>(service: &'static str) -> (&'static str, &'static str, Vec<String>)
-where
-    A::Event: ProtoEvent,
-{
-    let names = <A::Event as ProtoEvent>::type_names()
-        .into_iter()
-        .map(|(name, _)| name.to_owned())
-        .collect();
-    (service, A::TYPE, names)
-}
+mod common;
 
-/// Every event type of the six services.
-fn every_event_type() -> Vec<(&'static str, &'static str, Vec<String>)> {
-    vec![
-        events_of::<terminal_management::tenant::Tenant>("terminal-management"),
-        events_of::<terminal_management::estate::EstateNode>("terminal-management"),
-        events_of::<terminal_management::manufacturer::ManufacturerCa>("terminal-management"),
-        events_of::<terminal_management::terminal::Terminal>("terminal-management"),
-        events_of::<hsm_proxy::key::Key>("hsm-proxy"),
-        events_of::<hsm_proxy::health::BackendHealth>("hsm-proxy"),
-        events_of::<key_injection::bdk::Bdk>("key-injection"),
-        events_of::<key_injection::slots::DeviceKeys>("key-injection"),
-        events_of::<key_injection::injection::Injection>("key-injection"),
-        events_of::<attestation::policy::TenantPolicy>("attestation"),
-        events_of::<attestation::device::Device>("attestation"),
-        events_of::<routing::rules::TenantRules>("routing"),
-        events_of::<routing::acquirer::Acquirer>("routing"),
-        events_of::<routing::exchange::Exchange>("routing"),
-        events_of::<authorization::payment::Payment>("authorization"),
-    ]
-}
+use common::every_event_type;
 
 /// A value for every field of `descriptor`, nested messages filled down to `depth`.
 fn filled(descriptor: &MessageDescriptor, depth: u32) -> DynamicMessage {

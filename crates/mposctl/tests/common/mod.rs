@@ -1,10 +1,12 @@
 //! What several of `mposctl`'s test files share: running it, a PostgreSQL log in a schema of
-//! its own, and a routing rule set.
+//! its own, a routing rule set, and every event type of the platform.
 
 #![allow(dead_code)] // each test file uses its part
 
 use std::process::Command;
 
+use cqrs_es::Aggregate;
+use mpos_es::ProtoEvent;
 use mpos_proto::routing as pb;
 use serde_json::Value;
 
@@ -70,4 +72,39 @@ pub(crate) fn rules(acquirers: &[&str]) -> pb::RuleSet {
         }],
         default_route: None,
     }
+}
+
+/// The event types of an aggregate: its service, its type, and each event's protobuf name.
+pub(crate) fn events_of<A: Aggregate>(
+    service: &'static str,
+) -> (&'static str, &'static str, Vec<String>)
+where
+    A::Event: ProtoEvent,
+{
+    let names = <A::Event as ProtoEvent>::type_names()
+        .into_iter()
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    (service, A::TYPE, names)
+}
+
+/// Every event type of the six services.
+pub(crate) fn every_event_type() -> Vec<(&'static str, &'static str, Vec<String>)> {
+    vec![
+        events_of::<terminal_management::tenant::Tenant>("terminal-management"),
+        events_of::<terminal_management::estate::EstateNode>("terminal-management"),
+        events_of::<terminal_management::manufacturer::ManufacturerCa>("terminal-management"),
+        events_of::<terminal_management::terminal::Terminal>("terminal-management"),
+        events_of::<hsm_proxy::key::Key>("hsm-proxy"),
+        events_of::<hsm_proxy::health::BackendHealth>("hsm-proxy"),
+        events_of::<key_injection::bdk::Bdk>("key-injection"),
+        events_of::<key_injection::slots::DeviceKeys>("key-injection"),
+        events_of::<key_injection::injection::Injection>("key-injection"),
+        events_of::<attestation::policy::TenantPolicy>("attestation"),
+        events_of::<attestation::device::Device>("attestation"),
+        events_of::<routing::rules::TenantRules>("routing"),
+        events_of::<routing::acquirer::Acquirer>("routing"),
+        events_of::<routing::exchange::Exchange>("routing"),
+        events_of::<authorization::payment::Payment>("authorization"),
+    ]
 }
