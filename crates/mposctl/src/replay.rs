@@ -7,13 +7,16 @@
 //! * against a distributed deployment: `--database URL --service SERVICE`.
 //!
 //! Each line is one event as `inspect` prints it, with its service, tenant and aggregate. The
-//! log is read in pages of [`PAGE`] events, so a long log is never held in memory. Nothing is
-//! written to the log; an embedded log is only opened if its file exists.
+//! log is read in pages of [`PAGE`] events, so a long log is never held in memory. When
+//! standard error is a terminal, a progress bar there shows the events read against the log's
+//! head (stdout keeps the one JSON summary). Nothing is written to the log; an embedded log is
+//! only opened if its file exists.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 use mpos_es::{EventStore, StoredEvent};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -154,6 +157,11 @@ async fn replay(url: &str, args: &ReplayArgs, out: &mut Output) -> Result<u64> {
         .await
         .map_err(|error| CliError::unavailable(format!("{service}: {error}")))?;
     let result = async {
+        let (head, _) = store
+            .head()
+            .await
+            .map_err(|error| CliError::unavailable(format!("{service}: {error}")))?;
+        let progress = progress_bar(head);
         let mut position = 0_u64;
         let mut read = 0_u64;
         loop {
@@ -162,10 +170,15 @@ async fn replay(url: &str, args: &ReplayArgs, out: &mut Output) -> Result<u64> {
                 .await
                 .map_err(|error| CliError::unavailable(format!("{service}: {error}")))?;
             let Some(last) = page.last() else {
+                progress.finish();
                 return Ok(read);
             };
             position = last.global_position;
             read += u64::try_from(page.len()).unwrap_or(u64::MAX);
+            if position > head {
+                progress.set_length(position);
+            }
+            progress.set_position(position);
             for stored in page.iter().filter(|stored| args.matches(stored)) {
                 out.write(stored, &args.output)?;
             }
@@ -174,6 +187,18 @@ async fn replay(url: &str, args: &ReplayArgs, out: &mut Output) -> Result<u64> {
     .await;
     store.close().await;
     result
+}
+
+/// A bar on standard error, drawn only when it is a terminal (indicatif hides it otherwise).
+fn progress_bar(head: u64) -> ProgressBar {
+    let bar =
+        ProgressBar::with_draw_target(Some(head), indicatif::ProgressDrawTarget::stderr_with_hz(4));
+    if let Ok(style) =
+        ProgressStyle::with_template("replay {bar:40} {pos}/{len} events ({per_sec}, {eta} left)")
+    {
+        bar.set_style(style);
+    }
+    bar
 }
 
 /// One line of the file: the event as `inspect` prints it, with its service, tenant and

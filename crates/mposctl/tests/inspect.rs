@@ -366,3 +366,43 @@ async fn a_postgres_log_named_by_url_replays_into_a_file() {
     );
     log.drop_schema().await;
 }
+
+#[tokio::test]
+async fn a_replay_shows_its_progress_on_a_terminal_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    four_events(&sqlite_url(dir.path())).await;
+    let data_dir = dir.path().display().to_string();
+    let binary = env!("CARGO_BIN_EXE_mposctl");
+
+    // Not a terminal: stdout holds the summary alone and stderr nothing.
+    let quiet = dir.path().join("quiet.jsonl");
+    let output = std::process::Command::new(binary)
+        .args([
+            "replay",
+            "--data-dir",
+            &data_dir,
+            "--service",
+            "routing",
+            "--output",
+        ])
+        .arg(&quiet)
+        .output()
+        .expect("run mposctl");
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
+
+    // On a terminal (a pseudo-terminal from util-linux's script): the bar, up to the head.
+    let shown = dir.path().join("shown.jsonl");
+    let command = format!(
+        "{binary} replay --data-dir {data_dir} --service routing --output {}",
+        shown.display()
+    );
+    let output = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .expect("run script (util-linux)");
+    let terminal = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{terminal}");
+    assert!(terminal.contains("4/4 events"), "{terminal:?}");
+    assert!(terminal.contains("\"events_written\":4"), "{terminal:?}");
+}
