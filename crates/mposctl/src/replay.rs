@@ -34,6 +34,18 @@ pub(crate) struct ReplayArgs {
     /// The log to replay.
     #[command(flatten)]
     log: crate::inspect::LogArgs,
+    /// Replay the service's stream on a broker instead of its log: nats://host:port or
+    /// kafka://host:port, as the deployment's bus URL (with its ?namespace=…).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["data_dir", "database"])]
+    bus: Option<String>,
+    /// Only the events at or after this position of the service's log (on a broker, the
+    /// position each event carries).
+    #[arg(long, value_name = "N")]
+    from_position: Option<u64>,
+    /// From a broker: stop once no event arrived for this many seconds (the end of the
+    /// stream as far as the reader can tell).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3, requires = "bus")]
+    idle_exit: u64,
     /// The JSON-lines file to write (created; an existing file is refused).
     #[arg(long, value_name = "FILE")]
     output: PathBuf,
@@ -57,33 +69,88 @@ pub(crate) struct ReplayArgs {
     to: Option<i64>,
 }
 
+/// What the filters look at, from a stored event or an envelope.
+struct Facts<'a> {
+    tenant_id: &'a str,
+    aggregate_type: &'a str,
+    aggregate_id: &'a str,
+    event_type: &'a str,
+    occurred_at_us: i64,
+    position: u64,
+}
+
 impl ReplayArgs {
     /// Whether an event passes every filter given.
-    fn matches(&self, stored: &StoredEvent) -> bool {
-        let event = &stored.event;
+    fn matches(&self, event: &Facts<'_>) -> bool {
         self.tenant
             .as_ref()
-            .is_none_or(|tenant| *tenant == event.tenant_id)
+            .is_none_or(|tenant| tenant == event.tenant_id)
             && self
                 .aggregate_type
                 .as_ref()
-                .is_none_or(|kind| *kind == event.aggregate_type)
+                .is_none_or(|kind| kind == event.aggregate_type)
             && self
                 .aggregate_id
                 .as_ref()
-                .is_none_or(|id| *id == event.aggregate_id)
+                .is_none_or(|id| id == event.aggregate_id)
             && self
                 .event_type
                 .as_ref()
-                .is_none_or(|kind| *kind == event.event_type)
+                .is_none_or(|kind| kind == event.event_type)
             && self.from.is_none_or(|from| event.occurred_at_us >= from)
             && self.to.is_none_or(|to| event.occurred_at_us <= to)
+            && self
+                .from_position
+                .is_none_or(|first| event.position >= first)
+    }
+}
+
+fn stored_facts(stored: &StoredEvent) -> Facts<'_> {
+    let event = &stored.event;
+    Facts {
+        tenant_id: &event.tenant_id,
+        aggregate_type: &event.aggregate_type,
+        aggregate_id: &event.aggregate_id,
+        event_type: &event.event_type,
+        occurred_at_us: event.occurred_at_us,
+        position: stored.global_position,
+    }
+}
+
+fn envelope_facts(envelope: &mpos_bus::EventEnvelope) -> Facts<'_> {
+    Facts {
+        tenant_id: &envelope.tenant_id,
+        aggregate_type: &envelope.aggregate_type,
+        aggregate_id: &envelope.aggregate_id,
+        event_type: &envelope.event_type,
+        occurred_at_us: envelope
+            .occurred_at
+            .as_ref()
+            .map_or(0, mpos_proto::timestamp_to_micros),
+        position: envelope.global_position,
     }
 }
 
 /// Runs `mposctl replay`.
 pub(crate) fn run(args: &ReplayArgs) -> Result<Value> {
-    let url = args.log.url()?;
+    let source = match &args.bus {
+        Some(bus) => {
+            if !crate::audit::SERVICES.contains(&args.log.service.as_str()) {
+                return Err(CliError::bad_request(format!(
+                    "--service {:?}: not a service of the platform (one of {})",
+                    args.log.service,
+                    crate::audit::SERVICES.join(", ")
+                )));
+            }
+            if !(bus.starts_with("nats://") || bus.starts_with("kafka://")) {
+                return Err(CliError::bad_request(
+                    "--bus: expected the broker's URL, nats://host:port or kafka://host:port",
+                ));
+            }
+            Source::Bus(bus.clone())
+        }
+        None => Source::Log(args.log.url()?),
+    };
     if let (Some(from), Some(to)) = (args.from, args.to)
         && from > to
     {
@@ -110,11 +177,17 @@ pub(crate) fn run(args: &ReplayArgs) -> Result<Value> {
         first: None,
         last: None,
     };
-    let read = runtime.block_on(replay(&url, args, &mut out))?;
+    let (read, duplicates) = match &source {
+        Source::Log(url) => (runtime.block_on(replay(url, args, &mut out))?, None),
+        Source::Bus(url) => {
+            let (read, duplicates) = runtime.block_on(replay_bus(url, args, &mut out))?;
+            (read, Some(duplicates))
+        }
+    };
     out.file.flush().map_err(|error| {
         CliError::failed(format!("{}: cannot write ({error})", args.output.display()))
     })?;
-    Ok(json!({
+    let mut summary = json!({
         "service": args.log.service,
         "output": args.output.display().to_string(),
         "events_read": read,
@@ -122,7 +195,19 @@ pub(crate) fn run(args: &ReplayArgs) -> Result<Value> {
         "first_position": out.first,
         "last_position": out.last,
         "sha256": hex::encode(out.digest.finalize()),
-    }))
+    });
+    if let Some(duplicates) = duplicates {
+        summary["duplicates_skipped"] = json!(duplicates);
+    }
+    Ok(summary)
+}
+
+/// Where the events come from.
+enum Source {
+    /// The service's log (its URL).
+    Log(String),
+    /// The service's stream on a broker (the bus URL).
+    Bus(String),
 }
 
 /// The file being written and what has gone into it.
@@ -135,17 +220,60 @@ struct Output {
 }
 
 impl Output {
-    fn write(&mut self, stored: &StoredEvent, path: &std::path::Path) -> Result<()> {
-        let mut line = replay_line(stored).to_string();
+    fn write(&mut self, line: &Value, position: u64, path: &std::path::Path) -> Result<()> {
+        let mut line = line.to_string();
         line.push('\n');
         self.file.write_all(line.as_bytes()).map_err(|error| {
             CliError::failed(format!("{}: cannot write ({error})", path.display()))
         })?;
         self.digest.update(line.as_bytes());
         self.written += 1;
-        self.first.get_or_insert(stored.global_position);
-        self.last = Some(stored.global_position);
+        self.first.get_or_insert(position);
+        self.last = Some(position);
         Ok(())
+    }
+}
+
+/// Reads the service's stream on a broker from its start until it stays idle, each event
+/// once (a broker may deliver one twice: the first is kept); the events read and the
+/// duplicates skipped.
+async fn replay_bus(url: &str, args: &ReplayArgs, out: &mut Output) -> Result<(u64, u64)> {
+    let unavailable = |error: mpos_bus::BusError| CliError::unavailable(error.to_string());
+    let bus = mpos_bus::connect(url).await.map_err(|error| match error {
+        mpos_bus::BusError::InvalidUrl(_) => CliError::bad_request(format!("--bus: {error}")),
+        error => unavailable(error),
+    })?;
+    let mut stream = bus
+        .subscriber
+        .follow(mpos_bus::FollowOptions {
+            service: args.log.service.clone(),
+            tenant_id: args.tenant.clone(),
+            aggregate_type: args.aggregate_type.clone(),
+            event_type: args.event_type.clone(),
+            from_start: true,
+        })
+        .await
+        .map_err(unavailable)?;
+    let idle = std::time::Duration::from_secs(args.idle_exit);
+    let mut seen = std::collections::HashSet::new();
+    let (mut read, mut duplicates) = (0_u64, 0_u64);
+    loop {
+        let delivery = match tokio::time::timeout(idle, stream.next()).await {
+            Err(_) | Ok(None) => return Ok((read, duplicates)),
+            Ok(Some(Err(mpos_bus::BusError::Decode(_)))) => continue,
+            Ok(Some(Err(error))) => return Err(unavailable(error)),
+            Ok(Some(Ok(delivery))) => delivery,
+        };
+        read += 1;
+        let envelope = &delivery.envelope;
+        if !seen.insert(envelope.event_id.clone()) {
+            duplicates += 1;
+            continue;
+        }
+        if args.matches(&envelope_facts(envelope)) {
+            let line = crate::events::event_json(envelope);
+            out.write(&line, envelope.global_position, &args.output)?;
+        }
     }
 }
 
@@ -162,7 +290,9 @@ async fn replay(url: &str, args: &ReplayArgs, out: &mut Output) -> Result<u64> {
             .await
             .map_err(|error| CliError::unavailable(format!("{service}: {error}")))?;
         let progress = progress_bar(head);
-        let mut position = 0_u64;
+        let mut position = args
+            .from_position
+            .map_or(0, |first| first.saturating_sub(1));
         let mut read = 0_u64;
         loop {
             let page = store
@@ -179,8 +309,11 @@ async fn replay(url: &str, args: &ReplayArgs, out: &mut Output) -> Result<u64> {
                 progress.set_length(position);
             }
             progress.set_position(position);
-            for stored in page.iter().filter(|stored| args.matches(stored)) {
-                out.write(stored, &args.output)?;
+            for stored in page
+                .iter()
+                .filter(|stored| args.matches(&stored_facts(stored)))
+            {
+                out.write(&replay_line(stored), stored.global_position, &args.output)?;
             }
         }
     }

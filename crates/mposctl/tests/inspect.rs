@@ -322,6 +322,13 @@ async fn an_embedded_log_replays_into_a_file_filtered_with_its_digest() {
     assert_eq!(status, 0, "{summary}");
     assert_eq!(summary["events_written"], 3, "{summary}");
 
+    let later = dir.path().join("later.jsonl");
+    let (status, summary) = replay(&later, &["--from-position", "3"]);
+    assert_eq!(status, 0, "{summary}");
+    assert_eq!(summary["events_read"], 2, "{summary}");
+    assert_eq!(summary["first_position"], 3, "{summary}");
+    assert_eq!(summary["last_position"], 4, "{summary}");
+
     let none = dir.path().join("none.jsonl");
     let (status, summary) = replay(&none, &["--event-type", "mpos.routing.v1.Nothing"]);
     assert_eq!(status, 0, "{summary}");
