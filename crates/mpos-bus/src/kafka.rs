@@ -438,18 +438,12 @@ impl EventSubscriber for KafkaBus {
             .subscribe(&[topic.as_str()])
             .map_err(|error| unavailable(&format!("cannot subscribe to {topic}"), error))?;
         tracing::debug!(topic = %topic, group = %group, "subscribed");
-        let subscription = Subscription {
+        Ok(Subscription {
             consumer: Some(Arc::new(consumer)),
             options,
             recorded: true,
-        };
-        Ok(EventStream::new(futures::stream::unfold(
-            subscription,
-            |subscription| async move {
-                let item = subscription.next().await?;
-                Some((item, subscription))
-            },
-        )))
+        }
+        .into_stream())
     }
 
     async fn follow(&self, options: FollowOptions) -> Result<EventStream, BusError> {
@@ -463,18 +457,12 @@ impl EventSubscriber for KafkaBus {
                 .map_err(|error| unavailable("follow task failed", error))??
         };
         tracing::debug!(topic = %topic, from_start, "following");
-        let subscription = Subscription {
+        Ok(Subscription {
             consumer: Some(Arc::new(consumer)),
             options: options.filters(),
             recorded: false,
-        };
-        Ok(EventStream::new(futures::stream::unfold(
-            subscription,
-            |subscription| async move {
-                let item = subscription.next().await?;
-                Some((item, subscription))
-            },
-        )))
+        }
+        .into_stream())
     }
 }
 
@@ -536,6 +524,13 @@ struct Subscription {
 }
 
 impl Subscription {
+    fn into_stream(self) -> EventStream {
+        EventStream::new(futures::stream::unfold(self, |subscription| async move {
+            let item = subscription.next().await?;
+            Some((item, subscription))
+        }))
+    }
+
     async fn next(&self) -> Option<Result<Delivery, BusError>> {
         let consumer = self.consumer.as_ref()?;
         loop {

@@ -178,19 +178,13 @@ impl EventSubscriber for MemoryBus {
             .clone();
         let cursor = lock(&consumer).floor;
         tracing::debug!(service = %options.service, durable = %options.durable_name, "subscribed");
-        let subscription = Subscription {
+        Ok(Subscription {
             log,
-            consumer,
+            consumer: Some(consumer),
             options,
             cursor,
-        };
-        Ok(EventStream::new(futures::stream::unfold(
-            subscription,
-            |mut subscription| async move {
-                let delivery = subscription.next().await;
-                Some((Ok(delivery), subscription))
-            },
-        )))
+        }
+        .into_stream())
     }
 
     async fn follow(&self, options: FollowOptions) -> Result<EventStream, BusError> {
@@ -200,57 +194,36 @@ impl EventSubscriber for MemoryBus {
         } else {
             lock(&log.state).events.len()
         };
-        let follower = Follower {
+        Ok(Subscription {
             log,
-            filters: options.filters(),
+            consumer: None,
+            options: options.filters(),
             cursor,
-        };
-        Ok(EventStream::new(futures::stream::unfold(
-            follower,
-            |mut follower| async move {
-                let delivery = follower.next().await;
-                Some((Ok(delivery), follower))
-            },
-        )))
-    }
-}
-
-/// A followed log: a cursor of its own, no consumer state.
-struct Follower {
-    log: Arc<Log>,
-    filters: SubscribeOptions,
-    cursor: usize,
-}
-
-impl Follower {
-    async fn next(&mut self) -> Delivery {
-        let log = self.log.clone();
-        loop {
-            let appended = log.appended.notified();
-            tokio::pin!(appended);
-            appended.as_mut().enable();
-            {
-                let state = lock(&log.state);
-                while let Some(envelope) = state.events.get(self.cursor) {
-                    self.cursor += 1;
-                    if self.filters.matches(envelope) {
-                        return followed(envelope.clone());
-                    }
-                }
-            }
-            appended.await;
         }
+        .into_stream())
     }
 }
 
+/// A reader of a log: a durable consumer's (acknowledgements recorded in `consumer`) or a
+/// follower's (`None`: a cursor of its own, nothing recorded).
 struct Subscription {
     log: Arc<Log>,
-    consumer: Arc<Mutex<Consumer>>,
+    consumer: Option<Arc<Mutex<Consumer>>>,
     options: SubscribeOptions,
     cursor: usize,
 }
 
 impl Subscription {
+    fn into_stream(self) -> EventStream {
+        EventStream::new(futures::stream::unfold(
+            self,
+            |mut subscription| async move {
+                let delivery = subscription.next().await;
+                Some((Ok(delivery), subscription))
+            },
+        ))
+    }
+
     async fn next(&mut self) -> Delivery {
         let log = self.log.clone();
         loop {
@@ -267,23 +240,33 @@ impl Subscription {
     /// The next unacknowledged, matching event at or after the cursor.
     fn scan(&mut self) -> Option<Delivery> {
         let state = lock(&self.log.state);
-        let mut consumer = lock(&self.consumer);
+        let mut consumer = self.consumer.as_ref().map(|consumer| lock(consumer));
         while let Some(envelope) = state.events.get(self.cursor) {
             let index = self.cursor;
             self.cursor += 1;
-            if consumer.is_acked(index) {
+            if consumer
+                .as_ref()
+                .is_some_and(|consumer| consumer.is_acked(index))
+            {
                 continue;
             }
             if !self.options.matches(envelope) {
                 // Filtered out events are never delivered to this durable consumer.
-                consumer.ack(index);
+                if let Some(consumer) = consumer.as_mut() {
+                    consumer.ack(index);
+                }
                 continue;
             }
-            let acker = MemoryAcker {
-                consumer: self.consumer.clone(),
-                index,
-            };
-            return Some(Delivery::new(envelope.clone(), Box::new(acker)));
+            return Some(match &self.consumer {
+                Some(consumer) => {
+                    let acker = MemoryAcker {
+                        consumer: consumer.clone(),
+                        index,
+                    };
+                    Delivery::new(envelope.clone(), Box::new(acker))
+                }
+                None => followed(envelope.clone()),
+            });
         }
         None
     }
