@@ -44,6 +44,28 @@ pub(crate) const SERVICES: [&str; 6] = [
     "authorization",
 ];
 
+/// `service` if it is one of the platform's; otherwise the `bad_request` every command gives.
+pub(crate) fn check_service(service: &str) -> Result<()> {
+    if SERVICES.contains(&service) {
+        return Ok(());
+    }
+    Err(CliError::bad_request(format!(
+        "--service {service:?}: not a service of the platform (one of {})",
+        SERVICES.join(", ")
+    )))
+}
+
+/// The URL of a service's log in an embedded data directory, `DIR/<service>.db`, which must
+/// exist (connecting would create an empty one); otherwise the path that is missing.
+pub(crate) fn embedded_log(dir: &Path, service: &str) -> std::result::Result<String, PathBuf> {
+    let path = dir.join(format!("{service}.db"));
+    if path.is_file() {
+        Ok(format!("sqlite://{}", path.display()))
+    } else {
+        Err(path)
+    }
+}
+
 /// The file in an embedded data directory that holds the chain signing key (an Ed25519 seed,
 /// hex), as `mposd` writes it.
 const SIGNING_KEY_FILE: &str = "chain-signing.key";
@@ -286,10 +308,8 @@ fn embedded(dir: &Path, given: &[String]) -> Result<Logs> {
     }
     let mut logs = Vec::new();
     for service in SERVICES {
-        let path = dir.join(format!("{service}.db"));
-        // Only logs that exist: connecting would create an empty one.
-        if path.is_file() {
-            logs.push((service.to_owned(), format!("sqlite://{}", path.display())));
+        if let Ok(url) = embedded_log(dir, service) {
+            logs.push((service.to_owned(), url));
         }
     }
     if logs.is_empty() {

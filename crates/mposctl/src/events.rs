@@ -19,11 +19,11 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use mpos_bus::{EventEnvelope, FollowOptions};
+use mpos_bus::{BusError, EventEnvelope, EventStream, FollowOptions};
 use prost_reflect::{DescriptorPool, DynamicMessage};
 use serde_json::{Value, json};
 
-use crate::audit::SERVICES;
+use crate::audit::check_service;
 use crate::error::CliError;
 
 type Result<T> = std::result::Result<T, CliError>;
@@ -86,18 +86,8 @@ pub(crate) fn run(args: EventsArgs) -> Result<Value> {
 }
 
 fn tail(args: &TailArgs) -> Result<Value> {
-    if !SERVICES.contains(&args.service.as_str()) {
-        return Err(CliError::bad_request(format!(
-            "--service {:?}: not a service of the platform (one of {})",
-            args.service,
-            SERVICES.join(", ")
-        )));
-    }
-    if !(args.bus.starts_with("nats://") || args.bus.starts_with("kafka://")) {
-        return Err(CliError::bad_request(
-            "--bus: expected the broker's URL, nats://host:port or kafka://host:port (an embedded mposd's in-process bus cannot be followed from outside it)",
-        ));
-    }
+    check_service(&args.service)?;
+    check_bus_url(&args.bus)?;
     if args.limit == Some(0) {
         return Err(CliError::bad_request("--limit must be at least 1"));
     }
@@ -113,25 +103,43 @@ fn tail(args: &TailArgs) -> Result<Value> {
     runtime.block_on(follow(args))
 }
 
-async fn follow(args: &TailArgs) -> Result<Value> {
-    let unavailable = |error: mpos_bus::BusError| CliError::unavailable(error.to_string());
-    let bus = mpos_bus::connect(&args.bus)
+/// A `--bus` URL that names a broker (the in-process bus of an embedded `mposd` cannot be
+/// followed from outside it).
+pub(crate) fn check_bus_url(url: &str) -> Result<()> {
+    if url.starts_with("nats://") || url.starts_with("kafka://") {
+        return Ok(());
+    }
+    Err(CliError::bad_request(
+        "--bus: expected the broker's URL, nats://host:port or kafka://host:port (an embedded mposd's in-process bus cannot be followed from outside it)",
+    ))
+}
+
+/// Connects to the broker of `url` and follows a service's stream on it; what goes wrong is
+/// `bad_request` for the URL and `unavailable` for the broker.
+pub(crate) async fn follow_on(url: &str, options: FollowOptions) -> Result<EventStream> {
+    let bus = mpos_bus::connect(url).await.map_err(|error| match error {
+        BusError::InvalidUrl(_) => CliError::bad_request(format!("--bus: {error}")),
+        error => CliError::unavailable(error.to_string()),
+    })?;
+    bus.subscriber
+        .follow(options)
         .await
-        .map_err(|error| match error {
-            mpos_bus::BusError::InvalidUrl(_) => CliError::bad_request(format!("--bus: {error}")),
-            error => unavailable(error),
-        })?;
-    let mut stream = bus
-        .subscriber
-        .follow(FollowOptions {
+        .map_err(|error| CliError::unavailable(error.to_string()))
+}
+
+async fn follow(args: &TailArgs) -> Result<Value> {
+    let unavailable = |error: BusError| CliError::unavailable(error.to_string());
+    let mut stream = follow_on(
+        &args.bus,
+        FollowOptions {
             service: args.service.clone(),
             tenant_id: args.tenant.clone(),
             aggregate_type: args.aggregate_type.clone(),
             event_type: args.event_type.clone(),
             from_start: args.from_start,
-        })
-        .await
-        .map_err(unavailable)?;
+        },
+    )
+    .await?;
     let idle = args.idle_exit.map(Duration::from_secs);
     let mut printed = 0_u64;
     let mut stdout = std::io::stdout();
@@ -150,7 +158,7 @@ async fn follow(args: &TailArgs) -> Result<Value> {
             Some(Ok(delivery)) => delivery,
             Some(Err(error)) => {
                 // A record that does not decode is named and skipped; a broker failure ends it.
-                if matches!(error, mpos_bus::BusError::Decode(_)) {
+                if matches!(error, BusError::Decode(_)) {
                     write_line(&mut stdout, &json!({ "skipped": error.to_string() }))?;
                     continue;
                 }

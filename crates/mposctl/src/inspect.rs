@@ -23,7 +23,7 @@ use cqrs_es::Aggregate;
 use mpos_es::{EventStore, StoredEvent};
 use serde_json::{Value, json};
 
-use crate::audit::SERVICES;
+use crate::audit::check_service;
 use crate::error::CliError;
 
 type Result<T> = std::result::Result<T, CliError>;
@@ -48,24 +48,15 @@ impl LogArgs {
     /// must be one of the platform's.
     pub(crate) fn url(&self) -> Result<String> {
         let service = &self.service;
-        if !SERVICES.contains(&service.as_str()) {
-            return Err(CliError::bad_request(format!(
-                "--service {service:?}: not a service of the platform (one of {})",
-                SERVICES.join(", ")
-            )));
-        }
+        check_service(service)?;
         match (&self.data_dir, &self.database) {
-            (Some(dir), _) => {
-                let path = dir.join(format!("{service}.db"));
-                if !path.is_file() {
-                    return Err(CliError::bad_request(format!(
-                        "--data-dir {}: no log of {service} ({} does not exist)",
-                        dir.display(),
-                        path.display()
-                    )));
-                }
-                Ok(format!("sqlite://{}", path.display()))
-            }
+            (Some(dir), _) => crate::audit::embedded_log(dir, service).map_err(|path| {
+                CliError::bad_request(format!(
+                    "--data-dir {}: no log of {service} ({} does not exist)",
+                    dir.display(),
+                    path.display()
+                ))
+            }),
             (None, Some(url)) => Ok(url.clone()),
             (None, None) => Err(CliError::bad_request(
                 "name the log: --data-dir DIR (embedded) or --database URL (distributed)",
@@ -89,18 +80,31 @@ pub(crate) struct InspectArgs {
     aggregate_id: String,
 }
 
+/// Folds an aggregate's events into its state as JSON, with the state as it stood after the
+/// events up to a sequence (a snapshot's), when one is asked: one pass over the events.
+type Fold = fn(&[StoredEvent], Option<u64>) -> std::result::Result<(Value, Option<Value>), String>;
+
 /// One aggregate type of one service: how its events fold into its state.
 struct Kind {
     service: &'static str,
     aggregate_type: &'static str,
-    fold: fn(&[StoredEvent]) -> std::result::Result<Value, String>,
+    fold: Fold,
 }
 
 /// Folds `events` into `A`'s state from its default, as JSON.
-fn fold_as<A: Aggregate>(events: &[StoredEvent]) -> std::result::Result<Value, String> {
+fn fold_as<A: Aggregate>(
+    events: &[StoredEvent],
+    snapshot_at: Option<u64>,
+) -> std::result::Result<(Value, Option<Value>), String> {
+    let json = |state: &A| serde_json::to_value(state).map_err(|error| error.to_string());
     let mut state = A::default();
-    mpos_es::fold(&mut state, events).map_err(|error| error.to_string())?;
-    serde_json::to_value(&state).map_err(|error| error.to_string())
+    let split = snapshot_at
+        .map(|sequence| events.partition_point(|stored| stored.event.sequence <= sequence));
+    let (before, after) = events.split_at(split.unwrap_or(0));
+    mpos_es::fold(&mut state, before).map_err(|error| error.to_string())?;
+    let at_snapshot = split.map(|_| json(&state)).transpose()?;
+    mpos_es::fold(&mut state, after).map_err(|error| error.to_string())?;
+    Ok((json(&state)?, at_snapshot))
 }
 
 macro_rules! kind {
@@ -178,7 +182,8 @@ pub(crate) fn run(args: &InspectArgs) -> Result<Value> {
             service, args.aggregate_type, args.aggregate_id
         )));
     }
-    let state = (kind.fold)(&events).map_err(|error| {
+    let snapshot_at = snapshot.as_ref().map(|snapshot| snapshot.last_sequence);
+    let (state, at_snapshot) = (kind.fold)(&events, snapshot_at).map_err(|error| {
         CliError::failed(format!(
             "{}: the events of {} {:?} do not fold: {error}",
             service, args.aggregate_type, args.aggregate_id
@@ -187,17 +192,11 @@ pub(crate) fn run(args: &InspectArgs) -> Result<Value> {
     let snapshot = match snapshot {
         None => Value::Null,
         Some(snapshot) => {
-            let upto: Vec<StoredEvent> = events
-                .iter()
-                .filter(|event| event.event.sequence <= snapshot.last_sequence)
-                .cloned()
-                .collect();
-            let folded = (kind.fold)(&upto).ok();
             let stored = serde_json::from_str::<Value>(&snapshot.payload).ok();
             json!({
                 "last_sequence": snapshot.last_sequence,
                 "snapshot_version": snapshot.snapshot_version,
-                "matches_events": folded.is_some() && folded == stored,
+                "matches_events": at_snapshot.is_some() && at_snapshot == stored,
             })
         }
     };

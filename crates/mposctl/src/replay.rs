@@ -135,18 +135,8 @@ fn envelope_facts(envelope: &mpos_bus::EventEnvelope) -> Facts<'_> {
 pub(crate) fn run(args: &ReplayArgs) -> Result<Value> {
     let source = match &args.bus {
         Some(bus) => {
-            if !crate::audit::SERVICES.contains(&args.log.service.as_str()) {
-                return Err(CliError::bad_request(format!(
-                    "--service {:?}: not a service of the platform (one of {})",
-                    args.log.service,
-                    crate::audit::SERVICES.join(", ")
-                )));
-            }
-            if !(bus.starts_with("nats://") || bus.starts_with("kafka://")) {
-                return Err(CliError::bad_request(
-                    "--bus: expected the broker's URL, nats://host:port or kafka://host:port",
-                ));
-            }
+            crate::audit::check_service(&args.log.service)?;
+            crate::events::check_bus_url(bus)?;
             Source::Bus(bus.clone())
         }
         None => Source::Log(args.log.url()?),
@@ -239,21 +229,17 @@ impl Output {
 /// duplicates skipped.
 async fn replay_bus(url: &str, args: &ReplayArgs, out: &mut Output) -> Result<(u64, u64)> {
     let unavailable = |error: mpos_bus::BusError| CliError::unavailable(error.to_string());
-    let bus = mpos_bus::connect(url).await.map_err(|error| match error {
-        mpos_bus::BusError::InvalidUrl(_) => CliError::bad_request(format!("--bus: {error}")),
-        error => unavailable(error),
-    })?;
-    let mut stream = bus
-        .subscriber
-        .follow(mpos_bus::FollowOptions {
+    let mut stream = crate::events::follow_on(
+        url,
+        mpos_bus::FollowOptions {
             service: args.log.service.clone(),
             tenant_id: args.tenant.clone(),
             aggregate_type: args.aggregate_type.clone(),
             event_type: args.event_type.clone(),
             from_start: true,
-        })
-        .await
-        .map_err(unavailable)?;
+        },
+    )
+    .await?;
     let idle = std::time::Duration::from_secs(args.idle_exit);
     let mut seen = std::collections::HashSet::new();
     let (mut read, mut duplicates) = (0_u64, 0_u64);
