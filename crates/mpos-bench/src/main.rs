@@ -70,9 +70,16 @@ struct Cli {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
     ki_workers: Option<u32>,
     /// payments: load levels, PEDs paying in a closed loop, comma-separated (default 1,4,32;
-    /// 1,4 with --quick).
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    /// 1,4 with --quick); 0 alone for none.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(0..=10_000))]
     payments_peds: Option<Vec<u32>>,
+    /// payments: offered rates (payments/s) run in an open loop, comma-separated (default 1000;
+    /// none with --quick); 0 alone for none.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    payments_rates: Option<Vec<u32>>,
+    /// payments: PEDs serving the open loop (default 32).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    payments_open_peds: Option<u32>,
     /// payments: measured seconds per repetition (default 20; 3 with --quick).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3_600))]
     payments_seconds: Option<u32>,
@@ -280,7 +287,17 @@ async fn main() -> std::process::ExitCode {
             mpos_bench::payments::PaymentsBenchConfig::full()
         };
         if let Some(levels) = cli.payments_peds {
-            config.levels = levels.into_iter().map(|level| level as usize).collect();
+            config.levels = levels
+                .into_iter()
+                .filter(|level| *level > 0)
+                .map(|level| level as usize)
+                .collect();
+        }
+        if let Some(rates) = cli.payments_rates {
+            config.rates = rates.into_iter().filter(|rate| *rate > 0).collect();
+        }
+        if let Some(peds) = cli.payments_open_peds {
+            config.open_peds = peds as usize;
         }
         if let Some(seconds) = cli.payments_seconds {
             config.duration = std::time::Duration::from_secs(seconds.into());

@@ -24,10 +24,11 @@
 //! Floors, in the same run, between the repetitions: one durable commit (a single-row
 //! autocommit `INSERT` of a 1 KiB payload, PostgreSQL or SQLite with the store's PRAGMAs),
 //! and one request-reply round trip of a 1 KiB payload (NATS; or the in-process bus). The
-//! path's unavoidable sequence is [`PATH_COMMITS`] commits and [`PATH_ROUND_TRIPS`] round trips:
-//! routing's decision, authorization's point of no return, routing's request and its answer,
-//! authorization's outcome; `DecryptData`, `Decide` (beside the card token), `TranslatePinData`,
-//! `Authorize`, and the MAC generated on the request and verified on the answer.
+//! path's unavoidable sequence is [`PATH_COMMITS`] commits and [`PATH_ROUND_TRIPS`] round trips
+//! (ADR 24): authorization's point of no return, routing's decision with its request, the
+//! request's answer, authorization's outcome; `DecryptData` (with the card token), `Authorize`
+//! (routing decides in it), routing's `TranslatePinData`, and the MAC generated on the request
+//! and verified on the answer.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -56,9 +57,9 @@ pub const P99_GOAL_MS: f64 = 15.0;
 /// Goal (distributed): p50 at most this multiple of the floor's sum.
 pub const FLOOR_RATIO_GOAL: f64 = 1.5;
 /// Durable commits on the path, one after another.
-pub const PATH_COMMITS: u32 = 5;
+pub const PATH_COMMITS: u32 = 4;
 /// Request-reply round trips on the path, one after another.
-pub const PATH_ROUND_TRIPS: u32 = 6;
+pub const PATH_ROUND_TRIPS: u32 = 5;
 /// Bytes of a floor commit's payload and of a floor round trip's payload.
 const FLOOR_PAYLOAD: usize = 1_024;
 
@@ -67,6 +68,12 @@ const FLOOR_PAYLOAD: usize = 1_024;
 pub struct PaymentsBenchConfig {
     /// Load levels: PEDs paying in a closed loop (payments in flight), one run each.
     pub levels: Vec<usize>,
+    /// Offered rates, payments per second, each run in an open loop: a payment is due every
+    /// 1/rate seconds whatever the answers before it, and its latency runs from when it was
+    /// due (time queued for a free PED included), so the p99 is the one the rate gets.
+    pub rates: Vec<u32>,
+    /// PEDs (connections) serving the open loop: at most this many payments in flight.
+    pub open_peds: usize,
     /// Warm-up before each measured window.
     pub warmup: Duration,
     /// Measured window per repetition.
@@ -84,6 +91,9 @@ impl PaymentsBenchConfig {
     pub fn full() -> Self {
         Self {
             levels: vec![1, 4, 32],
+            // The goal's rate.
+            rates: vec![1_000],
+            open_peds: 32,
             warmup: Duration::from_secs(5),
             duration: Duration::from_secs(20),
             repetitions: 3,
@@ -96,6 +106,8 @@ impl PaymentsBenchConfig {
     pub fn quick() -> Self {
         Self {
             levels: vec![1, 4],
+            rates: Vec::new(),
+            open_peds: 32,
             warmup: Duration::from_secs(1),
             duration: Duration::from_secs(3),
             repetitions: 1,
@@ -149,6 +161,9 @@ pub struct PaymentsSeries {
     pub layout: Layout,
     /// The measured windows: (PEDs in flight, the run).
     pub runs: Vec<(usize, LoadRun)>,
+    /// The open-loop windows: (offered rate, the run, payments due in the window that no PED
+    /// took up before the run gave up on them).
+    pub open: Vec<(u32, LoadRun, usize)>,
     /// The floors, one per repetition.
     pub floors: Vec<FloorRun>,
     /// Set-up time (start and provisioning), s.
@@ -195,7 +210,13 @@ async fn run_layout(
     let platform =
         Platform::start_processes_with(layout, backends, &approve_all(), SimKeys::Clear).await;
     platform.provision().await;
-    let most = config.levels.iter().copied().max().unwrap_or(1);
+    let most = config
+        .levels
+        .iter()
+        .copied()
+        .chain((!config.rates.is_empty()).then_some(config.open_peds))
+        .max()
+        .unwrap_or(1);
     let peds = platform.add_peds(most, 16).await;
     let setup_s = started.elapsed().as_secs_f64();
     eprintln!("payments: {} PEDs ready in {setup_s:.1} s", peds.len());
@@ -212,6 +233,7 @@ async fn run_layout(
 
     let mut floor = Floor::start(layout, urls, dir.path()).await?;
     let mut runs = Vec::new();
+    let mut open = Vec::new();
     let mut floors = Vec::new();
     for repetition in 0..config.repetitions {
         eprintln!(
@@ -235,6 +257,22 @@ async fn run_layout(
             peds = returned;
             runs.push((*level, run));
         }
+        for rate in &config.rates {
+            let rest = peds.split_off(config.open_peds.min(peds.len()));
+            let (run, unserved, mut returned) =
+                open_loop(config, peds, &card, repetition, *rate).await;
+            eprintln!(
+                "payments: offered {rate}/s: {:.0}/s answered, p50 {:.2} ms, p99 {:.2} ms, {} failed, {unserved} not taken up; CPU ms per payment: {}",
+                run.rate,
+                run.p50_us / 1_000.0,
+                run.p99_us / 1_000.0,
+                run.failed,
+                cpu::per_unit(&run.cpu, run.completed, 8)
+            );
+            returned.extend(rest);
+            peds = returned;
+            open.push((*rate, run, unserved));
+        }
         floors.push(floor.measure(config.floor_samples).await?);
     }
     floor.stop().await;
@@ -242,6 +280,7 @@ async fn run_layout(
     Ok(PaymentsSeries {
         layout,
         runs,
+        open,
         floors,
         setup_s,
     })
@@ -374,6 +413,137 @@ async fn load(
             failed,
             cpu,
         },
+        peds,
+    )
+}
+
+/// One open-loop window at `rate` payments per second over `peds`: a dispatcher makes a
+/// payment due every 1/rate s; the first free PED takes it up with a request built while it
+/// waited. Latency runs from when the payment was due. Payments due in the window that no PED
+/// took up within 5 s of its end are returned as not taken up.
+async fn open_loop(
+    config: &PaymentsBenchConfig,
+    peds: Vec<Ped>,
+    card: &TestCard,
+    repetition: usize,
+    rate: u32,
+) -> (LoadRun, usize, Vec<Ped>) {
+    let start = Instant::now();
+    let measure_from = start + config.warmup;
+    let measure_until = measure_from + config.duration;
+    let give_up = measure_until + Duration::from_secs(5);
+    let every = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let in_window = move |due: Instant| due >= measure_from && due < measure_until;
+    let failed = Arc::new(AtomicUsize::new(0));
+    let unserved = Arc::new(AtomicUsize::new(0));
+    let cpu_window = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_from.into()).await;
+        let before = cpu::snapshot();
+        tokio::time::sleep_until(measure_until.into()).await;
+        cpu::spent(&before, &cpu::snapshot())
+    });
+    let (due_sender, due) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let due = Arc::new(tokio::sync::Mutex::new(due));
+    let dispatcher = tokio::spawn(async move {
+        let mut count: u32 = 0;
+        loop {
+            let at = start + every * count;
+            if at >= measure_until {
+                break;
+            }
+            tokio::time::sleep_until(at.into()).await;
+            if due_sender.send(at).is_err() {
+                break;
+            }
+            count = count.saturating_add(1);
+        }
+    });
+    let mut tasks = Vec::new();
+    for mut ped in peds {
+        let (card, failed, unserved, due) =
+            (card.clone(), failed.clone(), unserved.clone(), due.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut approved = 0_usize;
+            loop {
+                let request = match ped.next(&card, repetition) {
+                    Ok(request) => request,
+                    Err(error) => {
+                        eprintln!("payments: cannot build a payment: {error:#}");
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                };
+                let next = due.lock().await.recv().await;
+                let Some(due_at) = next else { break };
+                if Instant::now() >= give_up {
+                    if in_window(due_at) {
+                        unserved.fetch_add(1, Ordering::Relaxed);
+                    }
+                    continue;
+                }
+                let answer = ped.terminal.submit(&request).await;
+                let done = Instant::now();
+                let counted = in_window(due_at);
+                match answer {
+                    Ok(response) if response.approved => {
+                        if counted {
+                            approved += 1;
+                            latencies.push(
+                                u64::try_from(done.duration_since(due_at).as_micros())
+                                    .unwrap_or(u64::MAX),
+                            );
+                        }
+                    }
+                    Ok(response) => {
+                        if counted {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        eprintln!(
+                            "payments: not approved: {:?} {}",
+                            response.decline_reason(),
+                            response.message
+                        );
+                    }
+                    Err(error) => {
+                        if counted {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        eprintln!("payments: failed: {error}");
+                    }
+                }
+            }
+            (ped, latencies, approved)
+        }));
+    }
+    let _ = dispatcher.await;
+    let mut peds = Vec::new();
+    let mut latencies = Vec::new();
+    let mut approved = 0;
+    for task in tasks {
+        if let Ok((ped, mut ped_latencies, ped_approved)) = task.await {
+            peds.push(ped);
+            latencies.append(&mut ped_latencies);
+            approved += ped_approved;
+        }
+    }
+    latencies.sort_unstable();
+    let failed = failed.load(Ordering::Relaxed);
+    let cpu = cpu_window.await.unwrap_or_default();
+    #[allow(clippy::cast_precision_loss)]
+    let at = |p: f64| percentile(&latencies, p) as f64;
+    (
+        LoadRun {
+            rate: crate::stats::rate(latencies.len(), config.duration),
+            p50_us: at(50.0),
+            p99_us: at(99.0),
+            p999_us: at(99.9),
+            completed: latencies.len() + failed,
+            approved,
+            failed,
+            cpu,
+        },
+        unserved.load(Ordering::Relaxed),
         peds,
     )
 }
@@ -551,8 +721,10 @@ impl Floor {
 /// Adds the rows and notes.
 pub fn add_to(report: &mut Report, config: &PaymentsBenchConfig, series: &[PaymentsSeries]) {
     report.notes.push(format!(
-        "payments: load levels {:?} PEDs in a closed loop (terminal-sim over mTLS, one keep-alive connection each), every payment a chip purchase with online PIN and ARQC; {:.0} s warm-up then {:.0} s measured per level, {} repetitions per deployment, each followed by the floors ({} sequential samples each: a single-row autocommit INSERT of {FLOOR_PAYLOAD} B, a request-reply echo of {FLOOR_PAYLOAD} B); path = {PATH_COMMITS} commits + {PATH_ROUND_TRIPS} round trips; acquirer-sim processes approve at once",
+        "payments: load levels {:?} PEDs in a closed loop (terminal-sim over mTLS, one keep-alive connection each), then offered rates {:?}/s in an open loop over {} PEDs (latency from when each payment was due); every payment a chip purchase with online PIN and ARQC; {:.0} s warm-up then {:.0} s measured per level, {} repetitions per deployment, each followed by the floors ({} sequential samples each: a single-row autocommit INSERT of {FLOOR_PAYLOAD} B, a request-reply echo of {FLOOR_PAYLOAD} B); path = {PATH_COMMITS} commits + {PATH_ROUND_TRIPS} round trips; acquirer-sim processes approve at once",
         config.levels,
+        config.rates,
+        config.open_peds,
         config.warmup.as_secs_f64(),
         config.duration.as_secs_f64(),
         config.repetitions,
@@ -654,6 +826,72 @@ pub fn add_to(report: &mut Report, config: &PaymentsBenchConfig, series: &[Payme
             {
                 report.notes.push(format!(
                     "payments {name}, {level} in flight, CPU ms per payment in the median window (per program, then the whole machine): {}",
+                    cpu::per_unit(&run.cpu, run.completed, 8)
+                ));
+            }
+        }
+        for rate in &config.rates {
+            let runs: Vec<(&LoadRun, usize)> = entry
+                .open
+                .iter()
+                .filter(|(at, _, _)| at == rate)
+                .map(|(_, run, unserved)| (run, *unserved))
+                .collect();
+            let answered: Vec<f64> = runs.iter().map(|(run, _)| run.rate).collect();
+            let ms = |pick: fn(&LoadRun) -> f64| {
+                median(
+                    &runs
+                        .iter()
+                        .map(|(run, _)| pick(run) / 1_000.0)
+                        .collect::<Vec<_>>(),
+                )
+            };
+            let (p50, p99, p999) = (ms(|r| r.p50_us), ms(|r| r.p99_us), ms(|r| r.p999_us));
+            let median_rate = median(&answered);
+            let (low, high) = min_max(&answered);
+            let failed: usize = runs.iter().map(|(run, _)| run.failed).sum();
+            let unserved: usize = runs.iter().map(|(_, unserved)| unserved).sum();
+            // Kept up: answered at least 99 % of what was offered, nothing left waiting.
+            let kept_up = median_rate >= 0.99 * f64::from(*rate) && unserved == 0;
+            let verdict = if !distributed || f64::from(*rate) < RATE_GOAL {
+                "n/a".to_owned()
+            } else if kept_up && p99 < P99_GOAL_MS && failed == 0 {
+                "met".to_owned()
+            } else {
+                "MISSED".to_owned()
+            };
+            report.rows.push(Row {
+                benchmark: "payments".into(),
+                case: format!(
+                    "{name}, open loop offered {}/s ({} PEDs): answered, latency p50 / p99 / p99.9 from due",
+                    thousands(f64::from(*rate)),
+                    config.open_peds
+                ),
+                figure: format!(
+                    "{} auth/s ({}–{}); {p50:.2} / {p99:.2} / {p999:.2} ms",
+                    thousands(median_rate),
+                    thousands(low),
+                    thousands(high)
+                ),
+                floor: format!("path floor {path:.2} ms"),
+                ratio: format!("{:.2}× (p50)", p50 / path),
+                goal: format!(
+                    "≥ {} auth/s answered with p99 < {P99_GOAL_MS:.0} ms",
+                    thousands(RATE_GOAL)
+                ),
+                verdict,
+            });
+            report.notes.push(format!(
+                "payments {name}, open loop offered {rate}/s: {} approved in the measured windows, {failed} failed, {unserved} due but not taken up",
+                runs.iter().map(|(run, _)| run.approved).sum::<usize>()
+            ));
+            if let Some((run, _)) = runs.iter().min_by(|a, b| {
+                (a.0.rate - median_rate)
+                    .abs()
+                    .total_cmp(&(b.0.rate - median_rate).abs())
+            }) {
+                report.notes.push(format!(
+                    "payments {name}, open loop offered {rate}/s, CPU ms per payment in the median window: {}",
                     cpu::per_unit(&run.cpu, run.completed, 8)
                 ));
             }

@@ -12,10 +12,10 @@ use mpos_proto::hsm as hpb;
 use mpos_proto::routing as rpb;
 use mpos_seal::Sealer;
 use routing::rpc::RoutingClient;
-use tms_params::{CardToken, Pan};
+use tms_params::CardToken;
 use zeroize::Zeroizing;
 
-use crate::ports::{DukptPinBlock, Hsm, HsmFailure, Router};
+use crate::ports::{Hsm, HsmFailure, Router};
 
 /// Who the calls come from (`Mpos-Actor`).
 const ACTOR: &str = "service:authorization";
@@ -66,7 +66,7 @@ impl Hsm for HsmPort {
         bdk: &str,
         ksn: &str,
         ciphertext: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, HsmFailure> {
+    ) -> Result<(Zeroizing<Vec<u8>>, CardToken), HsmFailure> {
         let request = hpb::DecryptDataRequest {
             tenant_id: tenant_id.to_owned(),
             encryption: Some(hpb::Encryption {
@@ -76,69 +76,19 @@ impl Hsm for HsmPort {
                 dukpt: Some(dukpt(ksn, hpb::DukptDirection::Request)),
             }),
             ciphertext: ciphertext.to_vec(),
+            // P2PE decrypt and tokenize in one request (ADR 24).
+            card_token_key: self.card_token_key.clone(),
             ..hpb::DecryptDataRequest::default()
         };
-        self.client
-            .decrypt_data_sealed(request)
-            .await
-            .map_err(|error| failure("DecryptData", &error))
-    }
-
-    async fn card_token(&self, tenant_id: &str, pan: &Pan) -> Result<CardToken, HsmFailure> {
-        let request = hpb::GenerateMacRequest {
-            tenant_id: tenant_id.to_owned(),
-            key: self.card_token_key.clone(),
-            algorithm: hpb::MacAlgorithm::HmacSha256.into(),
-            mac_length: 32,
-            ..hpb::GenerateMacRequest::default()
-        };
-        let digits = pan.expose();
-        let response = self
+        let decrypted = self
             .client
-            .generate_mac_sealed(request, digits.as_bytes())
+            .decrypt_card_data_sealed(request)
             .await
-            .map_err(|error| match error.code() {
-                // A missing card token key is the platform's configuration, not the card.
-                ErrorCode::NotFound => HsmFailure::Unavailable(format!("GenerateMac: {error}")),
-                _ => failure("GenerateMac", &error),
-            })?;
-        CardToken::from_slice(&response.mac)
-            .map_err(|_| HsmFailure::Unavailable("GenerateMac: not a 32-byte HMAC".into()))
-    }
-
-    async fn translate_pin(
-        &self,
-        tenant_id: &str,
-        block: &DukptPinBlock<'_>,
-        zone_pin_key: &str,
-        pan: &Pan,
-    ) -> Result<String, HsmFailure> {
-        let format = if block.ksn.len() == 24 {
-            hpb::PinBlockFormat::Iso4
-        } else {
-            hpb::PinBlockFormat::Iso0
-        };
-        let request = hpb::TranslatePinDataRequest {
-            tenant_id: tenant_id.to_owned(),
-            incoming: Some(hpb::PinBlockKey {
-                key: block.bdk.to_owned(),
-                format: format.into(),
-                dukpt: Some(dukpt(block.ksn, hpb::DukptDirection::Unspecified)),
-            }),
-            outgoing: Some(hpb::PinBlockKey {
-                key: zone_pin_key.to_owned(),
-                format: hpb::PinBlockFormat::Iso0.into(),
-                dukpt: None,
-            }),
-            pin_block: block.block_hex.to_owned(),
-            ..hpb::TranslatePinDataRequest::default()
-        };
-        let digits = pan.expose();
-        self.client
-            .translate_pin_data_sealed(request, &digits)
-            .await
-            .map(|response| response.pin_block)
-            .map_err(|error| failure("TranslatePinData", &error))
+            .map_err(|error| failure("DecryptData", &error))?;
+        let token = CardToken::from_slice(&decrypted.card_token).map_err(|_| {
+            HsmFailure::Unavailable("DecryptData: the card token is not a 32-byte HMAC".into())
+        })?;
+        Ok((decrypted.plaintext, token))
     }
 }
 
@@ -166,13 +116,6 @@ fn routing_error(error: BusError) -> ServiceError {
 
 #[async_trait]
 impl Router for RoutingPort {
-    async fn decide(
-        &self,
-        request: rpb::DecideRequest,
-    ) -> Result<rpb::DecideResponse, ServiceError> {
-        self.client.decide(&request).await.map_err(routing_error)
-    }
-
     async fn authorize(
         &self,
         request: rpb::AuthorizeRequest,

@@ -12,15 +12,13 @@ use mpos_proto::authorization as pb;
 use mpos_proto::routing as rpb;
 use mpos_proto::{timestamp_from_micros, timestamp_to_micros};
 use sha2::{Digest, Sha256};
-use tms_params::CardToken;
 
 use crate::card::CardData;
 use crate::checks::{self, Decline, PaymentFacts};
 use crate::keys::ksn_belongs_to;
 use crate::payment::{self, Payment, PaymentCommand, PaymentError, Step};
 use crate::ports::{
-    AttestationPass, DeviceKind, DukptPinBlock, Hsm, HsmFailure, Router, TerminalFacts, Terminals,
-    TokenCheck,
+    AttestationPass, DeviceKind, Hsm, HsmFailure, Router, TerminalFacts, Terminals, TokenCheck,
 };
 
 /// Who is calling, as the transport established it.
@@ -269,12 +267,163 @@ fn routing_type(kind: i32) -> rpb::TransactionType {
     }
 }
 
+/// Routing's answer to `Authorize` as the payment's conclusion (ADR 24): the route its
+/// decision took, then the outcome. Without an answer the outcome is unknown: a time-out,
+/// reversed after.
+fn conclusion(
+    tenant_id: &str,
+    payment_id: &str,
+    answer: Result<rpb::AuthorizeResponse, ServiceError>,
+    decided_at_us: i64,
+) -> PaymentCommand {
+    let decided_at = Some(timestamp_from_micros(decided_at_us));
+    let conclude =
+        |routed: Option<pb::PaymentRouted>, outcome: PaymentCommand| PaymentCommand::Conclude {
+            routed,
+            outcome: Box::new(outcome),
+        };
+    let declined = |reason: pb::DeclineReason, stage: pb::PaymentStatus, message: String| {
+        pb::PaymentDeclined {
+            tenant_id: tenant_id.to_owned(),
+            payment_id: payment_id.to_owned(),
+            reason: reason.into(),
+            stage: stage.into(),
+            message,
+            decided_at,
+            ..pb::PaymentDeclined::default()
+        }
+    };
+    let answer = match answer {
+        Ok(answer) => answer,
+        // Routing refused the request as it stands before it recorded or sent anything (its
+        // checks come first): nothing reached an acquirer, so there is nothing to reverse.
+        Err(error) if error.code == mpos_errors::ErrorCode::BadRequest => {
+            tracing::warn!(error = %error.message, %payment_id, "routing refused the request");
+            return conclude(
+                None,
+                PaymentCommand::Decline(declined(
+                    pb::DeclineReason::SystemUnavailable,
+                    pb::PaymentStatus::Decrypted,
+                    "the payment could not be sent to the acquirer; nothing was charged".into(),
+                )),
+            );
+        }
+        Err(error) => {
+            // The routing service did not answer: the outcome is unknown, so it is treated
+            // as a time-out and reversed (routing reverses an unanswered attempt it finds at
+            // start, too).
+            tracing::warn!(error = %error.message, %payment_id, "routing did not answer");
+            return conclude(
+                None,
+                PaymentCommand::TimeOut(pb::PaymentTimedOut {
+                    tenant_id: tenant_id.to_owned(),
+                    payment_id: payment_id.to_owned(),
+                    acquirer_id: String::new(),
+                    decided_at,
+                }),
+            );
+        }
+    };
+    let decision = answer.decision.clone().unwrap_or_default();
+    let Some(first) = decision.candidates.first() else {
+        let reason = if decision.no_route_reason.is_empty() {
+            "no acquirer for this payment".to_owned()
+        } else {
+            decision.no_route_reason.clone()
+        };
+        return conclude(
+            None,
+            PaymentCommand::Decline(declined(
+                pb::DeclineReason::NoRoute,
+                pb::PaymentStatus::Decrypted,
+                reason,
+            )),
+        );
+    };
+    let routed = pb::PaymentRouted {
+        tenant_id: tenant_id.to_owned(),
+        payment_id: payment_id.to_owned(),
+        decision_id: decision.decision_id.clone(),
+        acquirer_id: first.acquirer_id.clone(),
+        rule_version: decision.rule_version,
+        rule_id: decision.rule_id.clone(),
+    };
+    let acquirer_id = if answer.acquirer_id.is_empty() {
+        first.acquirer_id.clone()
+    } else {
+        answer.acquirer_id.clone()
+    };
+    if answer.pin_block_invalid {
+        return conclude(
+            Some(routed),
+            PaymentCommand::Decline(pb::PaymentDeclined {
+                acquirer_id,
+                ..declined(
+                    pb::DeclineReason::PinBlockInvalid,
+                    pb::PaymentStatus::Routed,
+                    "the PIN block could not be translated for the acquirer; nothing was charged"
+                        .into(),
+                )
+            }),
+        );
+    }
+    let outcome = match rpb::ExchangeOutcome::try_from(answer.outcome) {
+        // Stored: a completion advice in doubt that routing stored and repeats until the
+        // acquirer acknowledges it: the completion stands (nothing to reverse).
+        Ok(outcome @ (rpb::ExchangeOutcome::Approved | rpb::ExchangeOutcome::Stored)) => {
+            PaymentCommand::Approve(pb::PaymentApproved {
+                tenant_id: tenant_id.to_owned(),
+                payment_id: payment_id.to_owned(),
+                acquirer_id,
+                response_code: answer.response_code,
+                auth_code: answer.auth_code,
+                stan: answer.stan,
+                rrn: answer.rrn,
+                issuer_emv_data: answer.issuer_emv_data,
+                decided_at,
+                advice_stored: outcome == rpb::ExchangeOutcome::Stored,
+            })
+        }
+        Ok(rpb::ExchangeOutcome::Declined) => PaymentCommand::Decline(pb::PaymentDeclined {
+            response_code: answer.response_code.clone(),
+            acquirer_id,
+            issuer_emv_data: answer.issuer_emv_data,
+            stan: answer.stan,
+            rrn: answer.rrn,
+            ..declined(
+                pb::DeclineReason::IssuerDeclined,
+                pb::PaymentStatus::Routed,
+                format!("declined by the issuer ({})", answer.response_code),
+            )
+        }),
+        Ok(rpb::ExchangeOutcome::Unavailable) => PaymentCommand::Decline(pb::PaymentDeclined {
+            acquirer_id,
+            ..declined(
+                pb::DeclineReason::AcquirerUnavailable,
+                pb::PaymentStatus::Routed,
+                "no acquirer could be reached; nothing was charged".into(),
+            )
+        }),
+        // Timed out or an answer that could not be trusted: routing queued the reversal
+        // already.
+        _ => PaymentCommand::TimeOut(pb::PaymentTimedOut {
+            tenant_id: tenant_id.to_owned(),
+            payment_id: payment_id.to_owned(),
+            acquirer_id,
+            decided_at,
+        }),
+    };
+    conclude(Some(routed), outcome)
+}
+
 /// A submission on its way: what the steps found, kept for the request to routing.
 struct Prepared {
     steps: Vec<Step>,
     card: CardData,
-    decision: rpb::DecideResponse,
-    pin_block: String,
+    /// The facts routing decides the route by, in the same call as the authorization.
+    decide: rpb::DecideRequest,
+    /// The terminal's PIN block under its DUKPT key, for routing to have translated.
+    dukpt_pin: Option<rpb::DukptPinBlock>,
     emv: Vec<u8>,
     merchant_id: String,
     mcc: String,
@@ -452,29 +601,15 @@ impl Authorizer {
             }
         };
 
-        // Commit 1: the point of no return.
-        let first = prepared
-            .decision
-            .candidates
-            .first()
-            .map(|candidate| candidate.acquirer_id.clone())
-            .unwrap_or_default();
-        let mut steps = prepared.steps;
-        steps.push(Step::Routed(pb::PaymentRouted {
-            tenant_id: tenant_id.clone(),
-            payment_id: payment_id.clone(),
-            decision_id: prepared.decision.decision_id.clone(),
-            acquirer_id: first.clone(),
-            rule_version: prepared.decision.rule_version,
-            rule_id: prepared.decision.rule_id.clone(),
-        }));
+        // Commit 1: the point of no return, the payment handed to routing decrypted; routing
+        // decides the route and sends it in one call (ADR 24).
         match self
             .held
             .execute(
                 &mut held,
                 PaymentCommand::Submit {
                     received: received.clone(),
-                    steps,
+                    steps: prepared.steps,
                 },
                 metadata.clone(),
             )
@@ -499,7 +634,7 @@ impl Authorizer {
         let authorize = rpb::AuthorizeRequest {
             tenant_id: tenant_id.clone(),
             payment_id: payment_id.clone(),
-            decision_id: prepared.decision.decision_id.clone(),
+            decision_id: String::new(),
             transaction_type: routing_type(request.transaction_type).into(),
             amount_minor: request.amount_minor,
             currency: request.currency.clone(),
@@ -508,115 +643,34 @@ impl Authorizer {
             merchant_id: prepared.merchant_id.clone(),
             merchant_category_code: prepared.mcc.clone(),
             sealed_card: None,
-            pin_block: prepared.pin_block.clone(),
-            pin_block_acquirer_id: if prepared.pin_block.is_empty() {
-                String::new()
-            } else {
-                first.clone()
-            },
+            pin_block: String::new(),
+            pin_block_acquirer_id: String::new(),
             emv_data: prepared.emv.clone(),
             original_payment_id: request.original_payment_id.clone(),
             original_auth_code: String::new(),
+            decide: Some(prepared.decide),
+            dukpt_pin_block: prepared.dukpt_pin,
         };
         let answer = self.ports.router.authorize(authorize, secrets).await;
-        let decided_at = Some(timestamp_from_micros(mpos_es::now_micros()));
-        let command = match answer {
-            Ok(answer) => match rpb::ExchangeOutcome::try_from(answer.outcome) {
-                // Stored: a completion advice in doubt that routing stored and repeats until
-                // the acquirer acknowledges it: the completion stands (nothing to reverse).
-                Ok(outcome @ (rpb::ExchangeOutcome::Approved | rpb::ExchangeOutcome::Stored)) => {
-                    PaymentCommand::Approve(pb::PaymentApproved {
-                        tenant_id: tenant_id.clone(),
-                        payment_id: payment_id.clone(),
-                        acquirer_id: answer.acquirer_id,
-                        response_code: answer.response_code,
-                        auth_code: answer.auth_code,
-                        stan: answer.stan,
-                        rrn: answer.rrn,
-                        issuer_emv_data: answer.issuer_emv_data,
-                        decided_at,
-                        advice_stored: outcome == rpb::ExchangeOutcome::Stored,
-                    })
-                }
-                Ok(rpb::ExchangeOutcome::Declined) => {
-                    PaymentCommand::Decline(pb::PaymentDeclined {
-                        tenant_id: tenant_id.clone(),
-                        payment_id: payment_id.clone(),
-                        reason: pb::DeclineReason::IssuerDeclined.into(),
-                        stage: pb::PaymentStatus::Routed.into(),
-                        message: format!("declined by the issuer ({})", answer.response_code),
-                        response_code: answer.response_code,
-                        acquirer_id: answer.acquirer_id,
-                        decided_at,
-                        issuer_emv_data: answer.issuer_emv_data,
-                        stan: answer.stan,
-                        rrn: answer.rrn,
-                    })
-                }
-                Ok(rpb::ExchangeOutcome::Unavailable) => {
-                    PaymentCommand::Decline(pb::PaymentDeclined {
-                        tenant_id: tenant_id.clone(),
-                        payment_id: payment_id.clone(),
-                        reason: pb::DeclineReason::AcquirerUnavailable.into(),
-                        stage: pb::PaymentStatus::Routed.into(),
-                        message: "no acquirer could be reached; nothing was charged".into(),
-                        acquirer_id: answer.acquirer_id,
-                        decided_at,
-                        ..pb::PaymentDeclined::default()
-                    })
-                }
-                // Timed out or an answer that could not be trusted: routing queued the
-                // reversal already.
-                _ => PaymentCommand::TimeOut(pb::PaymentTimedOut {
-                    tenant_id: tenant_id.clone(),
-                    payment_id: payment_id.clone(),
-                    acquirer_id: answer.acquirer_id,
-                    decided_at,
-                }),
-            },
-            // Routing refused the request as it stands before it recorded or sent anything
-            // (its checks come first): nothing reached an acquirer, so there is nothing to
-            // reverse.
-            Err(error) if error.code == mpos_errors::ErrorCode::BadRequest => {
-                tracing::warn!(error = %error.message, %payment_id, "routing refused the request");
-                PaymentCommand::Decline(pb::PaymentDeclined {
-                    tenant_id: tenant_id.clone(),
-                    payment_id: payment_id.clone(),
-                    reason: pb::DeclineReason::SystemUnavailable.into(),
-                    stage: pb::PaymentStatus::Routed.into(),
-                    message: "the payment could not be sent to the acquirer; nothing was charged"
-                        .into(),
-                    acquirer_id: first.clone(),
-                    decided_at,
-                    ..pb::PaymentDeclined::default()
-                })
-            }
-            Err(error) => {
-                // The routing service did not answer: the outcome is unknown, so it is
-                // treated as a time-out and reversed (routing reverses an unanswered
-                // attempt it finds at start, too).
-                tracing::warn!(error = %error.message, %payment_id, "routing did not answer");
-                PaymentCommand::TimeOut(pb::PaymentTimedOut {
-                    tenant_id: tenant_id.clone(),
-                    payment_id: payment_id.clone(),
-                    acquirer_id: first.clone(),
-                    decided_at,
-                })
-            }
-        };
-        let timed_out = matches!(command, PaymentCommand::TimeOut(_));
+        let command = conclusion(&tenant_id, &payment_id, answer, mpos_es::now_micros());
         self.held
             .execute(&mut held, command, metadata.clone())
             .await
             .map_err(mpos_es::command_error)?;
-        if !timed_out {
+        if held.state().status() != pb::PaymentStatus::TimedOut {
             return Ok(response_of(held.state()));
         }
+        let acquirer_id = held
+            .state()
+            .timed_out
+            .as_ref()
+            .map(|timed_out| timed_out.acquirer_id.clone())
+            .unwrap_or_default();
         self.reverse_now(
             &tenant_id,
             &payment_id,
             pb::ReversalReason::AcquirerTimeout,
-            &first,
+            &acquirer_id,
             metadata,
         )
         .await?;
@@ -835,7 +889,7 @@ impl Authorizer {
         }));
 
         // Decipher inside the HSM.
-        let plaintext = self
+        let (plaintext, token) = self
             .ports
             .hsm
             .decrypt_card_data(
@@ -855,26 +909,6 @@ impl Authorizer {
         drop(plaintext);
         let brand = routing_rules::CardBrand::from_bin(&card.bin());
 
-        // The token and the routing decision at once: neither needs the other.
-        let decide = rpb::DecideRequest {
-            tenant_id: tenant_id.to_owned(),
-            payment_id: payment_id.to_owned(),
-            transaction_type: routing_type(request.transaction_type).into(),
-            amount_minor: request.amount_minor,
-            currency: request.currency.clone(),
-            bin: card.bin(),
-            pan_length: u32::try_from(card.pan_length()).unwrap_or(0),
-            merchant_id: facts.context.merchant_id.clone(),
-            merchant_category_code: mcc.clone(),
-            terminal_group_id: facts.context.terminal_group_id.clone(),
-            entry_mode: routing_entry_mode(request.entry_mode).into(),
-        };
-        let (token, decision) = tokio::join!(
-            self.ports.hsm.card_token(tenant_id, card.pan()),
-            self.ports.router.decide(decide)
-        );
-        let token: CardToken = token
-            .map_err(|failure| hsm_decline(&steps, failure, R::CardDataInvalid, "the card"))?;
         let summary = crate::card::CardSummary {
             bin: card.bin(),
             last_four: card.last_four(),
@@ -901,59 +935,31 @@ impl Authorizer {
             return Err(Stop::Declined(steps, decline));
         }
         steps.push(decrypted);
-        let decision = match decision {
-            Ok(decision) => decision,
-            Err(error) => {
-                tracing::warn!(error = %error.message, "routing decision failed");
-                return Err(decline(
-                    &steps,
-                    R::SystemUnavailable,
-                    "the payment could not be routed now; nothing was charged",
-                ));
-            }
+        // The card checked (its token came with the decryption, ADR 24): routing decides
+        // the route in the request that sends the payment.
+        let decide = rpb::DecideRequest {
+            tenant_id: tenant_id.to_owned(),
+            payment_id: payment_id.to_owned(),
+            transaction_type: routing_type(request.transaction_type).into(),
+            amount_minor: request.amount_minor,
+            currency: request.currency.clone(),
+            bin: card.bin(),
+            pan_length: u32::try_from(card.pan_length()).unwrap_or(0),
+            merchant_id: facts.context.merchant_id.clone(),
+            merchant_category_code: mcc.clone(),
+            terminal_group_id: facts.context.terminal_group_id.clone(),
+            entry_mode: routing_entry_mode(request.entry_mode).into(),
         };
-        let Some(first) = decision.candidates.first() else {
-            let reason = if decision.no_route_reason.is_empty() {
-                "no acquirer for this payment".to_owned()
-            } else {
-                decision.no_route_reason.clone()
-            };
-            return Err(decline(&steps, R::NoRoute, &reason));
-        };
-
-        // The PIN block, to the first acquirer's zone PIN key.
-        let pin_block = if request.encrypted_pin_block.is_empty() {
-            String::new()
-        } else {
-            if first.zone_pin_key.is_empty() {
-                return Err(decline(
-                    &steps,
-                    R::PinBlockInvalid,
-                    "the acquirer takes no PIN blocks",
-                ));
-            }
-            self.ports
-                .hsm
-                .translate_pin(
-                    tenant_id,
-                    &DukptPinBlock {
-                        bdk: &key.bdk,
-                        ksn: &request.ksn,
-                        block_hex: &request.encrypted_pin_block,
-                    },
-                    &first.zone_pin_key,
-                    card.pan(),
-                )
-                .await
-                .map_err(|failure| {
-                    hsm_decline(&steps, failure, R::PinBlockInvalid, "the PIN block")
-                })?
-        };
+        let dukpt_pin = (!request.encrypted_pin_block.is_empty()).then(|| rpb::DukptPinBlock {
+            bdk: key.bdk.clone(),
+            ksn: request.ksn.to_ascii_uppercase(),
+            block: request.encrypted_pin_block.to_ascii_uppercase(),
+        });
         Ok(Prepared {
             steps,
             card,
-            decision,
-            pin_block,
+            decide,
+            dukpt_pin,
             emv: emv.forwarded,
             merchant_id: facts.context.merchant_id.clone(),
             mcc,

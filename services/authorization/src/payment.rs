@@ -115,12 +115,21 @@ pub enum Step {
 /// What can be asked of a payment.
 #[derive(Clone, Debug, PartialEq)]
 pub enum PaymentCommand {
-    /// Record a submission: the request and the steps it passed (ending routed or declined).
+    /// Record a submission: the request and the steps it passed (ending decrypted, i.e.
+    /// handed to routing; routed; or declined).
     Submit {
         /// The request.
         received: pb::PaymentReceived,
         /// The steps, in order.
         steps: Vec<Step>,
+    },
+    /// Routing's answer to a payment handed to it decrypted (ADR 24): the route it took, if
+    /// it found one, then the outcome (`Approve`, `Decline` or `TimeOut`), in one commit.
+    Conclude {
+        /// The route, recorded first (`PaymentRouted`).
+        routed: Option<pb::PaymentRouted>,
+        /// The outcome on it.
+        outcome: Box<PaymentCommand>,
     },
     /// The acquirer approved.
     Approve(pb::PaymentApproved),
@@ -236,20 +245,46 @@ impl Payment {
                 }
                 submission(received, steps)
             }
+            PaymentCommand::Conclude { routed, outcome } => {
+                if !matches!(
+                    *outcome,
+                    PaymentCommand::Approve(_)
+                        | PaymentCommand::Decline(_)
+                        | PaymentCommand::TimeOut(_)
+                ) {
+                    return Err(PaymentError::Invalid(
+                        "conclude: the outcome is an approval, a decline or a time-out".into(),
+                    ));
+                }
+                let Some(routed) = routed else {
+                    return self.decide(*outcome);
+                };
+                if status != S::Decrypted {
+                    return Err(self.refuse("route"));
+                }
+                let mut after = self.clone();
+                after.apply(PaymentEvent::Routed(routed.clone()));
+                let mut events = vec![PaymentEvent::Routed(routed)];
+                events.extend(after.decide(*outcome)?);
+                Ok(events)
+            }
             PaymentCommand::Approve(approved) => match status {
                 S::Routed => Ok(vec![PaymentEvent::Approved(approved)]),
                 _ => Err(self.refuse("approve")),
             },
             PaymentCommand::Decline(declined) => match status {
-                S::Routed => Ok(vec![PaymentEvent::Declined(declined)]),
+                // Decrypted: handed to routing, which found no route or refused it.
+                S::Routed | S::Decrypted => Ok(vec![PaymentEvent::Declined(declined)]),
                 _ => Err(self.refuse("decline")),
             },
             PaymentCommand::TimeOut(timed_out) => match status {
-                S::Routed => Ok(vec![PaymentEvent::TimedOut(timed_out)]),
+                // Decrypted: handed to routing, which did not answer.
+                S::Routed | S::Decrypted => Ok(vec![PaymentEvent::TimedOut(timed_out)]),
                 _ => Err(self.refuse("time out")),
             },
             PaymentCommand::RequestReversal(reversal) => match status {
-                S::Routed | S::Approved | S::TimedOut => {
+                // Decrypted: handed to routing with its outcome not recorded (a crash).
+                S::Decrypted | S::Routed | S::Approved | S::TimedOut => {
                     Ok(vec![PaymentEvent::ReversalRequested(reversal)])
                 }
                 // Asked again: already under way or done.
@@ -304,9 +339,9 @@ fn submission(
         status = next;
         events.push(event);
     }
-    if !matches!(status, S::Routed | S::Declined) {
+    if !matches!(status, S::Decrypted | S::Routed | S::Declined) {
         return Err(PaymentError::Invalid(
-            "submission: must end routed or declined".into(),
+            "submission: must end decrypted (handed to routing), routed or declined".into(),
         ));
     }
     Ok(events)
@@ -508,7 +543,7 @@ mod tests {
         for steps in [
             vec![Step::Decrypted(decrypted()), Step::Routed(routed())],
             vec![Step::Checked(checked()), Step::Routed(routed())],
-            vec![Step::Checked(checked()), Step::Decrypted(decrypted())],
+            vec![Step::Checked(checked())],
             vec![],
             vec![
                 Step::Declined(declined(
@@ -581,6 +616,93 @@ mod tests {
                 status: "declined",
                 action: "time out",
             });
+    }
+
+    /// ADR 24: a payment handed to routing decrypted is concluded with its route and outcome
+    /// in one commit; without a route (none found, routing silent) it is declined or timed out
+    /// from where it stands; a route on a payment not decrypted, or a conclusion that is no
+    /// outcome, is refused.
+    #[test]
+    fn a_payment_handed_over_decrypted_is_concluded_with_its_route() {
+        let handed = vec![
+            PaymentEvent::Received(received("d1")),
+            PaymentEvent::Checked(checked()),
+            PaymentEvent::Decrypted(decrypted()),
+        ];
+        let submitted = Payment::default().decide(PaymentCommand::Submit {
+            received: received("d1"),
+            steps: vec![Step::Checked(checked()), Step::Decrypted(decrypted())],
+        });
+        assert_eq!(submitted, Ok(handed.clone()));
+        let approved = pb::PaymentApproved {
+            response_code: "00".into(),
+            ..pb::PaymentApproved::default()
+        };
+        Test::with(())
+            .given(handed.clone())
+            .when(PaymentCommand::Conclude {
+                routed: Some(routed()),
+                outcome: Box::new(PaymentCommand::Approve(approved.clone())),
+            })
+            .then_expect_events(vec![
+                PaymentEvent::Routed(routed()),
+                PaymentEvent::Approved(approved.clone()),
+            ]);
+        let no_route = declined(pb::DeclineReason::NoRoute, pb::PaymentStatus::Decrypted);
+        Test::with(())
+            .given(handed.clone())
+            .when(PaymentCommand::Conclude {
+                routed: None,
+                outcome: Box::new(PaymentCommand::Decline(no_route.clone())),
+            })
+            .then_expect_events(vec![PaymentEvent::Declined(no_route)]);
+        Test::with(())
+            .given(handed.clone())
+            .when(PaymentCommand::Conclude {
+                routed: None,
+                outcome: Box::new(PaymentCommand::TimeOut(pb::PaymentTimedOut::default())),
+            })
+            .then_expect_events(vec![PaymentEvent::TimedOut(pb::PaymentTimedOut::default())]);
+        // Approved without a route: refused (only a routed payment is approved).
+        Test::with(())
+            .given(handed.clone())
+            .when(PaymentCommand::Conclude {
+                routed: None,
+                outcome: Box::new(PaymentCommand::Approve(approved.clone())),
+            })
+            .then_expect_error(PaymentError::InvalidTransition {
+                status: "decrypted",
+                action: "approve",
+            });
+        Test::with(())
+            .given(routed_history())
+            .when(PaymentCommand::Conclude {
+                routed: Some(routed()),
+                outcome: Box::new(PaymentCommand::Approve(approved)),
+            })
+            .then_expect_error(PaymentError::InvalidTransition {
+                status: "routed",
+                action: "route",
+            });
+        let result = Payment::default().decide(PaymentCommand::Conclude {
+            routed: None,
+            outcome: Box::new(PaymentCommand::ConfirmReversal(
+                pb::PaymentReversed::default(),
+            )),
+        });
+        assert!(
+            matches!(result, Err(PaymentError::Invalid(_))),
+            "{result:?}"
+        );
+        // A crash before the conclusion: the payment handed over can be reversed.
+        Test::with(())
+            .given(handed)
+            .when(PaymentCommand::RequestReversal(
+                pb::ReversalRequested::default(),
+            ))
+            .then_expect_events(vec![PaymentEvent::ReversalRequested(
+                pb::ReversalRequested::default(),
+            )]);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use mpos_errors::ServiceError;
 use mpos_proto::routing as rpb;
-use tms_params::{CardToken, Pan};
+use tms_params::CardToken;
 use zeroize::Zeroizing;
 
 use crate::checks::TerminalContext;
@@ -76,53 +76,24 @@ pub enum HsmFailure {
     Unavailable(String),
 }
 
-/// A DUKPT PIN block as the terminal sent it.
-#[derive(Clone, Debug)]
-pub struct DukptPinBlock<'a> {
-    /// The BDK in the hsm-proxy.
-    pub bdk: &'a str,
-    /// The transaction's KSN.
-    pub ksn: &'a str,
-    /// The enciphered block, hex.
-    pub block_hex: &'a str,
-}
-
 /// The HSM operations of the payment path. Card data and PANs cross the bus only sealed.
 #[async_trait]
 pub trait Hsm: Send + Sync {
-    /// Deciphers P2PE card data (DUKPT data key, request direction, CBC, zero IV).
+    /// Deciphers P2PE card data (DUKPT data key, request direction, CBC, zero IV) and, in the
+    /// same call, computes the card's keyed token: HMAC-SHA-256 of the PAN digits under the
+    /// tenant's card token key in the HSM. The plaintext, and the token.
     async fn decrypt_card_data(
         &self,
         tenant_id: &str,
         bdk: &str,
         ksn: &str,
         ciphertext: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, HsmFailure>;
-
-    /// The card's keyed token: HMAC-SHA-256 of the PAN digits under the tenant's card token
-    /// key in the HSM.
-    async fn card_token(&self, tenant_id: &str, pan: &Pan) -> Result<CardToken, HsmFailure>;
-
-    /// Translates a DUKPT PIN block (ISO 0 under TDES DUKPT, ISO 4 under AES DUKPT) to ISO 0
-    /// under the zone PIN key `zone_pin_key`; the hex block.
-    async fn translate_pin(
-        &self,
-        tenant_id: &str,
-        block: &DukptPinBlock<'_>,
-        zone_pin_key: &str,
-        pan: &Pan,
-    ) -> Result<String, HsmFailure>;
+    ) -> Result<(Zeroizing<Vec<u8>>, CardToken), HsmFailure>;
 }
 
 /// The routing service.
 #[async_trait]
 pub trait Router: Send + Sync {
-    /// Chooses the acquirers.
-    async fn decide(
-        &self,
-        request: rpb::DecideRequest,
-    ) -> Result<rpb::DecideResponse, ServiceError>;
-
     /// Sends the payment; the card data is sealed to the routing process on the way.
     async fn authorize(
         &self,

@@ -106,6 +106,28 @@ impl std::fmt::Debug for Hsm {
     }
 }
 
+/// The PAN's digits of track 2 equivalent data (`plaintext`, zero-padded to the cipher's block
+/// size): the 12 to 19 digits before the separator (`=` or `D`). The error names no digit.
+fn track2_pan(plaintext: &[u8]) -> Result<Zeroizing<String>, HsmError> {
+    let not_track2 = || {
+        HsmError::invalid(
+            "card_token_key",
+            "the plaintext is not track 2 equivalent data (PAN, separator, expiry)",
+        )
+    };
+    let separator = plaintext
+        .iter()
+        .position(|byte| matches!(byte, b'=' | b'D' | b'd'))
+        .ok_or_else(not_track2)?;
+    let digits = plaintext.get(..separator).ok_or_else(not_track2)?;
+    if !(12..=19).contains(&digits.len()) || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(not_track2());
+    }
+    Ok(Zeroizing::new(
+        digits.iter().map(|&byte| char::from(byte)).collect(),
+    ))
+}
+
 /// Validates a tenant id (the platform's rule: 3 to 63 lowercase letters, digits or inner
 /// hyphens, starting with a letter).
 fn check_tenant(tenant_id: &str) -> Result<&str, HsmError> {
@@ -1226,10 +1248,29 @@ impl Hsm {
                 request.ciphertext,
             )
             .await?;
+        let plaintext = Zeroizing::new(plaintext);
+        let card_token = if request.card_token_key.is_empty() {
+            Vec::new()
+        } else {
+            // P2PE decrypt and tokenize: the PAN's keyed token, as GenerateMac computes it,
+            // without the PAN travelling back in a second request.
+            let pan = track2_pan(&plaintext)?;
+            self.generate_mac(pb::GenerateMacRequest {
+                tenant_id: request.tenant_id.clone(),
+                key: request.card_token_key,
+                algorithm: pb::MacAlgorithm::HmacSha256.into(),
+                mac_length: 32,
+                message: pan.as_bytes().to_vec(),
+                ..pb::GenerateMacRequest::default()
+            })
+            .await?
+            .mac
+        };
         Ok(pb::DecryptDataResponse {
-            plaintext,
+            plaintext: plaintext.to_vec(),
             kcv,
             sealed_plaintext: None,
+            card_token,
         })
     }
 

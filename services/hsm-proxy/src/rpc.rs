@@ -183,6 +183,30 @@ pub async fn serve(
     Ok(handles)
 }
 
+/// What [`HsmClient::decrypt_card_data_sealed`] answers: the opened plaintext and the card
+/// token computed with it. `Debug` shows neither.
+pub struct DecryptedCard {
+    /// The clear data, wiped on drop.
+    pub plaintext: Zeroizing<Vec<u8>>,
+    /// The card's keyed token (HMAC-SHA-256 of the PAN); empty without `card_token_key`.
+    pub card_token: Vec<u8>,
+}
+
+impl std::fmt::Debug for DecryptedCard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecryptedCard")
+            .field(
+                "plaintext",
+                &format_args!("<{} bytes>", self.plaintext.len()),
+            )
+            .field(
+                "card_token",
+                &format_args!("<{} bytes>", self.card_token.len()),
+            )
+            .finish()
+    }
+}
+
 /// A request id for a sealed request whose caller left it empty: a UUIDv7.
 fn new_request_id() -> String {
     uuid::Uuid::now_v7().to_string()
@@ -357,8 +381,17 @@ impl HsmClient {
     /// in clear on the bus; returns it opened. Sets `request_id` (a new UUIDv7) if empty.
     pub async fn decrypt_data_sealed(
         &self,
-        mut request: pb::DecryptDataRequest,
+        request: pb::DecryptDataRequest,
     ) -> Result<Zeroizing<Vec<u8>>, BusError> {
+        Ok(self.decrypt_card_data_sealed(request).await?.plaintext)
+    }
+
+    /// [`HsmClient::decrypt_data_sealed`] that also answers the card token the request asked
+    /// for with `card_token_key` (empty when it named none).
+    pub async fn decrypt_card_data_sealed(
+        &self,
+        mut request: pb::DecryptDataRequest,
+    ) -> Result<DecryptedCard, BusError> {
         let sealer = self.sealer()?;
         if request.request_id.is_empty() {
             request.request_id = new_request_id();
@@ -373,14 +406,18 @@ impl HsmClient {
         let sealed = Sealed::try_from(sealed).map_err(|error| {
             BusError::Decode(format!("DecryptData reply: sealed plaintext: {error}"))
         })?;
-        sealer
+        let plaintext = sealer
             .open(
                 &sealed,
                 &mpos_seal::context(DECRYPT_DATA_PLAINTEXT, &request.request_id),
             )
             .map_err(|_| {
                 BusError::Decode("DecryptData reply: the sealed plaintext does not open".into())
-            })
+            })?;
+        Ok(DecryptedCard {
+            plaintext,
+            card_token: response.card_token,
+        })
     }
 
     /// TranslatePinData with `pan` sealed to the hsm-proxy (`sealed_pan`; `request.pan` is

@@ -410,6 +410,80 @@ async fn decrypt_data_sealed_equals_clear(service: &TestService) {
     assert!(reply.sealed_plaintext.is_some());
 }
 
+/// DecryptData naming a card token key (P2PE decrypt and tokenize, ADR 24): the plaintext of
+/// X9.24-1:2009 A.4.2 as without it, and the token GenerateMac gives for its PAN (HMAC-SHA-256
+/// under the known token key); a random card's token likewise. Data that is not track 2 is
+/// refused with the field named and no digit in the message; without the key no token.
+async fn decrypt_and_tokenize(service: &TestService) {
+    let (client, traffic) = sealed_client(service);
+    let mut request = decrypt_request("FFFF9876543210E00001", h(CARD_DATA_CIPHERTEXT));
+    request.card_token_key = "alias/card-token".into();
+    let decrypted = client
+        .decrypt_card_data_sealed(request)
+        .await
+        .expect("decrypt and tokenize");
+    assert_eq!(&decrypted.plaintext[..CARD_DATA.len()], CARD_DATA);
+    assert_eq!(decrypted.card_token, expected_token(PAN));
+    // One request and its reply (after the hsm-proxy's sealing key), neither with the PAN or
+    // the track 2.
+    let messages = traffic.take();
+    let subjects = subjects_of(&messages);
+    assert_eq!(
+        subjects
+            .iter()
+            .filter(|subject| subject.contains("GetSealingKey"))
+            .count()
+            + 2,
+        subjects.len(),
+        "{subjects:?}"
+    );
+    assert!(leaks(&messages, PAN, CARD_DATA).is_empty());
+    let by_mac = client
+        .generate_mac_sealed(token_request(), PAN.as_bytes())
+        .await
+        .expect("token by GenerateMac");
+    assert_eq!(decrypted.card_token, by_mac.mac);
+
+    let card = terminal_card(random_pan());
+    let mut request = decrypt_request(card.ksn, card.card_data.clone());
+    request.card_token_key = "alias/card-token".into();
+    let decrypted = client.decrypt_card_data_sealed(request).await.unwrap();
+    assert_eq!(decrypted.card_token, expected_token(&card.pan));
+
+    let without = client
+        .decrypt_card_data_sealed(decrypt_request(card.ksn, card.card_data.clone()))
+        .await
+        .unwrap();
+    assert!(without.card_token.is_empty());
+    assert_eq!(without.plaintext, decrypted.plaintext);
+
+    // Not track 2: the same key's data request key enciphers 16 digits without a separator.
+    let bdk = SecretBytes::from_hex("bdk", BDK).unwrap();
+    let ksn = tdes_dukpt::Ksn::from_hex(card.ksn).unwrap();
+    let data_key = tdes_dukpt::host_working_key(
+        &bdk,
+        &ksn,
+        tdes_dukpt::KeyUsage::DataRequest,
+        tdes_dukpt::DataKeyDerivation::OneWay,
+    )
+    .unwrap();
+    let digits = b"4111111111111111";
+    let ciphertext = tdes_encrypt_cbc(data_key.expose(), &[0; 8], digits).unwrap();
+    let mut request = decrypt_request(card.ksn, ciphertext);
+    request.card_token_key = "alias/card-token".into();
+    let error = client.decrypt_card_data_sealed(request).await.unwrap_err();
+    assert_eq!(error.code(), ErrorCode::BadRequest, "{error}");
+    let text = error.to_string();
+    assert!(text.contains("card_token_key"), "{text}");
+    assert!(!text.contains("4111"), "{text}");
+
+    // A token key that does not exist: not found, named.
+    let mut request = decrypt_request(card.ksn, card.card_data.clone());
+    request.card_token_key = "alias/no-such-token-key".into();
+    let error = client.decrypt_card_data_sealed(request).await.unwrap_err();
+    assert_eq!(error.code(), ErrorCode::NotFound, "{error}");
+}
+
 /// X9.24-1:2009 A.4.2: the DUKPT PIN blocks of PIN 1234 / PAN 4012345678909 translate to the
 /// same ZPK block (which opens to the published clear block 041274EDCBA9876F) with the PAN
 /// sealed as with it in clear.
@@ -963,6 +1037,7 @@ async fn sealed_card_data_on_the_embedded_default() {
     let service = common::embedded().await;
     known_keys(&service).await;
     decrypt_data_sealed_equals_clear(&service).await;
+    decrypt_and_tokenize(&service).await;
     translate_pin_data_sealed_equals_clear(&service).await;
     generate_mac_sealed_equals_clear(&service).await;
     other_pan_operations_sealed(&service).await;

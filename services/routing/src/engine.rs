@@ -1083,6 +1083,36 @@ impl Router {
         {
             return Err(ServiceError::bad_request("pin_block: 16 hex digits"));
         }
+        if let Some(dukpt) = &request.dukpt_pin_block {
+            if !request.pin_block.is_empty() {
+                return Err(ServiceError::bad_request(
+                    "dukpt_pin_block: not with pin_block",
+                ));
+            }
+            if !(1..=200).contains(&dukpt.bdk.len()) {
+                return Err(ServiceError::bad_request(
+                    "dukpt_pin_block.bdk: 1 to 200 characters",
+                ));
+            }
+            let hex_digits = |value: &str, len: usize| {
+                value.len() == len && value.bytes().all(|b| b.is_ascii_hexdigit())
+            };
+            let block_len = match dukpt.ksn.len() {
+                20 => 16,
+                24 => 32,
+                _ => 0,
+            };
+            if block_len == 0 || !hex_digits(&dukpt.ksn, dukpt.ksn.len()) {
+                return Err(ServiceError::bad_request(
+                    "dukpt_pin_block.ksn: 20 (TDES) or 24 (AES) hex digits",
+                ));
+            }
+            if !hex_digits(&dukpt.block, block_len) {
+                return Err(ServiceError::bad_request(
+                    "dukpt_pin_block.block: 16 hex digits under TDES DUKPT, 32 under AES DUKPT",
+                ));
+            }
+        }
         if request.emv_data.len() > 999 {
             return Err(ServiceError::bad_request("emv_data: at most 999 bytes"));
         }
@@ -1119,6 +1149,8 @@ impl Router {
             rrn: last.map(|a| a.sent.rrn.clone()).unwrap_or_default(),
             issuer_emv_data: Vec::new(),
             attempts,
+            decision: None,
+            pin_block_invalid: false,
         };
         // A completion advice in doubt, stored for repeat (and not superseded by a
         // reversal): the completion stands on the pre-authorisation's approval code; the
@@ -1156,30 +1188,119 @@ impl Router {
         // first attempt is recorded before its request goes out, a commit refused if anyone
         // wrote to the exchange since (another replica authorised it meanwhile): then it is
         // all done again on the exchange as the log holds it.
-        if let Some(handed) = self.decided.take(&key) {
-            match self.authorize_on(actor, &request, handed).await {
+        if let Some(mut handed) = self.decided.take(&key) {
+            match self
+                .authorize_on(actor, &request, &mut handed, &mut None)
+                .await
+            {
                 Err(error) if error.code == ErrorCode::Conflict => {
                     tracing::info!("exchange changed since its decision; authorising again");
                 }
-                answered => return answered,
+                answered => return self.with_decision(answered, &handed).await,
             }
         }
-        let held = self.held.load(&key).await.map_err(command_error)?;
-        self.authorize_on(actor, &request, held).await
+        let mut held = self.held.load(&key).await.map_err(command_error)?;
+        if held.state().decided.is_none()
+            && let Some(decide) = &request.decide
+        {
+            return self
+                .decide_and_authorize(actor, &request, decide, held)
+                .await;
+        }
+        let answered = self
+            .authorize_on(actor, &request, &mut held, &mut None)
+            .await;
+        self.with_decision(answered, &held).await
     }
 
-    /// [`Router::authorize`] on the exchange `held` (as loaded, or as its Decide left it).
+    /// An answer with the decision the exchange `held` went by.
+    async fn with_decision(
+        &self,
+        answered: Result<pb::AuthorizeResponse, ServiceError>,
+        held: &mpos_es::Loaded<Exchange>,
+    ) -> Result<pb::AuthorizeResponse, ServiceError> {
+        let mut response = answered?;
+        if let Some(decided) = &held.state().decided {
+            response.decision = Some(self.answer_decision(decided).await?);
+        }
+        Ok(response)
+    }
+
+    /// Authorize with the decision taken here (ADR 24): decided in memory, recorded with the
+    /// first request sent on it, or alone when nothing was sent.
+    async fn decide_and_authorize(
+        &self,
+        actor: &Actor,
+        request: &pb::AuthorizeRequest,
+        decide: &pb::DecideRequest,
+        mut held: mpos_es::Loaded<Exchange>,
+    ) -> Result<pb::AuthorizeResponse, ServiceError> {
+        if decide.tenant_id != request.tenant_id || decide.payment_id != request.payment_id {
+            return Err(ServiceError::bad_request(
+                "decide: the tenant and payment of the request",
+            ));
+        }
+        let Decision {
+            decided,
+            transitions,
+            config,
+        } = self.decision(decide, false).await?;
+        self.record_transitions(actor, &request.tenant_id, transitions)
+            .await;
+        let routed = decided.no_route_reason.is_empty();
+        metrics::counter!(
+            "mpos_routing_decisions_total",
+            "outcome" => if routed { "routed" } else { "no_route" }
+        )
+        .increment(1);
+        let decision = Self::answer_with(&decided, &config.acquirers);
+        let mut pending = Some(decided);
+        let answered = if routed {
+            self.authorize_on(actor, request, &mut held, &mut pending)
+                .await
+        } else {
+            Ok(pb::AuthorizeResponse {
+                outcome: pb::ExchangeOutcome::Unavailable.into(),
+                ..pb::AuthorizeResponse::default()
+            })
+        };
+        if let Some(decided) = pending.take() {
+            // Nothing was sent on it: the decision alone.
+            let recorded = self
+                .held
+                .execute(
+                    &mut held,
+                    ExchangeCommand::Decide(decided),
+                    Self::metadata(actor, &request.tenant_id),
+                )
+                .await
+                .map_err(command_error);
+            if let Err(error) = recorded {
+                tracing::warn!(code = error.code.as_str(), "routing decision not recorded");
+                answered.as_ref().map_err(Clone::clone)?;
+                return Err(error);
+            }
+        }
+        let mut response = answered?;
+        response.decision = Some(decision);
+        Ok(response)
+    }
+
+    /// [`Router::authorize`] on the exchange `held` (as loaded, or as its Decide left it);
+    /// `pending` is a decision taken for this request and not recorded yet, recorded with the
+    /// first request sent (and then taken).
     async fn authorize_on(
         &self,
         actor: &Actor,
         request: &pb::AuthorizeRequest,
-        mut held: mpos_es::Loaded<Exchange>,
+        held: &mut mpos_es::Loaded<Exchange>,
+        pending: &mut Option<pb::RouteDecided>,
     ) -> Result<pb::AuthorizeResponse, ServiceError> {
         let tenant_id = request.tenant_id.clone();
         let key = exchange_key(&tenant_id, &request.payment_id);
         // Held throughout: the attempts are recorded on this state, which keeps their events.
         let mut exchange: Exchange = held.state().clone();
-        let Some(decided) = exchange.decided.clone() else {
+        let Some(decided) = exchange.decided.clone().or_else(|| pending.clone()) else {
             return Err(ServiceError::conflict(
                 "the payment has no routing decision: Decide first",
             ));
@@ -1231,6 +1352,13 @@ impl Router {
                 .ok_or_else(|| ServiceError::bad_request("pin_block: 16 hex digits"))?;
             Some(PinBlock::new(bytes))
         };
+        let dukpt_pin = request
+            .dukpt_pin_block
+            .as_ref()
+            .filter(|_| pin_block.is_none());
+        // Candidates left out because they take no PIN block: all of them means the PIN
+        // block cannot go anywhere.
+        let mut no_pin_key = 0_usize;
         let mut pin_acquirer = if request.pin_block_acquirer_id.is_empty() {
             decided
                 .candidates
@@ -1288,14 +1416,38 @@ impl Router {
                 continue;
             }
             // The PIN block must be under this acquirer's zone PIN key.
-            let block = match &pin_block {
-                None => None,
-                Some(block) if pin_acquirer == *acquirer_id => Some(block.clone()),
-                Some(block) => {
-                    if settings.zone_pin_key.is_empty() {
-                        notes.push(format!("{acquirer_id}: skipped, takes no PIN blocks"));
-                        continue;
+            let block = match (&pin_block, dukpt_pin) {
+                (None, Some(_)) | (Some(_), _) if settings.zone_pin_key.is_empty() => {
+                    no_pin_key += 1;
+                    notes.push(format!("{acquirer_id}: skipped, takes no PIN blocks"));
+                    continue;
+                }
+                (None, Some(dukpt)) => {
+                    match self
+                        .translate_dukpt_pin(&tenant_id, dukpt, &settings, &card)
+                        .await
+                    {
+                        Ok(translated) => Some(translated),
+                        Err(error) if error.code == ErrorCode::BadRequest => {
+                            // The block itself: no acquirer would take it.
+                            tracing::info!(code = error.code.as_str(), "pin block refused");
+                            notes.push(format!("{acquirer_id}: PIN block refused by the HSM"));
+                            let mut response = Self::answer_of(&exchange);
+                            response.outcome = pb::ExchangeOutcome::Unavailable.into();
+                            response.pin_block_invalid = true;
+                            response.attempts.extend(notes);
+                            return Ok(response);
+                        }
+                        Err(error) => {
+                            tracing::warn!(acquirer = %acquirer_id, code = error.code.as_str(), "pin translation failed");
+                            notes.push(format!("{acquirer_id}: skipped, PIN translation failed"));
+                            continue;
+                        }
                     }
+                }
+                (None, None) => None,
+                (Some(block), _) if pin_acquirer == *acquirer_id => Some(block.clone()),
+                (Some(block), _) => {
                     match self
                         .translate_pin(&tenant_id, &pin_acquirer, &settings, block, &card)
                         .await
@@ -1317,7 +1469,8 @@ impl Router {
             let result = self
                 .attempt(
                     actor,
-                    &mut held,
+                    held,
+                    pending,
                     request,
                     &card,
                     kind,
@@ -1380,6 +1533,9 @@ impl Router {
         }
         let mut response = Self::answer_of(&exchange);
         response.outcome = pb::ExchangeOutcome::Unavailable.into();
+        response.pin_block_invalid = (pin_block.is_some() || dukpt_pin.is_some())
+            && no_pin_key > 0
+            && no_pin_key == decided.candidates.len();
         response.attempts.extend(notes);
         Ok(response)
     }
@@ -1472,14 +1628,58 @@ impl Router {
             format: hsm_pb::PinBlockFormat::Iso0.into(),
             dukpt: None,
         };
-        // The PAN goes to the hsm-proxy sealed to it (ADR 15).
-        let mut translate = hsm_pb::TranslatePinDataRequest {
+        let translate = hsm_pb::TranslatePinDataRequest {
             tenant_id: tenant_id.to_owned(),
             incoming: Some(key(&from.zone_pin_key)),
             outgoing: Some(key(&to.zone_pin_key)),
             pin_block: hex::encode_upper(block.expose()),
             ..hsm_pb::TranslatePinDataRequest::default()
         };
+        self.translate(translate, card).await
+    }
+
+    /// Translates the terminal's DUKPT PIN block (ISO 0 under TDES DUKPT, ISO 4 under AES
+    /// DUKPT) to ISO 0 under the zone PIN key of `to`, through the hsm-proxy.
+    async fn translate_dukpt_pin(
+        &self,
+        tenant_id: &str,
+        dukpt: &pb::DukptPinBlock,
+        to: &pb::AcquirerSettings,
+        card: &CardData,
+    ) -> Result<PinBlock, ServiceError> {
+        let format = if dukpt.ksn.len() == 24 {
+            hsm_pb::PinBlockFormat::Iso4
+        } else {
+            hsm_pb::PinBlockFormat::Iso0
+        };
+        let translate = hsm_pb::TranslatePinDataRequest {
+            tenant_id: tenant_id.to_owned(),
+            incoming: Some(hsm_pb::PinBlockKey {
+                key: dukpt.bdk.clone(),
+                format: format.into(),
+                dukpt: Some(hsm_pb::Dukpt {
+                    ksn: dukpt.ksn.clone(),
+                    ..hsm_pb::Dukpt::default()
+                }),
+            }),
+            outgoing: Some(hsm_pb::PinBlockKey {
+                key: to.zone_pin_key.clone(),
+                format: hsm_pb::PinBlockFormat::Iso0.into(),
+                dukpt: None,
+            }),
+            pin_block: dukpt.block.clone(),
+            ..hsm_pb::TranslatePinDataRequest::default()
+        };
+        self.translate(translate, card).await
+    }
+
+    /// One TranslatePinData to an ISO 0 block, with the PAN sealed to the hsm-proxy (ADR 15);
+    /// the request's PIN block is wiped after.
+    async fn translate(
+        &self,
+        mut translate: hsm_pb::TranslatePinDataRequest,
+        card: &CardData,
+    ) -> Result<PinBlock, ServiceError> {
         let result = self
             .hsm
             .translate_pin_data_sealed(translate.clone(), card.pan.expose())
@@ -1501,6 +1701,7 @@ impl Router {
         &self,
         actor: &Actor,
         held: &mut mpos_es::Loaded<Exchange>,
+        pending: &mut Option<pb::RouteDecided>,
         request: &pb::AuthorizeRequest,
         card: &CardData,
         kind: RequestKind,
@@ -1578,14 +1779,16 @@ impl Router {
             approval_code,
             original_data_elements,
         };
+        // A decision taken for this request goes with its first request (one commit).
+        let command = match pending.as_ref() {
+            Some(decided) => ExchangeCommand::DecideAndSend(decided.clone(), sent),
+            None => ExchangeCommand::Send(sent),
+        };
         self.held
-            .execute(
-                held,
-                ExchangeCommand::Send(sent),
-                Self::metadata(actor, tenant_id),
-            )
+            .execute(held, command, Self::metadata(actor, tenant_id))
             .await
             .map_err(command_error)?;
+        *pending = None;
         let started = Instant::now();
         let result = link.exchange(encoded).await;
         let duration_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);

@@ -58,6 +58,9 @@ pub enum ExchangeCommand {
     Decide(pb::RouteDecided),
     /// Record that a message is about to be sent.
     Send(pb::AcquirerRequestSent),
+    /// Record the routing decision and the first message about to be sent on it, together
+    /// (a decision taken in `Authorize`).
+    DecideAndSend(pb::RouteDecided, pb::AcquirerRequestSent),
     /// Record the answer (or its absence) to the attempt in flight.
     Respond(pb::AcquirerResponded),
     /// Queue a reversal until the acquirer acknowledges it.
@@ -223,6 +226,13 @@ impl Exchange {
                     return Err(Invalid("attempts are numbered 1, 2, ... in order"));
                 }
                 Ok(vec![ExchangeEvent::RequestSent(sent)])
+            }
+            ExchangeCommand::DecideAndSend(decided, sent) => {
+                let mut events = self.decide(ExchangeCommand::Decide(decided.clone()))?;
+                let mut after = self.clone();
+                after.apply(ExchangeEvent::Decided(decided));
+                events.extend(after.decide(ExchangeCommand::Send(sent))?);
+                Ok(events)
             }
             ExchangeCommand::Respond(answer) => {
                 if self.in_flight().is_none() {
@@ -436,6 +446,37 @@ mod tests {
             events.push(ExchangeEvent::Responded(answered(*outcome)));
         }
         events
+    }
+
+    #[test]
+    fn a_decision_and_its_first_request_are_recorded_together() {
+        Test::with(())
+            .given_no_previous_events()
+            .when(ExchangeCommand::DecideAndSend(decided(), sent("acq-a", 1)))
+            .then_expect_events(vec![
+                ExchangeEvent::Decided(decided()),
+                ExchangeEvent::RequestSent(sent("acq-a", 1)),
+            ]);
+        // Neither when decided already, nor a request numbered out of order.
+        Test::with(())
+            .given(vec![ExchangeEvent::Decided(decided())])
+            .when(ExchangeCommand::DecideAndSend(decided(), sent("acq-a", 1)))
+            .then_expect_error(ExchangeError::AlreadyDecided);
+        Test::with(())
+            .given_no_previous_events()
+            .when(ExchangeCommand::DecideAndSend(decided(), sent("acq-a", 2)))
+            .then_expect_error(ExchangeError::InvalidTransition(
+                "attempts are numbered 1, 2, ... in order",
+            ));
+        // A decision without a route sends nothing.
+        let no_route = pb::RouteDecided {
+            no_route_reason: "no_rule_matched".into(),
+            ..decided()
+        };
+        Test::with(())
+            .given_no_previous_events()
+            .when(ExchangeCommand::DecideAndSend(no_route, sent("acq-a", 1)))
+            .then_expect_error(ExchangeError::InvalidTransition("the payment has no route"));
     }
 
     #[test]

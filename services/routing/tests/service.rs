@@ -991,3 +991,165 @@ async fn replicas_see_each_others_changes_and_never_authorise_twice() {
     assert_eq!(exchange.attempts.len(), 1);
     other.stop().await;
 }
+
+/// ANSI X9.24-1:2009 A.4: the DUKPT test BDK (its A.4.2 PIN blocks are of PAN 4012345678909,
+/// PIN 1234).
+const X924_BDK: &str = "0123456789ABCDEFFEDCBA9876543210";
+/// A zone PIN key known to the test.
+const ZPK: &str = "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBB";
+
+fn x924_card() -> pb::CardSecrets {
+    let pan = "4012345678909";
+    pb::CardSecrets {
+        pan: pan.into(),
+        expiry: "2812".into(),
+        track2: format!("{pan}=28122011234567"),
+        pan_sequence_number: "01".into(),
+    }
+}
+
+/// `Authorize` with the payment's facts (`decide`) and the terminal's DUKPT PIN block, as the
+/// payment path sends it (ADR 24): one call.
+fn deciding_request(payment: &str, bin: &str, block: &str) -> pb::AuthorizeRequest {
+    pb::AuthorizeRequest {
+        decide: Some(pb::DecideRequest {
+            bin: bin.into(),
+            pan_length: 13,
+            ..decide_request(payment, 1_000)
+        }),
+        dukpt_pin_block: Some(pb::DukptPinBlock {
+            bdk: "alias/bdk".into(),
+            ksn: "FFFF9876543210E00001".into(),
+            block: block.into(),
+        }),
+        ..authorize_request(payment, "", 1_000)
+    }
+}
+
+/// ADR 24: `Authorize` carrying the payment's facts decides the route itself, translates the
+/// terminal's DUKPT PIN block (X9.24-1:2009 A.4.2, KSN E00001) to the acquirer's zone PIN key,
+/// records the decision with the request and answers both; a retry answers the same. A PIN
+/// block that does not decipher sends nothing and records the decision alone; so does a
+/// payment without a route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorize_decides_the_route_and_translates_the_dukpt_pin_block() {
+    let platform = Platform::start().await;
+    platform._hsm.import("B0", "X", X924_BDK, "bdk").await;
+    platform._hsm.import("P0", "B", ZPK, "zpk").await;
+    let a = sim("{}", None).await;
+    let b = sim("{}", None).await;
+    for (id, sim) in [("acq-a", &a), ("acq-b", &b)] {
+        let mut with_pin = settings(&sim.addr().to_string());
+        with_pin.zone_pin_key = "alias/zpk".into();
+        platform.configure(id, with_pin).await;
+    }
+    let mut visa_only = rules("acq-a", "acq-b");
+    visa_only.default_route = None;
+    let version = platform.publish(visa_only).await;
+    let client = client(&platform.backends).await;
+
+    let request = deciding_request("d-1", "40123456", "1B9C1845EB993A7A");
+    let approved = client
+        .authorize(request.clone(), x924_card())
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome(&approved),
+        pb::ExchangeOutcome::Approved,
+        "{approved:?}"
+    );
+    assert_eq!(approved.acquirer_id, "acq-a");
+    assert!(!approved.pin_block_invalid);
+    let decision = approved.decision.clone().expect("the decision is answered");
+    assert_eq!(decision.rule_id, "visa-first");
+    assert_eq!(decision.rule_version, version);
+    let ids: Vec<_> = decision
+        .candidates
+        .iter()
+        .map(|c| c.acquirer_id.as_str())
+        .collect();
+    assert_eq!(ids, ["acq-a", "acq-b"]);
+    assert_eq!(
+        event_types(&platform, "d-1").await,
+        [
+            "mpos.routing.v1.RouteDecided",
+            "mpos.routing.v1.AcquirerRequestSent",
+            "mpos.routing.v1.AcquirerResponded"
+        ]
+    );
+    let exchange = platform.exchange("d-1").await;
+    assert_eq!(exchange.decided.unwrap().decision_id, decision.decision_id);
+    assert!(exchange.attempts[0].sent.pin_capable);
+    // A retry: the recorded answer and decision, no second message.
+    let retry = client.authorize(request, x924_card()).await.unwrap();
+    assert_eq!(retry.auth_code, approved.auth_code);
+    assert_eq!(retry.decision.unwrap().decision_id, decision.decision_id);
+    assert_eq!(a.received().count("0200"), 1);
+
+    // A block that is not ISO format 0 under the transaction's PIN key (checked here with
+    // paycrypto): refused by the HSM, nothing sent, the decision recorded alone.
+    let pin_key = paycrypto::dukpt::tdes::host_working_key(
+        &paycrypto::SecretBytes::from_hex("bdk", X924_BDK).unwrap(),
+        &paycrypto::dukpt::tdes::Ksn::from_hex("FFFF9876543210E00001").unwrap(),
+        paycrypto::dukpt::tdes::KeyUsage::PinEncryption,
+        paycrypto::dukpt::tdes::DataKeyDerivation::OneWay,
+    )
+    .unwrap();
+    let garbage = "FFFFFFFFFFFFFFFF";
+    assert!(
+        paycrypto::pin::decrypt_pin_block(
+            paycrypto::pin::PinBlockFormat::Iso0,
+            &pin_key,
+            &hex::decode(garbage).unwrap(),
+            Some(&paycrypto::pin::Pan::new("4012345678909").unwrap()),
+        )
+        .is_err()
+    );
+    let refused = client
+        .authorize(deciding_request("d-2", "40123456", garbage), x924_card())
+        .await
+        .unwrap();
+    assert!(refused.pin_block_invalid, "{refused:?}");
+    assert_eq!(outcome(&refused), pb::ExchangeOutcome::Unavailable);
+    assert!(refused.decision.is_some());
+    assert_eq!(
+        event_types(&platform, "d-2").await,
+        ["mpos.routing.v1.RouteDecided"]
+    );
+    assert_eq!(a.received().count("0200") + b.received().count("0200"), 1);
+
+    // No rule for a Mastercard BIN and no default route: no route, the decision alone.
+    let no_route = client
+        .authorize(
+            deciding_request("d-3", "51000000", "1B9C1845EB993A7A"),
+            x924_card(),
+        )
+        .await
+        .unwrap();
+    let decision = no_route.decision.clone().unwrap();
+    assert!(decision.candidates.is_empty());
+    assert_eq!(decision.no_route_reason, "no_rule_matched");
+    assert_eq!(outcome(&no_route), pb::ExchangeOutcome::Unavailable);
+    assert_eq!(
+        event_types(&platform, "d-3").await,
+        ["mpos.routing.v1.RouteDecided"]
+    );
+
+    // A malformed DUKPT PIN block is a typed bad request that records nothing.
+    let mut malformed = deciding_request("d-4", "40123456", "1B9C");
+    let error = client
+        .authorize(malformed.clone(), x924_card())
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), mpos_errors::ErrorCode::BadRequest, "{error}");
+    malformed.dukpt_pin_block = None;
+    malformed.pin_block = "1B9C1845EB993A7A".into();
+    malformed.dukpt_pin_block = Some(pb::DukptPinBlock {
+        bdk: "alias/bdk".into(),
+        ksn: "FFFF9876543210E00001".into(),
+        block: "1B9C1845EB993A7A".into(),
+    });
+    let error = client.authorize(malformed, x924_card()).await.unwrap_err();
+    assert_eq!(error.code(), mpos_errors::ErrorCode::BadRequest, "{error}");
+    assert!(event_types(&platform, "d-4").await.is_empty());
+}
