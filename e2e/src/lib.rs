@@ -182,6 +182,12 @@ impl Backends {
         }
     }
 
+    /// The database URL of `service`'s log (what the service is given as
+    /// `MPOS_DATABASE_URL`).
+    pub fn database_url(&self, service: &str) -> String {
+        (self.database)(service)
+    }
+
     fn config(&self, service: &str) -> CommonConfig {
         let mut pairs = vec![
             ("MPOS_DATABASE_URL", (self.database)(service)),

@@ -488,7 +488,34 @@ async fn the_payment_path_end_to_end_on_postgres_and_nats() {
     assert!(bus_count > 0 && event_count > 0 && log_lines > 0);
     let leaks = needles.leaks(&items);
     assert!(leaks.is_empty(), "leaks:\n{}", leaks.join("\n"));
+    // The operator looks at the attestation dashboard: its read models catch up.
+    let dashboard = platform
+        .call(
+            reqwest::Method::GET,
+            &format!(
+                "{}/v1/tenants/{TENANT}/attestation/dashboard",
+                platform.att_api
+            ),
+            None,
+        )
+        .await;
+    assert!(dashboard.is_object(), "{dashboard}");
+    let backends = platform.backends.clone();
     platform.stop().await;
+    // After the whole mixed workload: every read model equals its replay from the log.
+    for service in READ_MODEL_SERVICES {
+        let summary = replay_read_models(&backends, service);
+        assert!(summary.status, "{service}: {}", summary.json);
+        assert!(
+            summary.json["read_models"]
+                .as_array()
+                .expect("read models")
+                .iter()
+                .any(|model| model["live"]["documents"].as_u64() > Some(0)),
+            "{service}: the workload left documents: {}",
+            summary.json
+        );
+    }
     eprintln!("done in {:?}", started.elapsed());
 }
 
@@ -499,5 +526,90 @@ async fn the_embedded_platform_approves_a_payment() {
     let platform = Platform::start(Backends::sqlite(dir.path()), &sim_rules()).await;
     let mut terminal = platform.provision().await;
     approved(&platform, &mut terminal).await;
+    let backends = platform.backends.clone();
     platform.stop().await;
+
+    // Every read model equals its replay; then one document of routing's acquirers is
+    // changed in the database behind the service's back, and the replay names it.
+    for service in READ_MODEL_SERVICES {
+        let summary = replay_read_models(&backends, service);
+        assert!(summary.status, "{service}: {}", summary.json);
+    }
+    let store = mpos_es::EventStore::connect(&backends.database_url("routing"), "routing")
+        .await
+        .expect("routing's log");
+    let name = "routing-acquirers";
+    let mut documents = store.list_documents(name, None).await.expect("documents");
+    assert!(!documents.is_empty());
+    documents.truncate(1);
+    documents[0].payload = documents[0]
+        .payload
+        .replacen('{', r#"{"tampered":true,"#, 1);
+    let consumer = format!("projection:{name}");
+    let position = store.consumer_position(&consumer).await.expect("position");
+    store
+        .commit_document_changes(name, &documents, &[], &consumer, position, position)
+        .await
+        .expect("tamper");
+    store.close().await;
+    let summary = replay_read_models(&backends, "routing");
+    assert!(!summary.status, "{}", summary.json);
+    assert_eq!(
+        summary.json["code"], "verification_failed",
+        "{}",
+        summary.json
+    );
+    let models = summary.json["report"]["read_models"]
+        .as_array()
+        .expect("the report's read models");
+    for model in models {
+        assert_eq!(
+            model["identical"],
+            model["name"] != name,
+            "{}",
+            summary.json
+        );
+    }
+}
+
+/// The services that keep read models of their own log.
+const READ_MODEL_SERVICES: [&str; 3] = ["terminal-management", "attestation", "routing"];
+
+/// What `mposctl replay --read-model all` answered.
+struct Replayed {
+    status: bool,
+    json: serde_json::Value,
+}
+
+/// Runs `mposctl replay --read-model all` on `service`'s database.
+fn replay_read_models(backends: &Backends, service: &str) -> Replayed {
+    let mposctl = mpos_e2e::processes::bin_dir().join("mposctl");
+    assert!(
+        mposctl.exists(),
+        "{} is missing: build the workspace's binaries first (cargo build --bins)",
+        mposctl.display()
+    );
+    let output = std::process::Command::new(&mposctl)
+        .args([
+            "replay",
+            "--read-model",
+            "all",
+            "--service",
+            service,
+            "--database",
+        ])
+        .arg(backends.database_url(service))
+        .output()
+        .expect("mposctl runs");
+    let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "mposctl answered no JSON ({error}): {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    Replayed {
+        status: output.status.success(),
+        json,
+    }
 }

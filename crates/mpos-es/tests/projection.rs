@@ -3,7 +3,10 @@
 mod common;
 
 use common::{each_backend, new_event};
-use mpos_es::{Projection, ProjectionRunner, StoreError, StoredEvent};
+use mpos_es::{
+    Projection, ProjectionRunner, Replayed, ReplayedReadModel, StoreError, StoredEvent,
+    digest_documents,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -78,6 +81,36 @@ async fn a_rebuilt_read_model_equals_the_live_one() {
             .map(|d| serde_json::from_str::<Totals>(&d.payload).expect("doc").sum)
             .sum();
         assert_eq!(total, (0..300).sum::<i64>(), "{backend}");
+
+        // A fresh copy replayed in memory from the log, in pages: the same documents.
+        let mut copy = Replayed::new(TotalsByAggregate);
+        let mut position = 0;
+        loop {
+            let page = test.store.read_after(position, 64).await.expect("read");
+            let Some(last) = page.last() else { break };
+            position = last.global_position;
+            copy.apply(&page).expect("apply");
+        }
+        let fresh = copy.documents().expect("documents");
+        assert_eq!(fresh.len(), 17, "{backend}");
+        assert_eq!(
+            digest_documents(&fresh),
+            live,
+            "{backend}: fresh copy equals live"
+        );
+        let mut listed = test
+            .store
+            .list_documents("totals", None)
+            .await
+            .expect("list");
+        listed.sort_by(|a, b| a.id.cmp(&b.id));
+        for (fresh, live) in fresh.iter().zip(&listed) {
+            assert_eq!(
+                (&fresh.id, &fresh.tenant_id, fresh.position, &fresh.payload),
+                (&live.id, &live.tenant_id, live.position, &live.payload),
+                "{backend}"
+            );
+        }
 
         let replayed = runner.rebuild().await.expect("rebuild");
         assert_eq!(replayed, 300, "{backend}");
@@ -275,8 +308,16 @@ async fn documents_a_projection_does_not_retain_are_removed_and_can_return() {
         runner.catch_up().await.expect("catch up");
         let expected = vec![("a".to_owned(), 5), ("b".to_owned(), 3)];
         assert_eq!(listed(test.store.clone()).await, expected, "{backend}");
-        // Replay yields the same read model.
+        // Replay yields the same read model, in memory as in the store.
         let live = runner.digest().await.expect("digest");
+        let mut copy = Replayed::new(OddLast);
+        copy.apply(&test.store.read_after(0, 100).await.expect("read"))
+            .expect("apply");
+        assert_eq!(
+            digest_documents(&copy.documents().expect("documents")),
+            live,
+            "{backend}"
+        );
         runner.rebuild().await.expect("rebuild");
         assert_eq!(listed(test.store.clone()).await, expected, "{backend}");
         assert_eq!(runner.digest().await.expect("digest"), live, "{backend}");

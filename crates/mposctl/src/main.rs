@@ -29,6 +29,7 @@ mod calc;
 mod error;
 mod events;
 mod inspect;
+mod read_models;
 mod replay;
 mod sim;
 

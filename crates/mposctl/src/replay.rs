@@ -46,9 +46,18 @@ pub(crate) struct ReplayArgs {
     /// stream as far as the reader can tell).
     #[arg(long, value_name = "SECONDS", default_value_t = 3, requires = "bus")]
     idle_exit: u64,
-    /// The JSON-lines file to write (created; an existing file is refused).
-    #[arg(long, value_name = "FILE")]
-    output: PathBuf,
+    /// The JSON-lines file to write (created; an existing file is refused): the events, or
+    /// with --read-model the fresh copies' documents.
+    #[arg(long, value_name = "FILE", required_unless_present = "read_model")]
+    output: Option<PathBuf>,
+    /// Replay the log into a fresh copy of this read model of the service (`all`: each of
+    /// them) and compare it with the live one: both digests; exit status 1 if they differ.
+    #[arg(
+        long,
+        value_name = "NAME",
+        conflicts_with_all = ["bus", "from_position", "tenant", "aggregate_type", "aggregate_id", "event_type", "from", "to"]
+    )]
+    read_model: Option<String>,
     /// Only this tenant's events.
     #[arg(long, value_name = "TENANT")]
     tenant: Option<String>,
@@ -133,6 +142,18 @@ fn envelope_facts(envelope: &mpos_bus::EventEnvelope) -> Facts<'_> {
 
 /// Runs `mposctl replay`.
 pub(crate) fn run(args: &ReplayArgs) -> Result<Value> {
+    if let Some(name) = &args.read_model {
+        let url = args.log.url()?;
+        return runtime()?.block_on(crate::read_models::run(
+            &url,
+            &args.log.service,
+            name,
+            args.output.as_deref(),
+        ));
+    }
+    let Some(output) = args.output.as_ref() else {
+        return Err(CliError::bad_request("--output: required"));
+    };
     let source = match &args.bus {
         Some(bus) => {
             crate::audit::check_service(&args.log.service)?;
@@ -149,19 +170,17 @@ pub(crate) fn run(args: &ReplayArgs) -> Result<Value> {
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .open(&args.output)
+        .open(output)
         .map_err(|error| {
             CliError::bad_request(format!(
                 "--output {}: cannot create it ({error})",
-                args.output.display()
+                output.display()
             ))
         })?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|error| CliError::failed(format!("cannot start the runtime: {error}")))?;
+    let runtime = runtime()?;
     let mut out = Output {
         file: std::io::BufWriter::new(file),
+        path: output.clone(),
         digest: Sha256::new(),
         written: 0,
         first: None,
@@ -175,11 +194,11 @@ pub(crate) fn run(args: &ReplayArgs) -> Result<Value> {
         }
     };
     out.file.flush().map_err(|error| {
-        CliError::failed(format!("{}: cannot write ({error})", args.output.display()))
+        CliError::failed(format!("{}: cannot write ({error})", output.display()))
     })?;
     let mut summary = json!({
         "service": args.log.service,
-        "output": args.output.display().to_string(),
+        "output": output.display().to_string(),
         "events_read": read,
         "events_written": out.written,
         "first_position": out.first,
@@ -190,6 +209,13 @@ pub(crate) fn run(args: &ReplayArgs) -> Result<Value> {
         summary["duplicates_skipped"] = json!(duplicates);
     }
     Ok(summary)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| CliError::failed(format!("cannot start the runtime: {error}")))
 }
 
 /// Where the events come from.
@@ -203,6 +229,7 @@ enum Source {
 /// The file being written and what has gone into it.
 struct Output {
     file: std::io::BufWriter<std::fs::File>,
+    path: PathBuf,
     digest: Sha256,
     written: u64,
     first: Option<u64>,
@@ -210,11 +237,11 @@ struct Output {
 }
 
 impl Output {
-    fn write(&mut self, line: &Value, position: u64, path: &std::path::Path) -> Result<()> {
+    fn write(&mut self, line: &Value, position: u64) -> Result<()> {
         let mut line = line.to_string();
         line.push('\n');
         self.file.write_all(line.as_bytes()).map_err(|error| {
-            CliError::failed(format!("{}: cannot write ({error})", path.display()))
+            CliError::failed(format!("{}: cannot write ({error})", self.path.display()))
         })?;
         self.digest.update(line.as_bytes());
         self.written += 1;
@@ -258,7 +285,7 @@ async fn replay_bus(url: &str, args: &ReplayArgs, out: &mut Output) -> Result<(u
         }
         if args.matches(&envelope_facts(envelope)) {
             let line = crate::events::event_json(envelope);
-            out.write(&line, envelope.global_position, &args.output)?;
+            out.write(&line, envelope.global_position)?;
         }
     }
 }
@@ -299,7 +326,7 @@ async fn replay(url: &str, args: &ReplayArgs, out: &mut Output) -> Result<u64> {
                 .iter()
                 .filter(|stored| args.matches(&stored_facts(stored)))
             {
-                out.write(&replay_line(stored), stored.global_position, &args.output)?;
+                out.write(&replay_line(stored), stored.global_position)?;
             }
         }
     }

@@ -413,3 +413,52 @@ async fn a_replay_shows_its_progress_on_a_terminal_only() {
     assert!(terminal.contains("4/4 events"), "{terminal:?}");
     assert!(terminal.contains("\"events_written\":4"), "{terminal:?}");
 }
+
+/// `replay --read-model`: the read models named by their service; a name the service does
+/// not keep, or a service that keeps none, is `not_found` (exit 2) naming what there is; a
+/// read model never caught up and its replay up to the same position agree (both empty).
+#[tokio::test]
+async fn read_models_are_replayed_by_name() {
+    let (_dir, data_dir) = embedded_rules_log().await;
+    let replay = |service: &str, name: &str| {
+        mposctl(&[
+            "replay",
+            "--data-dir",
+            &data_dir,
+            "--service",
+            service,
+            "--read-model",
+            name,
+        ])
+    };
+    let (status, answer) = replay("routing", "nope");
+    assert_eq!(status, 2, "{answer}");
+    assert_eq!(answer["code"], "not_found", "{answer}");
+    let message = answer["message"].as_str().unwrap_or_default();
+    for name in ["routing-acquirers", "routing-pending"] {
+        assert!(message.contains(name), "{answer}");
+    }
+    let (status, answer) = replay("routing", "routing-pending");
+    assert_eq!(status, 0, "{answer}");
+    let models = answer["read_models"].as_array().expect("read models");
+    assert_eq!(models.len(), 1, "{answer}");
+    assert_eq!(models[0]["name"], "routing-pending");
+    assert_eq!(models[0]["position"], 0);
+    assert_eq!(models[0]["identical"], true);
+    assert_eq!(answer["events_read"], 0, "{answer}");
+
+    // The filters of an event replay do not apply to a read model.
+    let (status, answer) = mposctl(&[
+        "replay",
+        "--data-dir",
+        &data_dir,
+        "--service",
+        "routing",
+        "--read-model",
+        "all",
+        "--tenant",
+        "acme",
+    ]);
+    assert_eq!(status, 2, "{answer}");
+    assert_eq!(answer["code"], "bad_request", "{answer}");
+}

@@ -1,0 +1,240 @@
+//! `mposctl replay --read-model NAME|all`: a service's read models replayed from its log into
+//! a fresh copy in memory, compared with the live read model the service keeps: both
+//! digests (SHA-256 over every document's id, tenant and content, `mpos_es::digest_documents`)
+//! and the documents of each.
+//!
+//! Each live read model is read at one position — its checkpoint, its documents, its
+//! checkpoint again, until the two agree (a running service may be moving it) — and the
+//! fresh copy is replayed up to that same position, with the service's own projection
+//! (`mpos_es::Replayed`). Equal digests prove the live read model is what its events make;
+//! a difference is a `verification_failed` (exit status 1) naming each read model that
+//! differs. With `--output FILE`, the fresh copies' documents are written there as JSON lines
+//! (with the file's SHA-256). Nothing is written to the service's database.
+
+use std::io::Write;
+
+use mpos_es::{Document, EventStore, Replayed, ReplayedReadModel, digest_documents};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::error::CliError;
+
+type Result<T> = std::result::Result<T, CliError>;
+
+/// Events read from the log per statement.
+const PAGE: u32 = 5_000;
+/// Reads of a live read model before giving up on finding its checkpoint still.
+const STILL_TRIES: usize = 20;
+
+/// The read models each service keeps from its own log, as fresh (empty) copies.
+pub(crate) fn of(service: &str) -> Vec<Box<dyn ReplayedReadModel>> {
+    match service {
+        "terminal-management" => vec![Box::new(Replayed::new(
+            terminal_management::read_model::TenantsProjection,
+        ))],
+        "attestation" => vec![
+            Box::new(Replayed::new(attestation::dashboard::DevicesProjection)),
+            Box::new(Replayed::new(attestation::dashboard::AdoptionProjection)),
+        ],
+        "routing" => vec![
+            Box::new(Replayed::new(routing::views::AcquirersProjection)),
+            Box::new(Replayed::new(routing::views::PendingProjection)),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// One read model: the live one at its checkpoint, and its fresh copy.
+struct Compared {
+    copy: Box<dyn ReplayedReadModel>,
+    /// The live read model's checkpoint: the copy is replayed up to it.
+    position: u64,
+    live: Vec<Document>,
+}
+
+/// Replays `name` (or `all`) of `service`'s read models from the log at `url`; the summary,
+/// or `verification_failed` with it when a copy differs from its live read model.
+pub(crate) async fn run(
+    url: &str,
+    service: &str,
+    name: &str,
+    output: Option<&std::path::Path>,
+) -> Result<Value> {
+    let mut models = of(service);
+    let known: Vec<&'static str> = models.iter().map(|model| model.name()).collect();
+    if name != "all" {
+        models.retain(|model| model.name() == name);
+    }
+    if models.is_empty() {
+        return Err(CliError::not_found(if known.is_empty() {
+            format!("{service} keeps no read model of its own log")
+        } else {
+            format!(
+                "{service} has no read model {name}; it has {} (or all)",
+                known.join(", ")
+            )
+        }));
+    }
+    let mut file = match output {
+        Some(path) => Some(create(path)?),
+        None => None,
+    };
+    let store = EventStore::connect(url, service)
+        .await
+        .map_err(|error| CliError::unavailable(format!("{service}: {error}")))?;
+    let result = compare(&store, service, models).await;
+    store.close().await;
+    let (compared, read) = result?;
+
+    let mut digest = Sha256::new();
+    let mut reports = Vec::new();
+    let mut differing = Vec::new();
+    for model in &compared {
+        let fresh = model
+            .copy
+            .documents()
+            .map_err(|error| CliError::failed(format!("{}: {error}", model.copy.name())))?;
+        let (live_digest, fresh_digest) = (digest_documents(&model.live), digest_documents(&fresh));
+        let identical = live_digest == fresh_digest;
+        if !identical {
+            differing.push(model.copy.name());
+        }
+        if let (Some(file), Some(path)) = (file.as_mut(), output) {
+            for document in &fresh {
+                let mut line = document_line(model.copy.name(), document).to_string();
+                line.push('\n');
+                file.write_all(line.as_bytes()).map_err(|error| {
+                    CliError::failed(format!("{}: cannot write ({error})", path.display()))
+                })?;
+                digest.update(line.as_bytes());
+            }
+        }
+        reports.push(json!({
+            "name": model.copy.name(),
+            "position": model.position,
+            "live": {"documents": model.live.len(), "digest": live_digest},
+            "replayed": {"documents": fresh.len(), "digest": fresh_digest},
+            "identical": identical,
+        }));
+    }
+    let mut summary = json!({
+        "service": service,
+        "events_read": read,
+        "read_models": reports,
+    });
+    if let (Some(file), Some(path)) = (file.as_mut(), output) {
+        file.flush().map_err(|error| {
+            CliError::failed(format!("{}: cannot write ({error})", path.display()))
+        })?;
+        summary["output"] = json!(path.display().to_string());
+        summary["sha256"] = json!(hex::encode(digest.finalize()));
+    }
+    if differing.is_empty() {
+        Ok(summary)
+    } else {
+        Err(CliError::verification_failed(
+            format!(
+                "{service}: {} differs from its replay",
+                differing.join(", ")
+            ),
+            summary,
+        ))
+    }
+}
+
+/// Reads each live read model at a still checkpoint, then replays the log once up to the
+/// furthest of them, each copy up to its own; the copies and the events read.
+async fn compare(
+    store: &EventStore,
+    service: &str,
+    models: Vec<Box<dyn ReplayedReadModel>>,
+) -> Result<(Vec<Compared>, u64)> {
+    let unavailable =
+        |error: mpos_es::StoreError| CliError::unavailable(format!("{service}: {error}"));
+    let mut compared = Vec::new();
+    for copy in models {
+        let consumer = format!("projection:{}", copy.name());
+        let mut still = None;
+        for _ in 0..STILL_TRIES {
+            let before = store
+                .consumer_position(&consumer)
+                .await
+                .map_err(unavailable)?;
+            let live = store
+                .list_documents(copy.name(), None)
+                .await
+                .map_err(unavailable)?;
+            let after = store
+                .consumer_position(&consumer)
+                .await
+                .map_err(unavailable)?;
+            if before == after {
+                still = Some((before, live));
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let Some((position, live)) = still else {
+            return Err(CliError::unavailable(format!(
+                "{service}: the read model {} kept moving; stop the service or retry",
+                copy.name()
+            )));
+        };
+        compared.push(Compared {
+            copy,
+            position,
+            live,
+        });
+    }
+    let last = compared
+        .iter()
+        .map(|model| model.position)
+        .max()
+        .unwrap_or(0);
+    let mut position = 0_u64;
+    let mut read = 0_u64;
+    while position < last {
+        let page = store
+            .read_after(position, PAGE)
+            .await
+            .map_err(unavailable)?;
+        let Some(end) = page.last() else { break };
+        position = end.global_position;
+        read += u64::try_from(page.len()).unwrap_or(u64::MAX);
+        for model in &mut compared {
+            let upto = page.partition_point(|event| event.global_position <= model.position);
+            if let Some(events) = page.get(..upto).filter(|events| !events.is_empty()) {
+                model
+                    .copy
+                    .apply(events)
+                    .map_err(|error| CliError::failed(format!("{}: {error}", model.copy.name())))?;
+            }
+        }
+    }
+    Ok((compared, read))
+}
+
+fn create(path: &std::path::Path) -> Result<std::io::BufWriter<std::fs::File>> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map(std::io::BufWriter::new)
+        .map_err(|error| {
+            CliError::bad_request(format!(
+                "--output {}: cannot create it ({error})",
+                path.display()
+            ))
+        })
+}
+
+/// One document of a fresh copy as a line of the output file.
+fn document_line(read_model: &str, document: &Document) -> Value {
+    json!({
+        "read_model": read_model,
+        "id": document.id,
+        "tenant_id": document.tenant_id,
+        "position": document.position,
+        "document": serde_json::from_str::<Value>(&document.payload).unwrap_or(Value::Null),
+    })
+}
