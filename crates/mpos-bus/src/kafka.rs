@@ -449,14 +449,14 @@ impl EventSubscriber for KafkaBus {
     async fn follow(&self, options: FollowOptions) -> Result<EventStream, BusError> {
         let topic = kafka_topic(self.inner.namespace.as_deref(), &options.service);
         let bootstrap = self.inner.bootstrap.clone();
-        let from_start = options.from_start;
+        let from = options.from;
         let consumer = {
             let topic = topic.clone();
-            tokio::task::spawn_blocking(move || follower(&bootstrap, &topic, from_start))
+            tokio::task::spawn_blocking(move || follower(&bootstrap, &topic, from))
                 .await
                 .map_err(|error| unavailable("follow task failed", error))??
         };
-        tracing::debug!(topic = %topic, from_start, "following");
+        tracing::debug!(topic = %topic, ?from, "following");
         Ok(Subscription {
             consumer: Some(Arc::new(consumer)),
             options: options.filters(),
@@ -466,11 +466,15 @@ impl EventSubscriber for KafkaBus {
     }
 }
 
-/// Reads every partition of `topic` from its start or its end, assigned rather than
-/// subscribed, so it joins no consumer group: no offset is committed and the broker keeps no
-/// state for the reader. (librdkafka wants a `group.id` all the same; a fresh one is never
-/// joined.)
-fn follower(bootstrap: &str, topic: &str, from_start: bool) -> Result<StreamConsumer, BusError> {
+/// Reads every partition of `topic` from where `from` says (its start, its end, an offset,
+/// or the offsets of a time), assigned rather than subscribed, so it joins no consumer
+/// group: no offset is committed and the broker keeps no state for the reader. (librdkafka
+/// wants a `group.id` all the same; a fresh one is never joined.)
+fn follower(
+    bootstrap: &str,
+    topic: &str,
+    from: crate::FollowFrom,
+) -> Result<StreamConsumer, BusError> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("client.id", "mpos-bus-follower")
@@ -499,14 +503,25 @@ fn follower(bootstrap: &str, topic: &str, from_start: bool) -> Result<StreamCons
     }
     let mut assignment = TopicPartitionList::new();
     for partition in partitions {
-        let offset = if from_start {
-            Offset::Beginning
-        } else {
-            Offset::End
+        let offset = match from {
+            crate::FollowFrom::Start => Offset::Beginning,
+            crate::FollowFrom::Now => Offset::End,
+            crate::FollowFrom::Offset(offset) => {
+                Offset::Offset(i64::try_from(offset).unwrap_or(i64::MAX))
+            }
+            // Milliseconds, as offsets_for_times takes them; answered below.
+            crate::FollowFrom::Time(micros) => Offset::Offset(micros.div_euclid(1_000)),
         };
         assignment
             .add_partition_offset(topic, partition, offset)
             .map_err(|error| unavailable("cannot build the assignment", error))?;
+    }
+    if let crate::FollowFrom::Time(_) = from {
+        // Each partition's first offset whose timestamp is at or after the time (the end
+        // when none is).
+        assignment = consumer
+            .offsets_for_times(assignment, ADMIN_TIMEOUT)
+            .map_err(|error| unavailable(&format!("cannot find the offsets of {topic}"), error))?;
     }
     consumer
         .assign(&assignment)

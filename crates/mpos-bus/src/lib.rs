@@ -155,8 +155,27 @@ pub struct FollowOptions {
     pub aggregate_type: Option<String>,
     /// Only events of this type (the full protobuf name).
     pub event_type: Option<String>,
-    /// From the start of the stream; otherwise only the events published from now on.
-    pub from_start: bool,
+    /// Where in the stream to start.
+    pub from: FollowFrom,
+}
+
+/// Where a follower starts reading a stream ([`FollowOptions::from`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FollowFrom {
+    /// The events published from now on.
+    #[default]
+    Now,
+    /// The start of the stream.
+    Start,
+    /// The first events published at or after this time, in microseconds since the Unix
+    /// epoch: on Kafka each partition's offset for that time (`offsets_for_times`), on NATS
+    /// the stream's messages from that time, in memory the events that occurred from then.
+    /// An event is published after it occurred, so no event that occurred at or after the
+    /// time is skipped.
+    Time(i64),
+    /// From this position of the stream on: on Kafka this offset of every partition, on NATS
+    /// this stream sequence, in memory this index of the service's log (from 0).
+    Offset(u64),
 }
 
 impl FollowOptions {

@@ -12,8 +12,8 @@ use tokio::sync::Notify;
 
 use crate::{
     Acker, Bus, BusError, Delivery, EventEnvelope, EventPublisher, EventStream, EventSubscriber,
-    FollowOptions, Message, RequestHandler, RequestReply, ServeHandle, SubscribeOptions, followed,
-    validate_durable_name,
+    FollowFrom, FollowOptions, Message, RequestHandler, RequestReply, ServeHandle,
+    SubscribeOptions, followed, validate_durable_name,
 };
 
 /// Process-wide registry: the same name yields the same broker.
@@ -189,10 +189,27 @@ impl EventSubscriber for MemoryBus {
 
     async fn follow(&self, options: FollowOptions) -> Result<EventStream, BusError> {
         let log = self.broker.log(&options.service);
-        let cursor = if options.from_start {
-            0
-        } else {
-            lock(&log.state).events.len()
+        let cursor = {
+            let state = lock(&log.state);
+            match options.from {
+                FollowFrom::Start => 0,
+                FollowFrom::Now => state.events.len(),
+                FollowFrom::Offset(offset) => usize::try_from(offset)
+                    .map_or(state.events.len(), |offset| offset.min(state.events.len())),
+                // The first event that occurred from then (the log is in publish order).
+                FollowFrom::Time(micros) => state
+                    .events
+                    .iter()
+                    .position(|event| {
+                        event.occurred_at.as_ref().is_some_and(|at| {
+                            at.seconds
+                                .saturating_mul(1_000_000)
+                                .saturating_add(i64::from(at.nanos) / 1_000)
+                                >= micros
+                        })
+                    })
+                    .unwrap_or(state.events.len()),
+            }
         };
         Ok(Subscription {
             log,

@@ -326,11 +326,7 @@ impl EventSubscriber for NatsBus {
         let consumer = stream
             .create_consumer(pull::OrderedConfig {
                 filter_subject: filter_subject.clone(),
-                deliver_policy: if options.from_start {
-                    DeliverPolicy::All
-                } else {
-                    DeliverPolicy::New
-                },
+                deliver_policy: deliver_policy(options.from)?,
                 ..Default::default()
             })
             .await
@@ -556,4 +552,22 @@ impl RequestReply for NatsBus {
         let abort = task.abort_handle();
         Ok(ServeHandle::new(move || abort.abort(), Some(task)))
     }
+}
+
+/// The ordered consumer's deliver policy for where a follower starts.
+fn deliver_policy(from: crate::FollowFrom) -> Result<DeliverPolicy, BusError> {
+    Ok(match from {
+        crate::FollowFrom::Now => DeliverPolicy::New,
+        crate::FollowFrom::Start => DeliverPolicy::All,
+        // Stream sequences start at 1.
+        crate::FollowFrom::Offset(sequence) => DeliverPolicy::ByStartSequence {
+            start_sequence: sequence.max(1),
+        },
+        crate::FollowFrom::Time(micros) => DeliverPolicy::ByStartTime {
+            start_time: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
+                .map_err(|error| {
+                    BusError::Unavailable(format!("start time out of range: {error}"))
+                })?,
+        },
+    })
 }

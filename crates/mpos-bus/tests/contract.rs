@@ -188,7 +188,7 @@ async fn follow(url: &str) {
         .follow(FollowOptions {
             service: SERVICE.to_owned(),
             tenant_id: Some("acme".to_owned()),
-            from_start: true,
+            from: mpos_bus::FollowFrom::Start,
             ..FollowOptions::default()
         })
         .await

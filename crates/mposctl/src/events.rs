@@ -136,7 +136,11 @@ async fn follow(args: &TailArgs) -> Result<Value> {
             tenant_id: args.tenant.clone(),
             aggregate_type: args.aggregate_type.clone(),
             event_type: args.event_type.clone(),
-            from_start: args.from_start,
+            from: if args.from_start {
+                mpos_bus::FollowFrom::Start
+            } else {
+                mpos_bus::FollowFrom::Now
+            },
         },
     )
     .await?;

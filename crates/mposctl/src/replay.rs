@@ -42,6 +42,11 @@ pub(crate) struct ReplayArgs {
     /// position each event carries).
     #[arg(long, value_name = "N")]
     from_position: Option<u64>,
+    /// From a broker: start at this position of the stream instead of its start — on Kafka
+    /// this offset of every partition of the topic, on NATS this stream sequence. (With
+    /// --from alone, a broker is read from that time on.)
+    #[arg(long, value_name = "OFFSET", requires = "bus")]
+    from_offset: Option<u64>,
     /// From a broker: stop once no event arrived for this many seconds (the end of the
     /// stream as far as the reader can tell).
     #[arg(long, value_name = "SECONDS", default_value_t = 3, requires = "bus")]
@@ -263,7 +268,13 @@ async fn replay_bus(url: &str, args: &ReplayArgs, out: &mut Output) -> Result<(u
             tenant_id: args.tenant.clone(),
             aggregate_type: args.aggregate_type.clone(),
             event_type: args.event_type.clone(),
-            from_start: true,
+            // Seeks on the broker: to the offset given, or to the time of --from (an event
+            // is published after it occurred: none that occurred from then is skipped).
+            from: match (args.from_offset, args.from) {
+                (Some(offset), _) => mpos_bus::FollowFrom::Offset(offset),
+                (None, Some(from)) => mpos_bus::FollowFrom::Time(from),
+                (None, None) => mpos_bus::FollowFrom::Start,
+            },
         },
     )
     .await?;

@@ -339,3 +339,79 @@ async fn a_kafka_stream_replays_into_a_file_each_event_once() {
     assert_eq!(written[0]["event_id"], sent[2].event_id.as_str());
     assert_eq!(lines[0]["first_position"], 3, "{lines:?}");
 }
+
+/// Three events published now, after the three of [`three`]: positions 4 to 6.
+fn three_more() -> Vec<EventEnvelope> {
+    let now = mpos_proto::timestamp_from_micros(
+        i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_micros(),
+        )
+        .expect("micros"),
+    );
+    [("acme", 3, 4), ("globex", 2, 5), ("acme", 4, 6)]
+        .into_iter()
+        .map(|(tenant, version, position)| EventEnvelope {
+            occurred_at: Some(now),
+            ..rules_published(tenant, version, position, "acq-a")
+        })
+        .collect()
+}
+
+/// A broker replay seeks: with --from it starts at the offsets of that time, with
+/// --from-offset at that offset (Kafka, from 0) or stream sequence (NATS, from 1), so what
+/// was published before is not even read.
+async fn a_broker_replay_seeks_to_a_time_or_an_offset(url: &str, second_batch_offset: u64) {
+    publish_three(url).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let between = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let more = three_more();
+    bus(url)
+        .await
+        .publisher
+        .publish(&more)
+        .await
+        .expect("publish");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let offset = second_batch_offset.to_string();
+    for (name, seek) in [
+        ("by-time.jsonl", ["--from", between.as_str()]),
+        ("by-offset.jsonl", ["--from-offset", offset.as_str()]),
+    ] {
+        let output = dir.path().join(name).display().to_string();
+        let mut args = vec![
+            "replay",
+            "--bus",
+            url,
+            "--service",
+            "routing",
+            "--output",
+            &output,
+            "--idle-exit",
+            "2",
+        ];
+        args.extend_from_slice(&seek);
+        let (status, lines) = mposctl(&args);
+        assert_eq!(status, 0, "{name}: {lines:?}");
+        let summary = &lines[0];
+        assert_eq!(summary["events_read"], 3, "{name}: {summary}");
+        assert_eq!(summary["events_written"], 3, "{name}: {summary}");
+        assert_eq!(summary["first_position"], 4, "{name}: {summary}");
+        assert_eq!(summary["last_position"], 6, "{name}: {summary}");
+    }
+}
+
+#[tokio::test]
+async fn a_kafka_replay_seeks_to_a_time_or_an_offset() {
+    a_broker_replay_seeks_to_a_time_or_an_offset(&kafka_url(&namespace()), 3).await;
+}
+
+#[tokio::test]
+async fn a_nats_replay_seeks_to_a_time_or_a_sequence() {
+    let namespace = namespace();
+    a_broker_replay_seeks_to_a_time_or_an_offset(&nats_url(&namespace), 4).await;
+    delete_stream(&namespace).await;
+}
