@@ -1,4 +1,8 @@
-//! Replay rate: `ProjectionRunner::rebuild` over a seeded log, against reading the same rows.
+//! Replay rate: `ProjectionRunner::rebuild` over a seeded log, against reading the same rows;
+//! beside it, on the same log, a fresh copy of the read model replayed in memory
+//! (`mpos_es::Replayed`, what `mposctl replay --read-model` does) and the verification of the
+//! whole log (`mpos_es::verify`, what `mposctl audit verify` does: every hash, link,
+//! sequence and the head).
 //!
 //! Floors, measured in the same run on the same database:
 //! * `read_after`: `EventStore::read_after` in pages of 5,000 (the page size the projection
@@ -63,6 +67,10 @@ pub struct ReplayResult {
     pub aggregates: usize,
     /// `ProjectionRunner::rebuild`.
     pub rebuild: Vec<f64>,
+    /// A fresh copy in memory (`Replayed`), read in pages of 5,000.
+    pub fresh_copy: Vec<f64>,
+    /// `mpos_es::verify` of the whole log.
+    pub verify: Vec<f64>,
     /// Floor: `EventStore::read_after` pages.
     pub read_after: Vec<f64>,
     /// Floor: raw `SELECT` pages, not decoded.
@@ -158,6 +166,8 @@ async fn run_backend(
         events: config.events,
         aggregates: config.aggregates,
         rebuild: Vec::new(),
+        fresh_copy: Vec::new(),
+        verify: Vec::new(),
         read_after: Vec::new(),
         raw_select: Vec::new(),
     };
@@ -171,6 +181,21 @@ async fn run_backend(
             usize::try_from(replayed)? == config.events,
             "rebuild replayed {replayed} events, expected {}",
             config.events
+        );
+
+        let start = Instant::now();
+        let copied = fresh_copy(opened).await?;
+        result.fresh_copy.push(rate(copied, start.elapsed()));
+
+        let start = Instant::now();
+        let report = mpos_es::verify(&opened.store, &[]).await?;
+        result.verify.push(rate(
+            usize::try_from(report.events_checked)?,
+            start.elapsed(),
+        ));
+        anyhow::ensure!(
+            report.is_intact() && usize::try_from(report.events_checked)? == config.events,
+            "verify: {report:?}"
         );
 
         let start = Instant::now();
@@ -192,6 +217,24 @@ async fn run_backend(
         config.aggregates
     );
     Ok(result)
+}
+
+/// A fresh copy of the read model, replayed in memory from the log read in pages; the events
+/// applied.
+async fn fresh_copy(opened: &Opened) -> anyhow::Result<usize> {
+    use mpos_es::ReplayedReadModel as _;
+    let mut copy = mpos_es::Replayed::new(LatestNames);
+    let mut position = 0;
+    let mut read = 0;
+    loop {
+        let events = opened.store.read_after(position, PAGE).await?;
+        let Some(last) = events.last() else { break };
+        position = last.global_position;
+        read += events.len();
+        copy.apply(&events)?;
+    }
+    anyhow::ensure!(!copy.documents()?.is_empty(), "the fresh copy is empty");
+    Ok(read)
 }
 
 async fn read_all(opened: &Opened) -> anyhow::Result<usize> {

@@ -13,6 +13,8 @@ use crate::stats::{median, min_max};
 pub const APPEND_RATIO_GOAL: f64 = 0.8;
 /// Replay: events/s goal.
 pub const REPLAY_RATE_GOAL: f64 = 200_000.0;
+/// Audit verify: events/s goal (issue 9).
+pub const VERIFY_RATE_GOAL: f64 = 500_000.0;
 /// Outbox: p99 lag goal, ms.
 pub const OUTBOX_P99_GOAL_MS: f64 = 50.0;
 /// hsm: `TranslatePinData` per second goal.
@@ -144,6 +146,34 @@ impl Report {
                 ratio: format!("{:.2}", result.ratio()),
                 goal: format!("≥ {} ev/s", thousands(REPLAY_RATE_GOAL)),
                 verdict: verdict(rebuild >= REPLAY_RATE_GOAL),
+            });
+            let read = median(&result.read_after);
+            let fresh = median(&result.fresh_copy);
+            self.rows.push(Row {
+                benchmark: "replay".into(),
+                case: format!(
+                    "{}, fresh copy in memory (mposctl replay --read-model)",
+                    result.backend
+                ),
+                figure: rate_with_range(&result.fresh_copy),
+                floor: format!("read_after {}", rate_with_range(&result.read_after)),
+                ratio: format!("{:.2}", fresh / read),
+                goal: format!("≥ {} ev/s", thousands(REPLAY_RATE_GOAL)),
+                verdict: verdict(fresh >= REPLAY_RATE_GOAL),
+            });
+            let verified = median(&result.verify);
+            self.rows.push(Row {
+                benchmark: "audit verify".into(),
+                case: format!(
+                    "{}, {} ev, the whole log (mposctl audit verify)",
+                    result.backend,
+                    thousands(result.events as f64)
+                ),
+                figure: rate_with_range(&result.verify),
+                floor: format!("read_after {}", rate_with_range(&result.read_after)),
+                ratio: format!("{:.2}", verified / read),
+                goal: format!("≥ {} ev/s", thousands(VERIFY_RATE_GOAL)),
+                verdict: verdict(verified >= VERIFY_RATE_GOAL),
             });
         }
     }
