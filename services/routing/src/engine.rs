@@ -1781,7 +1781,7 @@ impl Router {
         };
         // A decision taken for this request goes with its first request (one commit).
         let command = match pending.as_ref() {
-            Some(decided) => ExchangeCommand::DecideAndSend(decided.clone(), sent),
+            Some(decided) => ExchangeCommand::DecideAndSend(Box::new(decided.clone()), sent),
             None => ExchangeCommand::Send(sent),
         };
         self.held

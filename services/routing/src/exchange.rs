@@ -60,7 +60,7 @@ pub enum ExchangeCommand {
     Send(pb::AcquirerRequestSent),
     /// Record the routing decision and the first message about to be sent on it, together
     /// (a decision taken in `Authorize`).
-    DecideAndSend(pb::RouteDecided, pb::AcquirerRequestSent),
+    DecideAndSend(Box<pb::RouteDecided>, pb::AcquirerRequestSent),
     /// Record the answer (or its absence) to the attempt in flight.
     Respond(pb::AcquirerResponded),
     /// Queue a reversal until the acquirer acknowledges it.
@@ -228,6 +228,7 @@ impl Exchange {
                 Ok(vec![ExchangeEvent::RequestSent(sent)])
             }
             ExchangeCommand::DecideAndSend(decided, sent) => {
+                let decided = *decided;
                 let mut events = self.decide(ExchangeCommand::Decide(decided.clone()))?;
                 let mut after = self.clone();
                 after.apply(ExchangeEvent::Decided(decided));
@@ -452,7 +453,10 @@ mod tests {
     fn a_decision_and_its_first_request_are_recorded_together() {
         Test::with(())
             .given_no_previous_events()
-            .when(ExchangeCommand::DecideAndSend(decided(), sent("acq-a", 1)))
+            .when(ExchangeCommand::DecideAndSend(
+                Box::new(decided()),
+                sent("acq-a", 1),
+            ))
             .then_expect_events(vec![
                 ExchangeEvent::Decided(decided()),
                 ExchangeEvent::RequestSent(sent("acq-a", 1)),
@@ -460,11 +464,17 @@ mod tests {
         // Neither when decided already, nor a request numbered out of order.
         Test::with(())
             .given(vec![ExchangeEvent::Decided(decided())])
-            .when(ExchangeCommand::DecideAndSend(decided(), sent("acq-a", 1)))
+            .when(ExchangeCommand::DecideAndSend(
+                Box::new(decided()),
+                sent("acq-a", 1),
+            ))
             .then_expect_error(ExchangeError::AlreadyDecided);
         Test::with(())
             .given_no_previous_events()
-            .when(ExchangeCommand::DecideAndSend(decided(), sent("acq-a", 2)))
+            .when(ExchangeCommand::DecideAndSend(
+                Box::new(decided()),
+                sent("acq-a", 2),
+            ))
             .then_expect_error(ExchangeError::InvalidTransition(
                 "attempts are numbered 1, 2, ... in order",
             ));
@@ -475,7 +485,10 @@ mod tests {
         };
         Test::with(())
             .given_no_previous_events()
-            .when(ExchangeCommand::DecideAndSend(no_route, sent("acq-a", 1)))
+            .when(ExchangeCommand::DecideAndSend(
+                Box::new(no_route),
+                sent("acq-a", 1),
+            ))
             .then_expect_error(ExchangeError::InvalidTransition("the payment has no route"));
     }
 
