@@ -138,6 +138,20 @@ pub struct LoadRun {
     pub cpu: CpuSpent,
 }
 
+impl LoadRun {
+    /// The window in one line: rate (with `after_rate`), p50, p99, failures, CPU per payment.
+    fn summary(&self, after_rate: &str) -> String {
+        format!(
+            "{:.0}/s{after_rate}, p50 {:.2} ms, p99 {:.2} ms, {} failed; CPU ms per payment: {}",
+            self.rate,
+            self.p50_us / 1_000.0,
+            self.p99_us / 1_000.0,
+            self.failed,
+            cpu::per_unit(&self.cpu, self.completed, 8)
+        )
+    }
+}
+
 /// One floor's samples, µs.
 #[derive(Clone, Debug)]
 pub struct FloorRun {
@@ -245,14 +259,7 @@ async fn run_layout(
         for level in &config.levels {
             let rest = peds.split_off((*level).min(peds.len()));
             let (run, mut returned) = load(config, peds, &card, repetition).await;
-            eprintln!(
-                "payments: {level} in flight: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} failed; CPU ms per payment: {}",
-                run.rate,
-                run.p50_us / 1_000.0,
-                run.p99_us / 1_000.0,
-                run.failed,
-                cpu::per_unit(&run.cpu, run.completed, 8)
-            );
+            eprintln!("payments: {level} in flight: {}", run.summary(""));
             returned.extend(rest);
             peds = returned;
             runs.push((*level, run));
@@ -262,12 +269,8 @@ async fn run_layout(
             let (run, unserved, mut returned) =
                 open_loop(config, peds, &card, repetition, *rate).await;
             eprintln!(
-                "payments: offered {rate}/s: {:.0}/s answered, p50 {:.2} ms, p99 {:.2} ms, {} failed, {unserved} not taken up; CPU ms per payment: {}",
-                run.rate,
-                run.p50_us / 1_000.0,
-                run.p99_us / 1_000.0,
-                run.failed,
-                cpu::per_unit(&run.cpu, run.completed, 8)
+                "payments: offered {rate}/s: {}",
+                run.summary(&format!(" answered, {unserved} not taken up"))
             );
             returned.extend(rest);
             peds = returned;
@@ -338,8 +341,7 @@ async fn load(
         let card = card.clone();
         let failed = failed.clone();
         tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut approved = 0_usize;
+            let mut tally = Tally::default();
             loop {
                 if Instant::now() >= measure_until {
                     break;
@@ -356,45 +358,74 @@ async fn load(
                 let answer = ped.terminal.submit(&request).await;
                 let done = Instant::now();
                 let counted = sent >= measure_from && done <= measure_until;
-                match answer {
-                    Ok(response) if response.approved => {
-                        if counted {
-                            approved += 1;
-                            latencies.push(
-                                u64::try_from(done.duration_since(sent).as_micros())
-                                    .unwrap_or(u64::MAX),
-                            );
-                        }
-                    }
-                    Ok(response) => {
-                        if counted {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                        eprintln!(
-                            "payments: not approved: {:?} {}",
-                            response.decline_reason(),
-                            response.message
-                        );
-                    }
-                    Err(error) => {
-                        if counted {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                        eprintln!("payments: failed: {error}");
-                    }
-                }
+                tally.record(answer, counted, done.duration_since(sent), &failed);
             }
-            (ped, latencies, approved)
+            (ped, tally)
         }));
     }
+    gather(tasks, &failed, cpu_window, config.duration).await
+}
+
+/// What one PED's task saw in a window.
+#[derive(Default)]
+struct Tally {
+    /// Latencies of the approved payments counted, µs.
+    latencies: Vec<u64>,
+    approved: usize,
+}
+
+impl Tally {
+    /// Records an answer that took `took`; `counted` when inside the measured window.
+    fn record(
+        &mut self,
+        answer: Result<mpos_proto::authorization::PaymentResponse, terminal_sim::SimError>,
+        counted: bool,
+        took: Duration,
+        failed: &AtomicUsize,
+    ) {
+        match answer {
+            Ok(response) if response.approved => {
+                if counted {
+                    self.approved += 1;
+                    self.latencies
+                        .push(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+                }
+            }
+            Ok(response) => {
+                if counted {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                eprintln!(
+                    "payments: not approved: {:?} {}",
+                    response.decline_reason(),
+                    response.message
+                );
+            }
+            Err(error) => {
+                if counted {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                eprintln!("payments: failed: {error}");
+            }
+        }
+    }
+}
+
+/// The window's run from its PEDs' tasks: the PEDs back, the latencies together.
+async fn gather(
+    tasks: Vec<tokio::task::JoinHandle<(Ped, Tally)>>,
+    failed: &AtomicUsize,
+    cpu_window: tokio::task::JoinHandle<CpuSpent>,
+    duration: Duration,
+) -> (LoadRun, Vec<Ped>) {
     let mut peds = Vec::new();
     let mut latencies = Vec::new();
     let mut approved = 0;
     for task in tasks {
-        if let Ok((ped, mut ped_latencies, ped_approved)) = task.await {
+        if let Ok((ped, mut tally)) = task.await {
             peds.push(ped);
-            latencies.append(&mut ped_latencies);
-            approved += ped_approved;
+            latencies.append(&mut tally.latencies);
+            approved += tally.approved;
         }
     }
     latencies.sort_unstable();
@@ -404,7 +435,7 @@ async fn load(
     let at = |p: f64| percentile(&latencies, p) as f64;
     (
         LoadRun {
-            rate: rate(latencies.len(), config.duration),
+            rate: rate(latencies.len(), duration),
             p50_us: at(50.0),
             p99_us: at(99.0),
             p999_us: at(99.9),
@@ -463,8 +494,7 @@ async fn open_loop(
         let (card, failed, unserved, due) =
             (card.clone(), failed.clone(), unserved.clone(), due.clone());
         tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut approved = 0_usize;
+            let mut tally = Tally::default();
             loop {
                 let request = match ped.next(&card, repetition) {
                     Ok(request) => request,
@@ -484,68 +514,19 @@ async fn open_loop(
                 }
                 let answer = ped.terminal.submit(&request).await;
                 let done = Instant::now();
-                let counted = in_window(due_at);
-                match answer {
-                    Ok(response) if response.approved => {
-                        if counted {
-                            approved += 1;
-                            latencies.push(
-                                u64::try_from(done.duration_since(due_at).as_micros())
-                                    .unwrap_or(u64::MAX),
-                            );
-                        }
-                    }
-                    Ok(response) => {
-                        if counted {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                        eprintln!(
-                            "payments: not approved: {:?} {}",
-                            response.decline_reason(),
-                            response.message
-                        );
-                    }
-                    Err(error) => {
-                        if counted {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                        eprintln!("payments: failed: {error}");
-                    }
-                }
+                tally.record(
+                    answer,
+                    in_window(due_at),
+                    done.duration_since(due_at),
+                    &failed,
+                );
             }
-            (ped, latencies, approved)
+            (ped, tally)
         }));
     }
     let _ = dispatcher.await;
-    let mut peds = Vec::new();
-    let mut latencies = Vec::new();
-    let mut approved = 0;
-    for task in tasks {
-        if let Ok((ped, mut ped_latencies, ped_approved)) = task.await {
-            peds.push(ped);
-            latencies.append(&mut ped_latencies);
-            approved += ped_approved;
-        }
-    }
-    latencies.sort_unstable();
-    let failed = failed.load(Ordering::Relaxed);
-    let cpu = cpu_window.await.unwrap_or_default();
-    #[allow(clippy::cast_precision_loss)]
-    let at = |p: f64| percentile(&latencies, p) as f64;
-    (
-        LoadRun {
-            rate: crate::stats::rate(latencies.len(), config.duration),
-            p50_us: at(50.0),
-            p99_us: at(99.0),
-            p999_us: at(99.9),
-            completed: latencies.len() + failed,
-            approved,
-            failed,
-            cpu,
-        },
-        unserved.load(Ordering::Relaxed),
-        peds,
-    )
+    let (run, peds) = gather(tasks, &failed, cpu_window, config.duration).await;
+    (run, unserved.load(Ordering::Relaxed), peds)
 }
 
 /// The floors' connections.

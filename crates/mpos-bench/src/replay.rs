@@ -224,20 +224,20 @@ async fn run_backend(
 async fn fresh_copy(opened: &Opened) -> anyhow::Result<usize> {
     use mpos_es::ReplayedReadModel as _;
     let mut copy = mpos_es::Replayed::new(LatestNames);
-    let mut position = 0;
-    let mut read = 0;
-    loop {
-        let events = opened.store.read_after(position, PAGE).await?;
-        let Some(last) = events.last() else { break };
-        position = last.global_position;
-        read += events.len();
-        copy.apply(&events)?;
-    }
+    let read = read_pages(opened, |events| Ok(copy.apply(events)?)).await?;
     anyhow::ensure!(!copy.documents()?.is_empty(), "the fresh copy is empty");
     Ok(read)
 }
 
 async fn read_all(opened: &Opened) -> anyhow::Result<usize> {
+    read_pages(opened, |_| Ok(())).await
+}
+
+/// Reads the whole log in pages of [`PAGE`], handing each to `on_page`; the events read.
+async fn read_pages(
+    opened: &Opened,
+    mut on_page: impl FnMut(&[StoredEvent]) -> anyhow::Result<()>,
+) -> anyhow::Result<usize> {
     let mut position = 0;
     let mut read = 0;
     loop {
@@ -245,6 +245,7 @@ async fn read_all(opened: &Opened) -> anyhow::Result<usize> {
         let Some(last) = events.last() else { break };
         position = last.global_position;
         read += events.len();
+        on_page(&events)?;
     }
     Ok(read)
 }

@@ -163,18 +163,9 @@ impl<P: Projection> ProjectionRunner<P> {
                 );
             }
             for event in &events {
-                let Some(id) = self.projection.document_id(event) else {
-                    continue;
-                };
-                let loaded = documents.entry(id.clone()).or_insert_with(|| Loaded {
-                    tenant_id: event.event.tenant_id.clone(),
-                    position: 0,
-                    view: P::View::default(),
-                    stored: false,
-                });
-                self.projection.apply(&mut loaded.view, event)?;
-                loaded.position = event.global_position;
-                dirty.insert(id);
+                if let Some(id) = fold(&self.projection, &mut documents, event)? {
+                    dirty.insert(id);
+                }
             }
             position = last_position;
             if dirty.len() >= COMMIT_DOCUMENTS || position - committed >= COMMIT_EVENTS {
@@ -288,6 +279,27 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 }
 
+/// Folds `event` into the document it names (a new one from the default view), the one step
+/// of a catch-up and of a replay in memory; the document's id, if the event names one.
+fn fold<P: Projection>(
+    projection: &P,
+    documents: &mut HashMap<String, Loaded<P::View>>,
+    event: &StoredEvent,
+) -> Result<Option<String>, StoreError> {
+    let Some(id) = projection.document_id(event) else {
+        return Ok(None);
+    };
+    let loaded = documents.entry(id.clone()).or_insert_with(|| Loaded {
+        tenant_id: event.event.tenant_id.clone(),
+        position: 0,
+        view: P::View::default(),
+        stored: false,
+    });
+    projection.apply(&mut loaded.view, event)?;
+    loaded.position = event.global_position;
+    Ok(Some(id))
+}
+
 /// A fresh copy of a read model, replayed in memory: the documents `projection` makes of
 /// events given in log order, as a runner catching up on them from an empty read model
 /// stores them (only the documents it retains). `mposctl replay --read-model` compares it
@@ -339,17 +351,7 @@ impl<P: Projection> ReplayedReadModel for Replayed<P> {
     fn apply(&mut self, events: &[StoredEvent]) -> Result<(), StoreError> {
         for event in events {
             self.position = event.global_position;
-            let Some(id) = self.projection.document_id(event) else {
-                continue;
-            };
-            let loaded = self.documents.entry(id).or_insert_with(|| Loaded {
-                tenant_id: event.event.tenant_id.clone(),
-                position: 0,
-                view: P::View::default(),
-                stored: false,
-            });
-            self.projection.apply(&mut loaded.view, event)?;
-            loaded.position = event.global_position;
+            fold(&self.projection, &mut self.documents, event)?;
         }
         Ok(())
     }
