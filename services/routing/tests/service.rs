@@ -1033,6 +1033,7 @@ fn deciding_request(payment: &str, bin: &str, block: &str) -> pb::AuthorizeReque
 /// payment without a route.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorize_decides_the_route_and_translates_the_dukpt_pin_block() {
+    let logs = logs();
     let platform = Platform::start().await;
     platform._hsm.import("B0", "X", X924_BDK, "bdk").await;
     platform._hsm.import("P0", "B", ZPK, "zpk").await;
@@ -1152,4 +1153,80 @@ async fn authorize_decides_the_route_and_translates_the_dukpt_pin_block() {
     let error = client.authorize(malformed, x924_card()).await.unwrap_err();
     assert_eq!(error.code(), mpos_errors::ErrorCode::BadRequest, "{error}");
     assert!(event_types(&platform, "d-4").await.is_empty());
+
+    // acq-a's zone PIN key gone from the HSM: its translation fails, acq-b takes the payment.
+    let mut missing_key = settings(&a.addr().to_string());
+    missing_key.zone_pin_key = "alias/no-such-zpk".into();
+    platform.configure("acq-a", missing_key).await;
+    let fallback = client
+        .authorize(
+            deciding_request("d-5", "40123456", "1B9C1845EB993A7A"),
+            x924_card(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome(&fallback),
+        pb::ExchangeOutcome::Approved,
+        "{fallback:?}"
+    );
+    assert_eq!(fallback.acquirer_id, "acq-b");
+    assert_eq!(
+        fallback.attempts,
+        ["acq-b: approved", "acq-a: skipped, PIN translation failed"]
+    );
+
+    // The log lines of a refused block and of a failed translation say which acquirer and
+    // the error code, nothing else: no PIN block, PAN, key or key name. No line of the run
+    // holds the card, a PIN block or a clear key.
+    let text = logs.text();
+    let mut seen = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let Ok(line) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let message = line["fields"]["message"].as_str().unwrap_or_default();
+        if message == "pin block refused" || message == "pin translation failed" {
+            let mut fields: Vec<&str> = line["fields"]
+                .as_object()
+                .expect("fields")
+                .keys()
+                .map(String::as_str)
+                .collect();
+            fields.sort_unstable();
+            let expected: &[&str] = if message == "pin block refused" {
+                &["code", "message"]
+            } else {
+                &["acquirer", "code", "message"]
+            };
+            assert_eq!(fields, expected, "{line}");
+            assert!(
+                [
+                    "bad_request",
+                    "not_found",
+                    "unavailable",
+                    "conflict",
+                    "internal"
+                ]
+                .contains(&line["fields"]["code"].as_str().unwrap_or_default()),
+                "{line}"
+            );
+            seen.insert(message.to_owned());
+        }
+    }
+    assert_eq!(seen.len(), 2, "both lines were written: {seen:?}");
+    for secret in [
+        "4012345678909",
+        "1B9C1845EB993A7A",
+        garbage,
+        "041274EDCBA9876F",
+        X924_BDK,
+        ZPK,
+    ] {
+        assert!(
+            !text.to_ascii_uppercase().contains(secret),
+            "a log line holds {}…",
+            &secret[..4]
+        );
+    }
 }

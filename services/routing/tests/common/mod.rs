@@ -352,3 +352,48 @@ where
     }
     panic!("timed out waiting for {what}");
 }
+
+/// Every log line of this test process from the first call on (JSON, info and above),
+/// installed once: what the tests scan for card data and keys.
+pub fn logs() -> LogBuffer {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    static BUFFER: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
+    BUFFER
+        .get_or_init(|| {
+            let buffer = LogBuffer::default();
+            let writer = buffer.clone();
+            let _ = tracing_subscriber::registry()
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .json()
+                        .with_writer(move || writer.clone()),
+                )
+                .with(tracing_subscriber::filter::LevelFilter::INFO)
+                .try_init();
+            buffer
+        })
+        .clone()
+}
+
+/// The shared buffer behind [`logs`].
+#[derive(Clone, Debug, Default)]
+pub struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    /// The lines so far, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
+    }
+}
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
