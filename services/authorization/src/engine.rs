@@ -293,7 +293,7 @@ fn conclusion(
             ..pb::PaymentDeclined::default()
         }
     };
-    let answer = match answer {
+    let mut answer = match answer {
         Ok(answer) => answer,
         // Routing refused the request as it stands before it recorded or sent anything (its
         // checks come first): nothing reached an acquirer, so there is nothing to reverse.
@@ -324,7 +324,7 @@ fn conclusion(
             );
         }
     };
-    let decision = answer.decision.clone().unwrap_or_default();
+    let decision = answer.decision.take().unwrap_or_default();
     let Some(first) = decision.candidates.first() else {
         let reason = if decision.no_route_reason.is_empty() {
             "no acquirer for this payment".to_owned()
@@ -420,8 +420,8 @@ fn conclusion(
 struct Prepared {
     steps: Vec<Step>,
     card: CardData,
-    /// The facts routing decides the route by, in the same call as the authorization.
-    decide: rpb::DecideRequest,
+    /// What routing decides the route by beyond the authorization's own fields.
+    route: rpb::RouteFacts,
     /// The terminal's PIN block under its DUKPT key, for routing to have translated.
     dukpt_pin: Option<rpb::DukptPinBlock>,
     emv: Vec<u8>,
@@ -648,7 +648,7 @@ impl Authorizer {
             emv_data: prepared.emv.clone(),
             original_payment_id: request.original_payment_id.clone(),
             original_auth_code: String::new(),
-            decide: Some(prepared.decide),
+            route: Some(prepared.route),
             dukpt_pin_block: prepared.dukpt_pin,
         };
         let answer = self.ports.router.authorize(authorize, secrets).await;
@@ -937,18 +937,10 @@ impl Authorizer {
         steps.push(decrypted);
         // The card checked (its token came with the decryption, ADR 24): routing decides
         // the route in the request that sends the payment.
-        let decide = rpb::DecideRequest {
-            tenant_id: tenant_id.to_owned(),
-            payment_id: payment_id.to_owned(),
-            transaction_type: routing_type(request.transaction_type).into(),
-            amount_minor: request.amount_minor,
-            currency: request.currency.clone(),
+        let route = rpb::RouteFacts {
             bin: card.bin(),
             pan_length: u32::try_from(card.pan_length()).unwrap_or(0),
-            merchant_id: facts.context.merchant_id.clone(),
-            merchant_category_code: mcc.clone(),
             terminal_group_id: facts.context.terminal_group_id.clone(),
-            entry_mode: routing_entry_mode(request.entry_mode).into(),
         };
         let dukpt_pin = (!request.encrypted_pin_block.is_empty()).then(|| rpb::DukptPinBlock {
             bdk: key.bdk.clone(),
@@ -958,7 +950,7 @@ impl Authorizer {
         Ok(Prepared {
             steps,
             card,
-            decide,
+            route,
             dukpt_pin,
             emv: emv.forwarded,
             merchant_id: facts.context.merchant_id.clone(),

@@ -1248,7 +1248,6 @@ impl Hsm {
                 request.ciphertext,
             )
             .await?;
-        let plaintext = Zeroizing::new(plaintext);
         let card_token = if request.card_token_key.is_empty() {
             Vec::new()
         } else {
@@ -1267,7 +1266,7 @@ impl Hsm {
             .mac
         };
         Ok(pb::DecryptDataResponse {
-            plaintext: plaintext.to_vec(),
+            plaintext,
             kcv,
             sealed_plaintext: None,
             card_token,

@@ -1201,10 +1201,10 @@ impl Router {
         }
         let mut held = self.held.load(&key).await.map_err(command_error)?;
         if held.state().decided.is_none()
-            && let Some(decide) = &request.decide
+            && let Some(facts) = &request.route
         {
             return self
-                .decide_and_authorize(actor, &request, decide, held)
+                .decide_and_authorize(actor, &request, facts, held)
                 .await;
         }
         let answered = self
@@ -1232,19 +1232,28 @@ impl Router {
         &self,
         actor: &Actor,
         request: &pb::AuthorizeRequest,
-        decide: &pb::DecideRequest,
+        facts: &pb::RouteFacts,
         mut held: mpos_es::Loaded<Exchange>,
     ) -> Result<pb::AuthorizeResponse, ServiceError> {
-        if decide.tenant_id != request.tenant_id || decide.payment_id != request.payment_id {
-            return Err(ServiceError::bad_request(
-                "decide: the tenant and payment of the request",
-            ));
-        }
+        // The decision's input: the request's own fields and the facts it adds.
+        let decide = pb::DecideRequest {
+            tenant_id: request.tenant_id.clone(),
+            payment_id: request.payment_id.clone(),
+            transaction_type: request.transaction_type,
+            amount_minor: request.amount_minor,
+            currency: request.currency.clone(),
+            bin: facts.bin.clone(),
+            pan_length: facts.pan_length,
+            merchant_id: request.merchant_id.clone(),
+            merchant_category_code: request.merchant_category_code.clone(),
+            terminal_group_id: facts.terminal_group_id.clone(),
+            entry_mode: request.entry_mode,
+        };
         let Decision {
             decided,
             transitions,
             config,
-        } = self.decision(decide, false).await?;
+        } = self.decision(&decide, false).await?;
         self.record_transitions(actor, &request.tenant_id, transitions)
             .await;
         let routed = decided.no_route_reason.is_empty();

@@ -1008,14 +1008,14 @@ fn x924_card() -> pb::CardSecrets {
     }
 }
 
-/// `Authorize` with the payment's facts (`decide`) and the terminal's DUKPT PIN block, as the
+/// `Authorize` with the payment's route facts and the terminal's DUKPT PIN block, as the
 /// payment path sends it (ADR 24): one call.
 fn deciding_request(payment: &str, bin: &str, block: &str) -> pb::AuthorizeRequest {
     pb::AuthorizeRequest {
-        decide: Some(pb::DecideRequest {
+        route: Some(pb::RouteFacts {
             bin: bin.into(),
             pan_length: 13,
-            ..decide_request(payment, 1_000)
+            terminal_group_id: String::new(),
         }),
         dukpt_pin_block: Some(pb::DukptPinBlock {
             bdk: "alias/bdk".into(),
