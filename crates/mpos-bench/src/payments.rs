@@ -330,12 +330,7 @@ async fn load(
     let measure_from = start + config.warmup;
     let measure_until = measure_from + config.duration;
     let failed = Arc::new(AtomicUsize::new(0));
-    let cpu_window = tokio::spawn(async move {
-        tokio::time::sleep_until(measure_from.into()).await;
-        let before = cpu::snapshot();
-        tokio::time::sleep_until(measure_until.into()).await;
-        cpu::spent(&before, &cpu::snapshot())
-    });
+    let cpu_window = cpu_window(measure_from, measure_until);
     let mut tasks = Vec::new();
     for mut ped in peds {
         let card = card.clone();
@@ -364,6 +359,16 @@ async fn load(
         }));
     }
     gather(tasks, &failed, cpu_window, config.duration).await
+}
+
+/// The CPU the machine's programs spend between `from` and `until`, measured by a task.
+fn cpu_window(from: Instant, until: Instant) -> tokio::task::JoinHandle<CpuSpent> {
+    tokio::spawn(async move {
+        tokio::time::sleep_until(from.into()).await;
+        let before = cpu::snapshot();
+        tokio::time::sleep_until(until.into()).await;
+        cpu::spent(&before, &cpu::snapshot())
+    })
 }
 
 /// What one PED's task saw in a window.
@@ -467,12 +472,7 @@ async fn open_loop(
     let in_window = move |due: Instant| due >= measure_from && due < measure_until;
     let failed = Arc::new(AtomicUsize::new(0));
     let unserved = Arc::new(AtomicUsize::new(0));
-    let cpu_window = tokio::spawn(async move {
-        tokio::time::sleep_until(measure_from.into()).await;
-        let before = cpu::snapshot();
-        tokio::time::sleep_until(measure_until.into()).await;
-        cpu::spent(&before, &cpu::snapshot())
-    });
+    let cpu_window = cpu_window(measure_from, measure_until);
     let (due_sender, due) = tokio::sync::mpsc::unbounded_channel::<Instant>();
     let due = Arc::new(tokio::sync::Mutex::new(due));
     let dispatcher = tokio::spawn(async move {
