@@ -163,6 +163,34 @@ pub enum Tamper {
 }
 
 impl Tamper {
+    /// What the finding means, in a sentence for an auditor.
+    pub fn explain(&self) -> String {
+        use Tamper as T;
+        let position = self.position();
+        match self {
+            T::Altered { .. } => {
+                format!(
+                    "the event at position {position} no longer matches its hash: its content was changed"
+                )
+            }
+            T::Deleted { .. } => format!("events are missing from position {position} on"),
+            T::Inserted { .. } => {
+                format!(
+                    "the event at position {position} was not written by the service: it was inserted"
+                )
+            }
+            T::Reordered { .. } => {
+                format!("the event at position {position} is out of its original order")
+            }
+            T::CheckpointMismatch { .. } => format!(
+                "the signed checkpoint at position {position} no longer matches the log: the chain before it was rewritten"
+            ),
+            T::CheckpointSignature { .. } => {
+                format!("the checkpoint at position {position} is not signed by a trusted key")
+            }
+        }
+    }
+
     /// The position the finding names.
     pub fn position(&self) -> u64 {
         match self {

@@ -88,6 +88,11 @@ impl<P: Projection> ProjectionRunner<P> {
         &self.projection
     }
 
+    /// The store it reads and writes.
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
     /// Applies every event after the checkpoint; returns how many events were read.
     pub async fn catch_up(&self) -> Result<u64, StoreError> {
         self.catch_up_to(Horizon::Log).await

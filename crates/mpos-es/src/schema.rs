@@ -55,6 +55,7 @@ pub(crate) const POSTGRES: &[&str] = &[
         PRIMARY KEY (projection, document_id)
     )",
     "CREATE INDEX IF NOT EXISTS es_documents_tenant ON es_documents (projection, tenant_id, document_id)",
+    "CREATE INDEX IF NOT EXISTS es_documents_recent ON es_documents (projection, tenant_id, position)",
 ];
 
 /// Statements creating the schema on SQLite, in order.
@@ -112,4 +113,5 @@ pub(crate) const SQLITE: &[&str] = &[
         PRIMARY KEY (projection, document_id)
     )",
     "CREATE INDEX IF NOT EXISTS es_documents_tenant ON es_documents (projection, tenant_id, document_id)",
+    "CREATE INDEX IF NOT EXISTS es_documents_recent ON es_documents (projection, tenant_id, position)",
 ];

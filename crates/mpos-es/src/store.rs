@@ -1165,6 +1165,27 @@ impl EventStore {
         rows.iter().map(decode_document).collect()
     }
 
+    /// At most `limit` documents of one tenant in a projection, the most recently changed
+    /// (highest position) first: the newest entries of a list that grows, such as payments.
+    pub async fn recent_documents(
+        &self,
+        projection: &str,
+        tenant_id: &str,
+        limit: u32,
+    ) -> Result<Vec<Document>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT document_id, tenant_id, position, payload FROM es_documents \
+             WHERE projection = $1 AND tenant_id = $2 \
+             ORDER BY position DESC, document_id LIMIT $3",
+        )
+        .bind(projection)
+        .bind(tenant_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.inner.reader)
+        .await?;
+        rows.iter().map(decode_document).collect()
+    }
+
     /// Writes changed documents and moves the projection's checkpoint from `from_position` to
     /// `to_position`, in one transaction, so a read model is always exactly as of its
     /// checkpoint. If another runner moved the checkpoint first, nothing is written and the

@@ -168,6 +168,58 @@ async fn documents_are_visible_only_to_their_tenant() {
     }
 }
 
+/// The most recently changed documents of one tenant come first, at most as many as asked,
+/// and never another tenant's.
+#[tokio::test]
+async fn recent_documents_are_the_tenants_latest_changes_first() {
+    for (backend, test) in each_backend("svc").await {
+        // a-1, a-2, a-3 in order, then a-1 again; globex's g-1 last.
+        for (aggregate, sequence) in [("a-1", 1), ("a-2", 1), ("a-3", 1), ("a-1", 2)] {
+            test.store
+                .append(
+                    vec![new_event(aggregate, sequence, serde_json::json!({"n": 1}))],
+                    None,
+                )
+                .await
+                .expect("append");
+        }
+        let mut other = new_event("g-1", 1, serde_json::json!({"n": 1}));
+        other.tenant_id = "globex".into();
+        test.store.append(vec![other], None).await.expect("append");
+        let runner = ProjectionRunner::new(test.store.clone(), TotalsByAggregate);
+        runner.catch_up().await.expect("catch up");
+        let ids = |documents: Vec<mpos_es::Document>| {
+            documents.into_iter().map(|d| d.id).collect::<Vec<_>>()
+        };
+        let recent = test
+            .store
+            .recent_documents("totals", "acme", 10)
+            .await
+            .expect("recent");
+        assert_eq!(ids(recent), ["a-1", "a-3", "a-2"], "{backend}");
+        let two = test
+            .store
+            .recent_documents("totals", "acme", 2)
+            .await
+            .expect("recent");
+        assert_eq!(ids(two), ["a-1", "a-3"], "{backend}");
+        let theirs = test
+            .store
+            .recent_documents("totals", "globex", 10)
+            .await
+            .expect("recent");
+        assert_eq!(ids(theirs), ["g-1"], "{backend}");
+        assert!(
+            test.store
+                .recent_documents("totals", "nobody", 10)
+                .await
+                .expect("recent")
+                .is_empty(),
+            "{backend}"
+        );
+    }
+}
+
 /// Two runners (like two replicas) catching up concurrently never apply an event twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_runners_apply_each_event_once() {

@@ -263,38 +263,10 @@ fn report_json(service: &str, report: &VerifyReport) -> Value {
         value["finding"] = json!({
             "kind": tamper.kind(),
             "position": tamper.position(),
-            "message": finding_message(tamper),
+            "message": tamper.explain(),
         });
     }
     value
-}
-
-/// What a finding means, for the auditor.
-fn finding_message(tamper: &mpos_es::Tamper) -> String {
-    use mpos_es::Tamper as T;
-    let position = tamper.position();
-    match tamper {
-        T::Altered { .. } => {
-            format!(
-                "the event at position {position} no longer matches its hash: its content was changed"
-            )
-        }
-        T::Deleted { .. } => format!("events are missing from position {position} on"),
-        T::Inserted { .. } => {
-            format!(
-                "the event at position {position} was not written by the service: it was inserted"
-            )
-        }
-        T::Reordered { .. } => {
-            format!("the event at position {position} is out of its original order")
-        }
-        T::CheckpointMismatch { .. } => format!(
-            "the signed checkpoint at position {position} no longer matches the log: the chain before it was rewritten"
-        ),
-        T::CheckpointSignature { .. } => {
-            format!("the checkpoint at position {position} is not signed by a trusted key")
-        }
-    }
 }
 
 /// The six logs of an embedded data directory, and the trusted keys: those given, else the
