@@ -40,6 +40,9 @@ pub(crate) fn of(service: &str) -> Vec<Box<dyn ReplayedReadModel>> {
             Box::new(Replayed::new(routing::views::AcquirersProjection)),
             Box::new(Replayed::new(routing::views::PendingProjection)),
         ],
+        "authorization" => vec![Box::new(Replayed::new(
+            authorization::listing::PaymentsProjection,
+        ))],
         _ => Vec::new(),
     }
 }

@@ -6,6 +6,7 @@
 //! way: the payment completes, and if its answer can no longer be handed to the connection
 //! that asked, it is reversed (`REVERSAL_REASON_TERMINAL_UNREACHABLE`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -90,6 +91,8 @@ pub fn admin_router(state: AppState) -> Result<Router, RouterError> {
     let document = routes::openapi()?;
     let api = ApiRouter::new(routes::ADMIN_ROUTES)?
         .handle("getPayment", get_payment)?
+        .handle("listPayments", list_payments)?
+        .handle("getPaymentHistory", payment_history)?
         .finish()?;
     Ok(finish(
         api.route(OPENAPI_PATH, serve_document(&document)),
@@ -204,4 +207,46 @@ async fn get_payment(
         return Err(ServiceError::not_found("payment not found"));
     }
     Ok(Json(response_of(&payment)))
+}
+
+/// `GET /v1/tenants/{tenant_id}/payments?limit=N`.
+async fn list_payments(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(tenant_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<pb::PaymentList>, ServiceError> {
+    let principal = authenticate(&state.view, &state.operator, &headers).await?;
+    check_id("tenant_id", &tenant_id)?;
+    principal.authorize(&tenant_id, Need::Read)?;
+    let limit = match query.get("limit") {
+        None => 50,
+        Some(value) => value.parse::<u32>().map_err(|_| {
+            ServiceError::bad_request(format!(
+                "limit: a number from 1 to {}",
+                crate::listing::MAX_LIST
+            ))
+        })?,
+    };
+    Ok(Json(
+        state.authorizer.recent_payments(&tenant_id, limit).await?,
+    ))
+}
+
+/// `GET /v1/tenants/{tenant_id}/payments/{payment_id}/history`.
+async fn payment_history(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((tenant_id, payment_id)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ServiceError> {
+    let principal = authenticate(&state.view, &state.operator, &headers).await?;
+    check_id("tenant_id", &tenant_id)?;
+    check_id("payment_id", &payment_id)?;
+    principal.authorize(&tenant_id, Need::Read)?;
+    Ok(Json(
+        state
+            .authorizer
+            .payment_history(&tenant_id, &payment_id)
+            .await?,
+    ))
 }

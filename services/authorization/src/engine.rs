@@ -63,6 +63,8 @@ pub struct Authorizer {
     /// The payment path's commands, on the payment as the request loaded it once.
     held: mpos_es::Aggregates<Payment>,
     ports: Ports,
+    /// The payments read model, caught up when listed.
+    listing: mpos_es::ProjectionRunner<crate::listing::PaymentsProjection>,
 }
 
 impl std::fmt::Debug for Authorizer {
@@ -172,6 +174,7 @@ pub fn response_of(payment: &Payment) -> pb::PaymentResponse {
         amount_minor: received.amount_minor,
         currency: received.currency.clone(),
         received_at: received.received_at,
+        terminal_id: received.terminal_id.clone(),
         ..pb::PaymentResponse::default()
     };
     if let Some(approved) = &payment.approved {
@@ -435,6 +438,10 @@ impl Authorizer {
         Self {
             payments: mpos_es::snapshot_framework(&store, PAYMENT_SNAPSHOT_EVERY),
             held: mpos_es::Aggregates::new(&store, PAYMENT_SNAPSHOT_EVERY, ()),
+            listing: mpos_es::ProjectionRunner::new(
+                store.clone(),
+                crate::listing::PaymentsProjection,
+            ),
             store,
             ports,
         }
@@ -448,6 +455,49 @@ impl Authorizer {
             traceparent: mpos_telemetry::current_traceparent().unwrap_or_default(),
             actor: actor.to_owned(),
         }
+    }
+
+    /// A tenant's payments, the most recently changed first (at most `limit`).
+    pub async fn recent_payments(
+        &self,
+        tenant_id: &str,
+        limit: u32,
+    ) -> Result<pb::PaymentList, ServiceError> {
+        crate::listing::recent(&self.listing, tenant_id, limit).await
+    }
+
+    /// A payment's events in order, each as recorded (the same JSON integrators receive;
+    /// no card data beyond BIN and last four): `{"events": [{"sequence", "occurredAt",
+    /// "event"}]}`. Not found when the tenant has no such payment.
+    pub async fn payment_history(
+        &self,
+        tenant_id: &str,
+        payment_id: &str,
+    ) -> Result<serde_json::Value, ServiceError> {
+        let events = self
+            .store
+            .read_aggregate(
+                payment::AGGREGATE_TYPE,
+                &payment::aggregate_id(tenant_id, payment_id),
+                0,
+            )
+            .await?;
+        if events.is_empty() {
+            return Err(ServiceError::not_found("payment not found"));
+        }
+        let mut history = Vec::with_capacity(events.len());
+        for stored in events {
+            let event: serde_json::Value =
+                serde_json::from_str(&stored.event.payload).map_err(unreadable)?;
+            let occurred_at = chrono::DateTime::from_timestamp_micros(stored.event.occurred_at_us)
+                .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+            history.push(serde_json::json!({
+                "sequence": stored.event.sequence,
+                "occurredAt": occurred_at,
+                "event": event,
+            }));
+        }
+        Ok(serde_json::json!({ "events": history }))
     }
 
     /// A payment as recorded (default when none).

@@ -13,6 +13,7 @@ pub mod checks;
 pub mod engine;
 pub mod feeds;
 pub mod keys;
+pub mod listing;
 pub mod payment;
 pub mod ports;
 pub mod routes;

@@ -120,23 +120,70 @@ pub const DEVICE_ROUTES: &[Route] = &[
     },
 ];
 
+const LIST_QUERY: &[QueryParam] = &[QueryParam {
+    name: "limit",
+    description: "How many payments at most, 1 to 500 (default 50).",
+    required: false,
+}];
+
 /// The admin routes.
-pub const ADMIN_ROUTES: &[Route] = &[Route {
-    method: Method::Get,
-    path: "/v1/tenants/{tenant_id}/payments/{payment_id}",
-    operation_id: "getPayment",
-    summary: "Get a payment",
-    description: "A payment's status and answer as recorded (no card data beyond BIN and last \
+pub const ADMIN_ROUTES: &[Route] = &[
+    Route {
+        method: Method::Get,
+        path: "/v1/tenants/{tenant_id}/payments",
+        operation_id: "listPayments",
+        summary: "List a tenant's payments",
+        description: "The tenant's payments, the most recently changed first, as their \
+             answers (no card data beyond BIN and last four): the operator console's live list. \
+             A tenant key sees only its own tenant's.\n\nErrors: 400 for a malformed id or \
+             limit; 404 for a tenant key of another tenant; 503 when the event store is \
+             unavailable.",
+        tag: "Admin",
+        request: None,
+        response: Some("mpos.authorization.v1.PaymentList"),
+        success_status: 200,
+        auth: Auth::OperatorOrTenantKey("read_only"),
+        query: LIST_QUERY,
+        errors: &[404, 503],
+    },
+    Route {
+        method: Method::Get,
+        path: "/v1/tenants/{tenant_id}/payments/{payment_id}/history",
+        operation_id: "getPaymentHistory",
+        summary: "Get a payment's history",
+        description: "`{\"events\": [{\"sequence\", \"occurredAt\", \"event\"}]}`: every event of \
+             the payment in order, each as recorded (`event` is the proto3 JSON of \
+             `PaymentReceived`, `PaymentChecked`, `CardDataDecrypted`, `PaymentRouted`, \
+             `PaymentApproved`, `PaymentDeclined`, `PaymentTimedOut`, `ReversalRequested` or \
+             `PaymentReversed`, named by its `@type`): the checks passed, the HSM's work, the \
+             outcome and any reversal. No card data beyond BIN and last four.\n\nErrors: 400 \
+             for malformed ids; 404 when the payment is unknown or a tenant key of another \
+             tenant asks. 503 when the event store is unavailable.",
+        tag: "Admin",
+        request: None,
+        response: None,
+        success_status: 200,
+        auth: Auth::OperatorOrTenantKey("read_only"),
+        query: &[],
+        errors: &[404, 503],
+    },
+    Route {
+        method: Method::Get,
+        path: "/v1/tenants/{tenant_id}/payments/{payment_id}",
+        operation_id: "getPayment",
+        summary: "Get a payment",
+        description: "A payment's status and answer as recorded (no card data beyond BIN and last \
          four).\n\nErrors: 400 for malformed ids; 404 when the payment is unknown or a tenant \
          key of another tenant asks. 503 when the event store is unavailable.",
-    tag: "Admin",
-    request: None,
-    response: Some("mpos.authorization.v1.PaymentResponse"),
-    success_status: 200,
-    auth: Auth::OperatorOrTenantKey("read_only"),
-    query: &[],
-    errors: &[404, 503],
-}];
+        tag: "Admin",
+        request: None,
+        response: Some("mpos.authorization.v1.PaymentResponse"),
+        success_status: 200,
+        auth: Auth::OperatorOrTenantKey("read_only"),
+        query: &[],
+        errors: &[404, 503],
+    },
+];
 
 /// Every route, for the published document.
 pub fn documented_routes() -> Vec<Route> {
