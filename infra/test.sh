@@ -13,6 +13,9 @@ export MPOS_TEST_POSTGRES_URL="${MPOS_TEST_POSTGRES_URL:-postgres://postgres@127
 export MPOS_TEST_NATS_URL="${MPOS_TEST_NATS_URL:-nats://127.0.0.1:4222}"
 export MPOS_TEST_KAFKA_URL="${MPOS_TEST_KAFKA_URL:-kafka://127.0.0.1:9092}"
 export MPOS_TEST_PYTHON="${MPOS_TEST_PYTHON:-${MPOS_INFRA_DIR:-/tmp/mpos-infra}/py/bin/python}"
+export MPOS_TEST_CHROMIUM="${MPOS_TEST_CHROMIUM:-/usr/bin/chromium}"
+# The console test's screenshots, kept for CI as artifacts.
+export MPOS_ARTIFACTS_DIR="${MPOS_ARTIFACTS_DIR:-$PWD/artifacts}"
 
 # CI builds once per run: incremental compilation only costs time and disk there, and full
 # debug info makes every test binary several times larger (a shared target directory reached

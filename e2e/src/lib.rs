@@ -394,6 +394,34 @@ pub fn sim_rules(cards: &[(Pan, String)]) -> String {
     .to_string()
 }
 
+/// The test card `visa` of the terminal simulator.
+pub fn visa() -> TestCard {
+    terminal_sim::card::test_card("visa").expect("visa")
+}
+
+/// A chip payment of `card` with its PIN and the card's answer to GENERATE AC; the card, to
+/// check the issuer's answer.
+pub fn chip(
+    card: &TestCard,
+    key: &str,
+    amount: u64,
+    decision: terminal_sim::emv::CardDecision,
+    atc: u16,
+) -> (terminal_sim::payment::Payment, terminal_sim::emv::EmvCard) {
+    let mut emv_card = card.emv_card(atc);
+    let emv = emv_card
+        .generate_ac(
+            &terminal_sim::emv::EmvTransaction::purchase_today(amount, 978, 276),
+            decision,
+        )
+        .expect("generate ac");
+    let mut payment =
+        terminal_sim::payment::Payment::purchase(key, amount, "EUR", card.track2.clone());
+    payment.pin = Some(card.pin.clone());
+    payment.emv = Some(emv);
+    (payment, emv_card)
+}
+
 /// The Visa PVV (PVKI 1) of `card`'s PIN under [`PVK`].
 pub fn pvv(card: &TestCard) -> String {
     let pvk = SecretBytes::from_hex("pvk", PVK).expect("pvk");
@@ -740,6 +768,33 @@ impl Platform {
         for child in std::mem::take(&mut self.children) {
             child.stop().await;
         }
+    }
+
+    /// The operator console in front of this platform: each service's admin API, and the
+    /// audit trail of the six logs under the platform's checkpoint key.
+    pub fn console(&self) -> mpos_console::Console {
+        let operator = mpos_http::OperatorAuth::new(&SecretString::from(OPERATOR_TOKEN.to_owned()));
+        let mut console = mpos_console::Console::new(operator).expect("console");
+        for (service, api) in [
+            (terminal_management::SERVICE, &self.tm_api),
+            (hsm_proxy::SERVICE, &self.hsm_api),
+            (key_injection::SERVICE, &self.ki_api),
+            (attestation::SERVICE, &self.att_api),
+            (routing::SERVICE, &self.routing_api),
+            (authorization::SERVICE, &self.auth_api),
+        ] {
+            console = console.upstream(service, api).expect("upstream");
+        }
+        let key = ed25519_dalek::SigningKey::from_bytes(
+            &<[u8; 32]>::try_from(hex::decode(CHAIN_SIGNING_KEY).expect("hex")).expect("seed"),
+        );
+        console.audit(mpos_console::AuditLogs::new(
+            self.logs
+                .iter()
+                .map(|log| (log.service.to_owned(), log.store.clone()))
+                .collect(),
+            vec![key.verifying_key()],
+        ))
     }
 
     /// Where the test may keep files.

@@ -13,37 +13,14 @@ use std::time::{Duration, Instant};
 
 use attestation_token::{Claims, Verdict};
 use mpos_e2e::capture::{self, Item, Needles};
-use mpos_e2e::{Backends, DECLINED_AMOUNT, FLOOR_LIMIT, PHONE, Platform, TENANT};
+use mpos_e2e::{Backends, DECLINED_AMOUNT, FLOOR_LIMIT, PHONE, Platform, TENANT, chip, visa};
 use mpos_proto::authorization::{DeclineReason, PaymentResponse, PaymentStatus};
 use paycrypto::pin::Pin;
 use terminal_sim::SimError;
-use terminal_sim::card::{TestCard, test_card, test_cards};
-use terminal_sim::emv::{CardDecision, EmvCard, EmvTransaction};
+use terminal_sim::card::{test_card, test_cards};
+use terminal_sim::emv::CardDecision;
 use terminal_sim::payment::Payment;
 use terminal_sim::terminal::Terminal;
-
-fn visa() -> TestCard {
-    test_card("visa").expect("visa")
-}
-
-/// A chip payment of `card` with its PIN and the card's answer to GENERATE AC; the card, to
-/// check the issuer's answer.
-fn chip(
-    card: &TestCard,
-    key: &str,
-    amount: u64,
-    decision: CardDecision,
-    atc: u16,
-) -> (Payment, EmvCard) {
-    let mut emv_card = card.emv_card(atc);
-    let emv = emv_card
-        .generate_ac(&EmvTransaction::purchase_today(amount, 978, 276), decision)
-        .expect("generate ac");
-    let mut payment = Payment::purchase(key, amount, "EUR", card.track2.clone());
-    payment.pin = Some(card.pin.clone());
-    payment.emv = Some(emv);
-    (payment, emv_card)
-}
 
 fn assert_declined(response: &PaymentResponse, reason: DeclineReason) {
     assert!(!response.approved, "{response:?}");
@@ -198,6 +175,92 @@ async fn approved(platform: &Platform, terminal: &mut Terminal) {
     assert_eq!(status.status(), PaymentStatus::Approved);
     let recorded = platform.payment(&response.payment_id).await;
     assert_eq!(recorded["status"], "PAYMENT_STATUS_APPROVED", "{recorded}");
+
+    // The operator's list of the tenant's payments (the console's live list) shows it, masked,
+    // with its terminal; another tenant's list does not; a limit out of range is refused.
+    let list = |tenant: &str, limit: u32| {
+        format!(
+            "{}/v1/tenants/{tenant}/payments?limit={limit}",
+            platform.auth_api
+        )
+    };
+    let listed = platform
+        .call(reqwest::Method::GET, &list(TENANT, 50), None)
+        .await;
+    let entry = listed["payments"]
+        .as_array()
+        .and_then(|payments| {
+            payments
+                .iter()
+                .find(|entry| entry["paymentId"] == response.payment_id.as_str())
+        })
+        .unwrap_or_else(|| panic!("the payment is not listed: {listed}"));
+    assert_eq!(entry["terminalId"], terminal.terminal_id(), "{entry}");
+    assert_eq!(entry["status"], "PAYMENT_STATUS_APPROVED", "{entry}");
+    assert_eq!(entry["acquirerId"], "acq-a", "{entry}");
+    assert!(
+        entry["maskedPan"]
+            .as_str()
+            .is_some_and(|pan| pan.contains('*')),
+        "{entry}"
+    );
+    let theirs = platform
+        .call(
+            reqwest::Method::GET,
+            &list(mpos_e2e::SIM_TENANTS[1], 50),
+            None,
+        )
+        .await;
+    assert!(
+        !theirs.to_string().contains(&response.payment_id),
+        "another tenant's list shows the payment: {theirs}"
+    );
+    // Its history: every event in order, the checks and the HSM's work included.
+    let history = |tenant: &str| {
+        format!(
+            "{}/v1/tenants/{tenant}/payments/{}/history",
+            platform.auth_api, response.payment_id
+        )
+    };
+    let recorded = platform
+        .call(reqwest::Method::GET, &history(TENANT), None)
+        .await;
+    let types: Vec<&str> = recorded["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter_map(|entry| entry["event"]["@type"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        types,
+        [
+            "mpos.authorization.v1.PaymentReceived",
+            "mpos.authorization.v1.PaymentChecked",
+            "mpos.authorization.v1.CardDataDecrypted",
+            "mpos.authorization.v1.PaymentRouted",
+            "mpos.authorization.v1.PaymentApproved",
+        ],
+        "{recorded}"
+    );
+    let (status, _) = platform
+        .try_call(
+            reqwest::Method::GET,
+            &history(mpos_e2e::SIM_TENANTS[1]),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "another tenant's history");
+    let (status, error) = platform
+        .try_call(reqwest::Method::GET, &list(TENANT, 0), None)
+        .await;
+    assert_eq!(
+        (status, &error["code"]),
+        (400, &serde_json::json!("bad_request")),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -573,7 +636,12 @@ async fn the_embedded_platform_approves_a_payment() {
 }
 
 /// The services that keep read models of their own log.
-const READ_MODEL_SERVICES: [&str; 3] = ["terminal-management", "attestation", "routing"];
+const READ_MODEL_SERVICES: [&str; 4] = [
+    "terminal-management",
+    "attestation",
+    "routing",
+    "authorization",
+];
 
 /// What `mposctl replay --read-model all` answered.
 struct Replayed {

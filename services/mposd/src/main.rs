@@ -23,7 +23,8 @@
 //! `MPOS_ROUTING_*` settings, `MPOS_AUTH_HTTP_ADDR` (authorization's admin API and the
 //! SoftPOS payment routes, default `127.0.0.1:8089`; PEDs pay on `MPOS_DEVICE_ADDR`) and the
 //! other `MPOS_AUTH_*` settings (not `MPOS_AUTH_DEVICE_ADDR` / `MPOS_AUTH_DEVICE_TLS_*`:
-//! refused), `MPOS_LOG`, `MPOS_LOG_FORMAT`, `MPOS_OTLP_ENDPOINT`.
+//! refused), `MPOS_CONSOLE_ADDR` (the operator console, default `127.0.0.1:8090`), `MPOS_LOG`,
+//! `MPOS_LOG_FORMAT`, `MPOS_OTLP_ENDPOINT`.
 //!
 //! The attestation service starts even when Google's status list cannot be fetched (no
 //! network) and there is no cached copy yet: with an empty list flagged stale, so verdicts
@@ -56,6 +57,7 @@ const KI_HTTP_ADDR: &str = "MPOS_KI_HTTP_ADDR";
 const ATT_HTTP_ADDR: &str = "MPOS_ATT_HTTP_ADDR";
 const ROUTING_HTTP_ADDR: &str = "MPOS_ROUTING_HTTP_ADDR";
 const AUTH_HTTP_ADDR: &str = "MPOS_AUTH_HTTP_ADDR";
+const CONSOLE_ADDR: &str = "MPOS_CONSOLE_ADDR";
 const ATT_TOKEN_KEY_FILE: &str = "attestation-token.key";
 const ATT_STATUS_LIST_CACHE_FILE: &str = "attestation-status-list.json";
 
@@ -448,8 +450,10 @@ async fn main() -> ExitCode {
     // PEDs pay on the shared device listener, SoftPOS phones on authorization's own.
     auth_options.device_addr = None;
     auth_options.softpos_addr = None;
+    let console_addr = exit_on_error(environment.socket_addr(CONSOLE_ADDR, "127.0.0.1:8090"));
     let mut listeners = Vec::new();
     for address in [
+        console_addr,
         config.http_addr,
         hsm_common.http_addr,
         ki_common.http_addr,
@@ -472,7 +476,9 @@ async fn main() -> ExitCode {
         Some(ki_listener),
         Some(hsm_listener),
         Some(api_listener),
+        Some(console_listener),
     ) = (
+        listeners.pop(),
         listeners.pop(),
         listeners.pop(),
         listeners.pop(),
@@ -689,6 +695,51 @@ async fn main() -> ExitCode {
         }
     };
 
+    // The operator console: the page, each service's admin API behind it, and the audit
+    // trail of the six logs verified under this process's checkpoint key.
+    let console = console(
+        &embedded.operator_token,
+        &[
+            (terminal_management::SERVICE, running.http_addr),
+            (hsm_proxy::SERVICE, hsm.http_addr),
+            (key_injection::SERVICE, ki.http_addr),
+            (attestation::SERVICE, att.http_addr),
+            (routing::SERVICE, routing.http_addr),
+            (authorization::SERVICE, auth.http_addr),
+        ],
+        mpos_console::AuditLogs::new(
+            vec![
+                (terminal_management::SERVICE.to_owned(), store.clone()),
+                (hsm_proxy::SERVICE.to_owned(), hsm_store.clone()),
+                (key_injection::SERVICE.to_owned(), ki_store.clone()),
+                (attestation::SERVICE.to_owned(), att_store.clone()),
+                (routing::SERVICE.to_owned(), routing_store.clone()),
+                (authorization::SERVICE.to_owned(), auth_store.clone()),
+            ],
+            vec![config.signing_key.verifying_key()],
+        ),
+    );
+    let console = match console {
+        Ok(console) => console,
+        Err(error) => {
+            eprintln!("cannot start the console: {error}");
+            cancel.cancel();
+            return ExitCode::FAILURE;
+        }
+    };
+    let console_addr = console_listener.local_addr().unwrap_or(console_addr);
+    let console_server = {
+        let shutdown = cancel.clone().cancelled_owned();
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(console_listener, console.router())
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(%error, "console server failed");
+            }
+        })
+    };
+
     let token_hint = if environment.is_set(OPERATOR_TOKEN) {
         format!("from {OPERATOR_TOKEN}")
     } else {
@@ -727,6 +778,9 @@ async fn main() -> ExitCode {
         auth.http_addr
     );
     println!(
+        "mposd: console http://{console_addr}/console/  (operator console; log in with the operator bearer token or a tenant api key)"
+    );
+    println!(
         "mposd: admin http://{}  (/livez /readyz /metrics)",
         launch.admin_addr
     );
@@ -739,6 +793,7 @@ async fn main() -> ExitCode {
     att.join().await;
     routing.join().await;
     auth.join().await;
+    let _ = console_server.await;
     launch.finish().await;
     store.close().await;
     hsm_store.close().await;
@@ -748,4 +803,22 @@ async fn main() -> ExitCode {
     auth_store.close().await;
     println!("mposd: stopped");
     ExitCode::SUCCESS
+}
+
+/// The console over the services listening at `apis` (an unspecified address is reached on
+/// the loopback).
+fn console(
+    token: &SecretString,
+    apis: &[(&str, std::net::SocketAddr)],
+    audit: mpos_console::AuditLogs,
+) -> Result<mpos_console::Console, mpos_console::ConsoleError> {
+    let mut console = mpos_console::Console::new(mpos_http::OperatorAuth::new(token))?;
+    for (service, address) in apis {
+        let mut address = *address;
+        if address.ip().is_unspecified() {
+            address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        console = console.upstream(service, &format!("http://{address}"))?;
+    }
+    Ok(console.audit(audit))
 }

@@ -13,6 +13,7 @@ struct Mposd {
     attest: String,
     routing: String,
     payments: String,
+    console: String,
     admin: String,
     lines: std::sync::mpsc::Receiver<String>,
 }
@@ -54,6 +55,7 @@ fn start_with(data_dir: &std::path::Path, more: &[(&str, String)]) -> Mposd {
         .env("MPOS_ATT_HTTP_ADDR", "127.0.0.1:0")
         .env("MPOS_ROUTING_HTTP_ADDR", "127.0.0.1:0")
         .env("MPOS_AUTH_HTTP_ADDR", "127.0.0.1:0")
+        .env("MPOS_CONSOLE_ADDR", "127.0.0.1:0")
         .env("MPOS_ATT_STATUS_LIST", unreachable_status_list())
         .env("MPOS_LOG", "warn")
         .envs(more.iter().map(|(name, value)| (*name, value.as_str())))
@@ -72,7 +74,7 @@ fn start_with(data_dir: &std::path::Path, more: &[(&str, String)]) -> Mposd {
     });
     let (mut api, mut devices, mut hsm, mut keys, mut attest, mut admin) =
         (None, None, None, None, None, None);
-    let (mut routing, mut payments) = (None, None);
+    let (mut routing, mut payments, mut console) = (None, None, None);
     loop {
         let line = lines
             .recv_timeout(Duration::from_secs(60))
@@ -98,6 +100,13 @@ fn start_with(data_dir: &std::path::Path, more: &[(&str, String)]) -> Mposd {
         if let Some(rest) = line.strip_prefix("mposd: payments ") {
             payments = rest.split_whitespace().next().map(str::to_owned);
         }
+        if let Some(rest) = line.strip_prefix("mposd: console ") {
+            console = rest
+                .split_whitespace()
+                .next()
+                .and_then(|url| url.strip_suffix("/console/"))
+                .map(str::to_owned);
+        }
         if let Some(rest) = line.strip_prefix("mposd: admin ") {
             admin = rest.split_whitespace().next().map(str::to_owned);
         }
@@ -114,6 +123,7 @@ fn start_with(data_dir: &std::path::Path, more: &[(&str, String)]) -> Mposd {
         attest: attest.expect("attestation"),
         routing: routing.expect("routing"),
         payments: payments.expect("payments"),
+        console: console.expect("console"),
         admin: admin.expect("admin"),
         lines,
     }
@@ -221,6 +231,7 @@ async fn mposd_starts_on_a_fresh_data_dir_serves_and_stops_cleanly() {
     assert_eq!(response.status().as_u16(), 201);
     let api_key: serde_json::Value = response.json().await.expect("json");
     let api_key = api_key["secret"].as_str().expect("secret").to_owned();
+    console_calls_the_services_and_verifies_the_audit_trail(&mposd, &token, &api_key).await;
     let mut matrix = serde_json::Value::Null;
     for _ in 0..100 {
         let response = client
@@ -328,6 +339,111 @@ async fn mposd_starts_on_a_fresh_data_dir_serves_and_stops_cleanly() {
     assert!(dir.path().join("attestation.db").exists());
     assert!(dir.path().join("attestation-token.key").exists());
     assert!(dir.path().join("chain-signing.key").exists());
+}
+
+/// The operator console: its page under a strict content security policy, the services'
+/// APIs behind it answering as they would directly (the caller's token decides), and the
+/// audit trail of the six logs verified for the platform operator only.
+async fn console_calls_the_services_and_verifies_the_audit_trail(
+    mposd: &Mposd,
+    token: &str,
+    api_key: &str,
+) {
+    let client = reqwest::Client::new();
+    let page = client
+        .get(format!("{}/console/", mposd.console))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status().as_u16(), 200);
+    let policy = page
+        .headers()
+        .get("content-security-policy")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+    assert!(page.text().await.expect("text").contains("app.js"));
+    let get = |url: String, bearer: Option<&str>| {
+        let mut request = client.get(url);
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        async move {
+            let response = request.send().await.expect("send");
+            let status = response.status().as_u16();
+            (
+                status,
+                response
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap_or_default(),
+            )
+        }
+    };
+    let tenant = |bearer| {
+        get(
+            format!(
+                "{}/console/api/svc/terminal-management/v1/tenants/acme",
+                mposd.console
+            ),
+            bearer,
+        )
+    };
+    let (status, body) = tenant(Some(token)).await;
+    assert_eq!(
+        (status, &body["name"]),
+        (200, &serde_json::json!("Acme Pay"))
+    );
+    assert_eq!(tenant(Some(api_key)).await.0, 200);
+    let (status, body) = tenant(None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["code"], "unauthenticated", "{body}");
+    let (status, body) = get(
+        format!(
+            "{}/console/api/svc/authorization/v1/tenants/acme/payments",
+            mposd.console
+        ),
+        Some(api_key),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.get("payments")
+            .is_none_or(|list| list == &serde_json::json!([])),
+        "{body}"
+    );
+    let (status, body) = get(
+        format!("{}/console/api/svc/routing/metrics", mposd.console),
+        Some(token),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (404, &serde_json::json!("not_found"))
+    );
+    let verify = |bearer: &str| {
+        client
+            .post(format!("{}/console/api/audit/verify", mposd.console))
+            .bearer_auth(bearer)
+            .send()
+    };
+    let refused = verify(api_key).await.expect("verify");
+    assert_eq!(refused.status().as_u16(), 403);
+    let report: serde_json::Value = verify(token)
+        .await
+        .expect("verify")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(report["intact"], true, "{report}");
+    let services = report["services"].as_array().expect("services");
+    assert_eq!(services.len(), 6, "{report}");
+    let tm = services
+        .iter()
+        .find(|service| service["service"] == "terminal-management")
+        .expect("terminal-management");
+    assert!(tm["eventsChecked"].as_u64() >= Some(2), "{report}");
 }
 
 /// Runs mposd with `name=value` on a fresh data directory; it must stop with exit code 78 and
