@@ -213,6 +213,9 @@ async function login() {
   await screenshot('01-estate.png');
 }
 
+/** A blocked card token the walk adds: 32 bytes, hex. */
+const BLOCKED_TOKEN = 'ab'.repeat(32);
+
 async function floorLimit() {
   const readVersion = () => byTestId('parameters-version').getAttribute('data-version');
   // The version in force is shown once the parameter status has loaded.
@@ -235,6 +238,9 @@ async function floorLimit() {
     await byTestId('floor-limit-new-amount').fill('7000');
     await byTestId('floor-limit-add').click();
   }
+  // An action code and a blocked card token (a keyed token, never a PAN) in the same change.
+  await byTestId('tac-denial').fill('0000000000');
+  await byTestId('blocked-tokens').fill(BLOCKED_TOKEN);
   const [put] = await Promise.all([
     page.waitForRequest(
       (request) =>
@@ -249,6 +255,10 @@ async function floorLimit() {
   assert(
     eurLimit && String(eurLimit.amount) === '7000',
     `the PUT carries EUR amount "7000" (got ${JSON.stringify(body.floorLimits)})`,
+  );
+  assert(
+    body.terminalActionCodes?.denial === '0000000000' && (body.blockedCardTokens ?? []).length === 1,
+    `the PUT carries the action code and the token (got ${JSON.stringify(body)})`,
   );
   const response = await put.response();
   assert(response && response.ok(), `the PUT succeeded (status ${response?.status()})`);

@@ -114,6 +114,10 @@ async fn an_operator_walks_through_the_console_in_chromium() {
                         .cloned()
                         .unwrap_or_default();
                     assert_eq!(eur["amount"], "7000", "{parameters}");
+                    assert_eq!(
+                        parameters["terminalActionCodes"]["denial"], "0000000000",
+                        "{parameters}"
+                    );
                     assert_eq!(data["amount"], "7000", "{data}");
                     let installed = terminal
                         .download_parameters()
@@ -130,6 +134,17 @@ async fn an_operator_walks_through_the_console_in_chromium() {
                             .iter()
                             .any(|limit| limit.currency == "EUR" && limit.amount == 7_000),
                         "the terminal installed the new floor limit: {values:?}"
+                    );
+                    assert_eq!(
+                        values
+                            .terminal_action_codes
+                            .as_ref()
+                            .and_then(|codes| codes.denial.as_deref()),
+                        Some("0000000000")
+                    );
+                    assert!(
+                        values.blocked_card_tokens.contains(&vec![0xab; 32]),
+                        "the terminal installed the blocked card token: {values:?}"
                     );
                     json!({})
                 }

@@ -883,8 +883,9 @@ function latestVersion(status) {
 }
 
 /**
- * The tenant-level parameters editor: floor limits per currency and blocked BIN ranges.
- * Save PUTs the whole parameters object as read, with these two lists replaced.
+ * The tenant-level parameters editor: floor limits per currency, blocked BIN ranges, the
+ * terminal action codes, the BIN allow-list and the blocked card tokens. Save PUTs the whole
+ * parameters object as read, with what the editor shows replaced.
  */
 function parametersEditor(scope, tenant, currentVersion, refreshStatus) {
   let stored = null; // the parameters as last read
@@ -895,6 +896,29 @@ function parametersEditor(scope, tenant, currentVersion, refreshStatus) {
   const floorBody = h('tbody', {});
   const binBody = h('tbody', {});
   const other = h('pre', { class: 'json', testid: 'parameters-other' });
+  // Terminal action codes (EMV Book 3 §10.7): empty means not set here, inherited.
+  const tacInput = (label, testid) =>
+    h('input', { type: 'text', size: 12, maxlength: 10, placeholder: 'inherited', testid, 'aria-label': label });
+  const tacDenial = tacInput('TAC-Denial', 'tac-denial');
+  const tacOnline = tacInput('TAC-Online', 'tac-online');
+  const tacDefault = tacInput('TAC-Default', 'tac-default');
+  // The allow-list and the blocked card tokens, one entry per line.
+  const allowed = h('textarea', {
+    rows: 3,
+    cols: 30,
+    class: 'mono',
+    placeholder: '400000-499999',
+    testid: 'allowed-bins',
+    'aria-label': 'Allowed BIN ranges, one low-high per line',
+  });
+  const tokens = h('textarea', {
+    rows: 3,
+    cols: 68,
+    class: 'mono',
+    placeholder: '64 hex digits per line',
+    testid: 'blocked-tokens',
+    'aria-label': 'Blocked card tokens, one per line',
+  });
   const error = errorBox('parameters-error');
   const message = h('p', { class: 'success', testid: 'parameters-message', hidden: true });
   const save = h(
@@ -970,6 +994,29 @@ function parametersEditor(scope, tenant, currentVersion, refreshStatus) {
         'Add',
       ),
     ),
+    h('h3', {}, 'Terminal action codes'),
+    h('p', { class: 'muted small' }, 'TVR masks, 10 hex digits each (EMV Book 3 §10.7); empty: inherited.'),
+    h(
+      'div',
+      { class: 'inline-form' },
+      h('label', {}, 'Denial ', tacDenial),
+      h('label', {}, 'Online ', tacOnline),
+      h('label', {}, 'Default ', tacDefault),
+    ),
+    h('h3', {}, 'Allowed BIN ranges (allow-list)'),
+    h(
+      'p',
+      { class: 'muted small' },
+      'One low-high range per line. Only cards in them are accepted; emptied, the list inherited from above is cleared.',
+    ),
+    allowed,
+    h('h3', {}, 'Blocked cards'),
+    h(
+      'p',
+      { class: 'muted small' },
+      'Keyed card tokens (HMAC-SHA-256 of the PAN under the tenant key, 64 hex digits), one per line: never a PAN.',
+    ),
+    tokens,
     h('details', {}, h('summary', {}, 'Other parameters at this level (kept as they are)'), other),
     error.el,
     message,
@@ -986,7 +1033,20 @@ function parametersEditor(scope, tenant, currentVersion, refreshStatus) {
       low: range.low ?? '',
       high: range.high ?? '',
     }));
-    const { floorLimits: _f, blockedBinRanges: _b, ...rest } = stored;
+    const codes = stored.terminalActionCodes ?? {};
+    tacDenial.value = codes.denial ?? '';
+    tacOnline.value = codes.online ?? '';
+    tacDefault.value = codes.defaultCode ?? '';
+    allowed.value = (stored.allowedBinRanges?.ranges ?? []).map((range) => `${range.low}-${range.high}`).join('\n');
+    tokens.value = (stored.blockedCardTokens ?? []).map(base64ToHex).join('\n');
+    const {
+      floorLimits: _f,
+      blockedBinRanges: _b,
+      terminalActionCodes: _t,
+      allowedBinRanges: _a,
+      blockedCardTokens: _c,
+      ...rest
+    } = stored;
     other.textContent = Object.keys(rest).length
       ? JSON.stringify(rest, null, 2)
       : '(none set at the tenant level)';
@@ -1156,11 +1216,39 @@ function parametersEditor(scope, tenant, currentVersion, refreshStatus) {
       const problem = checkBinRange(range);
       if (problem) return error.show(problem);
     }
+    const codes = {};
+    for (const [field, input, label] of [
+      ['denial', tacDenial, 'TAC-Denial'],
+      ['online', tacOnline, 'TAC-Online'],
+      ['defaultCode', tacDefault, 'TAC-Default'],
+    ]) {
+      const value = input.value.trim().toUpperCase();
+      if (value === '') continue;
+      if (!/^[0-9A-F]{10}$/.test(value)) return error.show(`${label}: 10 hex digits, not “${value}”.`);
+      codes[field] = value;
+    }
+    const allowList = [];
+    for (const line of allowed.value.split('\n').map((entry) => entry.trim()).filter(Boolean)) {
+      const [low = '', high = ''] = line.split('-').map((end) => end.trim());
+      const problem = checkBinRange({ low, high });
+      if (problem) return error.show(`Allowed ${problem}`);
+      allowList.push({ low, high });
+    }
+    const blocked = [];
+    for (const line of tokens.value.split('\n').map((entry) => entry.trim()).filter(Boolean)) {
+      if (!/^[0-9a-fA-F]{64}$/.test(line)) return error.show('Blocked cards: 64 hex digits per token.');
+      blocked.push(hexToBase64(line));
+    }
     const body = {
       ...stored,
       floorLimits: floorLimits.map((limit) => ({ currency: limit.currency, amount: limit.amount })),
       blockedBinRanges: binRanges.map((range) => ({ low: range.low, high: range.high })),
+      blockedCardTokens: blocked,
     };
+    if (Object.keys(codes).length) body.terminalActionCodes = codes;
+    else delete body.terminalActionCodes;
+    // An allow-list emptied here clears the inherited one; never set, it stays unset.
+    if (allowList.length || stored.allowedBinRanges) body.allowedBinRanges = { ranges: allowList };
     const before = currentVersion();
     save.disabled = true;
     try {
@@ -1196,6 +1284,15 @@ function parametersEditor(scope, tenant, currentVersion, refreshStatus) {
   }
 
   return { el, load, showVersion };
+}
+
+/** Bytes in proto3 JSON (base64) as hex, and back. */
+function base64ToHex(text) {
+  return Array.from(atob(text), (char) => char.charCodeAt(0).toString(16).padStart(2, '0')).join('');
+}
+
+function hexToBase64(hex) {
+  return btoa(String.fromCharCode(...hex.match(/../g).map((pair) => parseInt(pair, 16))));
 }
 
 function checkFloorLimit(currency, amount) {
