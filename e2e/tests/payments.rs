@@ -565,8 +565,20 @@ async fn the_payment_path_end_to_end_on_postgres_and_nats() {
     assert!(dashboard.is_object(), "{dashboard}");
     let backends = platform.backends.clone();
     platform.stop().await;
-    // After the whole mixed workload: every read model equals its replay from the log.
+    // After the whole mixed workload: every read model equals its replay from the log, and
+    // its replay from the service's stream on NATS and on Kafka (decoded from protobuf back
+    // into the log's events, in log order).
+    let mut buses = vec![backends.bus_url.clone()];
+    buses.extend(backends.kafka_url.clone());
     for service in READ_MODEL_SERVICES {
+        for bus in &buses {
+            let summary = replay_read_models_with(&backends, service, &["--bus", bus]);
+            assert!(summary.status, "{service} from {bus}: {}", summary.json);
+            assert_eq!(summary.json["source"], "bus", "{}", summary.json);
+            for model in summary.json["read_models"].as_array().expect("read models") {
+                assert_eq!(model["identical"], true, "{service} from {bus}: {model}");
+            }
+        }
         let summary = replay_read_models(&backends, service);
         assert!(summary.status, "{service}: {}", summary.json);
         assert!(
@@ -651,6 +663,11 @@ struct Replayed {
 
 /// Runs `mposctl replay --read-model all` on `service`'s database.
 fn replay_read_models(backends: &Backends, service: &str) -> Replayed {
+    replay_read_models_with(backends, service, &[])
+}
+
+/// As [`replay_read_models`], with more arguments.
+fn replay_read_models_with(backends: &Backends, service: &str, more: &[&str]) -> Replayed {
     let mposctl = mpos_e2e::processes::bin_dir().join("mposctl");
     assert!(
         mposctl.exists(),
@@ -667,6 +684,7 @@ fn replay_read_models(backends: &Backends, service: &str) -> Replayed {
             "--database",
         ])
         .arg(backends.database_url(service))
+        .args(more)
         .output()
         .expect("mposctl runs");
     let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {

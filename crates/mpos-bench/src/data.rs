@@ -23,6 +23,14 @@ impl ProtoEvent for BenchEvent {
             Self::Renamed(message) => prost::Message::encode_to_vec(message),
         }
     }
+    fn decode_payload(event_type: &str, payload: &[u8]) -> Result<Self, String> {
+        if event_type != EVENT_TYPE {
+            return Err(format!("unknown event type {event_type:?}"));
+        }
+        <pb::TenantRenamed as prost::Message>::decode(payload)
+            .map(Self::Renamed)
+            .map_err(|error| error.to_string())
+    }
     fn type_names() -> Vec<(&'static str, String)> {
         vec![(EVENT_TYPE, <pb::TenantRenamed as prost::Name>::full_name())]
     }

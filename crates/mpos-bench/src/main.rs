@@ -137,6 +137,15 @@ async fn main() -> std::process::ExitCode {
                 report.notes.push(format!("replay FAILED: {error:#}"));
             }
         }
+        match replay::run_kafka(&config, &urls).await {
+            Ok(result) => report.add_kafka_replay(&result),
+            Err(error) => {
+                failed = true;
+                report
+                    .notes
+                    .push(format!("replay from Kafka FAILED: {error:#}"));
+            }
+        }
     }
     if matches!(cli.what, What::Outbox | What::All) {
         let config = if cli.quick {

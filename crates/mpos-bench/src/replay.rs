@@ -268,3 +268,227 @@ async fn raw_select_all(opened: &Opened) -> anyhow::Result<usize> {
     }
     Ok(read)
 }
+
+/// The Kafka replay's rates (events/s), one value per repetition.
+#[derive(Clone, Debug)]
+pub struct KafkaReplayResult {
+    /// Events on the topic.
+    pub events: usize,
+    /// Partitions of the topic.
+    pub partitions: usize,
+    /// A fresh copy of the read model folded from the topic (`mposctl replay --read-model
+    /// --bus kafka://…`): every delivery decoded back into the log's event, put in log order,
+    /// applied; from the first delivery to the last.
+    pub fresh_copy: Vec<f64>,
+    /// Floor: the same messages consumed raw (same client settings), not decoded.
+    pub raw_consume: Vec<f64>,
+    /// Until the first delivery (assignment and the first fetch), ms, per repetition.
+    pub first_delivery_ms: Vec<f64>,
+}
+
+impl KafkaReplayResult {
+    /// Median of the per-repetition fresh copy/raw consume ratios.
+    pub fn ratio(&self) -> f64 {
+        let ratios: Vec<f64> = self
+            .fresh_copy
+            .iter()
+            .zip(&self.raw_consume)
+            .map(|(copy, raw)| copy / raw)
+            .collect();
+        median(&ratios)
+    }
+}
+
+/// The service whose stream the Kafka replay reads.
+const KAFKA_SERVICE: &str = "bench-replay";
+
+/// Replays a read model from Kafka: the log of `config.events` events is published to a fresh
+/// topic through the outbox relay (as a service does), then folded from the topic into a
+/// fresh copy, against consuming the same messages raw.
+pub async fn run_kafka(config: &ReplayConfig, urls: &Urls) -> anyhow::Result<KafkaReplayResult> {
+    eprintln!(
+        "replay: Kafka: seeding and publishing {} events …",
+        config.events
+    );
+    let opened = backend::open(Backend::Sqlite, &urls.postgres, KAFKA_SERVICE).await?;
+    let namespace = crate::unique("bench");
+    let outcome = run_kafka_on(config, urls, &opened, &namespace).await;
+    if let Err(error) = delete_topic(&urls.kafka, &namespace).await {
+        eprintln!("replay: cannot delete the Kafka topic: {error:#}");
+    }
+    let closed = opened.close().await;
+    let result = outcome?;
+    closed?;
+    Ok(result)
+}
+
+async fn run_kafka_on(
+    config: &ReplayConfig,
+    urls: &Urls,
+    opened: &Opened,
+    namespace: &str,
+) -> anyhow::Result<KafkaReplayResult> {
+    let mut generator = Generator::new("tenant", config.aggregates);
+    let mut seeded = 0;
+    while seeded < config.events {
+        let count = SEED_BATCH.min(config.events - seeded);
+        let events = (0..count)
+            .flat_map(|_| generator.batch("acme", 1))
+            .collect();
+        opened.store.append(events, None).await?;
+        seeded += count;
+    }
+    let bus = mpos_bus::connect(&crate::with_param(&urls.kafka, "namespace", namespace)).await?;
+    let relay = mpos_es::OutboxRelay::new(
+        opened.store.clone(),
+        bus.publisher.clone(),
+        crate::data::codec(),
+        "kafka",
+    )
+    .with_batch(1_000);
+    let mut published = 0_u64;
+    while published < u64::try_from(config.events)? {
+        let sent = relay.publish_pending().await?;
+        anyhow::ensure!(sent > 0, "the relay published nothing after {published}");
+        published += sent;
+    }
+    let topic = mpos_bus::kafka_topic(Some(namespace), KAFKA_SERVICE);
+    let bootstrap = urls
+        .kafka
+        .split_once("://")
+        .map_or(urls.kafka.as_str(), |(_, rest)| rest)
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    // The live read model, for the copy to equal.
+    let runner = ProjectionRunner::new(opened.store.clone(), LatestNames);
+    runner.rebuild().await?;
+    let live = runner.digest().await?;
+
+    eprintln!("replay: Kafka: folding from {topic} …");
+    let mut result = KafkaReplayResult {
+        events: config.events,
+        partitions: 0,
+        fresh_copy: Vec::new(),
+        raw_consume: Vec::new(),
+        first_delivery_ms: Vec::new(),
+    };
+    // Warm-up: one unmeasured pass of each.
+    kafka_fresh_copy(&bus, config.events).await?;
+    raw_consume(&bootstrap, &topic, config.events).await?;
+    for _ in 0..config.repetitions {
+        let (copy, first, rate_copy) = kafka_fresh_copy(&bus, config.events).await?;
+        anyhow::ensure!(
+            copy == live,
+            "the copy folded from Kafka differs from the live read model"
+        );
+        result.fresh_copy.push(rate_copy);
+        result.first_delivery_ms.push(first);
+        let (partitions, rate_raw) = raw_consume(&bootstrap, &topic, config.events).await?;
+        result.partitions = partitions;
+        result.raw_consume.push(rate_raw);
+    }
+    Ok(result)
+}
+
+/// Folds the topic into a fresh copy as `mposctl replay --read-model --bus` does; its digest,
+/// the ms until the first delivery and the rate from the first delivery to the last.
+async fn kafka_fresh_copy(
+    bus: &mpos_bus::Bus,
+    events: usize,
+) -> anyhow::Result<(String, f64, f64)> {
+    use mpos_es::ReplayedReadModel as _;
+    let codec = crate::data::codec();
+    let asked = Instant::now();
+    let mut stream = bus
+        .subscriber
+        .follow(mpos_bus::FollowOptions {
+            service: KAFKA_SERVICE.to_owned(),
+            tenant_id: None,
+            aggregate_type: None,
+            event_type: None,
+            from: mpos_bus::FollowFrom::Start,
+        })
+        .await?;
+    let mut copy = mpos_es::Replayed::new(LatestNames);
+    let mut order = mpos_es::InOrder::default();
+    let mut started = None;
+    let target = u64::try_from(events)?;
+    while order.folded() < target {
+        let delivery = tokio::time::timeout(std::time::Duration::from_secs(30), stream.next())
+            .await
+            .map_err(|_| anyhow::anyhow!("no delivery for 30 s at {}", order.folded()))?
+            .ok_or_else(|| anyhow::anyhow!("the stream ended at {}", order.folded()))??;
+        started.get_or_insert_with(Instant::now);
+        let released = order.push(codec.stored_from_envelope(&delivery.envelope)?);
+        if !released.is_empty() {
+            copy.apply(&released)?;
+        }
+    }
+    let started = started.unwrap_or(asked);
+    let rate = rate(events, started.elapsed());
+    let first = started.duration_since(asked).as_secs_f64() * 1_000.0;
+    Ok((mpos_es::digest_documents(&copy.documents()?), first, rate))
+}
+
+/// Consumes `events` messages of every partition of `topic` from its start, as the
+/// follower's client is set up, without decoding them; the partitions and the rate from the
+/// first message to the last.
+async fn raw_consume(bootstrap: &str, topic: &str, events: usize) -> anyhow::Result<(usize, f64)> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", crate::unique("bench-raw"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), std::time::Duration::from_secs(5))?;
+    let mut assignment = TopicPartitionList::new();
+    let mut partitions = 0;
+    for found in metadata
+        .topics()
+        .iter()
+        .filter(|found| found.name() == topic)
+    {
+        for partition in found.partitions() {
+            assignment.add_partition_offset(topic, partition.id(), Offset::Beginning)?;
+            partitions += 1;
+        }
+    }
+    consumer.assign(&assignment)?;
+    let mut started = None;
+    let mut bytes = 0_usize;
+    for _ in 0..events {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(30), consumer.recv())
+            .await
+            .map_err(|_| anyhow::anyhow!("no message for 30 s"))??;
+        started.get_or_insert_with(Instant::now);
+        bytes += message.payload().map_or(0, <[u8]>::len);
+    }
+    anyhow::ensure!(bytes > 0, "the messages were empty");
+    let started = started.unwrap_or_else(Instant::now);
+    Ok((partitions, rate(events, started.elapsed())))
+}
+
+async fn delete_topic(kafka: &str, namespace: &str) -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let bootstrap = kafka
+        .split_once("://")
+        .map_or(kafka, |(_, rest)| rest)
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()?;
+    let options = AdminOptions::new().request_timeout(Some(std::time::Duration::from_secs(5)));
+    let topic = mpos_bus::kafka_topic(Some(namespace), KAFKA_SERVICE);
+    admin.delete_topics(&[topic.as_str()], &options).await?;
+    Ok(())
+}

@@ -6,7 +6,7 @@ use crate::append::AppendResult;
 use crate::hsm::{HsmResult, LoadRun};
 use crate::machine::MachineInfo;
 use crate::outbox::{OutboxResult, summarize};
-use crate::replay::ReplayResult;
+use crate::replay::{KafkaReplayResult, ReplayResult};
 use crate::stats::{median, min_max};
 
 /// Append: store/floor ratio goal.
@@ -176,6 +176,24 @@ impl Report {
                 verdict: verdict(verified >= VERIFY_RATE_GOAL),
             });
         }
+    }
+
+    /// Adds the row of the replay from Kafka into a read model.
+    pub fn add_kafka_replay(&mut self, result: &KafkaReplayResult) {
+        self.rows.push(Row {
+            benchmark: "replay".into(),
+            case: format!(
+                "Kafka, {} ev on {} partitions into a fresh copy (mposctl replay --read-model --bus; first delivery after {:.0} ms)",
+                thousands(result.events as f64),
+                result.partitions,
+                median(&result.first_delivery_ms)
+            ),
+            figure: rate_with_range(&result.fresh_copy),
+            floor: format!("raw consume {}", rate_with_range(&result.raw_consume)),
+            ratio: format!("{:.2}", result.ratio()),
+            goal: "(none set)".into(),
+            verdict: "—".into(),
+        });
     }
 
     /// Adds the outbox rows.

@@ -36,7 +36,9 @@ pub use event::{
     CommandMetadata, NewEvent, PLATFORM_TENANT, StoredEvent, metadata_keys, now_micros,
 };
 pub use outbox::{CHECKPOINT_EVERY, OutboxRelay, RelayError};
-pub use projection::{Projection, ProjectionRunner, Replayed, ReplayedReadModel, digest_documents};
+pub use projection::{
+    InOrder, Projection, ProjectionRunner, Replayed, ReplayedReadModel, digest_documents,
+};
 pub use repository::{EventRepository, to_serialized, upcast};
 pub use session::{Aggregates, Loaded, fold};
 pub use signer::ChainSigner;

@@ -1,7 +1,7 @@
 //! Read models built from the log, with checkpoints stored beside them; replay drops a read
 //! model and rebuilds it from position 0.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::time::Duration;
 
@@ -396,4 +396,47 @@ pub fn digest_documents(documents: &[Document]) -> String {
         }
     }
     hex::encode(hasher.finalize())
+}
+
+/// A broker's deliveries put back in log order, for folding a read model from a stream:
+/// an event waits until every position before it has come (Kafka's partitions interleave);
+/// a position seen before is dropped (a broker may deliver twice).
+#[derive(Debug, Default)]
+pub struct InOrder {
+    next: u64,
+    held: BTreeMap<u64, StoredEvent>,
+}
+
+impl InOrder {
+    /// The last position released.
+    pub fn folded(&self) -> u64 {
+        self.next.saturating_sub(1)
+    }
+
+    /// Events waiting for an earlier position.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Whether no event is waiting.
+    pub fn is_drained(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    /// Takes one delivery; the events now in order, in order.
+    pub fn push(&mut self, event: StoredEvent) -> Vec<StoredEvent> {
+        if self.next == 0 {
+            self.next = 1;
+        }
+        if event.global_position < self.next {
+            return Vec::new();
+        }
+        self.held.entry(event.global_position).or_insert(event);
+        let mut released = Vec::new();
+        while let Some(event) = self.held.remove(&self.next) {
+            released.push(event);
+            self.next += 1;
+        }
+        released
+    }
 }

@@ -26,6 +26,16 @@ impl ProtoEvent for TestEvent {
             Self::Created(message) => prost::Message::encode_to_vec(message),
         }
     }
+    fn decode_payload(event_type: &str, payload: &[u8]) -> Result<Self, String> {
+        match event_type {
+            "mpos.terminal_management.v1.TenantCreated" => {
+                <pb::TenantCreated as prost::Message>::decode(payload)
+                    .map(Self::Created)
+                    .map_err(|error| error.to_string())
+            }
+            other => Err(format!("unknown event type {other:?}")),
+        }
+    }
     fn type_names() -> Vec<(&'static str, String)> {
         vec![(
             "mpos.terminal_management.v1.TenantCreated",
@@ -109,9 +119,59 @@ async fn the_relay_publishes_every_event_once_and_checkpoints() {
                 prost::Message::decode(envelope.payload.as_slice()).expect("protobuf");
             assert_eq!(payload.tenant_id, format!("t{position}"));
             assert_eq!(envelope.hash.len(), 32);
+            // Back from the bus into the event the log holds: the same payload, hashes,
+            // position and metadata.
+            let stored = &test.store.read_after(position - 1, 1).await.expect("read")[0];
+            let back = codec().stored_from_envelope(&envelope).expect("decode");
+            assert_eq!(back.global_position, stored.global_position);
+            assert_eq!(back.previous_hash, stored.previous_hash);
+            assert_eq!(back.hash, stored.hash);
+            let (back_metadata, stored_metadata) = (back.metadata(), stored.metadata());
+            assert_eq!(back_metadata.actor, stored_metadata.actor);
+            assert_eq!(back_metadata.correlation_id, stored_metadata.correlation_id);
+            assert_eq!(back_metadata.causation_id, stored_metadata.causation_id);
+            assert_eq!(back_metadata.traceparent, stored_metadata.traceparent);
+            // The same payload (PostgreSQL's jsonb keeps its own key order).
+            let json = |text: &str| serde_json::from_str::<serde_json::Value>(text).expect("json");
+            assert_eq!(json(&back.event.payload), json(&stored.event.payload));
+            let mut rest = back.event.clone();
+            rest.metadata.clone_from(&stored.event.metadata);
+            rest.payload.clone_from(&stored.event.payload);
+            assert_eq!(&rest, &stored.event, "{backend}");
             delivery.ack().await.expect("ack");
         }
     }
+}
+
+/// A bus payload that is not what its envelope says is refused, not guessed.
+#[test]
+fn an_envelope_that_does_not_decode_is_refused() {
+    let envelope = EventEnvelope {
+        aggregate_type: "counter".into(),
+        event_type: "mpos.terminal_management.v1.TenantCreated".into(),
+        payload: vec![0xff; 7],
+        previous_hash: vec![0; 32],
+        hash: vec![0; 32],
+        ..EventEnvelope::default()
+    };
+    assert!(codec().stored_from_envelope(&envelope).is_err());
+    let unknown = EventEnvelope {
+        event_type: "mpos.other.v1.Nothing".into(),
+        payload: Vec::new(),
+        ..envelope.clone()
+    };
+    assert!(codec().stored_from_envelope(&unknown).is_err());
+    let other_aggregate = EventEnvelope {
+        aggregate_type: "stranger".into(),
+        ..envelope.clone()
+    };
+    assert!(codec().stored_from_envelope(&other_aggregate).is_err());
+    let short_hash = EventEnvelope {
+        payload: Vec::new(),
+        hash: vec![0; 31],
+        ..envelope
+    };
+    assert!(codec().stored_from_envelope(&short_hash).is_err());
 }
 
 #[tokio::test]

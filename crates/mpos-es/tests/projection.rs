@@ -375,3 +375,61 @@ async fn documents_a_projection_does_not_retain_are_removed_and_can_return() {
         assert_eq!(runner.digest().await.expect("digest"), live, "{backend}");
     }
 }
+
+fn stored_at(position: u64) -> StoredEvent {
+    StoredEvent {
+        global_position: position,
+        event: new_event("a-1", position, serde_json::json!({"n": 1})),
+        previous_hash: [0; 32],
+        hash: [0; 32],
+    }
+}
+
+fn positions(events: &[StoredEvent]) -> Vec<u64> {
+    events.iter().map(|event| event.global_position).collect()
+}
+
+/// Kafka's partitions interleave and a broker may deliver twice: a fold from a broker still
+/// sees each position once, in order, and a gap holds back what follows it.
+#[test]
+fn deliveries_are_put_back_in_log_order() {
+    let mut order = mpos_es::InOrder::default();
+    assert!(positions(&order.push(stored_at(2))).is_empty());
+    assert!(positions(&order.push(stored_at(4))).is_empty());
+    assert_eq!(positions(&order.push(stored_at(1))), [1, 2]);
+    assert!(
+        positions(&order.push(stored_at(2))).is_empty(),
+        "a duplicate"
+    );
+    assert!(
+        positions(&order.push(stored_at(4))).is_empty(),
+        "a held duplicate"
+    );
+    assert_eq!((order.folded(), order.held()), (2, 1));
+    assert!(!order.is_drained(), "4 waits for 3");
+    assert_eq!(positions(&order.push(stored_at(3))), [3, 4]);
+    assert_eq!(order.folded(), 4);
+    assert!(order.is_drained());
+}
+
+use proptest::prelude::{Just, Strategy};
+
+proptest::proptest! {
+    /// Any interleaving with duplicates of positions 1..=n releases exactly 1..=n in order.
+    #[test]
+    fn any_interleaving_is_released_in_order(
+        order in (1_u64..60).prop_flat_map(|n| {
+            let all: Vec<u64> = (1..=n).chain(1..=n / 3).collect();
+            Just(all).prop_shuffle()
+        })
+    ) {
+        let n = order.iter().copied().max().unwrap_or(0);
+        let mut in_order = mpos_es::InOrder::default();
+        let mut released = Vec::new();
+        for position in order {
+            released.extend(positions(&in_order.push(stored_at(position))));
+        }
+        proptest::prop_assert_eq!(released, (1..=n).collect::<Vec<_>>());
+        proptest::prop_assert!(in_order.is_drained());
+    }
+}

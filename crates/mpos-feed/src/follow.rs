@@ -733,7 +733,7 @@ mod tests {
     }
 
     /// The payload of the followed log's test events.
-    #[derive(serde::Deserialize)]
+    #[derive(serde::Deserialize, serde::Serialize)]
     struct Note {
         text: String,
     }
@@ -741,6 +741,12 @@ mod tests {
     impl ProtoEvent for Note {
         fn encode_payload(&self) -> Vec<u8> {
             self.text.as_bytes().to_vec()
+        }
+
+        fn decode_payload(_: &str, payload: &[u8]) -> Result<Self, String> {
+            String::from_utf8(payload.to_vec())
+                .map(|text| Self { text })
+                .map_err(|error| error.to_string())
         }
 
         fn type_names() -> Vec<(&'static str, String)> {

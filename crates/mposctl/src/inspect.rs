@@ -43,6 +43,11 @@ pub(crate) struct LogArgs {
 }
 
 impl LogArgs {
+    /// Whether a log was named (`--data-dir` or `--database`).
+    pub(crate) fn is_given(&self) -> bool {
+        self.data_dir.is_some() || self.database.is_some()
+    }
+
     /// The URL of the log: `DIR/<service>.db` of an embedded data directory (which must
     /// exist: connecting would create an empty one), or the database URL given; the service
     /// must be one of the platform's.

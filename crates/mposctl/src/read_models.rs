@@ -10,10 +10,17 @@
 //! a difference is a `verification_failed` (exit status 1) naming each read model that
 //! differs. With `--output FILE`, the fresh copies' documents are written there as JSON lines
 //! (with the file's SHA-256). Nothing is written to the service's database.
+//!
+//! With `--bus URL` the copy is folded from the service's stream on the broker (Kafka or
+//! NATS) instead of its log: each event decoded from protobuf back into the log's JSON with
+//! the service's codec, put back in log order (Kafka's partitions deliver out of order;
+//! duplicates are dropped), up to the live read model's checkpoint when the log is given too
+//! (then both digests, as above), else to the end of the stream (the copy's digest alone).
+//! A stream that lacks a position the copy needs is `unavailable`, never a silent gap.
 
 use std::io::Write;
 
-use mpos_es::{Document, EventStore, Replayed, ReplayedReadModel, digest_documents};
+use mpos_es::{Document, EventCodec, EventStore, Replayed, ReplayedReadModel, digest_documents};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -47,6 +54,38 @@ pub(crate) fn of(service: &str) -> Vec<Box<dyn ReplayedReadModel>> {
     }
 }
 
+/// The codec of a service that keeps read models: its events from a broker back into the
+/// log's form.
+fn codec_of(service: &str) -> Option<EventCodec> {
+    match service {
+        "terminal-management" => Some(terminal_management::codec()),
+        "attestation" => Some(attestation::codec()),
+        "routing" => Some(routing::codec()),
+        "authorization" => Some(authorization::codec()),
+        _ => None,
+    }
+}
+
+/// `name` (or `all`) of `service`'s read models, or `not_found` naming those it has.
+fn select(service: &str, name: &str) -> Result<Vec<Box<dyn ReplayedReadModel>>> {
+    let mut models = of(service);
+    let known: Vec<&'static str> = models.iter().map(|model| model.name()).collect();
+    if name != "all" {
+        models.retain(|model| model.name() == name);
+    }
+    if models.is_empty() {
+        return Err(CliError::not_found(if known.is_empty() {
+            format!("{service} keeps no read model of its own log")
+        } else {
+            format!(
+                "{service} has no read model {name}; it has {} (or all)",
+                known.join(", ")
+            )
+        }));
+    }
+    Ok(models)
+}
+
 /// One read model: the live one at its checkpoint, and its fresh copy.
 struct Compared {
     copy: Box<dyn ReplayedReadModel>,
@@ -63,22 +102,8 @@ pub(crate) async fn run(
     name: &str,
     output: Option<&std::path::Path>,
 ) -> Result<Value> {
-    let mut models = of(service);
-    let known: Vec<&'static str> = models.iter().map(|model| model.name()).collect();
-    if name != "all" {
-        models.retain(|model| model.name() == name);
-    }
-    if models.is_empty() {
-        return Err(CliError::not_found(if known.is_empty() {
-            format!("{service} keeps no read model of its own log")
-        } else {
-            format!(
-                "{service} has no read model {name}; it has {} (or all)",
-                known.join(", ")
-            )
-        }));
-    }
-    let mut file = match output {
+    let models = select(service, name)?;
+    let file = match output {
         Some(path) => Some(create(path)?),
         None => None,
     };
@@ -88,18 +113,160 @@ pub(crate) async fn run(
     let result = compare(&store, service, models).await;
     store.close().await;
     let (compared, read) = result?;
+    report(service, &compared, read, true, file, output, json!("log"))
+}
 
+/// Replays `name` (or `all`) of `service`'s read models from its stream on the broker at
+/// `bus`: up to each live read model's checkpoint and compared with it when `log` (the
+/// service's log URL) is given, else to the end of the stream.
+pub(crate) async fn run_from_bus(
+    bus: &str,
+    log: Option<&str>,
+    service: &str,
+    name: &str,
+    output: Option<&std::path::Path>,
+    idle: std::time::Duration,
+) -> Result<Value> {
+    let models = select(service, name)?;
+    let Some(codec) = codec_of(service) else {
+        return Err(CliError::not_found(format!(
+            "{service} keeps no read model of its own log"
+        )));
+    };
+    let file = match output {
+        Some(path) => Some(create(path)?),
+        None => None,
+    };
+    let mut compared = match log {
+        Some(url) => {
+            let store = EventStore::connect(url, service)
+                .await
+                .map_err(|error| CliError::unavailable(format!("{service}: {error}")))?;
+            let result = live_at_checkpoints(&store, service, models).await;
+            store.close().await;
+            result?
+        }
+        None => models
+            .into_iter()
+            .map(|copy| Compared {
+                copy,
+                position: u64::MAX,
+                live: Vec::new(),
+            })
+            .collect(),
+    };
+    let (read, folded) = fold_from_bus(bus, service, &codec, &mut compared, idle).await?;
+    let mut summary = report(
+        service,
+        &compared,
+        read,
+        log.is_some(),
+        file,
+        output,
+        json!("bus"),
+    );
+    if let Ok(summary) = summary.as_mut() {
+        summary["last_position"] = json!(folded);
+    }
+    summary
+}
+
+/// Folds the service's stream on `bus` into each copy, in log order, each up to its own
+/// position; the deliveries read and the last position folded.
+async fn fold_from_bus(
+    bus: &str,
+    service: &str,
+    codec: &EventCodec,
+    compared: &mut [Compared],
+    idle: std::time::Duration,
+) -> Result<(u64, u64)> {
+    let target = compared
+        .iter()
+        .map(|model| model.position)
+        .max()
+        .unwrap_or(0);
+    if target == 0 {
+        return Ok((0, 0));
+    }
+    let mut stream = crate::events::follow_on(
+        bus,
+        mpos_bus::FollowOptions {
+            service: service.to_owned(),
+            tenant_id: None,
+            aggregate_type: None,
+            event_type: None,
+            from: mpos_bus::FollowFrom::Start,
+        },
+    )
+    .await?;
+    let mut order = mpos_es::InOrder::default();
+    let mut read = 0_u64;
+    while order.folded() < target {
+        let delivery = match tokio::time::timeout(idle, stream.next()).await {
+            Err(_) | Ok(None) => break,
+            Ok(Some(Err(error))) => return Err(CliError::unavailable(error.to_string())),
+            Ok(Some(Ok(delivery))) => delivery,
+        };
+        read += 1;
+        let event = codec
+            .stored_from_envelope(&delivery.envelope)
+            .map_err(|error| {
+                CliError::failed(format!(
+                    "{service}: the event at position {} does not decode: {error}",
+                    delivery.envelope.global_position
+                ))
+            })?;
+        let released = order.push(event);
+        for model in compared.iter_mut() {
+            let upto = released.partition_point(|event| event.global_position <= model.position);
+            if let Some(events) = released.get(..upto).filter(|events| !events.is_empty()) {
+                model
+                    .copy
+                    .apply(events)
+                    .map_err(|error| CliError::failed(format!("{}: {error}", model.copy.name())))?;
+            }
+        }
+    }
+    // Without the log, the end of the stream is the target; with it, every position up to
+    // the live checkpoint must have come.
+    let needed = if target == u64::MAX {
+        order.folded()
+    } else {
+        target
+    };
+    if order.folded() < needed || !order.is_drained() {
+        return Err(CliError::unavailable(format!(
+            "{service}: the broker's stream lacks position {} (folded up to {}, {} later events held back); it cannot be replayed in order",
+            order.folded() + 1,
+            order.folded(),
+            order.held()
+        )));
+    }
+    Ok((read, order.folded()))
+}
+
+/// The summary of compared (or, `compare` false, only replayed) read models, with the copies
+/// written to `file`; `verification_failed` when a copy differs.
+fn report(
+    service: &str,
+    compared: &[Compared],
+    read: u64,
+    compare: bool,
+    mut file: Option<std::io::BufWriter<std::fs::File>>,
+    output: Option<&std::path::Path>,
+    source: Value,
+) -> Result<Value> {
     let mut digest = Sha256::new();
     let mut reports = Vec::new();
     let mut differing = Vec::new();
-    for model in &compared {
+    for model in compared {
         let fresh = model
             .copy
             .documents()
             .map_err(|error| CliError::failed(format!("{}: {error}", model.copy.name())))?;
         let (live_digest, fresh_digest) = (digest_documents(&model.live), digest_documents(&fresh));
         let identical = live_digest == fresh_digest;
-        if !identical {
+        if compare && !identical {
             differing.push(model.copy.name());
         }
         if let (Some(file), Some(path)) = (file.as_mut(), output) {
@@ -112,16 +279,24 @@ pub(crate) async fn run(
                 digest.update(line.as_bytes());
             }
         }
-        reports.push(json!({
-            "name": model.copy.name(),
-            "position": model.position,
-            "live": {"documents": model.live.len(), "digest": live_digest},
-            "replayed": {"documents": fresh.len(), "digest": fresh_digest},
-            "identical": identical,
-        }));
+        reports.push(if compare {
+            json!({
+                "name": model.copy.name(),
+                "position": model.position,
+                "live": {"documents": model.live.len(), "digest": live_digest},
+                "replayed": {"documents": fresh.len(), "digest": fresh_digest},
+                "identical": identical,
+            })
+        } else {
+            json!({
+                "name": model.copy.name(),
+                "replayed": {"documents": fresh.len(), "digest": fresh_digest},
+            })
+        });
     }
     let mut summary = json!({
         "service": service,
+        "source": source,
         "events_read": read,
         "read_models": reports,
     });
@@ -152,6 +327,17 @@ async fn compare(
     service: &str,
     models: Vec<Box<dyn ReplayedReadModel>>,
 ) -> Result<(Vec<Compared>, u64)> {
+    let mut compared = live_at_checkpoints(store, service, models).await?;
+    let read = fold_from_log(store, service, &mut compared).await?;
+    Ok((compared, read))
+}
+
+/// Each live read model at a still checkpoint, beside its empty copy.
+async fn live_at_checkpoints(
+    store: &EventStore,
+    service: &str,
+    models: Vec<Box<dyn ReplayedReadModel>>,
+) -> Result<Vec<Compared>> {
     let unavailable =
         |error: mpos_es::StoreError| CliError::unavailable(format!("{service}: {error}"));
     let mut compared = Vec::new();
@@ -189,6 +375,17 @@ async fn compare(
             live,
         });
     }
+    Ok(compared)
+}
+
+/// Folds the log into each copy up to its position; the events read.
+async fn fold_from_log(
+    store: &EventStore,
+    service: &str,
+    compared: &mut [Compared],
+) -> Result<u64> {
+    let unavailable =
+        |error: mpos_es::StoreError| CliError::unavailable(format!("{service}: {error}"));
     let last = compared
         .iter()
         .map(|model| model.position)
@@ -204,7 +401,7 @@ async fn compare(
         let Some(end) = page.last() else { break };
         position = end.global_position;
         read += u64::try_from(page.len()).unwrap_or(u64::MAX);
-        for model in &mut compared {
+        for model in compared.iter_mut() {
             let upto = page.partition_point(|event| event.global_position <= model.position);
             if let Some(events) = page.get(..upto).filter(|events| !events.is_empty()) {
                 model
@@ -214,7 +411,7 @@ async fn compare(
             }
         }
     }
-    Ok((compared, read))
+    Ok(read)
 }
 
 fn create(path: &std::path::Path) -> Result<std::io::BufWriter<std::fs::File>> {

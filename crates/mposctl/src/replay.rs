@@ -36,7 +36,7 @@ pub(crate) struct ReplayArgs {
     log: crate::inspect::LogArgs,
     /// Replay the service's stream on a broker instead of its log: nats://host:port or
     /// kafka://host:port, as the deployment's bus URL (with its ?namespace=…).
-    #[arg(long, value_name = "URL", conflicts_with_all = ["data_dir", "database"])]
+    #[arg(long, value_name = "URL")]
     bus: Option<String>,
     /// Only the events at or after this position of the service's log (on a broker, the
     /// position each event carries).
@@ -55,12 +55,13 @@ pub(crate) struct ReplayArgs {
     /// with --read-model the fresh copies' documents.
     #[arg(long, value_name = "FILE", required_unless_present = "read_model")]
     output: Option<PathBuf>,
-    /// Replay the log into a fresh copy of this read model of the service (`all`: each of
-    /// them) and compare it with the live one: both digests; exit status 1 if they differ.
+    /// Replay the log (or with --bus the broker's stream) into a fresh copy of this read
+    /// model of the service (`all`: each of them) and compare it with the live one: both
+    /// digests; exit status 1 if they differ. With --bus and no log, the copy's digest alone.
     #[arg(
         long,
         value_name = "NAME",
-        conflicts_with_all = ["bus", "from_position", "tenant", "aggregate_type", "aggregate_id", "event_type", "from", "to"]
+        conflicts_with_all = ["from_position", "from_offset", "tenant", "aggregate_type", "aggregate_id", "event_type", "from", "to"]
     )]
     read_model: Option<String>,
     /// Only this tenant's events.
@@ -148,6 +149,23 @@ fn envelope_facts(envelope: &mpos_bus::EventEnvelope) -> Facts<'_> {
 /// Runs `mposctl replay`.
 pub(crate) fn run(args: &ReplayArgs) -> Result<Value> {
     if let Some(name) = &args.read_model {
+        if let Some(bus) = &args.bus {
+            crate::audit::check_service(&args.log.service)?;
+            crate::events::check_bus_url(bus)?;
+            let log = if args.log.is_given() {
+                Some(args.log.url()?)
+            } else {
+                None
+            };
+            return runtime()?.block_on(crate::read_models::run_from_bus(
+                bus,
+                log.as_deref(),
+                &args.log.service,
+                name,
+                args.output.as_deref(),
+                std::time::Duration::from_secs(args.idle_exit),
+            ));
+        }
         let url = args.log.url()?;
         return runtime()?.block_on(crate::read_models::run(
             &url,
@@ -160,6 +178,11 @@ pub(crate) fn run(args: &ReplayArgs) -> Result<Value> {
         return Err(CliError::bad_request("--output: required"));
     };
     let source = match &args.bus {
+        Some(_) if args.log.is_given() => {
+            return Err(CliError::bad_request(
+                "--bus replays the broker's stream: name no log with it (--data-dir, --database) unless with --read-model",
+            ));
+        }
         Some(bus) => {
             crate::audit::check_service(&args.log.service)?;
             crate::events::check_bus_url(bus)?;
