@@ -9,7 +9,7 @@
 //! | URL | adapter |
 //! |---|---|
 //! | `memory://` or `memory://<name>` | in-process broker, shared per name within a process |
-//! | `nats://host:port[?namespace=x]` | NATS JetStream + core NATS request-reply |
+//! | `nats://[user:password@]host:port[?namespace=x][&inbox_prefix=p]` | NATS JetStream + core NATS request-reply |
 //! | `kafka://host:port[,host2:port][?namespace=x]` | Kafka (no request-reply) |
 //!
 //! See `docs/bus.md` for subjects, stream names, topics and headers.
@@ -17,6 +17,7 @@
 mod kafka;
 mod memory;
 mod nats;
+mod scoping;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -30,6 +31,9 @@ use mpos_errors::{ErrorCode, ServiceError};
 
 pub use kafka::envelope_headers as kafka_headers;
 pub use mpos_proto::common::EventEnvelope;
+pub use scoping::{
+    Allow, NatsPermissions, nats_tenant_permissions, tenant_consumer_name, tenant_inbox_prefix,
+};
 
 /// Request and reply header carrying the [`ErrorCode::as_str`] of a handler error.
 pub const ERROR_CODE_HEADER: &str = "Mpos-Error-Code";
@@ -403,39 +407,123 @@ pub struct Bus {
     pub requests: Option<Arc<dyn RequestReply>>,
 }
 
-const ACCEPTED_URLS: &str = "accepted: memory://[name], nats://host:port[?namespace=x], \
+const ACCEPTED_URLS: &str = "accepted: memory://[name], \
+     nats://[user:password@]host:port[?namespace=x][&inbox_prefix=p], \
      kafka://host:port[,host:port][?namespace=x]";
+
+/// How a NATS connection authenticates and where its replies go: from the URL's user
+/// information and its `inbox_prefix` parameter (a tenant's integrator may subscribe to its
+/// own inboxes only).
+#[derive(Clone, Default)]
+struct NatsLogin {
+    user: Option<(String, String)>,
+    inbox_prefix: Option<String>,
+}
+
+impl fmt::Debug for NatsLogin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsLogin")
+            .field("user", &self.user.as_ref().map(|(user, _)| user))
+            .field("inbox_prefix", &self.inbox_prefix)
+            .finish()
+    }
+}
+
+/// `url` with the password of its user information hidden, for messages.
+fn redacted(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+            let (authority, tail) = rest.split_at(authority_end);
+            match authority.rsplit_once('@') {
+                Some((user, hosts)) => {
+                    let user = user.split_once(':').map_or(user, |(name, _)| name);
+                    format!("{scheme}://{user}:***@{hosts}{tail}")
+                }
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    }
+}
 
 /// Connects to the bus named by `url` (see the crate documentation for the URL forms).
 pub async fn connect(url: &str) -> Result<Bus, BusError> {
+    // Messages name the URL with its password hidden.
+    let shown = redacted(url);
     let (scheme, rest) = url
         .split_once("://")
-        .ok_or_else(|| BusError::InvalidUrl(format!("{url:?} has no scheme; {ACCEPTED_URLS}")))?;
+        .ok_or_else(|| BusError::InvalidUrl(format!("{shown:?} has no scheme; {ACCEPTED_URLS}")))?;
     let (authority, query) = match rest.split_once('?') {
         Some((authority, query)) => (authority.trim_end_matches('/'), Some(query)),
         None => (rest.trim_end_matches('/'), None),
     };
-    let namespace = parse_namespace(url, query)?;
+    let (namespace, inbox_prefix) = parse_query(&shown, query, scheme == "nats")?;
+    let (user, authority) = match authority.rsplit_once('@') {
+        Some((user, hosts)) => (Some(parse_user(&shown, user)?), hosts),
+        None => (None, authority),
+    };
     match scheme {
-        "memory" => Ok(memory::connect(authority, namespace.as_deref())),
+        "memory" if user.is_none() => Ok(memory::connect(authority, namespace.as_deref())),
         "nats" => {
-            let hosts = parse_hosts(url, authority)?;
-            nats::connect(&hosts, namespace).await
+            let hosts = parse_hosts(&shown, authority)?;
+            nats::connect(&hosts, namespace, NatsLogin { user, inbox_prefix }).await
         }
-        "kafka" => {
-            let hosts = parse_hosts(url, authority)?;
+        "kafka" if user.is_none() => {
+            let hosts = parse_hosts(&shown, authority)?;
             kafka::connect(&hosts, namespace).await
         }
+        "memory" | "kafka" => Err(BusError::InvalidUrl(format!(
+            "{shown:?}: user information is accepted for nats only"
+        ))),
         other => Err(BusError::InvalidUrl(format!(
-            "unknown scheme {other:?} in {url:?}; {ACCEPTED_URLS}"
+            "unknown scheme {other:?} in {shown:?}; {ACCEPTED_URLS}"
         ))),
     }
 }
 
-fn parse_namespace(url: &str, query: Option<&str>) -> Result<Option<String>, BusError> {
+/// `user:password` of a URL, percent-decoded.
+fn parse_user(shown: &str, user: &str) -> Result<(String, String), BusError> {
+    let decode = |value: &str| {
+        url::form_urlencoded::parse(format!("v={value}").as_bytes())
+            .next()
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_default()
+    };
+    match user.split_once(':') {
+        Some((name, password)) if !name.is_empty() && !password.is_empty() => {
+            Ok((decode(name), decode(password)))
+        }
+        _ => Err(BusError::InvalidUrl(format!(
+            "{shown:?}: the user information must be user:password"
+        ))),
+    }
+}
+
+fn parse_query(
+    url: &str,
+    query: Option<&str>,
+    nats: bool,
+) -> Result<(Option<String>, Option<String>), BusError> {
     let mut namespace = None;
+    let mut inbox_prefix = None;
     for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match name.as_ref() {
+            "inbox_prefix" if nats => {
+                let valid = !value.is_empty()
+                    && value.split('.').all(|token| {
+                        !token.is_empty()
+                            && token
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    });
+                if !valid {
+                    return Err(BusError::InvalidUrl(format!(
+                        "inbox_prefix {value:?} in {url:?} must be subject tokens of ASCII letters, digits, '-' or '_'"
+                    )));
+                }
+                inbox_prefix = Some(value.into_owned());
+            }
             "namespace" => {
                 let valid = !value.is_empty()
                     && value
@@ -450,12 +538,12 @@ fn parse_namespace(url: &str, query: Option<&str>) -> Result<Option<String>, Bus
             }
             other => {
                 return Err(BusError::InvalidUrl(format!(
-                    "unknown parameter {other:?} in {url:?}; only \"namespace\" is accepted"
+                    "unknown parameter {other:?} in {url:?}; accepted: namespace, and for nats inbox_prefix"
                 )));
             }
         }
     }
-    Ok(namespace)
+    Ok((namespace, inbox_prefix))
 }
 
 fn parse_hosts(url: &str, authority: &str) -> Result<Vec<String>, BusError> {
@@ -709,5 +797,33 @@ mod tests {
         }
         let error = connect("redis://x:1").await.expect_err("redis");
         assert!(error.to_string().contains("memory://"), "{error}");
+        // Credentials: nats only, user:password, and never echoed.
+        for url in [
+            "kafka://u:secret-pw@h:1",
+            "memory://u:secret-pw@x",
+            "nats://u@h:1",
+            "nats://:secret-pw@h:1",
+            "nats://u:secret-pw@h",
+            "nats://u:secret-pw@h:1?inbox_prefix=a..b",
+            "nats://u:secret-pw@h:1?inbox_prefix=a>",
+            "kafka://h:1?inbox_prefix=x",
+        ] {
+            let error = connect(url).await.expect_err(url);
+            assert!(matches!(error, BusError::InvalidUrl(_)), "{url}: {error}");
+            assert!(!error.to_string().contains("secret-pw"), "{url}: {error}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_hidden_in_messages() {
+        assert_eq!(
+            redacted("nats://acme:p%40ss@h:1,h2:2?namespace=x"),
+            "nats://acme:***@h:1,h2:2?namespace=x"
+        );
+        assert_eq!(redacted("nats://h:1"), "nats://h:1");
+        assert_eq!(
+            parse_user("x", "acme:p%40ss").expect("user"),
+            ("acme".to_owned(), "p@ss".to_owned())
+        );
     }
 }

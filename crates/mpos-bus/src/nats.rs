@@ -29,16 +29,24 @@ const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 const ACK_WAIT: Duration = Duration::from_secs(30);
 const BATCH: usize = 256;
 
-pub(crate) async fn connect(hosts: &[String], namespace: Option<String>) -> Result<Bus, BusError> {
+pub(crate) async fn connect(
+    hosts: &[String],
+    namespace: Option<String>,
+    login: crate::NatsLogin,
+) -> Result<Bus, BusError> {
     let addresses: Vec<String> = hosts.iter().map(|host| format!("nats://{host}")).collect();
-    let client = async_nats::ConnectOptions::new()
+    let mut options = async_nats::ConnectOptions::new()
         .name("mpos-bus")
-        .connection_timeout(CONNECT_TIMEOUT)
-        .connect(addresses.clone())
-        .await
-        .map_err(|error| {
-            BusError::Unavailable(format!("cannot connect to nats at {addresses:?}: {error}"))
-        })?;
+        .connection_timeout(CONNECT_TIMEOUT);
+    if let Some((user, password)) = login.user {
+        options = options.user_and_password(user, password);
+    }
+    if let Some(prefix) = login.inbox_prefix {
+        options = options.custom_inbox_prefix(prefix);
+    }
+    let client = options.connect(addresses.clone()).await.map_err(|error| {
+        BusError::Unavailable(format!("cannot connect to nats at {addresses:?}: {error}"))
+    })?;
     tracing::info!(servers = ?addresses, namespace = ?namespace, "connected to nats");
     let jetstream = jetstream::new(client.clone());
     let bus = NatsBus {

@@ -40,6 +40,27 @@ pub(crate) struct EventsArgs {
 enum EventsCommand {
     /// Follows a service's events live on the broker, one JSON line per event.
     Tail(TailArgs),
+    /// The nats-server user permissions of one tenant's integrator: its own tenant's events
+    /// only, through its own named durable consumers (docs/bus.md, per-tenant scoping).
+    NatsPermissions(PermissionsArgs),
+}
+
+/// `mposctl events nats-permissions`.
+#[derive(Debug, Args)]
+pub(crate) struct PermissionsArgs {
+    /// The tenant whose integrator the user is.
+    #[arg(long, value_name = "TENANT")]
+    tenant: String,
+    /// A durable consumer the integrator may use (repeatable); its name on the server is
+    /// `<tenant>_<NAME>`.
+    #[arg(long = "consumer", value_name = "NAME", required = true)]
+    consumers: Vec<String>,
+    /// The deployment's bus namespace, if it has one.
+    #[arg(long, value_name = "NS")]
+    namespace: Option<String>,
+    /// Only these services' streams (repeatable; default: every service's).
+    #[arg(long = "service", value_name = "SERVICE")]
+    services: Vec<String>,
 }
 
 /// `mposctl events tail`.
@@ -82,7 +103,36 @@ static DESCRIPTORS: LazyLock<std::result::Result<DescriptorPool, String>> = Lazy
 pub(crate) fn run(args: EventsArgs) -> Result<Value> {
     match args.op {
         EventsCommand::Tail(args) => tail(&args),
+        EventsCommand::NatsPermissions(args) => nats_permissions(&args),
     }
+}
+
+fn nats_permissions(args: &PermissionsArgs) -> Result<Value> {
+    for service in &args.services {
+        check_service(service)?;
+    }
+    let services: Vec<&str> = if args.services.is_empty() {
+        crate::audit::SERVICES.to_vec()
+    } else {
+        args.services.iter().map(String::as_str).collect()
+    };
+    let names: Vec<&str> = args.consumers.iter().map(String::as_str).collect();
+    let permissions = mpos_bus::nats_tenant_permissions(
+        args.namespace.as_deref(),
+        &args.tenant,
+        &services,
+        &names,
+    )
+    .map_err(|error| CliError::bad_request(error.to_string()))?;
+    Ok(json!({
+        "tenant": args.tenant,
+        "consumers": names
+            .iter()
+            .map(|name| mpos_bus::tenant_consumer_name(&args.tenant, name))
+            .collect::<Vec<_>>(),
+        "inbox_prefix": mpos_bus::tenant_inbox_prefix(&args.tenant),
+        "permissions": permissions,
+    }))
 }
 
 fn tail(args: &TailArgs) -> Result<Value> {

@@ -415,3 +415,60 @@ async fn a_nats_replay_seeks_to_a_time_or_a_sequence() {
     a_broker_replay_seeks_to_a_time_or_an_offset(&nats_url(&namespace), 4).await;
     delete_stream(&namespace).await;
 }
+
+/// `events nats-permissions` prints a tenant integrator's nats-server permissions: its own
+/// consumers and subjects on every service's stream, and refuses names that would widen them.
+#[test]
+fn a_tenants_nats_permissions_are_printed() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mposctl"))
+        .args([
+            "events",
+            "nats-permissions",
+            "--tenant",
+            "acme",
+            "--consumer",
+            "integration",
+            "--namespace",
+            "prod",
+        ])
+        .output()
+        .expect("run");
+    assert!(output.status.success());
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(answer["consumers"], serde_json::json!(["acme_integration"]));
+    assert_eq!(answer["inbox_prefix"], "_INBOX_acme");
+    let publish = answer["permissions"]["publish"]["allow"]
+        .as_array()
+        .expect("publish");
+    let subscribe = answer["permissions"]["subscribe"]["allow"]
+        .as_array()
+        .expect("subscribe");
+    // Six services: a stream info, a filtered create and four consumer subjects each.
+    assert_eq!(publish.len(), 1 + 6 * 6, "{answer}");
+    assert!(publish.contains(&serde_json::json!(
+        "$JS.API.CONSUMER.CREATE.PROD_MPOS_EVENTS_AUTHORIZATION.acme_integration.prod.mpos.events.authorization.acme.>"
+    )));
+    assert!(
+        subscribe
+            .iter()
+            .skip(1)
+            .all(|subject| subject.as_str().is_some_and(|s| s.ends_with(".acme.>"))),
+        "{answer}"
+    );
+    for (tenant, consumer) in [("acme.>", "c"), ("acme_x", "c"), ("acme", "a.b")] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_mposctl"))
+            .args([
+                "events",
+                "nats-permissions",
+                "--tenant",
+                tenant,
+                "--consumer",
+                consumer,
+            ])
+            .output()
+            .expect("run");
+        assert_eq!(output.status.code(), Some(2), "{tenant} {consumer}");
+        let answer: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+        assert_eq!(answer["code"], "bad_request", "{answer}");
+    }
+}
