@@ -177,7 +177,7 @@ async fn an_integrator_reads_its_own_tenants_events_and_nothing_else() {
     let globex = integrator(&server, "globex").await;
     let own = |tenant: &str| SubscribeOptions {
         tenant_id: Some(tenant.to_owned()),
-        ..SubscribeOptions::new(SERVICE, &tenant_consumer_name(tenant, "integration"))
+        ..SubscribeOptions::new(SERVICE, tenant_consumer_name(tenant, "integration"))
     };
     // Each reads its own tenant's events through its own durable consumer.
     let mut acme_stream = acme.subscriber.subscribe(own("acme")).await.expect("acme");
@@ -195,9 +195,9 @@ async fn an_integrator_reads_its_own_tenants_events_and_nothing_else() {
     let refused = [
         SubscribeOptions {
             tenant_id: Some("globex".to_owned()),
-            ..SubscribeOptions::new(SERVICE, &tenant_consumer_name("acme", "spare"))
+            ..SubscribeOptions::new(SERVICE, tenant_consumer_name("acme", "spare"))
         },
-        SubscribeOptions::new(SERVICE, &tenant_consumer_name("acme", "spare")),
+        SubscribeOptions::new(SERVICE, tenant_consumer_name("acme", "spare")),
         own("globex"),
         SubscribeOptions {
             tenant_id: Some("acme".to_owned()),
@@ -232,7 +232,7 @@ async fn an_integrator_reads_its_own_tenants_events_and_nothing_else() {
     // The same spare name filtered on acme is allowed: the refusals above were the filter's.
     let spare = SubscribeOptions {
         tenant_id: Some("acme".to_owned()),
-        ..SubscribeOptions::new(SERVICE, &tenant_consumer_name("acme", "spare"))
+        ..SubscribeOptions::new(SERVICE, tenant_consumer_name("acme", "spare"))
     };
     let mut spare = acme
         .subscriber
