@@ -19,7 +19,8 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::{
     Acker, Bus, BusError, Delivery, EventEnvelope, EventPublisher, EventStream, EventSubscriber,
-    FollowOptions, SubscribeOptions, followed, kafka_topic, validate_durable_name,
+    FollowOptions, SubscribeOptions, followed, kafka_tenant_topic, kafka_topic,
+    validate_durable_name,
 };
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -68,7 +69,11 @@ impl SetDebug for ClientConfig {
     }
 }
 
-pub(crate) async fn connect(hosts: &[String], namespace: Option<String>) -> Result<Bus, BusError> {
+pub(crate) async fn connect(
+    hosts: &[String],
+    namespace: Option<String>,
+    tenant_topics: bool,
+) -> Result<Bus, BusError> {
     let bootstrap = hosts.join(",");
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
@@ -95,6 +100,7 @@ pub(crate) async fn connect(hosts: &[String], namespace: Option<String>) -> Resu
             producer,
             admin,
             topics: Mutex::default(),
+            tenant_topics,
         }),
     };
     // Fail fast (and clearly) when no broker answers.
@@ -114,6 +120,8 @@ struct Inner {
     admin: AdminClient<DefaultClientContext>,
     /// Topics known to exist.
     topics: Mutex<HashSet<String>>,
+    /// Each event also on its tenant's topic; a tenant's subscription reads that topic.
+    tenant_topics: bool,
 }
 
 #[derive(Clone)]
@@ -143,9 +151,19 @@ impl KafkaBus {
             .contains(topic)
     }
 
-    /// Creates the service's topic if absent; returns its name.
-    async fn ensure_topic(&self, service: &str) -> Result<String, BusError> {
-        let topic = kafka_topic(self.inner.namespace.as_deref(), service);
+    /// The topic a subscription or follower of `service` reads: with tenant topics and a
+    /// tenant filter, that tenant's topic; else the service's.
+    fn read_topic(&self, service: &str, tenant_id: Option<&str>) -> String {
+        match tenant_id {
+            Some(tenant) if self.inner.tenant_topics => {
+                kafka_tenant_topic(self.inner.namespace.as_deref(), service, tenant)
+            }
+            _ => kafka_topic(self.inner.namespace.as_deref(), service),
+        }
+    }
+
+    /// Creates `topic` if absent; returns its name.
+    async fn ensure(&self, topic: String) -> Result<String, BusError> {
         if self.topic_known(&topic) {
             return Ok(topic);
         }
@@ -304,18 +322,27 @@ fn record_headers(message: &OwnedMessage) -> HashMap<String, String> {
 #[async_trait::async_trait]
 impl EventPublisher for KafkaBus {
     async fn publish(&self, events: &[EventEnvelope]) -> Result<(), BusError> {
-        let mut topics = HashMap::new();
+        let namespace = self.inner.namespace.as_deref();
+        // Each event's topics: its service's, and with tenant topics its tenant's too.
+        let mut routes: Vec<(&EventEnvelope, String)> = Vec::with_capacity(events.len());
         for envelope in events {
-            if !topics.contains_key(&envelope.service) {
-                let topic = self.ensure_topic(&envelope.service).await?;
-                topics.insert(envelope.service.clone(), topic);
+            routes.push((envelope, kafka_topic(namespace, &envelope.service)));
+            if self.inner.tenant_topics {
+                routes.push((
+                    envelope,
+                    kafka_tenant_topic(namespace, &envelope.service, &envelope.tenant_id),
+                ));
             }
         }
-        let mut pending = VecDeque::with_capacity(events.len());
-        for envelope in events {
-            let topic = topics
-                .get(&envelope.service)
-                .ok_or_else(|| BusError::Unavailable("topic vanished".to_owned()))?;
+        let mut created = HashSet::new();
+        for (_, topic) in &routes {
+            if created.insert(topic.clone()) {
+                self.ensure(topic.clone()).await?;
+            }
+        }
+        let mut pending = VecDeque::with_capacity(routes.len());
+        for (envelope, topic) in &routes {
+            let (envelope, topic) = (*envelope, topic.as_str());
             let mut headers = OwnedHeaders::new_with_capacity(20);
             for (name, value) in envelope_headers(envelope) {
                 headers = headers.insert(Header {
@@ -333,17 +360,17 @@ impl EventPublisher for KafkaBus {
             loop {
                 match self.inner.producer.send_result(record) {
                     Ok(delivery) => {
-                        pending.push_back((envelope, delivery));
+                        pending.push_back((topic, envelope, delivery));
                         break;
                     }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         record = back;
                         // Wait for the oldest delivery to make room in the producer queue.
-                        let Some((envelope, delivery)) = pending.pop_front() else {
+                        let Some((oldest, envelope, delivery)) = pending.pop_front() else {
                             tokio::time::sleep(Duration::from_millis(10)).await;
                             continue;
                         };
-                        delivered(topic, envelope, delivery.await)?;
+                        delivered(oldest, envelope, delivery.await)?;
                     }
                     Err((error, _)) => {
                         return Err(unavailable(&format!("cannot publish to {topic}"), error));
@@ -351,8 +378,7 @@ impl EventPublisher for KafkaBus {
                 }
             }
         }
-        for (envelope, delivery) in pending {
-            let topic = topics.get(&envelope.service).map_or("?", String::as_str);
+        for (topic, envelope, delivery) in pending {
             delivered(topic, envelope, delivery.await)?;
         }
         Ok(())
@@ -411,7 +437,9 @@ fn delivered(
 impl EventSubscriber for KafkaBus {
     async fn subscribe(&self, options: SubscribeOptions) -> Result<EventStream, BusError> {
         validate_durable_name(&options.durable_name)?;
-        let topic = self.ensure_topic(&options.service).await?;
+        let topic = self
+            .ensure(self.read_topic(&options.service, options.tenant_id.as_deref()))
+            .await?;
         let group = match self.inner.namespace.as_deref() {
             Some(namespace) => format!("{namespace}.{}", options.durable_name),
             None => options.durable_name.clone(),
@@ -447,7 +475,7 @@ impl EventSubscriber for KafkaBus {
     }
 
     async fn follow(&self, options: FollowOptions) -> Result<EventStream, BusError> {
-        let topic = kafka_topic(self.inner.namespace.as_deref(), &options.service);
+        let topic = self.read_topic(&options.service, options.tenant_id.as_deref());
         let bootstrap = self.inner.bootstrap.clone();
         let from = options.from;
         let consumer = {

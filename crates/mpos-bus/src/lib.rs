@@ -10,7 +10,7 @@
 //! |---|---|
 //! | `memory://` or `memory://<name>` | in-process broker, shared per name within a process |
 //! | `nats://[user:password@]host:port[?namespace=x][&inbox_prefix=p]` | NATS JetStream + core NATS request-reply |
-//! | `kafka://host:port[,host2:port][?namespace=x]` | Kafka (no request-reply) |
+//! | `kafka://host:port[,host2:port][?namespace=x][&tenant_topics=true]` | Kafka (no request-reply) |
 //!
 //! See `docs/bus.md` for subjects, stream names, topics and headers.
 
@@ -32,7 +32,8 @@ use mpos_errors::{ErrorCode, ServiceError};
 pub use kafka::envelope_headers as kafka_headers;
 pub use mpos_proto::common::EventEnvelope;
 pub use scoping::{
-    Allow, NatsPermissions, nats_tenant_permissions, tenant_consumer_name, tenant_inbox_prefix,
+    Allow, KafkaAcl, NatsPermissions, kafka_tenant_acls, nats_tenant_permissions,
+    tenant_consumer_name, tenant_inbox_prefix,
 };
 
 /// Request and reply header carrying the [`ErrorCode::as_str`] of a handler error.
@@ -409,7 +410,7 @@ pub struct Bus {
 
 const ACCEPTED_URLS: &str = "accepted: memory://[name], \
      nats://[user:password@]host:port[?namespace=x][&inbox_prefix=p], \
-     kafka://host:port[,host:port][?namespace=x]";
+     kafka://host:port[,host:port][?namespace=x][&tenant_topics=true]";
 
 /// How a NATS connection authenticates and where its replies go: from the URL's user
 /// information and its `inbox_prefix` parameter (a tenant's integrator may subscribe to its
@@ -458,7 +459,7 @@ pub async fn connect(url: &str) -> Result<Bus, BusError> {
         Some((authority, query)) => (authority.trim_end_matches('/'), Some(query)),
         None => (rest.trim_end_matches('/'), None),
     };
-    let (namespace, inbox_prefix) = parse_query(&shown, query, scheme == "nats")?;
+    let (namespace, extra) = parse_query(&shown, query, scheme)?;
     let (user, authority) = match authority.rsplit_once('@') {
         Some((user, hosts)) => (Some(parse_user(&shown, user)?), hosts),
         None => (None, authority),
@@ -467,11 +468,12 @@ pub async fn connect(url: &str) -> Result<Bus, BusError> {
         "memory" if user.is_none() => Ok(memory::connect(authority, namespace.as_deref())),
         "nats" => {
             let hosts = parse_hosts(&shown, authority)?;
+            let inbox_prefix = extra.inbox_prefix;
             nats::connect(&hosts, namespace, NatsLogin { user, inbox_prefix }).await
         }
         "kafka" if user.is_none() => {
             let hosts = parse_hosts(&shown, authority)?;
-            kafka::connect(&hosts, namespace).await
+            kafka::connect(&hosts, namespace, extra.tenant_topics).await
         }
         "memory" | "kafka" => Err(BusError::InvalidUrl(format!(
             "{shown:?}: user information is accepted for nats only"
@@ -500,16 +502,36 @@ fn parse_user(shown: &str, user: &str) -> Result<(String, String), BusError> {
     }
 }
 
+/// The adapter-specific parameters of a bus URL.
+#[derive(Debug, Default)]
+struct Extra {
+    /// NATS: where this connection's replies go.
+    inbox_prefix: Option<String>,
+    /// Kafka: each event also on its tenant's topic, and a tenant's subscription reads it.
+    tenant_topics: bool,
+}
+
 fn parse_query(
     url: &str,
     query: Option<&str>,
-    nats: bool,
-) -> Result<(Option<String>, Option<String>), BusError> {
+    scheme: &str,
+) -> Result<(Option<String>, Extra), BusError> {
     let mut namespace = None;
-    let mut inbox_prefix = None;
+    let mut extra = Extra::default();
     for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match name.as_ref() {
-            "inbox_prefix" if nats => {
+            "tenant_topics" if scheme == "kafka" => {
+                extra.tenant_topics = match value.as_ref() {
+                    "true" => true,
+                    "false" => false,
+                    other => {
+                        return Err(BusError::InvalidUrl(format!(
+                            "tenant_topics {other:?} in {url:?} must be true or false"
+                        )));
+                    }
+                };
+            }
+            "inbox_prefix" if scheme == "nats" => {
                 let valid = !value.is_empty()
                     && value.split('.').all(|token| {
                         !token.is_empty()
@@ -522,7 +544,7 @@ fn parse_query(
                         "inbox_prefix {value:?} in {url:?} must be subject tokens of ASCII letters, digits, '-' or '_'"
                     )));
                 }
-                inbox_prefix = Some(value.into_owned());
+                extra.inbox_prefix = Some(value.into_owned());
             }
             "namespace" => {
                 let valid = !value.is_empty()
@@ -538,12 +560,12 @@ fn parse_query(
             }
             other => {
                 return Err(BusError::InvalidUrl(format!(
-                    "unknown parameter {other:?} in {url:?}; accepted: namespace, and for nats inbox_prefix"
+                    "unknown parameter {other:?} in {url:?}; accepted: namespace, for nats inbox_prefix, for kafka tenant_topics"
                 )));
             }
         }
     }
-    Ok((namespace, inbox_prefix))
+    Ok((namespace, extra))
 }
 
 fn parse_hosts(url: &str, authority: &str) -> Result<Vec<String>, BusError> {
@@ -662,6 +684,17 @@ pub fn stream_name(namespace: Option<&str>, service: &str) -> String {
         Some(namespace) => format!("{}_MPOS_EVENTS_{}", upper(namespace), upper(service)),
         None => format!("MPOS_EVENTS_{}", upper(service)),
     }
+}
+
+/// The Kafka topic of one tenant's events of a service, `[<ns>.]mpos.<service>.events.v1.<tenant>`
+/// (with `tenant_topics=true` in the bus URL): what a tenant's integrator may be given to
+/// read under a topic ACL.
+pub fn kafka_tenant_topic(namespace: Option<&str>, service: &str, tenant_id: &str) -> String {
+    format!(
+        "{}.{}",
+        kafka_topic(namespace, service),
+        tenant_token(tenant_id)
+    )
 }
 
 /// The Kafka topic of a service's events: `[<ns>.]mpos.<service>.events.v1`.

@@ -103,6 +103,47 @@ pub fn nats_tenant_permissions(
     })
 }
 
+/// One Kafka ACL of a tenant's integrator principal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KafkaAcl {
+    /// `Topic` or `Group`.
+    pub resource_type: &'static str,
+    /// `LITERAL` or `PREFIXED`.
+    pub pattern_type: &'static str,
+    /// The topic or group (prefix).
+    pub name: String,
+    /// `Read`, `Describe`.
+    pub operations: Vec<&'static str>,
+}
+
+/// The Kafka ACLs of `tenant_id`'s integrator over the tenant topics of `services` (the bus
+/// URL's `tenant_topics=true`): read and describe its own topics, literally, and read with
+/// consumer groups named `[ns.]<tenant>_…` (prefixed). Nothing on the service topics, which
+/// hold every tenant. Errors as [`nats_tenant_permissions`].
+pub fn kafka_tenant_acls(
+    namespace: Option<&str>,
+    tenant_id: &str,
+    services: &[&str],
+) -> Result<Vec<KafkaAcl>, BusError> {
+    nats_tenant_permissions(namespace, tenant_id, &[], &[])?;
+    let mut acls: Vec<KafkaAcl> = services
+        .iter()
+        .map(|service| KafkaAcl {
+            resource_type: "Topic",
+            pattern_type: "LITERAL",
+            name: crate::kafka_tenant_topic(namespace, service, tenant_id),
+            operations: vec!["Read", "Describe"],
+        })
+        .collect();
+    acls.push(KafkaAcl {
+        resource_type: "Group",
+        pattern_type: "PREFIXED",
+        name: crate::with_namespace(namespace, tenant_consumer_name(tenant_id, "")),
+        operations: vec!["Read"],
+    });
+    Ok(acls)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +169,17 @@ mod tests {
             permissions.subscribe.allow,
             ["_INBOX_acme.>", "prod.mpos.events.routing.acme.>"]
         );
+        let acls = kafka_tenant_acls(Some("prod"), "acme", &["routing"]).expect("acls");
+        assert_eq!(
+            acls.iter()
+                .map(|acl| format!("{} {} {}", acl.resource_type, acl.pattern_type, acl.name))
+                .collect::<Vec<_>>(),
+            [
+                "Topic LITERAL prod.mpos.routing.events.v1.acme",
+                "Group PREFIXED prod.acme_",
+            ]
+        );
+        assert!(kafka_tenant_acls(None, "acme.*", &["routing"]).is_err());
         // Nothing can widen the subjects or share another tenant's consumer names.
         for (tenant, name) in [
             ("acme.>", "c"),

@@ -43,6 +43,26 @@ enum EventsCommand {
     /// The nats-server user permissions of one tenant's integrator: its own tenant's events
     /// only, through its own named durable consumers (docs/bus.md, per-tenant scoping).
     NatsPermissions(PermissionsArgs),
+    /// The Kafka ACLs of one tenant's integrator principal: read its own tenant topics
+    /// (`tenant_topics=true`) with consumer groups `<tenant>_…`, nothing else.
+    KafkaAcls(AclArgs),
+}
+
+/// `mposctl events kafka-acls`.
+#[derive(Debug, Args)]
+pub(crate) struct AclArgs {
+    /// The tenant whose integrator the principal is.
+    #[arg(long, value_name = "TENANT")]
+    tenant: String,
+    /// The principal, e.g. User:acme (default User:<tenant>).
+    #[arg(long, value_name = "PRINCIPAL")]
+    principal: Option<String>,
+    /// The deployment's bus namespace, if it has one.
+    #[arg(long, value_name = "NS")]
+    namespace: Option<String>,
+    /// Only these services' topics (repeatable; default: every service's).
+    #[arg(long = "service", value_name = "SERVICE")]
+    services: Vec<String>,
 }
 
 /// `mposctl events nats-permissions`.
@@ -104,18 +124,58 @@ pub(crate) fn run(args: EventsArgs) -> Result<Value> {
     match args.op {
         EventsCommand::Tail(args) => tail(&args),
         EventsCommand::NatsPermissions(args) => nats_permissions(&args),
+        EventsCommand::KafkaAcls(args) => kafka_acls(&args),
     }
 }
 
-fn nats_permissions(args: &PermissionsArgs) -> Result<Value> {
-    for service in &args.services {
+/// The services named, each checked, or every service.
+fn services_of(given: &[String]) -> Result<Vec<&str>> {
+    for service in given {
         check_service(service)?;
     }
-    let services: Vec<&str> = if args.services.is_empty() {
+    Ok(if given.is_empty() {
         crate::audit::SERVICES.to_vec()
     } else {
-        args.services.iter().map(String::as_str).collect()
-    };
+        given.iter().map(String::as_str).collect()
+    })
+}
+
+fn kafka_acls(args: &AclArgs) -> Result<Value> {
+    let services = services_of(&args.services)?;
+    let acls = mpos_bus::kafka_tenant_acls(args.namespace.as_deref(), &args.tenant, &services)
+        .map_err(|error| CliError::bad_request(error.to_string()))?;
+    let principal = args
+        .principal
+        .clone()
+        .unwrap_or_else(|| format!("User:{}", args.tenant));
+    // The same, as kafka-acls.sh invocations.
+    let commands: Vec<String> = acls
+        .iter()
+        .map(|acl| {
+            let operations: Vec<String> = acl
+                .operations
+                .iter()
+                .map(|operation| format!("--operation {operation}"))
+                .collect();
+            format!(
+                "kafka-acls.sh --add --allow-principal {principal} {} --{} {} --resource-pattern-type {}",
+                operations.join(" "),
+                acl.resource_type.to_ascii_lowercase(),
+                acl.name,
+                acl.pattern_type.to_ascii_lowercase()
+            )
+        })
+        .collect();
+    Ok(json!({
+        "tenant": args.tenant,
+        "principal": principal,
+        "acls": acls,
+        "commands": commands,
+    }))
+}
+
+fn nats_permissions(args: &PermissionsArgs) -> Result<Value> {
+    let services = services_of(&args.services)?;
     let names: Vec<&str> = args.consumers.iter().map(String::as_str).collect();
     let permissions = mpos_bus::nats_tenant_permissions(
         args.namespace.as_deref(),

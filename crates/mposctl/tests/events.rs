@@ -472,3 +472,28 @@ fn a_tenants_nats_permissions_are_printed() {
         assert_eq!(answer["code"], "bad_request", "{answer}");
     }
 }
+
+/// `events kafka-acls` prints a tenant principal's ACLs: its own tenant topics and groups.
+#[test]
+fn a_tenants_kafka_acls_are_printed() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mposctl"))
+        .args([
+            "events",
+            "kafka-acls",
+            "--tenant",
+            "acme",
+            "--service",
+            "routing",
+        ])
+        .output()
+        .expect("run");
+    assert!(output.status.success());
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(answer["principal"], "User:acme");
+    assert_eq!(answer["acls"][0]["name"], "mpos.routing.events.v1.acme");
+    assert_eq!(answer["acls"][1]["name"], "acme_");
+    assert_eq!(
+        answer["commands"][1],
+        "kafka-acls.sh --add --allow-principal User:acme --operation Read --group acme_ --resource-pattern-type prefixed"
+    );
+}

@@ -1,4 +1,10 @@
-//! Per-tenant scoping on NATS, enforced by the server: a nats-server of its own, configured
+//! Per-tenant scoping of integrators.
+//!
+//! On Kafka (`MPOS_TEST_KAFKA_URL`, tansu): with `tenant_topics=true` every event is also on
+//! its tenant's topic, which holds nothing else, and a tenant's subscription reads that topic
+//! (the topic a tenant principal is given a Kafka ACL for; tansu does not enforce ACLs).
+//!
+//! On NATS, enforced by the server: a nats-server of its own, configured
 //! with a platform user and one integrator user per tenant whose permissions
 //! `nats_tenant_permissions` wrote. The platform publishes two tenants' events; each
 //! integrator reads its own through its durable consumer and live subscription, and the
@@ -298,4 +304,111 @@ async fn an_integrator_reads_its_own_tenants_events_and_nothing_else() {
             "{subject} answered: {answer:?}"
         );
     }
+}
+
+/// On Kafka with tenant topics: each tenant's topic holds exactly its events, a tenant's
+/// subscription and follower read it, and the service topic still holds every event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_tenant_topics_hold_one_tenant_each() {
+    use rdkafka::Message as _;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    let Ok(base) = std::env::var("MPOS_TEST_KAFKA_URL") else {
+        eprintln!("skipped: MPOS_TEST_KAFKA_URL names no Kafka");
+        return;
+    };
+    let namespace = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let url = format!("{base}?namespace={namespace}&tenant_topics=true");
+    let platform = connect(&url).await.expect("kafka");
+    let events: Vec<EventEnvelope> = ["acme", "globex", "acme", "globex", "acme"]
+        .iter()
+        .zip(1..)
+        .map(|(tenant, position)| envelope(position, tenant))
+        .collect();
+    platform.publisher.publish(&events).await.expect("publish");
+
+    // The raw topics: each tenant's holds its own events only; the service's holds all.
+    let bootstrap = base
+        .trim_start_matches("kafka://")
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let tenants_on = |topic: String, count: usize| {
+        let bootstrap = bootstrap.clone();
+        async move {
+            let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("group.id", format!("raw-{}", uuid::Uuid::new_v4().simple()))
+                .set("auto.offset.reset", "earliest")
+                .set("enable.auto.commit", "false")
+                .create()
+                .expect("consumer");
+            consumer.subscribe(&[topic.as_str()]).expect("subscribe");
+            let mut tenants = Vec::new();
+            for _ in 0..count {
+                let message = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
+                    .await
+                    .expect("a record in time")
+                    .expect("record");
+                use rdkafka::message::Headers as _;
+                let tenant = message
+                    .headers()
+                    .and_then(|headers| {
+                        headers
+                            .iter()
+                            .find(|header| header.key == "ce_tenantid")
+                            .and_then(|header| header.value)
+                    })
+                    .map(|value| String::from_utf8_lossy(value).into_owned())
+                    .unwrap_or_default();
+                tenants.push(tenant);
+            }
+            // Nothing more.
+            let more = tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await;
+            assert!(more.is_err(), "{topic} holds more than {count} records");
+            tenants
+        }
+    };
+    let ns = Some(namespace.as_str());
+    assert_eq!(
+        tenants_on(mpos_bus::kafka_tenant_topic(ns, SERVICE, "acme"), 3).await,
+        ["acme", "acme", "acme"]
+    );
+    assert_eq!(
+        tenants_on(mpos_bus::kafka_tenant_topic(ns, SERVICE, "globex"), 2).await,
+        ["globex", "globex"]
+    );
+    assert_eq!(
+        tenants_on(mpos_bus::kafka_topic(ns, SERVICE), 5).await,
+        ["acme", "globex", "acme", "globex", "acme"]
+    );
+
+    // A tenant's subscription (group <tenant>_<name>, as its ACL allows) and follower read
+    // its own topic.
+    let acme = connect(&url).await.expect("kafka");
+    let mut stream = acme
+        .subscriber
+        .subscribe(SubscribeOptions {
+            tenant_id: Some("acme".to_owned()),
+            ..SubscribeOptions::new(SERVICE, tenant_consumer_name("acme", "integration"))
+        })
+        .await
+        .expect("subscribe");
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let delivery = tokio::time::timeout(Duration::from_secs(20), stream.next())
+            .await
+            .expect("in time")
+            .expect("open")
+            .expect("delivery");
+        got.push(delivery.envelope.tenant_id.clone());
+        delivery.ack().await.expect("ack");
+    }
+    assert_eq!(got, ["acme", "acme", "acme"]);
+    let acls = mpos_bus::kafka_tenant_acls(ns, "acme", &[SERVICE]).expect("acls");
+    assert_eq!(
+        acls[0].name,
+        mpos_bus::kafka_tenant_topic(ns, SERVICE, "acme")
+    );
+    assert_eq!(acls[1].name, format!("{namespace}.acme_"));
 }
