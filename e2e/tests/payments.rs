@@ -572,7 +572,7 @@ async fn the_payment_path_end_to_end_on_postgres_and_nats() {
     buses.extend(backends.kafka_url.clone());
     for service in READ_MODEL_SERVICES {
         for bus in &buses {
-            let summary = replay_read_models_with(&backends, service, &["--bus", bus]);
+            let summary = replay_read_models_with(&backends, service, &["--bus", bus], "all");
             assert!(summary.status, "{service} from {bus}: {}", summary.json);
             assert_eq!(summary.json["source"], "bus", "{}", summary.json);
             for model in summary.json["read_models"].as_array().expect("read models") {
@@ -591,7 +591,34 @@ async fn the_payment_path_end_to_end_on_postgres_and_nats() {
             summary.json
         );
     }
+    assert_feeds_replay(&backends);
     eprintln!("done in {:?}", started.elapsed());
+}
+
+/// authorization's read models of terminal-management's and key-injection's streams equal
+/// their replay: the followed log, up to the live checkpoint, through authorization's own
+/// follower into a scratch store.
+fn assert_feeds_replay(backends: &Backends) {
+    for (read_model, followed) in [
+        ("auth-tms", "terminal-management"),
+        ("auth-ki", "key-injection"),
+    ] {
+        let source = backends.database_url(followed);
+        let summary = replay_read_models_with(
+            backends,
+            "authorization",
+            &["--source-database", &source],
+            read_model,
+        );
+        assert!(summary.status, "{read_model}: {}", summary.json);
+        let model = &summary.json["read_models"][0];
+        assert_eq!(model["identical"], true, "{read_model}: {}", summary.json);
+        assert!(
+            model["live"]["documents"].as_u64() > Some(0),
+            "{read_model}: the workload left documents: {}",
+            summary.json
+        );
+    }
 }
 
 #[tokio::test]
@@ -610,6 +637,7 @@ async fn the_embedded_platform_approves_a_payment() {
         let summary = replay_read_models(&backends, service);
         assert!(summary.status, "{service}: {}", summary.json);
     }
+    assert_feeds_replay(&backends);
     let store = mpos_es::EventStore::connect(&backends.database_url("routing"), "routing")
         .await
         .expect("routing's log");
@@ -663,11 +691,16 @@ struct Replayed {
 
 /// Runs `mposctl replay --read-model all` on `service`'s database.
 fn replay_read_models(backends: &Backends, service: &str) -> Replayed {
-    replay_read_models_with(backends, service, &[])
+    replay_read_models_with(backends, service, &[], "all")
 }
 
-/// As [`replay_read_models`], with more arguments.
-fn replay_read_models_with(backends: &Backends, service: &str, more: &[&str]) -> Replayed {
+/// As [`replay_read_models`], with more arguments, of one read model or `all`.
+fn replay_read_models_with(
+    backends: &Backends,
+    service: &str,
+    more: &[&str],
+    read_model: &str,
+) -> Replayed {
     let mposctl = mpos_e2e::processes::bin_dir().join("mposctl");
     assert!(
         mposctl.exists(),
@@ -678,7 +711,7 @@ fn replay_read_models_with(backends: &Backends, service: &str, more: &[&str]) ->
         .args([
             "replay",
             "--read-model",
-            "all",
+            read_model,
             "--service",
             service,
             "--database",

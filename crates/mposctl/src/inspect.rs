@@ -43,6 +43,11 @@ pub(crate) struct LogArgs {
 }
 
 impl LogArgs {
+    /// The embedded data directory, if named.
+    pub(crate) fn data_dir(&self) -> Option<&std::path::Path> {
+        self.data_dir.as_deref()
+    }
+
     /// Whether a log was named (`--data-dir` or `--database`).
     pub(crate) fn is_given(&self) -> bool {
         self.data_dir.is_some() || self.database.is_some()

@@ -66,6 +66,229 @@ fn codec_of(service: &str) -> Option<EventCodec> {
     }
 }
 
+/// The read models `service` keeps of another service's stream that a replay can rebuild,
+/// and the service each follows.
+pub(crate) fn feeds_of(service: &str) -> Vec<(&'static str, &'static str)> {
+    match service {
+        "authorization" => authorization::feeds::REPLAYABLE_FEEDS
+            .iter()
+            .map(|feed| (feed.projection, feed.source))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The codec of a followed service.
+fn followed_codec(service: &str) -> Option<EventCodec> {
+    match service {
+        "terminal-management" => Some(terminal_management::codec()),
+        "key-injection" => Some(key_injection::codec()),
+        _ => None,
+    }
+}
+
+/// A live read model at a still checkpoint (the checkpoint `consumer`, its documents, the
+/// checkpoint again, until the two agree).
+async fn still(
+    store: &EventStore,
+    service: &str,
+    consumer: &str,
+    projection: &str,
+) -> Result<(u64, Vec<Document>)> {
+    let unavailable =
+        |error: mpos_es::StoreError| CliError::unavailable(format!("{service}: {error}"));
+    for _ in 0..STILL_TRIES {
+        let before = store
+            .consumer_position(consumer)
+            .await
+            .map_err(unavailable)?;
+        let live = store
+            .list_documents(projection, None)
+            .await
+            .map_err(unavailable)?;
+        let after = store
+            .consumer_position(consumer)
+            .await
+            .map_err(unavailable)?;
+        if before == after {
+            return Ok((before, live));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Err(CliError::unavailable(format!(
+        "{service}: the read model {projection} kept moving; stop the service or retry"
+    )))
+}
+
+/// Replays the read model `name` that `service` keeps of another service's stream: the
+/// followed log at `source_url`, up to the live read model's checkpoint, is copied into a
+/// scratch log and followed by the service's own follower into a scratch store; both
+/// digests, as for the service's own read models.
+pub(crate) async fn run_feed(
+    url: &str,
+    source_url: &str,
+    service: &str,
+    name: &str,
+    output: Option<&std::path::Path>,
+) -> Result<Value> {
+    let Some((projection, followed)) = feeds_of(service)
+        .into_iter()
+        .find(|(projection, _)| *projection == name)
+    else {
+        return Err(CliError::not_found(format!(
+            "{service} has no replayable read model {name} of another service's stream"
+        )));
+    };
+    let Some(feed) = authorization::feeds::REPLAYABLE_FEEDS
+        .iter()
+        .find(|feed| feed.projection == projection)
+    else {
+        return Err(CliError::not_found(format!("{service}: no feed {name}")));
+    };
+    let codec = followed_codec(followed).ok_or_else(|| {
+        CliError::failed(format!("{service}: no codec for the followed {followed}"))
+    })?;
+    let mut file = match output {
+        Some(path) => Some(create(path)?),
+        None => None,
+    };
+    let failed =
+        |what: &str, error: mpos_es::StoreError| CliError::unavailable(format!("{what}: {error}"));
+    let live_store = EventStore::connect(url, service)
+        .await
+        .map_err(|error| failed(service, error))?;
+    let live = still(&live_store, service, feed.consumer, projection).await;
+    live_store.close().await;
+    let (position, live) = live?;
+
+    // The followed log up to the checkpoint, copied into a scratch log: the follower stops
+    // exactly where the live read model stands.
+    let scratch = tempfile::tempdir()
+        .map_err(|error| CliError::failed(format!("a scratch directory: {error}")))?;
+    let copy_url = format!("sqlite://{}", scratch.path().join("followed.db").display());
+    let fresh_url = format!("sqlite://{}", scratch.path().join("fresh.db").display());
+    let source = EventStore::connect(source_url, followed)
+        .await
+        .map_err(|error| failed(followed, error))?;
+    let copy = EventStore::connect(&copy_url, followed)
+        .await
+        .map_err(|error| failed("scratch log", error))?;
+    let fresh = EventStore::connect(&fresh_url, service)
+        .await
+        .map_err(|error| failed("scratch store", error))?;
+    let result = async {
+        let mut read = 0_u64;
+        let mut at = 0_u64;
+        while at < position {
+            let page = source
+                .read_after(at, PAGE)
+                .await
+                .map_err(|error| failed(followed, error))?;
+            let events: Vec<mpos_es::NewEvent> = page
+                .iter()
+                .take_while(|event| event.global_position <= position)
+                .map(|event| event.event.clone())
+                .collect();
+            let Some(last) = page.last() else { break };
+            at = last.global_position;
+            if events.is_empty() {
+                break;
+            }
+            read += u64::try_from(events.len()).unwrap_or(u64::MAX);
+            copy.append(events, None)
+                .await
+                .map_err(|error| failed("scratch log", error))?;
+        }
+        if read < position {
+            return Err(CliError::unavailable(format!(
+                "{followed}'s log holds {read} events, the read model is as of position {position}"
+            )));
+        }
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let follower = tokio::spawn(authorization::feeds::run_replayable(
+            fresh.clone(),
+            projection,
+            mpos_feed::follow::FeedSource::Store {
+                store: copy.clone(),
+                codec: std::sync::Arc::new(codec),
+            },
+            cancel.clone(),
+        ));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        let outcome = loop {
+            let reached = fresh
+                .consumer_position(feed.consumer)
+                .await
+                .map_err(|error| failed("scratch store", error))?;
+            if reached >= position {
+                break Ok(read);
+            }
+            if std::time::Instant::now() > deadline {
+                break Err(CliError::failed(format!(
+                    "{name}: the replay stopped at {reached} of {position}"
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        cancel.cancel();
+        let _ = follower.await;
+        outcome
+    }
+    .await;
+    let replayed = match &result {
+        Ok(_) => fresh
+            .list_documents(projection, None)
+            .await
+            .map_err(|error| failed("scratch store", error)),
+        Err(_) => Ok(Vec::new()),
+    };
+    source.close().await;
+    copy.close().await;
+    fresh.close().await;
+    let read = result?;
+    let replayed = replayed?;
+
+    let (live_digest, fresh_digest) = (digest_documents(&live), digest_documents(&replayed));
+    let identical = live_digest == fresh_digest;
+    let mut summary = json!({
+        "service": service,
+        "source": "log",
+        "events_read": read,
+        "read_models": [{
+            "name": name,
+            "follows": followed,
+            "position": position,
+            "live": {"documents": live.len(), "digest": live_digest},
+            "replayed": {"documents": replayed.len(), "digest": fresh_digest},
+            "identical": identical,
+        }],
+    });
+    if let (Some(file), Some(path)) = (file.as_mut(), output) {
+        let mut digest = Sha256::new();
+        for document in &replayed {
+            let mut line = document_line(name, document).to_string();
+            line.push('\n');
+            file.write_all(line.as_bytes()).map_err(|error| {
+                CliError::failed(format!("{}: cannot write ({error})", path.display()))
+            })?;
+            digest.update(line.as_bytes());
+        }
+        file.flush().map_err(|error| {
+            CliError::failed(format!("{}: cannot write ({error})", path.display()))
+        })?;
+        summary["output"] = json!(path.display().to_string());
+        summary["sha256"] = json!(hex::encode(digest.finalize()));
+    }
+    if identical {
+        Ok(summary)
+    } else {
+        Err(CliError::verification_failed(
+            format!("{service}: {name} differs from its replay"),
+            summary,
+        ))
+    }
+}
+
 /// `name` (or `all`) of `service`'s read models, or `not_found` naming those it has.
 fn select(service: &str, name: &str) -> Result<Vec<Box<dyn ReplayedReadModel>>> {
     let mut models = of(service);
@@ -338,37 +561,10 @@ async fn live_at_checkpoints(
     service: &str,
     models: Vec<Box<dyn ReplayedReadModel>>,
 ) -> Result<Vec<Compared>> {
-    let unavailable =
-        |error: mpos_es::StoreError| CliError::unavailable(format!("{service}: {error}"));
     let mut compared = Vec::new();
     for copy in models {
         let consumer = format!("projection:{}", copy.name());
-        let mut still = None;
-        for _ in 0..STILL_TRIES {
-            let before = store
-                .consumer_position(&consumer)
-                .await
-                .map_err(unavailable)?;
-            let live = store
-                .list_documents(copy.name(), None)
-                .await
-                .map_err(unavailable)?;
-            let after = store
-                .consumer_position(&consumer)
-                .await
-                .map_err(unavailable)?;
-            if before == after {
-                still = Some((before, live));
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        let Some((position, live)) = still else {
-            return Err(CliError::unavailable(format!(
-                "{service}: the read model {} kept moving; stop the service or retry",
-                copy.name()
-            )));
-        };
+        let (position, live) = still(store, service, &consumer, copy.name()).await?;
         compared.push(Compared {
             copy,
             position,

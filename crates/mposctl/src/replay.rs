@@ -64,6 +64,11 @@ pub(crate) struct ReplayArgs {
         conflicts_with_all = ["from_position", "from_offset", "tenant", "aggregate_type", "aggregate_id", "event_type", "from", "to"]
     )]
     read_model: Option<String>,
+    /// With --read-model naming a read model the service keeps of another service's stream
+    /// (authorization's auth-tms, auth-ki): that service's log, its MPOS_DATABASE_URL (with
+    /// --data-dir, found there).
+    #[arg(long, value_name = "URL", requires = "read_model")]
+    source_database: Option<String>,
     /// Only this tenant's events.
     #[arg(long, value_name = "TENANT")]
     tenant: Option<String>,
@@ -167,6 +172,31 @@ pub(crate) fn run(args: &ReplayArgs) -> Result<Value> {
             ));
         }
         let url = args.log.url()?;
+        let feeds = crate::read_models::feeds_of(&args.log.service);
+        if let Some((_, followed)) = feeds.iter().find(|(projection, _)| projection == name) {
+            let source = match (&args.source_database, args.log.data_dir()) {
+                (Some(source), _) => source.clone(),
+                (None, Some(dir)) => crate::audit::embedded_log(dir, followed).map_err(|path| {
+                    CliError::bad_request(format!(
+                        "--data-dir {}: no log of {followed} ({} does not exist)",
+                        dir.display(),
+                        path.display()
+                    ))
+                })?,
+                (None, None) => {
+                    return Err(CliError::bad_request(format!(
+                        "--source-database: {name} follows {followed}; name its log"
+                    )));
+                }
+            };
+            return runtime()?.block_on(crate::read_models::run_feed(
+                &url,
+                &source,
+                &args.log.service,
+                name,
+                args.output.as_deref(),
+            ));
+        }
         return runtime()?.block_on(crate::read_models::run(
             &url,
             &args.log.service,

@@ -167,3 +167,38 @@ impl Follower for RoutingFollower {
         Ok(())
     }
 }
+
+/// The feeds whose read models a replay can rebuild from the followed log alone: their
+/// followers change nothing but their documents (`auth-routing` concludes payments: not one
+/// of them).
+pub const REPLAYABLE_FEEDS: [FeedNames; 2] = [TMS_FEED, KI_FEED];
+
+/// Runs one of [`REPLAYABLE_FEEDS`] (by its projection's name) over `source` into `store`,
+/// with the same follower as the service, until `cancel`: a fresh copy of the feed's read
+/// model for `mposctl replay --read-model`. Any other name does nothing.
+pub async fn run_replayable(
+    store: mpos_es::EventStore,
+    projection: &str,
+    source: mpos_feed::follow::FeedSource,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let cache = Arc::new(FactsCache::default());
+    if projection == TMS_FEED.projection {
+        let follower = TmsFollower {
+            tms: TmsView::new(
+                store.clone(),
+                device_identity::TrustStore::new(),
+                TMS_FEED.projection,
+            ),
+            estate: EstateView::new(store.clone(), TMS_FEED.projection),
+            cache,
+        };
+        mpos_feed::follow::run(store, TMS_FEED, source, Arc::new(follower), cancel).await;
+    } else if projection == KI_FEED.projection {
+        let follower = KeyFollower {
+            keys: KeyView::new(store.clone(), KI_FEED.projection),
+            cache,
+        };
+        mpos_feed::follow::run(store, KI_FEED, source, Arc::new(follower), cancel).await;
+    }
+}
