@@ -622,14 +622,7 @@ impl Fixture {
 
 /// Deletes the run's JetStream stream (the key registry's events went there).
 async fn cleanup(base: &str, namespace: &str) {
-    let hosts = base
-        .split_once("://")
-        .map_or(base, |(_, rest)| rest)
-        .split('?')
-        .next()
-        .unwrap_or_default()
-        .trim_end_matches('/')
-        .to_owned();
+    let hosts = crate::hosts_of(base);
     let addresses: Vec<String> = hosts
         .split(',')
         .map(|host| format!("nats://{host}"))

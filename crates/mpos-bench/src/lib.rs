@@ -66,6 +66,17 @@ impl Urls {
 }
 
 /// A fresh name with a random suffix (schemas, namespaces, services).
+/// The `host:port[,host:port]` of a broker URL, without scheme, path or query.
+pub(crate) fn hosts_of(url: &str) -> String {
+    url.split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_owned()
+}
+
 pub(crate) fn unique(prefix: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
     format!("{prefix}_{}", &id[..12])

@@ -526,14 +526,7 @@ async fn cleanup(
     namespace: &str,
     services: &[String],
 ) -> anyhow::Result<()> {
-    let hosts = base
-        .split_once("://")
-        .map_or(base, |(_, rest)| rest)
-        .split('?')
-        .next()
-        .unwrap_or_default()
-        .trim_end_matches('/')
-        .to_owned();
+    let hosts = crate::hosts_of(base);
     match kind {
         BusKind::Nats => {
             let addresses: Vec<String> = hosts

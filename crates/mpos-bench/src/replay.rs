@@ -18,7 +18,7 @@ use sqlx::Row;
 use crate::Urls;
 use crate::backend::{self, Backend, Opened};
 use crate::data::{AGGREGATE_TYPE, BenchEvent, Generator};
-use crate::stats::{median, rate};
+use crate::stats::rate;
 
 /// The page size of `ProjectionRunner::catch_up` (crates/mpos-es/src/projection.rs).
 const PAGE: u32 = 5_000;
@@ -80,13 +80,7 @@ pub struct ReplayResult {
 impl ReplayResult {
     /// Median of the per-repetition rebuild/read_after ratios.
     pub fn ratio(&self) -> f64 {
-        let ratios: Vec<f64> = self
-            .rebuild
-            .iter()
-            .zip(&self.read_after)
-            .map(|(rebuild, read)| rebuild / read)
-            .collect();
-        median(&ratios)
+        crate::stats::median_ratio(&self.rebuild, &self.read_after)
     }
 }
 
@@ -144,16 +138,7 @@ async fn run_backend(
     backend: Backend,
     opened: &Opened,
 ) -> anyhow::Result<ReplayResult> {
-    let mut generator = Generator::new("tenant", config.aggregates);
-    let mut seeded = 0;
-    while seeded < config.events {
-        let count = SEED_BATCH.min(config.events - seeded);
-        let events = (0..count)
-            .flat_map(|_| generator.batch("acme", 1))
-            .collect();
-        opened.store.append(events, None).await?;
-        seeded += count;
-    }
+    seed(config, opened).await?;
     eprintln!("replay: {backend}: rebuilding …");
     let runner = ProjectionRunner::new(opened.store.clone(), LatestNames);
     // Warm-up: one unmeasured pass of each (page cache, statement caches).
@@ -217,6 +202,21 @@ async fn run_backend(
         config.aggregates
     );
     Ok(result)
+}
+
+/// Appends `config.events` events over `config.aggregates` aggregates.
+async fn seed(config: &ReplayConfig, opened: &Opened) -> anyhow::Result<()> {
+    let mut generator = Generator::new("tenant", config.aggregates);
+    let mut seeded = 0;
+    while seeded < config.events {
+        let count = SEED_BATCH.min(config.events - seeded);
+        let events = (0..count)
+            .flat_map(|_| generator.batch("acme", 1))
+            .collect();
+        opened.store.append(events, None).await?;
+        seeded += count;
+    }
+    Ok(())
 }
 
 /// A fresh copy of the read model, replayed in memory from the log read in pages; the events
@@ -289,13 +289,7 @@ pub struct KafkaReplayResult {
 impl KafkaReplayResult {
     /// Median of the per-repetition fresh copy/raw consume ratios.
     pub fn ratio(&self) -> f64 {
-        let ratios: Vec<f64> = self
-            .fresh_copy
-            .iter()
-            .zip(&self.raw_consume)
-            .map(|(copy, raw)| copy / raw)
-            .collect();
-        median(&ratios)
+        crate::stats::median_ratio(&self.fresh_copy, &self.raw_consume)
     }
 }
 
@@ -328,16 +322,7 @@ async fn run_kafka_on(
     opened: &Opened,
     namespace: &str,
 ) -> anyhow::Result<KafkaReplayResult> {
-    let mut generator = Generator::new("tenant", config.aggregates);
-    let mut seeded = 0;
-    while seeded < config.events {
-        let count = SEED_BATCH.min(config.events - seeded);
-        let events = (0..count)
-            .flat_map(|_| generator.batch("acme", 1))
-            .collect();
-        opened.store.append(events, None).await?;
-        seeded += count;
-    }
+    seed(config, opened).await?;
     let bus = mpos_bus::connect(&crate::with_param(&urls.kafka, "namespace", namespace)).await?;
     let relay = mpos_es::OutboxRelay::new(
         opened.store.clone(),
@@ -353,14 +338,7 @@ async fn run_kafka_on(
         published += sent;
     }
     let topic = mpos_bus::kafka_topic(Some(namespace), KAFKA_SERVICE);
-    let bootstrap = urls
-        .kafka
-        .split_once("://")
-        .map_or(urls.kafka.as_str(), |(_, rest)| rest)
-        .split('?')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let bootstrap = crate::hosts_of(&urls.kafka);
     // The live read model, for the copy to equal.
     let runner = ProjectionRunner::new(opened.store.clone(), LatestNames);
     runner.rebuild().await?;
@@ -477,13 +455,7 @@ async fn raw_consume(bootstrap: &str, topic: &str, events: usize) -> anyhow::Res
 async fn delete_topic(kafka: &str, namespace: &str) -> anyhow::Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions};
     use rdkafka::client::DefaultClientContext;
-    let bootstrap = kafka
-        .split_once("://")
-        .map_or(kafka, |(_, rest)| rest)
-        .split('?')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let bootstrap = crate::hosts_of(kafka);
     let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .create()?;

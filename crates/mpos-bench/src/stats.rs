@@ -15,6 +15,16 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// The median of the per-repetition ratios `figures[i] / floors[i]`.
+pub fn median_ratio(figures: &[f64], floors: &[f64]) -> f64 {
+    let ratios: Vec<f64> = figures
+        .iter()
+        .zip(floors)
+        .map(|(figure, floor)| figure / floor)
+        .collect();
+    median(&ratios)
+}
+
 /// Smallest and largest value; NaN if empty.
 pub fn min_max(values: &[f64]) -> (f64, f64) {
     values.iter().fold((f64::NAN, f64::NAN), |(low, high), &v| {

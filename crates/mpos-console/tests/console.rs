@@ -67,6 +67,15 @@ fn console() -> Console {
     Console::new(OperatorAuth::new(&SecretString::from(OPERATOR.to_owned()))).expect("console")
 }
 
+/// The JSON answer of `GET url`, with `bearer` if given.
+async fn get_json(client: &reqwest::Client, url: &str, bearer: Option<&str>) -> Value {
+    let mut request = client.get(url);
+    if let Some(bearer) = bearer {
+        request = request.bearer_auth(bearer);
+    }
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 /// A port nothing listens on.
 fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -145,14 +154,7 @@ async fn calls_are_forwarded_to_the_service_api_and_nowhere_else() {
     let base = serve(console).await;
     let client = reqwest::Client::new();
 
-    let config: Value = client
-        .get(format!("{base}/console/api/config"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let config = get_json(&client, &format!("{base}/console/api/config"), None).await;
     assert_eq!(
         config,
         json!({"services": ["authorization", "routing"], "audit": false})
@@ -416,28 +418,16 @@ async fn the_binary_serves_the_console_in_front_of_a_deployment() {
         .to_owned();
     let base = page.trim_end_matches("/console/").to_owned();
     let client = reqwest::Client::new();
-    let echoed: Value = client
-        .get(format!(
-            "{base}/console/api/svc/routing/v1/tenants/acme/acquirers"
-        ))
-        .bearer_auth("mpk_key")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echoed = get_json(
+        &client,
+        &format!("{base}/console/api/svc/routing/v1/tenants/acme/acquirers"),
+        Some("mpk_key"),
+    )
+    .await;
     assert_eq!(echoed["path"], "/v1/tenants/acme/acquirers");
     assert_eq!(echoed["authorization"], "Bearer mpk_key");
     // No audit logs given: verification is not offered.
-    let config: Value = client
-        .get(format!("{base}/console/api/config"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let config = get_json(&client, &format!("{base}/console/api/config"), None).await;
     assert_eq!(config, json!({"services": ["routing"], "audit": false}));
     let _ = child.kill();
     let _ = child.wait();
