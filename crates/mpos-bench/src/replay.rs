@@ -75,6 +75,9 @@ pub struct ReplayResult {
     pub read_after: Vec<f64>,
     /// Floor: raw `SELECT` pages, not decoded.
     pub raw_select: Vec<f64>,
+    /// `read_after` pages of two halves of the log on two connections at once: what a
+    /// verification split into windows could read at most.
+    pub read_two_windows: Vec<f64>,
 }
 
 impl ReplayResult {
@@ -155,6 +158,7 @@ async fn run_backend(
         verify: Vec::new(),
         read_after: Vec::new(),
         raw_select: Vec::new(),
+        read_two_windows: Vec::new(),
     };
     for _ in 0..config.repetitions {
         let start = Instant::now();
@@ -190,6 +194,17 @@ async fn run_backend(
         let start = Instant::now();
         let read = raw_select_all(opened).await?;
         result.raw_select.push(rate(read, start.elapsed()));
+
+        let start = Instant::now();
+        let half = u64::try_from(config.events / 2)?;
+        let last = u64::try_from(config.events)?;
+        let (first, second) = tokio::try_join!(
+            read_window(opened, 0, half),
+            read_window(opened, half, last)
+        )?;
+        result
+            .read_two_windows
+            .push(rate(first + second, start.elapsed()));
     }
     let documents = opened
         .store
@@ -226,6 +241,20 @@ async fn fresh_copy(opened: &Opened) -> anyhow::Result<usize> {
     let mut copy = mpos_es::Replayed::new(LatestNames);
     let read = read_pages(opened, |events| Ok(copy.apply(events)?)).await?;
     anyhow::ensure!(!copy.documents()?.is_empty(), "the fresh copy is empty");
+    Ok(read)
+}
+
+/// Reads the events after `from` up to `to` in pages of [`PAGE`]; the events read.
+async fn read_window(opened: &Opened, from: u64, to: u64) -> anyhow::Result<usize> {
+    let mut position = from;
+    let mut read = 0;
+    while position < to {
+        let limit = u32::try_from((to - position).min(u64::from(PAGE)))?;
+        let events = opened.store.read_after(position, limit).await?;
+        let Some(last) = events.last() else { break };
+        position = last.global_position;
+        read += events.len();
+    }
     Ok(read)
 }
 

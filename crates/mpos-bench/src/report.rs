@@ -170,7 +170,11 @@ impl Report {
                     thousands(result.events as f64)
                 ),
                 figure: rate_with_range(&result.verify),
-                floor: format!("read_after {}", rate_with_range(&result.read_after)),
+                floor: format!(
+                    "read_after {}; two windows on two connections at once {} ev/s",
+                    rate_with_range(&result.read_after),
+                    thousands(median(&result.read_two_windows))
+                ),
                 ratio: format!("{:.2}", verified / read),
                 goal: format!("≥ {} ev/s", thousands(VERIFY_RATE_GOAL)),
                 verdict: verdict(verified >= VERIFY_RATE_GOAL),
