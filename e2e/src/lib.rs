@@ -422,6 +422,16 @@ pub fn chip(
     (payment, emv_card)
 }
 
+/// [`sim_rules`] for every test card of the terminal simulator: PIN against the PVV, ARQC
+/// verified, ARPC answered.
+pub fn test_card_rules() -> String {
+    let cards: Vec<(Pan, String)> = terminal_sim::card::test_cards()
+        .iter()
+        .map(|card| (card.pan().clone(), pvv(card)))
+        .collect();
+    sim_rules(&cards)
+}
+
 /// The Visa PVV (PVKI 1) of `card`'s PIN under [`PVK`].
 pub fn pvv(card: &TestCard) -> String {
     let pvk = SecretBytes::from_hex("pvk", PVK).expect("pvk");

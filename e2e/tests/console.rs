@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use mpos_e2e::{Backends, OPERATOR_TOKEN, Platform, TENANT, chip, sim_rules, visa};
+use mpos_e2e::{Backends, OPERATOR_TOKEN, Platform, TENANT, chip, test_card_rules, visa};
 use serde_json::{Value, json};
 use terminal_sim::emv::CardDecision;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -28,11 +28,6 @@ fn workspace() -> PathBuf {
         .parent()
         .expect("workspace")
         .to_owned()
-}
-
-fn sim_rules_for_visa() -> String {
-    let card = visa();
-    sim_rules(&[(card.pan().clone(), mpos_e2e::pvv(&card))])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,7 +48,7 @@ async fn an_operator_walks_through_the_console_in_chromium() {
     let _ = std::fs::remove_dir_all(&screenshots);
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let platform = Platform::start(Backends::sqlite(dir.path()), &sim_rules_for_visa()).await;
+    let platform = Platform::start(Backends::sqlite(dir.path()), &test_card_rules()).await;
     let mut terminal = platform.provision().await;
     let terminal_id = terminal.terminal_id().to_owned();
     // A SoftPOS phone attested, so the dashboard has something to chart.

@@ -145,11 +145,7 @@ where
 }
 
 fn sim_rules() -> String {
-    let cards: Vec<_> = test_cards()
-        .iter()
-        .map(|card| (card.pan().clone(), mpos_e2e::pvv(card)))
-        .collect();
-    mpos_e2e::sim_rules(&cards)
+    mpos_e2e::test_card_rules()
 }
 
 /// Approved: chip and PIN, the ARQC verified by the issuer through the hsm-proxy, the ARPC

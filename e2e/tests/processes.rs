@@ -36,11 +36,7 @@ fn chip(card: &TestCard, key: &str, amount: u64, atc: u16) -> (Payment, EmvCard)
 
 /// The full rules of the in-process test: PIN against the PVV, ARQC verified, ARPC answered.
 fn checking_rules() -> String {
-    let cards: Vec<_> = test_cards()
-        .iter()
-        .map(|card| (card.pan().clone(), mpos_e2e::pvv(card)))
-        .collect();
-    mpos_e2e::sim_rules(&cards)
+    mpos_e2e::test_card_rules()
 }
 
 /// Every PAN and track 2 of the test cards must be absent from every process's log.

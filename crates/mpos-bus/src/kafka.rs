@@ -334,11 +334,8 @@ impl EventPublisher for KafkaBus {
                 ));
             }
         }
-        let mut created = HashSet::new();
         for (_, topic) in &routes {
-            if created.insert(topic.clone()) {
-                self.ensure(topic.clone()).await?;
-            }
+            self.ensure(topic.clone()).await?;
         }
         let mut pending = VecDeque::with_capacity(routes.len());
         for (envelope, topic) in &routes {

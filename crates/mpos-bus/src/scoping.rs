@@ -52,6 +52,22 @@ pub fn tenant_inbox_prefix(tenant_id: &str) -> String {
     format!("_INBOX_{}", tenant_token(tenant_id))
 }
 
+/// A tenant id as terminal-management allows them: lowercase letters, digits and `-` (never
+/// `_`, which separates it from a consumer's name, nor a subject wildcard).
+fn check_tenant(tenant_id: &str) -> Result<(), BusError> {
+    let valid = !tenant_id.is_empty()
+        && tenant_id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(BusError::Rejected(ServiceError::bad_request(format!(
+            "tenant {tenant_id:?}: lowercase letters, digits and '-' only"
+        ))))
+    }
+}
+
 /// The permissions of `tenant_id`'s integrator user over the event streams of `services`,
 /// with its durable consumers `names` (each becomes [`tenant_consumer_name`]), in the
 /// deployment's `namespace`. A tenant id is lowercase letters, digits and `-`; a name ASCII
@@ -62,16 +78,7 @@ pub fn nats_tenant_permissions(
     services: &[&str],
     names: &[&str],
 ) -> Result<NatsPermissions, BusError> {
-    let refuse = |message: String| Err(BusError::Rejected(ServiceError::bad_request(message)));
-    let tenant_ok = !tenant_id.is_empty()
-        && tenant_id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !tenant_ok {
-        return refuse(format!(
-            "tenant {tenant_id:?}: lowercase letters, digits and '-' only"
-        ));
-    }
+    check_tenant(tenant_id)?;
     for name in names {
         crate::validate_durable_name(name)?;
     }
@@ -125,7 +132,7 @@ pub fn kafka_tenant_acls(
     tenant_id: &str,
     services: &[&str],
 ) -> Result<Vec<KafkaAcl>, BusError> {
-    nats_tenant_permissions(namespace, tenant_id, &[], &[])?;
+    check_tenant(tenant_id)?;
     let mut acls: Vec<KafkaAcl> = services
         .iter()
         .map(|service| KafkaAcl {

@@ -2,8 +2,7 @@
 //! `mposctl audit verify` checks it (`mpos_es::verify`: the hash chain, each aggregate's
 //! sequence, the head row and the signed checkpoints), for the platform operator only.
 
-use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use ed25519_dalek::VerifyingKey;
 use mpos_errors::ServiceError;
@@ -69,12 +68,13 @@ impl AuditLogs {
 }
 
 /// The handler: the platform operator's bearer token, then [`AuditLogs::verify`].
-pub(crate) async fn verify(State(console): State<Console>, headers: HeaderMap) -> Response {
+pub(crate) async fn verify(State(console): State<Console>, request: Request) -> Response {
+    // Owned before any await: the request's body is not `Sync`.
+    let presented = mpos_http::bearer_token(&request).map(str::to_owned);
+    drop(request);
     let result = async {
-        let presented = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
+        let presented = presented
+            .as_deref()
             .ok_or_else(|| ServiceError::unauthenticated("missing bearer token"))?;
         if !console.operator.accepts(presented) {
             return Err(ServiceError::forbidden(

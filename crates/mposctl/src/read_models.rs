@@ -20,7 +20,10 @@
 
 use std::io::Write;
 
-use mpos_es::{Document, EventCodec, EventStore, Replayed, ReplayedReadModel, digest_documents};
+use mpos_es::{
+    Document, EventCodec, EventStore, Replayed, ReplayedReadModel, StoredEvent, digest_documents,
+};
+use mpos_feed::follow::FeedNames;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -54,11 +57,12 @@ pub(crate) fn of(service: &str) -> Vec<Box<dyn ReplayedReadModel>> {
     }
 }
 
-/// The codec of a service that keeps read models: its events from a broker back into the
+/// A service's event codec: its events from a broker, or a followed log, back into the
 /// log's form.
 fn codec_of(service: &str) -> Option<EventCodec> {
     match service {
         "terminal-management" => Some(terminal_management::codec()),
+        "key-injection" => Some(key_injection::codec()),
         "attestation" => Some(attestation::codec()),
         "routing" => Some(routing::codec()),
         "authorization" => Some(authorization::codec()),
@@ -66,24 +70,11 @@ fn codec_of(service: &str) -> Option<EventCodec> {
     }
 }
 
-/// The read models `service` keeps of another service's stream that a replay can rebuild,
-/// and the service each follows.
-pub(crate) fn feeds_of(service: &str) -> Vec<(&'static str, &'static str)> {
+/// The read models `service` keeps of another service's stream that a replay can rebuild.
+pub(crate) fn feeds_of(service: &str) -> &'static [FeedNames] {
     match service {
-        "authorization" => authorization::feeds::REPLAYABLE_FEEDS
-            .iter()
-            .map(|feed| (feed.projection, feed.source))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// The codec of a followed service.
-fn followed_codec(service: &str) -> Option<EventCodec> {
-    match service {
-        "terminal-management" => Some(terminal_management::codec()),
-        "key-injection" => Some(key_injection::codec()),
-        _ => None,
+        "authorization" => &authorization::feeds::REPLAYABLE_FEEDS,
+        _ => &[],
     }
 }
 
@@ -120,7 +111,7 @@ async fn still(
     )))
 }
 
-/// Replays the read model `name` that `service` keeps of another service's stream: the
+/// Replays the read model of `feed` that `service` keeps of another service's stream: the
 /// followed log at `source_url`, up to the live read model's checkpoint, is copied into a
 /// scratch log and followed by the service's own follower into a scratch store; both
 /// digests, as for the service's own read models.
@@ -128,30 +119,14 @@ pub(crate) async fn run_feed(
     url: &str,
     source_url: &str,
     service: &str,
-    name: &str,
+    feed: &FeedNames,
     output: Option<&std::path::Path>,
 ) -> Result<Value> {
-    let Some((projection, followed)) = feeds_of(service)
-        .into_iter()
-        .find(|(projection, _)| *projection == name)
-    else {
-        return Err(CliError::not_found(format!(
-            "{service} has no replayable read model {name} of another service's stream"
-        )));
-    };
-    let Some(feed) = authorization::feeds::REPLAYABLE_FEEDS
-        .iter()
-        .find(|feed| feed.projection == projection)
-    else {
-        return Err(CliError::not_found(format!("{service}: no feed {name}")));
-    };
-    let codec = followed_codec(followed).ok_or_else(|| {
+    let (projection, followed) = (feed.projection, feed.source);
+    let codec = codec_of(followed).ok_or_else(|| {
         CliError::failed(format!("{service}: no codec for the followed {followed}"))
     })?;
-    let mut file = match output {
-        Some(path) => Some(create(path)?),
-        None => None,
-    };
+    let mut copies = output.map(Copies::create).transpose()?;
     let failed =
         |what: &str, error: mpos_es::StoreError| CliError::unavailable(format!("{what}: {error}"));
     let live_store = EventStore::connect(url, service)
@@ -225,7 +200,7 @@ pub(crate) async fn run_feed(
             }
             if std::time::Instant::now() > deadline {
                 break Err(CliError::failed(format!(
-                    "{name}: the replay stopped at {reached} of {position}"
+                    "{projection}: the replay stopped at {reached} of {position}"
                 )));
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -255,7 +230,7 @@ pub(crate) async fn run_feed(
         "source": "log",
         "events_read": read,
         "read_models": [{
-            "name": name,
+            "name": projection,
             "follows": followed,
             "position": position,
             "live": {"documents": live.len(), "digest": live_digest},
@@ -263,27 +238,15 @@ pub(crate) async fn run_feed(
             "identical": identical,
         }],
     });
-    if let (Some(file), Some(path)) = (file.as_mut(), output) {
-        let mut digest = Sha256::new();
-        for document in &replayed {
-            let mut line = document_line(name, document).to_string();
-            line.push('\n');
-            file.write_all(line.as_bytes()).map_err(|error| {
-                CliError::failed(format!("{}: cannot write ({error})", path.display()))
-            })?;
-            digest.update(line.as_bytes());
-        }
-        file.flush().map_err(|error| {
-            CliError::failed(format!("{}: cannot write ({error})", path.display()))
-        })?;
-        summary["output"] = json!(path.display().to_string());
-        summary["sha256"] = json!(hex::encode(digest.finalize()));
+    if let Some(mut copies) = copies.take() {
+        copies.write(projection, &replayed)?;
+        copies.finish(&mut summary)?;
     }
     if identical {
         Ok(summary)
     } else {
         Err(CliError::verification_failed(
-            format!("{service}: {name} differs from its replay"),
+            format!("{service}: {projection} differs from its replay"),
             summary,
         ))
     }
@@ -326,17 +289,14 @@ pub(crate) async fn run(
     output: Option<&std::path::Path>,
 ) -> Result<Value> {
     let models = select(service, name)?;
-    let file = match output {
-        Some(path) => Some(create(path)?),
-        None => None,
-    };
+    let copies = output.map(Copies::create).transpose()?;
     let store = EventStore::connect(url, service)
         .await
         .map_err(|error| CliError::unavailable(format!("{service}: {error}")))?;
     let result = compare(&store, service, models).await;
     store.close().await;
     let (compared, read) = result?;
-    report(service, &compared, read, true, file, output, json!("log"))
+    report(service, &compared, read, true, copies, json!("log"))
 }
 
 /// Replays `name` (or `all`) of `service`'s read models from its stream on the broker at
@@ -356,10 +316,7 @@ pub(crate) async fn run_from_bus(
             "{service} keeps no read model of its own log"
         )));
     };
-    let file = match output {
-        Some(path) => Some(create(path)?),
-        None => None,
-    };
+    let copies = output.map(Copies::create).transpose()?;
     let mut compared = match log {
         Some(url) => {
             let store = EventStore::connect(url, service)
@@ -384,8 +341,7 @@ pub(crate) async fn run_from_bus(
         &compared,
         read,
         log.is_some(),
-        file,
-        output,
+        copies,
         json!("bus"),
     );
     if let Ok(summary) = summary.as_mut() {
@@ -439,16 +395,7 @@ async fn fold_from_bus(
                     delivery.envelope.global_position
                 ))
             })?;
-        let released = order.push(event);
-        for model in compared.iter_mut() {
-            let upto = released.partition_point(|event| event.global_position <= model.position);
-            if let Some(events) = released.get(..upto).filter(|events| !events.is_empty()) {
-                model
-                    .copy
-                    .apply(events)
-                    .map_err(|error| CliError::failed(format!("{}: {error}", model.copy.name())))?;
-            }
-        }
+        apply_each(compared, &order.push(event))?;
     }
     // Without the log, the end of the stream is the target; with it, every position up to
     // the live checkpoint must have come.
@@ -475,11 +422,9 @@ fn report(
     compared: &[Compared],
     read: u64,
     compare: bool,
-    mut file: Option<std::io::BufWriter<std::fs::File>>,
-    output: Option<&std::path::Path>,
+    mut copies: Option<Copies>,
     source: Value,
 ) -> Result<Value> {
-    let mut digest = Sha256::new();
     let mut reports = Vec::new();
     let mut differing = Vec::new();
     for model in compared {
@@ -492,15 +437,8 @@ fn report(
         if compare && !identical {
             differing.push(model.copy.name());
         }
-        if let (Some(file), Some(path)) = (file.as_mut(), output) {
-            for document in &fresh {
-                let mut line = document_line(model.copy.name(), document).to_string();
-                line.push('\n');
-                file.write_all(line.as_bytes()).map_err(|error| {
-                    CliError::failed(format!("{}: cannot write ({error})", path.display()))
-                })?;
-                digest.update(line.as_bytes());
-            }
+        if let Some(copies) = copies.as_mut() {
+            copies.write(model.copy.name(), &fresh)?;
         }
         reports.push(if compare {
             json!({
@@ -523,12 +461,8 @@ fn report(
         "events_read": read,
         "read_models": reports,
     });
-    if let (Some(file), Some(path)) = (file.as_mut(), output) {
-        file.flush().map_err(|error| {
-            CliError::failed(format!("{}: cannot write ({error})", path.display()))
-        })?;
-        summary["output"] = json!(path.display().to_string());
-        summary["sha256"] = json!(hex::encode(digest.finalize()));
+    if let Some(copies) = copies {
+        copies.finish(&mut summary)?;
     }
     if differing.is_empty() {
         Ok(summary)
@@ -597,31 +531,78 @@ async fn fold_from_log(
         let Some(end) = page.last() else { break };
         position = end.global_position;
         read += u64::try_from(page.len()).unwrap_or(u64::MAX);
-        for model in compared.iter_mut() {
-            let upto = page.partition_point(|event| event.global_position <= model.position);
-            if let Some(events) = page.get(..upto).filter(|events| !events.is_empty()) {
-                model
-                    .copy
-                    .apply(events)
-                    .map_err(|error| CliError::failed(format!("{}: {error}", model.copy.name())))?;
-            }
-        }
+        apply_each(compared, &page)?;
     }
     Ok(read)
 }
 
-fn create(path: &std::path::Path) -> Result<std::io::BufWriter<std::fs::File>> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map(std::io::BufWriter::new)
-        .map_err(|error| {
-            CliError::bad_request(format!(
-                "--output {}: cannot create it ({error})",
-                path.display()
-            ))
+/// Applies `events` (in log order) to each copy, up to that copy's position.
+fn apply_each(compared: &mut [Compared], events: &[StoredEvent]) -> Result<()> {
+    for model in compared.iter_mut() {
+        let upto = events.partition_point(|event| event.global_position <= model.position);
+        if let Some(events) = events.get(..upto).filter(|events| !events.is_empty()) {
+            model
+                .copy
+                .apply(events)
+                .map_err(|error| CliError::failed(format!("{}: {error}", model.copy.name())))?;
+        }
+    }
+    Ok(())
+}
+
+/// The fresh copies' documents written to `--output` as JSON lines, with the file's SHA-256.
+struct Copies {
+    file: std::io::BufWriter<std::fs::File>,
+    path: std::path::PathBuf,
+    digest: Sha256,
+}
+
+impl Copies {
+    /// Creates the file (an existing one is refused).
+    fn create(path: &std::path::Path) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|error| {
+                CliError::bad_request(format!(
+                    "--output {}: cannot create it ({error})",
+                    path.display()
+                ))
+            })?;
+        Ok(Self {
+            file: std::io::BufWriter::new(file),
+            path: path.to_owned(),
+            digest: Sha256::new(),
         })
+    }
+
+    fn cannot_write(&self, error: &std::io::Error) -> CliError {
+        CliError::failed(format!("{}: cannot write ({error})", self.path.display()))
+    }
+
+    /// Writes one read model's documents, a line each.
+    fn write(&mut self, read_model: &str, documents: &[Document]) -> Result<()> {
+        for document in documents {
+            let mut line = document_line(read_model, document).to_string();
+            line.push('\n');
+            self.file
+                .write_all(line.as_bytes())
+                .map_err(|error| self.cannot_write(&error))?;
+            self.digest.update(line.as_bytes());
+        }
+        Ok(())
+    }
+
+    /// Flushes the file and names it, with its SHA-256, in `summary`.
+    fn finish(mut self, summary: &mut Value) -> Result<()> {
+        self.file
+            .flush()
+            .map_err(|error| self.cannot_write(&error))?;
+        summary["output"] = json!(self.path.display().to_string());
+        summary["sha256"] = json!(hex::encode(self.digest.finalize()));
+        Ok(())
+    }
 }
 
 /// One document of a fresh copy as a line of the output file.

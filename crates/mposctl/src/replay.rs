@@ -173,7 +173,8 @@ pub(crate) fn run(args: &ReplayArgs) -> Result<Value> {
         }
         let url = args.log.url()?;
         let feeds = crate::read_models::feeds_of(&args.log.service);
-        if let Some((_, followed)) = feeds.iter().find(|(projection, _)| projection == name) {
+        if let Some(feed) = feeds.iter().find(|feed| feed.projection == name) {
+            let followed = feed.source;
             let source = match (&args.source_database, args.log.data_dir()) {
                 (Some(source), _) => source.clone(),
                 (None, Some(dir)) => crate::audit::embedded_log(dir, followed).map_err(|path| {
@@ -193,7 +194,7 @@ pub(crate) fn run(args: &ReplayArgs) -> Result<Value> {
                 &url,
                 &source,
                 &args.log.service,
-                name,
+                feed,
                 args.output.as_deref(),
             ));
         }
