@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes the parsers of every crate that has a cargo-fuzz directory (crates/*/fuzz: today
-# paycrypto, payshield, device-identity, tms-params, android-attestation, iso8583 and mpos-seal): runs each target for a number of seconds and fails if any crashed
+# paycrypto, payshield, device-identity, tms-params, android-attestation, iso8583, mpos-seal and pg-copy): runs each target for a number of seconds and fails if any crashed
 # (panic, abort, timeout, OOM).
 #
 #   infra/fuzz.sh [SECONDS] [TARGET...]     # default: 30 seconds, every target of every crate
@@ -65,6 +65,10 @@
 # <crate>/fuzz/seeds/<target>; the growing corpus (fuzz/corpus) and crash artifacts
 # (fuzz/artifacts) are git-ignored.
 #
+# pg-copy targets (crates/pg-copy/fuzz/fuzz_targets):
+#   pg_copy_decode        pg_copy::Decoder over arbitrary streams (bare and behind a valid
+#                         header) and chunkings; rows have the column count, typed reads never
+#                         panic, and the chunking changes neither the rows nor the outcome
 # TODO (parsers that do not exist in the crate yet; add a target when they land):
 #   - TR-34: a fuzz target that reaches the key block parser behind a valid signature (it
 #     needs a harness that signs fuzzed EnvelopedData with a test KDH key; the Annex B seeds
