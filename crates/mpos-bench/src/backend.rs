@@ -117,6 +117,18 @@ pub(crate) async fn open(
 }
 
 impl Opened {
+    /// PostgreSQL: a URL of the store's database and schema for a native connection.
+    pub(crate) fn postgres_url(&self) -> Option<String> {
+        match &self.cleanup {
+            Cleanup::Postgres { base, schema } => Some(crate::with_param(
+                base,
+                "options",
+                &format!("-c%20search_path%3D{schema}"),
+            )),
+            Cleanup::Sqlite(_) => None,
+        }
+    }
+
     /// Creates [`RAW_TABLE`] with the columns, keys and indexes of `es_events`.
     pub(crate) async fn create_raw_table(&self) -> anyhow::Result<()> {
         match &self.cleanup {

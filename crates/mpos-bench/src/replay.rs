@@ -7,13 +7,17 @@
 //! Floors, measured in the same run on the same database:
 //! * `read_after`: `EventStore::read_after` in pages of 5,000 (the page size the projection
 //!   runner uses), decoding every row into a `StoredEvent` — the rebuild's own read path;
-//! * raw `SELECT`: the same query through a raw sqlx `Any` pool, rows fetched but not decoded.
+//! * raw `SELECT`: the same query through a raw sqlx `Any` pool, rows fetched but not decoded;
+//! * `verify`'s own read: `mpos_es::EventRange` over the whole log (on PostgreSQL one binary
+//!   `COPY`), every event decoded, nothing checked;
+//! * raw `COPY` (PostgreSQL): the same `COPY` on a native connection, rows framed but not
+//!   decoded — what the server sends at most on one connection.
 
 use std::time::Instant;
 
 use mpos_es::{Projection, ProjectionRunner, StoreError, StoredEvent};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use sqlx::{Connection as _, Row};
 
 use crate::Urls;
 use crate::backend::{self, Backend, Opened};
@@ -75,9 +79,13 @@ pub struct ReplayResult {
     pub read_after: Vec<f64>,
     /// Floor: raw `SELECT` pages, not decoded.
     pub raw_select: Vec<f64>,
-    /// `read_after` pages of two halves of the log on two connections at once: what a
-    /// verification split into windows could read at most.
-    pub read_two_windows: Vec<f64>,
+    /// Floor of `verify`: its own read, `mpos_es::EventRange` over the whole log, every
+    /// event decoded and handed over, nothing checked.
+    pub read_range: Vec<f64>,
+    /// PostgreSQL: the server's `COPY ... (FORMAT binary)` of the whole log on a native
+    /// connection, rows framed but no value decoded (what the database sends at most on
+    /// one connection). Empty on SQLite.
+    pub raw_copy: Vec<f64>,
 }
 
 impl ReplayResult {
@@ -158,7 +166,8 @@ async fn run_backend(
         verify: Vec::new(),
         read_after: Vec::new(),
         raw_select: Vec::new(),
-        read_two_windows: Vec::new(),
+        read_range: Vec::new(),
+        raw_copy: Vec::new(),
     };
     for _ in 0..config.repetitions {
         let start = Instant::now();
@@ -196,15 +205,18 @@ async fn run_backend(
         result.raw_select.push(rate(read, start.elapsed()));
 
         let start = Instant::now();
-        let half = u64::try_from(config.events / 2)?;
-        let last = u64::try_from(config.events)?;
-        let (first, second) = tokio::try_join!(
-            read_window(opened, 0, half),
-            read_window(opened, half, last)
-        )?;
-        result
-            .read_two_windows
-            .push(rate(first + second, start.elapsed()));
+        let read = read_range(opened).await?;
+        result.read_range.push(rate(read, start.elapsed()));
+        anyhow::ensure!(read == config.events, "the range read {read} events");
+
+        if let Some(url) = opened.postgres_url() {
+            let mut connection = sqlx::postgres::PgConnection::connect(&url).await?;
+            let start = Instant::now();
+            let read = raw_copy(&mut connection).await?;
+            result.raw_copy.push(rate(read, start.elapsed()));
+            anyhow::ensure!(read == config.events, "the raw COPY read {read} rows");
+            connection.close().await?;
+        }
     }
     let documents = opened
         .store
@@ -244,18 +256,36 @@ async fn fresh_copy(opened: &Opened) -> anyhow::Result<usize> {
     Ok(read)
 }
 
-/// Reads the events after `from` up to `to` in pages of [`PAGE`]; the events read.
-async fn read_window(opened: &Opened, from: u64, to: u64) -> anyhow::Result<usize> {
-    let mut position = from;
+/// The whole log through `EventRange`, as `verify` reads it; the events read.
+async fn read_range(opened: &Opened) -> anyhow::Result<usize> {
+    let mut range = mpos_es::EventRange::new(&opened.store, 1, u64::MAX);
     let mut read = 0;
-    while position < to {
-        let limit = u32::try_from((to - position).min(u64::from(PAGE)))?;
-        let events = opened.store.read_after(position, limit).await?;
-        let Some(last) = events.last() else { break };
-        position = last.global_position;
-        read += events.len();
+    while let Some(batch) = range.next_batch().await? {
+        read += batch.len();
     }
     Ok(read)
+}
+
+/// The whole log as the server's binary COPY, rows framed (counted) but not decoded.
+async fn raw_copy(connection: &mut sqlx::postgres::PgConnection) -> anyhow::Result<usize> {
+    use futures::StreamExt as _;
+    let mut stream = connection
+        .copy_out_raw(
+            "COPY (SELECT global_position, event_id, tenant_id, aggregate_type, aggregate_id, \
+             sequence, event_type, event_version, payload, metadata, occurred_at_us, \
+             previous_hash, hash FROM es_events ORDER BY global_position) TO STDOUT (FORMAT binary)",
+        )
+        .await?;
+    let mut decoder = pg_copy::Decoder::new(13);
+    let mut rows = 0;
+    while let Some(chunk) = stream.next().await {
+        decoder.push(&chunk?);
+        while decoder.next_row()?.is_some() {
+            rows += 1;
+        }
+    }
+    decoder.finish()?;
+    Ok(rows)
 }
 
 async fn read_all(opened: &Opened) -> anyhow::Result<usize> {

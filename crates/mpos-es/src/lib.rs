@@ -18,6 +18,7 @@ mod error;
 mod event;
 mod outbox;
 mod projection;
+mod range;
 mod repository;
 mod schema;
 mod session;
@@ -39,6 +40,7 @@ pub use outbox::{CHECKPOINT_EVERY, OutboxRelay, RelayError};
 pub use projection::{
     InOrder, Projection, ProjectionRunner, Replayed, ReplayedReadModel, digest_documents,
 };
+pub use range::EventRange;
 pub use repository::{EventRepository, to_serialized, upcast};
 pub use session::{Aggregates, Loaded, fold};
 pub use signer::ChainSigner;

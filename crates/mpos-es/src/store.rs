@@ -24,6 +24,9 @@ use crate::tail::{Horizon, Tail, TailRead};
 
 const EVENT_COLUMNS: &str = "global_position, event_id, tenant_id, aggregate_type, aggregate_id, sequence, \
      event_type, event_version, payload, metadata, occurred_at_us, previous_hash, hash";
+/// PostgreSQL connections for long ordered reads ([`crate::EventRange`]) per store, besides
+/// the pool: audits are rare and each holds one for its whole read.
+const LONG_READ_CONNECTIONS: u32 = 2;
 /// PostgreSQL connections per store unless the URL says `pool_size`: six services on one
 /// server stay well inside PostgreSQL's default `max_connections` of 100 (at 16 each, a
 /// loaded deployment ran out of server connections and payments failed after the pool's
@@ -105,6 +108,9 @@ struct Inner {
     sqlite_reader: Option<Arc<SqliteReader>>,
     /// SQLite: the native writer thread that group-commits every write.
     sqlite_writer: Option<SqliteWriter>,
+    /// PostgreSQL: native connections for long ordered reads streamed with `COPY` (an audit
+    /// of the whole log), opened when first needed ([`crate::EventRange`]).
+    long_reader: Option<sqlx::PgPool>,
     appended: Notify,
     /// The head this process saw last: lets an append skip the locking read when no other
     /// writer intervened (checked in the same statement that moves the head).
@@ -132,7 +138,7 @@ pub(crate) fn to_i64(value: u64) -> Result<i64, StoreError> {
         .map_err(|_| StoreError::Encoding(format!("{value} does not fit a signed 64-bit column")))
 }
 
-fn to_u64(value: i64) -> Result<u64, StoreError> {
+pub(crate) fn to_u64(value: i64) -> Result<u64, StoreError> {
     u64::try_from(value)
         .map_err(|_| StoreError::Corrupt(format!("negative position or sequence {value}")))
 }
@@ -224,6 +230,12 @@ impl EventStore {
                 .append_pair("options", &format!("-c search_path={schema}"));
         }
         let options: AnyConnectOptions = url.as_str().parse()?;
+        let long_reads: sqlx::postgres::PgConnectOptions = url.as_str().parse()?;
+        let long_reader = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(LONG_READ_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(30))
+            .idle_timeout(Duration::from_secs(60))
+            .connect_lazy_with(long_reads);
         let pool = AnyPoolOptions::new()
             .max_connections(pool_size)
             .acquire_timeout(Duration::from_secs(5))
@@ -236,7 +248,10 @@ impl EventStore {
             .idle_timeout(Duration::from_secs(60))
             .connect_with(options)
             .await?;
-        let store = Self::from_pools(BackendKind::Postgres, pool.clone(), pool, service);
+        let mut store = Self::from_pools(BackendKind::Postgres, pool.clone(), pool, service);
+        if let Some(inner) = Arc::get_mut(&mut store.inner) {
+            inner.long_reader = Some(long_reader);
+        }
         store.migrate().await?;
         Ok(store)
     }
@@ -313,6 +328,7 @@ impl EventStore {
                 service: service.to_owned(),
                 sqlite_reader: None,
                 sqlite_writer: None,
+                long_reader: None,
                 appended: Notify::new(),
                 head_cache: Mutex::new(None),
                 queued: Mutex::new(AppendQueue::default()),
@@ -1401,6 +1417,18 @@ fn insert_error(error: sqlx::Error, events: &[StoredEvent]) -> StoreError {
 
 fn decode_event(row: &AnyRow) -> Result<StoredEvent, StoreError> {
     decode_event_at(row, 0)
+}
+
+/// The columns of an event, in the order [`decode_event`] reads them.
+pub(crate) const fn event_columns() -> &'static str {
+    EVENT_COLUMNS
+}
+
+impl EventStore {
+    /// PostgreSQL's pool for long ordered reads, `None` on SQLite.
+    pub(crate) fn long_reader(&self) -> Option<&sqlx::PgPool> {
+        self.inner.long_reader.as_ref()
+    }
 }
 
 /// The event in [`EVENT_COLUMNS`] order from column `at` on.

@@ -1,15 +1,15 @@
 //! Verifies a service log: the hash chain, aggregate sequences, the head row and signed
 //! checkpoints. Reports the first position where the log stops being what the service wrote.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use ed25519_dalek::VerifyingKey;
 
 use crate::chain::{BreakContext, GENESIS_HASH, Tamper, classify_break, event_hash};
 use crate::error::StoreError;
+use crate::event::StoredEvent;
+use crate::range::EventRange;
 use crate::store::EventStore;
-
-const PAGE: u32 = 10_000;
 
 /// The outcome of a verification.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,89 +95,112 @@ pub async fn verify_range(
         });
         return Ok(report);
     }
-    // Sequences are checked from each aggregate's first event in the window on.
-    let mut sequences: HashMap<(String, String), u64> = HashMap::new();
-    let mut after = first - 1;
-    'pages: loop {
-        let page = store.read_after(after, PAGE).await?;
-        let Some(last_read) = page.last() else { break };
-        after = last_read.global_position;
-        for (index, current) in page.iter().enumerate() {
-            if current.global_position > last {
-                break 'pages;
+    // Sequences are checked from each aggregate's first event in the window on; by type,
+    // then id, so that looking one up allocates nothing.
+    let mut sequences: HashMap<String, HashMap<String, u64>> = HashMap::new();
+    // An open window ends at the head as it is now: the log as it was when the audit began.
+    // Events a running service appends meanwhile are the next audit's; they move the head in
+    // the same transaction, which is what tells them from events put past it (checked below).
+    let head_at_start = if last == u64::MAX {
+        Some(store.head().await?)
+    } else {
+        None
+    };
+    let read_to = head_at_start.map_or(last, |(position, _)| position);
+    let mut range = EventRange::new(store, first, read_to);
+    let mut batch: VecDeque<StoredEvent> = VecDeque::new();
+    loop {
+        let Some(current) = batch.pop_front() else {
+            match range.next_batch().await? {
+                Some(next) => {
+                    batch = next.into();
+                    continue;
+                }
+                None => break,
             }
-            report.events_checked += 1;
-            report.last_position = current.global_position;
-            let expected_previous = previous.as_ref().map_or(GENESIS_HASH, |event| event.hash);
-            let expected_position = previous
-                .as_ref()
-                .map_or(1, |event| event.global_position + 1);
-            if current.previous_hash != expected_previous
-                || current.global_position != expected_position
-            {
-                let next = match page.get(index + 1) {
-                    Some(next) => Some(next.clone()),
-                    None => store
-                        .read_after(current.global_position, 1)
-                        .await?
-                        .into_iter()
-                        .next(),
-                };
-                let predecessor_position = store.position_of_hash(&current.previous_hash).await?;
-                let sequence_gap = store.has_sequence_gap().await?;
-                let context = BreakContext {
-                    before_previous: before_previous.as_ref(),
-                    previous: previous.as_ref(),
-                    current,
-                    next: next.as_ref(),
-                    predecessor_position,
-                    sequence_gap,
-                };
-                report.tamper = Some(classify_break(&context));
-                return Ok(report);
+        };
+        report.events_checked += 1;
+        report.last_position = current.global_position;
+        let expected_previous = previous.as_ref().map_or(GENESIS_HASH, |event| event.hash);
+        let expected_position = previous
+            .as_ref()
+            .map_or(1, |event| event.global_position + 1);
+        if current.previous_hash != expected_previous
+            || current.global_position != expected_position
+        {
+            let next = match batch.front() {
+                Some(next) => Some(next.clone()),
+                None => store
+                    .read_after(current.global_position, 1)
+                    .await?
+                    .into_iter()
+                    .next(),
+            };
+            let predecessor_position = store.position_of_hash(&current.previous_hash).await?;
+            let sequence_gap = store.has_sequence_gap().await?;
+            let context = BreakContext {
+                before_previous: before_previous.as_ref(),
+                previous: previous.as_ref(),
+                current: &current,
+                next: next.as_ref(),
+                predecessor_position,
+                sequence_gap,
+            };
+            report.tamper = Some(classify_break(&context));
+            return Ok(report);
+        }
+        if event_hash(&current.event, &current.previous_hash) != current.hash {
+            report.tamper = Some(Tamper::Altered {
+                position: current.global_position,
+            });
+            return Ok(report);
+        }
+        let (aggregate_type, aggregate_id) =
+            (&current.event.aggregate_type, &current.event.aggregate_id);
+        let last_sequence = match sequences
+            .get(aggregate_type.as_str())
+            .and_then(|ids| ids.get(aggregate_id.as_str()))
+        {
+            Some(sequence) => *sequence,
+            None if first > 1 => current.event.sequence.saturating_sub(1),
+            None => 0,
+        };
+        if current.event.sequence != last_sequence + 1 {
+            // The chain is consistent but an aggregate's stream is not: the chain was
+            // recomputed after events were removed or moved.
+            report.tamper = Some(if current.event.sequence > last_sequence + 1 {
+                Tamper::Deleted {
+                    position: current.global_position,
+                }
+            } else {
+                Tamper::Reordered {
+                    position: current.global_position,
+                }
+            });
+            return Ok(report);
+        }
+        match sequences
+            .get_mut(aggregate_type.as_str())
+            .and_then(|ids| ids.get_mut(aggregate_id.as_str()))
+        {
+            Some(sequence) => *sequence = current.event.sequence,
+            None => {
+                sequences
+                    .entry(aggregate_type.clone())
+                    .or_default()
+                    .insert(aggregate_id.clone(), current.event.sequence);
             }
-            if event_hash(&current.event, &current.previous_hash) != current.hash {
-                report.tamper = Some(Tamper::Altered {
+        }
+        if let Some(signed_hash) = checkpoint_hashes.get(&current.global_position) {
+            report.checkpoints_checked += 1;
+            if *signed_hash != current.hash {
+                report.tamper = Some(Tamper::CheckpointMismatch {
                     position: current.global_position,
                 });
                 return Ok(report);
             }
-            let key = (
-                current.event.aggregate_type.clone(),
-                current.event.aggregate_id.clone(),
-            );
-            let last_sequence = match sequences.get(&key) {
-                Some(sequence) => *sequence,
-                None if first > 1 => current.event.sequence.saturating_sub(1),
-                None => 0,
-            };
-            if current.event.sequence != last_sequence + 1 {
-                // The chain is consistent but an aggregate's stream is not: the chain was
-                // recomputed after events were removed or moved.
-                report.tamper = Some(if current.event.sequence > last_sequence + 1 {
-                    Tamper::Deleted {
-                        position: current.global_position,
-                    }
-                } else {
-                    Tamper::Reordered {
-                        position: current.global_position,
-                    }
-                });
-                return Ok(report);
-            }
-            sequences.insert(key, current.event.sequence);
-            if let Some(signed_hash) = checkpoint_hashes.get(&current.global_position) {
-                report.checkpoints_checked += 1;
-                if *signed_hash != current.hash {
-                    report.tamper = Some(Tamper::CheckpointMismatch {
-                        position: current.global_position,
-                    });
-                    return Ok(report);
-                }
-            }
-            before_previous = previous.take();
-            previous = Some(current.clone());
         }
+        before_previous = previous.replace(current);
     }
 
     if last != u64::MAX {
@@ -185,13 +208,26 @@ pub async fn verify_range(
         return Ok(report);
     }
     // Events removed from the end leave the head row (and maybe checkpoints) pointing past the log.
-    let (head_position, head_hash) = store.head().await?;
+    let (head_position, head_hash) = match head_at_start {
+        Some(head) => head,
+        None => store.head().await?,
+    };
     let last_hash = previous.as_ref().map_or(GENESIS_HASH, |event| event.hash);
     if head_position != report.last_position || head_hash != last_hash {
         report.tamper = Some(Tamper::Deleted {
             position: report.last_position + 1,
         });
         return Ok(report);
+    }
+    // An event past the head that no append put there (an append moves the head with it).
+    if let Some(past) = store.read_after(report.last_position, 1).await?.first() {
+        let (head_now, _) = store.head().await?;
+        if past.global_position > head_now {
+            report.tamper = Some(Tamper::Inserted {
+                position: past.global_position,
+            });
+            return Ok(report);
+        }
     }
     if let Some(checkpoint) = checkpoints
         .iter()

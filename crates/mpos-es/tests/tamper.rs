@@ -388,3 +388,66 @@ async fn a_window_names_what_is_inside_it_and_only_that() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_event_put_past_the_head_is_named_inserted() {
+    for (backend, test) in each_backend("svc").await {
+        let events = log_of_twenty(&test.store).await;
+        // A well-forged row after the last one, linked to it, with the head row left alone:
+        // no append put it there (an append moves the head in the same transaction).
+        let forged = new_event("z", 1, serde_json::json!({"forged": true}));
+        let hash = event_hash(&forged, &events[19].hash);
+        insert_row(&test, 21, &forged, events[19].hash, hash).await;
+        assert_eq!(
+            first_finding(&test).await,
+            Some(Tamper::Inserted { position: 21 }),
+            "{backend}"
+        );
+    }
+}
+
+/// A running service appends while the audit reads: the audit checks the log as it was when
+/// it began and finds nothing wrong, and the next audit covers what was appended.
+#[tokio::test]
+async fn a_log_appended_to_during_the_audit_verifies() {
+    for (backend, test) in each_backend("svc").await {
+        for first in (1..=3_000_u64).step_by(500) {
+            let events = (first..first + 500)
+                .map(|n| new_event("busy", n, serde_json::json!({"n": n})))
+                .collect();
+            test.store.append(events, None).await.expect("append");
+        }
+        let writer = {
+            let store = test.store.clone();
+            tokio::spawn(async move {
+                for sequence in 1..=300 {
+                    store
+                        .append(
+                            vec![new_event(
+                                "late",
+                                sequence,
+                                serde_json::json!({"n": sequence}),
+                            )],
+                            None,
+                        )
+                        .await
+                        .expect("append during the audit");
+                }
+            })
+        };
+        let mut audits = 0;
+        while !writer.is_finished() {
+            let report = verify(&test.store, &[]).await.expect("verify");
+            assert_eq!(report.tamper, None, "{backend}: audit {audits}");
+            assert!(report.events_checked >= 3_000, "{backend}");
+            audits += 1;
+        }
+        writer.await.expect("writer");
+        let report = verify(&test.store, &[]).await.expect("verify");
+        assert_eq!(
+            (report.tamper, report.events_checked),
+            (None, 3_300),
+            "{backend} after {audits} audits during the appends"
+        );
+    }
+}
