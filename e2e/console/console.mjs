@@ -13,7 +13,7 @@
 //
 // Steps: log in, see TERMINAL_ID on the estate page; raise the EUR floor limit to 7000 and
 // watch the terminal acknowledge the new version; see the SoftPOS charts; see a live payment
-// appear, approved, and open its story; verify the audit trail.
+// appear, approved, and open its story; verify the audit trail and replay the read models.
 
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -384,6 +384,43 @@ async function audit() {
   );
   log(`audit intact: ${result.services.map((service) => service.service).join(', ')}`);
   await screenshot('06-audit.png');
+
+  // The read models, each replayed from its log and compared with the live one.
+  await byTestId('audit-replay').click();
+  const replayState = await until('the read models\' replay to finish', () => {
+    const state = document.querySelector('[data-testid="replay-result"]')?.dataset.state;
+    return state === 'done' || state === 'error' ? state : null;
+  });
+  if (replayState === 'error') {
+    throw new Error(`the replay failed: ${await byTestId('replay-error').textContent()}`);
+  }
+  const replay = await page.evaluate(() => ({
+    banner: document.querySelector('[data-testid="replay-banner"]')?.textContent ?? '',
+    models: [...document.querySelectorAll('[data-testid^="replay-model-"]')].map((row) => ({
+      name: row.dataset.testid.slice('replay-model-'.length),
+      identical: row.dataset.identical,
+      text: row.textContent,
+    })),
+  }));
+  // The payment made in this walk is in authorization's payment list.
+  for (const name of ['tenants', 'authorization-payments']) {
+    assert(
+      replay.models.some((model) => model.name === name),
+      `the replay lists ${name} (got ${replay.models.map((model) => model.name).join(', ')})`,
+    );
+  }
+  for (const model of replay.models) {
+    assert(
+      model.identical === 'true' && /identical/.test(model.text) && !/DIFFERS/.test(model.text),
+      `${model.name} equals its replay (row: ${model.text})`,
+    );
+  }
+  assert(
+    /equals its replay/.test(replay.banner),
+    `the banner says every read model equals its replay (got ${JSON.stringify(replay.banner)})`,
+  );
+  log(`read models identical to their replay: ${replay.models.map((model) => model.name).join(', ')}`);
+  await screenshot('07-replay.png');
 }
 
 // ---------------------------------------------------------------------------------------------

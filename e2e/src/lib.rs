@@ -798,13 +798,16 @@ impl Platform {
         let key = ed25519_dalek::SigningKey::from_bytes(
             &<[u8; 32]>::try_from(hex::decode(CHAIN_SIGNING_KEY).expect("hex")).expect("seed"),
         );
-        console.audit(mpos_console::AuditLogs::new(
-            self.logs
-                .iter()
-                .map(|log| (log.service.to_owned(), log.store.clone()))
-                .collect(),
-            vec![key.verifying_key()],
-        ))
+        console.audit(
+            mpos_console::AuditLogs::new(
+                self.logs
+                    .iter()
+                    .map(|log| (log.service.to_owned(), log.store.clone()))
+                    .collect(),
+                vec![key.verifying_key()],
+            )
+            .platform_read_models(),
+        )
     }
 
     /// Where the test may keep files.

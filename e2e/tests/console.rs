@@ -175,6 +175,7 @@ async fn an_operator_walks_through_the_console_in_chromium() {
         "04-payments.png",
         "05-payment-story.png",
         "06-audit.png",
+        "07-replay.png",
     ] {
         let bytes = std::fs::read(screenshots.join(shot)).expect("screenshot");
         assert!(

@@ -6,9 +6,10 @@
 // the data shown (terminal labels, payment ids, policy texts...) can hold anything.
 //
 // Server contract used here (paths relative to /console/):
-//   GET  api/config                       {"services":[...], "audit":bool}
+//   GET  api/config                       {"services":[...], "audit":bool, "replay":bool}
 //   ANY  api/svc/{service}/{path}         proxied to that service's HTTP API at /{path}
 //   POST api/audit/verify                 per-service verification of the audit trail
+//   POST api/audit/replay                 every read model compared with its replay from the log
 // Every call carries `Authorization: Bearer <token>`; the token and the tenant live in
 // sessionStorage only. Errors come back as JSON {"code","message"}; `message` is shown.
 //
@@ -70,7 +71,11 @@ const session = {
 };
 
 /** What the server offers: filled from api/config at start. */
-const config = { services: new Set([TM, ATTESTATION, ROUTING, AUTHORIZATION, KEY_INJECTION]), audit: true };
+const config = {
+  services: new Set([TM, ATTESTATION, ROUTING, AUTHORIZATION, KEY_INJECTION]),
+  audit: true,
+  replay: false,
+};
 
 // ---------------------------------------------------------------------------------------------
 // DOM helpers (no innerHTML anywhere)
@@ -412,6 +417,7 @@ async function start() {
     const answer = await request(`${API_BASE}config`, { auth: false });
     if (Array.isArray(answer.services)) config.services = new Set(answer.services);
     config.audit = answer.audit !== false;
+    config.replay = answer.replay === true;
   } catch {
     // Without the config every page is offered; each shows its own error if unreachable.
   }
@@ -2314,7 +2320,7 @@ function acquirerHealth(scope, tenant) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Audit: verify every service's hash chain and checkpoints
+// Audit: verify every service's hash chain and checkpoints; replay the read models
 
 function renderAudit(page, scope) {
   page.append(h('h1', {}, 'Audit'));
@@ -2364,6 +2370,98 @@ function renderAudit(page, scope) {
       result,
     ),
   );
+  if (config.replay) page.append(replayCard(scope));
+}
+
+// The read models' replay: each service's read models rebuilt from its log into fresh copies
+// and compared, digest against digest, with the live ones.
+function replayCard(scope) {
+  const result = h('div', { testid: 'replay-result', dataset: { state: 'idle' } });
+  const error = errorBox('replay-error');
+  const button = h(
+    'button',
+    { type: 'button', class: 'primary', testid: 'audit-replay' },
+    'Replay read models',
+  );
+  button.addEventListener('click', async () => {
+    error.clear();
+    button.disabled = true;
+    result.dataset.state = 'running';
+    result.replaceChildren(h('p', { class: 'muted' }, 'Replaying every read model from its log…'));
+    try {
+      const answer = await request(`${API_BASE}audit/replay`, { method: 'POST', sessionCheck: false });
+      if (!scope.alive) return;
+      result.replaceChildren(...replayView(answer));
+      result.dataset.state = 'done';
+      result.dataset.identical = String(answer.identical === true);
+    } catch (failure) {
+      if (!scope.alive) return;
+      result.replaceChildren();
+      result.dataset.state = 'error';
+      error.show(failure);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return card(
+    'Read models',
+    {},
+    h(
+      'p',
+      { class: 'muted' },
+      'Rebuilds each read model from its service’s log into a fresh copy and compares it with the live one at the same position (SHA-256 over every document). Needs the platform operator’s token.',
+    ),
+    h('div', { class: 'actions' }, button),
+    error.el,
+    result,
+  );
+}
+
+function replayView(answer) {
+  const services = Array.isArray(answer.services) ? answer.services : [];
+  const rows = services.flatMap((service) =>
+    (Array.isArray(service.readModels) ? service.readModels : []).map((model) => ({ service, model })),
+  );
+  const identical = answer.identical === true && rows.every(({ model }) => model.identical === true);
+  const short = (digest) => (typeof digest === 'string' ? `${digest.slice(0, 16)}…` : '?');
+  return [
+    h(
+      'div',
+      { class: `verdict ${identical ? 'ok' : 'bad'}`, testid: 'replay-banner' },
+      identical ? 'Every read model equals its replay' : 'A read model DIFFERS from its replay',
+    ),
+    table(
+      ['Service', 'Read model', 'Result', 'Position', 'Documents (live / replayed)', 'Digest (live)', 'Digest (replayed)'],
+      h(
+        'tbody',
+        {},
+        rows.length
+          ? rows.map(({ service, model }) =>
+              h(
+                'tr',
+                {
+                  testid: `replay-model-${model.name}`,
+                  dataset: { identical: String(model.identical === true) },
+                  class: model.identical === true ? '' : 'bad-row',
+                },
+                h('td', {}, service.service ?? '?'),
+                h('td', {}, model.name ?? '?'),
+                h('td', {}, model.identical === true ? badge('identical', 'ok') : badge('DIFFERS', 'bad')),
+                h('td', { class: 'num' }, String(model.position ?? 0)),
+                h(
+                  'td',
+                  { class: 'num' },
+                  `${model.live?.documents ?? 0} / ${model.replayed?.documents ?? 0}`,
+                ),
+                h('td', { class: 'mono', title: model.live?.digest ?? '' }, short(model.live?.digest)),
+                h('td', { class: 'mono', title: model.replayed?.digest ?? '' }, short(model.replayed?.digest)),
+              ),
+            )
+          : emptyRow(7, 'No read model to replay.'),
+      ),
+      { testid: 'replay-table' },
+    ),
+  ];
 }
 
 function auditView(answer) {

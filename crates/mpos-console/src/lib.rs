@@ -29,7 +29,7 @@ use axum::routing::{any, get, post};
 use mpos_http::OperatorAuth;
 use serde_json::json;
 
-pub use audit::AuditLogs;
+pub use audit::{AuditLogs, ReadModels};
 
 /// The services whose APIs the console can call, by the names its page uses.
 pub const SERVICES: [&str; 6] = [
@@ -137,6 +137,7 @@ impl Console {
             .route("/console/{asset}", get(assets::asset))
             .route("/console/api/config", get(config))
             .route("/console/api/audit/verify", post(audit::verify))
+            .route("/console/api/audit/replay", post(audit::replay))
             .route("/console/api/svc/{service}/{*rest}", any(proxy::forward))
             .fallback(|| async {
                 mpos_errors::ServiceError::not_found("no such page").into_response()
@@ -151,11 +152,12 @@ impl Console {
 }
 
 /// `GET /console/api/config`: which services the page can call, and whether audit
-/// verification is offered.
+/// verification and the read models' replay are offered.
 async fn config(State(console): State<Console>) -> Response {
     let mut response = axum::Json(json!({
         "services": console.upstreams.keys().collect::<Vec<_>>(),
         "audit": console.audit.is_some(),
+        "replay": console.audit.as_ref().is_some_and(|audit| audit.offers_replay()),
     }))
     .into_response();
     assets::no_store(&mut response);

@@ -113,7 +113,7 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        console = console.audit(AuditLogs::new(logs, keys));
+        console = console.audit(AuditLogs::new(logs, keys).platform_read_models());
     }
     let listener = match tokio::net::TcpListener::bind(address).await {
         Ok(listener) => listener,

@@ -13,7 +13,10 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::routing::any;
 use ed25519_dalek::SigningKey;
 use mpos_console::{AuditLogs, Console};
-use mpos_es::{ChainSigner, EventStore, NewEvent, now_micros};
+use mpos_es::{
+    ChainSigner, EventStore, NewEvent, Projection, ProjectionRunner, Replayed, ReplayedReadModel,
+    StoreError, StoredEvent, now_micros,
+};
 use mpos_http::OperatorAuth;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -157,7 +160,7 @@ async fn calls_are_forwarded_to_the_service_api_and_nowhere_else() {
     let config = get_json(&client, &format!("{base}/console/api/config"), None).await;
     assert_eq!(
         config,
-        json!({"services": ["authorization", "routing"], "audit": false})
+        json!({"services": ["authorization", "routing"], "audit": false, "replay": false})
     );
 
     // Forwarded as asked, with the caller's token and body; never the caller's cookies.
@@ -379,6 +382,120 @@ async fn audit_verification_is_the_operators_and_names_an_altered_event() {
     store.close().await;
 }
 
+/// A read model of the test events: per aggregate, how many events and their total.
+#[derive(Debug)]
+struct Totals;
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Total {
+    events: u64,
+    sum: u64,
+}
+
+impl Projection for Totals {
+    type View = Total;
+    fn name(&self) -> &'static str {
+        "test-totals"
+    }
+    fn document_id(&self, event: &StoredEvent) -> Option<String> {
+        Some(event.event.aggregate_id.clone())
+    }
+    fn apply(&self, view: &mut Total, event: &StoredEvent) -> Result<(), StoreError> {
+        let payload: Value = serde_json::from_str(&event.event.payload)?;
+        view.events += 1;
+        view.sum += payload["n"].as_u64().unwrap_or(0);
+        Ok(())
+    }
+}
+
+fn totals() -> Vec<Box<dyn ReplayedReadModel>> {
+    vec![Box::new(Replayed::new(Totals))]
+}
+
+#[tokio::test]
+async fn the_read_models_replay_is_the_operators_and_names_a_read_model_that_differs() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("routing.db").display());
+    let store = EventStore::connect(&url, "routing").await.unwrap();
+    for sequence in 1..=5 {
+        for aggregate in ["a", "b"] {
+            store
+                .append(vec![event(aggregate, sequence)], None)
+                .await
+                .unwrap();
+        }
+    }
+    // The live read model, as the service keeps it.
+    let caught_up = ProjectionRunner::new(store.clone(), Totals)
+        .catch_up()
+        .await
+        .unwrap();
+    assert_eq!(caught_up, 10);
+    let console = console().audit(
+        AuditLogs::new(vec![("routing".to_owned(), store.clone())], Vec::new())
+            .read_models("routing", totals),
+    );
+    let base = serve(console).await;
+    let client = reqwest::Client::new();
+    let config = get_json(&client, &format!("{base}/console/api/config"), None).await;
+    assert_eq!(config["replay"], true, "{config}");
+    let replay = |bearer: Option<&str>| {
+        let mut request = client.post(format!("{base}/console/api/audit/replay"));
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    assert_eq!(replay(None).await.0, 401);
+    let (status, error) = replay(Some("mpk_tenant_key")).await;
+    assert_eq!((status, &error["code"]), (403, &json!("forbidden")));
+
+    let (status, report) = replay(Some(OPERATOR)).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["identical"], true, "{report}");
+    let service = &report["services"][0];
+    assert_eq!(
+        (&service["service"], &service["eventsRead"]),
+        (&json!("routing"), &json!(10)),
+        "{report}"
+    );
+    let model = &service["readModels"][0];
+    assert_eq!(
+        (&model["name"], &model["position"], &model["identical"]),
+        (&json!("test-totals"), &json!(10), &json!(true)),
+        "{report}"
+    );
+    assert_eq!(model["live"], model["replayed"], "{report}");
+    assert_eq!(model["live"]["documents"], 2, "{report}");
+
+    // A document changed in the database behind the service's back.
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let changed = sqlx::query(
+        r#"UPDATE es_documents SET payload = '{"events":5,"sum":999}' WHERE projection = 'test-totals' AND document_id = 'a'"#,
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(changed.rows_affected(), 1);
+    pool.close().await;
+    let (status, report) = replay(Some(OPERATOR)).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["identical"], false, "{report}");
+    let model = &report["services"][0]["readModels"][0];
+    assert_eq!(model["identical"], false, "{report}");
+    assert_ne!(
+        model["live"]["digest"], model["replayed"]["digest"],
+        "{report}"
+    );
+    store.close().await;
+}
+
 /// The `mpos-console` binary with `vars` (and nothing else from the environment).
 fn binary(vars: &[(&str, String)]) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mpos-console"));
@@ -428,7 +545,10 @@ async fn the_binary_serves_the_console_in_front_of_a_deployment() {
     assert_eq!(echoed["authorization"], "Bearer mpk_key");
     // No audit logs given: verification is not offered.
     let config = get_json(&client, &format!("{base}/console/api/config"), None).await;
-    assert_eq!(config, json!({"services": ["routing"], "audit": false}));
+    assert_eq!(
+        config,
+        json!({"services": ["routing"], "audit": false, "replay": false})
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

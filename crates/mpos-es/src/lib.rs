@@ -14,6 +14,7 @@ pub mod chain;
 mod codec;
 mod combine;
 mod command;
+mod compare;
 mod error;
 mod event;
 mod outbox;
@@ -32,6 +33,9 @@ pub use chain::{Checkpoint, Tamper};
 pub use codec::{EventCodec, ProtoEvent};
 pub use combine::Combiner;
 pub use command::{command_error, execute, execute_retrying, retry_conflicts, snapshot_framework};
+pub use compare::{
+    CompareError, Compared, apply_each, compare_read_models, live_at_checkpoints, still,
+};
 pub use error::StoreError;
 pub use event::{
     CommandMetadata, NewEvent, PLATFORM_TENANT, StoredEvent, metadata_keys, now_micros,

@@ -21,7 +21,7 @@
 use std::io::Write;
 
 use mpos_es::{
-    Document, EventCodec, EventStore, Replayed, ReplayedReadModel, StoredEvent, digest_documents,
+    CompareError, Compared, Document, EventCodec, EventStore, ReplayedReadModel, digest_documents,
 };
 use mpos_feed::follow::FeedNames;
 use serde_json::{Value, json};
@@ -33,26 +33,14 @@ type Result<T> = std::result::Result<T, CliError>;
 
 /// Events read from the log per statement.
 const PAGE: u32 = 5_000;
-/// Reads of a live read model before giving up on finding its checkpoint still.
-const STILL_TRIES: usize = 20;
 
 /// The read models each service keeps from its own log, as fresh (empty) copies.
 pub(crate) fn of(service: &str) -> Vec<Box<dyn ReplayedReadModel>> {
     match service {
-        "terminal-management" => vec![Box::new(Replayed::new(
-            terminal_management::read_model::TenantsProjection,
-        ))],
-        "attestation" => vec![
-            Box::new(Replayed::new(attestation::dashboard::DevicesProjection)),
-            Box::new(Replayed::new(attestation::dashboard::AdoptionProjection)),
-        ],
-        "routing" => vec![
-            Box::new(Replayed::new(routing::views::AcquirersProjection)),
-            Box::new(Replayed::new(routing::views::PendingProjection)),
-        ],
-        "authorization" => vec![Box::new(Replayed::new(
-            authorization::listing::PaymentsProjection,
-        ))],
+        "terminal-management" => terminal_management::read_models(),
+        "attestation" => attestation::read_models(),
+        "routing" => routing::read_models(),
+        "authorization" => authorization::read_models(),
         _ => Vec::new(),
     }
 }
@@ -70,45 +58,51 @@ fn codec_of(service: &str) -> Option<EventCodec> {
     }
 }
 
-/// The read models `service` keeps of another service's stream that a replay can rebuild.
-pub(crate) fn feeds_of(service: &str) -> &'static [FeedNames] {
+/// The read models `service` keeps of another service's stream. Each is rebuilt by the
+/// documents part of the service's own follower, without the work it starts (an injection,
+/// a terminal suspended): the documents depend on the followed events alone. authorization's
+/// `auth-routing` is not among them: it keeps no documents, only its checkpoint (it concludes
+/// payments).
+pub(crate) fn feeds_of(service: &str) -> Vec<FeedNames> {
     match service {
-        "authorization" => &authorization::feeds::REPLAYABLE_FEEDS,
-        _ => &[],
+        "authorization" => authorization::feeds::REPLAYABLE_FEEDS.to_vec(),
+        "terminal-management" => vec![terminal_management::verdicts::NAMES],
+        "key-injection" => vec![key_injection::feed::NAMES],
+        "attestation" => vec![attestation::service::FEED],
+        "routing" => vec![routing::service::FEED],
+        _ => Vec::new(),
     }
 }
 
-/// A live read model at a still checkpoint (the checkpoint `consumer`, its documents, the
-/// checkpoint again, until the two agree).
-async fn still(
-    store: &EventStore,
-    service: &str,
-    consumer: &str,
-    projection: &str,
-) -> Result<(u64, Vec<Document>)> {
-    let unavailable =
-        |error: mpos_es::StoreError| CliError::unavailable(format!("{service}: {error}"));
-    for _ in 0..STILL_TRIES {
-        let before = store
-            .consumer_position(consumer)
-            .await
-            .map_err(unavailable)?;
-        let live = store
-            .list_documents(projection, None)
-            .await
-            .map_err(unavailable)?;
-        let after = store
-            .consumer_position(consumer)
-            .await
-            .map_err(unavailable)?;
-        if before == after {
-            return Ok((before, live));
+/// Follows `source` into `store` with the documents part of `service`'s follower of `feed`,
+/// until `cancel`.
+async fn follow_documents(
+    service: String,
+    feed: FeedNames,
+    store: EventStore,
+    source: mpos_feed::follow::FeedSource,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    use std::sync::Arc;
+    match service.as_str() {
+        "authorization" => {
+            authorization::feeds::run_replayable(store, feed.projection, source, cancel).await;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        "terminal-management" => {
+            let documents = terminal_management::verdicts::VerdictDocuments::new(store.clone());
+            mpos_feed::follow::run(store, feed, source, Arc::new(documents), cancel).await;
+        }
+        // key-injection, attestation and routing keep terminal-management's documents.
+        _ => {
+            let view = mpos_feed::tms::TmsView::new(
+                store.clone(),
+                device_identity::TrustStore::new(),
+                feed.projection,
+            );
+            let documents = mpos_feed::tms::TmsDocuments { view };
+            mpos_feed::follow::run(store, feed, source, Arc::new(documents), cancel).await;
+        }
     }
-    Err(CliError::unavailable(format!(
-        "{service}: the read model {projection} kept moving; stop the service or retry"
-    )))
 }
 
 /// Replays the read model of `feed` that `service` keeps of another service's stream: the
@@ -132,7 +126,9 @@ pub(crate) async fn run_feed(
     let live_store = EventStore::connect(url, service)
         .await
         .map_err(|error| failed(service, error))?;
-    let live = still(&live_store, service, feed.consumer, projection).await;
+    let live = mpos_es::still(&live_store, feed.consumer, projection)
+        .await
+        .map_err(|error| compare_error(service, error));
     live_store.close().await;
     let (position, live) = live?;
 
@@ -180,9 +176,10 @@ pub(crate) async fn run_feed(
             )));
         }
         let cancel = tokio_util::sync::CancellationToken::new();
-        let follower = tokio::spawn(authorization::feeds::run_replayable(
+        let follower = tokio::spawn(follow_documents(
+            service.to_owned(),
+            *feed,
             fresh.clone(),
-            projection,
             mpos_feed::follow::FeedSource::Store {
                 store: copy.clone(),
                 codec: std::sync::Arc::new(codec),
@@ -272,14 +269,6 @@ fn select(service: &str, name: &str) -> Result<Vec<Box<dyn ReplayedReadModel>>> 
     Ok(models)
 }
 
-/// One read model: the live one at its checkpoint, and its fresh copy.
-struct Compared {
-    copy: Box<dyn ReplayedReadModel>,
-    /// The live read model's checkpoint: the copy is replayed up to it.
-    position: u64,
-    live: Vec<Document>,
-}
-
 /// Replays `name` (or `all`) of `service`'s read models from the log at `url`; the summary,
 /// or `verification_failed` with it when a copy differs from its live read model.
 pub(crate) async fn run(
@@ -293,7 +282,9 @@ pub(crate) async fn run(
     let store = EventStore::connect(url, service)
         .await
         .map_err(|error| CliError::unavailable(format!("{service}: {error}")))?;
-    let result = compare(&store, service, models).await;
+    let result = mpos_es::compare_read_models(&store, models)
+        .await
+        .map_err(|error| compare_error(service, error));
     store.close().await;
     let (compared, read) = result?;
     report(service, &compared, read, true, copies, json!("log"))
@@ -322,7 +313,9 @@ pub(crate) async fn run_from_bus(
             let store = EventStore::connect(url, service)
                 .await
                 .map_err(|error| CliError::unavailable(format!("{service}: {error}")))?;
-            let result = live_at_checkpoints(&store, service, models).await;
+            let result = mpos_es::live_at_checkpoints(&store, models)
+                .await
+                .map_err(|error| compare_error(service, error));
             store.close().await;
             result?
         }
@@ -395,7 +388,8 @@ async fn fold_from_bus(
                     delivery.envelope.global_position
                 ))
             })?;
-        apply_each(compared, &order.push(event))?;
+        mpos_es::apply_each(compared, &order.push(event))
+            .map_err(|error| compare_error(service, error))?;
     }
     // Without the log, the end of the stream is the target; with it, every position up to
     // the live checkpoint must have come.
@@ -477,77 +471,14 @@ fn report(
     }
 }
 
-/// Reads each live read model at a still checkpoint, then replays the log once up to the
-/// furthest of them, each copy up to its own; the copies and the events read.
-async fn compare(
-    store: &EventStore,
-    service: &str,
-    models: Vec<Box<dyn ReplayedReadModel>>,
-) -> Result<(Vec<Compared>, u64)> {
-    let mut compared = live_at_checkpoints(store, service, models).await?;
-    let read = fold_from_log(store, service, &mut compared).await?;
-    Ok((compared, read))
-}
-
-/// Each live read model at a still checkpoint, beside its empty copy.
-async fn live_at_checkpoints(
-    store: &EventStore,
-    service: &str,
-    models: Vec<Box<dyn ReplayedReadModel>>,
-) -> Result<Vec<Compared>> {
-    let mut compared = Vec::new();
-    for copy in models {
-        let consumer = format!("projection:{}", copy.name());
-        let (position, live) = still(store, service, &consumer, copy.name()).await?;
-        compared.push(Compared {
-            copy,
-            position,
-            live,
-        });
-    }
-    Ok(compared)
-}
-
-/// Folds the log into each copy up to its position; the events read.
-async fn fold_from_log(
-    store: &EventStore,
-    service: &str,
-    compared: &mut [Compared],
-) -> Result<u64> {
-    let unavailable =
-        |error: mpos_es::StoreError| CliError::unavailable(format!("{service}: {error}"));
-    let last = compared
-        .iter()
-        .map(|model| model.position)
-        .max()
-        .unwrap_or(0);
-    let mut position = 0_u64;
-    let mut read = 0_u64;
-    while position < last {
-        let page = store
-            .read_after(position, PAGE)
-            .await
-            .map_err(unavailable)?;
-        let Some(end) = page.last() else { break };
-        position = end.global_position;
-        read += u64::try_from(page.len()).unwrap_or(u64::MAX);
-        apply_each(compared, &page)?;
-    }
-    Ok(read)
-}
-
-/// Applies `events` (in log order) to each copy, up to that copy's position.
-fn apply_each(compared: &mut [Compared], events: &[StoredEvent]) -> Result<()> {
-    for model in compared.iter_mut() {
-        let upto = events.partition_point(|event| event.global_position <= model.position);
-        if let Some(events) = events.get(..upto).filter(|events| !events.is_empty()) {
-            model
-                .copy
-                .apply(events)
-                .map_err(|error| CliError::failed(format!("{}: {error}", model.copy.name())))?;
+/// A comparison that could not be made, as the CLI reports it.
+fn compare_error(service: &str, error: CompareError) -> CliError {
+    match error {
+        CompareError::Apply { .. } => CliError::failed(error.to_string()),
+        CompareError::Moving(_) | CompareError::Store(_) => {
+            CliError::unavailable(format!("{service}: {error}"))
         }
     }
-    Ok(())
 }
 
 /// The fresh copies' documents written to `--output` as JSON lines, with the file's SHA-256.

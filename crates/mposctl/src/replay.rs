@@ -65,8 +65,8 @@ pub(crate) struct ReplayArgs {
     )]
     read_model: Option<String>,
     /// With --read-model naming a read model the service keeps of another service's stream
-    /// (authorization's auth-tms, auth-ki): that service's log, its MPOS_DATABASE_URL (with
-    /// --data-dir, found there).
+    /// (auth-tms, auth-ki, routing-tms, att-tms, ki-tms, tm-attestation): that service's log,
+    /// its MPOS_DATABASE_URL (with --data-dir, found there).
     #[arg(long, value_name = "URL", requires = "read_model")]
     source_database: Option<String>,
     /// Only this tenant's events.

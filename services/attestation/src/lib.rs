@@ -20,6 +20,16 @@ pub mod service;
 /// The service's name: its log, its stream and its topic are named after it.
 pub const SERVICE: &str = "attestation";
 
+/// The read models this service keeps of its own log, as fresh (empty) copies: what a
+/// replay (`mposctl replay --read-model`, the console's audit page) compares with the live
+/// ones.
+pub fn read_models() -> Vec<Box<dyn mpos_es::ReplayedReadModel>> {
+    vec![
+        Box::new(mpos_es::Replayed::new(dashboard::DevicesProjection)),
+        Box::new(mpos_es::Replayed::new(dashboard::AdoptionProjection)),
+    ]
+}
+
 /// How this service's events are encoded for the bus.
 pub fn codec() -> mpos_es::EventCodec {
     mpos_es::EventCodec::new()

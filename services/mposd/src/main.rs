@@ -717,7 +717,8 @@ async fn main() -> ExitCode {
                 (authorization::SERVICE.to_owned(), auth_store.clone()),
             ],
             vec![config.signing_key.verifying_key()],
-        ),
+        )
+        .platform_read_models(),
     );
     let console = match console {
         Ok(console) => console,

@@ -32,6 +32,16 @@ pub mod views;
 /// The service's name: its log, its stream and its topic are named after it.
 pub const SERVICE: &str = "routing";
 
+/// The read models this service keeps of its own log, as fresh (empty) copies: what a
+/// replay (`mposctl replay --read-model`, the console's audit page) compares with the live
+/// ones.
+pub fn read_models() -> Vec<Box<dyn mpos_es::ReplayedReadModel>> {
+    vec![
+        Box::new(mpos_es::Replayed::new(views::AcquirersProjection)),
+        Box::new(mpos_es::Replayed::new(views::PendingProjection)),
+    ]
+}
+
 /// How this service's events are encoded for the bus.
 pub fn codec() -> mpos_es::EventCodec {
     mpos_es::EventCodec::new()

@@ -194,9 +194,24 @@ pub struct Work {
 
 /// terminal-management's follower of the attestation service's stream.
 pub struct VerdictFollower {
-    store: EventStore,
+    documents: VerdictDocuments,
     terminals: Arc<Cqrs<Terminal>>,
     model: Arc<Model>,
+}
+
+/// The projection's documents alone: what [`VerdictFollower`] writes, without acting on any
+/// terminal. `mposctl replay --read-model tm-attestation` follows attestation's log with it
+/// into a fresh copy of the projection.
+#[derive(Clone, Debug)]
+pub struct VerdictDocuments {
+    store: EventStore,
+}
+
+impl VerdictDocuments {
+    /// The documents kept in `store`.
+    pub fn new(store: EventStore) -> Self {
+        Self { store }
+    }
 }
 
 impl std::fmt::Debug for VerdictFollower {
@@ -210,34 +225,10 @@ impl VerdictFollower {
     /// terminals through `terminals`, as `model` knows them.
     pub fn new(store: EventStore, terminals: Arc<Cqrs<Terminal>>, model: Arc<Model>) -> Self {
         Self {
-            store,
+            documents: VerdictDocuments::new(store),
             terminals,
             model,
         }
-    }
-
-    /// The device's document as of this point of the batch.
-    async fn device(
-        &self,
-        overlay: &Overlay,
-        tenant_id: &str,
-        device_id: &str,
-    ) -> Result<DeviceDoc, ServiceError> {
-        let id = DeviceDoc::document_id(tenant_id, device_id);
-        let document = match overlay.get(&id) {
-            Some(document) => Some(document.clone()),
-            None => self.store.document(PROJECTION, tenant_id, &id).await?,
-        };
-        let mut device = match document {
-            Some(document) => serde_json::from_str(&document.payload).map_err(|error| {
-                tracing::error!(%error, document = %id, "unreadable device document");
-                ServiceError::internal("unreadable device document")
-            })?,
-            None => DeviceDoc::default(),
-        };
-        device.tenant_id = tenant_id.to_owned();
-        device.device_id = device_id.to_owned();
-        Ok(device)
     }
 
     /// Brings the terminal in line with the device's verdict.
@@ -337,10 +328,33 @@ fn changed(device: &DeviceDoc, position: u64, work: bool) -> Result<Applied<Work
     Ok((vec![document], work))
 }
 
-impl Follower for VerdictFollower {
-    type Work = Work;
+impl VerdictDocuments {
+    /// The device's document as of this point of the batch.
+    async fn device(
+        &self,
+        overlay: &Overlay,
+        tenant_id: &str,
+        device_id: &str,
+    ) -> Result<DeviceDoc, ServiceError> {
+        let id = DeviceDoc::document_id(tenant_id, device_id);
+        let document = match overlay.get(&id) {
+            Some(document) => Some(document.clone()),
+            None => self.store.document(PROJECTION, tenant_id, &id).await?,
+        };
+        let mut device = match document {
+            Some(document) => serde_json::from_str(&document.payload).map_err(|error| {
+                tracing::error!(%error, document = %id, "unreadable device document");
+                ServiceError::internal("unreadable device document")
+            })?,
+            None => DeviceDoc::default(),
+        };
+        device.tenant_id = tenant_id.to_owned();
+        device.device_id = device_id.to_owned();
+        Ok(device)
+    }
 
-    async fn apply(
+    /// The documents an attestation event changes, and the reconciliation it starts.
+    async fn documents(
         &self,
         overlay: &Overlay,
         envelope: &EventEnvelope,
@@ -390,6 +404,39 @@ impl Follower for VerdictFollower {
             }
             _ => Ok((Vec::new(), None)),
         }
+    }
+}
+
+impl Follower for VerdictDocuments {
+    type Work = ();
+
+    async fn apply(
+        &self,
+        overlay: &Overlay,
+        envelope: &EventEnvelope,
+    ) -> Result<Applied<()>, ServiceError> {
+        let (documents, _) = self.documents(overlay, envelope).await?;
+        Ok((documents, None))
+    }
+
+    async fn work(&self, _: &Overlay, _: &str, _: Vec<()>) -> Result<(), ServiceError> {
+        Ok(())
+    }
+
+    async fn committed(&self, _: &[Document], _: &[String]) -> Result<(), ServiceError> {
+        Ok(())
+    }
+}
+
+impl Follower for VerdictFollower {
+    type Work = Work;
+
+    async fn apply(
+        &self,
+        overlay: &Overlay,
+        envelope: &EventEnvelope,
+    ) -> Result<Applied<Work>, ServiceError> {
+        self.documents.documents(overlay, envelope).await
     }
 
     async fn work(
