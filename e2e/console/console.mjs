@@ -353,16 +353,25 @@ async function payments() {
   await screenshot('05-payment-story.png');
 }
 
+// Clicks one of the audit page's checks and waits until its result is done (or fails).
+async function runCheck(buttonId, name, what) {
+  await byTestId(buttonId).click();
+  const state = await until(
+    `${what} to finish`,
+    (name) => {
+      const state = document.querySelector(`[data-testid="${name}-result"]`)?.dataset.state;
+      return state === 'done' || state === 'error' ? state : null;
+    },
+    name,
+  );
+  if (state === 'error') {
+    throw new Error(`${what} failed: ${await byTestId(`${name}-error`).textContent()}`);
+  }
+}
+
 async function audit() {
   await goTo('audit');
-  await byTestId('audit-verify').click();
-  const state = await until('the audit verification to finish', () => {
-    const state = document.querySelector('[data-testid="audit-result"]')?.dataset.state;
-    return state === 'done' || state === 'error' ? state : null;
-  });
-  if (state === 'error') {
-    throw new Error(`audit verification failed: ${await byTestId('audit-error').textContent()}`);
-  }
+  await runCheck('audit-verify', 'audit', 'the audit verification');
   const result = await page.evaluate(() => ({
     banner: document.querySelector('[data-testid="audit-banner"]')?.textContent ?? '',
     services: [...document.querySelectorAll('[data-testid^="audit-service-"]')].map((row) => ({
@@ -386,14 +395,7 @@ async function audit() {
   await screenshot('06-audit.png');
 
   // The read models, each replayed from its log and compared with the live one.
-  await byTestId('audit-replay').click();
-  const replayState = await until('the read models\' replay to finish', () => {
-    const state = document.querySelector('[data-testid="replay-result"]')?.dataset.state;
-    return state === 'done' || state === 'error' ? state : null;
-  });
-  if (replayState === 'error') {
-    throw new Error(`the replay failed: ${await byTestId('replay-error').textContent()}`);
-  }
+  await runCheck('audit-replay', 'replay', 'the read models\' replay');
   const replay = await page.evaluate(() => ({
     banner: document.querySelector('[data-testid="replay-banner"]')?.textContent ?? '',
     models: [...document.querySelectorAll('[data-testid^="replay-model-"]')].map((row) => ({

@@ -2328,33 +2328,14 @@ function renderAudit(page, scope) {
     page.append(h('p', { class: 'notice' }, 'Audit verification is not offered by this server.'));
     return;
   }
-  const result = h('div', { testid: 'audit-result', dataset: { state: 'idle' } });
-  const error = errorBox('audit-error');
-  const button = h(
-    'button',
-    { type: 'button', class: 'primary', testid: 'audit-verify' },
-    'Verify audit trail',
-  );
-  button.addEventListener('click', async () => {
-    error.clear();
-    button.disabled = true;
-    result.dataset.state = 'running';
-    result.replaceChildren(h('p', { class: 'muted' }, 'Verifying every service’s event log…'));
-    try {
-      // A tenant API key is refused here (401/403): that is not the session failing.
-      const answer = await request(`${API_BASE}audit/verify`, { method: 'POST', sessionCheck: false });
-      if (!scope.alive) return;
-      result.replaceChildren(...auditView(answer));
-      result.dataset.state = 'done';
-      result.dataset.intact = String(answer.intact === true);
-    } catch (failure) {
-      if (!scope.alive) return;
-      result.replaceChildren();
-      result.dataset.state = 'error';
-      error.show(failure);
-    } finally {
-      button.disabled = false;
-    }
+  const { button, error, result } = auditCheck(scope, {
+    name: 'audit',
+    buttonId: 'audit-verify',
+    label: 'Verify audit trail',
+    running: 'Verifying every service’s event log…',
+    path: 'audit/verify',
+    view: auditView,
+    outcome: (answer) => ({ intact: String(answer.intact === true) }),
   });
   page.append(
     card(
@@ -2376,32 +2357,14 @@ function renderAudit(page, scope) {
 // The read models' replay: each service's read models rebuilt from its log into fresh copies
 // and compared, digest against digest, with the live ones.
 function replayCard(scope) {
-  const result = h('div', { testid: 'replay-result', dataset: { state: 'idle' } });
-  const error = errorBox('replay-error');
-  const button = h(
-    'button',
-    { type: 'button', class: 'primary', testid: 'audit-replay' },
-    'Replay read models',
-  );
-  button.addEventListener('click', async () => {
-    error.clear();
-    button.disabled = true;
-    result.dataset.state = 'running';
-    result.replaceChildren(h('p', { class: 'muted' }, 'Replaying every read model from its log…'));
-    try {
-      const answer = await request(`${API_BASE}audit/replay`, { method: 'POST', sessionCheck: false });
-      if (!scope.alive) return;
-      result.replaceChildren(...replayView(answer));
-      result.dataset.state = 'done';
-      result.dataset.identical = String(answer.identical === true);
-    } catch (failure) {
-      if (!scope.alive) return;
-      result.replaceChildren();
-      result.dataset.state = 'error';
-      error.show(failure);
-    } finally {
-      button.disabled = false;
-    }
+  const { button, error, result } = auditCheck(scope, {
+    name: 'replay',
+    buttonId: 'audit-replay',
+    label: 'Replay read models',
+    running: 'Replaying every read model from its log…',
+    path: 'audit/replay',
+    view: replayView,
+    outcome: (answer) => ({ identical: String(answer.identical === true) }),
   });
   return card(
     'Read models',
@@ -2462,6 +2425,37 @@ function replayView(answer) {
       { testid: 'replay-table' },
     ),
   ];
+}
+
+// One of the audit page's checks: a button that POSTs `path` with the operator's token and
+// shows the answer with `view`; the result element's data-state is idle, running, done or
+// error, and `outcome(answer)` adds to its dataset when done.
+function auditCheck(scope, { name, buttonId, label, running, path, view, outcome }) {
+  const result = h('div', { testid: `${name}-result`, dataset: { state: 'idle' } });
+  const error = errorBox(`${name}-error`);
+  const button = h('button', { type: 'button', class: 'primary', testid: buttonId }, label);
+  button.addEventListener('click', async () => {
+    error.clear();
+    button.disabled = true;
+    result.dataset.state = 'running';
+    result.replaceChildren(h('p', { class: 'muted' }, running));
+    try {
+      // A tenant API key is refused here (401/403): that is not the session failing.
+      const answer = await request(`${API_BASE}${path}`, { method: 'POST', sessionCheck: false });
+      if (!scope.alive) return;
+      result.replaceChildren(...view(answer));
+      result.dataset.state = 'done';
+      Object.assign(result.dataset, outcome(answer));
+    } catch (failure) {
+      if (!scope.alive) return;
+      result.replaceChildren();
+      result.dataset.state = 'error';
+      error.show(failure);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return { button, error, result };
 }
 
 function auditView(answer) {

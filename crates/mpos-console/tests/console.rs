@@ -310,6 +310,19 @@ fn event(aggregate: &str, sequence: u64) -> NewEvent {
     }
 }
 
+/// A POST to `url` with `bearer`, if any: the status and the JSON answer.
+async fn post(client: &reqwest::Client, url: &str, bearer: Option<&str>) -> (u16, Value) {
+    let mut request = client.post(url);
+    if let Some(bearer) = bearer {
+        request = request.bearer_auth(bearer);
+    }
+    let response = request.send().await.unwrap();
+    (
+        response.status().as_u16(),
+        response.json::<Value>().await.unwrap(),
+    )
+}
+
 #[tokio::test]
 async fn audit_verification_is_the_operators_and_names_an_altered_event() {
     let dir = tempfile::tempdir().unwrap();
@@ -333,19 +346,8 @@ async fn audit_verification_is_the_operators_and_names_an_altered_event() {
     ));
     let base = serve(console).await;
     let client = reqwest::Client::new();
-    let verify = |bearer: Option<&str>| {
-        let mut request = client.post(format!("{base}/console/api/audit/verify"));
-        if let Some(bearer) = bearer {
-            request = request.bearer_auth(bearer);
-        }
-        async move {
-            let response = request.send().await.unwrap();
-            (
-                response.status().as_u16(),
-                response.json::<Value>().await.unwrap(),
-            )
-        }
-    };
+    let endpoint = format!("{base}/console/api/audit/verify");
+    let verify = |bearer: Option<&'static str>| post(&client, &endpoint, bearer);
     assert_eq!(verify(None).await.0, 401);
     let (status, error) = verify(Some("mpk_tenant_key")).await;
     assert_eq!((status, &error["code"]), (403, &json!("forbidden")));
@@ -439,19 +441,8 @@ async fn the_read_models_replay_is_the_operators_and_names_a_read_model_that_dif
     let client = reqwest::Client::new();
     let config = get_json(&client, &format!("{base}/console/api/config"), None).await;
     assert_eq!(config["replay"], true, "{config}");
-    let replay = |bearer: Option<&str>| {
-        let mut request = client.post(format!("{base}/console/api/audit/replay"));
-        if let Some(bearer) = bearer {
-            request = request.bearer_auth(bearer);
-        }
-        async move {
-            let response = request.send().await.unwrap();
-            (
-                response.status().as_u16(),
-                response.json::<Value>().await.unwrap(),
-            )
-        }
-    };
+    let endpoint = format!("{base}/console/api/audit/replay");
+    let replay = |bearer: Option<&'static str>| post(&client, &endpoint, bearer);
     assert_eq!(replay(None).await.0, 401);
     let (status, error) = replay(Some("mpk_tenant_key")).await;
     assert_eq!((status, &error["code"]), (403, &json!("forbidden")));
