@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::StoreError;
 use crate::event::{NewEvent, StoredEvent};
-use crate::store::{EventStore, event_columns, to_u64};
+use crate::store::{EVENT_COLUMNS, EventStore, to_u64};
 
 /// Events per batch handed over.
 const BATCH: usize = 1_024;
@@ -88,9 +88,8 @@ async fn copy_into(
     );
     // Both bounds are integers formatted here: COPY takes no bind parameters.
     let statement = format!(
-        "COPY (SELECT {} FROM es_events WHERE global_position >= {first} AND global_position <= {last} \
-         ORDER BY global_position) TO STDOUT (FORMAT binary)",
-        event_columns()
+        "COPY (SELECT {EVENT_COLUMNS} FROM es_events WHERE global_position >= {first} \
+         AND global_position <= {last} ORDER BY global_position) TO STDOUT (FORMAT binary)"
     );
     let mut connection = pool.acquire().await?;
     let mut stream = connection.copy_out_raw(&statement).await?;
@@ -107,8 +106,7 @@ async fn copy_into(
             Err(error) => break Err(error.into()),
         };
         decoder.push(&chunk);
-        let decoded = decode_rows(&mut decoder, &mut batch);
-        if let Err(error) = decoded {
+        if let Err(error) = decode_rows(&mut decoder, &mut batch) {
             break Err(error);
         }
         if batch.len() >= BATCH
@@ -144,7 +142,7 @@ fn copy_error(error: CopyError) -> StoreError {
     StoreError::Corrupt(format!("reading the log with COPY: {error}"))
 }
 
-/// A row of [`event_columns`] in its binary COPY form.
+/// A row of [`EVENT_COLUMNS`] in its binary COPY form.
 fn event_from_row(row: &Row<'_>) -> Result<StoredEvent, CopyError> {
     let hash = |column: usize| -> Result<[u8; 32], CopyError> {
         row.bytes(column)?.try_into().map_err(|_| CopyError::Value {

@@ -22,7 +22,8 @@ use crate::schema;
 use crate::sqlite_writer::{SqliteWriter, Write};
 use crate::tail::{Horizon, Tail, TailRead};
 
-const EVENT_COLUMNS: &str = "global_position, event_id, tenant_id, aggregate_type, aggregate_id, sequence, \
+/// The columns of an event, in the order `decode_event` reads them.
+pub(crate) const EVENT_COLUMNS: &str = "global_position, event_id, tenant_id, aggregate_type, aggregate_id, sequence, \
      event_type, event_version, payload, metadata, occurred_at_us, previous_hash, hash";
 /// PostgreSQL connections for long ordered reads ([`crate::EventRange`]) per store, besides
 /// the pool: audits are rare and each holds one for its whole read.
@@ -1417,11 +1418,6 @@ fn insert_error(error: sqlx::Error, events: &[StoredEvent]) -> StoreError {
 
 fn decode_event(row: &AnyRow) -> Result<StoredEvent, StoreError> {
     decode_event_at(row, 0)
-}
-
-/// The columns of an event, in the order [`decode_event`] reads them.
-pub(crate) const fn event_columns() -> &'static str {
-    EVENT_COLUMNS
 }
 
 impl EventStore {
