@@ -105,7 +105,7 @@ async fn main() -> ExitCode {
         let keys = exit_on_error(trusted_keys(&vars));
         let mut logs = Vec::new();
         for (service, url) in databases {
-            match EventStore::connect(url.as_str(), service).await {
+            match EventStore::connect_read_only(url.as_str(), service).await {
                 Ok(store) => logs.push((service.to_owned(), store)),
                 Err(error) => {
                     eprintln!("{}: {error}", variable("AUDIT_DATABASE", service));

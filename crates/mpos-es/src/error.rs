@@ -27,6 +27,9 @@ pub enum StoreError {
     /// A stored row violates an invariant of the log.
     #[error("event log corrupt: {0}")]
     Corrupt(String),
+    /// A write on a store opened read-only ([`crate::EventStore::connect_read_only`]).
+    #[error("event store read-only: {0}")]
+    ReadOnly(String),
 }
 
 impl StoreError {
@@ -37,6 +40,7 @@ impl StoreError {
             Self::Conflict { .. } => ErrorCode::Conflict,
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::Encoding(_) | Self::Corrupt(_) => ErrorCode::Internal,
+            Self::ReadOnly(_) => ErrorCode::Forbidden,
         }
     }
 }
@@ -72,7 +76,7 @@ impl From<StoreError> for cqrs_es::persist::PersistenceError {
                 Self::ConnectionError(Box::new(error))
             }
             StoreError::Encoding(_) => Self::DeserializationError(Box::new(error)),
-            StoreError::Corrupt(_) => Self::UnknownError(Box::new(error)),
+            StoreError::Corrupt(_) | StoreError::ReadOnly(_) => Self::UnknownError(Box::new(error)),
         }
     }
 }

@@ -127,6 +127,18 @@ struct Inner {
     /// The newest events this process appended (see [`EventStore::read_new`]), recorded
     /// in commit order: by the turn task (PostgreSQL) or by the writer thread (SQLite).
     tail: Arc<Mutex<Tail>>,
+    /// Opened with [`EventStore::connect_read_only`]: every write is refused, here and by
+    /// the database itself.
+    read_only: bool,
+}
+
+/// How a store is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    /// The service's own: creates the schema and runs the migrations.
+    ReadWrite,
+    /// An auditor's or an operator's look: nothing created, nothing migrated, nothing written.
+    ReadOnly,
 }
 
 fn install_drivers() {
@@ -169,20 +181,73 @@ impl EventStore {
     /// 8 unless given) and `sqlite://path/to/file.db` (the file and
     /// its directory are created if missing).
     pub async fn connect(url: &str, service: &str) -> Result<Self, StoreError> {
+        Self::open(url, service, Access::ReadWrite).await
+    }
+
+    /// Opens the log of `service` at `url` for reading only, as an auditor or an operator
+    /// looks at a deployment: no schema is created, no migration runs (so a database role
+    /// that may only `SELECT` is enough), and every write is refused with
+    /// [`StoreError::ReadOnly`]. The database enforces it too: PostgreSQL sessions start
+    /// with `default_transaction_read_only`, SQLite files are opened with `mode=ro`.
+    ///
+    /// The same URLs as [`EventStore::connect`]; the log must exist (a missing schema, table
+    /// or file is [`StoreError::Unavailable`]).
+    pub async fn connect_read_only(url: &str, service: &str) -> Result<Self, StoreError> {
+        Self::open(url, service, Access::ReadOnly).await
+    }
+
+    async fn open(url: &str, service: &str, access: Access) -> Result<Self, StoreError> {
         install_drivers();
         let parsed = Url::parse(url).map_err(|error| {
             StoreError::InvalidUrl(format!("{error}: expected postgres://… or sqlite://…"))
         })?;
-        match parsed.scheme() {
-            "postgres" | "postgresql" => Self::connect_postgres(parsed, service).await,
-            "sqlite" => Self::connect_sqlite(url, service).await,
-            other => Err(StoreError::InvalidUrl(format!(
-                "unsupported scheme {other:?}: expected postgres:// or sqlite://"
-            ))),
+        let store = match parsed.scheme() {
+            "postgres" | "postgresql" => Self::connect_postgres(parsed, service, access).await?,
+            "sqlite" => Self::connect_sqlite(url, service, access).await?,
+            other => {
+                return Err(StoreError::InvalidUrl(format!(
+                    "unsupported scheme {other:?}: expected postgres:// or sqlite://"
+                )));
+            }
+        };
+        if access == Access::ReadOnly {
+            store.check_log().await?;
         }
+        Ok(store)
     }
 
-    async fn connect_postgres(mut url: Url, service: &str) -> Result<Self, StoreError> {
+    /// A read-only store's check that the log is there and readable.
+    async fn check_log(&self) -> Result<(), StoreError> {
+        for table in ["es_events", "es_log_head", "es_chain_checkpoints"] {
+            sqlx::query(&format!("SELECT 1 FROM {table} LIMIT 1"))
+                .fetch_optional(&self.inner.reader)
+                .await
+                .map_err(|error| {
+                    StoreError::Unavailable(format!(
+                        "no readable event log of {} here ({table}): {error}",
+                        self.inner.service
+                    ))
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Refuses a write on a store opened with [`EventStore::connect_read_only`].
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.inner.read_only {
+            return Err(StoreError::ReadOnly(format!(
+                "the event log of {} was opened read-only",
+                self.inner.service
+            )));
+        }
+        Ok(())
+    }
+
+    async fn connect_postgres(
+        mut url: Url,
+        service: &str,
+        access: Access,
+    ) -> Result<Self, StoreError> {
         let schema = url
             .query_pairs()
             .find(|(key, _)| key == "schema")
@@ -208,6 +273,10 @@ impl EventStore {
         if !other_pairs.is_empty() {
             url.query_pairs_mut().extend_pairs(other_pairs);
         }
+        let mut session_options: Vec<String> = Vec::new();
+        if access == Access::ReadOnly {
+            session_options.push("-c default_transaction_read_only=on".to_owned());
+        }
         if let Some(schema) = &schema {
             if schema.is_empty()
                 || !schema
@@ -218,6 +287,9 @@ impl EventStore {
                     "schema {schema:?}: expected letters, digits and underscores"
                 )));
             }
+            session_options.push(format!("-c search_path={schema}"));
+        }
+        if let Some(schema) = schema.as_ref().filter(|_| access == Access::ReadWrite) {
             let bootstrap = AnyPoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(5))
@@ -227,8 +299,10 @@ impl EventStore {
                 .execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
                 .await?;
             bootstrap.close().await;
+        }
+        if !session_options.is_empty() {
             url.query_pairs_mut()
-                .append_pair("options", &format!("-c search_path={schema}"));
+                .append_pair("options", &session_options.join(" "));
         }
         let options: AnyConnectOptions = url.as_str().parse()?;
         let long_reads: sqlx::postgres::PgConnectOptions = url.as_str().parse()?;
@@ -252,12 +326,15 @@ impl EventStore {
         let mut store = Self::from_pools(BackendKind::Postgres, pool.clone(), pool, service);
         if let Some(inner) = Arc::get_mut(&mut store.inner) {
             inner.long_reader = Some(long_reader);
+            inner.read_only = access == Access::ReadOnly;
         }
-        store.migrate().await?;
+        if access == Access::ReadWrite {
+            store.migrate().await?;
+        }
         Ok(store)
     }
 
-    async fn connect_sqlite(url: &str, service: &str) -> Result<Self, StoreError> {
+    async fn connect_sqlite(url: &str, service: &str, access: Access) -> Result<Self, StoreError> {
         let path = url
             .trim_start_matches("sqlite://")
             .split('?')
@@ -267,6 +344,14 @@ impl EventStore {
             return Err(StoreError::InvalidUrl(
                 "sqlite needs a file path (sqlite://path/to/file.db): readers and the writer share it".into(),
             ));
+        }
+        if access == Access::ReadOnly {
+            if !std::path::Path::new(path).is_file() {
+                return Err(StoreError::Unavailable(format!(
+                    "no event log of {service} at {path}"
+                )));
+            }
+            return Self::connect_sqlite_read_only(url, path, service).await;
         }
         if let Some(parent) = std::path::Path::new(path).parent()
             && !parent.as_os_str().is_empty()
@@ -305,6 +390,7 @@ impl EventStore {
         };
         let writer = pool(1).await?;
         let reader = pool(4).await?;
+        // The schema before the writer thread: it writes to the tables.
         let mut store = Self::from_pools(BackendKind::Sqlite, writer, reader, service);
         store.migrate().await?;
         let sqlite_writer = SqliteWriter::start(
@@ -316,6 +402,34 @@ impl EventStore {
         if let Some(inner) = Arc::get_mut(&mut store.inner) {
             inner.sqlite_reader = Some(Arc::new(SqliteReader::new(path)));
             inner.sqlite_writer = Some(sqlite_writer);
+        }
+        Ok(store)
+    }
+
+    /// A SQLite log opened with `mode=ro`: no writer thread, no PRAGMA that writes.
+    async fn connect_sqlite_read_only(
+        url: &str,
+        path: &str,
+        service: &str,
+    ) -> Result<Self, StoreError> {
+        let base = url.split('?').next().unwrap_or(url);
+        let options: AnyConnectOptions = format!("{base}?mode=ro").parse()?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .test_before_acquire(false)
+            .after_connect(|connection, _| {
+                Box::pin(async move {
+                    connection.execute("PRAGMA busy_timeout = 10000;").await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        let mut store = Self::from_pools(BackendKind::Sqlite, pool.clone(), pool, service);
+        if let Some(inner) = Arc::get_mut(&mut store.inner) {
+            inner.sqlite_reader = Some(Arc::new(SqliteReader::new(path)));
+            inner.read_only = true;
         }
         Ok(store)
     }
@@ -335,6 +449,7 @@ impl EventStore {
                 queued: Mutex::new(AppendQueue::default()),
                 append_commits: Arc::new(std::sync::atomic::AtomicU64::new(0)),
                 tail: Arc::new(Mutex::new(Tail::default())),
+                read_only: false,
             }),
         }
     }
@@ -387,6 +502,7 @@ impl EventStore {
         events: Vec<NewEvent>,
         snapshot: Option<Snapshot>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.writable()?;
         if events.is_empty() && snapshot.is_none() {
             return Ok(Vec::new());
         }
@@ -1008,6 +1124,7 @@ impl EventStore {
 
     /// Records that a consumer has handled everything up to `position`.
     pub async fn set_consumer_position(&self, name: &str, position: u64) -> Result<(), StoreError> {
+        self.writable()?;
         if let Some(writer) = &self.inner.sqlite_writer {
             writer
                 .write(Write::ConsumerPosition {
@@ -1031,6 +1148,7 @@ impl EventStore {
 
     /// Stores a signed checkpoint.
     pub async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        self.writable()?;
         if let Some(writer) = &self.inner.sqlite_writer {
             writer.write(Write::Checkpoint(checkpoint.clone())).await?;
             return Ok(());
@@ -1237,6 +1355,7 @@ impl EventStore {
         from_position: u64,
         to_position: u64,
     ) -> Result<(), StoreError> {
+        self.writable()?;
         if let Some(writer) = &self.inner.sqlite_writer {
             writer
                 .write(Write::CommitDocuments {
@@ -1284,6 +1403,7 @@ impl EventStore {
         projection: &str,
         documents: &[Document],
     ) -> Result<(), StoreError> {
+        self.writable()?;
         if let Some(writer) = &self.inner.sqlite_writer {
             writer
                 .write(Write::PutDocuments {
@@ -1301,6 +1421,7 @@ impl EventStore {
 
     /// Drops a read model and its checkpoint (before a rebuild).
     pub async fn drop_documents(&self, projection: &str, consumer: &str) -> Result<(), StoreError> {
+        self.writable()?;
         if let Some(writer) = &self.inner.sqlite_writer {
             writer
                 .write(Write::DropDocuments {

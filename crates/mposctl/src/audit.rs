@@ -211,9 +211,9 @@ async fn verify_one(
     keys: &[VerifyingKey],
     window: Window,
 ) -> Result<(VerifyReport, Option<(u64, u64)>)> {
-    let store = EventStore::connect(url, service)
+    let store = EventStore::connect_read_only(url, service)
         .await
-        .map_err(|error| CliError::failed(format!("{service}: {error}")))?;
+        .map_err(|error| CliError::unavailable(format!("{service}: {error}")))?;
     let failed = |error: mpos_es::StoreError| CliError::failed(format!("{service}: {error}"));
     let result = async {
         if !window.is_set() {

@@ -231,9 +231,9 @@ async fn read(
     kind: &Kind,
     args: &InspectArgs,
 ) -> Result<(Vec<StoredEvent>, Option<mpos_es::Snapshot>)> {
-    let store = EventStore::connect(url, service)
+    let store = EventStore::connect_read_only(url, service)
         .await
-        .map_err(|error| CliError::failed(format!("{service}: {error}")))?;
+        .map_err(|error| CliError::unavailable(format!("{service}: {error}")))?;
     let failed = |error: mpos_es::StoreError| CliError::failed(format!("{service}: {error}"));
     let result = async {
         let events = store

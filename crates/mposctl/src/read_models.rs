@@ -123,7 +123,7 @@ pub(crate) async fn run_feed(
     let mut copies = output.map(Copies::create).transpose()?;
     let failed =
         |what: &str, error: mpos_es::StoreError| CliError::unavailable(format!("{what}: {error}"));
-    let live_store = EventStore::connect(url, service)
+    let live_store = EventStore::connect_read_only(url, service)
         .await
         .map_err(|error| failed(service, error))?;
     let live = mpos_es::still(&live_store, feed.consumer, projection)
@@ -138,7 +138,7 @@ pub(crate) async fn run_feed(
         .map_err(|error| CliError::failed(format!("a scratch directory: {error}")))?;
     let copy_url = format!("sqlite://{}", scratch.path().join("followed.db").display());
     let fresh_url = format!("sqlite://{}", scratch.path().join("fresh.db").display());
-    let source = EventStore::connect(source_url, followed)
+    let source = EventStore::connect_read_only(source_url, followed)
         .await
         .map_err(|error| failed(followed, error))?;
     let copy = EventStore::connect(&copy_url, followed)
@@ -279,7 +279,7 @@ pub(crate) async fn run(
 ) -> Result<Value> {
     let models = select(service, name)?;
     let copies = output.map(Copies::create).transpose()?;
-    let store = EventStore::connect(url, service)
+    let store = EventStore::connect_read_only(url, service)
         .await
         .map_err(|error| CliError::unavailable(format!("{service}: {error}")))?;
     let result = mpos_es::compare_read_models(&store, models)
@@ -310,7 +310,7 @@ pub(crate) async fn run_from_bus(
     let copies = output.map(Copies::create).transpose()?;
     let mut compared = match log {
         Some(url) => {
-            let store = EventStore::connect(url, service)
+            let store = EventStore::connect_read_only(url, service)
                 .await
                 .map_err(|error| CliError::unavailable(format!("{service}: {error}")))?;
             let result = mpos_es::live_at_checkpoints(&store, models)
@@ -491,16 +491,7 @@ struct Copies {
 impl Copies {
     /// Creates the file (an existing one is refused).
     fn create(path: &std::path::Path) -> Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(|error| {
-                CliError::bad_request(format!(
-                    "--output {}: cannot create it ({error})",
-                    path.display()
-                ))
-            })?;
+        let file = crate::replay::create_output(path)?;
         Ok(Self {
             file: std::io::BufWriter::new(file),
             path: path.to_owned(),

@@ -226,16 +226,7 @@ pub(crate) fn run(args: &ReplayArgs) -> Result<Value> {
     {
         return Err(CliError::bad_request("--from is after --to"));
     }
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(output)
-        .map_err(|error| {
-            CliError::bad_request(format!(
-                "--output {}: cannot create it ({error})",
-                output.display()
-            ))
-        })?;
+    let file = create_output(output)?;
     let runtime = runtime()?;
     let mut out = Output {
         file: std::io::BufWriter::new(file),
@@ -268,6 +259,21 @@ pub(crate) fn run(args: &ReplayArgs) -> Result<Value> {
         summary["duplicates_skipped"] = json!(duplicates);
     }
     Ok(summary)
+}
+
+/// Creates `--output` for writing; an existing file is refused, never overwritten (an
+/// auditor's earlier export stays as it was).
+pub(crate) fn create_output(path: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|error| {
+            CliError::bad_request(format!(
+                "--output {}: cannot create it ({error})",
+                path.display()
+            ))
+        })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -359,7 +365,7 @@ async fn replay_bus(url: &str, args: &ReplayArgs, out: &mut Output) -> Result<(u
 /// of events read.
 async fn replay(url: &str, args: &ReplayArgs, out: &mut Output) -> Result<u64> {
     let service = &args.log.service;
-    let store = EventStore::connect(url, service)
+    let store = EventStore::connect_read_only(url, service)
         .await
         .map_err(|error| CliError::unavailable(format!("{service}: {error}")))?;
     let result = async {

@@ -178,6 +178,35 @@ async fn postgres_logs_named_by_url_verify_and_a_deleted_event_is_named() {
     let routing = service(&answer["report"], "routing");
     assert_eq!(routing["finding"]["kind"], "deleted", "{answer}");
     assert_eq!(routing["finding"]["position"], 7, "{answer}");
+    // A mistyped schema: the audit opens logs read-only, so it is named as unavailable and
+    // nothing is created in its place (it used to be created, an empty log that verified).
+    let mistyped_schema = format!("{schema}_typo");
+    let mistyped = url.replace(schema.as_str(), &mistyped_schema);
+    let database = format!("routing={mistyped}");
+    let (status, answer) = mposctl(&[
+        "audit",
+        "verify",
+        "--database",
+        &database,
+        "--trusted-key",
+        &key,
+    ]);
+    assert_eq!(status, 1, "{answer}");
+    assert_eq!(answer["code"], "unavailable", "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|message| message.starts_with("routing: ")),
+        "{answer}"
+    );
+    let created: Option<(String,)> = sqlx::query_as(
+        "SELECT schema_name FROM information_schema.schemata WHERE schema_name = $1",
+    )
+    .bind(&mistyped_schema)
+    .fetch_optional(&pool)
+    .await
+    .expect("schemata");
+    assert_eq!(created, None, "the audit created no schema");
     pool.close().await;
     log.drop_schema().await;
 }
