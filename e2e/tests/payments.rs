@@ -396,6 +396,18 @@ async fn the_payment_path_end_to_end_on_postgres_and_nats() {
     let again = terminal.resend(&request).await.expect("again");
     assert!(first.approved, "{first:?}");
     assert_eq!(first, again);
+    // The key used again for another payment (a new amount, newly enciphered card data): the
+    // payment is not read before its checks (ADR 27), and its commit tells the reuse apart.
+    let (other, _) = chip(&visa(), "duplicate-1", 1_301, CardDecision::Arqc, 15);
+    let reused = terminal.pay(other).await;
+    assert!(
+        matches!(
+            &reused,
+            Err(SimError::Refused { status: 409, code, message, .. })
+                if code == "conflict" && message.contains("idempotency key")
+        ),
+        "{reused:?}"
+    );
     assert_eq!(authorizations(&platform, 0), before + 1);
     // The terminal reverses it (the card refused the issuer's answer): delivered to A and
     // acknowledged.

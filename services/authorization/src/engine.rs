@@ -602,15 +602,11 @@ impl Authorizer {
             payment::payment_id(&tenant_id, &request.terminal_id, &request.idempotency_key);
         let digest = request_digest(&request);
         let aggregate_id = payment::aggregate_id(&tenant_id, &payment_id);
-        // Loaded once: the submission and the outcome are decided on this state and keep it.
-        let mut held = self
-            .held
-            .load(&aggregate_id)
-            .await
-            .map_err(mpos_es::command_error)?;
-        if let Some(answer) = retry_answer(held.state(), &digest)? {
-            return Ok(answer);
-        }
+        // Held from here on: the submission and the outcome are decided on this state and
+        // keep it. A payment's key is almost always new, so it is not read first (ADR 27):
+        // the submission's commit is refused if the key was taken, and a retry is then
+        // answered as it always was, with the first payment's answer (`after_lost_race`).
+        let mut held = self.held.assume_new(&aggregate_id);
         let now_us = mpos_es::now_micros();
         let received = pb::PaymentReceived {
             tenant_id: tenant_id.clone(),
@@ -635,7 +631,13 @@ impl Authorizer {
             .await
         {
             Ok(prepared) => prepared,
-            Err(Stop::Fault(error)) => return Err(error),
+            // A retry's answer comes before whatever stopped the checks this time (the
+            // terminal since suspended, the HSM away): the idempotency check is the first.
+            Err(Stop::Fault(error)) => {
+                return self
+                    .after_lost_race(&tenant_id, &payment_id, &digest, error)
+                    .await;
+            }
             Err(Stop::Declined(mut steps, decline)) => {
                 steps.push(Step::Declined(pb::PaymentDeclined {
                     tenant_id: tenant_id.clone(),
@@ -796,8 +798,9 @@ impl Authorizer {
         Ok(response_of(held.state()))
     }
 
-    /// A submission whose commit failed: if another submission of the same key won, answer
-    /// as a retry would be answered.
+    /// A submission that failed (its commit refused, or its checks stopped): if a submission
+    /// of the same key exists, answer as a retry is answered; otherwise `error`, which is
+    /// also the answer when the log cannot be read to tell.
     async fn after_lost_race(
         &self,
         tenant_id: &str,
@@ -805,7 +808,9 @@ impl Authorizer {
         digest: &str,
         error: ServiceError,
     ) -> Result<pb::PaymentResponse, ServiceError> {
-        let existing = self.payment(tenant_id, payment_id).await?;
+        let Ok(existing) = self.payment(tenant_id, payment_id).await else {
+            return Err(error);
+        };
         match retry_answer(&existing, digest)? {
             Some(answer) => Ok(answer),
             None => Err(error),

@@ -1199,6 +1199,22 @@ impl Router {
                 answered => return self.with_decision(answered, &handed).await,
             }
         }
+        if let Some(facts) = &request.route {
+            // Decided here: the payment's first call, so the exchange is not read first (ADR
+            // 27). Its first commit is refused if the exchange exists after all (a retry, or
+            // another replica), and the request is then authorised on the exchange as the
+            // log holds it, below. Nothing has gone to an acquirer before that commit.
+            let fresh = self.held.assume_new(&key);
+            match self
+                .decide_and_authorize(actor, &request, facts, fresh)
+                .await
+            {
+                Err(error) if error.code == ErrorCode::Conflict => {
+                    tracing::info!("exchange exists already; authorising on it");
+                }
+                answered => return answered,
+            }
+        }
         let mut held = self.held.load(&key).await.map_err(command_error)?;
         if held.state().decided.is_none()
             && let Some(facts) = &request.route
