@@ -44,7 +44,27 @@ pub fn canonical_encoding(event: &NewEvent, previous_hash: &[u8; 32]) -> Vec<u8>
 
 /// SHA-256 of the canonical encoding.
 pub fn event_hash(event: &NewEvent, previous_hash: &[u8; 32]) -> [u8; 32] {
-    Sha256::digest(canonical_encoding(event, previous_hash)).into()
+    // The fields of `canonical_encoding`, in its order, fed to the hash as they are: no
+    // buffer is built and no payload copied (every append and every audited event).
+    fn field(hasher: &mut Sha256, bytes: &[u8]) {
+        let length = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+        hasher.update(length.to_be_bytes());
+        hasher.update(bytes);
+    }
+    let mut hasher = Sha256::new();
+    field(&mut hasher, EVENT_DOMAIN);
+    field(&mut hasher, event.event_id.as_bytes());
+    field(&mut hasher, event.tenant_id.as_bytes());
+    field(&mut hasher, event.aggregate_type.as_bytes());
+    field(&mut hasher, event.aggregate_id.as_bytes());
+    field(&mut hasher, &event.sequence.to_be_bytes());
+    field(&mut hasher, event.event_type.as_bytes());
+    field(&mut hasher, event.event_version.as_bytes());
+    field(&mut hasher, event.payload.as_bytes());
+    field(&mut hasher, event.metadata.as_bytes());
+    field(&mut hasher, &event.occurred_at_us.to_be_bytes());
+    field(&mut hasher, previous_hash);
+    hasher.finalize().into()
 }
 
 /// A signed statement that the log up to `position` ends in `head_hash`.
@@ -358,6 +378,34 @@ mod tests {
             assert_ne!(event_hash(&variant, &GENESIS_HASH), hash);
         }
         assert_ne!(event_hash(&base, &[1; 32]), hash);
+    }
+
+    proptest::proptest! {
+        /// The streamed hash is SHA-256 of the documented encoding, whatever the fields
+        /// (empty, long, not ASCII).
+        #[test]
+        fn the_streamed_hash_is_sha256_of_the_canonical_encoding(
+            texts in proptest::collection::vec(".{0,40}", 8),
+            payload in ".{0,600}",
+            sequence in proptest::prelude::any::<u64>(),
+            occurred_at_us in proptest::prelude::any::<i64>(),
+            previous in proptest::prelude::any::<[u8; 32]>(),
+        ) {
+            let event = NewEvent {
+                event_id: texts[0].clone(),
+                tenant_id: texts[1].clone(),
+                aggregate_type: texts[2].clone(),
+                aggregate_id: texts[3].clone(),
+                sequence,
+                event_type: texts[4].clone(),
+                event_version: texts[5].clone(),
+                payload,
+                metadata: texts[6].clone(),
+                occurred_at_us,
+            };
+            let expected: [u8; 32] = Sha256::digest(canonical_encoding(&event, &previous)).into();
+            proptest::prop_assert_eq!(event_hash(&event, &previous), expected);
+        }
     }
 
     #[test]

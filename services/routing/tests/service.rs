@@ -1081,11 +1081,21 @@ async fn authorize_decides_the_route_and_translates_the_dukpt_pin_block() {
     let exchange = platform.exchange("d-1").await;
     assert_eq!(exchange.decided.unwrap().decision_id, decision.decision_id);
     assert!(exchange.attempts[0].sent.pin_capable);
-    // A retry: the recorded answer and decision, no second message.
+    // A retry: the recorded answer and decision, no second message. The exchange is not
+    // read before its first commit (ADR 27): the retry's is refused by the log, and nothing
+    // of it is recorded.
     let retry = client.authorize(request, x924_card()).await.unwrap();
     assert_eq!(retry.auth_code, approved.auth_code);
     assert_eq!(retry.decision.unwrap().decision_id, decision.decision_id);
     assert_eq!(a.received().count("0200"), 1);
+    assert_eq!(
+        event_types(&platform, "d-1").await,
+        [
+            "mpos.routing.v1.RouteDecided",
+            "mpos.routing.v1.AcquirerRequestSent",
+            "mpos.routing.v1.AcquirerResponded"
+        ]
+    );
 
     // A block that is not ISO format 0 under the transaction's PIN key (checked here with
     // paycrypto): refused by the HSM, nothing sent, the decision recorded alone.
