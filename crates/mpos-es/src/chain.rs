@@ -23,47 +23,48 @@ fn put_field(buffer: &mut Vec<u8>, field: &[u8]) {
     buffer.extend_from_slice(field);
 }
 
+/// Hands the canonical encoding of an event to `put`, piece by piece: a domain tag, then every
+/// field as a 4-byte big-endian length and its bytes, in a fixed order (see `docs/events.md`).
+fn encode_into(event: &NewEvent, previous_hash: &[u8; 32], mut put: impl FnMut(&[u8])) {
+    let sequence = event.sequence.to_be_bytes();
+    let occurred_at_us = event.occurred_at_us.to_be_bytes();
+    let fields: [&[u8]; 12] = [
+        EVENT_DOMAIN,
+        event.event_id.as_bytes(),
+        event.tenant_id.as_bytes(),
+        event.aggregate_type.as_bytes(),
+        event.aggregate_id.as_bytes(),
+        &sequence,
+        event.event_type.as_bytes(),
+        event.event_version.as_bytes(),
+        event.payload.as_bytes(),
+        event.metadata.as_bytes(),
+        &occurred_at_us,
+        previous_hash,
+    ];
+    for field in fields {
+        // Lengths of stored fields fit in u32; a longer one could not be stored anyway.
+        let length = u32::try_from(field.len()).unwrap_or(u32::MAX);
+        put(&length.to_be_bytes());
+        put(field);
+    }
+}
+
 /// The canonical encoding of an event: a domain tag, then every field as a 4-byte big-endian
 /// length and its bytes, in a fixed order (see `docs/events.md`).
 pub fn canonical_encoding(event: &NewEvent, previous_hash: &[u8; 32]) -> Vec<u8> {
     let mut buffer = Vec::with_capacity(256 + event.payload.len() + event.metadata.len());
-    put_field(&mut buffer, EVENT_DOMAIN);
-    put_field(&mut buffer, event.event_id.as_bytes());
-    put_field(&mut buffer, event.tenant_id.as_bytes());
-    put_field(&mut buffer, event.aggregate_type.as_bytes());
-    put_field(&mut buffer, event.aggregate_id.as_bytes());
-    put_field(&mut buffer, &event.sequence.to_be_bytes());
-    put_field(&mut buffer, event.event_type.as_bytes());
-    put_field(&mut buffer, event.event_version.as_bytes());
-    put_field(&mut buffer, event.payload.as_bytes());
-    put_field(&mut buffer, event.metadata.as_bytes());
-    put_field(&mut buffer, &event.occurred_at_us.to_be_bytes());
-    put_field(&mut buffer, previous_hash);
+    encode_into(event, previous_hash, |bytes| {
+        buffer.extend_from_slice(bytes)
+    });
     buffer
 }
 
-/// SHA-256 of the canonical encoding.
+/// SHA-256 of the canonical encoding, fed to the hash piece by piece: no buffer is built and
+/// no payload copied (every append and every audited event).
 pub fn event_hash(event: &NewEvent, previous_hash: &[u8; 32]) -> [u8; 32] {
-    // The fields of `canonical_encoding`, in its order, fed to the hash as they are: no
-    // buffer is built and no payload copied (every append and every audited event).
-    fn field(hasher: &mut Sha256, bytes: &[u8]) {
-        let length = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-        hasher.update(length.to_be_bytes());
-        hasher.update(bytes);
-    }
     let mut hasher = Sha256::new();
-    field(&mut hasher, EVENT_DOMAIN);
-    field(&mut hasher, event.event_id.as_bytes());
-    field(&mut hasher, event.tenant_id.as_bytes());
-    field(&mut hasher, event.aggregate_type.as_bytes());
-    field(&mut hasher, event.aggregate_id.as_bytes());
-    field(&mut hasher, &event.sequence.to_be_bytes());
-    field(&mut hasher, event.event_type.as_bytes());
-    field(&mut hasher, event.event_version.as_bytes());
-    field(&mut hasher, event.payload.as_bytes());
-    field(&mut hasher, event.metadata.as_bytes());
-    field(&mut hasher, &event.occurred_at_us.to_be_bytes());
-    field(&mut hasher, previous_hash);
+    encode_into(event, previous_hash, |bytes| hasher.update(bytes));
     hasher.finalize().into()
 }
 

@@ -193,12 +193,8 @@ async fn postgres_logs_named_by_url_verify_and_a_deleted_event_is_named() {
     ]);
     assert_eq!(status, 1, "{answer}");
     assert_eq!(answer["code"], "unavailable", "{answer}");
-    assert!(
-        answer["message"]
-            .as_str()
-            .is_some_and(|message| message.starts_with("routing: ")),
-        "{answer}"
-    );
+    let message = answer["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("routing: "), "{answer}");
     let created: Option<(String,)> = sqlx::query_as(
         "SELECT schema_name FROM information_schema.schemata WHERE schema_name = $1",
     )
