@@ -182,15 +182,15 @@ async fn postgres_logs_named_by_url_verify_and_a_deleted_event_is_named() {
     // nothing is created in its place (it used to be created, an empty log that verified).
     let mistyped_schema = format!("{schema}_typo");
     let mistyped = url.replace(schema.as_str(), &mistyped_schema);
-    let database = format!("routing={mistyped}");
-    let (status, answer) = mposctl(&[
-        "audit",
-        "verify",
-        "--database",
-        &database,
-        "--trusted-key",
-        &key,
-    ]);
+    let mistyped_database = format!("routing={mistyped}");
+    let mistyped_args = args.map(|arg| {
+        if arg == database {
+            mistyped_database.as_str()
+        } else {
+            arg
+        }
+    });
+    let (status, answer) = mposctl(&mistyped_args);
     assert_eq!(status, 1, "{answer}");
     assert_eq!(answer["code"], "unavailable", "{answer}");
     let message = answer["message"].as_str().unwrap_or_default();
