@@ -1809,10 +1809,16 @@ impl Router {
             Some(decided) => ExchangeCommand::DecideAndSend(Box::new(decided.clone()), sent),
             None => ExchangeCommand::Send(sent),
         };
-        self.held
+        let committed = self
+            .held
             .execute(held, command, Self::metadata(actor, tenant_id))
-            .await
-            .map_err(command_error)?;
+            .await;
+        if matches!(committed, Err(cqrs_es::AggregateError::AggregateConflict)) {
+            // Someone wrote to the exchange first (a retry finds it there, ADR 27): the
+            // decision alone would be refused the same way, so it is not tried.
+            *pending = None;
+        }
+        committed.map_err(command_error)?;
         *pending = None;
         let started = Instant::now();
         let result = link.exchange(encoded).await;

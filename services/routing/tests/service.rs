@@ -1088,6 +1088,11 @@ async fn authorize_decides_the_route_and_translates_the_dukpt_pin_block() {
     assert_eq!(retry.auth_code, approved.auth_code);
     assert_eq!(retry.decision.unwrap().decision_id, decision.decision_id);
     assert_eq!(a.received().count("0200"), 1);
+    // ... taken for what it is: no attempt to record the decision alone (it would be
+    // refused the same way), so no warning about it.
+    let text = logs.text();
+    assert!(text.contains("exchange exists already; authorising on it"));
+    assert!(!text.contains("routing decision not recorded"));
     assert_eq!(
         event_types(&platform, "d-1").await,
         [
