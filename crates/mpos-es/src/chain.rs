@@ -23,22 +23,75 @@ fn put_field(buffer: &mut Vec<u8>, field: &[u8]) {
     buffer.extend_from_slice(field);
 }
 
+/// An event's hashed fields, borrowed: from a [`NewEvent`], or straight from the bytes a
+/// long read received ([`crate::EventBatch`]), so that an audit hashes rows without building
+/// events. Text fields are their UTF-8 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventFields<'a> {
+    /// UUIDv7 in canonical text form.
+    pub event_id: &'a [u8],
+    /// Owning tenant.
+    pub tenant_id: &'a [u8],
+    /// Aggregate type.
+    pub aggregate_type: &'a [u8],
+    /// Aggregate id.
+    pub aggregate_id: &'a [u8],
+    /// Position in the aggregate's stream, from 1.
+    pub sequence: u64,
+    /// Full protobuf name of the payload.
+    pub event_type: &'a [u8],
+    /// Payload schema version.
+    pub event_version: &'a [u8],
+    /// Payload as canonical JSON text.
+    pub payload: &'a [u8],
+    /// Metadata as canonical JSON text.
+    pub metadata: &'a [u8],
+    /// Microseconds since the Unix epoch.
+    pub occurred_at_us: i64,
+}
+
+impl<'a> From<&'a NewEvent> for EventFields<'a> {
+    fn from(event: &'a NewEvent) -> Self {
+        Self {
+            event_id: event.event_id.as_bytes(),
+            tenant_id: event.tenant_id.as_bytes(),
+            aggregate_type: event.aggregate_type.as_bytes(),
+            aggregate_id: event.aggregate_id.as_bytes(),
+            sequence: event.sequence,
+            event_type: event.event_type.as_bytes(),
+            event_version: event.event_version.as_bytes(),
+            payload: event.payload.as_bytes(),
+            metadata: event.metadata.as_bytes(),
+            occurred_at_us: event.occurred_at_us,
+        }
+    }
+}
+
+impl EventFields<'_> {
+    /// SHA-256 of the canonical encoding ([`event_hash`]), fed piece by piece.
+    pub fn hash(&self, previous_hash: &[u8; 32]) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        encode_into(self, previous_hash, |bytes| hasher.update(bytes));
+        hasher.finalize().into()
+    }
+}
+
 /// Hands the canonical encoding of an event to `put`, piece by piece: a domain tag, then every
 /// field as a 4-byte big-endian length and its bytes, in a fixed order (see `docs/events.md`).
-fn encode_into(event: &NewEvent, previous_hash: &[u8; 32], mut put: impl FnMut(&[u8])) {
+fn encode_into(event: &EventFields<'_>, previous_hash: &[u8; 32], mut put: impl FnMut(&[u8])) {
     let sequence = event.sequence.to_be_bytes();
     let occurred_at_us = event.occurred_at_us.to_be_bytes();
     let fields: [&[u8]; 12] = [
         EVENT_DOMAIN,
-        event.event_id.as_bytes(),
-        event.tenant_id.as_bytes(),
-        event.aggregate_type.as_bytes(),
-        event.aggregate_id.as_bytes(),
+        event.event_id,
+        event.tenant_id,
+        event.aggregate_type,
+        event.aggregate_id,
         &sequence,
-        event.event_type.as_bytes(),
-        event.event_version.as_bytes(),
-        event.payload.as_bytes(),
-        event.metadata.as_bytes(),
+        event.event_type,
+        event.event_version,
+        event.payload,
+        event.metadata,
         &occurred_at_us,
         previous_hash,
     ];
@@ -54,7 +107,7 @@ fn encode_into(event: &NewEvent, previous_hash: &[u8; 32], mut put: impl FnMut(&
 /// length and its bytes, in a fixed order (see `docs/events.md`).
 pub fn canonical_encoding(event: &NewEvent, previous_hash: &[u8; 32]) -> Vec<u8> {
     let mut buffer = Vec::with_capacity(256 + event.payload.len() + event.metadata.len());
-    encode_into(event, previous_hash, |bytes| {
+    encode_into(&event.into(), previous_hash, |bytes| {
         buffer.extend_from_slice(bytes)
     });
     buffer
@@ -63,9 +116,7 @@ pub fn canonical_encoding(event: &NewEvent, previous_hash: &[u8; 32]) -> Vec<u8>
 /// SHA-256 of the canonical encoding, fed to the hash piece by piece: no buffer is built and
 /// no payload copied (every append and every audited event).
 pub fn event_hash(event: &NewEvent, previous_hash: &[u8; 32]) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    encode_into(event, previous_hash, |bytes| hasher.update(bytes));
-    hasher.finalize().into()
+    EventFields::from(event).hash(previous_hash)
 }
 
 /// A signed statement that the log up to `position` ends in `head_hash`.
@@ -243,16 +294,37 @@ impl std::fmt::Display for Tamper {
     }
 }
 
+/// Where an event stands in the chain: all the verifier keeps of the events around a break.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Link {
+    /// Its global position.
+    pub(crate) position: u64,
+    /// The hash it links to.
+    pub(crate) previous_hash: [u8; 32],
+    /// Its own hash.
+    pub(crate) hash: [u8; 32],
+}
+
+impl From<&StoredEvent> for Link {
+    fn from(event: &StoredEvent) -> Self {
+        Self {
+            position: event.global_position,
+            previous_hash: event.previous_hash,
+            hash: event.hash,
+        }
+    }
+}
+
 /// What the verifier needs to know about the rest of the log when a link breaks.
-pub(crate) struct BreakContext<'a> {
+pub(crate) struct BreakContext {
     /// The event before the one before the break, if any.
-    pub(crate) before_previous: Option<&'a StoredEvent>,
+    pub(crate) before_previous: Option<Link>,
     /// The event before the break, if any.
-    pub(crate) previous: Option<&'a StoredEvent>,
+    pub(crate) previous: Option<Link>,
     /// The event whose link is broken.
-    pub(crate) current: &'a StoredEvent,
+    pub(crate) current: Link,
     /// The event after it, if any.
-    pub(crate) next: Option<&'a StoredEvent>,
+    pub(crate) next: Option<Link>,
     /// Position of the event whose stored hash equals the current event's previous hash.
     pub(crate) predecessor_position: Option<u64>,
     /// Whether some aggregate's stream has a hole in its sequence numbers.
@@ -261,15 +333,15 @@ pub(crate) struct BreakContext<'a> {
 
 /// Names a broken link (the current event's previous hash is not the previous event's hash,
 /// or its position does not follow the previous one).
-pub(crate) fn classify_break(context: &BreakContext<'_>) -> Tamper {
+pub(crate) fn classify_break(context: &BreakContext) -> Tamper {
     let current = context.current;
     let previous_hash = context.previous.map_or(GENESIS_HASH, |event| event.hash);
     // The event the current one links to stands later in the log: moved.
     if let Some(predecessor) = context.predecessor_position
-        && predecessor > current.global_position
+        && predecessor > current.position
     {
         return Tamper::Reordered {
-            position: current.global_position,
+            position: current.position,
         };
     }
     // The current event is foreign if its successor links to the event before it.
@@ -277,7 +349,7 @@ pub(crate) fn classify_break(context: &BreakContext<'_>) -> Tamper {
         && next.previous_hash == previous_hash
     {
         return Tamper::Inserted {
-            position: current.global_position,
+            position: current.position,
         };
     }
     // The previous event is foreign if the current one links past it.
@@ -285,20 +357,18 @@ pub(crate) fn classify_break(context: &BreakContext<'_>) -> Tamper {
         && current.previous_hash == before_previous.hash
     {
         return Tamper::Inserted {
-            position: previous.global_position,
+            position: previous.position,
         };
     }
-    let expected_position = context
-        .previous
-        .map_or(1, |event| event.global_position + 1);
-    if current.global_position > expected_position {
+    let expected_position = context.previous.map_or(1, |event| event.position + 1);
+    if current.position > expected_position {
         return Tamper::Deleted {
             position: expected_position,
         };
     }
     if context.predecessor_position.is_some() {
         return Tamper::Reordered {
-            position: current.global_position,
+            position: current.position,
         };
     }
     // The predecessor's hash is unknown and positions are contiguous: either events were
@@ -306,10 +376,10 @@ pub(crate) fn classify_break(context: &BreakContext<'_>) -> Tamper {
     // before was rewritten with its own hash recomputed.
     match context.previous {
         Some(previous) if !context.sequence_gap => Tamper::Altered {
-            position: previous.global_position,
+            position: previous.position,
         },
         _ => Tamper::Deleted {
-            position: current.global_position,
+            position: current.position,
         },
     }
 }

@@ -29,7 +29,7 @@ mod store;
 mod tail;
 mod verify;
 
-pub use chain::{Checkpoint, Tamper};
+pub use chain::{Checkpoint, EventFields, Tamper};
 pub use codec::{EventCodec, ProtoEvent};
 pub use combine::Combiner;
 pub use command::{command_error, execute, execute_retrying, retry_conflicts, snapshot_framework};
@@ -44,7 +44,7 @@ pub use outbox::{CHECKPOINT_EVERY, OutboxRelay, RelayError};
 pub use projection::{
     InOrder, Projection, ProjectionRunner, Replayed, ReplayedReadModel, digest_documents,
 };
-pub use range::EventRange;
+pub use range::{EventBatch, EventRange, EventView};
 pub use repository::{EventRepository, to_serialized, upcast};
 pub use session::{Aggregates, Loaded, fold};
 pub use signer::ChainSigner;

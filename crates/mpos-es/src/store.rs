@@ -18,6 +18,7 @@ use url::Url;
 use crate::chain::{Checkpoint, event_hash};
 use crate::error::StoreError;
 use crate::event::{NewEvent, StoredEvent, now_micros};
+use crate::range::{EventBatch, EventView, TEXT_COLUMNS, TEXT_FIELDS};
 use crate::schema;
 use crate::sqlite_writer::{SqliteWriter, Write};
 use crate::tail::{Horizon, Tail, TailRead};
@@ -873,6 +874,45 @@ impl EventStore {
             .map_err(|error| StoreError::Unavailable(format!("sqlite reader task: {error}")))?
     }
 
+    /// Up to `limit` events after `position` as one batch, their text copied into one buffer
+    /// (on SQLite read natively, nothing allocated per event): the pages of an audit.
+    pub(crate) async fn read_batch_after(
+        &self,
+        position: u64,
+        limit: u32,
+    ) -> Result<EventBatch, StoreError> {
+        let Some(reader) = self.inner.sqlite_reader.clone() else {
+            let events = self.read_after(position, limit).await?;
+            let mut batch = EventBatch::with_capacity(events.len(), 0);
+            for event in &events {
+                let view = EventView::from(event);
+                let fields = &view.fields;
+                batch.push(
+                    event.global_position,
+                    fields.sequence,
+                    fields.occurred_at_us,
+                    [
+                        fields.event_id,
+                        fields.tenant_id,
+                        fields.aggregate_type,
+                        fields.aggregate_id,
+                        fields.event_type,
+                        fields.event_version,
+                        fields.payload,
+                        fields.metadata,
+                    ],
+                    event.previous_hash,
+                    event.hash,
+                );
+            }
+            return Ok(batch);
+        };
+        let after = to_i64(position)?;
+        tokio::task::spawn_blocking(move || reader.read_batch_after(after, i64::from(limit)))
+            .await
+            .map_err(|error| StoreError::Unavailable(format!("sqlite reader task: {error}")))?
+    }
+
     /// Events of one aggregate with a sequence greater than `after_sequence`, in order.
     pub async fn read_aggregate(
         &self,
@@ -1642,6 +1682,54 @@ impl SqliteReader {
 
     fn read_after(&self, after: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
         self.point(|connection| Self::query(connection, after, limit))
+    }
+
+    /// [`Self::read_after`] into one batch: each value read where SQLite holds it and copied
+    /// into the batch, no event built.
+    fn read_batch_after(&self, after: i64, limit: i64) -> Result<EventBatch, StoreError> {
+        self.point(|connection| {
+            let mut statement = connection
+                .prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM es_events WHERE global_position > ?1 ORDER BY global_position LIMIT ?2"
+                ))
+                .map_err(sqlite_error)?;
+            let mut rows = statement
+                .query(rusqlite::params![after, limit])
+                .map_err(sqlite_error)?;
+            let capacity = usize::try_from(limit).unwrap_or(0).min(10_000);
+            let mut batch = EventBatch::with_capacity(capacity, capacity * 512);
+            while let Some(row) = rows.next().map_err(sqlite_error)? {
+                let value = |index: usize| row.get_ref(index).map_err(sqlite_error);
+                let bytes = |index: usize| -> Result<&[u8], StoreError> {
+                    value(index)?
+                        .as_bytes()
+                        .map_err(|error| StoreError::Corrupt(format!("column {index}: {error}")))
+                };
+                let integer = |index: usize| -> Result<i64, StoreError> {
+                    value(index)?
+                        .as_i64()
+                        .map_err(|error| StoreError::Corrupt(format!("column {index}: {error}")))
+                };
+                let hash = |index: usize| -> Result<[u8; 32], StoreError> {
+                    let hash = bytes(index)?;
+                    <[u8; 32]>::try_from(hash)
+                        .map_err(|_| StoreError::Corrupt(format!("hash of {} bytes", hash.len())))
+                };
+                let mut text = [&[][..]; TEXT_FIELDS];
+                for (field, column) in text.iter_mut().zip(TEXT_COLUMNS) {
+                    *field = bytes(column)?;
+                }
+                batch.push(
+                    to_u64(integer(0)?)?,
+                    to_u64(integer(5)?)?,
+                    integer(10)?,
+                    text,
+                    hash(11)?,
+                    hash(12)?,
+                );
+            }
+            Ok(batch)
+        })
     }
 
     fn query(

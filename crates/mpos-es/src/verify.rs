@@ -1,16 +1,13 @@
 //! Verifies a service log: the hash chain, aggregate sequences, the head row and signed
 //! checkpoints. Reports the first position where the log stops being what the service wrote.
 
-use std::collections::VecDeque;
-
 use foldhash::HashMap;
 
 use ed25519_dalek::VerifyingKey;
 
-use crate::chain::{BreakContext, GENESIS_HASH, Tamper, classify_break, event_hash};
+use crate::chain::{BreakContext, GENESIS_HASH, Link, Tamper, classify_break};
 use crate::error::StoreError;
-use crate::event::StoredEvent;
-use crate::range::EventRange;
+use crate::range::{EventRange, EventView};
 use crate::store::EventStore;
 
 /// The outcome of a verification.
@@ -80,8 +77,9 @@ pub async fn verify_range(
     let (mut before_previous, mut previous) = if first > 1 {
         let before = store.read_after(first.saturating_sub(3), 2).await?;
         let mut before = before
-            .into_iter()
-            .filter(|event| event.global_position < first);
+            .iter()
+            .filter(|event| event.global_position < first)
+            .map(Link::from);
         let (one, two) = (before.next(), before.next());
         match two {
             Some(two) => (one, Some(two)),
@@ -101,7 +99,7 @@ pub async fn verify_range(
     // then id, so that looking one up allocates nothing. foldhash, not SipHash: two lookups
     // per event audited, over the log's own ids (a log's writer could only slow its own
     // audit by choosing colliding ids).
-    let mut sequences: HashMap<String, HashMap<String, u64>> = HashMap::default();
+    let mut sequences: HashMap<Vec<u8>, HashMap<Vec<u8>, u64>> = HashMap::default();
     // An open window ends at the head as it is now: the log as it was when the audit began.
     // Events a running service appends meanwhile are the next audit's; they move the head in
     // the same transaction, which is what tells them from events put past it (checked below).
@@ -111,100 +109,89 @@ pub async fn verify_range(
         None
     };
     let read_to = head_at_start.map_or(last, |(position, _)| position);
+    // The events are checked where the read left them (views into each batch's buffer):
+    // nothing is allocated per event but each aggregate's first entry in `sequences`.
     let mut range = EventRange::new(store, first, read_to);
-    let mut batch: VecDeque<StoredEvent> = VecDeque::new();
-    loop {
-        let Some(current) = batch.pop_front() else {
-            match range.next_batch().await? {
-                Some(next) => {
-                    batch = next.into();
-                    continue;
-                }
-                None => break,
+    while let Some(batch) = range.next_batch().await? {
+        let mut views = batch.iter().peekable();
+        while let Some(current) = views.next() {
+            report.events_checked += 1;
+            report.last_position = current.global_position;
+            let link = link_of(&current);
+            let expected_previous = previous.map_or(GENESIS_HASH, |event| event.hash);
+            let expected_position = previous.map_or(1, |event| event.position + 1);
+            if link.previous_hash != expected_previous || link.position != expected_position {
+                let next = match views.peek() {
+                    Some(next) => Some(link_of(next)),
+                    None => store
+                        .read_after(current.global_position, 1)
+                        .await?
+                        .first()
+                        .map(Link::from),
+                };
+                let context = BreakContext {
+                    before_previous,
+                    previous,
+                    current: link,
+                    next,
+                    predecessor_position: store.position_of_hash(current.previous_hash).await?,
+                    sequence_gap: store.has_sequence_gap().await?,
+                };
+                report.tamper = Some(classify_break(&context));
+                return Ok(report);
             }
-        };
-        report.events_checked += 1;
-        report.last_position = current.global_position;
-        let expected_previous = previous.as_ref().map_or(GENESIS_HASH, |event| event.hash);
-        let expected_position = previous
-            .as_ref()
-            .map_or(1, |event| event.global_position + 1);
-        if current.previous_hash != expected_previous
-            || current.global_position != expected_position
-        {
-            let next = match batch.front() {
-                Some(next) => Some(next.clone()),
-                None => store
-                    .read_after(current.global_position, 1)
-                    .await?
-                    .into_iter()
-                    .next(),
-            };
-            let predecessor_position = store.position_of_hash(&current.previous_hash).await?;
-            let sequence_gap = store.has_sequence_gap().await?;
-            let context = BreakContext {
-                before_previous: before_previous.as_ref(),
-                previous: previous.as_ref(),
-                current: &current,
-                next: next.as_ref(),
-                predecessor_position,
-                sequence_gap,
-            };
-            report.tamper = Some(classify_break(&context));
-            return Ok(report);
-        }
-        if event_hash(&current.event, &current.previous_hash) != current.hash {
-            report.tamper = Some(Tamper::Altered {
-                position: current.global_position,
-            });
-            return Ok(report);
-        }
-        let (aggregate_type, aggregate_id) =
-            (&current.event.aggregate_type, &current.event.aggregate_id);
-        let last_sequence = match sequences
-            .get(aggregate_type.as_str())
-            .and_then(|ids| ids.get(aggregate_id.as_str()))
-        {
-            Some(sequence) => *sequence,
-            None if first > 1 => current.event.sequence.saturating_sub(1),
-            None => 0,
-        };
-        if current.event.sequence != last_sequence + 1 {
-            // The chain is consistent but an aggregate's stream is not: the chain was
-            // recomputed after events were removed or moved.
-            report.tamper = Some(if current.event.sequence > last_sequence + 1 {
-                Tamper::Deleted {
-                    position: current.global_position,
-                }
-            } else {
-                Tamper::Reordered {
-                    position: current.global_position,
-                }
-            });
-            return Ok(report);
-        }
-        match sequences
-            .get_mut(aggregate_type.as_str())
-            .and_then(|ids| ids.get_mut(aggregate_id.as_str()))
-        {
-            Some(sequence) => *sequence = current.event.sequence,
-            None => {
-                sequences
-                    .entry(aggregate_type.clone())
-                    .or_default()
-                    .insert(aggregate_id.clone(), current.event.sequence);
-            }
-        }
-        if let Some(signed_hash) = checkpoint_hashes.get(&current.global_position) {
-            report.checkpoints_checked += 1;
-            if *signed_hash != current.hash {
-                report.tamper = Some(Tamper::CheckpointMismatch {
+            if current.fields.hash(current.previous_hash) != *current.hash {
+                report.tamper = Some(Tamper::Altered {
                     position: current.global_position,
                 });
                 return Ok(report);
             }
+            let fields = &current.fields;
+            let last_sequence = match sequences
+                .get(fields.aggregate_type)
+                .and_then(|ids| ids.get(fields.aggregate_id))
+            {
+                Some(sequence) => *sequence,
+                None if first > 1 => fields.sequence.saturating_sub(1),
+                None => 0,
+            };
+            if fields.sequence != last_sequence + 1 {
+                // The chain is consistent but an aggregate's stream is not: the chain was
+                // recomputed after events were removed or moved.
+                report.tamper = Some(if fields.sequence > last_sequence + 1 {
+                    Tamper::Deleted {
+                        position: current.global_position,
+                    }
+                } else {
+                    Tamper::Reordered {
+                        position: current.global_position,
+                    }
+                });
+                return Ok(report);
+            }
+            match sequences
+                .get_mut(fields.aggregate_type)
+                .and_then(|ids| ids.get_mut(fields.aggregate_id))
+            {
+                Some(sequence) => *sequence = fields.sequence,
+                None => {
+                    sequences
+                        .entry(fields.aggregate_type.to_vec())
+                        .or_default()
+                        .insert(fields.aggregate_id.to_vec(), fields.sequence);
+                }
+            }
+            if let Some(signed_hash) = checkpoint_hashes.get(&current.global_position) {
+                report.checkpoints_checked += 1;
+                if signed_hash != current.hash {
+                    report.tamper = Some(Tamper::CheckpointMismatch {
+                        position: current.global_position,
+                    });
+                    return Ok(report);
+                }
+            }
+            before_previous = previous.replace(link);
         }
-        before_previous = previous.replace(current);
     }
 
     if last != u64::MAX {
@@ -216,7 +203,7 @@ pub async fn verify_range(
         Some(head) => head,
         None => store.head().await?,
     };
-    let last_hash = previous.as_ref().map_or(GENESIS_HASH, |event| event.hash);
+    let last_hash = previous.map_or(GENESIS_HASH, |event| event.hash);
     if head_position != report.last_position || head_hash != last_hash {
         report.tamper = Some(Tamper::Deleted {
             position: report.last_position + 1,
@@ -242,4 +229,12 @@ pub async fn verify_range(
         });
     }
     Ok(report)
+}
+
+fn link_of(event: &EventView<'_>) -> Link {
+    Link {
+        position: event.global_position,
+        previous_hash: *event.previous_hash,
+        hash: *event.hash,
+    }
 }

@@ -81,7 +81,7 @@ async fn assert_reads_and_verifies(store: &EventStore, backend: &str) {
     let mut range = EventRange::new(store, 1, u64::MAX);
     let mut ranged = Vec::new();
     while let Some(batch) = range.next_batch().await.expect("batch") {
-        ranged.extend(batch);
+        ranged.extend(batch.into_events().expect("events"));
     }
     assert_eq!(ranged, events, "{backend}: the audit's read ahead");
     let report = verify(store, &[key().verifying_key()])
