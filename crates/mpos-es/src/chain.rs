@@ -385,10 +385,11 @@ pub(crate) fn classify_break(context: &BreakContext) -> Tamper {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn event(sequence: u64, payload: &str) -> NewEvent {
+    /// An event of one aggregate with `sequence` and `payload` (the crate's unit tests').
+    pub(crate) fn event(sequence: u64, payload: &str) -> NewEvent {
         NewEvent {
             event_id: format!("00000000-0000-7000-8000-{sequence:012}"),
             tenant_id: "acme".into(),

@@ -415,6 +415,7 @@ async fn page_range(store: EventStore, first: u64, last: u64, sender: mpsc::Send
 mod tests {
     use super::*;
     use crate::chain::event_hash;
+    use crate::chain::tests::event;
 
     /// A binary COPY stream (PostgreSQL's documented format) of rows of [`EVENT_COLUMNS`].
     fn copy_stream(rows: &[[Vec<u8>; 13]]) -> Vec<u8> {
@@ -452,21 +453,6 @@ mod tests {
             previous_hash.to_vec(),
             event_hash(event, &previous_hash).to_vec(),
         ]
-    }
-
-    fn event(sequence: u64, payload: &str) -> NewEvent {
-        NewEvent {
-            event_id: format!("00000000-0000-7000-8000-{sequence:012}"),
-            tenant_id: "acme".into(),
-            aggregate_type: "terminal".into(),
-            aggregate_id: "T-0001".into(),
-            sequence,
-            event_type: "mpos.test.v1.Happened".into(),
-            event_version: "1.0".into(),
-            payload: payload.into(),
-            metadata: "{}".into(),
-            occurred_at_us: 1_700_000_000_000_000,
-        }
     }
 
     fn decode(stream: &[u8], chunk: usize) -> Result<EventBatch, CopyError> {

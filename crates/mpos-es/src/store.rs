@@ -1688,46 +1688,9 @@ impl SqliteReader {
     /// into the batch, no event built.
     fn read_batch_after(&self, after: i64, limit: i64) -> Result<EventBatch, StoreError> {
         self.point(|connection| {
-            let mut statement = connection
-                .prepare_cached(&format!(
-                    "SELECT {EVENT_COLUMNS} FROM es_events WHERE global_position > ?1 ORDER BY global_position LIMIT ?2"
-                ))
-                .map_err(sqlite_error)?;
-            let mut rows = statement
-                .query(rusqlite::params![after, limit])
-                .map_err(sqlite_error)?;
             let capacity = usize::try_from(limit).unwrap_or(0).min(10_000);
             let mut batch = EventBatch::with_capacity(capacity, capacity * 512);
-            while let Some(row) = rows.next().map_err(sqlite_error)? {
-                let value = |index: usize| row.get_ref(index).map_err(sqlite_error);
-                let bytes = |index: usize| -> Result<&[u8], StoreError> {
-                    value(index)?
-                        .as_bytes()
-                        .map_err(|error| StoreError::Corrupt(format!("column {index}: {error}")))
-                };
-                let integer = |index: usize| -> Result<i64, StoreError> {
-                    value(index)?
-                        .as_i64()
-                        .map_err(|error| StoreError::Corrupt(format!("column {index}: {error}")))
-                };
-                let hash = |index: usize| -> Result<[u8; 32], StoreError> {
-                    let hash = bytes(index)?;
-                    <[u8; 32]>::try_from(hash)
-                        .map_err(|_| StoreError::Corrupt(format!("hash of {} bytes", hash.len())))
-                };
-                let mut text = [&[][..]; TEXT_FIELDS];
-                for (field, column) in text.iter_mut().zip(TEXT_COLUMNS) {
-                    *field = bytes(column)?;
-                }
-                batch.push(
-                    to_u64(integer(0)?)?,
-                    to_u64(integer(5)?)?,
-                    integer(10)?,
-                    text,
-                    hash(11)?,
-                    hash(12)?,
-                );
-            }
+            Self::each_after(connection, after, limit, |row| push_native(&mut batch, row))?;
             Ok(batch)
         })
     }
@@ -1737,6 +1700,21 @@ impl SqliteReader {
         after: i64,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut events = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(10_000));
+        Self::each_after(connection, after, limit, |row| {
+            events.push(native_event(row)?);
+            Ok(())
+        })?;
+        Ok(events)
+    }
+
+    /// Hands each of up to `limit` event rows after position `after` to `on_row`, in order.
+    fn each_after(
+        connection: &rusqlite::Connection,
+        after: i64,
+        limit: i64,
+        mut on_row: impl FnMut(&rusqlite::Row<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let mut statement = connection
             .prepare_cached(&format!(
                 "SELECT {EVENT_COLUMNS} FROM es_events WHERE global_position > ?1 ORDER BY global_position LIMIT ?2"
@@ -1745,12 +1723,45 @@ impl SqliteReader {
         let mut rows = statement
             .query(rusqlite::params![after, limit])
             .map_err(sqlite_error)?;
-        let mut events = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(10_000));
         while let Some(row) = rows.next().map_err(sqlite_error)? {
-            events.push(native_event(row)?);
+            on_row(row)?;
         }
-        Ok(events)
+        Ok(())
     }
+}
+
+/// Appends an event row (in [`EVENT_COLUMNS`] order) read natively to `batch`, its values
+/// copied from where SQLite holds them.
+fn push_native(batch: &mut EventBatch, row: &rusqlite::Row<'_>) -> Result<(), StoreError> {
+    let value = |index: usize| row.get_ref(index).map_err(sqlite_error);
+    let bytes = |index: usize| -> Result<&[u8], StoreError> {
+        value(index)?
+            .as_bytes()
+            .map_err(|error| StoreError::Corrupt(format!("column {index}: {error}")))
+    };
+    let integer = |index: usize| -> Result<i64, StoreError> {
+        value(index)?
+            .as_i64()
+            .map_err(|error| StoreError::Corrupt(format!("column {index}: {error}")))
+    };
+    let hash = |index: usize| -> Result<[u8; 32], StoreError> {
+        let hash = bytes(index)?;
+        <[u8; 32]>::try_from(hash)
+            .map_err(|_| StoreError::Corrupt(format!("hash of {} bytes", hash.len())))
+    };
+    let mut text = [&[][..]; TEXT_FIELDS];
+    for (field, column) in text.iter_mut().zip(TEXT_COLUMNS) {
+        *field = bytes(column)?;
+    }
+    batch.push(
+        to_u64(integer(0)?)?,
+        to_u64(integer(5)?)?,
+        integer(10)?,
+        text,
+        hash(11)?,
+        hash(12)?,
+    );
+    Ok(())
 }
 
 /// Native read-only connections kept open between reads.
