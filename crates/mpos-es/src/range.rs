@@ -47,7 +47,7 @@ pub(crate) const TEXT_COLUMNS: [usize; TEXT_FIELDS] = [1, 2, 3, 4, 6, 7, 8, 9];
 
 /// A batch of consecutive events of a range, as the read handed them over: the text fields
 /// of every event in one buffer, each event's fixed fields beside the spans of its text.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EventBatch {
     text: Vec<u8>,
     rows: Vec<PackedRow>,
@@ -109,17 +109,6 @@ impl EventView<'_> {
             previous_hash: *self.previous_hash,
             hash: *self.hash,
         })
-    }
-}
-
-impl<'a> From<&'a StoredEvent> for EventView<'a> {
-    fn from(event: &'a StoredEvent) -> Self {
-        Self {
-            global_position: event.global_position,
-            fields: (&event.event).into(),
-            previous_hash: &event.previous_hash,
-            hash: &event.hash,
-        }
     }
 }
 

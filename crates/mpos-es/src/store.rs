@@ -18,7 +18,7 @@ use url::Url;
 use crate::chain::{Checkpoint, event_hash};
 use crate::error::StoreError;
 use crate::event::{NewEvent, StoredEvent, now_micros};
-use crate::range::{EventBatch, EventView, TEXT_COLUMNS, TEXT_FIELDS};
+use crate::range::{EventBatch, TEXT_COLUMNS, TEXT_FIELDS};
 use crate::schema;
 use crate::sqlite_writer::{SqliteWriter, Write};
 use crate::tail::{Horizon, Tail, TailRead};
@@ -863,54 +863,34 @@ impl EventStore {
         position: u64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let reader = self
-            .inner
-            .sqlite_reader
-            .clone()
-            .ok_or_else(|| StoreError::Corrupt("sqlite store without a reader".into()))?;
+        let reader = self.sqlite_reader()?;
         let after = to_i64(position)?;
         tokio::task::spawn_blocking(move || reader.read_after(after, i64::from(limit)))
             .await
             .map_err(|error| StoreError::Unavailable(format!("sqlite reader task: {error}")))?
     }
 
-    /// Up to `limit` events after `position` as one batch, their text copied into one buffer
-    /// (on SQLite read natively, nothing allocated per event): the pages of an audit.
+    /// SQLite: up to `limit` events after `position` as one batch, read natively, their text
+    /// copied into one buffer, nothing allocated per event: the pages of an audit (PostgreSQL
+    /// reads its audits with COPY, [`crate::EventRange`]).
     pub(crate) async fn read_batch_after(
         &self,
         position: u64,
         limit: u32,
     ) -> Result<EventBatch, StoreError> {
-        let Some(reader) = self.inner.sqlite_reader.clone() else {
-            let events = self.read_after(position, limit).await?;
-            let mut batch = EventBatch::with_capacity(events.len(), 0);
-            for event in &events {
-                let view = EventView::from(event);
-                let fields = &view.fields;
-                batch.push(
-                    event.global_position,
-                    fields.sequence,
-                    fields.occurred_at_us,
-                    [
-                        fields.event_id,
-                        fields.tenant_id,
-                        fields.aggregate_type,
-                        fields.aggregate_id,
-                        fields.event_type,
-                        fields.event_version,
-                        fields.payload,
-                        fields.metadata,
-                    ],
-                    event.previous_hash,
-                    event.hash,
-                );
-            }
-            return Ok(batch);
-        };
+        let reader = self.sqlite_reader()?;
         let after = to_i64(position)?;
         tokio::task::spawn_blocking(move || reader.read_batch_after(after, i64::from(limit)))
             .await
             .map_err(|error| StoreError::Unavailable(format!("sqlite reader task: {error}")))?
+    }
+
+    /// The native SQLite reader (every SQLite store has one).
+    fn sqlite_reader(&self) -> Result<Arc<SqliteReader>, StoreError> {
+        self.inner
+            .sqlite_reader
+            .clone()
+            .ok_or_else(|| StoreError::Corrupt("sqlite store without a reader".into()))
     }
 
     /// Events of one aggregate with a sequence greater than `after_sequence`, in order.
